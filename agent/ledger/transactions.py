@@ -107,6 +107,23 @@ def _party_from(obj: Any, field_name: str) -> Party:
         raise SerializationError(field_name, str(exc)) from exc
 
 
+def encode_state(state: TransactionState) -> bytes:
+    """One output on its own, as the vault keeps it."""
+    return ser.encode([state.contract, dict(state.data), [_party_obj(p) for p in state.participants]])
+
+
+def decode_state(data: bytes) -> TransactionState:
+    contract, body, parts = ser.expect_list(ser.decode(data, "state"), "state", 3)
+    return TransactionState(
+        ser.expect(contract, str, "state.contract"),
+        ser.expect(body, dict, "state.data"),
+        tuple(
+            _party_from(p, f"state.participants[{j}]")
+            for j, p in enumerate(ser.expect_list(parts, "state.participants"))
+        ),
+    )
+
+
 def _ref_from(obj: Any, field_name: str) -> StateRef:
     txhash, index = ser.expect_list(obj, field_name, 2)
     index = ser.expect(index, int, f"{field_name}.index")

@@ -1,0 +1,1 @@
+"""Durable flows: checkpoints, and (later) the flows themselves."""

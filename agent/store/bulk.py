@@ -1,0 +1,146 @@
+"""Batch writes for restores and benchmark fixtures: the rows record_transaction would write, in bulk.
+
+The row-at-a-time path costs a few queries per transaction; a million-transaction ledger needs
+executemany over large batches instead. The SQL is the driver's own (one statement per table per
+batch), with the table and column names taken from the bound models so the two paths cannot drift.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import peewee
+
+from agent.ledger.transactions import SignedTransaction, encode_state
+from agent.ledger.vault import StateStatus, StatesToRecord, TransactionStatus, outputs_to_record
+from agent.store.database import is_sqlite
+from agent.store.models import UtcDateTimeField
+
+if TYPE_CHECKING:
+    from agent.store.ledger_store import LedgerStore
+
+
+def _insert_sql(model: type[peewee.Model], columns: Sequence[str], sqlite: bool) -> str:
+    table = model._meta.table_name
+    cols = ", ".join(f'"{c}"' for c in columns)
+    if sqlite:
+        marks = ", ".join("?" for _ in columns)
+        return f'INSERT OR IGNORE INTO "{table}" ({cols}) VALUES ({marks})'
+    return f'INSERT INTO "{table}" ({cols}) VALUES %s ON CONFLICT DO NOTHING'
+
+
+class BulkWriter:
+    def __init__(
+        self, store: LedgerStore, states_to_record: StatesToRecord, timestamp: datetime, batch_size: int
+    ) -> None:
+        self.store = store
+        self.states_to_record = states_to_record
+        self.when = UtcDateTimeField().db_value(timestamp)
+        self.batch_size = batch_size
+        self.sqlite = is_sqlite(store.database)
+        schema = store.schema
+        self.tx_sql = _insert_sql(
+            schema.node_transactions,
+            ["tx_id", "transaction_value", "signatures", "status", "timestamp"],
+            self.sqlite,
+        )
+        self.vault_sql = _insert_sql(
+            schema.vault_states,
+            [
+                "transaction_id",
+                "output_index",
+                "contract_state_class_name",
+                "contract_state",
+                "notary_name",
+                "state_status",
+                "relevancy_status",
+                "recorded_timestamp",
+            ],
+            self.sqlite,
+        )
+        self.party_sql = _insert_sql(
+            schema.state_party,
+            ["transaction_id", "output_index", "public_key_hash", "x500_name"],
+            self.sqlite,
+        )
+        mark = "?" if self.sqlite else "%s"
+        self.consume_sql = (
+            f'UPDATE "{schema.vault_states._meta.table_name}" SET state_status = {mark}, '
+            f"consumed_timestamp = {mark}, consuming_tx_id = {mark} "
+            f"WHERE transaction_id = {mark} AND output_index = {mark} AND state_status = {mark}"
+        )
+
+    def write(self, transactions: Iterable[SignedTransaction]) -> int:
+        count = 0
+        batch: list[SignedTransaction] = []
+        for stx in transactions:
+            batch.append(stx)
+            if len(batch) >= self.batch_size:
+                count += self._flush(batch)
+                batch = []
+        if batch:
+            count += self._flush(batch)
+        return count
+
+    def _flush(self, batch: list[SignedTransaction]) -> int:
+        tx_rows: list[tuple[Any, ...]] = []
+        vault_rows: list[tuple[Any, ...]] = []
+        party_rows: list[tuple[Any, ...]] = []
+        consume_rows: list[tuple[Any, ...]] = []
+        verified = TransactionStatus.VERIFIED.value
+        our_keys = self.store.our_keys
+        for stx in batch:
+            tx = stx.tx
+            tx_id = str(tx.id)
+            tx_rows.append((tx_id, tx.serialized, stx.serialize_signatures(), verified, self.when))
+            notary = str(tx.notary.name) if tx.notary else None
+            for index, relevancy in outputs_to_record(tx, our_keys, self.states_to_record):
+                state = tx.outputs[index]
+                vault_rows.append(
+                    (
+                        tx_id,
+                        index,
+                        state.contract,
+                        encode_state(state),
+                        notary,
+                        int(StateStatus.UNCONSUMED),
+                        int(relevancy),
+                        self.when,
+                    )
+                )
+                for party in state.participants:
+                    key_hash = hashlib.sha256(party.owning_key.raw).hexdigest()
+                    party_rows.append((tx_id, index, key_hash, str(party.name)))
+            for ref in tx.inputs:
+                consume_rows.append(
+                    (
+                        int(StateStatus.CONSUMED),
+                        self.when,
+                        tx_id,
+                        str(ref.txhash),
+                        ref.index,
+                        int(StateStatus.UNCONSUMED),
+                    )
+                )
+        db = self.store.database
+        with db.atomic():
+            cursor = db.cursor()
+            self._many(cursor, self.tx_sql, tx_rows)
+            self._many(cursor, self.vault_sql, vault_rows)
+            self._many(cursor, self.party_sql, party_rows)
+            if consume_rows:
+                cursor.executemany(self.consume_sql, consume_rows)
+        return len(batch)
+
+    def _many(self, cursor: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        if self.sqlite:
+            cursor.executemany(sql, rows)
+        else:
+            from psycopg2.extras import execute_values
+
+            execute_values(cursor, sql, rows, page_size=1000)

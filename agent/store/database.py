@@ -1,0 +1,48 @@
+"""Opening a database from a URL (or taking a peewee Database as it is)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import peewee
+from playhouse.db_url import connect
+
+from agent.errors import ConfigurationError
+
+URL_KEY = "dataSourceProperties.dataSource.url"
+_ALLOWED = "allowed: sqlite:///path/to/node.db, sqlite:///:memory: or postgresql://user@host:port/database"
+
+# WAL lets readers (the management plane, the graph loader) run beside the writer.
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "synchronous": "normal",
+    "busy_timeout": 10_000,
+    "cache_size": -64 * 1024,
+}
+
+
+def open_database(target: str | peewee.Database) -> peewee.Database:
+    """A Database for sqlite:///... or postgresql://...; a bad URL names the config key."""
+    if isinstance(target, peewee.Database):
+        return target
+    scheme = urlsplit(target).scheme
+    if scheme == "sqlite":
+        path = target[len("sqlite:///") :] if target.startswith("sqlite:///") else ""
+        if not path:
+            raise ConfigurationError(URL_KEY, target, _ALLOWED)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+    if scheme in ("postgresql", "postgres"):
+        try:
+            database: peewee.Database = connect(target, autorollback=True)
+            return database
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(URL_KEY, target, _ALLOWED) from exc
+    raise ConfigurationError(URL_KEY, target, _ALLOWED)
+
+
+def is_sqlite(database: peewee.Database) -> bool:
+    return isinstance(database, peewee.SqliteDatabase)

@@ -1,0 +1,75 @@
+"""Versioned schema migrations, from the first table on.
+
+Each migration runs in its own database transaction and is recorded in
+ledger_agent_schema_migrations, so a node upgraded in steps, or interrupted half way, resumes where it
+stopped. A migration once released is never edited: later changes are new migrations (column changes
+through playhouse.migrate), written against what the earlier ones left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import peewee
+
+from agent.errors import MigrationError
+from agent.store.models import Schema
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[Schema], None]
+
+
+def _v1_initial(schema: Schema) -> None:
+    tables = [m for m in schema.models() if m is not schema.schema_migrations]
+    # Referenced tables first, for the foreign keys (declared as SQL constraints, which peewee's own
+    # ordering does not see).
+    tables.sort(key=lambda m: m is not schema.recovery_party_info)
+    for model in tables:
+        model.create_table(safe=False)
+
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial node schema", _v1_initial),)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def applied_versions(schema: Schema) -> list[int]:
+    if not schema.schema_migrations.table_exists():
+        return []
+    return [
+        row.version for row in schema.schema_migrations.select().order_by(schema.schema_migrations.version)
+    ]
+
+
+def migrate(schema: Schema) -> list[int]:
+    """Apply every pending migration; returns the versions applied now."""
+    db = schema.database
+    with db.atomic():
+        db.create_tables([schema.schema_migrations], safe=True)
+    done = set(applied_versions(schema))
+    newer = sorted(v for v in done if v > LATEST_VERSION)
+    if newer:
+        raise MigrationError(
+            f"database schema is at version {max(newer)}, newer than this agent's {LATEST_VERSION}; "
+            "upgrade the agent or restore a matching backup"
+        )
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.version in done:
+            continue
+        try:
+            with db.atomic():
+                migration.apply(schema)
+                schema.schema_migrations.create(
+                    version=migration.version, name=migration.name, applied_at=datetime.now(UTC)
+                )
+        except peewee.DatabaseError as exc:
+            raise MigrationError(f"migration {migration.version} ({migration.name}) failed: {exc}") from exc
+        applied.append(migration.version)
+    return applied

@@ -1,0 +1,268 @@
+"""The node's tables, shaped after a Corda node's so that operators recognise them.
+
+The classes here are templates with no database. `bind_schema(db)` makes subclasses bound to one
+database, so two stores in one process (a simulation, the demo) never share a global binding.
+Timestamps are stored as UTC without a zone; ids as upper-case hex, as Corda prints them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import peewee
+
+TX_ID = 64  # hex SHA-256
+PARTY_ID = 144  # Corda's NVARCHAR(144)
+
+
+class UtcDateTimeField(peewee.DateTimeField):
+    """Aware UTC datetimes in, aware UTC datetimes out; stored as naive UTC text or timestamp."""
+
+    def db_value(self, value: Any) -> Any:
+        if isinstance(value, datetime):
+            if value.tzinfo is not None:
+                value = value.astimezone(UTC).replace(tzinfo=None)
+            return value.isoformat(sep=" ", timespec="microseconds")
+        return value
+
+    def python_value(self, value: Any) -> Any:
+        value = super().python_value(value)
+        if isinstance(value, datetime):
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value
+
+
+class _Template(peewee.Model):
+    pass
+
+
+class NodeTransaction(_Template):
+    """node_transactions: status U (unverified), V (verified) or F (IN_FLIGHT)."""
+
+    tx_id = peewee.CharField(max_length=TX_ID, primary_key=True)
+    state_machine_run_id = peewee.CharField(max_length=36, null=True)
+    transaction_value = peewee.BlobField()
+    signatures = peewee.BlobField()
+    status = peewee.FixedCharField(max_length=1)  # type: ignore[call-overload]
+    timestamp = UtcDateTimeField()
+
+    class Meta:
+        table_name = "node_transactions"
+        indexes = ((("status", "tx_id"), False),)
+
+
+class VaultState(_Template):
+    """vault_states: one row per output the node keeps, with Corda's status ordinals."""
+
+    transaction_id = peewee.CharField(max_length=TX_ID)
+    output_index = peewee.IntegerField()
+    contract_state_class_name = peewee.CharField(max_length=255)
+    contract_state = peewee.BlobField()
+    notary_name = peewee.CharField(max_length=255, null=True)
+    state_status = peewee.SmallIntegerField()
+    relevancy_status = peewee.SmallIntegerField()
+    recorded_timestamp = UtcDateTimeField()
+    consumed_timestamp = UtcDateTimeField(null=True)
+    consuming_tx_id = peewee.CharField(max_length=TX_ID, null=True)
+
+    class Meta:
+        table_name = "vault_states"
+        primary_key = peewee.CompositeKey("transaction_id", "output_index")
+        indexes = (
+            (("state_status", "relevancy_status", "transaction_id", "output_index"), False),
+            (("contract_state_class_name",), False),
+        )
+
+
+class StateParty(_Template):
+    """state_party: the participants of each vault state."""
+
+    transaction_id = peewee.CharField(max_length=TX_ID)
+    output_index = peewee.IntegerField()
+    public_key_hash = peewee.CharField(max_length=64)
+    x500_name = peewee.CharField(max_length=255)
+
+    class Meta:
+        table_name = "state_party"
+        primary_key = peewee.CompositeKey("transaction_id", "output_index", "public_key_hash")
+        indexes = ((("x500_name",), False),)
+
+
+class RecoveryPartyInfo(_Template):
+    """node_recovery_party_info: peer id (hex SHA-256 of the X.500 name) to name."""
+
+    party_id = peewee.CharField(max_length=PARTY_ID, primary_key=True)
+    party_name = peewee.CharField(max_length=255)
+
+    class Meta:
+        table_name = "node_recovery_party_info"
+
+
+class SenderDistributionRecord(_Template):
+    """node_sender_distr_recs: one row per receiving peer of a transaction we sent."""
+
+    transaction_id = peewee.CharField(max_length=TX_ID)
+    peer_party_id = peewee.CharField(max_length=PARTY_ID)
+    timestamp = UtcDateTimeField()
+    timestamp_discriminator = peewee.IntegerField()
+    sender_states_to_record = peewee.SmallIntegerField()
+    receiver_states_to_record = peewee.SmallIntegerField()
+
+    class Meta:
+        table_name = "node_sender_distr_recs"
+        primary_key = peewee.CompositeKey(
+            "peer_party_id", "timestamp", "timestamp_discriminator", "transaction_id"
+        )
+        indexes = ((("transaction_id", "timestamp", "timestamp_discriminator"), False),)
+        constraints = [
+            peewee.SQL("FOREIGN KEY (peer_party_id) REFERENCES node_recovery_party_info (party_id)")
+        ]
+
+
+class ReceiverDistributionRecord(_Template):
+    """node_receiver_distr_recs: the sender's encrypted distribution list, kept for recovery."""
+
+    transaction_id = peewee.CharField(max_length=TX_ID)
+    peer_party_id = peewee.CharField(max_length=PARTY_ID)
+    timestamp = UtcDateTimeField()
+    timestamp_discriminator = peewee.IntegerField()
+    distribution_list = peewee.BlobField()
+    receiver_states_to_record = peewee.SmallIntegerField()
+
+    class Meta:
+        table_name = "node_receiver_distr_recs"
+        primary_key = peewee.CompositeKey(
+            "peer_party_id", "timestamp", "timestamp_discriminator", "transaction_id"
+        )
+        indexes = ((("transaction_id", "timestamp", "timestamp_discriminator"), False),)
+        constraints = [
+            peewee.SQL("FOREIGN KEY (peer_party_id) REFERENCES node_recovery_party_info (party_id)")
+        ]
+
+
+class AesEncryptionKey(_Template):
+    """node_aes_encryption_keys: AES keys, wrapped; key_id is a UUID's text."""
+
+    key_id = peewee.CharField(max_length=36, primary_key=True)
+    key_material = peewee.BlobField()
+
+    class Meta:
+        table_name = "node_aes_encryption_keys"
+
+
+class Checkpoint(_Template):
+    """node_checkpoints: every flow the node runs, where it stands, and what it was doing."""
+
+    flow_id = peewee.CharField(max_length=36, primary_key=True)
+    flow_name = peewee.CharField(max_length=255)
+    status = peewee.SmallIntegerField()
+    progress_step = peewee.CharField(max_length=255, null=True)
+    counterparties = peewee.TextField(default="[]")
+    tx_id = peewee.CharField(max_length=TX_ID, null=True)
+    started_at = UtcDateTimeField()
+    timestamp = UtcDateTimeField()
+    error = peewee.TextField(null=True)
+    checkpoint_value = peewee.BlobField(null=True)
+
+    class Meta:
+        table_name = "node_checkpoints"
+        indexes = ((("status",), False), (("tx_id",), False))
+
+
+class NotaryCommittedState(_Template):
+    """node_notary_committed_states: a consumed state ref ("TXID:index") and what consumed it."""
+
+    state_ref = peewee.CharField(max_length=TX_ID + 11, primary_key=True)
+    consuming_transaction_id = peewee.CharField(max_length=TX_ID)
+
+    class Meta:
+        table_name = "node_notary_committed_states"
+        indexes = ((("consuming_transaction_id",), False),)
+
+
+class NotaryCommittedTransaction(_Template):
+    """node_notary_committed_txs: every transaction the notary signed."""
+
+    transaction_id = peewee.CharField(max_length=TX_ID, primary_key=True)
+    committed_at = UtcDateTimeField()
+
+    class Meta:
+        table_name = "node_notary_committed_txs"
+
+
+class NotaryRequestLog(_Template):
+    """node_notary_request_log: who asked the notary to commit what, and when."""
+
+    id = peewee.AutoField()
+    consuming_transaction_id = peewee.CharField(max_length=TX_ID)
+    requesting_party_name = peewee.CharField(max_length=255, null=True)
+    request_timestamp = UtcDateTimeField()
+
+    class Meta:
+        table_name = "node_notary_request_log"
+
+
+class SchemaMigration(_Template):
+    """ledger_agent_schema_migrations: the migrations applied, by version."""
+
+    version = peewee.IntegerField(primary_key=True)
+    name = peewee.CharField(max_length=255)
+    applied_at = UtcDateTimeField()
+
+    class Meta:
+        table_name = "ledger_agent_schema_migrations"
+
+
+M = TypeVar("M", bound=peewee.Model)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The models of one database."""
+
+    database: peewee.Database
+    node_transactions: type[NodeTransaction]
+    vault_states: type[VaultState]
+    state_party: type[StateParty]
+    recovery_party_info: type[RecoveryPartyInfo]
+    sender_distr_recs: type[SenderDistributionRecord]
+    receiver_distr_recs: type[ReceiverDistributionRecord]
+    aes_encryption_keys: type[AesEncryptionKey]
+    checkpoints: type[Checkpoint]
+    notary_committed_states: type[NotaryCommittedState]
+    notary_committed_txs: type[NotaryCommittedTransaction]
+    notary_request_log: type[NotaryRequestLog]
+    schema_migrations: type[SchemaMigration]
+
+    def models(self) -> list[type[peewee.Model]]:
+        return [getattr(self, f.name) for f in fields(self) if f.name != "database"]
+
+
+def _bound(template: type[M], database: peewee.Database) -> type[M]:
+    options: dict[str, Any] = {"database": database, "table_name": template._meta.table_name}
+    if isinstance(template._meta.primary_key, peewee.CompositeKey):
+        # A composite key is not inherited by subclasses; a single-field one is, with its field.
+        options["primary_key"] = template._meta.primary_key
+    meta = type("Meta", (), options)
+    return type(template.__name__, (template,), {"Meta": meta, "__module__": __name__})
+
+
+def bind_schema(database: peewee.Database) -> Schema:
+    """Fresh model classes bound to this database alone."""
+    return Schema(
+        database=database,
+        node_transactions=_bound(NodeTransaction, database),
+        vault_states=_bound(VaultState, database),
+        state_party=_bound(StateParty, database),
+        recovery_party_info=_bound(RecoveryPartyInfo, database),
+        sender_distr_recs=_bound(SenderDistributionRecord, database),
+        receiver_distr_recs=_bound(ReceiverDistributionRecord, database),
+        aes_encryption_keys=_bound(AesEncryptionKey, database),
+        checkpoints=_bound(Checkpoint, database),
+        notary_committed_states=_bound(NotaryCommittedState, database),
+        notary_committed_txs=_bound(NotaryCommittedTransaction, database),
+        notary_request_log=_bound(NotaryRequestLog, database),
+        schema_migrations=_bound(SchemaMigration, database),
+    )
