@@ -16,7 +16,7 @@ import peewee
 
 from agent.ledger.transactions import SignedTransaction, encode_state
 from agent.ledger.vault import StateStatus, StatesToRecord, TransactionStatus, outputs_to_record
-from agent.store.database import is_sqlite
+from agent.store.database import is_sqlite, write_transaction
 from agent.store.models import UtcDateTimeField
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ class BulkWriter:
                     )
                 )
         db = self.store.database
-        with db.atomic():
+        with write_transaction(db):
             cursor = db.cursor()
             self._many(cursor, self.tx_sql, tx_rows)
             self._many(cursor, self.vault_sql, vault_rows)

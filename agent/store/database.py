@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import peewee
@@ -46,3 +47,15 @@ def open_database(target: str | peewee.Database) -> peewee.Database:
 
 def is_sqlite(database: peewee.Database) -> bool:
     return isinstance(database, peewee.SqliteDatabase)
+
+
+def write_transaction(database: peewee.Database) -> Any:
+    """A transaction that will write: on SQLite it takes the write lock up front (BEGIN IMMEDIATE).
+
+    A deferred SQLite transaction that reads and then writes fails at once with SQLITE_BUSY when
+    another writer got in between (WAL snapshots cannot be upgraded); taking the lock first makes
+    concurrent writers queue on busy_timeout instead.
+    """
+    if is_sqlite(database):
+        return database.atomic("IMMEDIATE")
+    return database.atomic()

@@ -40,7 +40,7 @@ from agent.ledger.vault import (
     TransactionStatus,
     outputs_to_record,
 )
-from agent.store.database import open_database
+from agent.store.database import open_database, write_transaction
 from agent.store.migrations import migrate
 from agent.store.models import Checkpoint as CheckpointRow
 from agent.store.models import NodeTransaction, Schema, bind_schema
@@ -141,26 +141,33 @@ class LedgerStore:
         nt = self.schema.node_transactions
         tx_id = str(stx.id)
         now = self.clock.now()
-        with self.database.atomic():
+        with write_transaction(self.database):
             row = nt.select(nt.status, nt.signatures).where(nt.tx_id == tx_id).first()
             changed = False
             if row is None:
-                nt.insert(
-                    tx_id=tx_id,
-                    state_machine_run_id=state_machine_run_id,
-                    transaction_value=stx.tx.serialized,
-                    signatures=stx.serialize_signatures(),
-                    status=status.value,
-                    timestamp=now,
-                ).on_conflict_ignore().execute()
-                changed = True
+                inserted = (
+                    nt.insert(
+                        tx_id=tx_id,
+                        state_machine_run_id=state_machine_run_id,
+                        transaction_value=stx.tx.serialized,
+                        signatures=stx.serialize_signatures(),
+                        status=status.value,
+                        timestamp=now,
+                    )
+                    .on_conflict_ignore()
+                    .as_rowcount()
+                    .execute()
+                )
+                changed = inserted == 1
             elif _upgrades(TransactionStatus(row.status), status):
                 merged = SignedTransaction(stx.tx, decode_signatures(bytes(row.signatures)))
                 merged = merged.with_signatures(*stx.sigs)
-                nt.update(status=status.value, signatures=merged.serialize_signatures(), timestamp=now).where(
-                    nt.tx_id == tx_id
-                ).execute()
-                changed = True
+                updated = (
+                    nt.update(status=status.value, signatures=merged.serialize_signatures(), timestamp=now)
+                    .where((nt.tx_id == tx_id) & (nt.status == row.status))
+                    .execute()
+                )
+                changed = updated == 1
             if changed and status is TransactionStatus.VERIFIED:
                 self._update_vault(stx.tx, states_to_record, now)
             self._write_distribution(sender_records, receiver_record)
@@ -247,7 +254,7 @@ class LedgerStore:
     def remove_in_flight(self, tx_id: SecureHash) -> bool:
         """Undo the first phase after a notary conflict: the IN_FLIGHT row and its distribution rows."""
         nt = self.schema.node_transactions
-        with self.database.atomic():
+        with write_transaction(self.database):
             deleted = (
                 nt.delete()
                 .where((nt.tx_id == str(tx_id)) & (nt.status == TransactionStatus.IN_FLIGHT.value))
@@ -451,7 +458,7 @@ class LedgerStore:
 
     def add_aes_keys(self, wrapped: dict[str, bytes]) -> None:
         keys = self.schema.aes_encryption_keys
-        with self.database.atomic():
+        with write_transaction(self.database):
             keys.insert_many(
                 [{"key_id": k, "key_material": v} for k, v in wrapped.items()]
             ).on_conflict_ignore().execute()
@@ -472,7 +479,7 @@ class LedgerStore:
             "error": checkpoint.error,
             "checkpoint_value": checkpoint.value,
         }
-        with self.database.atomic():
+        with write_transaction(self.database):
             cp.insert(**values).on_conflict(
                 conflict_target=[cp.flow_id],
                 update={getattr(cp, k): v for k, v in values.items() if k not in ("flow_id", "started_at")},

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import peewee
 
 from agent.errors import MigrationError
+from agent.store.database import write_transaction
 from agent.store.models import Schema
 
 
@@ -50,7 +51,7 @@ def applied_versions(schema: Schema) -> list[int]:
 def migrate(schema: Schema) -> list[int]:
     """Apply every pending migration; returns the versions applied now."""
     db = schema.database
-    with db.atomic():
+    with write_transaction(db):
         db.create_tables([schema.schema_migrations], safe=True)
     done = set(applied_versions(schema))
     newer = sorted(v for v in done if v > LATEST_VERSION)
@@ -64,7 +65,7 @@ def migrate(schema: Schema) -> list[int]:
         if migration.version in done:
             continue
         try:
-            with db.atomic():
+            with write_transaction(db):
                 migration.apply(schema)
                 schema.schema_migrations.create(
                     version=migration.version, name=migration.name, applied_at=datetime.now(UTC)

@@ -1,0 +1,100 @@
+"""node.conf, in HOCON like a Corda node's: typed, and strict about unknown keys and bad values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyhocon import ConfigFactory, ConfigTree
+from pyhocon.exceptions import ConfigException
+
+from agent.errors import ConfigurationError, InvalidNameError
+from agent.ledger.identity import X500Name
+
+# key -> (type, required)
+_KEYS: dict[str, tuple[type, bool]] = {
+    "myLegalName": (str, True),
+    "p2pAddress": (str, True),
+    "managementAddress": (str, True),
+    "dataSourceProperties.dataSource.url": (str, True),
+    "certificatesDirectory": (str, False),
+    "networkMapFile": (str, True),
+    "notary.validating": (bool, False),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeConfig:
+    """What one node's agent needs to start; paths are absolute."""
+
+    path: Path
+    my_legal_name: X500Name
+    p2p_address: tuple[str, int]
+    management_address: tuple[str, int]
+    database_url: str
+    certificates_directory: Path
+    network_map_file: Path
+    notary: bool
+    notary_validating: bool
+
+    @property
+    def base_directory(self) -> Path:
+        return self.path.parent
+
+
+def _flatten(tree: ConfigTree, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, ConfigTree):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _address(key: str, value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not (1 <= int(port) <= 65535):
+        raise ConfigurationError(key, value, "allowed: host:port with a port from 1 to 65535")
+    return host, int(port)
+
+
+def load_node_config(path: Path) -> NodeConfig:
+    """Read and check node.conf; every error names the key, the value and what is allowed."""
+    try:
+        tree = ConfigFactory.parse_file(str(path))
+    except FileNotFoundError as exc:
+        raise ConfigurationError("--config", str(path), "allowed: the path of an existing node.conf") from exc
+    except ConfigException as exc:
+        raise ConfigurationError("node.conf", str(path), f"must be valid HOCON: {exc}") from exc
+    flat = _flatten(tree)
+    notary_section = "notary" in tree
+    for key, value in flat.items():
+        if key not in _KEYS:
+            raise ConfigurationError(key, value, f"unknown key; allowed: {', '.join(sorted(_KEYS))}")
+        kind, _ = _KEYS[key]
+        if kind is bool and not isinstance(value, bool):
+            raise ConfigurationError(key, value, "allowed: true or false")
+        if kind is str and not isinstance(value, str):
+            raise ConfigurationError(key, value, "allowed: a string")
+    for key, (_, required) in _KEYS.items():
+        if required and key not in flat:
+            raise ConfigurationError(key, None, "required; it is missing")
+    try:
+        name = X500Name.parse(flat["myLegalName"])
+    except InvalidNameError as exc:
+        raise ConfigurationError("myLegalName", flat["myLegalName"], str(exc)) from exc
+    base = path.resolve().parent
+    return NodeConfig(
+        path=path.resolve(),
+        my_legal_name=name,
+        p2p_address=_address("p2pAddress", flat["p2pAddress"]),
+        management_address=_address("managementAddress", flat["managementAddress"]),
+        database_url=flat["dataSourceProperties.dataSource.url"],
+        certificates_directory=base / flat.get("certificatesDirectory", "certificates"),
+        network_map_file=base / flat["networkMapFile"],
+        notary=notary_section,
+        notary_validating=bool(flat.get("notary.validating", False)),
+    )

@@ -1,0 +1,71 @@
+"""The composition root: from a node.conf to a wired node (identity, network map, store, services)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.clock import Clock, SystemClock
+from agent.config import NodeConfig, load_node_config
+from agent.errors import IdentityError
+from agent.ledger.contracts import ContractRegistry, default_contracts
+from agent.ledger.identity import Party
+from agent.ledger.keys import KeyPair
+from agent.network.bootstrap import IDENTITY_CERT_FILE, IDENTITY_KEY_FILE, TRUST_ROOT_FILE
+from agent.network.network_map import NetworkMap, SignedNetworkMap
+from agent.network.pki import NODE_ROLE, NOTARY_ROLE, read_certificate, verify_certificate
+from agent.notary.service import NotaryService
+from agent.notary.uniqueness import UniquenessProvider
+from agent.services.ledger_service import LedgerService
+from agent.store.ledger_store import LedgerStore
+
+
+@dataclass
+class Node:
+    config: NodeConfig
+    identity: Party
+    key: KeyPair
+    network_map: NetworkMap
+    store: LedgerStore
+    ledger: LedgerService
+    notary: NotaryService | None
+    clock: Clock
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_node(
+    config_path: Path, *, clock: Clock | None = None, contracts: ContractRegistry | None = None
+) -> Node:
+    """Load the config, check the identity against the trust root and the signed map, open the store."""
+    clock = clock or SystemClock()
+    config = load_node_config(config_path)
+    certs = config.certificates_directory
+    trust_root = read_certificate(certs / TRUST_ROOT_FILE)
+    role = NOTARY_ROLE if config.notary else NODE_ROLE
+    identity = verify_certificate(read_certificate(certs / IDENTITY_CERT_FILE), trust_root, clock, role)
+    if identity.name != config.my_legal_name:
+        raise IdentityError(f"certificate is for {identity.name}, but myLegalName is {config.my_legal_name}")
+    key = KeyPair.read_pem(certs / IDENTITY_KEY_FILE)
+    if key.public != identity.owning_key:
+        raise IdentityError(
+            f"{certs / IDENTITY_KEY_FILE} does not hold the key of {identity.name}'s certificate"
+        )
+    network_map = SignedNetworkMap.load(config.network_map_file, trust_root, clock)
+    if network_map.node(identity.name).party != identity:
+        raise IdentityError(f"the network map holds another key for {identity.name}")
+    store = LedgerStore(config.database_url, our_keys=[key.public], clock=clock)
+    notary = None
+    if config.notary:
+        notary = NotaryService(identity, key, UniquenessProvider(store.schema, clock), clock)
+    return Node(
+        config=config,
+        identity=identity,
+        key=key,
+        network_map=network_map,
+        store=store,
+        ledger=LedgerService(store, contracts or default_contracts()),
+        notary=notary,
+        clock=clock,
+    )

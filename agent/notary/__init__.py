@@ -1,0 +1,1 @@
+"""The notary role: a persistent uniqueness service that signs what it commits."""

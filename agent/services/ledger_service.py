@@ -1,0 +1,64 @@
+"""Verify, then record: the one way transactions enter a node's ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from agent.ledger.contracts import ContractRegistry
+from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
+from agent.ledger.transactions import SignedTransaction
+from agent.ledger.vault import StatesToRecord, TransactionStatus
+from agent.ledger.verification import verify, verify_chain
+from agent.store.ledger_store import LedgerStore
+
+
+class LedgerService:
+    def __init__(self, store: LedgerStore, contracts: ContractRegistry) -> None:
+        self.store = store
+        self.contracts = contracts
+
+    def record(
+        self,
+        stx: SignedTransaction,
+        *,
+        status: TransactionStatus = TransactionStatus.VERIFIED,
+        states_to_record: StatesToRecord = StatesToRecord.ONLY_RELEVANT,
+        state_machine_run_id: str | None = None,
+        sender_records: Iterable[SenderDistribution] = (),
+        receiver_record: ReceiverDistribution | None = None,
+    ) -> bool:
+        """Verify and record; False when already recorded (recording twice is not an error).
+
+        IN_FLIGHT is the first phase of finality: everything is checked but the notary's signature.
+        A transaction that fails verification leaves nothing behind.
+        """
+        if self.store.transaction_status(stx.id) is TransactionStatus.VERIFIED:
+            return False
+        verify(
+            stx,
+            self.store,
+            self.contracts,
+            check_notary_signature=status is TransactionStatus.VERIFIED,
+        )
+        return self.store.record_transaction(
+            stx,
+            status=status,
+            states_to_record=states_to_record,
+            state_machine_run_id=state_machine_run_id,
+            sender_records=sender_records,
+            receiver_record=receiver_record,
+        )
+
+    def record_chain(
+        self,
+        batch: Sequence[SignedTransaction],
+        states_to_record: StatesToRecord = StatesToRecord.ONLY_RELEVANT,
+    ) -> list[SignedTransaction]:
+        """Verify a fetched back-chain as a whole, then record it parents first; returns what was new."""
+        missing = [
+            stx for stx in batch if self.store.transaction_status(stx.id) is not TransactionStatus.VERIFIED
+        ]
+        ordered = verify_chain(missing, self.store, self.contracts)
+        return [
+            stx for stx in ordered if self.store.record_transaction(stx, states_to_record=states_to_record)
+        ]
