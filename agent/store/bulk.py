@@ -26,10 +26,10 @@ if TYPE_CHECKING:
 def _insert_sql(model: type[peewee.Model], columns: Sequence[str], sqlite: bool) -> str:
     table = model._meta.table_name
     cols = ", ".join(f'"{c}"' for c in columns)
-    if sqlite:
-        marks = ", ".join("?" for _ in columns)
-        return f'INSERT OR IGNORE INTO "{table}" ({cols}) VALUES ({marks})'
-    return f'INSERT INTO "{table}" ({cols}) VALUES %s ON CONFLICT DO NOTHING'
+    # ON CONFLICT DO NOTHING, not SQLite's OR IGNORE: only duplicates are skipped, never a NOT NULL
+    # violation.
+    values = "(" + ", ".join("?" for _ in columns) + ")" if sqlite else "%s"
+    return f'INSERT INTO "{table}" ({cols}) VALUES {values} ON CONFLICT DO NOTHING'
 
 
 class BulkWriter:

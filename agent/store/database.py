@@ -38,7 +38,7 @@ def open_database(target: str | peewee.Database) -> peewee.Database:
         return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
     if scheme in ("postgresql", "postgres"):
         try:
-            database: peewee.Database = connect(target, autorollback=True)
+            database: peewee.Database = connect(target)
             return database
         except (ValueError, TypeError) as exc:
             raise ConfigurationError(URL_KEY, target, _ALLOWED) from exc

@@ -154,7 +154,7 @@ class LedgerStore:
                         status=status.value,
                         timestamp=now,
                     )
-                    .on_conflict_ignore()
+                    .on_conflict(action="NOTHING")
                     .as_rowcount()
                     .execute()
                 )
@@ -193,7 +193,7 @@ class LedgerStore:
                     }
                     for index, relevancy in chosen
                 ]
-            ).on_conflict_ignore().execute()
+            ).on_conflict(action="NOTHING").execute()
             parties = {
                 (index, _key_hash(p.owning_key)): str(p.name)
                 for index, _ in chosen
@@ -204,7 +204,7 @@ class LedgerStore:
                     {"transaction_id": tx_id, "output_index": i, "public_key_hash": h, "x500_name": n}
                     for (i, h), n in parties.items()
                 ]
-            ).on_conflict_ignore().execute()
+            ).on_conflict(action="NOTHING").execute()
         for ref in tx.inputs:
             vs.update(state_status=StateStatus.CONSUMED, consumed_timestamp=now, consuming_tx_id=tx_id).where(
                 (vs.transaction_id == str(ref.txhash))
@@ -213,9 +213,9 @@ class LedgerStore:
             ).execute()
 
     def _ensure_party(self, name: X500Name) -> str:
-        self.schema.recovery_party_info.insert(
-            party_id=name.peer_id, party_name=str(name)
-        ).on_conflict_ignore().execute()
+        self.schema.recovery_party_info.insert(party_id=name.peer_id, party_name=str(name)).on_conflict(
+            action="NOTHING"
+        ).execute()
         return name.peer_id
 
     def _write_distribution(
@@ -230,7 +230,7 @@ class LedgerStore:
                 timestamp_discriminator=rec.timestamp_discriminator,
                 sender_states_to_record=rec.sender_states_to_record,
                 receiver_states_to_record=rec.receiver_states_to_record,
-            ).on_conflict_ignore().execute()
+            ).on_conflict(action="NOTHING").execute()
         if receiver_record is not None:
             rec2 = receiver_record
             # saveOrUpdate in Corda: a repeated broadcast refreshes the row instead of failing.
@@ -327,7 +327,7 @@ class LedgerStore:
         self, *, status: TransactionStatus | None = None, page_size: int | None = None
     ) -> Iterator[list[str]]:
         """Pages of hex ids by keyset pagination: each page is one indexed range query."""
-        size = check_page_size(page_size or self.page_size)
+        size = check_page_size(self.page_size if page_size is None else page_size)
         nt = self.schema.node_transactions
         last = ""
         while True:
@@ -345,7 +345,7 @@ class LedgerStore:
     def iter_transactions(
         self, *, status: TransactionStatus | None = None, page_size: int | None = None
     ) -> Iterator[StoredTransaction]:
-        size = check_page_size(page_size or self.page_size)
+        size = check_page_size(self.page_size if page_size is None else page_size)
         nt = self.schema.node_transactions
         last = ""
         while True:
@@ -369,7 +369,7 @@ class LedgerStore:
         contract: str | None = None,
         page_size: int | None = None,
     ) -> Iterator[VaultRecord]:
-        size = check_page_size(page_size or self.page_size)
+        size = check_page_size(self.page_size if page_size is None else page_size)
         vs = self.schema.vault_states
         after: tuple[str, int] = ("", -1)
         while True:
@@ -459,9 +459,9 @@ class LedgerStore:
     def add_aes_keys(self, wrapped: dict[str, bytes]) -> None:
         keys = self.schema.aes_encryption_keys
         with write_transaction(self.database):
-            keys.insert_many(
-                [{"key_id": k, "key_material": v} for k, v in wrapped.items()]
-            ).on_conflict_ignore().execute()
+            keys.insert_many([{"key_id": k, "key_material": v} for k, v in wrapped.items()]).on_conflict(
+                action="NOTHING"
+            ).execute()
 
     # -- checkpoints ---------------------------------------------------------------------------------
 
