@@ -8,6 +8,7 @@ from typing import Any
 
 from pyhocon import ConfigFactory, ConfigTree
 from pyhocon.exceptions import ConfigException
+from pyparsing import ParseBaseException
 
 from agent.errors import ConfigurationError, InvalidNameError
 from agent.ledger.identity import X500Name
@@ -67,7 +68,7 @@ def load_node_config(path: Path) -> NodeConfig:
         tree = ConfigFactory.parse_file(str(path))
     except FileNotFoundError as exc:
         raise ConfigurationError("--config", str(path), "allowed: the path of an existing node.conf") from exc
-    except ConfigException as exc:
+    except (ConfigException, ParseBaseException) as exc:
         raise ConfigurationError("node.conf", str(path), f"must be valid HOCON: {exc}") from exc
     flat = _flatten(tree)
     notary_section = "notary" in tree

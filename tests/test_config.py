@@ -1,0 +1,68 @@
+"""node.conf: HOCON, strict about unknown keys and bad values, every error naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config import load_node_config
+from agent.errors import ConfigurationError
+
+GOOD = """
+myLegalName = "O=PartyA, L=London, C=GB"
+p2pAddress = "127.0.0.1:10002"
+managementAddress = "127.0.0.1:10003"
+dataSourceProperties { dataSource.url = "sqlite:///node.db" }
+networkMapFile = "../network-map.json"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "node.conf"
+    path.write_text(text)
+    return path
+
+
+def test_a_good_config_is_typed(tmp_path: Path) -> None:
+    config = load_node_config(write(tmp_path, GOOD + "notary { validating = false }\n"))
+    assert str(config.my_legal_name) == "O=PartyA, L=London, C=GB"
+    assert config.p2p_address == ("127.0.0.1", 10002)
+    assert config.database_url == "sqlite:///node.db"
+    assert config.certificates_directory == tmp_path / "certificates"
+    assert config.network_map_file == (tmp_path / "../network-map.json")
+    assert config.notary is True
+    assert config.notary_validating is False
+    assert load_node_config(write(tmp_path, GOOD)).notary is False
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "allowed"),
+    [
+        ('rpcAddress = "x"', "rpcAddress", "unknown key"),
+        ("notary { validating = maybe }", "notary.validating", "true or false"),
+        ('p2pAddress = "127.0.0.1:99999"', "p2pAddress", "port from 1 to 65535"),
+        ('managementAddress = "nohost"', "managementAddress", "host:port"),
+        ('myLegalName = "O=PartyA, C=GB"', "myLegalName", "attribute L"),
+    ],
+)
+def test_bad_values_name_the_key_and_what_is_allowed(
+    tmp_path: Path, extra: str, key: str, allowed: str
+) -> None:
+    with pytest.raises(ConfigurationError) as err:
+        load_node_config(write(tmp_path, GOOD + extra + "\n"))
+    assert err.value.key == key
+    assert allowed in str(err.value)
+
+
+def test_a_missing_key_is_named(tmp_path: Path) -> None:
+    text = GOOD.replace('networkMapFile = "../network-map.json"', "")
+    with pytest.raises(ConfigurationError, match="networkMapFile: None is not allowed; required"):
+        load_node_config(write(tmp_path, text))
+
+
+def test_a_missing_file_and_bad_hocon_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="--config"):
+        load_node_config(tmp_path / "absent.conf")
+    with pytest.raises(ConfigurationError, match="valid HOCON"):
+        load_node_config(write(tmp_path, "myLegalName = {"))
