@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -110,6 +111,11 @@ class X500Name:
             if key in found:
                 raise InvalidNameError(text, key, "duplicated")
             found[key] = value.strip()
+        return cls.from_attributes(found, text)
+
+    @classmethod
+    def from_attributes(cls, found: Mapping[str, str], text: str) -> X500Name:
+        """Build from attribute keys (CN, OU, O, L, ST, C) to values; text is what error messages show."""
         for key in _REQUIRED:
             if key not in found:
                 raise InvalidNameError(text, key, "required but missing")

@@ -151,6 +151,14 @@ def _totals(tokens: Iterable[Token]) -> dict[tuple[Party, str], int]:
 # -- builders used by the demo, the tests and the benchmarks ----------------------------------------
 
 
+def _one_group(inputs: Sequence[StateAndRef], caller: str) -> tuple[list[Token], tuple[Party, str]]:
+    tokens = [Token.from_state(s.state) for s in inputs]
+    groups = {t.group for t in tokens}
+    if len(groups) != 1:
+        raise ValueError(f"{caller} takes inputs of exactly one issuer and currency")
+    return tokens, groups.pop()
+
+
 def issue(
     issuer: Party, notary: Party, holdings: Sequence[tuple[Party, int]], currency: str
 ) -> TransactionBuilder:
@@ -164,11 +172,7 @@ def move(
     inputs: Sequence[StateAndRef], payments: Sequence[tuple[Party, int]], change_to: Party, notary: Party
 ) -> TransactionBuilder:
     """Pay from inputs of one (issuer, currency) group; what is left goes back to change_to."""
-    tokens = [Token.from_state(s.state) for s in inputs]
-    groups = {t.group for t in tokens}
-    if len(groups) != 1:
-        raise ValueError("move() takes inputs of exactly one issuer and currency")
-    issuer, currency = groups.pop()
+    tokens, (issuer, currency) = _one_group(inputs, "move()")
     change = sum(t.amount for t in tokens) - sum(amount for _, amount in payments)
     if change < 0:
         raise ValueError(f"inputs hold {change + sum(a for _, a in payments)}, payments need more")
@@ -187,11 +191,7 @@ def exit_tokens(
     inputs: Sequence[StateAndRef], amount: int, change_to: Party, notary: Party
 ) -> TransactionBuilder:
     """Redeem amount with the issuer; the rest returns to change_to."""
-    tokens = [Token.from_state(s.state) for s in inputs]
-    groups = {t.group for t in tokens}
-    if len(groups) != 1:
-        raise ValueError("exit_tokens() takes inputs of exactly one issuer and currency")
-    issuer, currency = groups.pop()
+    tokens, (issuer, currency) = _one_group(inputs, "exit_tokens()")
     change = sum(t.amount for t in tokens) - amount
     builder = TransactionBuilder(notary=notary)
     for state in inputs:

@@ -99,17 +99,7 @@ def name_from_x509(subject: x509.Name) -> X500Name:
                 raise InvalidNameError(text, key, "duplicated")
             value = attribute.value
             found[key] = value if isinstance(value, str) else value.decode("utf-8", "replace")
-    for key in ("O", "L", "C"):
-        if key not in found:
-            raise InvalidNameError(text, key, "required but missing")
-    return X500Name(
-        organisation=found["O"],
-        locality=found["L"],
-        country=found["C"],
-        common_name=found.get("CN"),
-        organisation_unit=found.get("OU"),
-        state=found.get("ST"),
-    )
+    return X500Name.from_attributes(found, text)
 
 
 def public_key_of(cert: x509.Certificate) -> PublicKey:

@@ -100,46 +100,43 @@ class RecoveryPartyInfo(_Template):
         table_name = "node_recovery_party_info"
 
 
-class SenderDistributionRecord(_Template):
-    """node_sender_distr_recs: one row per receiving peer of a transaction we sent."""
+class _DistributionRecord(_Template):
+    """The columns and key both distribution-record tables share (Corda's PersistentKey)."""
 
     transaction_id = peewee.CharField(max_length=TX_ID)
     peer_party_id = peewee.CharField(max_length=PARTY_ID)
     timestamp = UtcDateTimeField()
     timestamp_discriminator = peewee.IntegerField()
-    sender_states_to_record = peewee.SmallIntegerField()
     receiver_states_to_record = peewee.SmallIntegerField()
+
+    class Meta:
+        primary_key = peewee.CompositeKey(
+            "peer_party_id", "timestamp", "timestamp_discriminator", "transaction_id"
+        )
+        indexes = ((("transaction_id", "timestamp", "timestamp_discriminator"), False),)
+        constraints = [
+            peewee.SQL("FOREIGN KEY (peer_party_id) REFERENCES node_recovery_party_info (party_id)")
+        ]
+
+
+class SenderDistributionRecord(_DistributionRecord):
+    """node_sender_distr_recs: one row per receiving peer of a transaction we sent."""
+
+    sender_states_to_record = peewee.SmallIntegerField()
 
     class Meta:
         table_name = "node_sender_distr_recs"
-        primary_key = peewee.CompositeKey(
-            "peer_party_id", "timestamp", "timestamp_discriminator", "transaction_id"
-        )
-        indexes = ((("transaction_id", "timestamp", "timestamp_discriminator"), False),)
-        constraints = [
-            peewee.SQL("FOREIGN KEY (peer_party_id) REFERENCES node_recovery_party_info (party_id)")
-        ]
+        primary_key = _DistributionRecord._meta.primary_key
 
 
-class ReceiverDistributionRecord(_Template):
+class ReceiverDistributionRecord(_DistributionRecord):
     """node_receiver_distr_recs: the sender's encrypted distribution list, kept for recovery."""
 
-    transaction_id = peewee.CharField(max_length=TX_ID)
-    peer_party_id = peewee.CharField(max_length=PARTY_ID)
-    timestamp = UtcDateTimeField()
-    timestamp_discriminator = peewee.IntegerField()
     distribution_list = peewee.BlobField()
-    receiver_states_to_record = peewee.SmallIntegerField()
 
     class Meta:
         table_name = "node_receiver_distr_recs"
-        primary_key = peewee.CompositeKey(
-            "peer_party_id", "timestamp", "timestamp_discriminator", "transaction_id"
-        )
-        indexes = ((("transaction_id", "timestamp", "timestamp_discriminator"), False),)
-        constraints = [
-            peewee.SQL("FOREIGN KEY (peer_party_id) REFERENCES node_recovery_party_info (party_id)")
-        ]
+        primary_key = _DistributionRecord._meta.primary_key
 
 
 class AesEncryptionKey(_Template):
