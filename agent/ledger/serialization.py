@@ -43,15 +43,20 @@ def check_plain(value: Any, field: str, depth: int = 0) -> None:
 
 
 def encode(value: Any) -> bytes:
-    """Canonical CBOR of plain data (tuples encode as arrays)."""
+    """Canonical CBOR of plain data (tuples encode as arrays); floats are refused."""
+    check_plain(value, "value")
     try:
         return bytes(cbor2.dumps(value, canonical=True))
     except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
         raise SerializationError("value", f"cannot encode: {exc}") from exc
 
 
-def decode(data: bytes, field: str) -> Any:
-    """Decode canonical CBOR; truncated, trailing or non-canonical bytes are refused."""
+def decode(data: bytes, field: str, *, plain: bool = True) -> Any:
+    """Decode canonical CBOR; truncated, trailing or non-canonical bytes are refused.
+
+    plain=False leaves the float and map-key checks to a caller that checks every field by name
+    (the transaction parsers do, and their errors then name the field, not a position).
+    """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise SerializationError(field, f"expected bytes, got {type(data).__name__}")
     raw = bytes(data)
@@ -59,10 +64,12 @@ def decode(data: bytes, field: str) -> Any:
         value = cbor2.loads(raw)
     except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError) as exc:
         raise SerializationError(field, f"malformed CBOR: {exc}") from exc
+    if plain:
+        check_plain(value, field)
     try:
-        again = encode(value)
-    except SerializationError as exc:
-        raise SerializationError(field, "contains values outside the canonical form") from exc
+        again = bytes(cbor2.dumps(value, canonical=True))
+    except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
+        raise SerializationError(field, f"cannot be re-encoded: {exc}") from exc
     if again != raw:
         raise SerializationError(field, "not in canonical form (or has trailing bytes)")
     return value

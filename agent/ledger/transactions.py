@@ -90,6 +90,15 @@ def _party_obj(party: Party) -> list[Any]:
     return [str(party.name), party.owning_key.raw]
 
 
+def _check_version(version: Any, field_name: str) -> None:
+    # An exact int: True and 1.0 compare equal to 1 but encode differently, which would give one
+    # content two ids.
+    if type(version) is not int or version != WIRE_VERSION:
+        raise SerializationError(
+            field_name, f"unsupported version {version!r} (this agent reads {WIRE_VERSION})"
+        )
+
+
 @lru_cache(maxsize=8192)
 def cached_party(name: str, key: bytes) -> Party:
     """Party from its name and raw key; raises InvalidNameError."""
@@ -102,9 +111,13 @@ def _party_from(obj: Any, field_name: str) -> Party:
     ser.expect(name, str, f"{field_name}.name")
     ser.expect(key, bytes, f"{field_name}.key")
     try:
-        return cached_party(name, key)
+        party = cached_party(name, key)
     except ValueError as exc:
         raise SerializationError(field_name, str(exc)) from exc
+    if str(party.name) != name:
+        # Only the printed form: another spelling of the same name would be another id.
+        raise SerializationError(f"{field_name}.name", f"{name!r} is not in printed form ({party.name})")
+    return party
 
 
 def encode_state(state: TransactionState) -> bytes:
@@ -179,8 +192,7 @@ class WireTransaction:
     @classmethod
     def from_obj(cls, obj: Any) -> WireTransaction:
         version, inputs, refs, outputs, commands, notary, tw, salt = ser.expect_list(obj, "transaction", 8)
-        if version != WIRE_VERSION:
-            raise SerializationError("transaction.version", f"unsupported version {version!r}")
+        _check_version(version, "transaction.version")
         outs = []
         for i, o in enumerate(ser.expect_list(outputs, "outputs")):
             contract, data, parts = ser.expect_list(o, f"outputs[{i}]", 3)
@@ -232,7 +244,7 @@ class WireTransaction:
 
     @classmethod
     def deserialize(cls, data: bytes) -> WireTransaction:
-        wtx = cls.from_obj(ser.decode(data, "transaction"))
+        wtx = cls.from_obj(ser.decode(data, "transaction", plain=False))
         wtx.__dict__["serialized"] = bytes(data)
         return wtx
 
@@ -286,9 +298,10 @@ class SignedTransaction:
 
     @classmethod
     def deserialize(cls, data: bytes) -> SignedTransaction:
-        version, wire, sigs = ser.expect_list(ser.decode(data, "signed transaction"), "signed transaction", 3)
-        if version != WIRE_VERSION:
-            raise SerializationError("signed transaction.version", f"unsupported version {version!r}")
+        version, wire, sigs = ser.expect_list(
+            ser.decode(data, "signed transaction", plain=False), "signed transaction", 3
+        )
+        _check_version(version, "signed transaction.version")
         tx = WireTransaction.deserialize(ser.expect(wire, bytes, "signed transaction.transaction"))
         return cls(tx, _signatures_from(sigs))
 
@@ -307,7 +320,7 @@ def encode_signatures(sigs: Iterable[TransactionSignature]) -> bytes:
 
 
 def decode_signatures(data: bytes) -> tuple[TransactionSignature, ...]:
-    return _signatures_from(ser.decode(data, "signatures"))
+    return _signatures_from(ser.decode(data, "signatures", plain=False))
 
 
 def _signatures_from(obj: Any) -> tuple[TransactionSignature, ...]:
