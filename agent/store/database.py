@@ -45,6 +45,24 @@ def open_database(target: str | peewee.Database) -> peewee.Database:
     raise ConfigurationError(URL_KEY, target, _ALLOWED)
 
 
+def redact(url: str) -> str:
+    """The URL with any password replaced, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def describe(database: peewee.Database) -> str:
+    """Where a database lives, without credentials."""
+    if is_sqlite(database):
+        return f"sqlite:///{database.database}"
+    params = database.connect_params
+    host, port = params.get("host", "localhost"), params.get("port", 5432)
+    return redact(f"postgresql://{params.get('user', '')}@{host}:{port}/{database.database}")
+
+
 def is_sqlite(database: peewee.Database) -> bool:
     return isinstance(database, peewee.SqliteDatabase)
 

@@ -18,7 +18,7 @@ from functools import lru_cache
 import peewee
 
 from agent.clock import Clock, SystemClock
-from agent.errors import ConfigurationError, TransactionNotFoundError
+from agent.errors import ConfigurationError, StoreError, TransactionNotFoundError
 from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
 from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
 from agent.ledger.hashing import SecureHash
@@ -40,7 +40,7 @@ from agent.ledger.vault import (
     TransactionStatus,
     outputs_to_record,
 )
-from agent.store.database import open_database, write_transaction
+from agent.store.database import describe, open_database, write_transaction
 from agent.store.migrations import migrate
 from agent.store.models import Checkpoint as CheckpointRow
 from agent.store.models import NodeTransaction, Schema, bind_schema
@@ -115,7 +115,12 @@ class LedgerStore:
         self.our_keys = frozenset(our_keys)
         self.clock = clock or SystemClock()
         self.page_size = check_page_size(page_size)
-        migrate(self.schema)
+        try:
+            migrate(self.schema)
+        except peewee.OperationalError as exc:
+            # Say where, never how we logged in: describe() leaves the password out.
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreError(f"cannot open the database at {describe(self.database)}: {reason}") from exc
 
     def close(self) -> None:
         if not self.database.is_closed():

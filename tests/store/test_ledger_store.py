@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime
 
@@ -9,7 +10,7 @@ import peewee
 import pytest
 
 from agent.clock import ManualClock
-from agent.errors import ConfigurationError, MigrationError, TransactionNotFoundError
+from agent.errors import ConfigurationError, MigrationError, StoreError, TransactionNotFoundError
 from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
 from agent.ledger import token
 from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
@@ -386,3 +387,11 @@ def test_two_stores_in_one_process_do_not_share_models(
 def test_unsupported_database_urls_name_the_key(url: str) -> None:
     with pytest.raises(ConfigurationError, match=r"dataSourceProperties\.dataSource\.url"):
         LedgerStore(url)
+
+
+def test_an_unreachable_database_is_named_without_its_password() -> None:
+    with pytest.raises(
+        StoreError, match=re.escape("cannot open the database at postgresql://agent@127.0.0.1:1/ledger")
+    ) as err:
+        LedgerStore("postgresql://agent:s3cret@127.0.0.1:1/ledger")
+    assert "s3cret" not in str(err.value)
