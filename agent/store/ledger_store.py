@@ -468,6 +468,15 @@ class LedgerStore:
                 action="NOTHING"
             ).execute()
 
+    def add_aes_keys_if_none(self, wrapped: dict[str, bytes]) -> bool:
+        """Store these keys only if the node has none yet (first start); True when stored."""
+        keys = self.schema.aes_encryption_keys
+        with write_transaction(self.database):
+            if keys.select().exists():
+                return False
+            keys.insert_many([{"key_id": k, "key_material": v} for k, v in wrapped.items()]).execute()
+        return True
+
     # -- checkpoints ---------------------------------------------------------------------------------
 
     def save_checkpoint(self, checkpoint: FlowCheckpoint) -> None:
