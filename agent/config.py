@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,9 @@ from pyhocon.exceptions import ConfigException
 from pyparsing import ParseBaseException
 
 from agent.errors import ConfigurationError, InvalidNameError
+from agent.flows.runner import FaultPlan
 from agent.ledger.identity import X500Name
+from agent.passwords import is_hash
 
 # key -> (type, required)
 _KEYS: dict[str, tuple[type, bool]] = {
@@ -22,7 +24,15 @@ _KEYS: dict[str, tuple[type, bool]] = {
     "certificatesDirectory": (str, False),
     "networkMapFile": (str, True),
     "notary.validating": (bool, False),
+    "managementUsers": (list, False),
+    "faultInjection": (list, False),
 }
+
+
+@dataclass(frozen=True)
+class ManagementUser:
+    username: str
+    password_hash: str = field(repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +48,8 @@ class NodeConfig:
     network_map_file: Path
     notary: bool
     notary_validating: bool
+    management_users: tuple[ManagementUser, ...] = ()
+    fault_injection: tuple[str, ...] = ()
 
     @property
     def base_directory(self) -> Path:
@@ -80,6 +92,8 @@ def load_node_config(path: Path) -> NodeConfig:
             raise ConfigurationError(key, value, "allowed: true or false")
         if kind is str and not isinstance(value, str):
             raise ConfigurationError(key, value, "allowed: a string")
+        if kind is list and not isinstance(value, list):
+            raise ConfigurationError(key, value, "allowed: a list [...]")
     for key, (_, required) in _KEYS.items():
         if required and key not in flat:
             raise ConfigurationError(key, None, "required; it is missing")
@@ -88,6 +102,8 @@ def load_node_config(path: Path) -> NodeConfig:
     except InvalidNameError as exc:
         raise ConfigurationError("myLegalName", flat["myLegalName"], str(exc)) from exc
     base = path.resolve().parent
+    faults = tuple(str(f) for f in flat.get("faultInjection", []))
+    FaultPlan.parse(faults)  # refuse a bad entry now, naming the key
     return NodeConfig(
         path=path.resolve(),
         my_legal_name=name,
@@ -98,4 +114,23 @@ def load_node_config(path: Path) -> NodeConfig:
         network_map_file=base / flat["networkMapFile"],
         notary=notary_section,
         notary_validating=bool(flat.get("notary.validating", False)),
+        management_users=_users(flat.get("managementUsers", [])),
+        fault_injection=faults,
     )
+
+
+def _users(entries: list[Any]) -> tuple[ManagementUser, ...]:
+    key = "managementUsers"
+    allowed = 'allowed: [{ username = "...", passwordHash = "pbkdf2_sha256$..." }]'
+    users = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, ConfigTree) or set(entry.keys()) != {"username", "passwordHash"}:
+            raise ConfigurationError(f"{key}[{i}]", entry, allowed)
+        name, hashed = entry.get("username"), entry.get("passwordHash")
+        if not isinstance(name, str) or not name or not isinstance(hashed, str) or not is_hash(hashed):
+            # The value may be a password typed in clear: never echo it back.
+            raise ConfigurationError(f"{key}[{i}].passwordHash", "(hidden)", allowed)
+        users.append(ManagementUser(name, hashed))
+    if len({u.username for u in users}) != len(users):
+        raise ConfigurationError(key, [u.username for u in users], "allowed: each username once")
+    return tuple(users)

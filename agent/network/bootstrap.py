@@ -18,7 +18,9 @@ Layout of `directory`:
 from __future__ import annotations
 
 import json
+import os
 import re
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ from agent.network.pki import (
     issue_certificate,
     write_certificate,
 )
+from agent.passwords import hash_password
 
 ROOT_DIR = "network-root"
 ROOT_KEY_FILE = "root-key.pem"
@@ -50,6 +53,8 @@ IDENTITY_KEY_FILE = "identity-key.pem"
 IDENTITY_CERT_FILE = "identity-cert.pem"
 TRUST_ROOT_FILE = "network-root.pem"
 DATABASE_FILE = "node.db"
+PASSWORD_FILE = "management-password"  # the operator's password, readable by its owner only
+OPERATOR_USER = "operator"
 HOST = "127.0.0.1"
 
 ROOT_CA_NAME = X500Name.parse("CN=Local Network Root CA, O=Ledger Agent, L=London, C=GB")
@@ -162,13 +167,28 @@ def _check_names(node_names: Sequence[X500Name], notary_name: X500Name) -> list[
     return result
 
 
+def write_secret(path: Path, text: str) -> None:
+    """A file only its owner can read (0600), whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text + "\n")
+    os.chmod(path, 0o600)
+
+
 def _hocon(value: str) -> str:
     # A JSON string literal is a valid quoted HOCON string, escapes included.
     return json.dumps(value, ensure_ascii=False)
 
 
 def node_config(
-    name: X500Name, p2p_address: str, management_address: str, database_url: str, *, notary: bool
+    name: X500Name,
+    p2p_address: str,
+    management_address: str,
+    database_url: str,
+    *,
+    notary: bool,
+    operator_password_hash: str | None = None,
+    faults: Sequence[str] = (),
 ) -> str:
     """The text of node.conf."""
     lines = [
@@ -182,6 +202,15 @@ def node_config(
         f"certificatesDirectory = {_hocon(CERTIFICATES_DIR)}",
         f"networkMapFile = {_hocon('../' + NETWORK_MAP_FILE)}",
     ]
+    if operator_password_hash is not None:
+        lines += [
+            "managementUsers = [",
+            f"    {{ username = {_hocon(OPERATOR_USER)}, passwordHash = {_hocon(operator_password_hash)} }}",
+            "]",
+        ]
+    if faults:
+        lines += ["# Test only: where flows crash or fail on purpose.", "faultInjection = ["]
+        lines += [f"    {_hocon(f)}" for f in faults] + ["]"]
     if notary:
         lines += ["notary {", "    validating = false", "}"]
     return "\n".join(lines) + "\n"
@@ -245,8 +274,18 @@ def init_network(
         p2p, management = f"{HOST}:{port}", f"{HOST}:{port + 1}"
         database_url = database_url_for(name) if database_url_for else f"sqlite:///{folder / DATABASE_FILE}"
         config = folder / NODE_CONFIG_FILE
+        password = secrets.token_urlsafe(18)
+        write_secret(folder / PASSWORD_FILE, password)
         config.write_text(
-            node_config(name, p2p, management, database_url, notary=role == NOTARY_ROLE), encoding="utf-8"
+            node_config(
+                name,
+                p2p,
+                management,
+                database_url,
+                notary=role == NOTARY_ROLE,
+                operator_password_hash=hash_password(password),
+            ),
+            encoding="utf-8",
         )
         layouts.append(NodeLayout(name, folder, config, p2p, management, role))
         infos.append(NodeInfo(name, (p2p,), cert, role))

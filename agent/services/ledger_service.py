@@ -17,6 +17,10 @@ class LedgerService:
         self.store = store
         self.contracts = contracts
 
+    def verify(self, stx: SignedTransaction, *, check_notary_signature: bool = True) -> None:
+        """Verify against this node's ledger (its VERIFIED transactions are the back-chain)."""
+        verify(stx, self.store, self.contracts, check_notary_signature=check_notary_signature)
+
     def record(
         self,
         stx: SignedTransaction,
@@ -34,12 +38,7 @@ class LedgerService:
         """
         if self.store.transaction_status(stx.id) is TransactionStatus.VERIFIED:
             return False
-        verify(
-            stx,
-            self.store,
-            self.contracts,
-            check_notary_signature=status is TransactionStatus.VERIFIED,
-        )
+        self.verify(stx, check_notary_signature=status is TransactionStatus.VERIFIED)
         return self.store.record_transaction(
             stx,
             status=status,

@@ -504,11 +504,21 @@ class LedgerStore:
         row = cp.get_or_none(cp.flow_id == flow_id)
         return None if row is None else self._checkpoint(row)
 
-    def iter_checkpoints(self, status: FlowStatus | None = None) -> Iterator[FlowCheckpoint]:
+    def iter_checkpoints(
+        self,
+        status: FlowStatus | None = None,
+        *,
+        tx_id: SecureHash | None = None,
+        flow_name: str | None = None,
+    ) -> Iterator[FlowCheckpoint]:
         cp = self.schema.checkpoints
         query = cp.select().order_by(cp.started_at, cp.flow_id)
         if status is not None:
             query = query.where(cp.status == int(status))
+        if tx_id is not None:
+            query = query.where(cp.tx_id == str(tx_id))
+        if flow_name is not None:
+            query = query.where(cp.flow_name == flow_name)
         for row in query:
             yield self._checkpoint(row)
 
