@@ -17,9 +17,23 @@
     ├── NotaryError
     │   ├── NotaryConflictError           an input was already consumed (a double spend)
     │   └── NotaryRejectionError          wrong notary, time window out of range, ...
-    └── StoreError
-        ├── TransactionNotFoundError
-        └── MigrationError
+    ├── StoreError
+    │   ├── TransactionNotFoundError
+    │   └── MigrationError
+    └── PeerError                     a message between agents went wrong
+        ├── MessageRejectedError          the receiver refused the message itself (HTTP 400/404/413)
+        │   ├── MalformedMessageError         not a well-formed sealed message
+        │   ├── UnknownSenderError            the sender is not in the network map
+        │   ├── BadMessageSignatureError      not signed by the sender's key in the map
+        │   ├── WrongRecipientError           addressed to another node
+        │   ├── StaleMessageError             timestamp outside the clock skew or replay window
+        │   ├── ReplayedMessageError          its nonce was already seen
+        │   ├── MessageTooLargeError          over the network's maxMessageSize
+        │   ├── UnknownTopicError             no handler for its topic
+        │   └── UnexpectedReplyError          a reply from another peer, or to another request
+        ├── PeerRequestError              the peer refused or failed the request (type, message, details)
+        ├── PeerUnreachableError          transient failures outlasted the retries
+        └── TransientTransportError       connection refused or reset, timeout: worth retrying
 
 Adapters map these to their protocol (JSON-RPC codes, Jolokia status, HTTP status); the domain only
 raises them.
@@ -169,3 +183,167 @@ class TransactionNotFoundError(StoreError, KeyError):
 
 class MigrationError(StoreError):
     """The schema cannot be brought to the version this code needs."""
+
+
+# -- peer protocol --
+# Names travel as printed X.500 strings here (errors sit below agent.ledger.identity in the imports).
+# details() gives the data a peer needs to rebuild or show the error; it is plain CBOR data.
+
+
+class PeerError(AgentError):
+    """A message between agents that could not be sent, was refused, or could not be answered."""
+
+    def details(self) -> dict[str, object]:
+        return {}
+
+
+class MessageRejectedError(PeerError):
+    """The receiver refused the message itself, before any handler saw it; resending it is pointless."""
+
+
+class MalformedMessageError(MessageRejectedError):
+    """Bytes that are not a sealed message of a version we speak."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"malformed message: {reason}")
+
+    def details(self) -> dict[str, object]:
+        return {"reason": self.reason}
+
+
+class UnknownSenderError(MessageRejectedError):
+    """A sender the network map does not list: no key to check it against, so no trust."""
+
+    def __init__(self, sender: str) -> None:
+        self.sender = sender
+        super().__init__(f"sender {sender} is not in the network map")
+
+    def details(self) -> dict[str, object]:
+        return {"sender": self.sender}
+
+
+class BadMessageSignatureError(MessageRejectedError):
+    """The signature does not verify against the key the map holds for the claimed sender."""
+
+    def __init__(self, sender: str) -> None:
+        self.sender = sender
+        super().__init__(f"signature of a message claiming to be from {sender} does not verify")
+
+    def details(self) -> dict[str, object]:
+        return {"sender": self.sender}
+
+
+class WrongRecipientError(MessageRejectedError):
+    """A message signed for another node; accepting it would let a message to A be replayed to B."""
+
+    def __init__(self, sender: str, recipient: str, me: str) -> None:
+        self.sender = sender
+        self.recipient = recipient
+        self.me = me
+        super().__init__(f"message from {sender} is addressed to {recipient}, not to {me}")
+
+    def details(self) -> dict[str, object]:
+        return {"sender": self.sender, "recipient": self.recipient, "me": self.me}
+
+
+class StaleMessageError(MessageRejectedError):
+    """A timestamp too far ahead (clock skew), too old (replay window) or from before a restart."""
+
+    def __init__(self, sender: str, timestamp: str, reason: str) -> None:
+        self.sender = sender
+        self.timestamp = timestamp
+        self.reason = reason
+        super().__init__(f"message from {sender} timestamped {timestamp}: {reason}")
+
+    def details(self) -> dict[str, object]:
+        return {"sender": self.sender, "timestamp": self.timestamp, "reason": self.reason}
+
+
+class ReplayedMessageError(MessageRejectedError):
+    """A nonce already seen within the replay window."""
+
+    def __init__(self, sender: str, nonce_hex: str) -> None:
+        self.sender = sender
+        self.nonce_hex = nonce_hex
+        super().__init__(f"message from {sender} with nonce {nonce_hex} was already received")
+
+    def details(self) -> dict[str, object]:
+        return {"sender": self.sender, "nonce": self.nonce_hex}
+
+
+class MessageTooLargeError(MessageRejectedError):
+    """A message over the network's maxMessageSize, refused before it is read whole."""
+
+    def __init__(self, size: int, limit: int, *, at_least: bool = False) -> None:
+        self.size = size
+        self.limit = limit
+        self.at_least = at_least
+        shown = f"at least {size}" if at_least else str(size)
+        super().__init__(f"message of {shown} bytes exceeds the network's maxMessageSize of {limit} bytes")
+
+    def details(self) -> dict[str, object]:
+        return {"size": self.size, "limit": self.limit, "at_least": self.at_least}
+
+
+class UnknownTopicError(MessageRejectedError):
+    """No handler is registered for the message's topic."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        super().__init__(f"no handler for topic {topic!r}")
+
+    def details(self) -> dict[str, object]:
+        return {"topic": self.topic}
+
+
+class UnexpectedReplyError(MessageRejectedError):
+    """A well-signed reply that is not the one awaited: from another peer, or to another request."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"unexpected reply: {reason}")
+
+    def details(self) -> dict[str, object]:
+        return {"reason": self.reason}
+
+
+class PeerRequestError(PeerError):
+    """The peer refused or failed a request; error_type is the class name it reported."""
+
+    def __init__(
+        self, peer: str, error_type: str, message: str, details: Mapping[str, object] | None = None
+    ) -> None:
+        self.peer = peer
+        self.error_type = error_type
+        self.message = message
+        self.error_details = dict(details) if details else {}
+        super().__init__(f"{peer} refused the request: {error_type}: {message}")
+
+    def details(self) -> dict[str, object]:
+        return {"peer": self.peer, "error_type": self.error_type, "details": self.error_details}
+
+
+class PeerUnreachableError(PeerError):
+    """Every attempt to reach the peer failed transiently."""
+
+    def __init__(self, peer: str, attempts: int, last_error: BaseException) -> None:
+        self.peer = peer
+        self.attempts = attempts
+        self.last_error = last_error
+        super().__init__(f"{peer} unreachable after {attempts} attempt(s): {last_error}")
+
+    def details(self) -> dict[str, object]:
+        return {"peer": self.peer, "attempts": self.attempts, "last_error": str(self.last_error)}
+
+
+class TransientTransportError(PeerError):
+    """Connection refused or reset, or a timeout: the message may be sent again, freshly sealed."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        self.address = address
+        self.reason = reason
+        super().__init__(f"transient failure talking to {address}: {reason}")
+
+    def details(self) -> dict[str, object]:
+        return {"address": self.address, "reason": self.reason}
