@@ -1,0 +1,145 @@
+"""The receiving end of the peer protocol, whatever carries the bytes: open, dispatch by topic, seal a reply.
+
+Both adapters (HTTP and in-process) hand the raw body to handle() and send back what it returns, so
+the protocol's behaviour does not depend on the transport. Status codes follow HTTP:
+
+    200  the handler's return value, sealed as topic "reply"
+    400  the message itself is refused (malformed, unknown sender, bad signature, wrong recipient,
+         stale, replayed)
+    404  no handler for the topic (UnknownTopicError)
+    409  the handler refused with an AgentError (a double spend, a transaction that does not verify)
+    413  over the network's maxMessageSize (MessageTooLargeError)
+    500  anything else: "internal error", never a stack trace; the details stay in our log
+
+Every reply is sealed by us, addressed to the claimed sender and in reply to its nonce, so the sender
+can check it came from the peer it asked. Two replies cannot be sealed, because there is no sender to
+address yet, and go out as a plain CBOR error map: 413 (refused from the declared length, before the
+body is read) and 400 for bytes that do not even parse as a message. A client trusts neither beyond
+"refused".
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from agent.errors import (
+    AgentError,
+    MalformedMessageError,
+    MessageRejectedError,
+    MessageTooLargeError,
+    SerializationError,
+    UnknownTopicError,
+)
+from agent.ledger.identity import X500Name
+from agent.ledger.serialization import encode
+from agent.p2p.authenticator import MessageAuthenticator
+from agent.p2p.envelope import (
+    ERROR_TOPIC,
+    INTERNAL_ERROR_MESSAGE,
+    INTERNAL_ERROR_TYPE,
+    REPLY_TOPIC,
+    Envelope,
+    error_details,
+    error_payload,
+    parse_sealed,
+)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[X500Name, Any], Any]
+
+OK = 200
+BAD_REQUEST = 400
+NOT_FOUND = 404
+CONFLICT = 409
+TOO_LARGE = 413
+INTERNAL = 500
+
+
+class PeerService:
+    """Topic handlers behind one identity's authenticator."""
+
+    def __init__(self, authenticator: MessageAuthenticator, max_message_size: int) -> None:
+        if max_message_size < 1:
+            raise ValueError(f"max_message_size must be positive, got {max_message_size}")
+        self.authenticator = authenticator
+        self.max_message_size = max_message_size
+        self._handlers: dict[str, Handler] = {}
+        self._lock = threading.Lock()
+
+    def register(self, topic: str, handler: Handler) -> None:
+        """Serve topic with handler(sender, payload) -> reply payload; a topic is served once."""
+        if not topic or topic in (REPLY_TOPIC, ERROR_TOPIC):
+            raise ValueError(f"topic {topic!r} is reserved or empty")
+        with self._lock:
+            if topic in self._handlers:
+                raise ValueError(f"a handler for topic {topic!r} is already registered")
+            self._handlers[topic] = handler
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return tuple(sorted(self._handlers))
+
+    def too_large(self, declared_length: int, *, at_least: bool = False) -> tuple[int, bytes]:
+        """The 413 reply, unsealed: the body is not read, so there is no sender to address it to."""
+        exc = MessageTooLargeError(declared_length, self.max_message_size, at_least=at_least)
+        log.warning("refused a message: %s", exc)
+        return TOO_LARGE, plain_error(exc)
+
+    def handle(self, body: bytes) -> tuple[int, bytes]:
+        """Status and reply bytes for one request body; never raises for anything a peer can send."""
+        if len(body) > self.max_message_size:
+            return self.too_large(len(body))
+        try:
+            sealed = parse_sealed(body)
+        except MalformedMessageError as exc:
+            log.warning("refused a message: %s", exc)
+            return BAD_REQUEST, plain_error(exc)
+        request = sealed.envelope
+        try:
+            envelope = self.authenticator.verify(sealed)
+        except MessageRejectedError as exc:
+            log.warning("refused a message on topic %r: %s", request.topic, exc)
+            return BAD_REQUEST, self._error(request, type(exc).__name__, str(exc), error_details(exc))
+        handler = self._handlers.get(envelope.topic)
+        if handler is None:
+            unknown = UnknownTopicError(envelope.topic)
+            log.warning("refused a message from %s: %s", envelope.sender, unknown)
+            return NOT_FOUND, self._error(envelope, type(unknown).__name__, str(unknown), unknown.details())
+        try:
+            result = handler(envelope.sender, envelope.payload)
+        except AgentError as exc:
+            # A refusal of the domain: the peer gets the type, the message and the details to rebuild it.
+            log.info("topic %r from %s refused: %s", envelope.topic, envelope.sender, exc)
+            return CONFLICT, self._error(envelope, type(exc).__name__, str(exc), error_details(exc))
+        except Exception:
+            return self._internal(envelope, "failed")
+        try:
+            return OK, self.authenticator.seal(envelope.sender, REPLY_TOPIC, result, envelope.nonce)
+        except SerializationError:
+            return self._internal(envelope, "returned a value that is not plain data")
+
+    def _internal(self, request: Envelope, what: str) -> tuple[int, bytes]:
+        # The traceback goes to our log only; the peer learns that it failed, and the nonce to quote.
+        log.exception(
+            "handler for topic %r from %s %s (request nonce %s)",
+            request.topic,
+            request.sender,
+            what,
+            request.nonce.hex(),
+        )
+        return INTERNAL, self._error(request, INTERNAL_ERROR_TYPE, INTERNAL_ERROR_MESSAGE, None)
+
+    def _error(
+        self, request: Envelope, error_type: str, message: str, details: dict[str, Any] | None
+    ) -> bytes:
+        payload = error_payload(error_type, message, details)
+        return self.authenticator.seal(request.sender, ERROR_TOPIC, payload, request.nonce)
+
+
+def plain_error(exc: AgentError) -> bytes:
+    """An error map in plain CBOR, for the replies that cannot be sealed (see the module docstring)."""
+    return encode(error_payload(type(exc).__name__, str(exc), error_details(exc)))
