@@ -24,8 +24,14 @@ def _network_init(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from agent.demo import run_demo
 
-    result = run_demo(args.dir, moves=args.moves, seed=args.seed)
+    result = run_demo(args.dir, moves=args.moves, seed=args.seed, keep_running=args.keep_running)
     return 0 if result.ok else 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from agent.process import run_agent
+
+    return run_agent(args.config)
 
 
 def _vault(args: argparse.Namespace) -> int:
@@ -61,10 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init.set_defaults(handler=_network_init)
 
-    demo = commands.add_parser("demo", help="run a local network doing real work, then print every vault")
-    demo.add_argument("--dir", type=Path, default=None, help="keep the network in this new folder")
-    demo.add_argument("--moves", type=int, default=40, help="random payments to make (default 40)")
+    run = commands.add_parser("run", help="run one node's agent (peer and management endpoints)")
+    run.add_argument("--config", type=Path, required=True, help="the node's node.conf")
+    run.set_defaults(handler=_run)
+
+    demo = commands.add_parser("demo", help="run a local network of agent processes doing real work")
+    demo.add_argument("--dir", type=Path, default=None, help="create the network in this new folder")
+    demo.add_argument("--moves", type=int, default=30, help="random payments to make (default 30)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the workload (default 7)")
+    demo.add_argument(
+        "--keep-running", action="store_true", help="leave the network up and print its endpoints"
+    )
     demo.set_defaults(handler=_demo)
 
     vault = commands.add_parser("vault", help="print a node's vault")

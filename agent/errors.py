@@ -20,6 +20,8 @@
     ├── StoreError
     │   ├── TransactionNotFoundError
     │   └── MigrationError
+    ├── TransactionAccessDeniedError  a peer asked for a transaction it may not see
+    ├── FinalityError                 finality cannot go on (a bad message, an unusable receiver)
     └── PeerError                     a message between agents went wrong
         ├── MessageRejectedError          the receiver refused the message itself (HTTP 400/404/413)
         │   ├── MalformedMessageError         not a well-formed sealed message
@@ -183,6 +185,22 @@ class TransactionNotFoundError(StoreError, KeyError):
 
 class MigrationError(StoreError):
     """The schema cannot be brought to the version this code needs."""
+
+
+# -- flows and finality --
+
+
+class TransactionAccessDeniedError(AgentError):
+    """A peer asked for a transaction it has no right to see."""
+
+    def __init__(self, requester: str, tx_id: str, reason: str) -> None:
+        self.requester = requester
+        self.tx_id = tx_id
+        super().__init__(f"{requester} may not see transaction {tx_id}: {reason}")
+
+
+class FinalityError(AgentError):
+    """Finality cannot go on: a receiver refused or a message was out of turn."""
 
 
 # -- peer protocol --

@@ -42,9 +42,14 @@ def check_plain(value: Any, field: str, depth: int = 0) -> None:
     raise SerializationError(field, f"{type(value).__name__} cannot be serialised")
 
 
-def encode(value: Any) -> bytes:
-    """Canonical CBOR of plain data (tuples encode as arrays); floats are refused."""
-    check_plain(value, "value")
+def encode(value: Any, *, checked: bool = False) -> bytes:
+    """Canonical CBOR of plain data (tuples encode as arrays); floats are refused.
+
+    checked=True skips the walk over the value, for callers whose parts were checked on
+    construction (a WireTransaction checks its data and arguments when it is built).
+    """
+    if not checked:
+        check_plain(value, "value")
     try:
         return bytes(cbor2.dumps(value, canonical=True))
     except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:

@@ -240,7 +240,7 @@ class WireTransaction:
 
     @cached_property
     def serialized(self) -> bytes:
-        return ser.encode(self.to_obj())
+        return ser.encode(self.to_obj(), checked=True)
 
     @classmethod
     def deserialize(cls, data: bytes) -> WireTransaction:

@@ -131,8 +131,13 @@ class BulkWriter:
             self._many(cursor, self.tx_sql, tx_rows)
             self._many(cursor, self.vault_sql, vault_rows)
             self._many(cursor, self.party_sql, party_rows)
-            if consume_rows:
+            if consume_rows and self.sqlite:
                 cursor.executemany(self.consume_sql, consume_rows)
+            elif consume_rows:
+                from psycopg2.extras import execute_batch
+
+                # psycopg2's executemany is one round trip per row; execute_batch sends pages.
+                execute_batch(cursor, self.consume_sql, consume_rows, page_size=1000)
         return len(batch)
 
     def _many(self, cursor: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:

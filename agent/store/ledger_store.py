@@ -40,7 +40,7 @@ from agent.ledger.vault import (
     TransactionStatus,
     outputs_to_record,
 )
-from agent.store.database import describe, open_database, write_transaction
+from agent.store.database import describe, is_sqlite, open_database, write_transaction
 from agent.store.migrations import migrate
 from agent.store.models import Checkpoint as CheckpointRow
 from agent.store.models import NodeTransaction, Schema, bind_schema
@@ -339,7 +339,10 @@ class LedgerStore:
             query = nt.select(nt.tx_id).where(nt.tx_id > last)
             if status is not None:
                 query = query.where(nt.status == status.value)
-            page: list[str] = [r[0] for r in query.order_by(nt.tx_id).limit(size).tuples()]  # type: ignore[index]
+            # The driver's cursor directly: peewee's row wrapping costs three times the query here.
+            page: list[str] = [
+                r[0] for r in self.database.execute(query.order_by(nt.tx_id).limit(size)).fetchall()
+            ]
             if not page:
                 return
             yield page
@@ -556,3 +559,11 @@ class LedgerStore:
 
         writer = BulkWriter(self, states_to_record, timestamp or self.clock.now(), batch_size)
         return writer.write(transactions)
+
+    def analyze(self) -> None:
+        """Refresh the planner's statistics (after a bulk load, PostgreSQL reads the heap otherwise)."""
+        if is_sqlite(self.database):
+            self.database.execute_sql("ANALYZE")
+        else:
+            for model in self.schema.models():
+                self.database.execute_sql(f'ANALYZE "{model._meta.table_name}"')

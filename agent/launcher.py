@@ -1,0 +1,180 @@
+"""Start and stop agent processes on this machine, and talk to their management endpoints.
+
+Used by `ledger-agent demo` and by the multi-process tests: each process is started with its own
+session, waited on by polling /health with a deadline (never a fixed sleep), and stopped by its own
+PID with SIGTERM, then SIGKILL if it does not stop in time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from agent.errors import AgentError
+
+
+class AgentProcessError(AgentError):
+    """An agent process that did not start, or answered a management call with an error."""
+
+
+def free_port_range(count: int, *, start: int = 20000, end: int = 60000) -> int:
+    """A base port with count consecutive ports free on 127.0.0.1 (checked by binding each)."""
+    for base in range(start + (os.getpid() * 7) % 1000 * 20, end, count):
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise AgentProcessError(f"no {count} consecutive free ports between {start} and {end}")
+
+
+@dataclass
+class ManagementClient:
+    """The management endpoint of one agent, with the operator's credentials."""
+
+    address: str
+    username: str
+    password: str = field(repr=False)
+    timeout: float = 60.0
+
+    def _url(self, path: str) -> str:
+        return f"http://{self.address}{path}"
+
+    def health(self) -> dict[str, Any]:
+        response = httpx.get(self._url("/health"), timeout=2.0)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        response = httpx.request(
+            method, self._url(path), json=body, auth=(self.username, self.password), timeout=self.timeout
+        )
+        payload = response.json()
+        if response.status_code >= 400:
+            raise AgentProcessError(f"{payload.get('error')}: {payload.get('message')}")
+        return payload
+
+    def issue(
+        self, holdings: list[tuple[str, int]], currency: str, observers: list[str] | None = None
+    ) -> str:
+        body = {"holdings": [{"owner": o, "amount": a} for o, a in holdings], "currency": currency}
+        body["observers"] = observers or []
+        return str(self.call("POST", "/api/flows/issue", body)["txId"])
+
+    def pay(
+        self, to: str, amount: int, currency: str, issuer: str, observers: list[str] | None = None
+    ) -> str:
+        body = {
+            "to": to,
+            "amount": amount,
+            "currency": currency,
+            "issuer": issuer,
+            "observers": observers or [],
+        }
+        return str(self.call("POST", "/api/flows/pay", body)["txId"])
+
+    def vault(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("GET", "/api/vault")
+        return result
+
+    def flows(self, status: str | None = None) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.call(
+            "GET", "/api/flows" + (f"?status={status}" if status else "")
+        )
+        return result
+
+    def transaction(self, tx_id: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = self.call("GET", f"/api/transactions/{tx_id}")
+        except AgentProcessError as exc:
+            if "TransactionNotFoundError" in str(exc):
+                return None
+            raise
+        return result
+
+
+@dataclass
+class AgentProcess:
+    """One `ledger-agent run` process."""
+
+    config: Path
+    log_path: Path
+    management: ManagementClient
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agent", "run", "--config", str(self.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    def wait_ready(self, deadline_s: float = 60.0) -> None:
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AgentProcessError(
+                    f"{self.config} exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                self.management.health()
+                return
+            except httpx.HTTPError:
+                time.sleep(0.05)  # polling interval while waiting on a condition with a deadline
+        raise AgentProcessError(f"{self.config} not healthy after {deadline_s:.0f} s:\n{self.log_tail()}")
+
+    def wait_exit(self, timeout: float) -> int | None:
+        if self.process is None:
+            return None
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM by PID, then SIGKILL after timeout; returns the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        os.kill(self.process.pid, signal.SIGTERM)
+        code = self.wait_exit(timeout)
+        if code is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            code = self.process.wait(timeout=10)
+        return code
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def read_password(node_folder: Path) -> str:
+    from agent.network.bootstrap import PASSWORD_FILE
+
+    return (node_folder / PASSWORD_FILE).read_text().strip()

@@ -1,0 +1,90 @@
+"""`ledger-agent run`: one node's agent as a process, served by waitress (a production WSGI server).
+
+Two listeners share one event loop and one pool of worker threads: the peer endpoint (p2pAddress)
+and the management endpoint (managementAddress). On SIGTERM or SIGINT the loop stops accepting, the
+requests and flows under way get up to `grace` seconds to finish (their checkpoints say where each
+stood if they do not), and the store is closed; the process then exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from waitress.server import create_server
+from waitress.task import ThreadedTaskDispatcher
+
+from agent.node import open_node
+from agent.p2p.http import HttpTransport, create_peer_app
+from agent.runtime import AgentRuntime, build_runtime
+from agent.web.management import create_management_app
+
+log = logging.getLogger("ledger_agent.process")
+WORKER_THREADS = 16
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    # waitress's loop ends on SystemExit raised in the main thread, then we shut down in order.
+    raise SystemExit(0)
+
+
+def serve(runtime: AgentRuntime, *, grace: float = 30.0, ready: threading.Event | None = None) -> None:
+    config = runtime.node.config
+    dispatcher = ThreadedTaskDispatcher()
+    dispatcher.set_thread_count(WORKER_THREADS)
+    socket_map: dict[int, object] = {}
+    common = {
+        "map": socket_map,
+        "_dispatcher": dispatcher,
+        "ident": "ledger-agent",
+        "clear_untrusted_proxy_headers": True,
+    }
+    peer = create_server(
+        create_peer_app(runtime.peer_service, runtime.max_message_size),
+        host=config.p2p_address[0],
+        port=config.p2p_address[1],
+        # waitress refuses a larger declared body itself, before reading it.
+        max_request_body_size=runtime.max_message_size,
+        **common,
+    )
+    management = create_server(
+        create_management_app(runtime),
+        host=config.management_address[0],
+        port=config.management_address[1],
+        max_request_body_size=1024 * 1024,
+        **common,
+    )
+    log.info(
+        "%s serving peers on %s:%s and management on %s:%s",
+        runtime.node.identity.name,
+        *config.p2p_address,
+        *config.management_address,
+    )
+    if ready is not None:
+        ready.set()
+    try:
+        peer.run()  # serves both listeners: they share the socket map
+    finally:
+        log.info("stopping: finishing requests and flows under way (up to %.0f s)", grace)
+        for server in (peer, management):
+            server.close()
+        dispatcher.shutdown(cancel_pending=True, timeout=grace)
+        runtime.stop(grace)
+        log.info("stopped")
+
+
+def run_agent(config_path: Path) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
+    )
+    node = open_node(config_path)
+    with HttpTransport() as transport:
+        runtime = build_runtime(node, transport)
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        serve(runtime)
+    return 0

@@ -1,0 +1,63 @@
+"""Wires one node's services around a transport: the same wiring for real processes and simulations."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from agent.flows.checkpoints import FlowCheckpoint
+from agent.flows.runner import FaultPlan, FlowRunner
+from agent.node import Node
+from agent.p2p.authenticator import MessageAuthenticator
+from agent.p2p.client import PeerClient, RawTransport
+from agent.p2p.retry import RetryPolicy
+from agent.p2p.service import PeerService
+from agent.recovery.aes_keys import NodeAesKeys
+from agent.services.finality import FinalityService
+from agent.services.tokens import TokenService
+
+log = logging.getLogger("ledger_agent.runtime")
+
+
+@dataclass
+class AgentRuntime:
+    node: Node
+    authenticator: MessageAuthenticator
+    peer_service: PeerService
+    peers: PeerClient
+    runner: FlowRunner
+    aes_keys: NodeAesKeys
+    finality: FinalityService
+    tokens: TokenService
+    interrupted: list[FlowCheckpoint]
+
+    @property
+    def max_message_size(self) -> int:
+        return self.node.network_map.parameters.max_message_size
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Let running flows finish (their checkpoints record where each is), then close the store."""
+        self.runner.shutdown(timeout)
+        self.node.close()
+
+
+def build_runtime(node: Node, transport: RawTransport, *, retry: RetryPolicy | None = None) -> AgentRuntime:
+    clock = node.clock
+    authenticator = MessageAuthenticator(node.identity, node.key, node.network_map, clock)
+    max_size = node.network_map.parameters.max_message_size
+    peer_service = PeerService(authenticator, max_size)
+    peers = PeerClient(authenticator, node.network_map, transport, retry)
+    runner = FlowRunner(node.store, clock, FaultPlan.parse(node.config.fault_injection))
+    interrupted = runner.fail_interrupted()
+    for cp in interrupted:
+        log.warning(
+            "flow %s (%s) was interrupted at %s by the last stop", cp.flow_id, cp.flow_name, cp.progress_step
+        )
+    aes_keys = NodeAesKeys(node.store, node.identity.name)
+    aes_keys.keys()  # ten keys at first start, as Corda does
+    finality = FinalityService(node.identity, node.ledger, runner, peers, aes_keys, clock, node.notary)
+    finality.register(peer_service)
+    tokens = TokenService(node.identity, node.key, node.store, finality, node.network_map)
+    return AgentRuntime(
+        node, authenticator, peer_service, peers, runner, aes_keys, finality, tokens, interrupted
+    )

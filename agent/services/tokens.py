@@ -1,0 +1,107 @@
+"""Token operations a node's operator starts: issue, pay, exit; each ends in two-phase finality."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agent.errors import AgentError
+from agent.ledger import token
+from agent.ledger.identity import Party, X500Name
+from agent.ledger.keys import KeyPair
+from agent.ledger.transactions import SignedTransaction, StateAndRef
+from agent.network.network_map import NetworkMap
+from agent.services.finality import FinalityService
+from agent.store.ledger_store import LedgerStore
+
+
+class InsufficientFundsError(AgentError):
+    """The vault does not hold enough of that token to pay or exit."""
+
+
+@dataclass(frozen=True)
+class Holding:
+    currency: str
+    issuer: X500Name
+    amount: int
+    states: int
+
+
+class TokenService:
+    def __init__(
+        self,
+        identity: Party,
+        key: KeyPair,
+        store: LedgerStore,
+        finality: FinalityService,
+        network_map: NetworkMap,
+    ) -> None:
+        self.identity = identity
+        self.key = key
+        self.store = store
+        self.finality = finality
+        self.network_map = network_map
+        # Coin selection and the spend that follows are one step: two payments never pick one state.
+        self._spending = threading.Lock()
+
+    def _party(self, name: X500Name) -> Party:
+        return self.network_map.node(name).party
+
+    def _notary(self) -> Party:
+        notaries = self.network_map.notaries
+        if not notaries:
+            raise AgentError("the network map has no notary")
+        return notaries[0].party
+
+    def issue(
+        self, holdings: Sequence[tuple[X500Name, int]], currency: str, observers: Sequence[X500Name] = ()
+    ) -> SignedTransaction:
+        owners = [(self._party(name), amount) for name, amount in holdings]
+        stx = token.issue(self.identity, self._notary(), owners, currency).sign([self.key])
+        return self.finality.finalise(stx, [self._party(o).name for o in observers])
+
+    def _select(self, currency: str, issuer: X500Name, amount: int) -> list[StateAndRef]:
+        chosen: list[StateAndRef] = []
+        total = 0
+        for rec in self.store.iter_vault_states(contract=token.TOKEN_CONTRACT):
+            held = token.Token.from_state(rec.state)
+            if held.currency != currency or held.issuer.name != issuer or held.owner != self.identity:
+                continue
+            chosen.append(StateAndRef(rec.state, rec.ref, self._notary()))
+            total += held.amount
+            if total >= amount:
+                return chosen
+        raise InsufficientFundsError(
+            f"{self.identity.name} holds {total} {currency} of {issuer}, needs {amount}"
+        )
+
+    def pay(
+        self, to: X500Name, amount: int, currency: str, issuer: X500Name, observers: Sequence[X500Name] = ()
+    ) -> SignedTransaction:
+        if amount <= 0:
+            raise AgentError(f"amount: {amount} is not allowed; a positive integer")
+        receiver = self._party(to)
+        with self._spending:
+            inputs = self._select(currency, issuer, amount)
+            stx = token.move(inputs, [(receiver, amount)], self.identity, self._notary()).sign([self.key])
+            return self.finality.finalise(stx, [self._party(o).name for o in observers])
+
+    def exit(self, amount: int, currency: str) -> SignedTransaction:
+        """Redeem tokens this node issued to itself (the issuer and the owner both sign: us)."""
+        with self._spending:
+            inputs = self._select(currency, self.identity.name, amount)
+            stx = token.exit_tokens(inputs, amount, self.identity, self._notary()).sign([self.key])
+            return self.finality.finalise(stx)
+
+    def holdings(self) -> list[Holding]:
+        totals: dict[tuple[str, X500Name], tuple[int, int]] = {}
+        for rec in self.store.iter_vault_states(contract=token.TOKEN_CONTRACT):
+            held = token.Token.from_state(rec.state)
+            key = (held.currency, held.issuer.name)
+            amount, states = totals.get(key, (0, 0))
+            totals[key] = (amount + held.amount, states + 1)
+        return [
+            Holding(c, i, a, n)
+            for (c, i), (a, n) in sorted(totals.items(), key=lambda kv: (kv[0][0], str(kv[0][1])))
+        ]

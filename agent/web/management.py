@@ -1,0 +1,165 @@
+"""The management endpoint: /health for probes, and a small authenticated API to start token flows
+and read the vault and flows (the full management plane, MBeans and Jolokia, comes later).
+
+Every /api call needs HTTP basic auth with a user from node.conf's managementUsers. Errors are JSON
+{"error": <named error>, "message": ...}; never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Flask, Response, jsonify, request
+
+from agent.errors import AgentError, ConfigurationError, IdentityError, InvalidNameError
+from agent.flows.checkpoints import FlowStatus
+from agent.ledger.hashing import SecureHash
+from agent.ledger.identity import X500Name
+from agent.ledger.vault import TransactionStatus
+from agent.passwords import verify_password
+from agent.runtime import AgentRuntime
+
+log = logging.getLogger("ledger_agent.management")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class BadRequestError(AgentError):
+    """A management call with a missing or malformed field."""
+
+
+def _field(body: dict[str, Any], name: str, kind: type) -> Any:
+    value = body.get(name)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise BadRequestError(f"field {name!r}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _name(value: Any, field: str) -> X500Name:
+    if not isinstance(value, str):
+        raise BadRequestError(f"field {field!r}: expected an X.500 name, got {value!r}")
+    return X500Name.parse(value)
+
+
+def create_management_app(runtime: AgentRuntime) -> Flask:
+    app = Flask("ledger_agent.management")
+    app.url_map.strict_slashes = False
+    users = {u.username: u.password_hash for u in runtime.node.config.management_users}
+    node = runtime.node
+
+    def authenticated(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            auth = request.authorization
+            hashed = users.get(auth.username or "") if auth else None
+            if auth is None or hashed is None or not verify_password(auth.password or "", hashed):
+                response = jsonify(
+                    error="AuthenticationRequired", message="management calls need credentials"
+                )
+                response.status_code = 401
+                response.headers["WWW-Authenticate"] = 'Basic realm="ledger-agent"'
+                return response
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    @app.errorhandler(AgentError)
+    def agent_error(exc: AgentError) -> tuple[Response, int]:
+        # A bad request is 400, an unknown party 404, a refusal by the ledger or the notary 409.
+        status = 400 if isinstance(exc, BadRequestError | ConfigurationError | InvalidNameError) else 409
+        if isinstance(exc, IdentityError):
+            status = 404
+        return jsonify(error=type(exc).__name__, message=str(exc)), status
+
+    @app.errorhandler(Exception)
+    def internal_error(exc: Exception) -> tuple[Response, int]:
+        log.exception("management call failed")
+        return jsonify(error="InternalError", message="internal error; see the agent's log"), 500
+
+    @app.get("/health")
+    def health() -> Response:
+        return jsonify(status="UP", node=str(node.identity.name), role="notary" if node.notary else "node")
+
+    @app.post("/api/flows/issue")
+    @authenticated
+    def issue() -> Response:
+        body = request.get_json(force=True, silent=False) or {}
+        holdings = [
+            (_name(h.get("owner"), "holdings[].owner"), _field(h, "amount", int))
+            for h in _field(body, "holdings", list)
+        ]
+        observers = [_name(o, "observers[]") for o in body.get("observers", [])]
+        stx = runtime.tokens.issue(holdings, _field(body, "currency", str), observers)
+        return jsonify(txId=str(stx.id))
+
+    @app.post("/api/flows/pay")
+    @authenticated
+    def pay() -> Response:
+        body = request.get_json(force=True, silent=False) or {}
+        observers = [_name(o, "observers[]") for o in body.get("observers", [])]
+        stx = runtime.tokens.pay(
+            _name(body.get("to"), "to"),
+            _field(body, "amount", int),
+            _field(body, "currency", str),
+            _name(body.get("issuer"), "issuer"),
+            observers,
+        )
+        return jsonify(txId=str(stx.id))
+
+    @app.post("/api/flows/exit")
+    @authenticated
+    def exit_tokens() -> Response:
+        body = request.get_json(force=True, silent=False) or {}
+        stx = runtime.tokens.exit(_field(body, "amount", int), _field(body, "currency", str))
+        return jsonify(txId=str(stx.id))
+
+    @app.get("/api/vault")
+    @authenticated
+    def vault() -> Response:
+        return jsonify(
+            node=str(node.identity.name),
+            holdings=[
+                {"currency": h.currency, "issuer": str(h.issuer), "amount": h.amount, "states": h.states}
+                for h in runtime.tokens.holdings()
+            ],
+            transactions={s.name: node.store.count_transactions(s) for s in TransactionStatus},
+        )
+
+    @app.get("/api/transactions/<tx_id>")
+    @authenticated
+    def transaction(tx_id: str) -> tuple[Response, int]:
+        stored = node.store.get_stored(SecureHash.parse(tx_id, "tx_id"))
+        if stored is None:
+            return jsonify(error="TransactionNotFoundError", message=f"transaction {tx_id} not found"), 404
+        return jsonify(
+            txId=str(stored.stx.id),
+            status=stored.status.name,
+            timestamp=stored.timestamp.isoformat(),
+            stateMachineRunId=stored.state_machine_run_id,
+        ), 200
+
+    @app.get("/api/flows")
+    @authenticated
+    def flows() -> Response:
+        wanted = request.args.get("status") or ""
+        status = FlowStatus[wanted] if wanted in FlowStatus.__members__ else None
+        if wanted and status is None:
+            raise BadRequestError(f"status {wanted!r}: allowed {', '.join(FlowStatus.__members__)}")
+        return jsonify(
+            [
+                {
+                    "flowId": cp.flow_id,
+                    "flowName": cp.flow_name,
+                    "status": cp.status.name,
+                    "step": cp.progress_step,
+                    "txId": None if cp.tx_id is None else str(cp.tx_id),
+                    "counterparties": [str(c) for c in cp.counterparties],
+                    "error": cp.error,
+                }
+                for cp in node.store.iter_checkpoints(status)
+            ]
+        )
+
+    return app

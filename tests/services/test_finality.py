@@ -1,0 +1,218 @@
+"""Two-phase finality among real node runtimes on the in-process network (same protocol path as HTTP)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from agent.errors import AgentError, NotaryConflictError, PeerRequestError, TransactionAccessDeniedError
+from agent.flows.checkpoints import FlowStatus
+from agent.flows.runner import FaultPlan, InjectedFaultError
+from agent.ledger import token
+from agent.ledger.identity import X500Name
+from agent.ledger.vault import RelevancyStatus, StatesToRecord, TransactionStatus
+from agent.network.bootstrap import DEFAULT_NOTARY, default_node_names, init_network
+from agent.node import open_node
+from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
+from agent.recovery.distribution_list import DistributionListError, decrypt
+from agent.runtime import AgentRuntime, build_runtime
+from agent.services.finality import TOPIC_BACKCHAIN
+
+A, B, C = default_node_names(3)
+
+
+@dataclass
+class Net:
+    runtimes: dict[X500Name, AgentRuntime]
+
+    def __getitem__(self, name: X500Name) -> AgentRuntime:
+        return self.runtimes[name]
+
+    def status(self, name: X500Name, tx_id: object) -> TransactionStatus | None:
+        return self.runtimes[name].node.store.transaction_status(tx_id)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[Net]:
+    layout = init_network(tmp_path / "net", [A, B, C], DEFAULT_NOTARY)
+    network = InProcessNetwork()
+    runtimes = {}
+    for entry in layout.nodes:
+        runtime = build_runtime(open_node(entry.config), InProcessTransport(network))
+        network.attach(entry.p2p_address, runtime.peer_service)
+        runtimes[entry.name] = runtime
+    yield Net(runtimes)
+    for runtime in runtimes.values():
+        runtime.stop(5)
+
+
+def issue(net: Net, observers: tuple[X500Name, ...] = ()) -> object:
+    return net[A].tokens.issue([(A, 100), (B, 40)], "GBP", observers)
+
+
+def test_issuance_goes_straight_to_verified_with_records_for_observers(net: Net) -> None:
+    stx = issue(net, observers=(C,))
+    for name in (A, B, C):
+        assert net.status(name, stx.id) is TransactionStatus.VERIFIED
+    assert net[C].node.store.count_vault_states(relevancy=RelevancyStatus.NOT_RELEVANT) == 2
+    assert net[C].node.store.count_vault_states(relevancy=RelevancyStatus.RELEVANT) == 0
+    assert [v.state.data["amount"] for v in net[B].node.store.iter_vault_states()] == [40]
+
+    senders = net[A].node.store.sender_records(stx.id)
+    assert {(r.peer, r.receiver_states_to_record) for r in senders} == {
+        (B, StatesToRecord.ONLY_RELEVANT),
+        (C, StatesToRecord.ALL_VISIBLE),
+    }
+    key = {(r.timestamp, r.timestamp_discriminator) for r in senders}
+    assert len(key) == 1 and next(iter(key))[0].microsecond == 0  # truncated to the second, shared
+    for receiver in (B, C):
+        (record,) = net[receiver].node.store.receiver_records(stx.id)
+        assert record.sender == A
+        assert {(record.timestamp, record.timestamp_discriminator)} == key
+        listed, _ = decrypt(record.distribution_list, net[A].aes_keys.keys())
+        assert listed.peers == {
+            B.peer_id: StatesToRecord.ONLY_RELEVANT,
+            C.peer_id: StatesToRecord.ALL_VISIBLE,
+        }
+
+
+def test_a_payment_is_notarised_and_final_everywhere(net: Net) -> None:
+    issue(net)
+    stx = net[A].tokens.pay(C, 30, "GBP", A, observers=[B])
+    for name in (A, B, C):
+        assert net.status(name, stx.id) is TransactionStatus.VERIFIED
+    final = net[C].node.store.get_transaction(stx.id)
+    notary_key = net[DEFAULT_NOTARY].node.identity.owning_key
+    assert notary_key in final.signers()
+    assert [v.state.data["amount"] for v in net[C].node.store.iter_vault_states()] == [30]
+    flows = {cp.flow_name: cp for cp in net[A].node.store.iter_checkpoints(tx_id=stx.id)}
+    assert flows["FinalityFlow"].status is FlowStatus.COMPLETED
+    assert flows["FinalityFlow"].progress_step == "FINALISED"
+    (received,) = net[C].node.store.iter_checkpoints(tx_id=stx.id)
+    assert (received.flow_name, received.status, received.progress_step) == (
+        "ReceiveFinalityFlow",
+        FlowStatus.COMPLETED,
+        "FINALISED",
+    )
+
+
+def test_a_receiver_resolves_the_back_chain_from_the_sender(net: Net) -> None:
+    issue(net)
+    first = net[A].tokens.pay(B, 60, "GBP", A)  # C has seen none of this
+    second = net[B].tokens.pay(C, 70, "GBP", A)
+    assert net.status(C, second.id) is TransactionStatus.VERIFIED
+    assert net.status(C, first.id) is TransactionStatus.VERIFIED  # fetched from B as back-chain
+
+
+def test_a_double_spend_leaves_no_in_flight_anywhere(net: Net) -> None:
+    issued = issue(net)
+    builder = token.move(
+        [issued.tx.out_ref(0)],
+        [(net[B].node.identity, 10)],
+        net[A].node.identity,
+        net[DEFAULT_NOTARY].node.identity,
+    )
+    first = net[A].finality.finalise(builder.sign([net[A].node.key]))
+    again = token.move(
+        [issued.tx.out_ref(0)],
+        [(net[C].node.identity, 20)],
+        net[A].node.identity,
+        net[DEFAULT_NOTARY].node.identity,
+    )
+    second = again.sign([net[A].node.key])
+    with pytest.raises(NotaryConflictError) as err:
+        net[A].finality.finalise(second)
+    assert str(first.id) in str(err.value)
+    for name in (A, B, C):
+        assert net.status(name, second.id) is None
+    assert net[A].node.store.sender_records(second.id) == []
+    (failed,) = net[A].node.store.iter_checkpoints(FlowStatus.FAILED)
+    assert failed.progress_step == "ABORTED" and "NotaryConflictError" in (failed.error or "")
+    (aborted,) = net[C].node.store.iter_checkpoints(FlowStatus.FAILED)
+    assert aborted.flow_name == "ReceiveFinalityFlow"
+
+
+# Where each fault leaves the transaction: (initiator A, participant C), as the reference describes.
+@pytest.mark.parametrize(
+    ("step", "at_a", "at_c"),
+    [
+        ("VERIFIED", None, None),
+        ("AFTER_RECORD", TransactionStatus.IN_FLIGHT, None),
+        ("AFTER_BROADCAST", TransactionStatus.IN_FLIGHT, TransactionStatus.IN_FLIGHT),
+        ("AFTER_NOTARISE", TransactionStatus.IN_FLIGHT, TransactionStatus.IN_FLIGHT),
+        ("BEFORE_SEND_SIGNATURE", TransactionStatus.IN_FLIGHT, TransactionStatus.IN_FLIGHT),
+        ("AFTER_SEND_SIGNATURE", TransactionStatus.IN_FLIGHT, TransactionStatus.VERIFIED),
+        ("FINALISED", TransactionStatus.VERIFIED, TransactionStatus.VERIFIED),
+    ],
+)
+def test_a_failure_at_each_initiator_step_leaves_what_the_reference_says(
+    net: Net, step: str, at_a: TransactionStatus | None, at_c: TransactionStatus | None
+) -> None:
+    issue(net)
+    net[A].runner.faults = FaultPlan.parse([f"FinalityFlow.{step}=fail"])
+    move = token.move(
+        [next(iter(_states(net, A)))],
+        [(net[C].node.identity, 5)],
+        net[A].node.identity,
+        net[DEFAULT_NOTARY].node.identity,
+    ).sign([net[A].node.key])
+    with pytest.raises(InjectedFaultError):
+        net[A].finality.finalise(move)
+    assert (net.status(A, move.id), net.status(C, move.id)) == (at_a, at_c)
+    expected_sender_records = 0 if at_a is None else 1
+    assert len(net[A].node.store.sender_records(move.id)) == expected_sender_records
+    assert len(net[C].node.store.receiver_records(move.id)) == (0 if at_c is None else 1)
+    (failed,) = net[A].node.store.iter_checkpoints(FlowStatus.FAILED)
+    assert failed.progress_step == step and failed.tx_id == move.id
+
+
+def test_a_receiver_failing_after_recording_fails_the_broadcast(net: Net) -> None:
+    issue(net)
+    net[C].runner.faults = FaultPlan.parse(["ReceiveFinalityFlow.RECORDED=fail"])
+    move = token.move(
+        [next(iter(_states(net, A)))],
+        [(net[C].node.identity, 5)],
+        net[A].node.identity,
+        net[DEFAULT_NOTARY].node.identity,
+    ).sign([net[A].node.key])
+    with pytest.raises((PeerRequestError, AgentError)):
+        net[A].finality.finalise(move)
+    assert net.status(A, move.id) is TransactionStatus.IN_FLIGHT
+    assert net.status(C, move.id) is TransactionStatus.IN_FLIGHT
+
+
+def test_the_sender_shows_only_the_back_chain_of_what_it_sent(net: Net) -> None:
+    issued = issue(net)
+    unrelated = net[A].tokens.issue([(A, 7)], "CHF")
+    paid = net[A].tokens.pay(C, 5, "GBP", A)
+    client = net[C].peers
+    reply = client.request(A, TOPIC_BACKCHAIN, {"tx_id": str(paid.id), "ids": [str(issued.id)]})
+    assert len(reply["txs"]) == 1
+    # The refusal arrives by name: the requester reads which transaction and why.
+    with pytest.raises(PeerRequestError, match=r"TransactionAccessDeniedError.*not in the back-chain") as err:
+        client.request(A, TOPIC_BACKCHAIN, {"tx_id": str(paid.id), "ids": [str(unrelated.id)]})
+    assert err.value.error_type == TransactionAccessDeniedError.__name__
+    assert str(unrelated.id) in str(err.value)
+    with pytest.raises(PeerRequestError, match="did not send it"):
+        net[B].peers.request(A, TOPIC_BACKCHAIN, {"tx_id": str(paid.id), "ids": [str(issued.id)]})
+
+
+def test_a_tampered_distribution_list_fails_at_the_sender(net: Net) -> None:
+    stx = issue(net, observers=(C,))
+    (record,) = net[C].node.store.receiver_records(stx.id)
+    keys = net[A].aes_keys.keys()
+    for position in (22, len(record.distribution_list) - 3):  # the header, then the ciphertext
+        tampered = bytearray(record.distribution_list)
+        tampered[position] ^= 0x40
+        with pytest.raises(DistributionListError, match="tampered"):
+            decrypt(bytes(tampered), keys)
+
+
+def _states(net: Net, name: X500Name) -> list[object]:
+    from agent.ledger.transactions import StateAndRef
+
+    notary = net[DEFAULT_NOTARY].node.identity
+    return [StateAndRef(v.state, v.ref, notary) for v in net[name].node.store.iter_vault_states()]
