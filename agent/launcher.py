@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from agent.errors import AgentError
+from agent.p2p.http import NO_DELAY
 
 
 class AgentProcessError(AgentError):
@@ -52,6 +53,12 @@ class ManagementClient:
     username: str
     password: str = field(repr=False)
     timeout: float = 60.0
+    _client: httpx.Client | None = field(default=None, repr=False, compare=False)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def _url(self, path: str) -> str:
         return f"http://{self.address}{path}"
@@ -63,8 +70,12 @@ class ManagementClient:
         return result
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
-        response = httpx.request(
-            method, self._url(path), json=body, auth=(self.username, self.password), timeout=self.timeout
+        if self._client is None:
+            self._client = httpx.Client(
+                timeout=self.timeout, transport=httpx.HTTPTransport(socket_options=NO_DELAY), trust_env=False
+            )
+        response = self._client.request(
+            method, self._url(path), json=body, auth=(self.username, self.password)
         )
         payload = response.json()
         if response.status_code >= 400:
@@ -159,7 +170,9 @@ class AgentProcess:
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM by PID, then SIGKILL after timeout; returns the exit code."""
         if self.process is None or self.process.poll() is not None:
+            self.management.close()
             return None if self.process is None else self.process.returncode
+        self.management.close()
         os.kill(self.process.pid, signal.SIGTERM)
         code = self.wait_exit(timeout)
         if code is None:

@@ -11,6 +11,8 @@ development server on a thread, for tests and the local demo only.
 
 from __future__ import annotations
 
+import socket
+
 import threading
 from types import TracebackType
 from typing import IO
@@ -38,6 +40,11 @@ def message_url(address: str) -> str:
     return base + MESSAGE_PATH
 
 
+# Headers and body go out as two writes; without TCP_NODELAY, Nagle's algorithm holds the second
+# until the server's delayed ACK (40 ms on Linux) and every message costs that.
+NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+
+
 class HttpTransport:
     """RawTransport over HTTP: one pooled httpx client; close() it (or use it as a context manager).
 
@@ -54,7 +61,9 @@ class HttpTransport:
         client: httpx.Client | None = None,
     ) -> None:
         self.max_response_size = max_response_size
-        self._client = client or httpx.Client(timeout=timeout, trust_env=trust_env)
+        self._client = client or httpx.Client(
+            timeout=timeout, trust_env=trust_env, transport=httpx.HTTPTransport(socket_options=NO_DELAY)
+        )
 
     def post(self, address: str, body: bytes, timeout: float) -> tuple[int, bytes]:
         """(status, reply bytes); TransientTransportError for refused, reset or timed-out connections."""

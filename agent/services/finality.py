@@ -237,6 +237,11 @@ class FinalityService:
             stx.id, sender, header.sender_recorded_timestamp, header.time_discriminator, sealed, how
         )
         needs_notary = stx.tx.needs_notarisation
+        if self.store.transaction_status(stx.id) is not None:
+            # A retried delivery (its first reply was lost): answer as before, start nothing new.
+            for cp in self.store.iter_checkpoints(tx_id=stx.id, flow_name=RECEIVE_FLOW):
+                if sender in cp.counterparties and cp.status is not FlowStatus.FAILED:
+                    return {"ack": True, "flow_id": cp.flow_id}
 
         def body(ctx: FlowContext) -> dict[str, Any]:
             ctx.step("RECEIVED")

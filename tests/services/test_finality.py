@@ -216,3 +216,24 @@ def _states(net: Net, name: X500Name) -> list[object]:
 
     notary = net[DEFAULT_NOTARY].node.identity
     return [StateAndRef(v.state, v.ref, notary) for v in net[name].node.store.iter_vault_states()]
+
+
+def test_a_repeated_delivery_is_acknowledged_without_a_second_flow(net: Net) -> None:
+    from agent.services.finality import TOPIC_TRANSACTION
+
+    issue(net)
+    move = token.move(
+        [next(iter(_states(net, A)))],
+        [(net[C].node.identity, 5)],
+        net[A].node.identity,
+        net[DEFAULT_NOTARY].node.identity,
+    ).sign([net[A].node.key])
+    net[A].runner.faults = FaultPlan.parse(["FinalityFlow.AFTER_BROADCAST=fail"])
+    with pytest.raises(InjectedFaultError):
+        net[A].finality.finalise(move)
+    (sealed,) = net[C].node.store.receiver_records(move.id)
+    payload = {"tx": move.serialize(), "distribution": sealed.distribution_list, "states_to_record": 2}
+    first = net[C].node.store.iter_checkpoints(tx_id=move.id)
+    again = net[A].peers.request(C, TOPIC_TRANSACTION, payload)
+    assert again["flow_id"] == next(first).flow_id
+    assert len(list(net[C].node.store.iter_checkpoints(tx_id=move.id))) == 1
