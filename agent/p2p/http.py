@@ -12,7 +12,6 @@ development server on a thread, for tests and the local demo only.
 from __future__ import annotations
 
 import socket
-
 import threading
 from types import TracebackType
 from typing import IO
