@@ -224,3 +224,90 @@ def test_a_sender_from_another_network_is_refused_on_the_wire(
         with pytest.raises(PeerRequestError, match=r"UnknownSenderError.*Mallory") as err:
             client.request(X500Name.parse(A), "finality.backchain", {"tx_id": "00" * 32, "ids": []})
     assert err.value.error_type == UnknownSenderError.__name__
+
+
+def _as_node(net: Network, name: str) -> tuple[object, MessageAuthenticator]:
+    """The test speaks for a node of the network with that node's own key (as a misbehaving peer would)."""
+    entry = next(n for n in net.layout.nodes if str(n.name) == name)
+    node = open_node(entry.config)
+    node.close()
+    return node, MessageAuthenticator(node.identity, node.key, node.network_map, SystemClock())
+
+
+def test_a_double_spend_is_refused_by_the_notary_process(network_factory: Callable[..., Network]) -> None:
+    from agent.errors import NotaryConflictError
+    from agent.ledger import token
+    from agent.ledger.transactions import StateRef
+    from agent.services.finality import TOPIC_NOTARISE
+
+    net = network_factory()
+    net.client(A).issue([(A, 100)], "GBP")
+    paid = SecureHash.parse(net.client(A).pay(B, 10, "GBP", A))
+    node, auth = _as_node(net, A)
+    store = net.store(A)
+    spent = store.require_transaction(paid)
+    producer = store.require_transaction(spent.tx.inputs[0].txhash)
+    store.close()
+    notary = next(n for n in node.network_map.notaries).party
+    again = token.move(
+        [producer.tx.out_ref(spent.tx.inputs[0].index)],
+        [(node.network_map.node(C).party, 5)],
+        node.identity,
+        notary,
+    )
+    stx = again.sign([node.key])
+    with HttpTransport() as transport:
+        client = PeerClient(auth, node.network_map, transport)
+        with pytest.raises(NotaryConflictError) as err:
+            client.request(notary.name, TOPIC_NOTARISE, {"tx": stx.serialize()})
+    assert err.value.conflicts == {
+        str(StateRef(spent.tx.inputs[0].txhash, spent.tx.inputs[0].index)): str(paid)
+    }
+    for name in (A, B, C):
+        assert net.client(name).transaction(str(stx.id)) is None
+
+
+def test_replayed_forged_and_oversize_messages_are_refused_by_a_running_agent(
+    network_factory: Callable[..., Network],
+) -> None:
+    from agent.ledger import token
+    from agent.services.finality import TOPIC_TRANSACTION
+
+    net = network_factory()
+    net.client(A).issue([(B, 5)], "GBP")
+    flows_before = len(net.client(B).flows())
+    node, auth = _as_node(net, A)
+    b = X500Name.parse(B)
+    notary = next(n for n in node.network_map.notaries).party
+    fresh = token.issue(node.identity, notary, [(node.network_map.node(B).party, 7)], "GBP").sign([node.key])
+    address = node.network_map.node(B).addresses[0]
+
+    def refusal(status_and_body: tuple[int, bytes]) -> tuple[int, str]:
+        status, body = status_and_body
+        reply = auth.open(body, expect_sender=b)
+        assert reply.topic == "error"
+        return status, reply.payload["type"]
+
+    with HttpTransport() as transport:
+        sealed = auth.seal(b, "no.such.topic", {})
+        assert refusal(transport.post(address, sealed, 10)) == (404, "UnknownTopicError")
+        assert refusal(transport.post(address, sealed, 10)) == (400, "ReplayedMessageError")
+        forged = bytearray(auth.seal(b, TOPIC_TRANSACTION, {"tx": fresh.serialize()}))
+        forged[-5] ^= 0x01  # inside the signature
+        assert refusal(transport.post(address, bytes(forged), 10)) == (400, "BadMessageSignatureError")
+    huge = httpx.post(
+        f"http://{address}/p2p/v1/message",
+        content=b"\0" * (node.network_map.parameters.max_message_size + 1),
+        headers={"Content-Type": "application/cbor"},
+        timeout=30,
+    )
+    assert huge.status_code == 413
+    assert net.client(B).transaction(str(fresh.id)) is None
+    assert len(net.client(B).flows()) == flows_before
+
+
+def test_an_agent_stops_cleanly_on_sigterm(network_factory: Callable[..., Network]) -> None:
+    net = network_factory()
+    net.client(A).issue([(A, 1)], "GBP")
+    assert net.processes[A].stop() == 0
+    assert "stopped" in net.processes[A].log_tail()
