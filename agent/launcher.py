@@ -13,6 +13,9 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,6 +188,33 @@ class AgentProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+@contextmanager
+def scratch_postgres_databases(
+    admin_url: str, prefix: str = "ledger_agent_node"
+) -> Iterator[Callable[[object], str]]:
+    """A function giving each node a fresh PostgreSQL database; all are dropped on exit."""
+    import psycopg2
+
+    admin = psycopg2.connect(admin_url)
+    admin.autocommit = True
+    made: list[str] = []
+
+    def url_for(_: object) -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return admin_url.rsplit("/", 1)[0] + "/" + name
+
+    try:
+        yield url_for
+    finally:
+        with admin.cursor() as cur:
+            for name in made:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
 
 
 def read_password(node_folder: Path) -> str:

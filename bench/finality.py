@@ -18,14 +18,17 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg2
-
-from agent.launcher import AgentProcess, ManagementClient, free_port_range, read_password
+from agent.launcher import (
+    AgentProcess,
+    ManagementClient,
+    free_port_range,
+    read_password,
+    scratch_postgres_databases,
+)
 from agent.network.bootstrap import DEFAULT_NOTARY, OPERATOR_USER, default_node_names, init_network
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -36,24 +39,8 @@ def databases(db: str) -> Iterator[Callable[[object], str] | None]:
     if db == "sqlite":
         yield None
         return
-    admin = psycopg2.connect(PG_ADMIN)
-    admin.autocommit = True
-    made: list[str] = []
-
-    def url_for(_: object) -> str:
-        name = f"bench_finality_{uuid.uuid4().hex[:8]}"
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-
-    try:
+    with scratch_postgres_databases(PG_ADMIN, prefix="bench_finality") as url_for:
         yield url_for
-    finally:
-        with admin.cursor() as cur:
-            for name in made:
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def timed(calls: int, call: Callable[[int], object]) -> tuple[float, list[float]]:

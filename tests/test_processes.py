@@ -6,18 +6,23 @@ waited on with deadlines, never with sleeps.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psycopg2
 import pytest
 
 from agent.clock import SystemClock
 from agent.errors import PeerRequestError, UnknownSenderError
-from agent.launcher import AgentProcess, AgentProcessError, ManagementClient, free_port_range, read_password
+from agent.launcher import (
+    AgentProcess,
+    AgentProcessError,
+    ManagementClient,
+    free_port_range,
+    read_password,
+    scratch_postgres_databases,
+)
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.keys import KeyPair
@@ -97,23 +102,9 @@ def network_factory(tmp_path: Path) -> Iterator[Callable[..., Network]]:
 
 
 @pytest.fixture
-def pg_databases() -> Iterator[Callable[[X500Name], str]]:
-    admin = psycopg2.connect(PG_ADMIN_URL)
-    admin.autocommit = True
-    made: list[str] = []
-
-    def url_for(name: X500Name) -> str:
-        db = f"ledger_agent_node_{uuid.uuid4().hex[:10]}"
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{db}"')
-        made.append(db)
-        return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + db
-
-    yield url_for
-    with admin.cursor() as cur:
-        for db in made:
-            cur.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-    admin.close()
+def pg_databases() -> Iterator[Callable[[object], str]]:
+    with scratch_postgres_databases(PG_ADMIN_URL) as url_for:
+        yield url_for
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

@@ -13,6 +13,7 @@ from agent.flows.checkpoints import FlowStatus
 from agent.flows.runner import FaultPlan, InjectedFaultError
 from agent.ledger import token
 from agent.ledger.identity import X500Name
+from agent.ledger.transactions import SignedTransaction
 from agent.ledger.vault import RelevancyStatus, StatesToRecord, TransactionStatus
 from agent.network.bootstrap import DEFAULT_NOTARY, default_node_names, init_network
 from agent.node import open_node
@@ -153,12 +154,7 @@ def test_a_failure_at_each_initiator_step_leaves_what_the_reference_says(
 ) -> None:
     issue(net)
     net[A].runner.faults = FaultPlan.parse([f"FinalityFlow.{step}=fail"])
-    move = token.move(
-        [next(iter(_states(net, A)))],
-        [(net[C].node.identity, 5)],
-        net[A].node.identity,
-        net[DEFAULT_NOTARY].node.identity,
-    ).sign([net[A].node.key])
+    move = a_pays_c(net, 5)
     with pytest.raises(InjectedFaultError):
         net[A].finality.finalise(move)
     assert (net.status(A, move.id), net.status(C, move.id)) == (at_a, at_c)
@@ -172,12 +168,7 @@ def test_a_failure_at_each_initiator_step_leaves_what_the_reference_says(
 def test_a_receiver_failing_after_recording_fails_the_broadcast(net: Net) -> None:
     issue(net)
     net[C].runner.faults = FaultPlan.parse(["ReceiveFinalityFlow.RECORDED=fail"])
-    move = token.move(
-        [next(iter(_states(net, A)))],
-        [(net[C].node.identity, 5)],
-        net[A].node.identity,
-        net[DEFAULT_NOTARY].node.identity,
-    ).sign([net[A].node.key])
+    move = a_pays_c(net, 5)
     with pytest.raises((PeerRequestError, AgentError)):
         net[A].finality.finalise(move)
     assert net.status(A, move.id) is TransactionStatus.IN_FLIGHT
@@ -211,6 +202,15 @@ def test_a_tampered_distribution_list_fails_at_the_sender(net: Net) -> None:
             decrypt(bytes(tampered), keys)
 
 
+def a_pays_c(net: Net, amount: int) -> SignedTransaction:
+    """A payment from A to C, signed by A but not yet finalised."""
+    notary = net[DEFAULT_NOTARY].node.identity
+    state = _states(net, A)[0]
+    return token.move([state], [(net[C].node.identity, amount)], net[A].node.identity, notary).sign(
+        [net[A].node.key]
+    )
+
+
 def _states(net: Net, name: X500Name) -> list[object]:
     from agent.ledger.transactions import StateAndRef
 
@@ -222,12 +222,7 @@ def test_a_repeated_delivery_is_acknowledged_without_a_second_flow(net: Net) -> 
     from agent.services.finality import TOPIC_TRANSACTION
 
     issue(net)
-    move = token.move(
-        [next(iter(_states(net, A)))],
-        [(net[C].node.identity, 5)],
-        net[A].node.identity,
-        net[DEFAULT_NOTARY].node.identity,
-    ).sign([net[A].node.key])
+    move = a_pays_c(net, 5)
     net[A].runner.faults = FaultPlan.parse(["FinalityFlow.AFTER_BROADCAST=fail"])
     with pytest.raises(InjectedFaultError):
         net[A].finality.finalise(move)
