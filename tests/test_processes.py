@@ -139,6 +139,11 @@ def test_management_calls_need_credentials(network_factory: Callable[..., Networ
     )
     assert bad.status_code == 400 and bad.json()["error"] in ("InvalidNameError", "BadRequestError")
     assert "Traceback" not in bad.text
+    auth = (OPERATOR_USER, net.client(A).password)
+    for body in (b"{not json", b"[1, 2]", b'{"holdings": [1], "currency": "GBP"}'):
+        reply = httpx.post(f"http://{address}/api/flows/issue", content=body, auth=auth)
+        assert reply.status_code == 400, (body, reply.text)
+        assert reply.json()["error"] == "BadRequestError"
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from agent.errors import AgentError, ConfigurationError, IdentityError, InvalidNameError
 from agent.flows.checkpoints import FlowStatus
@@ -28,6 +29,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class BadRequestError(AgentError):
     """A management call with a missing or malformed field."""
+
+
+def _body() -> dict[str, Any]:
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise BadRequestError("the body must be a JSON object")
+    return body
 
 
 def _field(body: dict[str, Any], name: str, kind: type) -> Any:
@@ -73,6 +81,10 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
             status = 404
         return jsonify(error=type(exc).__name__, message=str(exc)), status
 
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        return jsonify(error=type(exc).__name__, message=exc.description or exc.name), exc.code or 500
+
     @app.errorhandler(Exception)
     def internal_error(exc: Exception) -> tuple[Response, int]:
         log.exception("management call failed")
@@ -85,11 +97,12 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     @app.post("/api/flows/issue")
     @authenticated
     def issue() -> Response:
-        body = request.get_json(force=True, silent=False) or {}
-        holdings = [
-            (_name(h.get("owner"), "holdings[].owner"), _field(h, "amount", int))
-            for h in _field(body, "holdings", list)
-        ]
+        body = _body()
+        holdings = []
+        for entry in _field(body, "holdings", list):
+            if not isinstance(entry, dict):
+                raise BadRequestError(f"holdings[]: expected objects {{owner, amount}}, got {entry!r}")
+            holdings.append((_name(entry.get("owner"), "holdings[].owner"), _field(entry, "amount", int)))
         observers = [_name(o, "observers[]") for o in body.get("observers", [])]
         stx = runtime.tokens.issue(holdings, _field(body, "currency", str), observers)
         return jsonify(txId=str(stx.id))
@@ -97,7 +110,7 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     @app.post("/api/flows/pay")
     @authenticated
     def pay() -> Response:
-        body = request.get_json(force=True, silent=False) or {}
+        body = _body()
         observers = [_name(o, "observers[]") for o in body.get("observers", [])]
         stx = runtime.tokens.pay(
             _name(body.get("to"), "to"),
@@ -111,7 +124,7 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     @app.post("/api/flows/exit")
     @authenticated
     def exit_tokens() -> Response:
-        body = request.get_json(force=True, silent=False) or {}
+        body = _body()
         stx = runtime.tokens.exit(_field(body, "amount", int), _field(body, "currency", str))
         return jsonify(txId=str(stx.id))
 
