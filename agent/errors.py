@@ -4,6 +4,7 @@
     ├── ConfigurationError            a config key has a bad or unknown value
     ├── InvalidNameError              an X.500 name breaks CordaX500Name's rules
     ├── SerializationError            bytes that are not a well-formed transaction (or part of one)
+    │   └── ReconciliationCodecError      set-reconciliation symbols: truncated, oversized, wrong version
     ├── IdentityError                 a certificate, key or network map that does not check out
     ├── TransactionVerificationError  a transaction that must not be recorded
     │   ├── InvalidTransactionError       its structure breaks a ledger rule
@@ -20,6 +21,12 @@
     ├── StoreError
     │   ├── TransactionNotFoundError
     │   └── MigrationError
+    ├── ReconciliationError           LedgerSync (names as in the reference)
+    │   ├── ReconciliationAlreadyScheduledException
+    │   ├── CannotReconcileWithSelfException
+    │   ├── MaxIncomingSessionsExceededException
+    │   ├── ReconciliationRateLimitExceededException
+    │   └── LedgerGraphNotReadyException
     ├── TransactionAccessDeniedError  a peer asked for a transaction it may not see
     ├── FinalityError                 finality cannot go on (a bad message, an unusable receiver)
     └── PeerError                     a message between agents went wrong
@@ -365,3 +372,41 @@ class TransientTransportError(PeerError):
 
     def details(self) -> dict[str, object]:
         return {"address": self.address, "reason": self.reason}
+
+
+# -- LedgerSync --
+# Exception names as the reference (ledger-sync.md) gives them, so operators recognise them in logs.
+
+
+class ReconciliationError(AgentError):
+    """A reconciliation cannot be scheduled or run."""
+
+
+class ReconciliationAlreadyScheduledException(ReconciliationError):
+    """A reconciliation with that party is already scheduled or running, in either direction."""
+
+    def __init__(self, party: str) -> None:
+        self.party = party
+        super().__init__(f"a reconciliation with {party} is already scheduled or running")
+
+
+class CannotReconcileWithSelfException(ReconciliationError):
+    def __init__(self, party: str) -> None:
+        self.party = party
+        super().__init__(f"{party} cannot reconcile with itself")
+
+
+class MaxIncomingSessionsExceededException(ReconciliationError):
+    """The responder's pool of reconciliations is full; try again later."""
+
+
+class ReconciliationRateLimitExceededException(ReconciliationError):
+    """The responder's per-party limit of requests in its time window is used up."""
+
+
+class LedgerGraphNotReadyException(ReconciliationError):
+    """The ledger graph is not initialised yet, or the ledger is not self-consistent."""
+
+
+class ReconciliationCodecError(SerializationError):
+    """Set-reconciliation data that cannot be decoded: truncated or oversized symbols, wrong version."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -115,12 +115,21 @@ class LedgerStore:
         self.our_keys = frozenset(our_keys)
         self.clock = clock or SystemClock()
         self.page_size = check_page_size(page_size)
+        self._listeners: list[Callable[[SignedTransaction, TransactionStatus], None]] = []
         try:
             migrate(self.schema)
         except peewee.OperationalError as exc:
             # Say where, never how we logged in: describe() leaves the password out.
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StoreError(f"cannot open the database at {describe(self.database)}: {reason}") from exc
+
+    def add_listener(self, listener: Callable[[SignedTransaction, TransactionStatus], None]) -> None:
+        """Called after each commit that records a transaction or changes its status (not by bulk_record)."""
+        self._listeners.append(listener)
+
+    def _notify(self, stx: SignedTransaction, status: TransactionStatus) -> None:
+        for listener in self._listeners:
+            listener(stx, status)
 
     def close(self) -> None:
         if not self.database.is_closed():
@@ -176,6 +185,8 @@ class LedgerStore:
             if changed and status is TransactionStatus.VERIFIED:
                 self._update_vault(stx.tx, states_to_record, now)
             self._write_distribution(sender_records, receiver_record)
+        if changed:
+            self._notify(stx, status)
         return changed
 
     def _update_vault(self, tx: WireTransaction, states_to_record: StatesToRecord, now: datetime) -> None:
