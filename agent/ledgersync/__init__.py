@@ -1,0 +1,1 @@
+"""LedgerSync: reconciliation of two nodes' common ledger data (collaborative recovery)."""
