@@ -52,7 +52,9 @@ _MAX_U32 = 0xFFFFFFFF
 
 _MASK64 = (1 << 64) - 1
 # The riblt reference's PRNG: a multiplicative congruential step modulo 2**64 (one multiply per
-# index, the cheapest thing Python can do); seeds are forced odd so the period stays long.
+# index, the cheapest thing Python can do). Seeds are forced odd, so every state is odd: the period
+# stays long and u = state / 2**64 is never 0, so the gap ceil((i + 1.5) * (u ** -0.5 - 1)) needs no
+# "+ 1" (written base * 2**32 / sqrt(state) - base; every copy of it below must stay bit-identical).
 _MULTIPLIER = 0xDA942042E4DD58B5
 _TWO32 = float(1 << 32)
 
@@ -117,8 +119,9 @@ def _hash_id(tx_id: bytes, salt: bytes) -> tuple[int, int]:
 
 def _next_index(index: int, state: int) -> tuple[int, int]:
     """The index after ``index`` and the new PRNG state (the loops below inline this)."""
-    state = (state * _MULTIPLIER) & _MASK64
-    gap = math.ceil((index + 1.5) * (_TWO32 / math.sqrt(state + 1) - 1.0))
+    state = state * _MULTIPLIER & _MASK64
+    base = index + 1.5
+    gap = math.ceil(base * _TWO32 / math.sqrt(state) - base)
     return index + (gap or 1), state
 
 
@@ -164,11 +167,12 @@ class Encoder:
             raise RuntimeError(f"cannot {operation} an id after {self._produced} symbols were produced")
 
     def _start(self) -> None:
-        salt = self.salt
-        for tx_id in self._ids:
-            cell, seed = _hash_id(tx_id, salt)
-            self._cells.append(cell)
-            self._states.append(seed)
+        salt, cells, states = self.salt, self._cells, self._states
+        from_bytes, mask = int.from_bytes, _MASK64
+        for tx_id in self._ids:  # _hash_id inlined: this loop runs once per id of the set
+            digest = from_bytes(blake2b(tx_id, key=salt, digest_size=16).digest(), "big")
+            cells.append(from_bytes(tx_id, "big") << 64 | digest >> 64)
+            states.append(digest & mask | 1)
         self._pending = {0: list(range(len(self._cells)))} if self._cells else {}
 
     def next_symbols(self, n: int) -> list[Symbol]:
@@ -189,11 +193,12 @@ class Encoder:
                 continue
             acc = 0
             base = i + 1.5
+            scaled = base * two32
             for p in bucket:
                 acc ^= cells[p]
-                s = (states[p] * mult) & mask
+                s = states[p] * mult & mask
                 states[p] = s
-                j = i + (ceil(base * (two32 / sqrt(s + 1) - 1.0)) or 1)
+                j = i + (ceil(scaled / sqrt(s) - base) or 1)
                 later = pending.get(j)
                 if later is None:
                     pending[j] = [p]
@@ -280,12 +285,13 @@ class Decoder:
             bucket = p_pending.pop(i, None)
             if bucket is not None:
                 base = i + 1.5
+                scaled = base * two32
                 for q in bucket:
                     cell ^= p_cells[q]
                     count = (count - p_signs[q]) & 0xFF
-                    s = (p_states[q] * mult) & mask
+                    s = p_states[q] * mult & mask
                     p_states[q] = s
-                    j = i + (ceil(base * (two32 / sqrt(s + 1) - 1.0)) or 1)
+                    j = i + (ceil(scaled / sqrt(s) - base) or 1)
                     later = p_pending.get(j)
                     if later is None:
                         p_pending[j] = [q]
@@ -328,8 +334,9 @@ class Decoder:
                 cells[j] ^= cell
                 if c in {1, 0xFF}:
                     queue.append(j)
-                s = (s * mult) & mask
-                j += ceil((j + 1.5) * (two32 / sqrt(s + 1) - 1.0)) or 1
+                s = s * mult & mask
+                base = j + 1.5
+                j += ceil(base * two32 / sqrt(s) - base) or 1
             q = len(self._peeled_cells)
             self._peeled_cells.append(cell)
             self._peeled_signs.append(sign)

@@ -16,6 +16,7 @@ from agent.ledgersync.riblt import (
     Decoder,
     Encoder,
     Symbol,
+    _hash_id,
     _next_index,
     decode_batch,
     encode_batch,
@@ -93,6 +94,18 @@ def test_mapping_density_is_about_one_over_one_plus_half_index() -> None:
     assert hits[0] == trials
     for i in (1, 5, 20, 63):
         assert hits[i] / trials == pytest.approx(1 / (1 + i / 2), rel=0.25)
+
+
+def test_encoder_maps_an_id_to_the_indexes_of_its_sequence() -> None:
+    tx_id = bytes(range(32))
+    _, seed = _hash_id(tx_id, SALT)
+    expected, index, state = [], 0, seed
+    while index < 500:
+        expected.append(index)
+        index, state = _next_index(index, state)
+    symbols = Encoder([tx_id], SALT).next_symbols(500)
+    assert [i for i, symbol in enumerate(symbols) if not symbol.is_empty] == expected
+    assert all(symbols[i].id_xor == tx_id and symbols[i].count == 1 for i in expected)
 
 
 def test_incremental_equals_one_shot() -> None:
