@@ -1,0 +1,252 @@
+"""The ledger graph (ids, back-chain edges, parties) and the self-consistency check."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agent.errors import LedgerGraphNotReadyException
+from agent.ledger.distribution import SenderDistribution
+from agent.ledger.hashing import SecureHash
+from agent.ledger.identity import X500Name
+from agent.ledger.token import issue, move
+from agent.ledger.transactions import SignedTransaction
+from agent.ledger.vault import StateStatus, StatesToRecord, TransactionStatus
+from agent.ledgersync.consistency import check_consistency, require_ready
+from agent.ledgersync.graph import LedgerGraph
+from agent.store.ledger_store import LedgerStore
+from bench.fixture import fixture_store_keys, load
+from tests.conftest import Actor
+
+AUDITOR = X500Name.parse("O=Auditor LLP, L=Paris, C=FR")
+WHEN = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Ledger:
+    store: LedgerStore
+    issued: SignedTransaction  # alice issues 100 to alice, 50 to bob
+    paid: SignedTransaction  # alice pays bob 30 from issued(0), change 70 to alice; sent to the auditor
+    merged: SignedTransaction  # bob pays charlie 80 from issued(1) and paid(0)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, alice: Actor, bob: Actor, charlie: Actor, notary_actor: Actor) -> Iterator[Ledger]:
+    store = LedgerStore(f"sqlite:///{tmp_path / 'node.db'}", our_keys=[alice.party.owning_key])
+    notary = notary_actor.party
+    issued = issue(alice.party, notary, [(alice.party, 100), (bob.party, 50)], "GBP").sign([alice.key])
+    paid = move([issued.tx.out_ref(0)], [(bob.party, 30)], alice.party, notary).sign([alice.key])
+    merged = move([issued.tx.out_ref(1), paid.tx.out_ref(0)], [(charlie.party, 80)], bob.party, notary).sign(
+        [bob.key]
+    )
+    store.record_transaction(issued)
+    sent = SenderDistribution(
+        paid.id, AUDITOR, WHEN, 0, StatesToRecord.ONLY_RELEVANT, StatesToRecord.ALL_VISIBLE
+    )
+    store.record_transaction(paid, sender_records=[sent])
+    store.record_transaction(merged, states_to_record=StatesToRecord.ALL_VISIBLE)
+    yield Ledger(store, issued, paid, merged)
+    store.close()
+
+
+def build(store: LedgerStore, page_size: int = 100, pool_size: int = 1) -> LedgerGraph:
+    return LedgerGraph.build(store, page_size=page_size, pool_size=pool_size, readers="thread")
+
+
+def test_sizes_parents_and_backchain(ledger: Ledger) -> None:
+    graph = build(ledger.store)
+    assert graph.is_initialized and graph.size == 3
+    assert graph.contains(ledger.paid.id) and graph.contains(str(ledger.merged.id))
+    assert not graph.contains(SecureHash.of(b"nothing"))
+    assert graph.parents(ledger.issued.id) == set()
+    assert graph.parents(ledger.paid.id) == {ledger.issued.id}
+    assert graph.parents(ledger.merged.id) == {ledger.issued.id, ledger.paid.id}
+    assert graph.backchain([ledger.merged.id]) == {ledger.issued.id, ledger.paid.id}
+    assert graph.backchain([ledger.paid.id, ledger.merged.id]) == {ledger.issued.id, ledger.paid.id}
+    with pytest.raises(KeyError, match="not a VERIFIED transaction"):
+        graph.parents(SecureHash.of(b"nothing"))
+
+
+def test_parties_and_involving(ledger: Ledger, alice: Actor, bob: Actor, charlie: Actor) -> None:
+    graph = build(ledger.store)
+    a, b, c = str(alice.name), str(bob.name), str(charlie.name)
+    assert graph.parties(ledger.issued.id) == {a, b}
+    # The auditor is named only in the sender's distribution record.
+    assert graph.parties(ledger.paid.id) == {a, b, str(AUDITOR)}
+    # bob is a participant and the signer; charlie a participant.
+    assert graph.parties(ledger.merged.id) == {b, c}
+    assert set(graph.ids(graph.involving(c))) == {ledger.merged.id}
+    assert set(graph.ids(graph.involving(str(AUDITOR)))) == {ledger.paid.id}
+    assert set(graph.ids(graph.involving(a))) == {ledger.issued.id, ledger.paid.id}
+    assert len(graph.involving("O=Nobody, L=Oslo, C=NO")) == 0
+
+
+def test_signer_named_through_a_key_seen_in_another_transaction(
+    tmp_path: Path, alice: Actor, bob: Actor, notary_actor: Actor
+) -> None:
+    store = LedgerStore(f"sqlite:///{tmp_path / 'n.db'}", our_keys=[bob.party.owning_key])
+    issued = issue(alice.party, notary_actor.party, [(bob.party, 5)], "EUR").sign([alice.key])
+    # alice signs the issuance but owns no output anywhere: her name is not known from a key.
+    store.record_transaction(issued)
+    assert build(store).parties(issued.id) == {str(bob.name)}
+
+
+@pytest.fixture
+def fixture_store(tmp_path: Path) -> Iterator[LedgerStore]:
+    store = LedgerStore(f"sqlite:///{tmp_path / 'fixture.db'}", our_keys=fixture_store_keys())
+    load(store, 600)
+    yield store
+    store.close()
+
+
+def snapshot(graph: LedgerGraph) -> dict[str, bytes]:
+    return {name: array.tobytes() for name, array in graph.arrays().items()}
+
+
+@pytest.mark.parametrize("readers", ["thread", "process"])
+def test_paged_build_with_readers_equals_one_reader(fixture_store: LedgerStore, readers: str) -> None:
+    one = LedgerGraph.build(fixture_store, page_size=10_000, pool_size=1)
+    many = LedgerGraph.build(fixture_store, page_size=10, pool_size=3, readers=readers)  # type: ignore[arg-type]
+    assert one.size == many.size == 600
+    assert snapshot(one) == snapshot(many)
+    some = one.ids(range(0, 600, 37))
+    assert [many.parties(t) for t in some] == [one.parties(t) for t in some]
+    assert check_consistency(many, fixture_store).errors == []
+
+
+def test_incremental_add_through_the_listener(
+    ledger: Ledger, alice: Actor, bob: Actor, notary_actor: Actor
+) -> None:
+    graph = build(ledger.store)
+    graph.attach(ledger.store)
+    more = move([ledger.paid.tx.out_ref(1)], [(bob.party, 10)], alice.party, notary_actor.party).sign(
+        [alice.key]
+    )
+    ledger.store.record_transaction(more, status=TransactionStatus.IN_FLIGHT)
+    assert not graph.contains(more.id)  # not part of the graph until VERIFIED
+    ledger.store.record_transaction(more)
+    assert graph.size == 4 and graph.contains(more.id)
+    assert graph.parents(more.id) == {ledger.paid.id}
+    assert graph.backchain([more.id]) == {ledger.issued.id, ledger.paid.id}
+    assert set(graph.ids(graph.involving(str(bob.name)))) == {
+        ledger.issued.id,
+        ledger.paid.id,
+        ledger.merged.id,
+        more.id,
+    }
+    report = check_consistency(graph, ledger.store)
+    assert report.errors == [] and report.is_self_consistent
+    # Built again from the store, it is the same graph up to the order of the transactions.
+    fresh = build(ledger.store)
+    assert {t: fresh.parties(t) for t in fresh.ids(range(4))} == {
+        t: graph.parties(t) for t in fresh.ids(range(4))
+    }
+
+
+def test_attach_catches_up_with_transactions_recorded_since_the_build(
+    ledger: Ledger, alice: Actor, bob: Actor, notary_actor: Actor
+) -> None:
+    graph = build(ledger.store)
+    more = move([ledger.paid.tx.out_ref(1)], [(bob.party, 10)], alice.party, notary_actor.party).sign(
+        [alice.key]
+    )
+    ledger.store.record_transaction(more)
+    graph.attach(ledger.store)
+    assert graph.contains(more.id) and graph.size == 4
+
+
+def test_a_missing_parent_that_arrives_later_is_linked(
+    tmp_path: Path, alice: Actor, bob: Actor, notary_actor: Actor, ledger: Ledger
+) -> None:
+    store = LedgerStore(f"sqlite:///{tmp_path / 'late.db'}", our_keys=[alice.party.owning_key])
+    store.record_transaction(ledger.paid)  # its parent is not here yet
+    graph = build(store)
+    graph.attach(store)
+    assert graph.parents(ledger.paid.id) == {ledger.issued.id}
+    assert not graph.contains(ledger.issued.id)
+    store.record_transaction(ledger.issued)
+    assert graph.contains(ledger.issued.id)
+    assert graph.backchain([ledger.paid.id]) == {ledger.issued.id}
+    assert not any("not recorded" in e for e in check_consistency(graph, store).errors)
+
+
+def test_a_consistent_ledger_reports_no_errors(ledger: Ledger) -> None:
+    report = check_consistency(build(ledger.store), ledger.store)
+    assert report.is_initialized and report.is_self_consistent
+    assert report.errors == [] and report.error_count == 0
+    require_ready(report)
+
+
+def test_not_initialised(ledger: Ledger) -> None:
+    report = check_consistency(LedgerGraph(), ledger.store)
+    assert not report.is_initialized and not report.is_self_consistent
+    with pytest.raises(LedgerGraphNotReadyException, match="not initialised"):
+        require_ready(report)
+
+
+def test_missing_parent_is_named(ledger: Ledger) -> None:
+    nt = ledger.store.schema.node_transactions
+    nt.delete().where(nt.tx_id == str(ledger.issued.id)).execute()
+    report = check_consistency(build(ledger.store), ledger.store)
+    assert not report.is_self_consistent
+    issued = str(ledger.issued.id)
+    assert (
+        f"transaction {ledger.paid.id}: input {issued}(0) refers to a transaction that is not recorded"
+        in (report.errors)
+    )
+    assert (
+        f"transaction {ledger.merged.id}: input {issued}(1) refers to a transaction that is not recorded"
+        in (report.errors)
+    )
+    assert f"vault state {issued}(0) belongs to no VERIFIED transaction" in report.errors
+    with pytest.raises(LedgerGraphNotReadyException, match=f"not self-consistent.*{issued}"):
+        require_ready(report)
+
+
+def test_state_consumed_twice_names_both_consumers(
+    ledger: Ledger, alice: Actor, bob: Actor, charlie: Actor, notary_actor: Actor
+) -> None:
+    change = ledger.paid.tx.out_ref(1)
+    first = move([change], [(bob.party, 70)], alice.party, notary_actor.party).sign([alice.key])
+    second = move([change], [(charlie.party, 70)], alice.party, notary_actor.party).sign([alice.key])
+    ledger.store.record_transaction(first)
+    ledger.store.record_transaction(second)  # no notary here: the store records the double spend
+    report = check_consistency(build(ledger.store), ledger.store)
+    consumers = " and ".join(sorted([str(first.id), str(second.id)], key=bytes.fromhex))
+    assert report.errors == [f"state {ledger.paid.id}(1) is consumed twice: by {consumers}"]
+
+
+def test_vault_status_disagreeing_with_the_graph(ledger: Ledger) -> None:
+    vs = ledger.store.schema.vault_states
+    vs.update(state_status=StateStatus.CONSUMED).where(
+        (vs.transaction_id == str(ledger.paid.id)) & (vs.output_index == 1)
+    ).execute()
+    vs.update(state_status=StateStatus.UNCONSUMED).where(
+        (vs.transaction_id == str(ledger.issued.id)) & (vs.output_index == 0)
+    ).execute()
+    report = check_consistency(build(ledger.store), ledger.store)
+    assert sorted(report.errors) == sorted(
+        [
+            f"vault state {ledger.paid.id}(1) is CONSUMED but no VERIFIED transaction consumes it",
+            f"vault state {ledger.issued.id}(0) is UNCONSUMED but transaction {ledger.paid.id} consumes it",
+        ]
+    )
+
+
+def test_relevant_output_missing_from_the_vault(ledger: Ledger) -> None:
+    vs = ledger.store.schema.vault_states
+    vs.delete().where((vs.transaction_id == str(ledger.paid.id)) & (vs.output_index == 1)).execute()
+    report = check_consistency(build(ledger.store), ledger.store)
+    paid = ledger.paid.id
+    assert report.errors == [f"transaction {paid}: relevant output {paid}(1) is not in the vault"]
+
+
+def test_errors_are_capped_but_counted(ledger: Ledger) -> None:
+    vs = ledger.store.schema.vault_states
+    vs.delete().execute()
+    report = check_consistency(build(ledger.store), ledger.store, max_errors=1)
+    assert len(report.errors) == 1 and report.error_count == 2  # issued(0) and paid(1)
