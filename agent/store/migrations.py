@@ -27,15 +27,34 @@ class Migration:
 
 
 def _v1_initial(schema: Schema) -> None:
-    tables = [m for m in schema.models() if m is not schema.schema_migrations]
+    # The tables of version 1, named: later tables join Schema but never this list.
     # Referenced tables first, for the foreign keys (declared as SQL constraints, which peewee's own
     # ordering does not see).
-    tables.sort(key=lambda m: m is not schema.recovery_party_info)
+    tables = [
+        schema.recovery_party_info,
+        schema.node_transactions,
+        schema.vault_states,
+        schema.state_party,
+        schema.sender_distr_recs,
+        schema.receiver_distr_recs,
+        schema.aes_encryption_keys,
+        schema.checkpoints,
+        schema.notary_committed_states,
+        schema.notary_committed_txs,
+        schema.notary_request_log,
+    ]
     for model in tables:
         model.create_table(safe=False)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial node schema", _v1_initial),)
+def _v2_reconciliation_status(schema: Schema) -> None:
+    schema.reconciliation_status.create_table(safe=False)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial node schema", _v1_initial),
+    Migration(2, "LedgerSync cr_reconciliation_status", _v2_reconciliation_status),
+)
 
 LATEST_VERSION = MIGRATIONS[-1].version
 

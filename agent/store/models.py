@@ -201,6 +201,30 @@ class NotaryRequestLog(_Template):
         table_name = "node_notary_request_log"
 
 
+class ReconciliationStatusRow(_Template):
+    """cr_reconciliation_status: LedgerSync's status per (party, direction), the reference's columns.
+
+    Times are epoch milliseconds (BIGINT); the result is the set of missing ids as concatenated
+    32-byte ids (an empty BLOB for the empty set); an absent error is the empty string, as printed.
+    """
+
+    party_name = peewee.CharField(max_length=255)
+    is_requester = peewee.BooleanField()
+    state_machine_id = peewee.CharField(max_length=36, null=True)
+    last_successful_reconciliation_time_started = peewee.BigIntegerField(null=True)
+    last_successful_reconciliation_time_finished = peewee.BigIntegerField(null=True)
+    last_successful_reconciliation_status = peewee.CharField(max_length=32, null=True)
+    last_successful_reconciliation_result = peewee.BlobField(default=b"")
+    last_reconciliation_time_started = peewee.BigIntegerField(null=True)
+    last_reconciliation_time_finished = peewee.BigIntegerField(null=True)
+    last_reconciliation_status = peewee.CharField(max_length=32)
+    last_reconciliation_error = peewee.TextField(default="")
+
+    class Meta:
+        table_name = "cr_reconciliation_status"
+        primary_key = peewee.CompositeKey("party_name", "is_requester")
+
+
 class SchemaMigration(_Template):
     """ledger_agent_schema_migrations: the migrations applied, by version."""
 
@@ -232,6 +256,7 @@ class Schema:
     notary_committed_txs: type[NotaryCommittedTransaction]
     notary_request_log: type[NotaryRequestLog]
     schema_migrations: type[SchemaMigration]
+    reconciliation_status: type[ReconciliationStatusRow]
 
     def models(self) -> list[type[peewee.Model]]:
         return [getattr(self, f.name) for f in fields(self) if f.name != "database"]
@@ -262,4 +287,5 @@ def bind_schema(database: peewee.Database) -> Schema:
         notary_committed_txs=_bound(NotaryCommittedTransaction, database),
         notary_request_log=_bound(NotaryRequestLog, database),
         schema_migrations=_bound(SchemaMigration, database),
+        reconciliation_status=_bound(ReconciliationStatusRow, database),
     )

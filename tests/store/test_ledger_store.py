@@ -64,9 +64,9 @@ def test_migrations_create_the_corda_shaped_tables_once(store: LedgerStore, data
         "node_notary_committed_txs",
         "ledger_agent_schema_migrations",
     } <= tables
-    assert applied_versions(store.schema) == [LATEST_VERSION]
+    assert applied_versions(store.schema) == list(range(1, LATEST_VERSION + 1))
     again = LedgerStore(database_url)
-    assert applied_versions(again.schema) == [LATEST_VERSION]
+    assert applied_versions(again.schema) == list(range(1, LATEST_VERSION + 1))
     again.close()
 
 
