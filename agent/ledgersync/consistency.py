@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from agent.errors import LedgerGraphNotReadyException
 from agent.ledger.vault import StateStatus
-from agent.ledgersync.graph import LedgerGraph, raw_cursor
+from agent.ledgersync.graph import LedgerGraph, raw_cursor, release_freed_memory
 from agent.store.ledger_store import LedgerStore
 
 MAX_ERRORS = 1000
@@ -134,6 +134,7 @@ def check_consistency(
             f"transaction {tx_id}: relevant output {tx_id}({int(relevant[pos] & 0xFFFF)}) is not in the vault"
         )
 
+    release_freed_memory()
     return ConsistencyReport(True, errors.count == 0, errors.lines, errors.count)
 
 
