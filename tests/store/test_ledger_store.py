@@ -397,13 +397,17 @@ def test_an_unreachable_database_is_named_without_its_password() -> None:
     assert "s3cret" not in str(err.value)
 
 
-def test_listeners_hear_of_each_change_once(store: LedgerStore, alice: Actor, bob: Actor, notary_actor: Actor) -> None:
+def test_listeners_hear_of_each_change_once(
+    store: LedgerStore, alice: Actor, bob: Actor, notary_actor: Actor
+) -> None:
     heard: list[tuple[object, TransactionStatus]] = []
     store.add_listener(lambda stx, status: heard.append((stx.id, status)))
     first = issue(alice, bob, notary_actor)
     store.record_transaction(first)
     store.record_transaction(first)
-    move = token.move([first.tx.out_ref(0)], [(bob.party, 1)], alice.party, notary_actor.party).sign([alice.key])
+    move = token.move([first.tx.out_ref(0)], [(bob.party, 1)], alice.party, notary_actor.party).sign(
+        [alice.key]
+    )
     store.record_transaction(move, status=TransactionStatus.IN_FLIGHT)
     store.record_transaction(move.signed_by(notary_actor.key))
     assert heard == [
