@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.flows.checkpoints import FlowCheckpoint
 from agent.flows.runner import FaultPlan, FlowRunner
+from agent.ledgersync.config import LedgerSyncConfig
+from agent.ledgersync.graph import LedgerGraph
+from agent.ledgersync.protocol import LedgerSyncService
 from agent.node import Node
 from agent.p2p.authenticator import MessageAuthenticator
 from agent.p2p.client import PeerClient, RawTransport
@@ -30,6 +33,7 @@ class AgentRuntime:
     finality: FinalityService
     tokens: TokenService
     interrupted: list[FlowCheckpoint]
+    ledgersync: LedgerSyncService | None = field(default=None)
 
     @property
     def max_message_size(self) -> int:
@@ -41,7 +45,15 @@ class AgentRuntime:
         self.node.close()
 
 
-def build_runtime(node: Node, transport: RawTransport, *, retry: RetryPolicy | None = None) -> AgentRuntime:
+def build_runtime(
+    node: Node,
+    transport: RawTransport,
+    *,
+    retry: RetryPolicy | None = None,
+    ledgersync: bool = False,
+    ledgersync_config: LedgerSyncConfig | None = None,
+) -> AgentRuntime:
+    """The node's services around transport; with ledgersync, the ledger graph and LedgerSync too."""
     clock = node.clock
     authenticator = MessageAuthenticator(node.identity, node.key, node.network_map, clock)
     max_size = node.network_map.parameters.max_message_size
@@ -58,6 +70,20 @@ def build_runtime(node: Node, transport: RawTransport, *, retry: RetryPolicy | N
     finality = FinalityService(node.identity, node.ledger, runner, peers, aes_keys, clock, node.notary)
     finality.register(peer_service)
     tokens = TokenService(node.identity, node.key, node.store, finality, node.network_map)
+    sync = _ledgersync(node, peers, ledgersync_config or LedgerSyncConfig()) if ledgersync else None
+    if sync is not None:
+        sync.register(peer_service)
     return AgentRuntime(
-        node, authenticator, peer_service, peers, runner, aes_keys, finality, tokens, interrupted
+        node, authenticator, peer_service, peers, runner, aes_keys, finality, tokens, interrupted, sync
     )
+
+
+def _ledgersync(node: Node, peers: PeerClient, config: LedgerSyncConfig) -> LedgerSyncService:
+    """Build the ledger graph (read in this thread), keep it current, and check the ledger once."""
+    graph = LedgerGraph.build(
+        node.store, page_size=config.transaction_reader_page_size, pool_size=1, readers="thread"
+    )
+    graph.attach(node.store)
+    service = LedgerSyncService(node.identity, graph, node.store, peers, config, node.network_map, node.clock)
+    service.check_consistency()
+    return service

@@ -1,0 +1,379 @@
+"""LedgerSync's reconciliation session over the peer protocol (docs/ledgersync.md, rateless IBLT).
+
+    requester                                   responder
+    begin   {salt, size}                  ->    its set for the requester, an Encoder, a session
+                                          <-    {session, size, batch}: symbols_for_difference(d)
+    symbols {session, start, count}       ->    until decoded: twice as many each time, capped to
+                                          <-    {batch}          fit maxMessageSize; each reply is
+                                                                 an exchange, at most
+                                                                 maxNumberOfIbfFilterFlows in all
+    ids     {session, offset}             ->    the fallback when not decoded within the bound:
+                                          <-    {ids, next}      the responder's set, paged
+    end     {session, missing}            ->    the session is dropped; with both_directions
+                                          <-    {received}       `missing` holds what it lacks
+
+Only ids of the set for the pair are ever encoded or listed (`pairset.pair_set`). Byte counts are
+the CBOR payloads each way (the envelope, ~300 bytes of names, nonces and signature, is not counted).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from agent.clock import Clock
+from agent.errors import (
+    CannotReconcileWithSelfException,
+    LedgerGraphNotReadyException,
+    ReconciliationCodecError,
+    ReconciliationError,
+)
+from agent.ledger.hashing import SecureHash
+from agent.ledger.identity import Party, X500Name
+from agent.ledger.serialization import encode
+from agent.ledgersync.config import LedgerSyncConfig
+from agent.ledgersync.consistency import ConsistencyReport, check_consistency, require_ready
+from agent.ledgersync.graph import LedgerGraph
+from agent.ledgersync.pairset import distributed_ids, pair_set
+from agent.ledgersync.riblt import (
+    HEADER_SIZE,
+    ID_SIZE,
+    SALT_SIZE,
+    SYMBOL_SIZE,
+    Decoder,
+    Encoder,
+    decode_batch,
+    encode_batch,
+    symbols_for_difference,
+)
+from agent.network.network_map import NetworkMap
+from agent.p2p.envelope import ERROR_CODECS, ErrorCodec, register_error_codec
+from agent.store.ledger_store import LedgerStore
+
+log = logging.getLogger("ledger_agent.ledgersync")
+
+TOPIC_BEGIN = "ledgersync.begin"
+TOPIC_SYMBOLS = "ledgersync.symbols"
+TOPIC_IDS = "ledgersync.ids"
+TOPIC_END = "ledgersync.end"
+SESSION_ID_SIZE = 16
+SESSION_TTL = timedelta(minutes=10)
+# Room left in a reply for the sealed envelope around the payload: names, timestamp, two nonces,
+# the signature and the payload's keys take a few hundred bytes; 1 KiB keeps every reply under the limit.
+ENVELOPE_RESERVE = 1024
+
+
+def symbols_per_reply(max_message_size: int) -> int:
+    """How many coded symbols one reply may carry and still fit maxMessageSize."""
+    return max(1, (max_message_size - ENVELOPE_RESERVE - HEADER_SIZE) // SYMBOL_SIZE)
+
+
+def ids_per_reply(max_message_size: int) -> int:
+    """How many 32-byte ids one page of the fallback may carry and still fit maxMessageSize."""
+    return max(1, (max_message_size - ENVELOPE_RESERVE) // ID_SIZE)
+
+
+class Peers(Protocol):
+    def request(self, peer: X500Name, topic: str, payload: Any, *, timeout: float = 30.0) -> Any: ...
+
+
+class Handlers(Protocol):
+    def register(self, topic: str, handler: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request and its reply: the topic and the payload bytes each way."""
+
+    topic: str
+    sent: int
+    received: int
+
+
+@dataclass(frozen=True)
+class ReconciliationResult:
+    """What the responder has that we lack (missing_here), and the reverse (missing_there)."""
+
+    party: X500Name
+    missing_here: set[SecureHash]
+    missing_there: set[SecureHash]
+    bytes_sent: int
+    bytes_received: int
+    exchanges: int  # every request/reply, begin and end included
+    messages: tuple[Exchange, ...] = ()
+    used_id_list: bool = False  # the symbols did not decode within the bound
+
+
+@dataclass
+class _Session:
+    encoder: Encoder
+    ids: set[bytes]
+    expires: datetime
+    replies: int = 1  # the begin reply is the first symbol exchange
+    listed: list[bytes] | None = field(default=None)
+
+
+class LedgerSyncService:
+    """Both ends of a reconciliation: `reconcile` as requester, `register` to serve as responder."""
+
+    def __init__(
+        self,
+        identity: Party,
+        graph: LedgerGraph,
+        store: LedgerStore,
+        peers: Peers,
+        config: LedgerSyncConfig,
+        network_map: NetworkMap,
+        clock: Clock,
+        *,
+        on_peer_difference: Callable[[X500Name, set[SecureHash]], None] | None = None,
+    ) -> None:
+        self.identity = identity
+        self.graph = graph
+        self.store = store
+        self.peers = peers
+        self.config = config
+        self.network_map = network_map
+        self.clock = clock
+        self.on_peer_difference = on_peer_difference
+        # With both_directions, the ids each requester told us we lack (statuses come with the scheduler).
+        self.peer_differences: dict[X500Name, set[SecureHash]] = {}
+        self._report: ConsistencyReport | None = None
+        self._sessions: dict[tuple[X500Name, bytes], _Session] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def me(self) -> str:
+        return str(self.identity.name)
+
+    @property
+    def max_message_size(self) -> int:
+        return self.network_map.parameters.max_message_size
+
+    def check_consistency(self) -> ConsistencyReport:
+        """Run the self-consistency check and keep its report for the responder's readiness test."""
+        self._report = check_consistency(self.graph, self.store)
+        return self._report
+
+    def pair_set(self, party: X500Name) -> set[bytes]:
+        """Our set for the pair with party (32-byte ids)."""
+        return pair_set(self.graph, self.me, str(party), distributed_ids(self.store))
+
+    def report(self) -> ConsistencyReport:
+        return self._report if self._report is not None else self.check_consistency()
+
+    # -- requester -----------------------------------------------------------------------------------
+
+    def reconcile(self, party: X500Name, *, both_directions: bool = False) -> ReconciliationResult:
+        """Reconcile our set for the pair with party's; raises the peer's refusal or a codec error."""
+        if party == self.identity.name:
+            raise CannotReconcileWithSelfException(str(party))
+        require_ready(self.report())
+        return _Requester(self, party).run(both_directions)
+
+    # -- responder -----------------------------------------------------------------------------------
+
+    def register(self, handlers: Handlers) -> None:
+        handlers.register(TOPIC_BEGIN, self._on_begin)
+        handlers.register(TOPIC_SYMBOLS, self._on_symbols)
+        handlers.register(TOPIC_IDS, self._on_ids)
+        handlers.register(TOPIC_END, self._on_end)
+
+    def _on_begin(self, requester: X500Name, payload: Any) -> dict[str, Any]:
+        if requester == self.identity.name:
+            raise CannotReconcileWithSelfException(str(requester))
+        require_ready(self.report())
+        salt = _bytes(payload, "salt", SALT_SIZE)
+        size = _count(payload, "size")
+        ids = self.pair_set(requester)
+        encoder = Encoder(ids, salt)
+        first = min(symbols_for_difference(len(ids) - size), symbols_per_reply(self.max_message_size))
+        batch = encode_batch(encoder.next_symbols(first), 0)
+        session_id = os.urandom(SESSION_ID_SIZE)
+        now = self.clock.now()
+        with self._lock:
+            for key in [k for k, s in self._sessions.items() if s.expires <= now]:
+                del self._sessions[key]
+            self._sessions[(requester, session_id)] = _Session(encoder, ids, now + SESSION_TTL)
+        log.info("reconciliation with %s: %d ids in our set for the pair", requester, len(ids))
+        return {"session": session_id, "size": len(ids), "batch": batch}
+
+    def _session(self, requester: X500Name, payload: Any, *, pop: bool = False) -> _Session:
+        session_id = _bytes(payload, "session", SESSION_ID_SIZE)
+        now = self.clock.now()
+        with self._lock:
+            session = self._sessions.get((requester, session_id))
+            if session is None or session.expires <= now:
+                self._sessions.pop((requester, session_id), None)
+                raise ReconciliationError(f"no reconciliation session {session_id.hex()} with {requester}")
+            if pop:
+                del self._sessions[(requester, session_id)]
+            return session
+
+    def _on_symbols(self, requester: X500Name, payload: Any) -> dict[str, Any]:
+        session = self._session(requester, payload)
+        start, count = _count(payload, "start"), _count(payload, "count")
+        limit = self.config.max_number_of_ibf_filter_flows
+        with self._lock:
+            if session.replies >= limit:
+                raise ReconciliationError(f"the session has used its {limit} symbol exchanges")
+            if start != session.encoder.produced:
+                raise ReconciliationCodecError(
+                    "start", f"expected symbol {session.encoder.produced} next, asked for {start}"
+                )
+            if count < 1:
+                raise ReconciliationCodecError("count", f"must be at least 1, got {count}")
+            count = min(count, symbols_per_reply(self.max_message_size))
+            session.replies += 1
+            return {"batch": encode_batch(session.encoder.next_symbols(count), start)}
+
+    def _on_ids(self, requester: X500Name, payload: Any) -> dict[str, Any]:
+        session = self._session(requester, payload)
+        offset = _count(payload, "offset")
+        with self._lock:
+            if session.listed is None:
+                session.listed = sorted(session.ids)
+            page = session.listed[offset : offset + ids_per_reply(self.max_message_size)]
+            end = offset + len(page)
+            return {"ids": b"".join(page), "next": end if end < len(session.listed) else None}
+
+    def _on_end(self, requester: X500Name, payload: Any) -> dict[str, Any]:
+        session = self._session(requester, payload, pop=True)
+        missing = payload.get("missing")
+        if missing is None:
+            return {"received": 0}
+        # What we have already is no news (also outside our set for the pair: see _Requester.run).
+        ids = {SecureHash(i) for i in _not_recorded(self.graph, _ids(missing, "missing") - session.ids)}
+        self.peer_differences[requester] = ids
+        if self.on_peer_difference is not None:
+            self.on_peer_difference(requester, set(ids))
+        return {"received": len(ids)}
+
+
+class _Requester:
+    """One outgoing session: the decoder, the bound on exchanges, and the bytes each way."""
+
+    def __init__(self, service: LedgerSyncService, party: X500Name) -> None:
+        self.service = service
+        self.party = party
+        self.mine = service.pair_set(party)
+        self.salt = os.urandom(SALT_SIZE)
+        self.decoder = Decoder(Encoder(self.mine, self.salt))
+        self.messages: list[Exchange] = []
+
+    def call(self, topic: str, payload: dict[str, Any]) -> dict[str, Any]:
+        reply = self.service.peers.request(self.party, topic, payload)
+        self.messages.append(Exchange(topic, len(encode(payload)), len(encode(reply))))
+        if not isinstance(reply, dict):
+            raise ReconciliationCodecError(topic, f"the reply is a {type(reply).__name__}, not a map")
+        return reply
+
+    def take(self, reply: dict[str, Any], asked: int) -> int:
+        """Feed the reply's batch to the decoder; how many symbols it held."""
+        batch = reply.get("batch")
+        if not isinstance(batch, bytes):
+            raise ReconciliationCodecError("batch", "missing, or not bytes")
+        start, symbols = decode_batch(batch, max_symbols=asked)
+        if not symbols:
+            raise ReconciliationCodecError("batch", "no symbols")
+        self.decoder.add_remote(symbols, start)
+        return len(symbols)
+
+    def run(self, both_directions: bool) -> ReconciliationResult:
+        bound = self.service.config.max_number_of_ibf_filter_flows
+        reply = self.call(TOPIC_BEGIN, {"salt": self.salt, "size": len(self.mine)})
+        session = _bytes(reply, "session", SESSION_ID_SIZE)
+        their_size = _count(reply, "size")
+        asked = self.take(reply, symbols_for_difference(their_size - len(self.mine)))
+        exchanges = 1
+        while not self.decoder.decoded and exchanges < bound:
+            asked *= 2
+            if (self.decoder.symbols_used + asked) * SYMBOL_SIZE > ID_SIZE * their_size:
+                break  # the id list itself is cheaper than these symbols
+            remaining = asked
+            while remaining and not self.decoder.decoded and exchanges < bound:
+                request = {"session": session, "start": self.decoder.symbols_used, "count": remaining}
+                remaining -= self.take(self.call(TOPIC_SYMBOLS, request), remaining)
+                exchanges += 1
+        used_id_list = not self.decoder.decoded
+        if used_id_list:
+            theirs = self.list_ids(session)
+            here, there = theirs - self.mine, self.mine - theirs
+        else:
+            here, there = self.decoder.remote_only(), self.decoder.local_only()
+        # An id of theirs outside our set may still be in our ledger: the back-chain of a transaction
+        # we lost is in their set and not ours. Missing here means not recorded here at all.
+        here = _not_recorded(self.service.graph, here)
+        missing = b"".join(sorted(there)) if both_directions else None
+        self.call(TOPIC_END, {"session": session, "missing": missing})
+        return ReconciliationResult(
+            self.party,
+            {SecureHash(i) for i in here},
+            {SecureHash(i) for i in there},
+            sum(m.sent for m in self.messages),
+            sum(m.received for m in self.messages),
+            len(self.messages),
+            tuple(self.messages),
+            used_id_list,
+        )
+
+    def list_ids(self, session: bytes) -> set[bytes]:
+        theirs: set[bytes] = set()
+        offset: int | None = 0
+        while offset is not None:
+            reply = self.call(TOPIC_IDS, {"session": session, "offset": offset})
+            page = _ids(reply.get("ids"), "ids")
+            following = reply.get("next")
+            if following is not None and (not isinstance(following, int) or following <= offset):
+                raise ReconciliationCodecError("next", f"must follow offset {offset}, got {following!r}")
+            theirs |= page
+            offset = following
+        return theirs
+
+
+def _not_recorded(graph: LedgerGraph, ids: set[bytes]) -> set[bytes]:
+    """The ids that are not in the graph."""
+    ordered = sorted(ids)
+    graph.arrays()  # merges the transactions buffered since the last read (lookup does not)
+    found = graph.lookup(b"".join(ordered)).tolist() if ordered else []
+    return {i for i, at in zip(ordered, found, strict=True) if at < 0}
+
+
+def _bytes(payload: Any, key: str, size: int) -> bytes:
+    value = payload.get(key) if isinstance(payload, dict) else None
+    if not isinstance(value, bytes) or len(value) != size:
+        raise ReconciliationCodecError(key, f"must be {size} bytes")
+    return value
+
+
+def _count(payload: Any, key: str) -> int:
+    value = payload.get(key) if isinstance(payload, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ReconciliationCodecError(key, f"must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _ids(value: Any, key: str) -> set[bytes]:
+    if not isinstance(value, bytes) or len(value) % ID_SIZE:
+        raise ReconciliationCodecError(key, f"must be concatenated {ID_SIZE}-byte ids")
+    return {value[i : i + ID_SIZE] for i in range(0, len(value), ID_SIZE)}
+
+
+# The responder's refusals travel by name; these two are rebuilt as themselves at the requester.
+for _name, _codec in (
+    (
+        "CannotReconcileWithSelfException",
+        ErrorCodec(lambda e: {"party": e.party}, lambda d: CannotReconcileWithSelfException(str(d["party"]))),
+    ),
+    (
+        "LedgerGraphNotReadyException",
+        ErrorCodec(lambda e: {"reason": str(e)}, lambda d: LedgerGraphNotReadyException(str(d["reason"]))),
+    ),
+):
+    if _name not in ERROR_CODECS:
+        register_error_codec(_name, _codec)

@@ -1,0 +1,265 @@
+"""Reconciliation sessions among real runtimes on the in-process network, with a node restored from backup."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.errors import (
+    CannotReconcileWithSelfException,
+    LedgerGraphNotReadyException,
+    PeerRequestError,
+    ReconciliationCodecError,
+)
+from agent.ledger.hashing import SecureHash
+from agent.ledger.identity import X500Name
+from agent.ledgersync.config import LedgerSyncConfig
+from agent.ledgersync.consistency import ConsistencyReport
+from agent.ledgersync.protocol import (
+    TOPIC_BEGIN,
+    TOPIC_IDS,
+    TOPIC_SYMBOLS,
+    LedgerSyncService,
+    ReconciliationResult,
+)
+from agent.ledgersync.riblt import decode_batch, encode_batch
+from agent.network.bootstrap import DEFAULT_NOTARY, NetworkLayout, default_node_names, init_network
+from agent.node import open_node
+from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
+from agent.runtime import AgentRuntime, build_runtime
+
+A, B, C = default_node_names(3)
+
+
+def copy(source: Path, target: Path) -> None:
+    """The whole database at source into target, through SQLite's backup API."""
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+
+
+class Net:
+    def __init__(self, layout: NetworkLayout) -> None:
+        self.layout = layout
+        self.network = InProcessNetwork()
+        self.runtimes: dict[X500Name, AgentRuntime] = {}
+
+    def __getitem__(self, name: X500Name) -> AgentRuntime:
+        return self.runtimes[name]
+
+    def sync(self, name: X500Name) -> LedgerSyncService:
+        service = self.runtimes[name].ledgersync
+        assert service is not None
+        return service
+
+    def entry(self, name: X500Name) -> Any:
+        return next(e for e in self.layout.nodes if e.name == name)
+
+    def start(self, name: X500Name) -> None:
+        entry = self.entry(name)
+        runtime = build_runtime(open_node(entry.config), InProcessTransport(self.network), ledgersync=True)
+        self.network.attach(entry.p2p_address, runtime.peer_service)
+        self.runtimes[name] = runtime
+
+    def db(self, name: X500Name) -> Path:
+        return Path(self.runtimes[name].node.config.database_url.removeprefix("sqlite:///"))
+
+    def backup(self, name: X500Name, to: Path) -> None:
+        """A consistent copy of the live SQLite file (WAL included), as a backup tool takes it."""
+        copy(self.db(name), to)
+
+    def restore(self, name: X500Name, backup: Path) -> None:
+        """Stop the node, put the old file back, start a new runtime on it.
+
+        Copied back through SQLite rather than over the file: a connection the stopped runtime left
+        open in another thread would otherwise checkpoint its WAL over the restored pages.
+        """
+        db = self.db(name)
+        self.runtimes.pop(name).stop(5)
+        self.network.detach(self.entry(name).p2p_address)
+        copy(backup, db)
+        self.start(name)
+
+    def ids(self, name: X500Name) -> set[SecureHash]:
+        return {SecureHash(bytes(i)) for i in self.sync(name).graph.arrays()["ids"]}
+
+    def expected(self, requester: X500Name, peer: X500Name) -> set[SecureHash]:
+        """What the peer has for the pair that the requester lacks."""
+        theirs = {SecureHash(i) for i in self.sync(peer).pair_set(requester)}
+        return theirs - self.ids(requester)
+
+    def stop(self) -> None:
+        for runtime in self.runtimes.values():
+            runtime.stop(5)
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[Net]:
+    layout = init_network(tmp_path / "net", [A, B, C], DEFAULT_NOTARY)
+    started = Net(layout)
+    try:
+        for entry in layout.nodes:
+            started.start(entry.name)
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def restored(net: Net, tmp_path: Path) -> tuple[Net, dict[str, SecureHash]]:
+    """Three parties trade; A is restored from a backup taken before the last three transactions."""
+    t1 = net[A].tokens.issue([(A, 100), (B, 40)], "GBP", observers=(C,))
+    t2 = net[A].tokens.pay(B, 10, "GBP", A)
+    net.backup(A, tmp_path / "a-backup.db")
+    t3 = net[B].tokens.pay(C, 20, "GBP", A)  # B and C only
+    t4 = net[A].tokens.pay(C, 30, "GBP", A, observers=[B])
+    t5 = net[A].tokens.pay(B, 5, "GBP", A)
+    net.restore(A, tmp_path / "a-backup.db")
+    txs = {"t1": t1.id, "t2": t2.id, "t3": t3.id, "t4": t4.id, "t5": t5.id}
+    assert net.ids(A) >= {t1.id, t2.id} and not net.ids(A) & {t3.id, t4.id, t5.id}
+    return net, txs
+
+
+def test_identical_ledgers_settle_in_one_symbol_under_200_bytes(net: Net) -> None:
+    net[A].tokens.issue([(A, 100), (B, 40)], "GBP", observers=(C,))
+    net[A].tokens.pay(B, 10, "GBP", A)
+    for peer in (B, C):
+        result = net.sync(A).reconcile(peer)
+        assert result.missing_here == set() and result.missing_there == set()
+        first = result.messages[0]
+        assert first.topic == TOPIC_BEGIN
+        assert first.sent + first.received < 200
+        assert not result.used_id_list
+        assert [m.topic for m in result.messages] == [TOPIC_BEGIN, "ledgersync.end"]
+
+
+def test_the_restored_node_finds_what_it_lost_with_each_peer(
+    restored: tuple[Net, dict[str, SecureHash]],
+) -> None:
+    net, t = restored
+    with_b = net.sync(A).reconcile(B)
+    assert with_b.missing_here == net.expected(A, B) == {t["t4"], t["t5"]}
+    assert with_b.missing_there == set()
+    with_c = net.sync(A).reconcile(C)
+    assert with_c.missing_here == net.expected(A, C) == {t["t4"]}
+    for result in (with_b, with_c):
+        assert t["t3"] not in result.missing_here  # B and C only: never A's to learn
+        assert not result.used_id_list and result.exchanges == 2  # begin (decoded), end
+        assert result.bytes_received < 64 * 41 + 200
+
+
+def test_the_responder_encodes_only_the_requesters_entitlement(
+    restored: tuple[Net, dict[str, SecureHash]],
+) -> None:
+    net, t = restored
+    for peer in (B, C):
+        graph = net.sync(peer).graph
+        offered = {SecureHash(i) for i in net.sync(peer).pair_set(A)}
+        involved = set(graph.ids(graph.involving(str(A)).tolist()))
+        assert offered <= involved | graph.backchain(involved)
+        assert t["t3"] not in offered
+    b_for_c = {SecureHash(i) for i in net.sync(B).pair_set(C)}
+    assert t["t3"] in b_for_c  # it is in the graph, just not A's
+
+
+def test_both_directions_delivers_the_other_sides_difference(
+    restored: tuple[Net, dict[str, SecureHash]],
+) -> None:
+    net, t = restored
+    seen: list[tuple[X500Name, set[SecureHash]]] = []
+    net.sync(A).on_peer_difference = lambda party, ids: seen.append((party, ids))
+    result = net.sync(B).reconcile(A, both_directions=True)
+    assert result.missing_here == set()
+    assert result.missing_there == {t["t4"], t["t5"]}
+    assert net.sync(A).peer_differences[B] == {t["t4"], t["t5"]}
+    assert seen == [(B, {t["t4"], t["t5"]})]
+
+
+def test_the_id_list_is_the_fallback_when_symbols_do_not_decode_in_time(
+    restored: tuple[Net, dict[str, SecureHash]],
+) -> None:
+    net, t = restored
+    real = net[A].peers
+
+    class FirstSymbolOnly:
+        """Keeps one symbol of the first batch: one exchange cannot decode two differences."""
+
+        def request(self, peer: X500Name, topic: str, payload: Any, *, timeout: float = 30.0) -> Any:
+            reply = real.request(peer, topic, payload, timeout=timeout)
+            if topic == TOPIC_BEGIN:
+                start, symbols = decode_batch(reply["batch"])
+                reply["batch"] = encode_batch(symbols[:1], start)
+            return reply
+
+    ours = net.sync(A)
+    service = LedgerSyncService(
+        ours.identity, ours.graph, ours.store, FirstSymbolOnly(),
+        LedgerSyncConfig(max_number_of_ibf_filter_flows=1), ours.network_map, ours.clock,
+    )  # fmt: skip
+    result = service.reconcile(B)
+    assert result.used_id_list
+    assert result.missing_here == {t["t4"], t["t5"]} and result.missing_there == set()
+    assert [m.topic for m in result.messages] == [TOPIC_BEGIN, TOPIC_IDS, "ledgersync.end"]
+
+
+def test_reconciling_with_itself_is_refused_at_both_ends(net: Net) -> None:
+    with pytest.raises(CannotReconcileWithSelfException):
+        net.sync(A).reconcile(A)
+    with pytest.raises(CannotReconcileWithSelfException):
+        net[A].peers.request(A, TOPIC_BEGIN, {"salt": bytes(16), "size": 0})
+
+
+def test_malformed_symbols_end_the_session_with_a_codec_error(
+    restored: tuple[Net, dict[str, SecureHash]],
+) -> None:
+    net, _ = restored
+    real = net[A].peers
+
+    class Truncating:
+        def request(self, peer: X500Name, topic: str, payload: Any, *, timeout: float = 30.0) -> Any:
+            reply = real.request(peer, topic, payload, timeout=timeout)
+            if topic == TOPIC_BEGIN:
+                reply["batch"] = reply["batch"][:-5]
+            return reply
+
+    ours = net.sync(A)
+    service = LedgerSyncService(
+        ours.identity, ours.graph, ours.store, Truncating(), ours.config, ours.network_map, ours.clock
+    )
+    with pytest.raises(ReconciliationCodecError, match="truncated"):
+        service.reconcile(B)
+
+
+def test_a_responder_refuses_garbage_by_name_and_keeps_serving(net: Net) -> None:
+    net[A].tokens.issue([(A, 100), (B, 40)], "GBP")
+    for payload in ({"salt": b"short", "size": 1}, {"salt": bytes(16), "size": -1}, ["not", "a", "map"]):
+        with pytest.raises(PeerRequestError) as err:
+            net[A].peers.request(B, TOPIC_BEGIN, payload)
+        assert err.value.error_type == "ReconciliationCodecError"
+    with pytest.raises(PeerRequestError) as err:
+        net[A].peers.request(B, TOPIC_SYMBOLS, {"session": bytes(16), "start": 0, "count": 1})
+    assert err.value.error_type == "ReconciliationError"
+    result = net.sync(A).reconcile(B)
+    assert result.missing_here == set()
+
+
+def test_a_responder_whose_ledger_is_not_ready_refuses(net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = ConsistencyReport(True, False, ["transaction X: input X(0) refers to nothing"], 1)
+    monkeypatch.setattr(net.sync(B), "report", lambda: broken)
+    with pytest.raises(LedgerGraphNotReadyException, match="not self-consistent"):
+        net.sync(A).reconcile(B)
+
+
+def test_result_counts_add_up(restored: tuple[Net, dict[str, SecureHash]]) -> None:
+    net, _ = restored
+    result: ReconciliationResult = net.sync(A).reconcile(B)
+    assert result.bytes_sent == sum(m.sent for m in result.messages)
+    assert result.bytes_received == sum(m.received for m in result.messages)
+    assert result.exchanges == len(result.messages)
