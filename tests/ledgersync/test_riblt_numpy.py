@@ -1,0 +1,105 @@
+"""The numpy encoder: symbols identical to riblt.Encoder's, and interchangeable with it in decoding."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.ledgersync.riblt import HEADER_SIZE, SYMBOL_SIZE, Decoder, Encoder, encode_batch
+from agent.ledgersync.riblt_numpy import FastEncoder, fast_decoder
+
+SALT = bytes(range(16))
+
+
+def random_ids(seed: int, count: int) -> list[bytes]:
+    rng = random.Random(seed)
+    return [rng.randbytes(32) for _ in range(count)]
+
+
+def assert_same_stream(ids: list[bytes], salt: bytes, batches: list[int]) -> None:
+    pure, fast = Encoder(ids, salt), FastEncoder(ids, salt)
+    for n in batches:
+        start = pure.produced
+        assert fast.next_symbols(n) == pure.next_symbols(n), f"batch of {n} from symbol {start}"
+        assert fast.produced == pure.produced
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32),
+    size=st.integers(0, 3000),
+    salt=st.binary(min_size=16, max_size=16),
+    batches=st.lists(st.integers(0, 300), min_size=1, max_size=6),
+)
+def test_symbols_equal_the_pure_encoders(seed: int, size: int, salt: bytes, batches: list[int]) -> None:
+    assert_same_stream(random_ids(seed, size), salt, batches)
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 1000, 3000])
+def test_fixed_batch_pattern(size: int) -> None:
+    assert_same_stream(random_ids(size, size), SALT, [1, 64, 100, 0, 7, 1000, 1])
+
+
+def test_one_long_batch_matches() -> None:
+    # Far indexes: gaps grow with the index, so this exercises the float step well past symbol 0.
+    assert_same_stream(random_ids(7, 2000), SALT, [20_000, 5])
+
+
+def test_duplicates_and_order_do_not_matter() -> None:
+    ids = random_ids(3, 500)
+    fast = FastEncoder(reversed(ids + ids[:100]), SALT)
+    assert len(fast) == 500
+    assert fast.next_symbols(300) == Encoder(ids, SALT).next_symbols(300)
+
+
+def test_add_and_remove_before_the_first_symbol() -> None:
+    ids = random_ids(4, 300)
+    fast = FastEncoder(ids[:-1], SALT)
+    fast.add(ids[-1])
+    fast.add(b"\x01" * 32)
+    fast.remove(b"\x01" * 32)
+    assert fast.next_symbols(200) == Encoder(ids, SALT).next_symbols(200)
+    with pytest.raises(RuntimeError):
+        fast.add(b"\x02" * 32)
+
+
+def test_wire_bytes_equal_encode_batch() -> None:
+    ids = random_ids(5, 1500)
+    fast, pure = FastEncoder(ids, SALT), Encoder(ids, SALT)
+    for n in (1, 64, 500):
+        start = pure.produced
+        body = fast.next_batch_bytes(n)
+        assert len(body) == n * SYMBOL_SIZE
+        assert encode_batch(pure.next_symbols(n), start)[HEADER_SIZE:] == body
+
+
+def test_negative_count_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        FastEncoder([], SALT).next_symbols(-1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**32),
+    common=st.integers(0, 3000),
+    a_only=st.integers(0, 200),
+    b_only=st.integers(0, 200),
+    batch=st.sampled_from([1, 7, 64]),
+    fast_local=st.booleans(),
+)
+def test_fast_symbols_decode_with_the_reference_decoder(
+    seed: int, common: int, a_only: int, b_only: int, batch: int, fast_local: bool
+) -> None:
+    ids = random_ids(seed, common + a_only + b_only)
+    shared, only_a, only_b = ids[:common], ids[common : common + a_only], ids[common + a_only :]
+    local = shared + only_a
+    decoder = fast_decoder(local, SALT) if fast_local else Decoder.from_ids(local, SALT)
+    remote = FastEncoder(shared + only_b, SALT)
+    while not decoder.decoded:
+        assert decoder.symbols_used < 10_000, "no decode within the limit"
+        decoder.add_remote(remote.next_symbols(batch), start_index=decoder.symbols_used)
+    assert decoder.remote_only() == set(only_b)
+    assert decoder.local_only() == set(only_a)
