@@ -17,6 +17,7 @@ from agent.errors import (
 )
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
+from agent.ledgersync import protocol
 from agent.ledgersync.config import LedgerSyncConfig
 from agent.ledgersync.consistency import ConsistencyReport
 from agent.ledgersync.protocol import (
@@ -263,3 +264,21 @@ def test_result_counts_add_up(restored: tuple[Net, dict[str, SecureHash]]) -> No
     assert result.bytes_sent == sum(m.sent for m in result.messages)
     assert result.bytes_received == sum(m.received for m in result.messages)
     assert result.exchanges == len(result.messages)
+
+
+def test_replies_are_capped_to_fit_and_each_counts_as_an_exchange(
+    restored: tuple[Net, dict[str, SecureHash]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    net, t = restored
+    monkeypatch.setattr(protocol, "symbols_per_reply", lambda max_message_size: 1)
+    result = net.sync(A).reconcile(B)
+    assert result.missing_here == {t["t4"], t["t5"]} and result.missing_there == set()
+    symbols = [m for m in result.messages if m.topic in (TOPIC_BEGIN, TOPIC_SYMBOLS)]
+    assert all(m.received <= 60 + 41 for m in symbols)  # one symbol each, whatever was asked
+    assert len(symbols) <= LedgerSyncConfig().max_number_of_ibf_filter_flows
+
+
+def test_symbols_and_ids_per_reply_fit_the_message_size() -> None:
+    for size in (2_000, 10 * 1024 * 1024):
+        assert protocol.ENVELOPE_RESERVE + 9 + protocol.symbols_per_reply(size) * 41 <= size
+        assert protocol.ENVELOPE_RESERVE + protocol.ids_per_reply(size) * 32 <= size
