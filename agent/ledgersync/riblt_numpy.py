@@ -57,7 +57,14 @@ class FastEncoder(Encoder):
         """Hash every id once (the only per-id Python loop) and put all ids at index 0."""
         count = len(self._ids)
         salt = self.salt
-        digests = b"".join(blake2b(i, key=salt, digest_size=16).digest() for i in self._ids)
+        keyed = blake2b(key=salt, digest_size=16).copy  # copying the keyed state skips re-keying
+
+        def digest(tx_id: bytes) -> bytes:
+            h = keyed()
+            h.update(tx_id)
+            return h.digest()
+
+        digests = b"".join([digest(i) for i in self._ids])
         words = np.frombuffer(b"".join(self._ids), dtype=">u8").reshape(count, ID_SIZE // 8)
         halves = np.frombuffer(digests, dtype=">u8").reshape(count, 2)
         lanes = np.empty((_LANES, count), dtype=np.uint64)
@@ -79,8 +86,11 @@ class FastEncoder(Encoder):
         while live.size:
             index = nxt[live]
             slot = index - start
-            for lane in range(_LANES):
-                np.bitwise_xor.at(acc[lane], slot, lanes[lane, live])
+            if live.size == nxt.size and not index.any():
+                acc[:, 0] = np.bitwise_xor.reduce(lanes, axis=1)  # the first round: all ids at 0
+            else:
+                for lane in range(_LANES):
+                    np.bitwise_xor.at(acc[lane], slot, lanes[lane, live])
             counts += np.bincount(slot, minlength=n)
             state = seeds[live] * multiplier  # wraps modulo 2**64, as the reference's "& _MASK64"
             seeds[live] = state
