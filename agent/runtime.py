@@ -10,6 +10,8 @@ from agent.flows.runner import FaultPlan, FlowRunner
 from agent.ledgersync.config import LedgerSyncConfig
 from agent.ledgersync.graph import LedgerGraph
 from agent.ledgersync.protocol import LedgerSyncService
+from agent.ledgersync.scheduler import ReconciliationScheduler
+from agent.ledgersync.status import ReconciliationStatusRepository
 from agent.node import Node
 from agent.p2p.authenticator import MessageAuthenticator
 from agent.p2p.client import PeerClient, RawTransport
@@ -34,6 +36,7 @@ class AgentRuntime:
     tokens: TokenService
     interrupted: list[FlowCheckpoint]
     ledgersync: LedgerSyncService | None = field(default=None)
+    reconciliation_scheduler: ReconciliationScheduler | None = field(default=None)
 
     @property
     def max_message_size(self) -> int:
@@ -41,6 +44,9 @@ class AgentRuntime:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Let running flows finish (their checkpoints record where each is), then close the store."""
+        if self.reconciliation_scheduler is not None:
+            # Running reconciliations finish; queued ones stay in the store for the next start.
+            self.reconciliation_scheduler.stop(timeout)
         self.runner.shutdown(timeout)
         self.node.close()
 
@@ -70,11 +76,28 @@ def build_runtime(
     finality = FinalityService(node.identity, node.ledger, runner, peers, aes_keys, clock, node.notary)
     finality.register(peer_service)
     tokens = TokenService(node.identity, node.key, node.store, finality, node.network_map)
-    sync = _ledgersync(node, peers, ledgersync_config or LedgerSyncConfig()) if ledgersync else None
+    sync_config = ledgersync_config or LedgerSyncConfig()
+    sync = _ledgersync(node, peers, sync_config) if ledgersync else None
+    scheduler = None
     if sync is not None:
         sync.register(peer_service)
+        statuses = ReconciliationStatusRepository(node.store.schema)
+        scheduler = ReconciliationScheduler(
+            sync, statuses, node.store.schema, sync_config, clock, str(node.identity.name)
+        )
+        scheduler.start()
     return AgentRuntime(
-        node, authenticator, peer_service, peers, runner, aes_keys, finality, tokens, interrupted, sync
+        node,
+        authenticator,
+        peer_service,
+        peers,
+        runner,
+        aes_keys,
+        finality,
+        tokens,
+        interrupted,
+        sync,
+        scheduler,
     )
 
 

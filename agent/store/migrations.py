@@ -51,9 +51,14 @@ def _v2_reconciliation_status(schema: Schema) -> None:
     schema.reconciliation_status.create_table(safe=False)
 
 
+def _v3_reconciliation_jobs(schema: Schema) -> None:
+    schema.reconciliation_jobs.create_table(safe=False)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial node schema", _v1_initial),
     Migration(2, "LedgerSync cr_reconciliation_status", _v2_reconciliation_status),
+    Migration(3, "LedgerSync cr_reconciliation_jobs", _v3_reconciliation_jobs),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

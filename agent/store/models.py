@@ -225,6 +225,24 @@ class ReconciliationStatusRow(_Template):
         primary_key = peewee.CompositeKey("party_name", "is_requester")
 
 
+class ReconciliationJob(_Template):
+    """cr_reconciliation_jobs: reconciliations this node has queued or is running, one per party.
+
+    state is QUEUED or RUNNING; queued_at_ms is epoch milliseconds (jobs run oldest first); the row
+    is deleted when the reconciliation ends, so what is left after a crash is re-run at start.
+    """
+
+    party_name = peewee.CharField(max_length=255, primary_key=True)
+    both_directions = peewee.BooleanField(default=False)
+    state = peewee.CharField(max_length=16)
+    queued_at_ms = peewee.BigIntegerField()
+    state_machine_id = peewee.CharField(max_length=36, null=True)
+
+    class Meta:
+        table_name = "cr_reconciliation_jobs"
+        indexes = ((("state", "queued_at_ms"), False),)
+
+
 class SchemaMigration(_Template):
     """ledger_agent_schema_migrations: the migrations applied, by version."""
 
@@ -257,6 +275,7 @@ class Schema:
     notary_request_log: type[NotaryRequestLog]
     schema_migrations: type[SchemaMigration]
     reconciliation_status: type[ReconciliationStatusRow]
+    reconciliation_jobs: type[ReconciliationJob]
 
     def models(self) -> list[type[peewee.Model]]:
         return [getattr(self, f.name) for f in fields(self) if f.name != "database"]
@@ -288,4 +307,5 @@ def bind_schema(database: peewee.Database) -> Schema:
         notary_request_log=_bound(NotaryRequestLog, database),
         schema_migrations=_bound(SchemaMigration, database),
         reconciliation_status=_bound(ReconciliationStatusRow, database),
+        reconciliation_jobs=_bound(ReconciliationJob, database),
     )
