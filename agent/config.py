@@ -56,12 +56,13 @@ class NodeConfig:
         return self.path.parent
 
 
-def _flatten(tree: ConfigTree, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: ConfigTree, prefix: str = "") -> dict[str, Any]:
+    """A HOCON tree as dotted keys ("dataSourceProperties.dataSource.url"); lists stay values."""
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"
         if isinstance(value, ConfigTree):
-            flat.update(_flatten(value, name + "."))
+            flat.update(flatten(value, name + "."))
         else:
             flat[name] = value
     return flat
@@ -82,7 +83,7 @@ def load_node_config(path: Path) -> NodeConfig:
         raise ConfigurationError("--config", str(path), "allowed: the path of an existing node.conf") from exc
     except (ConfigException, ParseBaseException) as exc:
         raise ConfigurationError("node.conf", str(path), f"must be valid HOCON: {exc}") from exc
-    flat = _flatten(tree)
+    flat = flatten(tree)
     notary_section = "notary" in tree
     for key, value in flat.items():
         if key not in _KEYS:

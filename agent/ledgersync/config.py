@@ -34,6 +34,7 @@ from pyhocon import ConfigFactory, ConfigTree, config_parser
 from pyhocon.exceptions import ConfigException
 from pyparsing import NoMatch, ParseBaseException, ParserElement
 
+from agent.config import flatten
 from agent.errors import ConfigurationError, InvalidNameError
 from agent.ledger.identity import X500Name
 
@@ -166,17 +167,6 @@ def _without_hocon_periods() -> Iterator[None]:
             config_parser.get_period_expr = original
 
 
-def _flatten(tree: ConfigTree, prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, ConfigTree):
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def _read(path: Path) -> dict[str, Any]:
     try:
         with _without_hocon_periods():
@@ -187,7 +177,7 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigurationError(path.name, str(path), f"must be a readable UTF-8 file: {exc}") from exc
     if not isinstance(tree, ConfigTree):
         raise ConfigurationError(path.name, str(path), "must be a HOCON object of key = value lines")
-    return _flatten(tree)
+    return flatten(tree)
 
 
 def _text(value: Any) -> Any:

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,105 +11,11 @@ from agent.errors import CannotReconcileWithSelfException, ReconciliationAlready
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledgersync.config import LedgerSyncConfig
-from agent.ledgersync.protocol import LedgerSyncService
 from agent.ledgersync.scheduler import QUEUED, RUNNING, ReconciliationScheduler
 from agent.ledgersync.status import ReconciliationStatus, ReconciliationStatusValue
-from agent.network.bootstrap import DEFAULT_NOTARY, NetworkLayout, default_node_names, init_network
-from agent.node import open_node
-from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
-from agent.p2p.retry import RetryPolicy
-from agent.runtime import AgentRuntime, build_runtime
+from tests.ledgersync.conftest import A, B, C, Net
 
-A, B, C = default_node_names(3)
 DEADLINE = 30.0
-
-
-def copy(source: Path, target: Path) -> None:
-    src, dst = sqlite3.connect(source), sqlite3.connect(target)
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
-
-
-class Net:
-    def __init__(self, layout: NetworkLayout) -> None:
-        self.layout = layout
-        self.network = InProcessNetwork()
-        self.runtimes: dict[X500Name, AgentRuntime] = {}
-
-    def __getitem__(self, name: X500Name) -> AgentRuntime:
-        return self.runtimes[name]
-
-    def sync(self, name: X500Name) -> LedgerSyncService:
-        service = self.runtimes[name].ledgersync
-        assert service is not None
-        return service
-
-    def scheduler(self, name: X500Name) -> ReconciliationScheduler:
-        scheduler = self.runtimes[name].reconciliation_scheduler
-        assert scheduler is not None
-        return scheduler
-
-    def entry(self, name: X500Name) -> Any:
-        return next(e for e in self.layout.nodes if e.name == name)
-
-    def start(self, name: X500Name) -> None:
-        entry = self.entry(name)
-        # Few, short retries: an unreachable peer fails the reconciliation in well under a second.
-        retry = RetryPolicy(max_attempts=2, base_delay=0.01)
-        runtime = build_runtime(
-            open_node(entry.config), InProcessTransport(self.network), retry=retry, ledgersync=True
-        )
-        self.network.attach(entry.p2p_address, runtime.peer_service)
-        self.runtimes[name] = runtime
-
-    def db(self, name: X500Name) -> Path:
-        return Path(self.runtimes[name].node.config.database_url.removeprefix("sqlite:///"))
-
-    def restore(self, name: X500Name, backup: Path) -> None:
-        db = self.db(name)
-        self.runtimes.pop(name).stop(5)
-        self.network.detach(self.entry(name).p2p_address)
-        copy(backup, db)
-        self.start(name)
-
-    def ids(self, name: X500Name) -> set[SecureHash]:
-        return {SecureHash(bytes(i)) for i in self.sync(name).graph.arrays()["ids"]}
-
-    def expected(self, requester: X500Name, peer: X500Name) -> set[SecureHash]:
-        theirs = {SecureHash(i) for i in self.sync(peer).pair_set(requester)}
-        return theirs - self.ids(requester)
-
-    def stop(self) -> None:
-        for runtime in self.runtimes.values():
-            runtime.stop(5)
-
-
-@pytest.fixture
-def net(tmp_path: Path) -> Iterator[Net]:
-    layout = init_network(tmp_path / "net", [A, B, C], DEFAULT_NOTARY)
-    started = Net(layout)
-    try:
-        for entry in layout.nodes:
-            started.start(entry.name)
-        yield started
-    finally:
-        started.stop()
-
-
-@pytest.fixture
-def restored(net: Net, tmp_path: Path) -> tuple[Net, dict[str, SecureHash]]:
-    """Three parties trade; A is restored from a backup taken before the last three transactions."""
-    t1 = net[A].tokens.issue([(A, 100), (B, 40)], "GBP", observers=(C,))
-    t2 = net[A].tokens.pay(B, 10, "GBP", A)
-    copy(net.db(A), tmp_path / "a-backup.db")
-    t3 = net[B].tokens.pay(C, 20, "GBP", A)
-    t4 = net[A].tokens.pay(C, 30, "GBP", A, observers=[B])
-    t5 = net[A].tokens.pay(B, 5, "GBP", A)
-    net.restore(A, tmp_path / "a-backup.db")
-    return net, {"t1": t1.id, "t2": t2.id, "t3": t3.id, "t4": t4.id, "t5": t5.id}
 
 
 def wait_done(scheduler: ReconciliationScheduler, *parties: X500Name) -> dict[X500Name, ReconciliationStatus]:
