@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__
-from agent.errors import AgentError
+from agent.errors import AgentError, ConfigurationError
+
+if TYPE_CHECKING:
+    from agent.launcher import ManagementClient
+
+PASSWORD_ENV = "LEDGER_AGENT_PASSWORD"  # the management password, when not read from the node folder
 
 
 def _network_init(args: argparse.Namespace) -> int:
@@ -44,6 +51,67 @@ def _vault(args: argparse.Namespace) -> int:
     finally:
         node.close()
     return 0
+
+
+def _management(config_path: Path, user: str) -> ManagementClient:
+    """A client of the node's management endpoint; the password from the environment or the node folder."""
+    from agent.config import load_node_config
+    from agent.launcher import ManagementClient, read_password
+
+    config = load_node_config(config_path)
+    password = os.environ.get(PASSWORD_ENV)
+    if password is None:
+        try:
+            password = read_password(config.base_directory)
+        except OSError as exc:
+            raise ConfigurationError(
+                PASSWORD_ENV,
+                None,
+                f"set it, or keep the password in {config.base_directory}/management-password",
+            ) from exc
+    host, port = config.management_address
+    return ManagementClient(f"{host}:{port}", user, password)
+
+
+def parse_flow_arguments(words: Sequence[str]) -> dict[str, Any]:
+    """The Corda shell's `name: value, name: value` (YAML flow mapping) as a dict."""
+    import yaml
+
+    text = " ".join(words).strip()
+    if not text:
+        return {}
+    try:
+        parsed = yaml.safe_load("{" + text + "}")
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigurationError(
+            "flow arguments",
+            text,
+            f'allowed: name: value, ... as in party: "O=PartyB, L=London, C=GB" ({problem})',
+        ) from exc
+    if not isinstance(parsed, dict) or not all(isinstance(k, str) for k in parsed):
+        raise ConfigurationError("flow arguments", text, "allowed: name: value, ...")
+    return parsed
+
+
+def _flow_start(args: argparse.Namespace) -> int:
+    client = _management(args.config, args.user)
+    try:
+        reply = client.start_flow(args.name, **parse_flow_arguments(args.arguments))
+    finally:
+        client.close()
+    print(reply["text"])
+    return 0
+
+
+def _flow_kill(args: argparse.Namespace) -> int:
+    client = _management(args.config, args.user)
+    try:
+        killed = client.kill_flow(args.id)
+    finally:
+        client.close()
+    print(f"Killed flow [{args.id}]" if killed else f"Failed to kill flow [{args.id}]: no such flow running")
+    return 0 if killed else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +151,29 @@ def build_parser() -> argparse.ArgumentParser:
     vault = commands.add_parser("vault", help="print a node's vault")
     vault.add_argument("--config", type=Path, required=True, help="the node's node.conf")
     vault.set_defaults(handler=_vault)
+
+    flow = commands.add_parser(
+        "flow", help="start or kill a flow on a running agent, as the Corda shell does"
+    )
+    flow_commands = flow.add_subparsers(dest="flow_command", required=True, metavar="SUBCOMMAND")
+    start = flow_commands.add_parser(
+        "start",
+        help="start a flow by name",
+        description="Example: ledger-agent flow start --config node.conf GetReconciliationStatusForPartyFlow "
+        "'party: \"O=PartyB, L=New York, C=US\", isRequester: true'  (quote the arguments as one word "
+        "so the shell keeps the double quotes around names with commas)",
+    )
+    kill = flow_commands.add_parser("kill", help="kill a running flow by its id (killFlow)")
+    for sub in (start, kill):
+        sub.add_argument("--config", type=Path, required=True, help="the node's node.conf")
+        sub.add_argument("--user", default="operator", help="management user (default operator)")
+    start.add_argument("name", help="the flow, e.g. ScheduleReconciliationFlow")
+    start.add_argument(
+        "arguments", nargs=argparse.REMAINDER, help='name: value, ... (e.g. parties: ["O=..."])'
+    )
+    start.set_defaults(handler=_flow_start)
+    kill.add_argument("id", help="the flow's id (stateMachineRunId)")
+    kill.set_defaults(handler=_flow_kill)
     return parser
 
 
@@ -93,6 +184,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
     except (AgentError, FileExistsError) as exc:
         print(f"ledger-agent: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # httpx's errors are not OSErrors; see below
+        print(f"ledger-agent: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        import httpx
+
+        if not isinstance(exc, httpx.HTTPError):
+            raise
+        print(f"ledger-agent: error: the agent's management endpoint did not answer: {exc}", file=sys.stderr)
         return 2
     return code
 

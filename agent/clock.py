@@ -36,6 +36,10 @@ class ManualClock:
             self._now += delta
             return self._now
 
+    def sleep(self, seconds: float) -> None:
+        """A wait in simulated time: the clock moves on at once, so back-off and schedules run fast."""
+        self.advance(timedelta(seconds=seconds))
+
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -47,3 +51,16 @@ def to_epoch_ms(moment: datetime) -> int:
 
 def from_epoch_ms(millis: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=millis)
+
+
+def pause(clock: Clock, seconds: float, cancelled: threading.Event) -> bool:
+    """Wait seconds on clock's time (a ManualClock just moves on); True if cancelled meanwhile.
+
+    Waits that belong to the domain (back-off, schedules) go through here, so tests of them run in
+    simulated time.
+    """
+    sleep = getattr(clock, "sleep", None)
+    if sleep is not None:
+        sleep(seconds)
+        return cancelled.is_set()
+    return cancelled.wait(max(0.0, seconds))

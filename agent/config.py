@@ -26,7 +26,12 @@ _KEYS: dict[str, tuple[type, bool]] = {
     "notary.validating": (bool, False),
     "managementUsers": (list, False),
     "faultInjection": (list, False),
+    "ledgerSync.enabled": (bool, False),
+    "ledgerSync.configFile": (str, False),
 }
+# Where LedgerSync's own settings live unless ledgerSync.configFile says otherwise (beside node.conf,
+# as a CorDapp's config file sits in the node's directory); a missing file means the defaults.
+DEFAULT_LEDGERSYNC_CONFIG = "ledgersync.conf"
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,8 @@ class NodeConfig:
     notary_validating: bool
     management_users: tuple[ManagementUser, ...] = ()
     fault_injection: tuple[str, ...] = ()
+    ledgersync_enabled: bool = False
+    ledgersync_config_file: Path | None = None
 
     @property
     def base_directory(self) -> Path:
@@ -117,6 +124,9 @@ def load_node_config(path: Path) -> NodeConfig:
         notary_validating=bool(flat.get("notary.validating", False)),
         management_users=_users(flat.get("managementUsers", [])),
         fault_injection=faults,
+        # On by default on a node, off on a notary (it has no vault to reconcile).
+        ledgersync_enabled=bool(flat.get("ledgerSync.enabled", not notary_section)),
+        ledgersync_config_file=base / flat.get("ledgerSync.configFile", DEFAULT_LEDGERSYNC_CONFIG),
     )
 
 

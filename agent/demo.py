@@ -4,25 +4,57 @@ It bootstraps a network folder (CA, certificates, signed map, node configs, oper
 starts the notary and three nodes as separate `ledger-agent run` processes, drives a workload
 through their management endpoints (issuances, payments, some with an observer, an exit), then prints
 what each vault holds and checks that the nodes agree with each other and with the workload: every
-transaction VERIFIED everywhere it went, nothing left IN_FLIGHT. It stops every process it started,
-unless --keep-running.
+transaction VERIFIED everywhere it went, nothing left IN_FLIGHT.
+
+Then a disaster: PartyA, backed up half way through the workload, is stopped, restored from that
+backup and started again; it reconciles with its peers (LedgerSync), and the demo prints what each
+reconciliation found and checks it against what PartyA really lost. It stops every process it
+started, unless --keep-running.
 """
 
 from __future__ import annotations
 
+import json
 import random
+import sqlite3
 import tempfile
+import threading
+import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.launcher import AgentProcess, ManagementClient, free_port_range, read_password
-from agent.network.bootstrap import DEFAULT_NOTARY, OPERATOR_USER, default_node_names, init_network
+import peewee
+
+from agent.config import load_node_config
+from agent.launcher import AgentProcess, AgentProcessError, ManagementClient, free_port_range, read_password
+from agent.ledger.identity import X500Name
+from agent.network.bootstrap import (
+    DEFAULT_NOTARY,
+    OPERATOR_USER,
+    NodeLayout,
+    default_node_names,
+    init_network,
+)
 from agent.node import Node
+from agent.store.ledger_store import LedgerStore
 
 Out = Callable[[str], None]
 Group = tuple[str, str]  # (currency, issuer)
+
+
+@dataclass
+class Disaster:
+    """What the restored node lost, and what each peer's reconciliation found (upper-case hex ids)."""
+
+    node: str
+    lost: set[str]
+    expected: dict[str, set[str]]  # peer -> the lost transactions it holds for the pair
+    found: dict[str, set[str]]  # peer -> lastSuccessfulReconciliationResult
+    statuses: dict[str, str | None]  # peer -> lastReconciliationStatus
+    unheld: set[str]  # lost, but no peer has them: no reconciliation can find them
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -31,6 +63,7 @@ class DemoResult:
     transactions: int
     problems: list[str] = field(default_factory=list)
     processes: list[AgentProcess] = field(default_factory=list)
+    disaster: Disaster | None = None
 
 
 def print_vault(node: Node, out: Out) -> None:
@@ -56,6 +89,32 @@ def print_vault(node: Node, out: Out) -> None:
         out(f"    {currency} {amount:>8}  in {count:>3} states, issued by {issuer}")
 
 
+@dataclass(frozen=True)
+class TxParties:
+    """Who a workload transaction went between, as the workload knows it (not read from any store)."""
+
+    initiator: str
+    named: frozenset[str]  # owners of its outputs and signers of its commands
+    recipients: frozenset[str]  # whom the initiator's finality sent it to, observers included
+
+    def holders(self) -> frozenset[str]:
+        return self.named | self.recipients | {self.initiator}
+
+    def seen_by(self, party: str) -> frozenset[str]:
+        """The parties that party's own store ties this transaction to.
+
+        A store knows the names in the transaction and the peers of its own distribution records:
+        the initiator's name every recipient, a recipient's name only the initiator. So an observer
+        of someone else's payment is tied to it by the payer's store, not by the payee's.
+        """
+        seen = set(self.named)
+        if party == self.initiator:
+            seen |= self.recipients
+        if party in self.recipients:
+            seen.add(self.initiator)
+        return frozenset(seen)
+
+
 class Workload:
     def __init__(self, clients: dict[str, ManagementClient], seed: int, out: Out) -> None:
         self.clients = clients
@@ -64,11 +123,20 @@ class Workload:
         self.out = out
         self.expected: dict[str, dict[Group, int]] = defaultdict(lambda: defaultdict(int))
         self.tx_ids: list[str] = []
+        self.parties: dict[str, TxParties] = {}
+
+    def _record(self, tx_id: str, initiator: str, named: Iterable[str], recipients: Iterable[str]) -> None:
+        self.tx_ids.append(tx_id)
+        self.parties[tx_id.upper()] = TxParties(
+            initiator, frozenset(named), frozenset(recipients) - {initiator}
+        )
 
     def issue(
         self, issuer: str, holdings: list[tuple[str, int]], currency: str, observers: list[str] | None = None
     ) -> None:
-        self.tx_ids.append(self.clients[issuer].issue(holdings, currency, observers))
+        tx_id = self.clients[issuer].issue(holdings, currency, observers)
+        owners = [o for o, _ in holdings]
+        self._record(tx_id, issuer, [issuer, *owners], [*owners, *(observers or [])])
         for owner, amount in holdings:
             self.expected[owner][(currency, issuer)] += amount
         seen = f" (observer {', '.join(observers)})" if observers else ""
@@ -83,18 +151,14 @@ class Workload:
         receiver = self.rng.choice([n for n in self.names if n != sender])
         amount = self.rng.randint(1, min(held, 200))
         observers = [n for n in self.names if n not in (sender, receiver)] if self.rng.random() < 0.25 else []
-        self.tx_ids.append(self.clients[sender].pay(receiver, amount, currency, issuer, observers))
+        tx_id = self.clients[sender].pay(receiver, amount, currency, issuer, observers)
+        self._record(tx_id, sender, [sender, receiver], [receiver, *observers])
         self.expected[sender][(currency, issuer)] -= amount
         self.expected[receiver][(currency, issuer)] += amount
 
     def exit(self, holder: str, amount: int, currency: str) -> None:
-        self.tx_ids.append(
-            str(
-                self.clients[holder].call(
-                    "POST", "/api/flows/exit", {"amount": amount, "currency": currency}
-                )["txId"]
-            )
-        )
+        reply = self.clients[holder].call("POST", "/api/flows/exit", {"amount": amount, "currency": currency})
+        self._record(str(reply["txId"]), holder, [holder], [])
         self.expected[holder][(currency, holder)] -= amount
         self.out(f"  exit   {currency} {amount:>6} by {holder}")
 
@@ -116,6 +180,215 @@ def check(work: Workload, out: Out) -> list[str]:
         if vault["transactions"]["IN_FLIGHT"] or vault["transactions"]["UNVERIFIED"]:
             problems.append(f"{name}: transactions left unfinished: {vault['transactions']}")
     return problems
+
+
+RECONCILE_DEADLINE_S = 60.0
+
+
+def short(name: str) -> str:
+    """PartyA for "O=PartyA, L=London, C=GB"."""
+    return X500Name.parse(name).organisation
+
+
+def sqlite_file(node: NodeLayout) -> Path:
+    url = load_node_config(node.config).database_url
+    if not url.startswith("sqlite:///"):
+        raise AgentProcessError(f"{node.name}: the demo backs up SQLite stores only, not {url.split(':')[0]}")
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """The whole database at source into target, through SQLite's backup API.
+
+    Consistent while the source's agent writes (a plain file copy could tear a page or miss the WAL);
+    and into the target through its own connection, so a WAL left beside the target is overwritten
+    with the rest rather than replayed over the restored pages.
+    """
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+
+
+def read_store(db: Path) -> tuple[set[str], dict[str, set[str]]]:
+    """The ids in a store, and each transaction's parents (inputs and references), opened read-only."""
+    store = LedgerStore(peewee.SqliteDatabase(db.as_uri() + "?mode=ro", uri=True))
+    try:
+        parents = {}
+        for tx_id in store.iter_transaction_ids():
+            tx = store.require_transaction(tx_id).tx
+            parents[str(tx_id)] = {str(ref.txhash) for ref in (*tx.inputs, *tx.references)}
+        return set(parents), parents
+    finally:
+        store.close()
+
+
+def expected_finds(
+    node: str, peers: list[str], lost: set[str], work: Workload, parents: dict[str, set[str]]
+) -> dict[str, set[str]]:
+    """What each peer's reconciliation should report: the lost transactions its store ties to node,
+    with their lost ancestors (the peer holds the back-chain of everything it holds).
+
+    Only lost ancestors: an ancestor of anything the restored store kept was recorded before it, so
+    the backup has it too.
+    """
+    expected = {}
+    for peer in peers:
+        shared = [
+            t for t in lost if peer in work.parties[t].holders() and node in work.parties[t].seen_by(peer)
+        ]
+        found: set[str] = set()
+        while shared:
+            t = shared.pop()
+            if t not in found:
+                found.add(t)
+                shared.extend(p for p in parents[t] if p in lost)
+        expected[peer] = found
+    return expected
+
+
+def wait_until_reconciled(client: ManagementClient, peers: list[str]) -> list[str]:
+    """Wait until no outgoing reconciliation with the peers is scheduled; the peers still scheduled."""
+    deadline = time.monotonic() + RECONCILE_DEADLINE_S
+    pause = threading.Event()
+    waiting = list(peers)
+    while waiting and time.monotonic() < deadline:
+        waiting = [
+            p
+            for p in waiting
+            if client.start_flow("IsReconciliationScheduledForPartyFlow", party=p)["result"]
+        ]
+        if waiting:
+            pause.wait(0.05)
+    return waiting
+
+
+def run_disaster(
+    node: str,
+    peers: list[str],
+    nodes: dict[str, tuple[NodeLayout, AgentProcess]],
+    backup: Path,
+    work: Workload,
+    out: Out,
+) -> Disaster:
+    """Restore node from backup, reconcile with every peer, and check what was found against what was lost."""
+    entry, proc = nodes[node]
+    client = proc.management
+    db = sqlite_file(entry)
+    out(f"\ndisaster: {node} loses its store and is restored from {backup.name}")
+    old_pid = proc.pid
+    code = proc.stop()
+    before, parents = read_store(db)
+    out(f"  stopped {short(node)}  pid {old_pid} (exit code {code}), {len(before)} transactions in its store")
+    copy_database(backup, db)
+    after, _ = read_store(db)
+    lost = before - after
+    out(f"  restored {db} from {backup}: {len(after)} transactions, {len(lost)} lost")
+    proc.start()
+    proc.wait_ready()
+    client.wait_ledgersync_ready()
+    out(f"  started {short(node)}  pid {proc.pid}, ledger graph built and self-consistent")
+
+    problems = [f"{t}: lost, but not a transaction of the workload" for t in sorted(lost - set(work.parties))]
+    lost &= set(work.parties)
+    expected = expected_finds(node, peers, lost, work, parents)
+    unheld = {t for t in lost if not work.parties[t].holders() & set(peers)}
+    for peer in peers:
+        held = {t for t in lost if nodes[peer][1].management.transaction(t) is not None}
+        if not expected[peer] <= held:
+            problems.append(
+                f"{short(peer)} does not hold {sorted(expected[peer] - held)}, lost by {short(node)}"
+            )
+        if held & unheld:
+            problems.append(f"{short(peer)} holds {sorted(held & unheld)}, which the workload never sent it")
+
+    out(f"\nflow start ScheduleReconciliationFlow parties: {json.dumps(peers)}")
+    out(client.start_flow("ScheduleReconciliationFlow", parties=peers)["text"])
+    for peer in wait_until_reconciled(client, peers):
+        problems.append(
+            f"the reconciliation with {short(peer)} was still scheduled after {RECONCILE_DEADLINE_S:.0f} s"
+        )
+
+    found: dict[str, set[str]] = {}
+    statuses: dict[str, str | None] = {}
+    for peer in peers:
+        out(f'\nflow start GetReconciliationStatusForPartyFlow party: "{peer}", isRequester: true')
+        reply = client.start_flow("GetReconciliationStatusForPartyFlow", party=peer, isRequester=True)
+        out(reply["text"])
+        status = reply["result"] or {}
+        statuses[peer] = status.get("lastReconciliationStatus")
+        found[peer] = {str(i).upper() for i in status.get("lastSuccessfulReconciliationResult") or []}
+        want = "DIFFERENCES_FOUND" if expected[peer] else "DIFFERENCES_NOT_FOUND"
+        if statuses[peer] != want:
+            error = status.get("lastReconciliationError")
+            problems.append(
+                f"{short(peer)}: lastReconciliationStatus {statuses[peer]}, expected {want} ({error})"
+            )
+        if extra := sorted(found[peer] - expected[peer]):
+            problems.append(f"{short(peer)} reported {extra}, which it should not have")
+        if missed := sorted(expected[peer] - found[peer]):
+            problems.append(f"{short(peer)} did not report {missed}")
+
+    out(f"\nthe peers' side (GetReconciliationStatusesFlow party: {short(node)}, isRequester: false):")
+    for peer in peers:
+        answered = nodes[peer][1].management.start_flow(
+            "GetReconciliationStatusesFlow", party=node, isRequester=False
+        )["result"]
+        for st in answered:
+            out(
+                f"  {short(peer)} answered {short(st['partyName'])}: {st['lastReconciliationStatus']}, "
+                f"{len(st['lastSuccessfulReconciliationResult'])} missing on {short(peer)}, "
+                f"run {st['stateMachineRunId']}"
+            )
+        # One direction (bothDirections false): the requester tells the responder nothing it lacks.
+        if [st["lastReconciliationStatus"] for st in answered] != ["DIFFERENCES_NOT_FOUND"]:
+            problems.append(f"{short(peer)}'s record of answering {short(node)}: {answered}")
+
+    counts = client.ledgersync()
+    with_differences = sorted(p for p in peers if expected[p])
+    out(
+        f"\n{short(node)} /api/ledgersync: numberOfReconciliationsWithDifferences "
+        f"{counts['numberOfReconciliationsWithDifferences']}, partiesWithDifference {counts['partiesWithDifference']}"
+    )
+    if counts["numberOfReconciliationsWithDifferences"] != len(with_differences):
+        problems.append(
+            f"numberOfReconciliationsWithDifferences {counts['numberOfReconciliationsWithDifferences']}, "
+            f"expected {len(with_differences)}"
+        )
+    if sorted(counts["partiesWithDifference"]) != with_differences:
+        problems.append(
+            f"partiesWithDifference {counts['partiesWithDifference']}, expected {with_differences}"
+        )
+
+    recoverable = lost - unheld
+    union = set().union(*found.values()) if found else set()
+    if union != recoverable:
+        problems.append(
+            f"together the reconciliations found {len(union)} transactions, {short(node)} lost {len(recoverable)} "
+            f"that a peer holds: missed {sorted(recoverable - union)}, extra {sorted(union - recoverable)}"
+        )
+    return Disaster(node, lost, expected, found, statuses, unheld, problems)
+
+
+def disaster_verdict(disaster: Disaster, out: Out) -> None:
+    name = short(disaster.node)
+    if disaster.problems:
+        out(f"\nDISAGREEMENT: what {name}'s reconciliations found is not what it lost:")
+        for p in disaster.problems:
+            out(f"  - {p}")
+        return
+    recoverable = len(disaster.lost - disaster.unheld)
+    line = f"\nOK: {name}'s reconciliations found exactly the {recoverable} transactions it lost that a peer holds"
+    if disaster.unheld:
+        line += (
+            f"; {len(disaster.unheld)} more it lost no peer holds (only {name} took part, as in its exit: "
+            f"{', '.join(sorted(disaster.unheld))})"
+        )
+    else:
+        line = line.replace(" that a peer holds", "")
+    out(line)
 
 
 def run_demo(
@@ -149,14 +422,24 @@ def run_demo(
             if n.role == "node"
         }
         a, b, c = sorted(parties)
+        nodes = {
+            str(n.name): (n, p) for n, p in zip(layout.nodes, processes, strict=True) if n.role == "node"
+        }
         work = Workload(parties, seed, out)
         out("workload:")
         work.issue(a, [(a, 1000), (b, 500)], "GBP")
         work.issue(b, [(b, 800), (c, 400)], "USD")
         work.issue(c, [(c, 250)], "EUR", observers=[a])
-        for _ in range(moves):
+        for _ in range(moves // 2):
             work.random_payment()
-        out(f"  pay    {moves} random payments, some with an observer")
+        out(f"  pay    {moves // 2} random payments, some with an observer")
+        backup = folder / "backup" / f"{short(a)}.db"
+        backup.parent.mkdir(exist_ok=True)
+        copy_database(sqlite_file(nodes[a][0]), backup)
+        out(f"  backup {short(a)}'s store while it runs (SQLite online backup) to {backup}")
+        for _ in range(moves - moves // 2):
+            work.random_payment()
+        out(f"  pay    {moves - moves // 2} more random payments")
         if work.expected[a][("GBP", a)] >= 10:
             work.exit(a, 10, "GBP")
         problems = check(work, out)
@@ -167,10 +450,19 @@ def run_demo(
             out("\nDISAGREEMENT:")
             for p in problems:
                 out(f"  - {p}")
-        else:
-            out(
-                f"\nOK: {len(parties)} nodes agree with each other and with the workload ({len(work.tx_ids)} transactions)"
-            )
+            return result
+        out(
+            f"\nOK: {len(parties)} nodes agree with each other and with the workload ({len(work.tx_ids)} transactions)"
+        )
+        disaster = run_disaster(a, [b, c], nodes, backup, work, out)
+        disaster_verdict(disaster, out)
+        result = DemoResult(
+            ok=not disaster.problems,
+            transactions=len(work.tx_ids),
+            problems=disaster.problems,
+            processes=processes,
+            disaster=disaster,
+        )
         return result
     finally:
         if keep_running and result.ok:

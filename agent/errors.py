@@ -404,6 +404,14 @@ class ReconciliationRateLimitExceededException(ReconciliationError):
     """The responder's per-party limit of requests in its time window is used up."""
 
 
+class KilledFlowException(ReconciliationError):
+    """The flow was killed by an operator (killFlow, StopReconciliationForPartyFlow) while it ran."""
+
+    def __init__(self, flow_id: str, reason: str = "killed by killFlow") -> None:
+        self.flow_id = flow_id
+        super().__init__(f"flow {flow_id} was {reason}")
+
+
 class LedgerGraphNotReadyException(ReconciliationError):
     """The ledger graph is not initialised yet, or the ledger is not self-consistent."""
 

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -113,6 +114,31 @@ class ManagementClient:
             "GET", "/api/flows" + (f"?status={status}" if status else "")
         )
         return result
+
+    def start_flow(self, name: str, **arguments: Any) -> dict[str, Any]:
+        """`flow start name key: value, ...`: {"flow", "result" (JSON), "text" (as the shell prints)}."""
+        result: dict[str, Any] = self.call("POST", f"/api/flows/start/{name}", arguments)
+        return result
+
+    def kill_flow(self, flow_id: str) -> bool:
+        return bool(self.call("POST", f"/api/flows/kill/{flow_id}")["killed"])
+
+    def ledgersync(self) -> dict[str, Any]:
+        """The ledger graph's state and the reconciliation counts (GET /api/ledgersync)."""
+        result: dict[str, Any] = self.call("GET", "/api/ledgersync")
+        return result
+
+    def wait_ledgersync_ready(self, timeout: float = 120.0) -> dict[str, Any]:
+        """Wait until the ledger graph is built and checked; its state. Raises AgentProcessError."""
+        deadline = time.monotonic() + timeout
+        pause = threading.Event()
+        while True:
+            state = self.ledgersync()
+            if state.get("ledgerGraphIsInitialized"):
+                return state
+            if time.monotonic() > deadline:
+                raise AgentProcessError(f"the ledger graph was not ready within {timeout}s: {state}")
+            pause.wait(0.05)
 
     def transaction(self, tx_id: str) -> dict[str, Any] | None:
         try:

@@ -18,6 +18,7 @@ from types import FrameType
 from waitress.server import create_server
 from waitress.task import ThreadedTaskDispatcher
 
+from agent.ledgersync.config import load_ledgersync_config
 from agent.node import open_node
 from agent.p2p.http import HttpTransport, create_peer_app
 from agent.runtime import AgentRuntime, build_runtime
@@ -82,8 +83,17 @@ def run_agent(config_path: Path) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
     )
     node = open_node(config_path)
+    config = node.config
+    # Read before serving: a bad LedgerSync setting stops the start with the key named.
+    sync_config = load_ledgersync_config(config.ledgersync_config_file) if config.ledgersync_enabled else None
     with HttpTransport() as transport:
-        runtime = build_runtime(node, transport)
+        runtime = build_runtime(
+            node,
+            transport,
+            ledgersync=config.ledgersync_enabled,
+            ledgersync_config=sync_config,
+            ledgersync_background=True,
+        )
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         serve(runtime)

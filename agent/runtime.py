@@ -7,11 +7,8 @@ from dataclasses import dataclass, field
 
 from agent.flows.checkpoints import FlowCheckpoint
 from agent.flows.runner import FaultPlan, FlowRunner
+from agent.ledgersync.app import LedgerSync
 from agent.ledgersync.config import LedgerSyncConfig
-from agent.ledgersync.graph import LedgerGraph
-from agent.ledgersync.protocol import LedgerSyncService
-from agent.ledgersync.scheduler import ReconciliationScheduler
-from agent.ledgersync.status import ReconciliationStatusRepository
 from agent.node import Node
 from agent.p2p.authenticator import MessageAuthenticator
 from agent.p2p.client import PeerClient, RawTransport
@@ -35,8 +32,7 @@ class AgentRuntime:
     finality: FinalityService
     tokens: TokenService
     interrupted: list[FlowCheckpoint]
-    ledgersync: LedgerSyncService | None = field(default=None)
-    reconciliation_scheduler: ReconciliationScheduler | None = field(default=None)
+    ledgersync: LedgerSync | None = field(default=None)
 
     @property
     def max_message_size(self) -> int:
@@ -44,9 +40,9 @@ class AgentRuntime:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Let running flows finish (their checkpoints record where each is), then close the store."""
-        if self.reconciliation_scheduler is not None:
+        if self.ledgersync is not None:
             # Running reconciliations finish; queued ones stay in the store for the next start.
-            self.reconciliation_scheduler.stop(timeout)
+            self.ledgersync.stop(timeout)
         self.runner.shutdown(timeout)
         self.node.close()
 
@@ -58,8 +54,13 @@ def build_runtime(
     retry: RetryPolicy | None = None,
     ledgersync: bool = False,
     ledgersync_config: LedgerSyncConfig | None = None,
+    ledgersync_background: bool = False,
 ) -> AgentRuntime:
-    """The node's services around transport; with ledgersync, the ledger graph and LedgerSync too."""
+    """The node's services around transport; with ledgersync, the ledger graph and LedgerSync too.
+
+    ledgersync_background reads the ledger graph in a thread (a real agent starts serving at once);
+    otherwise it is built before this returns, as simulations want.
+    """
     clock = node.clock
     authenticator = MessageAuthenticator(node.identity, node.key, node.network_map, clock)
     max_size = node.network_map.parameters.max_message_size
@@ -76,16 +77,12 @@ def build_runtime(
     finality = FinalityService(node.identity, node.ledger, runner, peers, aes_keys, clock, node.notary)
     finality.register(peer_service)
     tokens = TokenService(node.identity, node.key, node.store, finality, node.network_map)
-    sync_config = ledgersync_config or LedgerSyncConfig()
-    sync = _ledgersync(node, peers, sync_config) if ledgersync else None
-    scheduler = None
-    if sync is not None:
+    sync = None
+    if ledgersync:
+        sync_config = ledgersync_config or LedgerSyncConfig()
+        sync = LedgerSync(node.identity, node.store, peers, node.network_map, sync_config, clock)
         sync.register(peer_service)
-        statuses = ReconciliationStatusRepository(node.store.schema)
-        scheduler = ReconciliationScheduler(
-            sync, statuses, node.store.schema, sync_config, clock, str(node.identity.name)
-        )
-        scheduler.start()
+        sync.start(background=ledgersync_background)
     return AgentRuntime(
         node,
         authenticator,
@@ -97,16 +94,4 @@ def build_runtime(
         tokens,
         interrupted,
         sync,
-        scheduler,
     )
-
-
-def _ledgersync(node: Node, peers: PeerClient, config: LedgerSyncConfig) -> LedgerSyncService:
-    """Build the ledger graph (read in this thread), keep it current, and check the ledger once."""
-    graph = LedgerGraph.build(
-        node.store, page_size=config.transaction_reader_page_size, pool_size=1, readers="thread"
-    )
-    graph.attach(node.store)
-    service = LedgerSyncService(node.identity, graph, node.store, peers, config, node.network_map, node.clock)
-    service.check_consistency()
-    return service

@@ -22,24 +22,30 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from agent.clock import Clock
 from agent.errors import (
     CannotReconcileWithSelfException,
+    KilledFlowException,
     LedgerGraphNotReadyException,
+    MaxIncomingSessionsExceededException,
+    ReconciliationAlreadyScheduledException,
     ReconciliationCodecError,
     ReconciliationError,
+    ReconciliationRateLimitExceededException,
 )
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import Party, X500Name
 from agent.ledger.serialization import encode
+from agent.ledgersync.admission import IncomingReconciliations
 from agent.ledgersync.config import LedgerSyncConfig
 from agent.ledgersync.consistency import ConsistencyReport, check_consistency, require_ready
 from agent.ledgersync.graph import LedgerGraph
-from agent.ledgersync.pairset import distributed_ids, pair_set
+from agent.ledgersync.idset import IdSet
+from agent.ledgersync.pairset import pair_set
 from agent.ledgersync.riblt import (
     HEADER_SIZE,
     ID_SIZE,
@@ -82,6 +88,12 @@ class Peers(Protocol):
     def request(self, peer: X500Name, topic: str, payload: Any, *, timeout: float = 30.0) -> Any: ...
 
 
+Handler = Callable[[X500Name, Any], dict[str, Any]]
+METHOD_RIBLT = "riblt"
+METHOD_LIST = "list"
+METHODS = (METHOD_RIBLT, METHOD_LIST)
+
+
 class Handlers(Protocol):
     def register(self, topic: str, handler: Any) -> None: ...
 
@@ -112,10 +124,9 @@ class ReconciliationResult:
 @dataclass
 class _Session:
     encoder: Encoder
-    ids: set[bytes]
+    ids: IdSet  # sorted: the id list fallback pages straight out of it
     expires: datetime
     replies: int = 1  # the begin reply is the first symbol exchange
-    listed: list[bytes] | None = field(default=None)
 
 
 class LedgerSyncService:
@@ -132,6 +143,7 @@ class LedgerSyncService:
         clock: Clock,
         *,
         on_peer_difference: Callable[[X500Name, set[SecureHash]], None] | None = None,
+        incoming: IncomingReconciliations | None = None,
     ) -> None:
         self.identity = identity
         self.graph = graph
@@ -141,6 +153,8 @@ class LedgerSyncService:
         self.network_map = network_map
         self.clock = clock
         self.on_peer_difference = on_peer_difference
+        # Admission of incoming sessions (pool, rate limit, responder statuses); None: no limits.
+        self.incoming = incoming
         # With both_directions, the ids each requester told us we lack (statuses come with the scheduler).
         self.peer_differences: dict[X500Name, set[SecureHash]] = {}
         self._report: ConsistencyReport | None = None
@@ -160,50 +174,104 @@ class LedgerSyncService:
         self._report = check_consistency(self.graph, self.store)
         return self._report
 
-    def pair_set(self, party: X500Name) -> set[bytes]:
-        """Our set for the pair with party (32-byte ids)."""
-        return pair_set(self.graph, self.me, str(party), distributed_ids(self.store))
+    def pair_set(self, party: X500Name) -> IdSet:
+        """Our set for the pair with party (32-byte ids, one array)."""
+        return pair_set(self.graph, self.me, str(party))
+
+    def not_ready(self, reason: str) -> None:
+        """Refuse to reconcile, with reason, until the next check_consistency (the graph is loading)."""
+        self._report = ConsistencyReport(False, False, [reason], 1)
 
     def report(self) -> ConsistencyReport:
         return self._report if self._report is not None else self.check_consistency()
 
     # -- requester -----------------------------------------------------------------------------------
 
-    def reconcile(self, party: X500Name, *, both_directions: bool = False) -> ReconciliationResult:
-        """Reconcile our set for the pair with party's; raises the peer's refusal or a codec error."""
+    def reconcile(
+        self,
+        party: X500Name,
+        *,
+        both_directions: bool = False,
+        method: str = METHOD_RIBLT,
+        cancelled: threading.Event | None = None,
+    ) -> ReconciliationResult:
+        """Reconcile our set for the pair with party's; raises the peer's refusal or a codec error.
+
+        method "list" skips the coded symbols and fetches the peer's whole set for the pair: the
+        naive way, for diagnosis and as the benchmark's baseline. cancelled, once set, ends the
+        session between two exchanges with KilledFlowException.
+        """
         if party == self.identity.name:
             raise CannotReconcileWithSelfException(str(party))
+        if method not in METHODS:
+            raise ReconciliationError(f"method {method!r}: allowed {', '.join(METHODS)}")
         require_ready(self.report())
-        return _Requester(self, party).run(both_directions)
+        return _Requester(self, party, cancelled).run(both_directions, method)
 
     # -- responder -----------------------------------------------------------------------------------
 
     def register(self, handlers: Handlers) -> None:
         handlers.register(TOPIC_BEGIN, self._on_begin)
-        handlers.register(TOPIC_SYMBOLS, self._on_symbols)
-        handlers.register(TOPIC_IDS, self._on_ids)
-        handlers.register(TOPIC_END, self._on_end)
+        handlers.register(TOPIC_SYMBOLS, self._in_session(self._on_symbols))
+        handlers.register(TOPIC_IDS, self._in_session(self._on_ids))
+        handlers.register(TOPIC_END, self._in_session(self._on_end))
+
+    def _in_session(self, handler: Handler) -> Handler:
+        """A handler whose failure ends the requester's session FAILED; others are served on."""
+
+        def guarded(requester: X500Name, payload: Any) -> dict[str, Any]:
+            try:
+                return handler(requester, payload)
+            except Exception as exc:
+                self._failed(requester, exc)
+                raise
+
+        return guarded
 
     def _on_begin(self, requester: X500Name, payload: Any) -> dict[str, Any]:
         if requester == self.identity.name:
             raise CannotReconcileWithSelfException(str(requester))
         require_ready(self.report())
+        if self.incoming is not None:
+            self.incoming.admit(requester)
+        try:
+            return self._begin(requester, payload)
+        except Exception as exc:
+            self._failed(requester, exc)
+            raise
+
+    def _failed(self, requester: X500Name, exc: BaseException) -> None:
+        """A session that broke on our side, or on bad input: its status FAILED, the slot freed."""
+        with self._lock:
+            for key in [k for k in self._sessions if k[0] == requester]:
+                del self._sessions[key]
+        if self.incoming is not None:
+            self.incoming.fail(requester, f"{type(exc).__name__}: {exc}")
+
+    def _begin(self, requester: X500Name, payload: Any) -> dict[str, Any]:
+        listing = payload.get("list", False) if isinstance(payload, dict) else False
+        if not isinstance(listing, bool):
+            raise ReconciliationCodecError("list", f"must be true or false, got {listing!r}")
         salt = _bytes(payload, "salt", SALT_SIZE)
         size = _count(payload, "size")
         ids = self.pair_set(requester)
         encoder = FastEncoder(ids, salt)  # same symbols as Encoder, vectorised (8-13x at 1M ids)
-        first = min(symbols_for_difference(len(ids) - size), symbols_per_reply(self.max_message_size))
-        batch = encode_batch(encoder.next_symbols(first), 0)
         session_id = os.urandom(SESSION_ID_SIZE)
+        reply: dict[str, Any] = {"session": session_id, "size": len(ids)}
+        if not listing:  # the encoder hashes the ids on its first symbols: a listing never pays that
+            first = min(symbols_for_difference(len(ids) - size), symbols_per_reply(self.max_message_size))
+            reply["batch"] = encode_batch(encoder.next_symbols(first), 0)
         now = self.clock.now()
         with self._lock:
             for key in [k for k, s in self._sessions.items() if s.expires <= now]:
                 del self._sessions[key]
             self._sessions[(requester, session_id)] = _Session(encoder, ids, now + SESSION_TTL)
         log.info("reconciliation with %s: %d ids in our set for the pair", requester, len(ids))
-        return {"session": session_id, "size": len(ids), "batch": batch}
+        return reply
 
     def _session(self, requester: X500Name, payload: Any, *, pop: bool = False) -> _Session:
+        if self.incoming is not None:
+            self.incoming.touch(requester)  # refused if stopped, killed or gone idle meanwhile
         session_id = _bytes(payload, "session", SESSION_ID_SIZE)
         now = self.clock.now()
         with self._lock:
@@ -236,37 +304,45 @@ class LedgerSyncService:
         session = self._session(requester, payload)
         offset = _count(payload, "offset")
         with self._lock:
-            if session.listed is None:
-                session.listed = sorted(session.ids)
-            page = session.listed[offset : offset + ids_per_reply(self.max_message_size)]
-            end = offset + len(page)
-            return {"ids": b"".join(page), "next": end if end < len(session.listed) else None}
+            page = session.ids.page(offset, ids_per_reply(self.max_message_size))
+            end = offset + len(page) // ID_SIZE
+            return {"ids": page, "next": end if end < len(session.ids) else None}
 
     def _on_end(self, requester: X500Name, payload: Any) -> dict[str, Any]:
         session = self._session(requester, payload, pop=True)
         missing = payload.get("missing")
         if missing is None:
+            if self.incoming is not None:
+                self.incoming.finish(requester, ())
             return {"received": 0}
         # What we have already is no news (also outside our set for the pair: see _Requester.run).
-        ids = {SecureHash(i) for i in _not_recorded(self.graph, _ids(missing, "missing") - session.ids)}
+        told = IdSet.from_bytes(missing, "missing") - session.ids
+        ids = {SecureHash(i) for i in _not_recorded(self.graph, told)}
         self.peer_differences[requester] = ids
         if self.on_peer_difference is not None:
             self.on_peer_difference(requester, set(ids))
+        if self.incoming is not None:
+            self.incoming.finish(requester, ids)
         return {"received": len(ids)}
 
 
 class _Requester:
     """One outgoing session: the decoder, the bound on exchanges, and the bytes each way."""
 
-    def __init__(self, service: LedgerSyncService, party: X500Name) -> None:
+    def __init__(
+        self, service: LedgerSyncService, party: X500Name, cancelled: threading.Event | None = None
+    ) -> None:
         self.service = service
         self.party = party
+        self.cancelled = cancelled
         self.mine = service.pair_set(party)
         self.salt = os.urandom(SALT_SIZE)
         self.decoder = fast_decoder(self.mine, self.salt)
         self.messages: list[Exchange] = []
 
     def call(self, topic: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if self.cancelled is not None and self.cancelled.is_set():
+            raise KilledFlowException(f"ReconcileWithPartyFlow({self.party})", "stopped by an operator")
         reply = self.service.peers.request(self.party, topic, payload)
         self.messages.append(Exchange(topic, len(encode(payload)), len(encode(reply))))
         if not isinstance(reply, dict):
@@ -284,14 +360,18 @@ class _Requester:
         self.decoder.add_remote(symbols, start)
         return len(symbols)
 
-    def run(self, both_directions: bool) -> ReconciliationResult:
+    def run(self, both_directions: bool, method: str = METHOD_RIBLT) -> ReconciliationResult:
         bound = self.service.config.max_number_of_ibf_filter_flows
-        reply = self.call(TOPIC_BEGIN, {"salt": self.salt, "size": len(self.mine)})
+        listing = method == METHOD_LIST
+        begin: dict[str, Any] = {"salt": self.salt, "size": len(self.mine)}
+        if listing:
+            begin["list"] = True
+        reply = self.call(TOPIC_BEGIN, begin)
         session = _bytes(reply, "session", SESSION_ID_SIZE)
         their_size = _count(reply, "size")
-        asked = self.take(reply, symbols_for_difference(their_size - len(self.mine)))
+        asked = 0 if listing else self.take(reply, symbols_for_difference(their_size - len(self.mine)))
         exchanges = 1
-        while not self.decoder.decoded and exchanges < bound:
+        while not listing and not self.decoder.decoded and exchanges < bound:
             asked *= 2
             if (self.decoder.symbols_used + asked) * SYMBOL_SIZE > ID_SIZE * their_size:
                 break  # the id list itself is cheaper than these symbols
@@ -305,7 +385,7 @@ class _Requester:
             theirs = self.list_ids(session)
             here, there = theirs - self.mine, self.mine - theirs
         else:
-            here, there = self.decoder.remote_only(), self.decoder.local_only()
+            here, there = IdSet.of(self.decoder.remote_only()), IdSet.of(self.decoder.local_only())
         # An id of theirs outside our set may still be in our ledger: the back-chain of a transaction
         # we lost is in their set and not ours. Missing here means not recorded here at all.
         here = _not_recorded(self.service.graph, here)
@@ -322,26 +402,24 @@ class _Requester:
             used_id_list,
         )
 
-    def list_ids(self, session: bytes) -> set[bytes]:
-        theirs: set[bytes] = set()
+    def list_ids(self, session: bytes) -> IdSet:
+        pages: list[IdSet] = []
         offset: int | None = 0
         while offset is not None:
             reply = self.call(TOPIC_IDS, {"session": session, "offset": offset})
-            page = _ids(reply.get("ids"), "ids")
+            page = IdSet.from_bytes(reply.get("ids"), "ids")
             following = reply.get("next")
             if following is not None and (not isinstance(following, int) or following <= offset):
                 raise ReconciliationCodecError("next", f"must follow offset {offset}, got {following!r}")
-            theirs |= page
+            pages.append(page)
             offset = following
-        return theirs
+        return IdSet.concatenate(pages)
 
 
-def _not_recorded(graph: LedgerGraph, ids: set[bytes]) -> set[bytes]:
+def _not_recorded(graph: LedgerGraph, ids: IdSet) -> IdSet:
     """The ids that are not in the graph."""
-    ordered = sorted(ids)
     graph.arrays()  # merges the transactions buffered since the last read (lookup does not)
-    found = graph.lookup(b"".join(ordered)).tolist() if ordered else []
-    return {i for i, at in zip(ordered, found, strict=True) if at < 0}
+    return ids.select(graph.lookup(ids.tobytes()) < 0)
 
 
 def _bytes(payload: Any, key: str, size: int) -> bytes:
@@ -373,6 +451,24 @@ for _name, _codec in (
     (
         "LedgerGraphNotReadyException",
         ErrorCodec(lambda e: {"reason": str(e)}, lambda d: LedgerGraphNotReadyException(str(d["reason"]))),
+    ),
+    (
+        "MaxIncomingSessionsExceededException",
+        ErrorCodec(
+            lambda e: {"reason": str(e)}, lambda d: MaxIncomingSessionsExceededException(str(d["reason"]))
+        ),
+    ),
+    (
+        "ReconciliationRateLimitExceededException",
+        ErrorCodec(
+            lambda e: {"reason": str(e)}, lambda d: ReconciliationRateLimitExceededException(str(d["reason"]))
+        ),
+    ),
+    (
+        "ReconciliationAlreadyScheduledException",
+        ErrorCodec(
+            lambda e: {"party": e.party}, lambda d: ReconciliationAlreadyScheduledException(str(d["party"]))
+        ),
     ),
 ):
     if _name not in ERROR_CODECS:

@@ -1,11 +1,15 @@
 """A numpy encoder for the rateless IBLT, symbol for symbol identical to ``riblt.Encoder``.
 
 ``riblt.Encoder`` spends its time in a Python loop over every (id, index) pair; here all ids advance
-together. Ids are held as five uint64 lanes (four big-endian words of the id, then the checksum).
-For symbols ``[start, end)``, every id whose next index is below ``end`` is XORed into that symbol,
-then its PRNG state and index advance; the round repeats over the ids still below ``end``. The
-index step is the reference's float formula evaluated in the same order on float64, so the indexes,
-and hence the symbols, are bit-identical (the tests compare them with the pure encoder).
+together. For symbols ``[start, end)``, every id whose next index is below ``end`` is XORed into that
+symbol, then its PRNG state and index advance; the round repeats over the ids still below ``end``.
+The index step is the reference's float formula evaluated in the same order on float64, so the
+indexes, and hence the symbols, are bit-identical (the tests compare them with the pure encoder).
+
+Memory, for a million ids: the ids are not copied (an ``IdSet`` is read in place, its bytes XORed as
+they are: XOR does not care about byte order, and the wire takes the same bytes back), and per id
+there are only the checksum, the PRNG state and the next index (24 bytes). Ids are processed in
+chunks of ``CHUNK``, so the temporaries of a round stay a few MB whatever the size of the set.
 
 Each ``next_symbols`` call scans the N next indexes once, so many tiny batches over a large set cost
 O(N) each; batches of 64 or more, as the protocol sends, amortise that.
@@ -19,6 +23,7 @@ from hashlib import blake2b
 import numpy as np
 import numpy.typing as npt
 
+from agent.ledgersync.idset import IdSet
 from agent.ledgersync.riblt import (
     _MULTIPLIER,
     _TWO32,
@@ -28,69 +33,118 @@ from agent.ledgersync.riblt import (
     Decoder,
     Encoder,
     Symbol,
+    _check_id,
+    _check_salt,
 )
 
 __all__ = ["FastEncoder", "fast_decoder"]
 
-_LANES = ID_SIZE // 8 + 1  # four id words, then the checksum
+_WORDS = ID_SIZE // 8
 _U64 = npt.NDArray[np.uint64]
 _I64 = npt.NDArray[np.int64]
-# One symbol as it is laid out on the wire (see riblt.encode_batch): 41 packed bytes.
-_WIRE = np.dtype([("id", ">u8", (ID_SIZE // 8,)), ("checksum", ">u8"), ("count", "u1")])
+# One symbol as it is laid out on the wire (see riblt.encode_batch): 41 packed bytes. Id and
+# checksum words are native-endian here because they hold the wire's bytes as they are.
+_WIRE = np.dtype([("id", "=u8", (_WORDS,)), ("checksum", "=u8"), ("count", "u1")])
 assert _WIRE.itemsize == SYMBOL_SIZE
+CHUNK = 1 << 16  # ids per vectorised step: bounds the temporaries, large enough to amortise numpy calls
 
 
 class FastEncoder(Encoder):
     """``riblt.Encoder`` with vectorised symbol production; accepted by ``riblt.Decoder`` as is.
 
-    It inherits the id set, ``salt``, ``produced``, ``len``, ``in``, ``add`` and ``remove``, and
-    replaces only ``next_symbols``; per-id state lives in numpy arrays built on the first call.
+    The set is an ``IdSet`` (given, or built from any iterable of ids); ``salt``, ``produced``,
+    ``len``, ``in``, ``add`` and ``remove`` behave as the pure encoder's.
     """
 
-    def __init__(self, ids: Iterable[bytes], salt: bytes) -> None:
-        super().__init__(ids, salt)
-        self._lanes: _U64 = np.zeros((_LANES, 0), dtype=np.uint64)
+    def __init__(self, ids: IdSet | Iterable[bytes], salt: bytes, *, chunk: int = CHUNK) -> None:
+        # Not Encoder.__init__: it would hold every id as a Python object.
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        self.chunk = chunk
+        self.salt = _check_salt(salt)
+        self._produced = 0
+        self._set = ids if isinstance(ids, IdSet) else IdSet.of(_check_id(i) for i in ids)
+        self._checks: _U64 = np.zeros(0, dtype=np.uint64)
         self._seeds: _U64 = np.zeros(0, dtype=np.uint64)
         self._next: _I64 = np.zeros(0, dtype=np.int64)
 
+    @property
+    def ids(self) -> IdSet:
+        return self._set
+
+    def __len__(self) -> int:
+        return len(self._set)
+
+    def __contains__(self, tx_id: object) -> bool:
+        return tx_id in self._set
+
+    def add(self, tx_id: bytes) -> None:
+        """Add an id to the set; only before the first symbol is produced."""
+        self._check_not_started("add")
+        self._set = self._set.union(IdSet.of([_check_id(tx_id)]))
+
+    def remove(self, tx_id: bytes) -> None:
+        """Remove an id from the set (KeyError if absent); only before the first symbol is produced."""
+        self._check_not_started("remove")
+        if tx_id not in self._set:
+            raise KeyError(tx_id)
+        self._set = self._set.difference(IdSet.of([tx_id]))
+
+    def _words(self) -> _U64:
+        """The ids as (n, 4) words holding their bytes unchanged (a view, not a copy)."""
+        words: _U64 = self._set.array.view(np.uint64)
+        return words
+
     def _prepare(self) -> None:
         """Hash every id once (the only per-id Python loop) and put all ids at index 0."""
-        count = len(self._ids)
-        salt = self.salt
-        keyed = blake2b(key=salt, digest_size=16).copy  # copying the keyed state skips re-keying
+        ids = self._set.ids
+        count = len(ids)
+        keyed = blake2b(key=self.salt, digest_size=16).copy  # copying the keyed state skips re-keying
 
         def digest(tx_id: bytes) -> bytes:
             h = keyed()
             h.update(tx_id)
             return h.digest()
 
-        digests = b"".join([digest(i) for i in self._ids])
-        words = np.frombuffer(b"".join(self._ids), dtype=">u8").reshape(count, ID_SIZE // 8)
-        halves = np.frombuffer(digests, dtype=">u8").reshape(count, 2)
-        lanes = np.empty((_LANES, count), dtype=np.uint64)
-        lanes[: ID_SIZE // 8] = words.T
-        lanes[ID_SIZE // 8] = halves[:, 0]
-        self._lanes = lanes
-        self._seeds = halves[:, 1].astype(np.uint64) | np.uint64(1)
+        self._checks = np.empty(count, dtype=np.uint64)
+        self._seeds = np.empty(count, dtype=np.uint64)
+        for lo in range(0, count, self.chunk):
+            raw = ids[lo : lo + self.chunk].tobytes()
+            digests = b"".join([digest(raw[o : o + ID_SIZE]) for o in range(0, len(raw), ID_SIZE)])
+            hi = lo + len(raw) // ID_SIZE
+            self._checks[lo:hi] = np.frombuffer(digests, dtype=np.uint64)[0::2]  # the wire's bytes
+            self._seeds[lo:hi] = np.frombuffer(digests, dtype=">u8")[1::2]  # a number: big-endian
+        self._seeds |= np.uint64(1)
         self._next = np.zeros(count, dtype=np.int64)
 
     def _accumulate(self, n: int) -> tuple[_U64, _I64]:
-        """XOR lanes (shape (5, n)) and counts of symbols ``produced .. produced + n - 1``."""
+        """XOR words (shape (5, n): four of the id, then the checksum) and counts of the next n symbols."""
         start = self._produced
-        end = start + n
-        acc = np.zeros((_LANES, n), dtype=np.uint64)
+        acc = np.zeros((_WORDS + 1, n), dtype=np.uint64)
         counts = np.zeros(n, dtype=np.int64)
-        lanes, seeds, nxt = self._lanes, self._seeds, self._next
+        words = self._words()
+        for lo in range(0, len(self._next), self.chunk):
+            hi = lo + self.chunk
+            self._accumulate_chunk(acc, counts, words[lo:hi], self._checks[lo:hi], lo, start, n)
+        return acc, counts
+
+    def _accumulate_chunk(
+        self, acc: _U64, counts: _I64, words: _U64, checks: _U64, lo: int, start: int, n: int
+    ) -> None:
+        end = start + n
+        seeds, nxt = self._seeds[lo : lo + len(checks)], self._next[lo : lo + len(checks)]
         multiplier = np.uint64(_MULTIPLIER)
         live = np.flatnonzero(nxt < end)
         while live.size:
             index = nxt[live]
             slot = index - start
-            if live.size == nxt.size and not index.any():
-                acc[:, 0] = np.bitwise_xor.reduce(lanes, axis=1)  # the first round: all ids at 0
+            if live.size == nxt.size and not index.any():  # the first round: all ids at symbol 0
+                acc[:_WORDS, 0] ^= np.bitwise_xor.reduce(words, axis=0)
+                acc[_WORDS, 0] ^= np.bitwise_xor.reduce(checks)
             else:
-                for lane in range(_LANES):
-                    np.bitwise_xor.at(acc[lane], slot, lanes[lane, live])
+                for lane in range(_WORDS):
+                    np.bitwise_xor.at(acc[lane], slot, words[live, lane])
+                np.bitwise_xor.at(acc[_WORDS], slot, checks[live])
             counts += np.bincount(slot, minlength=n)
             state = seeds[live] * multiplier  # wraps modulo 2**64, as the reference's "& _MASK64"
             seeds[live] = state
@@ -101,7 +155,6 @@ class FastEncoder(Encoder):
             index += gap
             nxt[live] = index
             live = live[index < end]
-        return acc, counts
 
     def next_batch_bytes(self, n: int) -> bytes:
         """The next ``n`` symbols already serialised as ``riblt.encode_batch`` bodies (no header)."""
@@ -114,8 +167,8 @@ class FastEncoder(Encoder):
             self._prepare()
         acc, counts = self._accumulate(n)
         out = np.zeros(n, dtype=_WIRE)
-        out["id"] = acc[: ID_SIZE // 8].T
-        out["checksum"] = acc[ID_SIZE // 8]
+        out["id"] = acc[:_WORDS].T
+        out["checksum"] = acc[_WORDS]
         out["count"] = counts & 0xFF
         self._produced += n
         return out
@@ -130,6 +183,6 @@ class FastEncoder(Encoder):
         ]
 
 
-def fast_decoder(ids: Iterable[bytes], salt: bytes) -> Decoder:
+def fast_decoder(ids: IdSet | Iterable[bytes], salt: bytes) -> Decoder:
     """``riblt.Decoder.from_ids`` with the local symbols produced by a ``FastEncoder``."""
     return Decoder(FastEncoder(ids, salt))

@@ -16,21 +16,37 @@ Choices where the reference is vague:
   schedulers over one database never run the same job.
 - Workers wait on a condition that `schedule` notifies; the wait also times out now and then, so a job
   queued by another process over the same database is still picked up, and `stop` is seen promptly.
+- A responder that is busy (MaxIncomingSessionsExceededException) is asked again after a jittered
+  back-off (1 s doubling to 1 min, each wait cut by up to half at random) until
+  maxReconciliationRetryAttemptTimeout has passed since the first attempt; the job stays RUNNING and
+  its status IN_PROGRESS meanwhile. Other refusals (rate limit, already scheduled, not ready) end the
+  job FAILED at once: asking again soon would meet the same answer.
+- killFlow with a running job's state_machine_id cancels it between two exchanges and marks it
+  FAILED (KilledFlowException), freeing its slot at once (Corda leaves it IN_PROGRESS until
+  StopReconciliationForPartyFlow). StopReconciliationForPartyFlow cancels the job if it runs, drops
+  it if it is queued, and marks the status STOPPED: the one-step stop.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
-from agent.clock import Clock, to_epoch_ms
-from agent.errors import CannotReconcileWithSelfException, ReconciliationAlreadyScheduledException
+from agent.clock import Clock, pause, to_epoch_ms
+from agent.errors import (
+    CannotReconcileWithSelfException,
+    KilledFlowException,
+    MaxIncomingSessionsExceededException,
+    ReconciliationAlreadyScheduledException,
+)
 from agent.ledger.identity import X500Name
 from agent.ledgersync.config import LedgerSyncConfig
-from agent.ledgersync.protocol import LedgerSyncService
+from agent.ledgersync.protocol import LedgerSyncService, ReconciliationResult
 from agent.ledgersync.status import ReconciliationStatusRepository, ReconciliationStatusValue
 from agent.store.database import write_transaction
 from agent.store.models import ReconciliationJob, Schema
@@ -43,9 +59,19 @@ class _Claimed:
     party_name: str
     both_directions: bool
     state_machine_id: str
+    cancelled: threading.Event = field(default_factory=threading.Event, compare=False)
+    interrupted: threading.Event = field(default_factory=threading.Event, compare=False)  # by stop()
+    stop_waiting: threading.Event = field(default_factory=threading.Event, compare=False)  # either
 
 
 log = logging.getLogger("ledger_agent.ledgersync.scheduler")
+# The reference's per-flow Log4j markers, as logger names an operator can filter on.
+schedule_log = logging.getLogger("ledger_agent.ledgersync.ScheduleReconciliationFlow")
+reconcile_log = logging.getLogger("ledger_agent.ledgersync.ReconcileWithPartyFlow")
+stop_log = logging.getLogger("ledger_agent.ledgersync.StopReconciliationForPartyFlow")
+
+FIRST_RETRY_DELAY = 1.0  # seconds before asking a busy responder again; doubles up to the cap
+MAX_RETRY_DELAY = 60.0
 
 QUEUED = "QUEUED"
 RUNNING = "RUNNING"
@@ -64,6 +90,8 @@ class ReconciliationScheduler:
         config: LedgerSyncConfig,
         clock: Clock,
         identity_name: str,
+        *,
+        rng: random.Random | None = None,
     ) -> None:
         self.service = service
         self.statuses = statuses
@@ -76,6 +104,9 @@ class ReconciliationScheduler:
         self._generation = 0  # bumped by every schedule(), so a worker never misses a notification
         self._stopping = False
         self._threads: list[threading.Thread] = []
+        self._running: dict[str, _Claimed] = {}  # by party name, the jobs this process runs
+        self._outcome_lock = threading.Lock()  # one writer of a running job's final status
+        self._rng = rng or random.Random()
 
     # -- the flows ---------------------------------------------------------------------------------
 
@@ -100,9 +131,48 @@ class ReconciliationScheduler:
                     queued_at_ms=now_ms,
                     state_machine_id=None,
                 ).execute()
+        schedule_log.info(
+            "queued reconciliation with %s%s",
+            ", ".join(names),
+            " (both directions)" if both_directions else "",
+        )
         with self._condition:
             self._generation += 1
             self._condition.notify_all()
+
+    def stop_for_party(self, party: X500Name) -> bool:
+        """StopReconciliationForPartyFlow, outgoing half: cancel or drop the job, mark STOPPED.
+
+        True if there was a job or a status to stop.
+        """
+        name = str(party)
+        with self._outcome_lock:
+            running = self._running.get(name)
+            if running is not None:
+                running.cancelled.set()
+                running.stop_waiting.set()
+            with write_transaction(self.schema.database):
+                dropped = self._jobs.delete().where(self._jobs.party_name == name).execute()
+            row = self.statuses.get(name, True)
+            if row is not None:
+                self.statuses.stopped(name, True, self._now_ms())
+        if running is not None or dropped or row is not None:
+            stop_log.info("outgoing reconciliation with %s stopped", name)
+            return True
+        return False
+
+    def kill(self, state_machine_id: str) -> str | None:
+        """killFlow on a running job: cancel it and mark it FAILED; the party's name, or None."""
+        with self._outcome_lock:
+            job = next((j for j in self._running.values() if j.state_machine_id == state_machine_id), None)
+            if job is None:
+                return None
+            job.cancelled.set()
+            job.stop_waiting.set()
+            error = KilledFlowException(state_machine_id)
+            self.statuses.failed(job.party_name, True, self._now_ms(), f"{type(error).__name__}: {error}")
+        stop_log.info("reconciliation %s with %s killed", state_machine_id, job.party_name)
+        return job.party_name
 
     def is_scheduled(self, party: X500Name) -> bool:
         """IsReconciliationScheduledForPartyFlow: a job of ours with that party is QUEUED or RUNNING."""
@@ -139,10 +209,18 @@ class ReconciliationScheduler:
             thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Let running reconciliations finish (queued ones stay queued in the store), then join."""
+        """Let running reconciliations finish (queued ones stay queued in the store), then join.
+
+        One waiting for a busy responder is interrupted instead (the wait may last an hour); its
+        job stays RUNNING in the store, so the next start queues it again.
+        """
         with self._condition:
             self._stopping = True
             self._condition.notify_all()
+        with self._outcome_lock:
+            for job in self._running.values():
+                job.interrupted.set()
+                job.stop_waiting.set()
         for thread in self._threads:
             thread.join(timeout)
             if thread.is_alive():
@@ -196,18 +274,72 @@ class ReconciliationScheduler:
 
     def _run(self, job: _Claimed) -> None:
         party = X500Name.parse(job.party_name)
+        with self._outcome_lock:
+            self._running[job.party_name] = job
+        unfinished = False
         try:
             self.statuses.started(party, True, job.state_machine_id, self._now_ms())
+            reconcile_log.info("reconciliation %s with %s started", job.state_machine_id, party)
             try:
-                result = self.service.reconcile(party, both_directions=job.both_directions)
+                result = self._reconcile_retrying(party, job)
             except Exception as exc:
-                log.warning("reconciliation with %s failed: %s", party, exc)
-                self.statuses.failed(party, True, self._now_ms(), f"{type(exc).__name__}: {exc}")
+                with self._outcome_lock:
+                    if job.interrupted.is_set() and not job.cancelled.is_set():
+                        unfinished = True  # the agent is stopping: the job runs again at the next start
+                    elif not job.cancelled.is_set():  # stop and kill have written the outcome
+                        reconcile_log.warning("reconciliation with %s failed: %s", party, exc)
+                        self.statuses.failed(party, True, self._now_ms(), f"{type(exc).__name__}: {exc}")
             else:
-                self.statuses.succeeded(party, True, self._now_ms(), result.missing_here)
+                with self._outcome_lock:
+                    if not job.cancelled.is_set():
+                        self.statuses.succeeded(party, True, self._now_ms(), result.missing_here)
+                        reconcile_log.info(
+                            "reconciliation with %s finished: %d transaction(s) missing here, "
+                            "%d exchange(s), %d bytes sent, %d received",
+                            party,
+                            len(result.missing_here),
+                            result.exchanges,
+                            result.bytes_sent,
+                            result.bytes_received,
+                        )
         finally:
-            with write_transaction(self.schema.database):
-                self._jobs.delete().where(self._jobs.party_name == job.party_name).execute()
+            with self._outcome_lock:
+                if self._running.get(job.party_name) is job:  # stopped and queued again meanwhile
+                    del self._running[job.party_name]
+            if unfinished:
+                reconcile_log.info(
+                    "reconciliation with %s interrupted by the stop; queued for the next start", party
+                )
+            else:
+                with write_transaction(self.schema.database):
+                    self._jobs.delete().where(
+                        (self._jobs.party_name == job.party_name)
+                        & (self._jobs.state_machine_id == job.state_machine_id)
+                    ).execute()
+
+    def _reconcile_retrying(self, party: X500Name, job: _Claimed) -> ReconciliationResult:
+        """reconcile, asking a busy responder again with back-off until the retry timeout."""
+        timeout = self.config.max_reconciliation_retry_attempt_timeout
+        started = self.clock.now()
+        delay = FIRST_RETRY_DELAY
+        attempt = 1
+        while True:
+            try:
+                return self.service.reconcile(
+                    party, both_directions=job.both_directions, cancelled=job.cancelled
+                )
+            except MaxIncomingSessionsExceededException as busy:
+                wait = min(delay, MAX_RETRY_DELAY) * (1 - 0.5 * self._rng.random())
+                if self.clock.now() + timedelta(seconds=wait) - started > timeout:
+                    raise MaxIncomingSessionsExceededException(
+                        f"{busy}; gave up after {attempt} attempt(s) over "
+                        f"maxReconciliationRetryAttemptTimeout ({timeout})"
+                    ) from busy
+                reconcile_log.info("%s is busy (attempt %d); asking again in %.1f s", party, attempt, wait)
+                if pause(self.clock, wait, job.stop_waiting):
+                    raise KilledFlowException(job.state_machine_id, "stopped while waiting") from busy
+                delay *= 2
+                attempt += 1
 
     # -- helpers -----------------------------------------------------------------------------------
 

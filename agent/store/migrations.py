@@ -55,10 +55,15 @@ def _v3_reconciliation_jobs(schema: Schema) -> None:
     schema.reconciliation_jobs.create_table(safe=False)
 
 
+def _v4_reconciliation_requests(schema: Schema) -> None:
+    schema.reconciliation_requests.create_table(safe=False)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial node schema", _v1_initial),
     Migration(2, "LedgerSync cr_reconciliation_status", _v2_reconciliation_status),
     Migration(3, "LedgerSync cr_reconciliation_jobs", _v3_reconciliation_jobs),
+    Migration(4, "LedgerSync cr_reconciliation_requests", _v4_reconciliation_requests),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -243,6 +243,21 @@ class ReconciliationJob(_Template):
         indexes = ((("state", "queued_at_ms"), False),)
 
 
+class ReconciliationRequest(_Template):
+    """cr_reconciliation_requests: when each party's reconciliation requests reached us (epoch ms).
+
+    The responder's sliding-window rate limit counts these rows, so the limit holds across restarts
+    (Corda keeps it in memory); rows older than the window are deleted as requests arrive.
+    """
+
+    party_name = peewee.CharField(max_length=255)
+    requested_at_ms = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "cr_reconciliation_requests"
+        indexes = ((("party_name", "requested_at_ms"), False),)
+
+
 class SchemaMigration(_Template):
     """ledger_agent_schema_migrations: the migrations applied, by version."""
 
@@ -276,6 +291,7 @@ class Schema:
     schema_migrations: type[SchemaMigration]
     reconciliation_status: type[ReconciliationStatusRow]
     reconciliation_jobs: type[ReconciliationJob]
+    reconciliation_requests: type[ReconciliationRequest]
 
     def models(self) -> list[type[peewee.Model]]:
         return [getattr(self, f.name) for f in fields(self) if f.name != "database"]
@@ -308,4 +324,5 @@ def bind_schema(database: peewee.Database) -> Schema:
         schema_migrations=_bound(SchemaMigration, database),
         reconciliation_status=_bound(ReconciliationStatusRow, database),
         reconciliation_jobs=_bound(ReconciliationJob, database),
+        reconciliation_requests=_bound(ReconciliationRequest, database),
     )

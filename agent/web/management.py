@@ -22,6 +22,13 @@ from agent.ledger.identity import X500Name
 from agent.ledger.vault import TransactionStatus
 from agent.passwords import verify_password
 from agent.runtime import AgentRuntime
+from agent.web.operator_flows import (
+    FlowArgumentError,
+    UnknownFlowError,
+    ledgersync_flows,
+    result_json,
+    result_text,
+)
 
 log = logging.getLogger("ledger_agent.management")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -76,8 +83,9 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     @app.errorhandler(AgentError)
     def agent_error(exc: AgentError) -> tuple[Response, int]:
         # A bad request is 400, an unknown party 404, a refusal by the ledger or the notary 409.
-        status = 400 if isinstance(exc, BadRequestError | ConfigurationError | InvalidNameError) else 409
-        if isinstance(exc, IdentityError):
+        bad = BadRequestError | ConfigurationError | InvalidNameError | FlowArgumentError
+        status = 400 if isinstance(exc, bad) else 409
+        if isinstance(exc, IdentityError | UnknownFlowError):
             status = 404
         return jsonify(error=type(exc).__name__, message=str(exc)), status
 
@@ -152,6 +160,56 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
             timestamp=stored.timestamp.isoformat(),
             stateMachineRunId=stored.state_machine_run_id,
         ), 200
+
+    catalogue = ledgersync_flows(runtime.ledgersync) if runtime.ledgersync is not None else {}
+
+    @app.post("/api/flows/start/<name>")
+    @authenticated
+    def start_flow(name: str) -> Response:
+        flow = catalogue.get(name)
+        if flow is None:
+            offered = ", ".join(sorted(catalogue)) or "none (LedgerSync is not enabled on this node)"
+            raise UnknownFlowError(f"no flow {name!r} on this node; offered: {offered}")
+        body = request.get_json(force=True, silent=True) if request.data else {}
+        if not isinstance(body, dict):
+            raise BadRequestError("the body must be a JSON object of the flow's named arguments")
+        result = flow.start(body)
+        if flow.unit:
+            result = None
+        return jsonify(
+            flow=name,
+            result=result_json(result),
+            text=f"Flow completed with result: {result_text(result, unit=flow.unit)}",
+        )
+
+    @app.post("/api/flows/kill/<flow_id>")
+    @authenticated
+    def kill_flow(flow_id: str) -> Response:
+        killed = runtime.ledgersync.kill_flow(flow_id) if runtime.ledgersync is not None else False
+        return jsonify(id=flow_id, killed=killed)
+
+    @app.get("/api/ledgersync")
+    @authenticated
+    def ledgersync_state() -> Response:
+        sync = runtime.ledgersync
+        if sync is None:
+            return jsonify(enabled=False)
+        report = sync.report
+        counts = sync.counts()
+        return jsonify(
+            enabled=True,
+            ledgerGraphIsInitialized=report.is_initialized,
+            ledgerGraphIsSelfConsistent=report.is_self_consistent,
+            ledgerGraphErrors=report.errors,
+            ledgerGraphErrorCount=report.error_count,
+            numberOfScheduledReconciliations=counts.number_of_scheduled_reconciliations,
+            numberOfReconciliationsInProgress=counts.number_of_reconciliations_in_progress,
+            numberOfFailedReconciliations=counts.number_of_failed_reconciliations,
+            numberOfReconciliationsWithDifferences=counts.number_of_reconciliations_with_differences,
+            numberOfReconciliationsWithoutDifferences=counts.number_of_reconciliations_without_differences,
+            failedParties=counts.failed_parties,
+            partiesWithDifference=counts.parties_with_difference,
+        )
 
     @app.get("/api/flows")
     @authenticated

@@ -42,14 +42,14 @@ class Net:
         return self.runtimes[name]
 
     def sync(self, name: X500Name) -> LedgerSyncService:
-        service = self.runtimes[name].ledgersync
-        assert service is not None
-        return service
+        sync = self.runtimes[name].ledgersync
+        assert sync is not None
+        return sync.service
 
     def scheduler(self, name: X500Name) -> ReconciliationScheduler:
-        scheduler = self.runtimes[name].reconciliation_scheduler
-        assert scheduler is not None
-        return scheduler
+        sync = self.runtimes[name].ledgersync
+        assert sync is not None
+        return sync.scheduler
 
     def entry(self, name: X500Name) -> Any:
         return next(e for e in self.layout.nodes if e.name == name)

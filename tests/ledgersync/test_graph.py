@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import LedgerGraphNotReadyException
-from agent.ledger.distribution import SenderDistribution
+from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.token import issue, move
@@ -250,3 +250,55 @@ def test_errors_are_capped_but_counted(ledger: Ledger) -> None:
     vs.delete().execute()
     report = check_consistency(build(ledger.store), ledger.store, max_errors=1)
     assert len(report.errors) == 1 and report.error_count == 2  # issued(0) and paid(1)
+
+
+def test_an_observer_names_itself_through_its_distribution_records(
+    tmp_path: Path, alice: Actor, bob: Actor, charlie: Actor, ledger: Ledger
+) -> None:
+    # charlie's node received paid through finality; no state or signature of it names charlie.
+    store = LedgerStore(f"sqlite:///{tmp_path / 'observer.db'}", our_keys=[charlie.party.owning_key])
+    received = ReceiverDistribution(ledger.paid.id, alice.name, WHEN, 0, b"", StatesToRecord.ALL_VISIBLE)
+    store.record_transaction(ledger.issued)
+    store.record_transaction(ledger.paid, receiver_record=received)
+    anonymous = build(store)
+    assert set(anonymous.ids(anonymous.involving_us())) == {ledger.paid.id}
+    assert anonymous.parties(ledger.paid.id) == {str(alice.name), str(bob.name)}  # ours is unknown
+    named = LedgerGraph.build(store, page_size=100, pool_size=1, readers="thread", me=str(charlie.name))
+    assert named.parties(ledger.paid.id) == {str(alice.name), str(bob.name), str(charlie.name)}
+    assert set(named.ids(named.involving(str(charlie.name)))) == {ledger.paid.id}
+    assert set(named.ids(named.involving(str(alice.name)))) == {ledger.issued.id, ledger.paid.id}
+    # Added later, through the listener: the same.
+    named.attach(store)
+    store.record_transaction(
+        ledger.merged,
+        receiver_record=ReceiverDistribution(
+            ledger.merged.id, alice.name, WHEN, 1, b"", StatesToRecord.ALL_VISIBLE
+        ),
+    )
+    assert set(named.ids(named.involving(str(charlie.name)))) == {ledger.paid.id, ledger.merged.id}
+    store.close()
+
+
+def test_our_keys_make_a_transaction_ours(ledger: Ledger, alice: Actor) -> None:
+    graph = build(ledger.store)  # our key is alice's
+    assert set(graph.ids(graph.involving_us())) == {ledger.issued.id, ledger.paid.id}
+    assert graph.our_names() == {str(alice.name)}
+
+
+def test_a_signer_named_only_in_a_later_page(
+    tmp_path: Path, alice: Actor, bob: Actor, charlie: Actor, notary_actor: Actor
+) -> None:
+    store = LedgerStore(f"sqlite:///{tmp_path / 'late-signer.db'}")
+    naming = issue(charlie.party, notary_actor.party, [(alice.party, 1)], "EUR").sign([charlie.key])
+    # alice signs an issuance to bob but owns nothing in it: her key gets her name from `naming`,
+    # which must come after it in id order (pages are read in id order) for the late path.
+    while True:
+        signed = issue(alice.party, notary_actor.party, [(bob.party, 5)], "EUR").sign([alice.key])
+        if bytes(signed.id) < bytes(naming.id):
+            break
+    store.record_transaction(signed)
+    store.record_transaction(naming)
+    one_page, page_each = build(store, page_size=100), build(store, page_size=1)
+    assert page_each.parties(signed.id) == one_page.parties(signed.id) == {str(alice.name), str(bob.name)}
+    assert snapshot(page_each) == snapshot(one_page)
+    store.close()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.ledgersync.idset import IdSet
 from agent.ledgersync.riblt import HEADER_SIZE, SYMBOL_SIZE, Decoder, Encoder, encode_batch
 from agent.ledgersync.riblt_numpy import FastEncoder, fast_decoder
 
@@ -103,3 +105,38 @@ def test_fast_symbols_decode_with_the_reference_decoder(
         decoder.add_remote(remote.next_symbols(batch), start_index=decoder.symbols_used)
     assert decoder.remote_only() == set(only_b)
     assert decoder.local_only() == set(only_a)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**32),
+    size=st.integers(0, 700),
+    chunk=st.integers(1, 300),
+    batches=st.lists(st.integers(0, 200), min_size=1, max_size=4),
+)
+def test_chunked_encoding_from_an_id_set_equals_the_pure_encoders(
+    seed: int, size: int, chunk: int, batches: list[int]
+) -> None:
+    ids = random_ids(seed, size)
+    pure, fast = Encoder(ids, SALT), FastEncoder(IdSet.of(ids), SALT, chunk=chunk)
+    for n in batches:
+        assert fast.next_symbols(n) == pure.next_symbols(n)
+
+
+def test_an_id_set_is_encoded_in_place() -> None:
+    ids = IdSet.of(random_ids(8, 100) + [bytes(31) + b"\x01", bytes(32)])  # trailing zero bytes kept
+    fast = FastEncoder(ids, SALT)
+    assert fast.ids is ids and len(fast) == 102 and bytes(32) in fast
+    assert np.shares_memory(fast._words(), ids.ids)
+    assert fast.next_symbols(80) == Encoder(list(ids), SALT).next_symbols(80)
+    with pytest.raises(ValueError):
+        FastEncoder(ids, SALT, chunk=0)
+
+
+def test_a_decoder_over_an_id_set() -> None:
+    ids = random_ids(9, 1200)
+    decoder = fast_decoder(IdSet.of(ids[:1000]), SALT)
+    remote = FastEncoder(ids[100:], SALT)
+    while not decoder.decoded:
+        decoder.add_remote(remote.next_symbols(64), start_index=decoder.symbols_used)
+    assert decoder.remote_only() == set(ids[1000:]) and decoder.local_only() == set(ids[:100])
