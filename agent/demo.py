@@ -200,9 +200,9 @@ def sqlite_file(node: NodeLayout) -> Path:
 def copy_database(source: Path, target: Path) -> None:
     """The whole database at source into target, through SQLite's backup API.
 
-    Consistent while the source's agent writes (a plain file copy could tear a page or miss the WAL);
-    and into the target through its own connection, so a WAL left beside the target is overwritten
-    with the rest rather than replayed over the restored pages.
+    Consistent while the source's agent writes (a plain file copy could tear a page or miss the WAL).
+    Into the target through a connection: one that reads any WAL left beside the file before
+    writing every page, so old frames cannot be checkpointed over the restored pages later.
     """
     src, dst = sqlite3.connect(source), sqlite3.connect(target)
     try:
@@ -288,10 +288,18 @@ def run_disaster(
     out(f"  restored {db} from {backup}: {len(after)} transactions, {len(lost)} lost")
     proc.start()
     proc.wait_ready()
-    client.wait_ledgersync_ready()
-    out(f"  started {short(node)}  pid {proc.pid}, ledger graph built and self-consistent")
+    state = client.wait_ledgersync_ready()
+    consistent = "self-consistent" if state["ledgerGraphIsSelfConsistent"] else "NOT self-consistent"
+    out(f"  started {short(node)}  pid {proc.pid}, ledger graph of {len(after)} transactions {consistent}")
 
-    problems = [f"{t}: lost, but not a transaction of the workload" for t in sorted(lost - set(work.parties))]
+    problems = (
+        []
+        if state["ledgerGraphIsSelfConsistent"]
+        else [f"restored ledger graph: {state['ledgerGraphErrors']}"]
+    )
+    problems += [
+        f"{t}: lost, but not a transaction of the workload" for t in sorted(lost - set(work.parties))
+    ]
     lost &= set(work.parties)
     expected = expected_finds(node, peers, lost, work, parents)
     unheld = {t for t in lost if not work.parties[t].holders() & set(peers)}
@@ -380,15 +388,14 @@ def disaster_verdict(disaster: Disaster, out: Out) -> None:
             out(f"  - {p}")
         return
     recoverable = len(disaster.lost - disaster.unheld)
-    line = f"\nOK: {name}'s reconciliations found exactly the {recoverable} transactions it lost that a peer holds"
-    if disaster.unheld:
-        line += (
-            f"; {len(disaster.unheld)} more it lost no peer holds (only {name} took part, as in its exit: "
-            f"{', '.join(sorted(disaster.unheld))})"
-        )
-    else:
-        line = line.replace(" that a peer holds", "")
-    out(line)
+    if not disaster.unheld:
+        out(f"\nOK: {name}'s reconciliations found exactly the {recoverable} transactions it lost")
+        return
+    out(
+        f"\nOK: {name}'s reconciliations found exactly the {recoverable} transactions it lost that a peer "
+        f"holds; {len(disaster.unheld)} more involved only {name} (its exit), so no peer holds it: "
+        f"{', '.join(sorted(disaster.unheld))}"
+    )
 
 
 def run_demo(

@@ -22,18 +22,6 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_demo_trades_and_agrees(tmp_path: Path) -> None:
-    result = run("demo", "--dir", str(tmp_path / "net"), "--moves", "25", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
-    assert "OK: 3 nodes agree" in out
-    assert out.count("0 in flight") == 3
-    assert out.rstrip().endswith("stopped every agent process")
-    for party in ("O=PartyA, L=London, C=GB", "O=PartyB, L=New York, C=US", "O=PartyC, L=Paris, C=FR"):
-        assert party in out
-    assert (tmp_path / "net" / "PartyA" / "node.db").stat().st_size > 0
-
-
 def test_network_init_then_vault(tmp_path: Path) -> None:
     result = run("network", "init", "--dir", str(tmp_path / "net"), "--nodes", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

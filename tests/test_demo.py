@@ -1,0 +1,109 @@
+"""The main job, `ledger-agent demo`, run once for the whole module: real agent processes on SQLite.
+
+The workload must agree everywhere; then PartyA is restored from its mid-workload backup and its
+reconciliations must name exactly what it lost. The stores are read again here after the demo has
+stopped every process, so the checks do not rest on the demo's own bookkeeping alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import peewee
+import pytest
+
+from agent.demo import DemoResult, Disaster, run_demo
+from agent.store.ledger_store import LedgerStore
+
+A, B, C = "O=PartyA, L=London, C=GB", "O=PartyB, L=New York, C=US", "O=PartyC, L=Paris, C=FR"
+
+
+@dataclass
+class Run:
+    folder: Path
+    result: DemoResult
+    out: str
+
+    @property
+    def disaster(self) -> Disaster:
+        assert self.result.disaster is not None
+        return self.result.disaster
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    folder = tmp_path_factory.mktemp("demo") / "net"
+    lines: list[str] = []
+    result = run_demo(folder, moves=25, out=lines.append)
+    return Run(folder, result, "\n".join(lines))
+
+
+def store_ids(db: Path) -> set[str]:
+    store = LedgerStore(peewee.SqliteDatabase(db.as_uri() + "?mode=ro", uri=True))
+    try:
+        return {str(i) for i in store.iter_transaction_ids()}
+    finally:
+        store.close()
+
+
+def status_block(out: str, party: str) -> str:
+    """The ReconciliationStatus printed after `flow start GetReconciliationStatusForPartyFlow party`."""
+    command = f'flow start GetReconciliationStatusForPartyFlow party: "{party}", isRequester: true\n'
+    block = out.split(command, 1)[1]
+    return block[: block.index("\n)") + 2]
+
+
+def test_the_nodes_agree_before_the_disaster(run: Run) -> None:
+    assert "OK: 3 nodes agree" in run.out
+    assert run.out.count("0 in flight") == 3
+    for party in (A, B, C):
+        assert party in run.out
+    assert (run.folder / "backup" / "PartyA.db").stat().st_size > 0
+
+
+def test_the_reconciliations_find_exactly_what_was_lost(run: Run) -> None:
+    d = run.disaster
+    assert run.result.ok, run.result.problems
+    assert d.node == A
+    recoverable = d.lost - d.unheld
+    assert len(recoverable) > 0
+    assert (
+        f"OK: PartyA's reconciliations found exactly the {len(recoverable)} transactions it lost" in run.out
+    )
+    assert "DISAGREEMENT" not in run.out
+    assert set(d.found) == {B, C}
+    for peer in (B, C):
+        assert d.statuses[peer] == "DIFFERENCES_FOUND"
+        assert d.found[peer] == d.expected[peer]
+        block = status_block(run.out, peer)
+        assert block.startswith(f'Flow completed with result: ReconciliationStatus(\n    partyName="{peer}",')
+        assert "lastReconciliationStatus=DIFFERENCES_FOUND" in block
+        assert set(re.findall(r"^        ([0-9A-F]{64}),?$", block, re.MULTILINE)) == d.found[peer]
+    assert set().union(*d.found.values()) == recoverable
+    # PartyA's exit, made after the backup, was PartyA's alone: no peer can give it back.
+    assert len(d.unheld) == 1
+
+
+def test_the_stores_after_the_demo_bear_it_out(run: Run) -> None:
+    d = run.disaster
+    a_now = store_ids(run.folder / "PartyA" / "node.db")
+    assert a_now == store_ids(run.folder / "backup" / "PartyA.db")  # restored, nothing recovered yet
+    assert not a_now & d.lost
+    for peer, folder in ((B, "PartyB"), (C, "PartyC")):
+        held = store_ids(run.folder / folder / "node.db")
+        assert d.found[peer] <= held
+        assert not held & d.unheld
+
+
+def test_every_agent_process_is_stopped(run: Run) -> None:
+    assert run.out.rstrip().endswith("stopped every agent process")
+    pids = {int(p) for p in re.findall(r"\bpid (\d+)", run.out)}
+    assert len(pids) == 5  # the notary, three nodes, and PartyA again after the restore
+    for proc in run.result.processes:
+        assert proc.process is not None and proc.process.poll() is not None
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
