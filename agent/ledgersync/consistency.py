@@ -154,7 +154,8 @@ def _vault_pages(
 def require_ready(report: ConsistencyReport, *, shown: int = 3) -> None:
     """Raise LedgerGraphNotReadyException unless the graph is initialised and the ledger consistent."""
     if not report.is_initialized:
-        raise LedgerGraphNotReadyException("the ledger graph is not initialised yet")
+        why = f" ({report.errors[0]})" if report.errors else ""
+        raise LedgerGraphNotReadyException(f"the ledger graph is not initialised yet{why}")
     if not report.is_self_consistent:
         first = "; ".join(report.errors[:shown])
         more = report.error_count - min(shown, len(report.errors))
