@@ -34,10 +34,16 @@ _KEYS: dict[str, tuple[type, bool]] = {
 DEFAULT_LEDGERSYNC_CONFIG = "ledgersync.conf"
 
 
+ROLE_READ_ONLY = "read-only"  # reads, statuses, metrics
+ROLE_OPERATOR = "operator"  # also flows, writes, stop, kill
+ROLES = (ROLE_READ_ONLY, ROLE_OPERATOR)
+
+
 @dataclass(frozen=True)
 class ManagementUser:
     username: str
     password_hash: str = field(repr=False)
+    role: str = ROLE_READ_ONLY
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,16 +138,21 @@ def load_node_config(path: Path) -> NodeConfig:
 
 def _users(entries: list[Any]) -> tuple[ManagementUser, ...]:
     key = "managementUsers"
-    allowed = 'allowed: [{ username = "...", passwordHash = "pbkdf2_sha256$..." }]'
+    allowed = 'allowed: [{ username = "...", role = operator|read-only, passwordHash = "pbkdf2_sha256$..." }]'
     users = []
     for i, entry in enumerate(entries):
-        if not isinstance(entry, ConfigTree) or set(entry.keys()) != {"username", "passwordHash"}:
-            raise ConfigurationError(f"{key}[{i}]", entry, allowed)
+        keys = set(entry.keys()) if isinstance(entry, ConfigTree) else set()
+        if not {"username", "passwordHash"} <= keys or keys - {"username", "passwordHash", "role"}:
+            raise ConfigurationError(f"{key}[{i}]", sorted(keys) or entry, allowed)
+        # Least privilege: a user written without a role may read, not act.
+        role = entry.get("role", ROLE_READ_ONLY)
+        if role not in ROLES:
+            raise ConfigurationError(f"{key}[{i}].role", role, f"allowed: {' or '.join(ROLES)}")
         name, hashed = entry.get("username"), entry.get("passwordHash")
         if not isinstance(name, str) or not name or not isinstance(hashed, str) or not is_hash(hashed):
             # The value may be a password typed in clear: never echo it back.
             raise ConfigurationError(f"{key}[{i}].passwordHash", "(hidden)", allowed)
-        users.append(ManagementUser(name, hashed))
+        users.append(ManagementUser(name, hashed, role))
     if len({u.username for u in users}) != len(users):
         raise ConfigurationError(key, [u.username for u in users], "allowed: each username once")
     return tuple(users)

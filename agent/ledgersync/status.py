@@ -95,6 +95,28 @@ class ReconciliationStatus:
         ]
         return [f"{name}={value}" for name, value in named]
 
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data with the reference's field names (ids in upper-case hex, statuses by name)."""
+
+        def value(v: ReconciliationStatusValue | None) -> str | None:
+            return None if v is None else v.value
+
+        return {
+            "partyName": self.party_name,
+            "isRequester": self.is_requester,
+            "stateMachineRunId": self.state_machine_run_id,
+            "lastSuccessfulReconciliationTimeStarted": self.last_successful_reconciliation_time_started,
+            "lastSuccessfulReconciliationTimeFinished": self.last_successful_reconciliation_time_finished,
+            "lastSuccessfulReconciliationStatus": value(self.last_successful_reconciliation_status),
+            "lastSuccessfulReconciliationResult": [
+                str(i) for i in self.last_successful_reconciliation_result
+            ],
+            "lastReconciliationTimeStarted": self.last_reconciliation_time_started,
+            "lastReconciliationTimeFinished": self.last_reconciliation_time_finished,
+            "lastReconciliationStatus": value(self.last_reconciliation_status),
+            "lastReconciliationError": self.last_reconciliation_error,
+        }
+
     def __str__(self) -> str:
         ids = ", ".join(str(h) for h in self.last_successful_reconciliation_result)
         return f"ReconciliationStatus({', '.join(self._fields(f'[{ids}]'))})"

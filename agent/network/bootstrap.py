@@ -21,7 +21,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +55,8 @@ TRUST_ROOT_FILE = "network-root.pem"
 DATABASE_FILE = "node.db"
 PASSWORD_FILE = "management-password"  # the operator's password, readable by its owner only
 OPERATOR_USER = "operator"
+MONITOR_PASSWORD_FILE = "monitor-password"  # the read-only user's, for Prometheus and check plugins
+MONITOR_USER = "monitor"
 HOST = "127.0.0.1"
 
 ROOT_CA_NAME = X500Name.parse("CN=Local Network Root CA, O=Ledger Agent, L=London, C=GB")
@@ -189,6 +191,7 @@ def node_config(
     notary: bool,
     operator_password_hash: str | None = None,
     faults: Sequence[str] = (),
+    monitor_password_hash: str | None = None,
 ) -> str:
     """The text of node.conf."""
     lines = [
@@ -205,9 +208,15 @@ def node_config(
     if operator_password_hash is not None:
         lines += [
             "managementUsers = [",
-            f"    {{ username = {_hocon(OPERATOR_USER)}, passwordHash = {_hocon(operator_password_hash)} }}",
-            "]",
+            f"    {{ username = {_hocon(OPERATOR_USER)}, role = operator, "
+            f"passwordHash = {_hocon(operator_password_hash)} }}",
         ]
+        if monitor_password_hash is not None:
+            lines += [
+                f"    {{ username = {_hocon(MONITOR_USER)}, role = read-only, "
+                f"passwordHash = {_hocon(monitor_password_hash)} }}",
+            ]
+        lines += ["]"]
     if faults:
         lines += ["# Test only: where flows crash or fail on purpose.", "faultInjection = ["]
         lines += [f"    {_hocon(f)}" for f in faults] + ["]"]
@@ -224,10 +233,13 @@ def init_network(
     base_port: int = 10000,
     clock: Clock | None = None,
     database_url_for: Callable[[X500Name], str] | None = None,
+    identity_keys: Mapping[X500Name, KeyPair] | None = None,
 ) -> NetworkLayout:
     """Create a complete local network under directory; refuses to overwrite anything there.
 
     Each member gets two consecutive ports from base_port (p2p, then management), the notary first.
+    identity_keys gives members a key pair of the caller's (a benchmark whose generated ledger names
+    its parties by key); the others get fresh keys.
     """
     clock = clock or SystemClock()
     directory = directory.resolve()
@@ -265,7 +277,8 @@ def init_network(
         folder = directory / folder_text
         certificates = folder / CERTIFICATES_DIR
         certificates.mkdir(parents=True)
-        key = KeyPair.generate()
+        key = identity_keys.get(name) if identity_keys else None
+        key = key or KeyPair.generate()
         cert = issue_certificate(root_key, root_cert, name, key.public, role, clock)
         key.write_pem(certificates / IDENTITY_KEY_FILE)
         write_certificate(certificates / IDENTITY_CERT_FILE, cert)
@@ -276,6 +289,8 @@ def init_network(
         config = folder / NODE_CONFIG_FILE
         password = secrets.token_urlsafe(18)
         write_secret(folder / PASSWORD_FILE, password)
+        monitor_password = secrets.token_urlsafe(18)
+        write_secret(folder / MONITOR_PASSWORD_FILE, monitor_password)
         config.write_text(
             node_config(
                 name,
@@ -284,6 +299,7 @@ def init_network(
                 database_url,
                 notary=role == NOTARY_ROLE,
                 operator_password_hash=hash_password(password),
+                monitor_password_hash=hash_password(monitor_password),
             ),
             encoding="utf-8",
         )

@@ -518,6 +518,17 @@ class LedgerStore:
         row = cp.get_or_none(cp.flow_id == flow_id)
         return None if row is None else self._checkpoint(row)
 
+    def count_checkpoints(self) -> dict[FlowStatus, int]:
+        """Flows by status (every status present, zero included)."""
+        cp = self.schema.checkpoints
+        counts = {status: 0 for status in FlowStatus}
+        rows: Iterator[tuple[int, int]] = (
+            cp.select(cp.status, peewee.fn.COUNT(cp.flow_id)).group_by(cp.status).tuples().iterator()
+        )
+        for status, count in rows:
+            counts[FlowStatus(status)] = int(count)
+        return counts
+
     def iter_checkpoints(
         self,
         status: FlowStatus | None = None,

@@ -20,8 +20,8 @@ from agent.flows.checkpoints import FlowStatus
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.vault import TransactionStatus
-from agent.passwords import verify_password
 from agent.runtime import AgentRuntime
+from agent.web.auth import REALM, ManagementAuth
 from agent.web.operator_flows import (
     FlowArgumentError,
     UnknownFlowError,
@@ -29,6 +29,10 @@ from agent.web.operator_flows import (
     result_json,
     result_text,
 )
+from mbeans.access import require_action
+from mbeans.agent_beans import register_agent_beans
+from mbeans.errors import SecurityException
+from mbeans.registry import MBeanRegistry
 
 log = logging.getLogger("ledger_agent.management")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,24 +65,38 @@ def _name(value: Any, field: str) -> X500Name:
 def create_management_app(runtime: AgentRuntime) -> Flask:
     app = Flask("ledger_agent.management")
     app.url_map.strict_slashes = False
-    users = {u.username: u.password_hash for u in runtime.node.config.management_users}
+    auth = ManagementAuth(runtime.node.config.management_users)
+    registry = MBeanRegistry()
+    register_agent_beans(registry, runtime)
+    # The other management adapters (JSON-RPC, Jolokia, /metrics) find the beans and the users here.
+    app.extensions["ledger_agent.mbeans"] = registry
+    app.extensions["ledger_agent.auth"] = auth
     node = runtime.node
 
-    def authenticated(view: F) -> F:
+    def guarded(view: F, *, act: bool) -> F:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            auth = request.authorization
-            hashed = users.get(auth.username or "") if auth else None
-            if auth is None or hashed is None or not verify_password(auth.password or "", hashed):
+            principal = auth.principal(request.authorization)
+            if principal is None:
                 response = jsonify(
                     error="AuthenticationRequired", message="management calls need credentials"
                 )
                 response.status_code = 401
-                response.headers["WWW-Authenticate"] = 'Basic realm="ledger-agent"'
+                response.headers["WWW-Authenticate"] = REALM
                 return response
+            if act:
+                require_action(principal, f"{request.method} {request.path}")
             return view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
+
+    def authenticated(view: F) -> F:
+        """Any management user: reads."""
+        return guarded(view, act=False)
+
+    def operator(view: F) -> F:
+        """Users with the operator role: calls that change something."""
+        return guarded(view, act=True)
 
     @app.errorhandler(AgentError)
     def agent_error(exc: AgentError) -> tuple[Response, int]:
@@ -87,6 +105,8 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
         status = 400 if isinstance(exc, bad) else 409
         if isinstance(exc, IdentityError | UnknownFlowError):
             status = 404
+        if isinstance(exc, SecurityException):
+            status = 403
         return jsonify(error=type(exc).__name__, message=str(exc)), status
 
     @app.errorhandler(HTTPException)
@@ -103,7 +123,7 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
         return jsonify(status="UP", node=str(node.identity.name), role="notary" if node.notary else "node")
 
     @app.post("/api/flows/issue")
-    @authenticated
+    @operator
     def issue() -> Response:
         body = _body()
         holdings = []
@@ -116,7 +136,7 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
         return jsonify(txId=str(stx.id))
 
     @app.post("/api/flows/pay")
-    @authenticated
+    @operator
     def pay() -> Response:
         body = _body()
         observers = [_name(o, "observers[]") for o in body.get("observers", [])]
@@ -130,7 +150,7 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
         return jsonify(txId=str(stx.id))
 
     @app.post("/api/flows/exit")
-    @authenticated
+    @operator
     def exit_tokens() -> Response:
         body = _body()
         stx = runtime.tokens.exit(_field(body, "amount", int), _field(body, "currency", str))
@@ -170,6 +190,10 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
         if flow is None:
             offered = ", ".join(sorted(catalogue)) or "none (LedgerSync is not enabled on this node)"
             raise UnknownFlowError(f"no flow {name!r} on this node; offered: {offered}")
+        if flow.act:
+            principal = auth.principal(request.authorization)
+            assert principal is not None  # checked by @authenticated
+            require_action(principal, name)
         body = request.get_json(force=True, silent=True) if request.data else {}
         if not isinstance(body, dict):
             raise BadRequestError("the body must be a JSON object of the flow's named arguments")
@@ -183,7 +207,7 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
         )
 
     @app.post("/api/flows/kill/<flow_id>")
-    @authenticated
+    @operator
     def kill_flow(flow_id: str) -> Response:
         killed = runtime.ledgersync.kill_flow(flow_id) if runtime.ledgersync is not None else False
         return jsonify(id=flow_id, killed=killed)

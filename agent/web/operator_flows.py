@@ -84,6 +84,7 @@ class OperatorFlow:
     params: tuple[Param, ...]
     run: Callable[..., Any]
     unit: bool = False  # returns nothing: the shell prints kotlin.Unit
+    act: bool = False  # changes something: needs the operator role
 
     def start(self, arguments: Mapping[str, Any]) -> Any:
         known = {p.name for p in self.params}
@@ -112,6 +113,7 @@ def ledgersync_flows(sync: LedgerSync) -> dict[str, OperatorFlow]:
             (Param("parties", "parties"), Param("bothDirections", "bool", required=False, default=False)),
             lambda parties, both: sync.schedule_reconciliation(parties, both_directions=both),
             unit=True,
+            act=True,
         ),
         OperatorFlow(
             "GetReconciliationStatusesFlow",
@@ -128,10 +130,14 @@ def ledgersync_flows(sync: LedgerSync) -> dict[str, OperatorFlow]:
             sync.get_reconciliation_status_for_party,
         ),
         OperatorFlow(
-            "RefreshReconciliationStatusesFlow", (), sync.refresh_reconciliation_statuses, unit=True
+            "RefreshReconciliationStatusesFlow", (), sync.refresh_reconciliation_statuses, unit=True, act=True
         ),
         OperatorFlow(
-            "StopReconciliationForPartyFlow", (party,), sync.stop_reconciliation_for_party, unit=True
+            "StopReconciliationForPartyFlow",
+            (party,),
+            sync.stop_reconciliation_for_party,
+            unit=True,
+            act=True,
         ),
         OperatorFlow(
             "IsReconciliationScheduledForPartyFlow", (party,), sync.is_reconciliation_scheduled_for_party
@@ -149,6 +155,7 @@ def ledgersync_flows(sync: LedgerSync) -> dict[str, OperatorFlow]:
                 Param("method", "method", required=False, default=METHOD_RIBLT),
             ),
             lambda party, both, method: sync.reconcile_with_party(party, both_directions=both, method=method),
+            act=True,
         ),
     ]
     return {flow.name: flow for flow in flows}
@@ -156,23 +163,7 @@ def ledgersync_flows(sync: LedgerSync) -> dict[str, OperatorFlow]:
 
 def status_json(status: ReconciliationStatus) -> dict[str, Any]:
     """A ReconciliationStatus with the reference's field names; ids in upper-case hex."""
-
-    def value(v: ReconciliationStatusValue | None) -> str | None:
-        return None if v is None else v.value
-
-    return {
-        "partyName": status.party_name,
-        "isRequester": status.is_requester,
-        "stateMachineRunId": status.state_machine_run_id,
-        "lastSuccessfulReconciliationTimeStarted": status.last_successful_reconciliation_time_started,
-        "lastSuccessfulReconciliationTimeFinished": status.last_successful_reconciliation_time_finished,
-        "lastSuccessfulReconciliationStatus": value(status.last_successful_reconciliation_status),
-        "lastSuccessfulReconciliationResult": [str(i) for i in status.last_successful_reconciliation_result],
-        "lastReconciliationTimeStarted": status.last_reconciliation_time_started,
-        "lastReconciliationTimeFinished": status.last_reconciliation_time_finished,
-        "lastReconciliationStatus": value(status.last_reconciliation_status),
-        "lastReconciliationError": status.last_reconciliation_error,
-    }
+    return status.as_dict()
 
 
 def result_json(result: Any) -> Any:
