@@ -218,8 +218,11 @@ class MBean:
         attribute.write(coerce(attribute.type, value, f"attribute {name!r}"))
         return old
 
-    def find_operation(self, spec: str, arity: int | None = None) -> Operation:
-        """By `name`, or `name(type,...)` for an overload; with several overloads, by argument count."""
+    def find_operation(
+        self, spec: str, arity: int | None = None, names: frozenset[str] | None = None
+    ) -> Operation:
+        """By `name`, or `name(type,...)` for an overload; with several overloads, by argument count
+        (positional arguments) or by parameter names (named ones)."""
         name, paren, rest = spec.partition("(")
         overloads = self.operations.get(name)
         if not overloads:
@@ -238,7 +241,12 @@ class MBean:
             )
         if len(overloads) == 1:
             return overloads[0]
-        fitting = [o for o in overloads if arity is None or len(o.parameters) == arity]
+        fitting = [
+            o
+            for o in overloads
+            if (arity is None or len(o.parameters) == arity)
+            and (names is None or {p.name for p in o.parameters} == names)
+        ]
         if len(fitting) == 1:
             return fitting[0]
         raise OperationNotFoundException(
@@ -248,5 +256,6 @@ class MBean:
         )
 
     def invoke(self, spec: str, arguments: Sequence[Any] | Mapping[str, Any] | None) -> Any:
-        arity = None if arguments is None or isinstance(arguments, Mapping) else len(arguments)
-        return self.find_operation(spec, arity).invoke(arguments)
+        if isinstance(arguments, Mapping):
+            return self.find_operation(spec, names=frozenset(arguments)).invoke(arguments)
+        return self.find_operation(spec, 0 if arguments is None else len(arguments)).invoke(arguments)

@@ -88,8 +88,7 @@ class ObjectName:
         return (
             self.property_pattern
             or _has_wildcard(self.domain)
-            or any(not v.startswith('"') and _has_wildcard(v) for _, v in self.properties)
-            or any(v.startswith('"') and _has_wildcard(_quoted_body(v)) for _, v in self.properties)
+            or any(_value_regex(v) is not None for _, v in self.properties)
         )
 
     def matches(self, name: ObjectName) -> bool:
@@ -102,8 +101,9 @@ class ObjectName:
         for key, value in self.properties:
             if key not in theirs:
                 return False
-            if _has_wildcard(value):
-                if not _wildcard(_unquote(value)).fullmatch(_unquote(theirs[key])):
+            regex = _value_regex(value)
+            if regex is not None:
+                if not regex.fullmatch(_unquote(theirs[key])):
                     return False
             elif _unquote(value) != _unquote(theirs[key]):
                 return False
@@ -178,6 +178,29 @@ def _unquote(value: str) -> str:
             out.append(body[i])
             i += 1
     return "".join(out)
+
+
+def _value_regex(value: str) -> re.Pattern[str] | None:
+    """The value as a wildcard pattern, or None when it has no wildcard (escaped ones are literal)."""
+    if not value.startswith('"'):
+        return _wildcard(value) if _has_wildcard(value) else None
+    body = _quoted_body(value)
+    parts: list[str] = []
+    wild = False
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body):
+            parts.append(re.escape(_QUOTE_ESCAPES.get(body[i + 1], body[i + 1])))
+            i += 2
+            continue
+        if ch in "*?":
+            wild = True
+            parts.append(".*" if ch == "*" else ".")
+        else:
+            parts.append(re.escape(ch))
+        i += 1
+    return re.compile("".join(parts), re.S) if wild else None
 
 
 def _has_wildcard(text: str) -> bool:
