@@ -24,15 +24,20 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import peewee
+import yaml
 
 from agent.config import load_node_config
 from agent.launcher import AgentProcess, AgentProcessError, ManagementClient, free_port_range, read_password
 from agent.ledger.identity import X500Name
 from agent.network.bootstrap import (
     DEFAULT_NOTARY,
+    MONITOR_PASSWORD_FILE,
+    MONITOR_USER,
     OPERATOR_USER,
+    NetworkLayout,
     NodeLayout,
     default_node_names,
     init_network,
@@ -398,6 +403,21 @@ def disaster_verdict(disaster: Disaster, out: Out) -> None:
     )
 
 
+def prometheus_scrape_configs(layout: NetworkLayout) -> list[dict[str, Any]]:
+    """A Prometheus scrape job per agent: /metrics as the read-only monitor user (each has its own password)."""
+    return [
+        {
+            "job_name": f"ledger-agent-{node.folder.name}",
+            "basic_auth": {
+                "username": MONITOR_USER,
+                "password_file": str(node.folder / MONITOR_PASSWORD_FILE),
+            },
+            "static_configs": [{"targets": [node.management_address]}],
+        }
+        for node in layout.nodes
+    ]
+
+
 def run_demo(
     directory: Path | None = None,
     *,
@@ -479,6 +499,18 @@ def run_demo(
                     f"  {node.name}: p2p {node.p2p_address}, management http://{node.management_address} "
                     f"(user {OPERATOR_USER}, password in {node.folder / 'management-password'})"
                 )
+                out(
+                    f"    metrics http://{node.management_address}/metrics "
+                    f"(user {MONITOR_USER}, password in {node.folder / MONITOR_PASSWORD_FILE})"
+                )
+            out(
+                "\nPrometheus scrape config (prometheus.yml; dashboards in grafana/dashboards/, rules in alerts/):"
+            )
+            out(
+                yaml.safe_dump(
+                    {"scrape_configs": prometheus_scrape_configs(layout)}, sort_keys=False
+                ).rstrip()
+            )
         else:
             for proc in reversed(processes):
                 proc.stop()

@@ -1,0 +1,167 @@
+"""Prometheus adapter: a collector that reads the agent's beans at scrape time, and GET /metrics.
+
+Each agent gets its own CollectorRegistry (never prometheus_client's process-global one), so several
+agents in one process (the tests' in-process networks) expose only their own figures. Every value is
+read through the beans (mbeans.agent_beans), as the other adapters read them; the names are in
+mbeans.metrics.
+
+The text format is served as `text/plain; version=0.0.4`: prometheus-client 0.26 names its own
+output version 1.0.0, but the body is the 0.0.4 text format, which every Prometheus 2.x parses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from flask import Blueprint, Response, jsonify, request
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector, CollectorRegistry
+from werkzeug.datastructures import Authorization
+
+from agent.web.auth import REALM
+from mbeans import metrics as m
+from mbeans.access import Principal
+from mbeans.agent_beans import FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE
+from mbeans.errors import InstanceNotFoundException
+from mbeans.model import MBean
+from mbeans.registry import MBeanRegistry
+
+log = logging.getLogger("ledger_agent.management.prometheus")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OUTCOMES = ("IN_PROGRESS", "DIFFERENCES_FOUND", "DIFFERENCES_NOT_FOUND", "FAILED", "STOPPED")
+
+
+class Authenticator(Protocol):
+    def principal(self, authorization: Authorization | None) -> Principal | None: ...
+
+
+def _gauge(metric: m.Metric) -> GaugeMetricFamily:
+    return GaugeMetricFamily(metric.name, metric.help, labels=list(metric.labels))
+
+
+def _single(metric: m.Metric, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(metric.name, metric.help, value=value)
+
+
+class BeanCollector(Collector):
+    """The metrics of mbeans.metrics, read from the beans of one agent's MBeanRegistry."""
+
+    def __init__(self, beans: MBeanRegistry) -> None:
+        self._beans = beans
+
+    def describe(self) -> Iterator[Metric]:
+        # Lets CollectorRegistry refuse a second collector with the same names.
+        for metric in m.ALL:
+            yield _gauge(metric)
+
+    def collect(self) -> Iterator[Metric]:
+        errors = 0
+        for read in (self._node, self._flows, self._ledger_graph, self._ledger_sync):
+            try:
+                # Listed before yielding: a failed read leaves out the whole group, not half of it.
+                families = list(read())
+            except Exception:
+                log.exception("a bean read failed during a scrape; its metrics are left out")
+                errors += 1
+                continue
+            yield from families
+        yield _single(m.SCRAPE_ERRORS, errors)
+
+    def _bean(self, name: Any) -> MBean | None:
+        try:
+            return self._beans.get(name)
+        except InstanceNotFoundException:
+            return None  # LedgerSync is off on this node (a notary, by default)
+
+    def _node(self) -> Iterator[Metric]:
+        node = self._beans.get(NODE)
+        transactions = _gauge(m.TRANSACTIONS)
+        for status, count in sorted(node.get("TransactionsByStatus").items()):
+            transactions.add_metric([status], count)
+        yield transactions
+        yield _single(m.VAULT_UNCONSUMED_STATES, node.get("UnconsumedStates"))
+
+    def _flows(self) -> Iterator[Metric]:
+        flows = _gauge(m.FLOWS)
+        for status, count in sorted(self._beans.get(FLOWS).get("FlowsByStatus").items()):
+            flows.add_metric([status], count)
+        yield flows
+
+    def _ledger_graph(self) -> Iterator[Metric]:
+        graph = self._bean(LEDGER_GRAPH)
+        if graph is None:
+            return
+        yield _single(m.LEDGER_GRAPH_INITIALIZED, 1 if graph.get("IsInitialized") else 0)
+        yield _single(m.LEDGER_GRAPH_SELF_CONSISTENT, 1 if graph.get("IsSelfConsistent") else 0)
+        yield _single(m.LEDGER_GRAPH_ERRORS, graph.get("ErrorCount"))
+        yield _single(m.LEDGER_GRAPH_TRANSACTIONS, graph.get("Size"))
+
+    def _ledger_sync(self) -> Iterator[Metric]:
+        sync = self._bean(LEDGER_SYNC)
+        if sync is None:
+            return
+        for metric, attribute in (
+            (m.RECONCILIATIONS_SCHEDULED, "NumberOfScheduledReconciliations"),
+            (m.RECONCILIATIONS_IN_PROGRESS, "NumberOfReconciliationsInProgress"),
+            (m.RECONCILIATIONS_FAILED, "NumberOfFailedReconciliations"),
+            (m.RECONCILIATIONS_WITH_DIFFERENCES, "NumberOfReconciliationsWithDifferences"),
+            (m.RECONCILIATIONS_WITHOUT_DIFFERENCES, "NumberOfReconciliationsWithoutDifferences"),
+            (m.INCOMING_RECONCILIATIONS, "NumberOfIncomingReconciliations"),
+        ):
+            yield _single(metric, sync.get(attribute))
+        # Ages are measured on the agent's own clock (the Node bean's Time), the clock that stamped
+        # the statuses, so a simulated clock in tests gives exact ages.
+        now_ms = int(self._beans.get(NODE).get("Time"))
+        yield from status_metrics(sync.get("Statuses"), now_ms)
+
+
+def status_metrics(statuses: list[dict[str, Any]], now_ms: int) -> Iterator[Metric]:
+    """The per-peer and missing-transaction gauges from the requester statuses (LedgerSync's `Statuses`)."""
+    age = _gauge(m.RECONCILIATION_LAST_SUCCESS_AGE)
+    outcome = _gauge(m.RECONCILIATION_LAST_OUTCOME)
+    missing: set[str] = set()
+    oldest_ms: int | None = None
+    for status in statuses:
+        party = status["partyName"]
+        finished = status["lastSuccessfulReconciliationTimeFinished"]
+        if finished is not None:
+            age.add_metric([party], max(0, now_ms - finished) / 1000)
+        current = status["lastReconciliationStatus"]
+        for name in OUTCOMES:
+            outcome.add_metric([party, name], 1 if name == current else 0)
+        ids = status["lastSuccessfulReconciliationResult"]
+        if ids:
+            missing.update(ids)
+            if finished is not None and (oldest_ms is None or finished < oldest_ms):
+                oldest_ms = finished
+    yield age
+    yield outcome
+    yield _single(m.MISSING_TRANSACTIONS, len(missing))
+    if oldest_ms is not None:
+        yield _single(m.MISSING_TRANSACTIONS_OLDEST_AGE, max(0, now_ms - oldest_ms) / 1000)
+
+
+def collector_registry(beans: MBeanRegistry) -> CollectorRegistry:
+    """A registry of its own for one agent, holding only the bean collector."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BeanCollector(beans))
+    return registry
+
+
+def metrics_blueprint(beans: MBeanRegistry, auth: Authenticator) -> Blueprint:
+    """GET /metrics for any management user (Prometheus scrapes with basic_auth as `monitor`)."""
+    registry = collector_registry(beans)
+    blueprint = Blueprint("ledger_agent_metrics", __name__)
+
+    def view() -> Response | tuple[Response, int, dict[str, str]]:
+        if auth.principal(request.authorization) is None:
+            body = jsonify(error="AuthenticationRequired", message="/metrics needs credentials")
+            return body, 401, {"WWW-Authenticate": REALM}
+        return Response(generate_latest(registry), content_type=CONTENT_TYPE)
+
+    blueprint.add_url_rule("/metrics", "metrics", view, methods=["GET"])
+    return blueprint

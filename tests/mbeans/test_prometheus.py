@@ -1,0 +1,203 @@
+"""/metrics from in-process agents: names from mbeans.metrics, bounded labels, figures that match the
+statuses, one registry per agent, and basic auth (any management user; 401 otherwise)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import prometheus_client
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from agent.flows.checkpoints import FlowStatus
+from agent.ledger.hashing import SecureHash
+from agent.ledger.identity import X500Name
+from agent.ledger.vault import TransactionStatus
+from agent.ledgersync.app import LedgerSync
+from agent.network.bootstrap import DEFAULT_NOTARY, MONITOR_PASSWORD_FILE, MONITOR_USER, init_network
+from agent.runtime import AgentRuntime
+from agent.web.management import create_management_app
+from mbeans import metrics as m
+from mbeans.agent_beans import NODE, flows_bean, node_bean
+from mbeans.model import JavaType, MBean
+from mbeans.prometheus import OUTCOMES, BeanCollector, collector_registry, status_metrics
+from mbeans.registry import MBeanRegistry
+from tests.ledgersync.conftest import A, B, C, Net
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[Net]:
+    layout = init_network(tmp_path / "net", [A, B, C], DEFAULT_NOTARY)
+    started = Net(layout)
+    try:
+        for entry in layout.nodes:
+            started.start(entry.name)
+        yield started
+    finally:
+        started.stop()
+
+
+def sync_of(runtime: AgentRuntime) -> LedgerSync:
+    assert runtime.ledgersync is not None
+    return runtime.ledgersync
+
+
+def reconcile(sync: LedgerSync, *parties: object) -> None:
+    sync.schedule_reconciliation(list(parties))  # type: ignore[arg-type]
+    deadline = time.monotonic() + 30
+    tick = threading.Event()
+    while any(sync.is_reconciliation_scheduled_for_party(p) for p in parties):  # type: ignore[arg-type]
+        assert time.monotonic() < deadline, "the reconciliations never finished"
+        tick.wait(0.02)
+
+
+def scrape(runtime: AgentRuntime, auth: tuple[str, str]) -> tuple[str, Samples]:
+    client = create_management_app(runtime).test_client()
+    response = client.get("/metrics", auth=auth)
+    assert response.status_code == 200, response.text
+    samples: Samples = {}
+    for family in text_string_to_metric_families(response.text):
+        assert family.type == "gauge", family.name
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return response.headers["Content-Type"], samples
+
+
+def monitor(net: Net, name: object) -> tuple[str, str]:
+    return MONITOR_USER, (net.entry(name).folder / MONITOR_PASSWORD_FILE).read_text().strip()
+
+
+def value(samples: Samples, metric: m.Metric, **labels: str) -> float:
+    (found,) = [v for got, v in samples[metric.name] if got == labels]
+    return found
+
+
+def test_the_exposition_after_a_restore_and_a_reconciliation(tmp_path: Path, net: Net) -> None:
+    net[A].tokens.issue([(A, 100), (B, 40)], "GBP", observers=(C,))
+    net.backup(A, tmp_path / "a-backup.db")
+    lost = {net[A].tokens.pay(B, 10, "GBP", A).id, net[B].tokens.pay(C, 5, "GBP", A).id}
+    net.restore(A, tmp_path / "a-backup.db")
+    sync = sync_of(net[A])
+    reconcile(sync, B, C)
+
+    content_type, samples = scrape(net[A], monitor(net, A))
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
+    assert set(samples) == m.NAMES, "every metric of mbeans.metrics, and only those"
+
+    assert {s["status"] for s, _ in samples[m.TRANSACTIONS.name]} == {s.name for s in TransactionStatus}
+    assert {s["status"] for s, _ in samples[m.FLOWS.name]} == {s.name for s in FlowStatus}
+    parties = {str(B), str(C)}
+    assert {s["party"] for s, _ in samples[m.RECONCILIATION_LAST_OUTCOME.name]} == parties
+    assert {s["outcome"] for s, _ in samples[m.RECONCILIATION_LAST_OUTCOME.name]} == set(OUTCOMES)
+    for party in parties:
+        current = [
+            s["outcome"] for s, v in samples[m.RECONCILIATION_LAST_OUTCOME.name] if s["party"] == party and v
+        ]
+        status = sync.get_reconciliation_status_for_party(X500Name.parse(party))
+        assert status is not None and current == [status.last_reconciliation_status.value]
+        assert 0 <= value(samples, m.RECONCILIATION_LAST_SUCCESS_AGE, party=party) < 60
+
+    # What the reconciliations found, counted once however many peers reported it.
+    reported = {
+        i for s in sync.get_reconciliation_statuses() for i in s.last_successful_reconciliation_result
+    }
+    assert reported and reported <= {SecureHash(bytes(i)) for i in lost}
+    assert value(samples, m.MISSING_TRANSACTIONS) == len(reported)
+    assert 0 <= value(samples, m.MISSING_TRANSACTIONS_OLDEST_AGE) < 60
+    assert value(samples, m.RECONCILIATIONS_WITH_DIFFERENCES) == len(sync.counts().parties_with_difference)
+    assert value(samples, m.LEDGER_GRAPH_INITIALIZED) == 1
+    assert value(samples, m.LEDGER_GRAPH_SELF_CONSISTENT) == 1
+    assert value(samples, m.LEDGER_GRAPH_ERRORS) == 0
+    assert value(samples, m.TRANSACTIONS, status="VERIFIED") == net[A].node.store.count_transactions(
+        TransactionStatus.VERIFIED
+    )
+    assert value(samples, m.SCRAPE_ERRORS) == 0
+    # The peer's side: it answered, it requested nothing.
+    _, peer = scrape(net[B], monitor(net, B))
+    assert m.RECONCILIATION_LAST_OUTCOME.name not in peer
+    assert value(peer, m.MISSING_TRANSACTIONS) == 0
+    assert m.MISSING_TRANSACTIONS_OLDEST_AGE.name not in peer
+
+
+def test_metrics_need_a_management_user(net: Net) -> None:
+    client = create_management_app(net[A]).test_client()
+    anonymous = client.get("/metrics")
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Basic")
+    assert "ledgeragent_" not in anonymous.text
+    assert client.get("/metrics", auth=(MONITOR_USER, "not-the-password")).status_code == 401
+    assert client.get("/metrics", auth=("nobody", "x")).status_code == 401
+    assert client.get("/metrics", auth=monitor(net, A)).status_code == 200
+    assert client.post("/metrics", auth=monitor(net, A)).status_code == 405
+
+
+def test_status_metrics_measure_ages_on_the_given_clock() -> None:
+    ids = [str(SecureHash(bytes([n]) * 32)) for n in range(3)]
+
+    def status(party: str, last: str, finished: int | None, result: list[str]) -> dict[str, object]:
+        return {
+            "partyName": party,
+            "lastSuccessfulReconciliationTimeFinished": finished,
+            "lastSuccessfulReconciliationResult": result,
+            "lastReconciliationStatus": last,
+        }
+
+    now = 1_000_000
+    families = {
+        f.name: f
+        for f in status_metrics(
+            [
+                status("O=P1, L=London, C=GB", "DIFFERENCES_FOUND", now - 90_000, ids[:2]),
+                status("O=P2, L=Paris, C=FR", "FAILED", now - 30_000, ids[1:]),  # an earlier success
+                status("O=P3, L=Rome, C=IT", "FAILED", None, []),  # never succeeded
+            ],
+            now,
+        )
+    }
+    ages = {s.labels["party"]: s.value for s in families[m.RECONCILIATION_LAST_SUCCESS_AGE.name].samples}
+    assert ages == {"O=P1, L=London, C=GB": 90.0, "O=P2, L=Paris, C=FR": 30.0}
+    assert families[m.MISSING_TRANSACTIONS.name].samples[0].value == 3
+    assert families[m.MISSING_TRANSACTIONS_OLDEST_AGE.name].samples[0].value == 90.0
+    outcomes = families[m.RECONCILIATION_LAST_OUTCOME.name].samples
+    assert len(outcomes) == 3 * len(OUTCOMES)
+    assert {(s.labels["party"], s.labels["outcome"]) for s in outcomes if s.value} == {
+        ("O=P1, L=London, C=GB", "DIFFERENCES_FOUND"),
+        ("O=P2, L=Paris, C=FR", "FAILED"),
+        ("O=P3, L=Rome, C=IT", "FAILED"),
+    }
+    none = {f.name for f in status_metrics([], now)}
+    assert m.MISSING_TRANSACTIONS_OLDEST_AGE.name not in none and m.MISSING_TRANSACTIONS.name in none
+
+
+def test_one_registry_per_agent_and_none_global(net: Net) -> None:
+    registry = MBeanRegistry()
+    registry.register(node_bean(net[A]))
+    registry.register(flows_bean(net[A]))
+    own = collector_registry(registry)
+    names = {metric.name for metric in own.collect()}
+    # No LedgerSync beans (a notary's agent): the node's gauges only, no empty LedgerSync families.
+    assert names == {m.TRANSACTIONS.name, m.FLOWS.name, m.VAULT_UNCONSUMED_STATES.name, m.SCRAPE_ERRORS.name}
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        own.register(BeanCollector(registry))
+    create_management_app(net[A])
+    assert not any(f.name.startswith(m.PREFIX) for f in prometheus_client.REGISTRY.collect())
+
+
+def test_a_failing_bean_leaves_out_its_metrics_and_is_counted(net: Net) -> None:
+    registry = MBeanRegistry()
+
+    def broken() -> int:
+        raise RuntimeError("the store is closed")
+
+    bean = MBean(NODE, "a node whose store fails")
+    bean.attribute("TransactionsByStatus", JavaType.MAP, "", broken)
+    registry.register(bean)
+    registry.register(flows_bean(net[A]))
+    families = {f.name: f for f in collector_registry(registry).collect()}
+    assert m.TRANSACTIONS.name not in families and m.VAULT_UNCONSUMED_STATES.name not in families
+    assert m.FLOWS.name in families
+    assert families[m.SCRAPE_ERRORS.name].samples[0].value == 1

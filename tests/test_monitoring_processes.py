@@ -1,0 +1,230 @@
+"""A real Prometheus scraping real agent processes: /metrics with basic auth, every dashboard panel's
+query returning data, the alert rules evaluating without error.
+
+The network trades, PartyA is restored from a backup and reconciles with its peers (so the
+missing-transaction gauges have something to count), and Prometheus (Debian's package) scrapes every
+agent each second. Every process is stopped by its PID; every wait is a poll with a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from agent.demo import copy_database, prometheus_scrape_configs, sqlite_file, wait_until_reconciled
+from agent.launcher import AgentProcess, ManagementClient, free_port_range, read_password
+from agent.network.bootstrap import (
+    DEFAULT_NOTARY,
+    OPERATOR_USER,
+    NetworkLayout,
+    NodeLayout,
+    default_node_names,
+    init_network,
+)
+from mbeans import metrics as m
+from tests.test_grafana import concrete, dashboards, targets
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("prometheus") is None, reason="prometheus is not installed (.ci/run installs it)"
+    ),
+]
+
+A, B, C = (str(n) for n in default_node_names(3))
+ROOT = Path(__file__).resolve().parent.parent
+DEADLINE_S = 30.0
+
+
+class Prometheus:
+    """One `prometheus` process on 127.0.0.1 with its own TSDB in a temporary folder."""
+
+    def __init__(self, folder: Path, config: dict[str, Any]) -> None:
+        folder.mkdir(parents=True)
+        self.folder = folder
+        self.port = free_port_range(1, start=40000)
+        (folder / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+        self.log = folder / "prometheus.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    "prometheus",
+                    f"--config.file={self.folder / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={self.folder / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def stop(self) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        os.kill(self.process.pid, signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.kill(self.process.pid, signal.SIGKILL)
+            return self.process.wait(timeout=10)
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        reply = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10, trust_env=False)
+        body = reply.json()
+        assert reply.status_code == 200 and body["status"] == "success", (expr, body)
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def wait_for(self, expr: str, what: str) -> list[dict[str, Any]]:
+        """Poll until expr returns something (the first sample needs a few seconds: target sync)."""
+        deadline = time.monotonic() + DEADLINE_S
+        pause = threading.Event()
+        while True:
+            try:
+                result = self.query(expr)
+            except httpx.HTTPError:
+                result = []  # not listening yet
+            if result:
+                return result
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"prometheus exited:\n{self.log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what}: nothing from {expr!r} within {DEADLINE_S:.0f} s")
+            pause.wait(0.2)
+
+
+def scrape_config(layout: NetworkLayout) -> dict[str, Any]:
+    """The jobs `ledger-agent demo --keep-running` prints, and one without credentials."""
+    jobs = prometheus_scrape_configs(layout)
+    jobs.append(
+        {"job_name": "anonymous", "static_configs": [{"targets": [layout.nodes[0].management_address]}]}
+    )
+    return {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(p) for p in sorted((ROOT / "alerts").glob("*.rules.yml"))],
+        "scrape_configs": jobs,
+    }
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[tuple[NetworkLayout, dict[str, AgentProcess]]]:
+    layout = init_network(
+        tmp_path / "net", default_node_names(3), DEFAULT_NOTARY, base_port=free_port_range(8)
+    )
+    processes = {
+        str(node.name): AgentProcess(
+            node.config,
+            node.folder / "agent.log",
+            ManagementClient(node.management_address, OPERATOR_USER, read_password(node.folder)),
+        )
+        for node in layout.nodes
+    }
+    try:
+        for proc in processes.values():
+            proc.start()
+        for proc in processes.values():
+            proc.wait_ready()
+        yield layout, processes
+    finally:
+        for proc in processes.values():
+            proc.stop()
+
+
+@pytest.fixture
+def prometheus_for(tmp_path: Path) -> Iterator[Callable[[NetworkLayout], Prometheus]]:
+    started: list[Prometheus] = []
+
+    def start(layout: NetworkLayout) -> Prometheus:
+        prometheus = Prometheus(tmp_path / "prometheus", scrape_config(layout))
+        started.append(prometheus)
+        prometheus.start()
+        return prometheus
+
+    yield start
+    for prometheus in started:
+        assert prometheus.stop() == 0, prometheus.log.read_text()[-3000:]
+
+
+def test_prometheus_scrapes_the_agents_and_every_panel_has_data(
+    network: tuple[NetworkLayout, dict[str, AgentProcess]],
+    prometheus_for: Callable[[NetworkLayout], Prometheus],
+    tmp_path: Path,
+) -> None:
+    layout, processes = network
+    prometheus = prometheus_for(layout)  # its target sync overlaps the work below
+    node_a: NodeLayout = next(n for n in layout.nodes if str(n.name) == A)
+    a = processes[A].management
+
+    a.issue([(A, 100), (B, 50)], "GBP", observers=[C])
+    backup = tmp_path / "a-backup.db"
+    copy_database(sqlite_file(node_a), backup)
+    lost = {
+        a.pay(B, 10, "GBP", A).upper(),
+        processes[B].management.pay(A, 5, "GBP", A, observers=[C]).upper(),
+    }
+    processes[A].stop()
+    copy_database(backup, sqlite_file(node_a))
+    processes[A].start()
+    processes[A].wait_ready()
+    a.wait_ledgersync_ready()
+    a.start_flow("ScheduleReconciliationFlow", parties=[B, C])
+    assert wait_until_reconciled(a, [B, C]) == []
+    found = {
+        i.upper()
+        for party in (B, C)
+        for i in a.start_flow("GetReconciliationStatusForPartyFlow", party=party, isRequester=True)["result"][
+            "lastSuccessfulReconciliationResult"
+        ]
+    }
+    assert found == lost
+
+    instance = node_a.management_address
+    prometheus.wait_for(
+        f'{m.MISSING_TRANSACTIONS.name}{{instance="{instance}"}} == {len(lost)}',
+        "PartyA's missing transactions",
+    )
+    up = {r["metric"]["job"]: r["value"][1] for r in prometheus.query("up")}
+    assert up.pop("anonymous") == "0", "a scrape without credentials is refused"
+    assert set(up.values()) == {"1"} and len(up) == len(layout.nodes), up
+    targets_reply = httpx.get(f"{prometheus.url}/api/v1/targets", timeout=10, trust_env=False).json()
+    refused = [t for t in targets_reply["data"]["activeTargets"] if t["labels"]["job"] == "anonymous"]
+    assert "401" in refused[0]["lastError"], refused
+
+    # Every metric name Prometheus now holds from the agents is one of mbeans.metrics.
+    names = httpx.get(f"{prometheus.url}/api/v1/label/__name__/values", timeout=10, trust_env=False).json()[
+        "data"
+    ]
+    assert {n for n in names if n.startswith(m.PREFIX)} == m.NAMES
+
+    empty = []
+    for name, dashboard in dashboards().items():
+        # The node view matches instance="$node"; the network view instance=~"$node", All being ".*".
+        node = instance if "node" in name else ".*"
+        for title, target in targets(dashboard):
+            expr = concrete(target["expr"], node)
+            if not prometheus.query(expr):
+                empty.append(f"{name} / {title}: {expr}")
+    assert empty == [], "panels without data:\n" + "\n".join(empty)
+
+    rules = httpx.get(f"{prometheus.url}/api/v1/rules", timeout=10, trust_env=False).json()["data"]["groups"]
+    evaluated = [r for g in rules for r in g["rules"]]
+    assert evaluated and all(r["health"] in ("ok", "unknown") for r in evaluated), evaluated
