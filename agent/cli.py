@@ -114,6 +114,12 @@ def _flow_kill(args: argparse.Namespace) -> int:
     return 0 if killed else 1
 
 
+def _shell(args: argparse.Namespace) -> int:
+    from agent.shell import run_shell
+
+    return run_shell(args.config, args.url, args.user)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ledger-agent", description="Recovery and reconciliation sidecar for Corda-style ledger nodes."
@@ -174,10 +180,27 @@ def build_parser() -> argparse.ArgumentParser:
     start.set_defaults(handler=_flow_start)
     kill.add_argument("id", help="the flow's id (stateMachineRunId)")
     kill.set_defaults(handler=_flow_kill)
+
+    shell = commands.add_parser(
+        "shell", help="the Corda shell's flow and run commands against a running agent (JSON-RPC)"
+    )
+    shell.add_argument("--config", type=Path, help="the node's node.conf (address, management-password)")
+    shell.add_argument("--url", help="the management URL, when not node.conf's managementAddress")
+    shell.add_argument("--user", default="operator", help="management user (default operator)")
+    shell.set_defaults(handler=_shell)
+    # Parsed by agent.check itself (see main): bad arguments must exit 3 (UNKNOWN), not argparse's 2.
+    commands.add_parser(
+        "check", add_help=False, help="monitoring plugin (Nagios/Icinga): ledger-agent check --help"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["check"]:
+        from agent.check import main as check
+
+        return check(words[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,0 +1,360 @@
+"""`ledger-agent shell`: the Corda shell's commands, answered by the agent's JSON-RPC endpoint.
+
+    flow list
+    flow start ScheduleReconciliationFlow parties: ["O=PartyB, L=London, C=GB"]
+    flow start GetReconciliationStatusForPartyFlow party: "O=PartyB, L=London, C=GB", isRequester: true
+    flow kill <id>
+    run killFlow id: <id>
+    run NumberOfReconciliationsInProgress          (any JSON-RPC method, with name: value arguments)
+    help, bye, exit
+
+Interactive with readline history on a terminal; otherwise it reads commands from stdin, one a line,
+so it can be scripted. An error prints one line on stderr and the shell goes on; the exit status is 1
+when any command failed. RpcClient is also the client `ledger-agent check` reads attributes with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from agent.errors import AgentError, ConfigurationError
+from agent.ledger.hashing import SecureHash
+from agent.ledgersync.status import ReconciliationStatus, ReconciliationStatusValue
+from agent.web.operator_flows import result_text
+
+PASSWORD_ENV = "LEDGER_AGENT_PASSWORD"
+
+
+class RpcError(AgentError):
+    """The agent answered a JSON-RPC call with an error."""
+
+    def __init__(self, code: int, message: str, error_type: str | None = None) -> None:
+        self.code, self.message, self.error_type = code, message, error_type
+        super().__init__(f"{error_type}: {message}" if error_type else message)
+
+
+class RpcAuthenticationError(RpcError):
+    """HTTP 401: the user or the password is wrong."""
+
+
+class RpcUnavailableError(AgentError):
+    """The endpoint did not answer, or not with JSON-RPC."""
+
+
+class RpcClient:
+    """JSON-RPC calls to one agent's /rpc with HTTP basic auth."""
+
+    def __init__(self, url: str, username: str, password: str, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/") + "/rpc"
+        self._auth = (username, password)
+        self._client = httpx.Client(timeout=timeout, trust_env=False)
+        self._next_id = 0
+
+    def close(self) -> None:
+        self._client.close()
+
+    def call(self, method: str, params: list[Any] | dict[str, Any] | None = None) -> Any:
+        self._next_id += 1
+        body: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": self._next_id}
+        if params is not None:
+            body["params"] = params
+        try:
+            response = self._client.post(self.url, json=body, auth=self._auth)
+        except httpx.HTTPError as exc:
+            raise RpcUnavailableError(f"the agent at {self.url} did not answer: {exc}") from exc
+        try:
+            reply = response.json()
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict) or ("result" not in reply and "error" not in reply):
+            raise RpcUnavailableError(f"{self.url} answered HTTP {response.status_code}, not JSON-RPC")
+        error = reply.get("error")
+        if error is None:
+            return reply.get("result")
+        data = error.get("data")
+        error_type = data.get("type") if isinstance(data, dict) else None
+        kind = RpcAuthenticationError if response.status_code == 401 else RpcError
+        raise kind(int(error.get("code", 0)), str(error.get("message", "")), error_type)
+
+
+def endpoint(
+    config: Path | None, url: str | None, password_file: Path | None, default_file: str, env: str | None
+) -> tuple[str, str]:
+    """The agent's base URL and a password: --url or node.conf's managementAddress; --password-file,
+    the environment variable env, or <node folder>/default_file."""
+    base = None
+    folder = None
+    if config is not None:
+        from agent.config import load_node_config
+
+        node = load_node_config(config)
+        host, port = node.management_address
+        base, folder = f"http://{host}:{port}", node.base_directory
+    base = url or base
+    if base is None:
+        raise ConfigurationError("--url", None, "give --url, or --config with the node's node.conf")
+    if password_file is None:
+        from_env = None if env is None else os.environ.get(env)
+        if from_env is not None:
+            return base, from_env
+        if folder is None:
+            raise ConfigurationError(
+                "password", None, "give --password-file" + (f", set {env}" if env else "") + " or --config"
+            )
+        password_file = folder / default_file
+    try:
+        return base, password_file.read_text().strip()
+    except OSError as exc:
+        raise ConfigurationError("password file", str(password_file), f"unreadable: {exc.strerror}") from exc
+
+
+# -- the flows --------------------------------------------------------------------------------------
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class ShellFlow:
+    """A Corda flow name and the LedgerSync bean operation that does its work."""
+
+    name: str
+    operation: str  # the JSON-RPC method
+    params: tuple[tuple[str, str, Any], ...]  # (name, kind, default or REQUIRED)
+    unit: bool = False  # Corda returns nothing: the shell prints kotlin.Unit
+
+    def arguments(self, given: dict[str, Any]) -> dict[str, Any]:
+        names = [p[0] for p in self.params]
+        for key, value in given.items():
+            if key not in names:
+                raise ConfigurationError(
+                    f"{self.name} parameter {key!r}",
+                    value,
+                    f"unknown; parameters: {', '.join(names) or 'none'}",
+                )
+        out: dict[str, Any] = {}
+        for name, kind, default in self.params:
+            value = given.get(name, default)
+            if value is REQUIRED:
+                raise ConfigurationError(
+                    f"{self.name} parameter {name!r}", None, f"required; {_KINDS[kind][1]}"
+                )
+            if value is not None and not _KINDS[kind][0](value):
+                raise ConfigurationError(f"{self.name} parameter {name!r}", value, _KINDS[kind][1])
+            out[name] = value
+        return out
+
+
+_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "party": (lambda v: isinstance(v, str), 'allowed: an X.500 name such as "O=PartyB, L=London, C=GB"'),
+    "parties": (
+        lambda v: isinstance(v, list) and bool(v) and all(isinstance(p, str) for p in v),
+        'allowed: a list of X.500 names such as ["O=PartyB, L=London, C=GB"]',
+    ),
+    "bool": (lambda v: isinstance(v, bool), "allowed: true or false"),
+    "status": (
+        lambda v: v in ReconciliationStatusValue.__members__,
+        "allowed: one of " + ", ".join(ReconciliationStatusValue.__members__),
+    ),
+}
+
+_PARTY = ("party", "party", REQUIRED)
+_IS_REQUESTER = ("isRequester", "bool", True)
+FLOWS = {
+    f.name: f
+    for f in (
+        ShellFlow(
+            "ScheduleReconciliationFlow",
+            "LedgerSync.ScheduleReconciliation",
+            (("parties", "parties", REQUIRED),),
+            unit=True,
+        ),
+        ShellFlow(
+            "GetReconciliationStatusesFlow",
+            "LedgerSync.GetReconciliationStatuses",
+            (("party", "party", None), ("lastReconciliationStatus", "status", None), _IS_REQUESTER),
+        ),
+        ShellFlow(
+            "GetReconciliationStatusForPartyFlow",
+            "LedgerSync.GetReconciliationStatusForParty",
+            (_PARTY, _IS_REQUESTER),
+        ),
+        ShellFlow(
+            "RefreshReconciliationStatusesFlow", "LedgerSync.RefreshReconciliationStatuses", (), unit=True
+        ),
+        ShellFlow(
+            "StopReconciliationForPartyFlow", "LedgerSync.StopReconciliationForParty", (_PARTY,), unit=True
+        ),
+        ShellFlow(
+            "IsReconciliationScheduledForPartyFlow", "LedgerSync.IsReconciliationScheduledForParty", (_PARTY,)
+        ),
+        ShellFlow(
+            "IsRespondingToReconciliationForPartyFlow",
+            "LedgerSync.IsRespondingToReconciliationForParty",
+            (_PARTY,),
+        ),
+    )
+}
+
+
+def _status(value: dict[str, Any]) -> ReconciliationStatus:
+    def status(v: str | None) -> ReconciliationStatusValue | None:
+        return None if v is None else ReconciliationStatusValue(v)
+
+    last = status(value["lastReconciliationStatus"])
+    assert last is not None
+    return ReconciliationStatus(
+        party_name=value["partyName"],
+        is_requester=value["isRequester"],
+        state_machine_run_id=value["stateMachineRunId"],
+        last_successful_reconciliation_time_started=value["lastSuccessfulReconciliationTimeStarted"],
+        last_successful_reconciliation_time_finished=value["lastSuccessfulReconciliationTimeFinished"],
+        last_successful_reconciliation_status=status(value["lastSuccessfulReconciliationStatus"]),
+        last_successful_reconciliation_result=tuple(
+            SecureHash.parse(i) for i in value["lastSuccessfulReconciliationResult"]
+        ),
+        last_reconciliation_time_started=value["lastReconciliationTimeStarted"],
+        last_reconciliation_time_finished=value["lastReconciliationTimeFinished"],
+        last_reconciliation_status=last,
+        last_reconciliation_error=value["lastReconciliationError"],
+    )
+
+
+def _is_status(value: Any) -> bool:
+    return isinstance(value, dict) and "partyName" in value and "lastReconciliationStatus" in value
+
+
+def render(result: Any) -> str:
+    """A JSON-RPC result as the Corda shell prints it: statuses re-formatted, true/false, null."""
+    if _is_status(result):
+        return _status(result).pretty()
+    if isinstance(result, list) and all(_is_status(r) for r in result):
+        return result_text([_status(r) for r in result])
+    if isinstance(result, bool) or result is None:
+        return result_text(result)
+    if isinstance(result, str | int | float):
+        return str(result)
+    return json.dumps(result, ensure_ascii=False)
+
+
+# -- the shell ----------------------------------------------------------------------------------------
+
+HELP = """Commands:
+  flow list                                 the flows this node offers
+  flow start <Flow> [name: value, ...]      e.g. flow start ScheduleReconciliationFlow parties: ["O=PartyB, L=London, C=GB"]
+  flow kill <id>                            kill a running flow
+  run killFlow id: <id>                     the same, printing true or false
+  run <Method> [name: value, ...]           any JSON-RPC method, e.g. run NumberOfReconciliationsInProgress
+  help                                      this text
+  bye | exit                                leave the shell"""
+
+
+class Shell:
+    def __init__(self, client: RpcClient, out: TextIO, err: TextIO) -> None:
+        self.client, self.out, self.err = client, out, err
+        self.failed = False
+        self._methods: set[str] | None = None
+
+    def print(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def offered(self) -> list[str]:
+        if self._methods is None:
+            self._methods = {m["name"] for m in self.client.call("list_methods")}
+        return [name for name, flow in FLOWS.items() if flow.operation in self._methods]
+
+    def execute(self, line: str) -> bool:
+        """Run one command; False when the shell should end."""
+        from agent.cli import parse_flow_arguments
+
+        words = line.strip().split(maxsplit=2)
+        if not words:
+            return True
+        command = words[0]
+        if command in ("bye", "exit", "quit"):
+            return False
+        if command == "help":
+            self.print(HELP)
+        elif command == "flow" and words[1:2] == ["list"]:
+            flows = self.offered()
+            self.print("\n".join(flows) if flows else "No flows (LedgerSync is not enabled on this node)")
+        elif command == "flow" and words[1:2] == ["start"] and len(words) == 3:
+            name, _, rest = words[2].partition(" ")
+            flow = FLOWS.get(name)
+            if flow is None or name not in self.offered():
+                offered = ", ".join(self.offered()) or "none"
+                raise ConfigurationError("flow", name, f"not offered on this node; flows: {offered}")
+            result = self.client.call(flow.operation, flow.arguments(parse_flow_arguments([rest])))
+            self.print(f"Flow completed with result: {'kotlin.Unit' if flow.unit else render(result)}")
+        elif command == "flow" and words[1:2] == ["kill"] and len(words) == 3:
+            flow_id = words[2].strip()
+            if self.client.call("Flows.killFlow", {"id": flow_id}):
+                self.print(f"Killed flow [{flow_id}]")
+            else:
+                self.failed = True
+                self.print(f"Failed to kill flow [{flow_id}]: no such flow running")
+        elif command == "run" and len(words) >= 2:
+            method = "Flows.killFlow" if words[1] == "killFlow" else words[1]
+            arguments = parse_flow_arguments(words[2:])
+            if method == "Flows.killFlow" and "id" in arguments:
+                arguments["id"] = str(arguments["id"])  # YAML would make some ids numbers
+            self.print(render(self.client.call(method, arguments or None)))
+        else:
+            raise ConfigurationError("command", line.strip(), "type help for the commands")
+        return True
+
+    def run(self, lines: Iterator[str]) -> int:
+        for line in lines:
+            try:
+                if not self.execute(line):
+                    break
+            except (AgentError, httpx.HTTPError) as exc:
+                self.failed = True
+                print(f"Error: {exc}", file=self.err, flush=True)
+        return 1 if self.failed else 0
+
+
+def _interactive(history: Path) -> Iterator[str]:
+    import readline
+
+    with contextlib.suppress(OSError):  # no history yet
+        readline.read_history_file(history)
+    try:
+        while True:
+            try:
+                yield input(">>> ")
+            except EOFError:
+                print()
+                return
+            except KeyboardInterrupt:
+                print()
+    finally:
+        with contextlib.suppress(OSError):  # a read-only folder is no reason to fail
+            readline.set_history_length(1000)
+            readline.write_history_file(history)
+
+
+def run_shell(config: Path | None, url: str | None, user: str, stdin: TextIO | None = None) -> int:
+    """The shell on stdin (interactive on a terminal); the exit status."""
+    from agent.network.bootstrap import PASSWORD_FILE
+
+    base, password = endpoint(config, url, None, PASSWORD_FILE, PASSWORD_ENV)
+    source = stdin if stdin is not None else sys.stdin
+    client = RpcClient(base, user, password)
+    try:
+        shell = Shell(client, sys.stdout, sys.stderr)
+        if source.isatty():
+            folder = config.parent if config is not None else Path.home()
+            print(f"ledger-agent shell on {base} as {user}; help for the commands, bye to leave")
+            return shell.run(_interactive(folder / ".ledger-agent-shell-history"))
+        return shell.run(iter(source))
+    finally:
+        client.close()
