@@ -73,6 +73,7 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     # The other management adapters (JSON-RPC, Jolokia, /metrics) find the beans and the users here.
     app.extensions["ledger_agent.mbeans"] = registry
     app.extensions["ledger_agent.auth"] = auth
+    app.register_blueprint(__import__("mbeans.jolokia", fromlist=["_"]).jolokia_blueprint())
     app.register_blueprint(jsonrpc_blueprint(registry, auth.principal))
     app.register_blueprint(metrics_blueprint(registry, auth))
     node = runtime.node
