@@ -32,6 +32,7 @@ from agent.web.operator_flows import (
 from mbeans.access import require_action
 from mbeans.agent_beans import register_agent_beans
 from mbeans.errors import SecurityException
+from mbeans.jolokia import jolokia_blueprint
 from mbeans.jsonrpc import jsonrpc_blueprint
 from mbeans.prometheus import metrics_blueprint
 from mbeans.registry import MBeanRegistry
@@ -73,7 +74,7 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     # The other management adapters (JSON-RPC, Jolokia, /metrics) find the beans and the users here.
     app.extensions["ledger_agent.mbeans"] = registry
     app.extensions["ledger_agent.auth"] = auth
-    app.register_blueprint(__import__("mbeans.jolokia", fromlist=["_"]).jolokia_blueprint())
+    app.register_blueprint(jolokia_blueprint())
     app.register_blueprint(jsonrpc_blueprint(registry, auth.principal))
     app.register_blueprint(metrics_blueprint(registry, auth))
     node = runtime.node
