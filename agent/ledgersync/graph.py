@@ -4,7 +4,7 @@ A Python object per transaction would cost some 1 KB each; here a transaction co
 its 32-byte id in one numpy array, and its state refs, outputs and parties in CSR form (int32
 offsets into flat int arrays). A transaction's index is the order in which it joined the graph and
 never changes; lookup by id goes through `_order`, the permutation that sorts the ids (searchsorted
-with a sorter).
+with a sorter), None while it is the identity: as built, index order is id order.
 
 Built from the store (`graph_build`) in two passes: the ids first (cheap, one indexed range query a
 page), then the transactions a page at a time, parsed by a pool of readers (`graph_pages`), each
@@ -40,8 +40,9 @@ from agent.ledgersync.graph_pages import (
     parse_page,
     parsed_pages,
     raw_cursor,
-    release_freed_memory,
 )
+from agent.ledgersync.idset import IdSet
+from agent.ledgersync.memory import release_freed_memory
 from agent.store.ledger_store import LedgerStore, check_page_size
 
 __all__ = [
@@ -58,6 +59,8 @@ __all__ = [
 ID = np.dtype("S32")
 I32 = npt.NDArray[np.int32]
 FLUSH_AT = 4096  # buffered incremental adds merged at once, or before the next read
+ENTRY_CHUNK = 1 << 18  # party entries scanned at a time
+TRIM_EVERY = 32  # pages read between two returns of freed memory to the OS
 
 
 def as_hash(tx_id: SecureHash | bytes | str) -> bytes:
@@ -73,8 +76,7 @@ class LedgerGraph:
         self.is_initialized = False
         self._lock = threading.RLock()
         self._ids = np.empty(0, dtype=ID)
-        self._order = np.empty(0, dtype=np.int32)
-        self._in_id_order = True  # _order is the identity: index order is id order
+        self._order: I32 | None = None  # None: the identity, index order is id order
         self._ref_off = np.zeros(1, dtype=np.int32)
         self._ref_tx = np.empty(0, dtype=np.int32)  # >= 0 a transaction; < 0 -(1 + k) into _missing
         self._ref_out = np.empty(0, dtype=np.uint16)
@@ -83,7 +85,7 @@ class LedgerGraph:
         self._rel_off = np.zeros(1, dtype=np.int32)
         self._rel_out = np.empty(0, dtype=np.uint16)
         self._party_off = np.zeros(1, dtype=np.int32)
-        self._party = np.empty(0, dtype=np.int32)
+        self._party: npt.NDArray[np.integer[Any]] = np.empty(0, dtype=np.uint16)  # int32 past 65,536 names
         self._missing: list[bytes] = []
         self._missing_ids: dict[bytes, int] = {}
         self._names: list[str] = [US]  # US is name 0
@@ -112,12 +114,14 @@ class LedgerGraph:
         for page in store.transaction_id_pages(status=TransactionStatus.VERIFIED, page_size=page_size):
             ids += bytes.fromhex("".join(page))
         graph._ids = np.frombuffer(ids, dtype=ID)  # in id order: the order is the identity (no copy)
-        graph._order = np.arange(len(graph._ids), dtype=np.int32)
         # Read first, so that each page merges its own share instead of all at the end.
         extra = distribution_pairs(graph, store, page_size)
         builder = Builder(graph, len(graph._ids), extra)
-        for parsed in parsed_pages(store, graph.lookup, graph.our_keys, page_size, pool_size, readers):
+        pages = parsed_pages(store, graph.lookup, graph.our_keys, page_size, pool_size, readers)
+        for count, parsed in enumerate(pages, 1):
             builder.add(parsed)
+            if count % TRIM_EVERY == 0:
+                release_freed_memory()  # the freed pages, else the heap grows by ~25 MB at 1M
         builder.finish()
         del builder, extra
         graph.is_initialized = True
@@ -156,8 +160,8 @@ class LedgerGraph:
         wanted = np.frombuffer(hashes, dtype=ID)
         if not len(self._ids):
             return np.full(len(wanted), -1, dtype=np.int64)
-        at = np.searchsorted(self._ids, wanted, sorter=self._order)
-        idx = self._order[np.minimum(at, len(self._ids) - 1)].astype(np.int64)
+        at = np.minimum(np.searchsorted(self._ids, wanted, sorter=self._order), len(self._ids) - 1)
+        idx = (at if self._order is None else self._order[at]).astype(np.int64)
         return np.where(self._ids[idx] == wanted, idx, -1)
 
     def resolve(self, hashes: bytes) -> I32:
@@ -214,9 +218,10 @@ class LedgerGraph:
             new_ids = np.frombuffer(b"".join(p[0] for p in pending), dtype=ID)
             at = np.searchsorted(self._ids, new_ids, sorter=self._order)
             by_id = np.argsort(new_ids, kind="stable")
-            self._order = np.insert(self._order, at[by_id], (first + by_id).astype(np.int32))
             appended = bool((at == first).all()) and bool((by_id == np.arange(len(by_id))).all())
-            self._in_id_order = self._in_id_order and appended
+            if self._order is not None or not appended:
+                order = np.arange(first, dtype=np.int32) if self._order is None else self._order
+                self._order = np.insert(order, at[by_id], (first + by_id).astype(np.int32))
             self._ids = np.concatenate([self._ids, new_ids])
             self._repair_missing(new_ids, first)
             extra_tx, extra_name = array("i"), array("i")
@@ -252,7 +257,7 @@ class LedgerGraph:
         at = int(np.searchsorted(self._ids, wanted, sorter=self._order)[0])
         if at == len(self._ids):
             return -1
-        index = int(self._order[at])
+        index = at if self._order is None else int(self._order[at])
         return index if self._ids[index] == wanted[0] else -1
 
     def index(self, tx_id: SecureHash | bytes | str) -> int:
@@ -303,22 +308,36 @@ class LedgerGraph:
 
         One of our own names also finds the transactions we took part in without being named (US).
         """
-        self._flush()
-        name = self._name_ids.get(party_name)
-        found = self._involving(name) if name is not None else np.empty(0, dtype=np.int32)
-        if party_name != US and party_name in self.our_names():
-            found = np.union1d(found, self._involving(0))
-        return found
+        return np.flatnonzero(self.involving_mask(party_name)).astype(np.int32)
 
     def involving_us(self) -> I32:
         """Indexes (ascending) of the transactions we took part in: our keys, or a distribution record."""
-        self._flush()
-        return self._involving(0)
+        return np.flatnonzero(self.us_mask()).astype(np.int32)
 
-    def _involving(self, name: int) -> I32:
-        at = np.flatnonzero(self._party == name)
-        found: I32 = (np.searchsorted(self._party_off, at, side="right") - 1).astype(np.int32)
-        return found
+    def involving_mask(self, party_name: str) -> npt.NDArray[np.bool_]:
+        """`involving` as a mask over the graph (1 byte a transaction)."""
+        self._flush()
+        mask = np.zeros(len(self._ids), dtype=bool)
+        name = self._name_ids.get(party_name)
+        if name is not None:
+            self._mark(mask, name)
+        if party_name != US and party_name in self.our_names():
+            self._mark(mask, self._name_ids[US])
+        return mask
+
+    def us_mask(self) -> npt.NDArray[np.bool_]:
+        """`involving_us` as a mask over the graph."""
+        self._flush()
+        mask = np.zeros(len(self._ids), dtype=bool)
+        self._mark(mask, self._name_ids[US])
+        return mask
+
+    def _mark(self, mask: npt.NDArray[np.bool_], name: int) -> None:
+        # A chunk of entries at a time: for a name in every transaction, the positions of all its
+        # entries at once would take 16 bytes a transaction.
+        for lo in range(0, len(self._party), ENTRY_CHUNK):
+            hits = np.flatnonzero(self._party[lo : lo + ENTRY_CHUNK] == name) + lo
+            mask[np.searchsorted(self._party_off, hits, side="right") - 1] = True
 
     def backchain_mask(self, indexes: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """A mask over the graph of every recorded ancestor of these transactions (not themselves,
@@ -347,19 +366,24 @@ class LedgerGraph:
             seen[frontier] = True
         return set(self.ids(np.flatnonzero(seen))) | set(self.ids(missing))
 
-    def sorted_ids(self, mask: npt.NDArray[np.bool_]) -> npt.NDArray[Any]:
-        """The ids where mask is True, in ascending id order (an S32 array; a view when it is all)."""
+    def id_set(self, mask: npt.NDArray[np.bool_]) -> IdSet:
+        """The ids where mask is True, as an IdSet over the graph's own ids (4 bytes an id, no copy).
+
+        A set made before the next merge keeps the ids array of its time alive (merges replace it).
+        """
         self._flush()
-        if self._in_id_order and mask.all():
-            return self._ids  # already sorted: the whole set costs nothing more
-        picked: npt.NDArray[Any] = self._ids[self._order[mask[self._order]]]
-        return picked
+        if self._order is None:
+            if mask.all():
+                return IdSet(self._ids)
+            return IdSet(self._ids, _positions(mask))
+        return IdSet(self._ids, self._order[mask[self._order]])
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
         """The arrays themselves, read-only by convention (for the consistency check and benchmarks)."""
         self._flush()
         return {
-            "ids": self._ids, "order": self._order, "ref_off": self._ref_off, "ref_tx": self._ref_tx,
+            "ids": self._ids, "order": self._order if self._order is not None else np.empty(0, np.int32),
+            "ref_off": self._ref_off, "ref_tx": self._ref_tx,
             "ref_out": self._ref_out, "inputs": self._inputs, "outputs": self._outputs,
             "rel_off": self._rel_off, "rel_out": self._rel_out, "party_off": self._party_off,
             "party": self._party,
@@ -368,3 +392,14 @@ class LedgerGraph:
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.arrays().values())
+
+
+def _positions(mask: npt.NDArray[np.bool_]) -> I32:
+    """np.flatnonzero(mask) as int32, a chunk at a time: never the 8 bytes an entry of int64."""
+    out = np.empty(int(np.count_nonzero(mask)), dtype=np.int32)
+    filled = 0
+    for lo in range(0, len(mask), ENTRY_CHUNK):
+        found = np.flatnonzero(mask[lo : lo + ENTRY_CHUNK]) + lo
+        out[filled : filled + len(found)] = found
+        filled += len(found)
+    return out

@@ -160,6 +160,14 @@ class Builder:
         fewer = np.bincount(tx_of[drop], minlength=len(counts))
         return offsets(counts.astype(np.int64) - fewer), party[keep]
 
+    def _party_dtype(self) -> np.dtype[Any]:
+        """uint16 while the names fit (a network has far fewer than 65,536 parties), else int32."""
+        graph = self.graph
+        fits = len(graph._names) <= np.iinfo(np.uint16).max + 1
+        if fits and (not self.extend or graph._party.dtype == np.uint16):
+            return np.dtype(np.uint16)
+        return np.dtype(np.int32)
+
     def finish(self) -> None:
         graph = self.graph
         if self.count != self.expected:
@@ -174,7 +182,7 @@ class Builder:
             "_rel_off": offsets(np.frombuffer(self.rel_counts, dtype=np.uint16)),
             "_rel_out": np.frombuffer(self.rel_out, dtype=np.uint16),
             "_party_off": party_off,
-            "_party": party,
+            "_party": party.astype(self._party_dtype(), copy=False),
         }
         for attr, value in parts.items():
             if not self.extend:

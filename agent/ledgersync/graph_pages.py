@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -18,6 +16,17 @@ import numpy.typing as npt
 from agent.errors import StoreError
 from agent.ledger.vault import TransactionStatus
 from agent.store.ledger_store import LedgerStore
+
+__all__ = [
+    "MAX_OUTPUTS",
+    "US",
+    "Page",
+    "Readers",
+    "blob_pages",
+    "parse_page",
+    "parsed_pages",
+    "raw_cursor",
+]
 
 MAX_OUTPUTS = 65_535  # output indexes are kept as uint16
 # The party entry for this node itself. Not a name anyone can have (an X500 name is never empty):
@@ -99,13 +108,6 @@ def parse_page(blobs: Sequence[bytes], our_keys: frozenset[bytes]) -> Page:
         ref_counts, input_counts, bytes(ref_hashes), ref_outs, output_counts, relevant_counts,
         relevant_outs, party_counts, parties, list(names), list(keys), list(key_names.items()),
     )  # fmt: skip
-
-
-def release_freed_memory() -> None:
-    """Give the pages' freed buffers back to the OS (glibc keeps ~100 MB of them at 1M transactions)."""
-    # Not glibc: nothing to trim, or the allocator returns memory by itself.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def raw_cursor(store: LedgerStore, query: Any) -> Any:

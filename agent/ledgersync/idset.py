@@ -18,16 +18,24 @@ from agent.ledgersync.riblt import ID_SIZE
 
 # Fixed-width byte strings compare over all 32 bytes, so the sort order is the ids' byte order.
 ID = np.dtype("S32")
+CHUNK = 1 << 16  # ids read at a time from a selection: 2 MB
 
 
 class IdSet:
-    """Sorted, distinct 32-byte ids; iterates as `bytes` in ascending order."""
+    """Sorted, distinct 32-byte ids; iterates as `bytes` in ascending order.
 
-    __slots__ = ("_ids",)
+    Either an S32 array of its own (sorted), or a selection of another array's ids: `base` in any
+    order and `picked`, the positions of the set's ids in ascending id order. The second form is
+    how the set for a pair shares the ledger graph's ids: 4 bytes an id instead of 32. Every
+    operation then reads the ids a chunk at a time, so none copies the whole set.
+    """
 
-    def __init__(self, ids: npt.NDArray[Any]) -> None:
-        """Wrap an S32 array that is already sorted and distinct (not checked: use the constructors)."""
-        self._ids = ids
+    __slots__ = ("_base", "_picked")
+
+    def __init__(self, base: npt.NDArray[Any], picked: npt.NDArray[np.integer[Any]] | None = None) -> None:
+        """Wrap ids that are already sorted and distinct, base[picked] if picked is given (not checked)."""
+        self._base = base
+        self._picked = picked
 
     @classmethod
     def of(cls, ids: Iterable[bytes]) -> IdSet:
@@ -62,21 +70,32 @@ class IdSet:
 
     @property
     def ids(self) -> npt.NDArray[Any]:
-        """The S32 array itself (read-only by convention)."""
-        return self._ids
+        """The ids as one sorted S32 array (a copy when the set is a selection of another array)."""
+        return self._base if self._picked is None else self._base[self._picked]
 
     @property
     def array(self) -> npt.NDArray[np.uint8]:
-        """The ids as an (n, 32) uint8 view."""
-        return self._ids.view(np.uint8).reshape(-1, ID_SIZE)
+        """The ids as an (n, 32) uint8 array (a copy when the set is a selection of another array)."""
+        return self.ids.view(np.uint8).reshape(-1, ID_SIZE)
+
+    def chunk(self, start: int, stop: int) -> npt.NDArray[Any]:
+        """Ids start to stop - 1 in ascending order, as a contiguous S32 array."""
+        if self._picked is None:
+            return self._base[start:stop]
+        picked: npt.NDArray[Any] = self._base[self._picked[start:stop]]
+        return picked
+
+    def chunks(self, size: int = CHUNK) -> Iterator[npt.NDArray[Any]]:
+        for start in range(0, len(self), size):
+            yield self.chunk(start, start + size)
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._base) if self._picked is None else len(self._picked)
 
     def __iter__(self) -> Iterator[bytes]:
         # tobytes, not the element: numpy drops an S32 element's trailing zero bytes.
-        for start in range(0, len(self._ids), 4096):
-            raw = self._ids[start : start + 4096].tobytes()
+        for part in self.chunks(4096):
+            raw = part.tobytes()
             yield from (raw[o : o + ID_SIZE] for o in range(0, len(raw), ID_SIZE))
 
     def __contains__(self, tx_id: object) -> bool:
@@ -87,7 +106,9 @@ class IdSet:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, IdSet):
             return NotImplemented
-        return bool(np.array_equal(self._ids, other._ids))
+        if len(self) != len(other):
+            return False
+        return all(np.array_equal(a, b) for a, b in zip(self.chunks(), other.chunks(), strict=True))
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -95,30 +116,48 @@ class IdSet:
         return f"IdSet({len(self)} ids)"
 
     def contains(self, wanted: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
-        """For each id of an S32 array, whether it is in the set."""
-        if not len(self._ids):
-            return np.zeros(len(wanted), dtype=bool)
-        at = np.minimum(np.searchsorted(self._ids, wanted), len(self._ids) - 1)
-        found: npt.NDArray[np.bool_] = self._ids[at] == wanted
+        """For each id of an S32 array (any order), whether it is in the set."""
+        found = np.zeros(len(wanted), dtype=bool)
+        if not len(self) or not len(wanted):
+            return found
+        if self._picked is None:
+            at = np.minimum(np.searchsorted(self._base, wanted), len(self._base) - 1)
+            found[:] = self._base[at] == wanted
+            return found
+        by_id = np.argsort(wanted, kind="stable")
+        ordered = wanted[by_id]
+        for part in self.chunks():
+            # Only the wanted ids within this chunk's range are looked up in it.
+            lo = int(np.searchsorted(ordered, part[:1], side="left")[0])
+            hi = int(np.searchsorted(ordered, part[-1:], side="right")[0])
+            if lo < hi:
+                some = ordered[lo:hi]
+                at = np.minimum(np.searchsorted(part, some), len(part) - 1)
+                found[by_id[lo:hi]] = part[at] == some
         return found
 
     def select(self, keep: npt.NDArray[np.bool_]) -> IdSet:
         """The ids where keep is True (a mask over this set's order)."""
-        return IdSet(self._ids[keep])
+        if self._picked is None:
+            return IdSet(self._base[keep])
+        return IdSet(self._base, self._picked[keep])
 
     def difference(self, other: IdSet) -> IdSet:
         """The ids of this set that are not in other."""
-        return self.select(~other.contains(self._ids))
+        if not len(other):
+            return self
+        keep = np.concatenate([~other.contains(part) for part in self.chunks()] or [np.zeros(0, bool)])
+        return self.select(keep)
 
     __sub__ = difference
 
     def union(self, other: IdSet) -> IdSet:
-        return IdSet(np.union1d(self._ids, other._ids))
+        return IdSet(np.union1d(self.ids, other.ids))
 
     def tobytes(self) -> bytes:
         """The ids concatenated in ascending order, as on the wire."""
-        return self._ids.tobytes()
+        return b"".join(part.tobytes() for part in self.chunks())
 
     def page(self, offset: int, count: int) -> bytes:
         """Ids offset to offset + count - 1, concatenated (paged straight from the array)."""
-        return self._ids[offset : offset + count].tobytes()
+        return self.chunk(offset, offset + count).tobytes()

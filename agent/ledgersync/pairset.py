@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.ledgersync.graph import LedgerGraph
+from agent.ledgersync.graph import LedgerGraph, release_freed_memory
 from agent.ledgersync.idset import IdSet
 
 
@@ -13,12 +13,17 @@ def pair_set(graph: LedgerGraph, me: str, other: str) -> IdSet:
 
     We are involved in what names us and in what the graph marks as ours (our keys, or a
     distribution record: an observer is named nowhere in the transaction). Restricted to the ids in
-    the graph: an ancestor we never recorded is not ours to offer. All in index space (a mask over
-    the graph), so no Python object per id is made even when the set is the whole ledger.
+    the graph: an ancestor we never recorded is not ours to offer. Computed on masks over the graph
+    (1 byte a transaction) and returned as positions in the graph's own ids (4 bytes an id), so a
+    set of the whole ledger costs a few MB, not one Python object per id.
     """
-    mine = np.union1d(graph.involving(me), graph.involving_us())
-    both = np.intersect1d(mine, graph.involving(other), assume_unique=True)
-    del mine
-    selected = graph.backchain_mask(both)
-    selected[both] = True
-    return IdSet(graph.sorted_ids(selected))
+    both = graph.involving_mask(me)
+    both |= graph.us_mask()
+    both &= graph.involving_mask(other)
+    selected = graph.backchain_mask(np.flatnonzero(both))
+    selected |= both
+    del both
+    ids = graph.id_set(selected)
+    del selected
+    release_freed_memory()  # the masks and the walk's frontiers: glibc would keep them
+    return ids

@@ -8,7 +8,7 @@ indexes, and hence the symbols, are bit-identical (the tests compare them with t
 
 Memory, for a million ids: the ids are not copied (an ``IdSet`` is read in place, its bytes XORed as
 they are: XOR does not care about byte order, and the wire takes the same bytes back), and per id
-there are only the checksum, the PRNG state and the next index (24 bytes). Ids are processed in
+there are only the checksum, the PRNG state and the next index (20 bytes). Ids are processed in
 chunks of ``CHUNK``, so the temporaries of a round stay a few MB whatever the size of the set.
 
 Each ``next_symbols`` call scans the N next indexes once, so many tiny batches over a large set cost
@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.ledgersync.idset import IdSet
+from agent.ledgersync.memory import release_freed_memory
 from agent.ledgersync.riblt import (
     _MULTIPLIER,
     _TWO32,
@@ -42,11 +43,14 @@ __all__ = ["FastEncoder", "fast_decoder"]
 _WORDS = ID_SIZE // 8
 _U64 = npt.NDArray[np.uint64]
 _I64 = npt.NDArray[np.int64]
+_I32 = npt.NDArray[np.int32]
+LAST = np.iinfo(np.int32).max  # the wire's u32 indexes would allow twice as many; no session nears either
 # One symbol as it is laid out on the wire (see riblt.encode_batch): 41 packed bytes. Id and
 # checksum words are native-endian here because they hold the wire's bytes as they are.
 _WIRE = np.dtype([("id", "=u8", (_WORDS,)), ("checksum", "=u8"), ("count", "u1")])
 assert _WIRE.itemsize == SYMBOL_SIZE
-CHUNK = 1 << 16  # ids per vectorised step: bounds the temporaries, large enough to amortise numpy calls
+TRIM_FROM = 1 << 17  # sets this large return their temporaries after each batch (a trim costs ~1 ms)
+CHUNK = 1 << 14  # ids per vectorised step: bounds the temporaries, large enough to amortise numpy calls
 
 
 class FastEncoder(Encoder):
@@ -66,7 +70,7 @@ class FastEncoder(Encoder):
         self._set = ids if isinstance(ids, IdSet) else IdSet.of(_check_id(i) for i in ids)
         self._checks: _U64 = np.zeros(0, dtype=np.uint64)
         self._seeds: _U64 = np.zeros(0, dtype=np.uint64)
-        self._next: _I64 = np.zeros(0, dtype=np.int64)
+        self._next: _I32 = np.zeros(0, dtype=np.int32)
 
     @property
     def ids(self) -> IdSet:
@@ -90,15 +94,14 @@ class FastEncoder(Encoder):
             raise KeyError(tx_id)
         self._set = self._set.difference(IdSet.of([tx_id]))
 
-    def _words(self) -> _U64:
-        """The ids as (n, 4) words holding their bytes unchanged (a view, not a copy)."""
-        words: _U64 = self._set.array.view(np.uint64)
+    def _words(self, start: int, stop: int) -> _U64:
+        """Ids start to stop - 1 as (n, 4) words holding their bytes unchanged (a view when it can be)."""
+        words: _U64 = self._set.chunk(start, stop).view(np.uint64).reshape(-1, _WORDS)
         return words
 
     def _prepare(self) -> None:
         """Hash every id once (the only per-id Python loop) and put all ids at index 0."""
-        ids = self._set.ids
-        count = len(ids)
+        count = len(self._set)
         keyed = blake2b(key=self.salt, digest_size=16).copy  # copying the keyed state skips re-keying
 
         def digest(tx_id: bytes) -> bytes:
@@ -109,23 +112,23 @@ class FastEncoder(Encoder):
         self._checks = np.empty(count, dtype=np.uint64)
         self._seeds = np.empty(count, dtype=np.uint64)
         for lo in range(0, count, self.chunk):
-            raw = ids[lo : lo + self.chunk].tobytes()
+            raw = self._set.chunk(lo, lo + self.chunk).tobytes()
             digests = b"".join([digest(raw[o : o + ID_SIZE]) for o in range(0, len(raw), ID_SIZE)])
             hi = lo + len(raw) // ID_SIZE
             self._checks[lo:hi] = np.frombuffer(digests, dtype=np.uint64)[0::2]  # the wire's bytes
             self._seeds[lo:hi] = np.frombuffer(digests, dtype=">u8")[1::2]  # a number: big-endian
         self._seeds |= np.uint64(1)
-        self._next = np.zeros(count, dtype=np.int64)
+        self._next = np.zeros(count, dtype=np.int32)
+        release_freed_memory()  # the digests, a Python bytes object each
 
     def _accumulate(self, n: int) -> tuple[_U64, _I64]:
         """XOR words (shape (5, n): four of the id, then the checksum) and counts of the next n symbols."""
         start = self._produced
         acc = np.zeros((_WORDS + 1, n), dtype=np.uint64)
         counts = np.zeros(n, dtype=np.int64)
-        words = self._words()
         for lo in range(0, len(self._next), self.chunk):
             hi = lo + self.chunk
-            self._accumulate_chunk(acc, counts, words[lo:hi], self._checks[lo:hi], lo, start, n)
+            self._accumulate_chunk(acc, counts, self._words(lo, hi), self._checks[lo:hi], lo, start, n)
         return acc, counts
 
     def _accumulate_chunk(
@@ -136,7 +139,7 @@ class FastEncoder(Encoder):
         multiplier = np.uint64(_MULTIPLIER)
         live = np.flatnonzero(nxt < end)
         while live.size:
-            index = nxt[live]
+            index = nxt[live].astype(np.int64)
             slot = index - start
             if live.size == nxt.size and not index.any():  # the first round: all ids at symbol 0
                 acc[:_WORDS, 0] ^= np.bitwise_xor.reduce(words, axis=0)
@@ -153,7 +156,8 @@ class FastEncoder(Encoder):
             gap = np.ceil(base * _TWO32 / np.sqrt(state.astype(np.float64)) - base).astype(np.int64)
             gap[gap == 0] = 1
             index += gap
-            nxt[live] = index
+            # Indexes past LAST are never produced (see _wire): kept as LAST, they fit 4 bytes an id.
+            nxt[live] = np.minimum(index, LAST)
             live = live[index < end]
 
     def next_batch_bytes(self, n: int) -> bytes:
@@ -163,6 +167,10 @@ class FastEncoder(Encoder):
     def _wire(self, n: int) -> npt.NDArray[np.void]:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
+        if self._produced + n > LAST:
+            raise ValueError(
+                f"symbols past index {LAST - 1} are not produced (asked up to {self._produced + n})"
+            )
         if self._produced == 0 and n:
             self._prepare()
         acc, counts = self._accumulate(n)
@@ -171,6 +179,8 @@ class FastEncoder(Encoder):
         out["checksum"] = acc[_WORDS]
         out["count"] = counts & 0xFF
         self._produced += n
+        if len(self._set) >= TRIM_FROM:
+            release_freed_memory()  # the rounds' temporaries, else kept by glibc between batches
         return out
 
     def next_symbols(self, n: int) -> list[Symbol]:

@@ -49,3 +49,36 @@ def test_membership_of_other_things_is_false() -> None:
 def test_malformed_wire_ids_name_the_field(bad: object) -> None:
     with pytest.raises(ReconciliationCodecError, match="missing"):
         IdSet.from_bytes(bad, "missing")
+
+
+@settings(max_examples=150)
+@given(base=ids, keep=st.lists(st.booleans(), min_size=40, max_size=40), b=ids, chunk=st.integers(1, 9))
+def test_a_selection_of_another_array_behaves_as_its_copy(
+    base: list[bytes], keep: list[bool], b: list[bytes], chunk: int
+) -> None:
+    # base in any order, as the graph's ids after incremental adds; picked: positions in id order.
+    distinct = np.frombuffer(b"".join(dict.fromkeys(base)), dtype="S32")
+    order = np.argsort(distinct, kind="stable")
+    picked = order[np.array(keep[: len(order)], dtype=bool)]
+    view, copy = IdSet(distinct, picked), IdSet(distinct[picked])
+    other = IdSet.of(b)
+    assert view == copy and list(view) == list(copy) and len(view) == len(copy)
+    assert list(view - other) == list(copy - other)
+    assert list(other - view) == list(other - copy)
+    assert view.tobytes() == copy.tobytes() and view.page(2, 3) == copy.page(2, 3)
+    assert [c.tobytes() for c in view.chunks(chunk)] == [c.tobytes() for c in copy.chunks(chunk)]
+    wanted = np.frombuffer(b"".join(b), dtype="S32")
+    assert view.contains(wanted).tolist() == copy.contains(wanted).tolist()
+
+
+def test_selections_larger_than_a_chunk() -> None:
+    rng = np.random.default_rng(5)
+    base = np.unique(rng.integers(0, 256, size=(150_000, 32), dtype=np.uint8).view("S32").reshape(-1))
+    shuffled = base[rng.permutation(len(base))]  # the graph's ids are in arrival order
+    order = np.argsort(shuffled)
+    view = IdSet(shuffled, order[rng.random(len(order)) < 0.7])
+    other = IdSet(base[rng.random(len(base)) < 0.5])
+    as_bytes = set(view)
+    assert len(as_bytes) == len(view) > 65_536 * 1.2
+    assert set(view - other) == as_bytes - set(other)
+    assert set(other - view) == set(other) - as_bytes

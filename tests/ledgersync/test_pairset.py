@@ -66,7 +66,10 @@ def test_sorted_after_transactions_added_out_of_id_order(tmp_path: Path) -> None
     assert {SecureHash(i) for i in got} <= set(graph.ids(range(graph.size)))
 
 
-def test_every_id_selected_is_the_graphs_own_array(graph: LedgerGraph) -> None:
-    every = graph.sorted_ids(np.ones(graph.size, dtype=bool))
-    assert every is graph.arrays()["ids"]  # no copy of the ids for a set that is the whole ledger
-    assert list(IdSet(every)) == sorted(bytes(t) for t in graph.ids(range(graph.size)))
+def test_the_set_shares_the_graphs_ids(graph: LedgerGraph) -> None:
+    every = graph.id_set(np.ones(graph.size, dtype=bool))
+    assert every.ids is graph.arrays()["ids"]  # the whole ledger: not even positions are kept
+    assert list(every) == sorted(bytes(t) for t in graph.ids(range(graph.size)))
+    some = graph.id_set(np.arange(graph.size) % 3 == 0)
+    assert some._base is graph.arrays()["ids"]
+    assert list(some) == sorted(bytes(t) for t in graph.ids(range(0, graph.size, 3)))

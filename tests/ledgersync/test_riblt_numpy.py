@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from agent.ledgersync.idset import IdSet
 from agent.ledgersync.riblt import HEADER_SIZE, SYMBOL_SIZE, Decoder, Encoder, encode_batch
-from agent.ledgersync.riblt_numpy import FastEncoder, fast_decoder
+from agent.ledgersync.riblt_numpy import LAST, FastEncoder, fast_decoder
 
 SALT = bytes(range(16))
 
@@ -124,10 +124,10 @@ def test_chunked_encoding_from_an_id_set_equals_the_pure_encoders(
 
 
 def test_an_id_set_is_encoded_in_place() -> None:
-    ids = IdSet.of(random_ids(8, 100) + [bytes(31) + b"\x01", bytes(32)])  # trailing zero bytes kept
+    ids = IdSet.of([*random_ids(8, 100), bytes(31) + b"\x01", bytes(32)])  # trailing zero bytes kept
     fast = FastEncoder(ids, SALT)
     assert fast.ids is ids and len(fast) == 102 and bytes(32) in fast
-    assert np.shares_memory(fast._words(), ids.ids)
+    assert np.shares_memory(fast._words(0, len(ids)), ids.ids)
     assert fast.next_symbols(80) == Encoder(list(ids), SALT).next_symbols(80)
     with pytest.raises(ValueError):
         FastEncoder(ids, SALT, chunk=0)
@@ -140,3 +140,11 @@ def test_a_decoder_over_an_id_set() -> None:
     while not decoder.decoded:
         decoder.add_remote(remote.next_symbols(64), start_index=decoder.symbols_used)
     assert decoder.remote_only() == set(ids[1000:]) and decoder.local_only() == set(ids[:100])
+
+
+def test_indexes_past_int32_are_refused() -> None:
+    fast = FastEncoder(random_ids(10, 5), SALT)
+    fast.next_symbols(3)
+    fast._produced = LAST - 1  # as if that many symbols had been sent: no session comes close
+    with pytest.raises(ValueError, match="not produced"):
+        fast.next_symbols(2)
