@@ -160,6 +160,7 @@ _KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
         'allowed: a list of X.500 names such as ["O=PartyB, L=London, C=GB"]',
     ),
     "bool": (lambda v: isinstance(v, bool), "allowed: true or false"),
+    "method": (lambda v: v in ("riblt", "list"), "allowed: riblt or list"),
     "status": (
         lambda v: v in ReconciliationStatusValue.__members__,
         "allowed: one of " + ", ".join(ReconciliationStatusValue.__members__),
@@ -174,8 +175,13 @@ FLOWS = {
         ShellFlow(
             "ScheduleReconciliationFlow",
             "LedgerSync.ScheduleReconciliation",
-            (("parties", "parties", REQUIRED),),
+            (("parties", "parties", REQUIRED), ("bothDirections", "bool", False)),
             unit=True,
+        ),
+        ShellFlow(
+            "ReconcileWithPartyFlow",
+            "LedgerSync.ReconcileWithParty",
+            (_PARTY, ("bothDirections", "bool", False), ("method", "method", "riblt")),
         ),
         ShellFlow(
             "GetReconciliationStatusesFlow",

@@ -19,6 +19,7 @@ from agent.flows.checkpoints import FlowStatus
 from agent.ledger.identity import X500Name
 from agent.ledger.vault import TransactionStatus
 from agent.ledgersync.app import LedgerSync
+from agent.ledgersync.protocol import METHOD_RIBLT, METHODS, ReconciliationResult
 from agent.ledgersync.status import ReconciliationStatus, ReconciliationStatusValue
 from agent.runtime import AgentRuntime
 from mbeans.errors import IllegalArgumentException
@@ -63,6 +64,26 @@ def status_value(value: str | None) -> ReconciliationStatusValue | None:
         allowed = ", ".join(ReconciliationStatusValue.__members__)
         raise IllegalArgumentException(f"lastReconciliationStatus: {value!r} is not one of {allowed}")
     return ReconciliationStatusValue[value]
+
+
+def _method(value: str | None) -> str:
+    if value in (None, ""):
+        return METHOD_RIBLT
+    if value not in METHODS:
+        raise IllegalArgumentException(f"method: {value!r} is not one of {', '.join(METHODS)}")
+    return str(value)
+
+
+def _result(result: ReconciliationResult) -> dict[str, Any]:
+    return {
+        "party": str(result.party),
+        "missingHere": sorted(str(i) for i in result.missing_here),
+        "missingThere": sorted(str(i) for i in result.missing_there),
+        "bytesSent": result.bytes_sent,
+        "bytesReceived": result.bytes_received,
+        "exchanges": result.exchanges,
+        "usedIdList": result.used_id_list,
+    }
 
 
 def plain(status: ReconciliationStatus | None) -> dict[str, Any] | None:
@@ -218,6 +239,33 @@ def ledger_sync_bean(sync: LedgerSync) -> MBean:
         VOID,
         "ScheduleReconciliationFlow: queue a reconciliation with each party",
         lambda ps: sync.schedule_reconciliation([party(p, "parties[]") for p in ps]),
+        Impact.ACTION,
+    )
+    bean.operation(
+        "ScheduleReconciliation",
+        [
+            ("parties", LIST, "X.500 names of the parties to reconcile with"),
+            ("bothDirections", B, "Both sides learn what they lack, in one session"),
+        ],
+        VOID,
+        "ScheduleReconciliationFlow, optionally in both directions",
+        lambda ps, both: sync.schedule_reconciliation(
+            [party(p, "parties[]") for p in ps], both_directions=both
+        ),
+        Impact.ACTION,
+    )
+    bean.operation(
+        "ReconcileWithParty",
+        [
+            ("party", S, "The party's X.500 name"),
+            ("bothDirections", B, "Tell the party what it lacks too"),
+            ("method", S, "riblt (coded symbols) or list (the peer's whole set: the naive way)"),
+        ],
+        MAP,
+        "Reconcile now, outside the scheduler and the status table; the session's figures",
+        lambda p, both, method: _result(
+            sync.reconcile_with_party(party(p), both_directions=both, method=_method(method))
+        ),
         Impact.ACTION,
     )
     bean.operation(

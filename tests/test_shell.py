@@ -40,6 +40,7 @@ def test_flow_list_and_help(
     flows = out.split("Commands:")[0].split()
     assert flows == [
         "ScheduleReconciliationFlow",
+        "ReconcileWithPartyFlow",
         "GetReconciliationStatusesFlow",
         "GetReconciliationStatusForPartyFlow",
         "RefreshReconciliationStatusesFlow",

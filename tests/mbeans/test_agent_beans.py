@@ -51,7 +51,7 @@ def test_the_ledgersync_bean_runs_the_reference_flows(net: Net, beans: MBeanRegi
     sync = beans.get(LEDGER_SYNC)
     assert sync.get("FailedParties") == [] and sync.get("NumberOfScheduledReconciliations") == 0
     assert sync.invoke("ReconciliationStatus", [str(B)]) is None
-    assert sync.find_operation("ScheduleReconciliation").impact is Impact.ACTION
+    assert sync.find_operation("ScheduleReconciliation(java.util.List)").impact is Impact.ACTION
     assert sync.find_operation("ReconciliationStatus").impact is Impact.INFO
     sync.invoke("ScheduleReconciliation", [[str(B), str(C)]])
     deadline = time.monotonic() + 30
@@ -84,3 +84,7 @@ def test_the_ledgersync_bean_runs_the_reference_flows(net: Net, beans: MBeanRegi
         sync.invoke("GetReconciliationStatuses", [None, "DONE", True])
     with pytest.raises(CannotReconcileWithSelfException):
         sync.invoke("ScheduleReconciliation", [[str(A)]])
+    figures = sync.invoke("ReconcileWithParty", {"party": str(C), "bothDirections": True, "method": "list"})
+    assert figures["missingHere"] == [] and figures["usedIdList"] is True and figures["exchanges"] >= 3
+    with pytest.raises(IllegalArgumentException, match="method: 'smoke'"):
+        sync.invoke("ReconcileWithParty", [str(C), False, "smoke"])

@@ -230,7 +230,9 @@ def test_search_list_version(client: JolokiaClient) -> None:
     assert isinstance(overloads, list) and len(overloads) == 2
     assert tree["test"]['name="a/b",type=Path']["attr"]["Value"]["rw"] is False
     assert tree["test"]["type=Settings"]["attr"]["Limit"]["rw"] is True
-    assert client.list("ledgeragent/type=LedgerSync/op/ScheduleReconciliation")["value"]["ret"] == "void"
+    scheduling = client.list("ledgeragent/type=LedgerSync/op/ScheduleReconciliation")["value"]
+    assert [o["ret"] for o in scheduling] == ["void", "void"]  # two overloads (bothDirections)
+    assert client.list("ledgeragent/type=LedgerSync/op/RefreshReconciliationStatuses")["value"]["ret"] == "int"
     assert client.list('test/name="a!/b",type=Path/attr')["value"] == {
         "Value": {"type": "java.lang.String", "desc": "v", "rw": False}
     }
