@@ -232,7 +232,9 @@ def test_search_list_version(client: JolokiaClient) -> None:
     assert tree["test"]["type=Settings"]["attr"]["Limit"]["rw"] is True
     scheduling = client.list("ledgeragent/type=LedgerSync/op/ScheduleReconciliation")["value"]
     assert [o["ret"] for o in scheduling] == ["void", "void"]  # two overloads (bothDirections)
-    assert client.list("ledgeragent/type=LedgerSync/op/RefreshReconciliationStatuses")["value"]["ret"] == "int"
+    assert (
+        client.list("ledgeragent/type=LedgerSync/op/RefreshReconciliationStatuses")["value"]["ret"] == "int"
+    )
     assert client.list('test/name="a!/b",type=Path/attr')["value"] == {
         "Value": {"type": "java.lang.String", "desc": "v", "rw": False}
     }
