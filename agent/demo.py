@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import random
-import sqlite3
 import tempfile
 import threading
 import time
@@ -43,6 +42,7 @@ from agent.network.bootstrap import (
     init_network,
 )
 from agent.node import Node
+from agent.store.database import backup_sqlite
 from agent.store.ledger_store import LedgerStore
 
 Out = Callable[[str], None]
@@ -202,21 +202,6 @@ def sqlite_file(node: NodeLayout) -> Path:
     return Path(url.removeprefix("sqlite:///"))
 
 
-def copy_database(source: Path, target: Path) -> None:
-    """The whole database at source into target, through SQLite's backup API.
-
-    Consistent while the source's agent writes (a plain file copy could tear a page or miss the WAL).
-    Into the target through a connection: one that reads any WAL left beside the file before
-    writing every page, so old frames cannot be checkpointed over the restored pages later.
-    """
-    src, dst = sqlite3.connect(source), sqlite3.connect(target)
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
-
-
 def read_store(db: Path) -> tuple[set[str], dict[str, set[str]]]:
     """The ids in a store, and each transaction's parents (inputs and references), opened read-only."""
     store = LedgerStore(peewee.SqliteDatabase(db.as_uri() + "?mode=ro", uri=True))
@@ -287,7 +272,7 @@ def run_disaster(
     code = proc.stop()
     before, parents = read_store(db)
     out(f"  stopped {short(node)}  pid {old_pid} (exit code {code}), {len(before)} transactions in its store")
-    copy_database(backup, db)
+    backup_sqlite(backup, db)
     after, _ = read_store(db)
     lost = before - after
     out(f"  restored {db} from {backup}: {len(after)} transactions, {len(lost)} lost")
@@ -462,7 +447,7 @@ def run_demo(
         out(f"  pay    {moves // 2} random payments, some with an observer")
         backup = folder / "backup" / f"{short(a)}.db"
         backup.parent.mkdir(exist_ok=True)
-        copy_database(sqlite_file(nodes[a][0]), backup)
+        backup_sqlite(sqlite_file(nodes[a][0]), backup)
         out(f"  backup {short(a)}'s store while it runs (SQLite online backup) to {backup}")
         for _ in range(moves - moves // 2):
             work.random_payment()

@@ -19,7 +19,7 @@ from agent.flows.checkpoints import FlowStatus
 from agent.ledger.identity import X500Name
 from agent.ledger.vault import TransactionStatus
 from agent.ledgersync.app import LedgerSync
-from agent.ledgersync.protocol import METHOD_RIBLT, METHODS, ReconciliationResult
+from agent.ledgersync.protocol import METHOD_RIBLT, METHODS
 from agent.ledgersync.status import ReconciliationStatus, ReconciliationStatusValue
 from agent.runtime import AgentRuntime
 from mbeans.errors import IllegalArgumentException
@@ -72,18 +72,6 @@ def _method(value: str | None) -> str:
     if value not in METHODS:
         raise IllegalArgumentException(f"method: {value!r} is not one of {', '.join(METHODS)}")
     return str(value)
-
-
-def _result(result: ReconciliationResult) -> dict[str, Any]:
-    return {
-        "party": str(result.party),
-        "missingHere": sorted(str(i) for i in result.missing_here),
-        "missingThere": sorted(str(i) for i in result.missing_there),
-        "bytesSent": result.bytes_sent,
-        "bytesReceived": result.bytes_received,
-        "exchanges": result.exchanges,
-        "usedIdList": result.used_id_list,
-    }
 
 
 def plain(status: ReconciliationStatus | None) -> dict[str, Any] | None:
@@ -263,9 +251,9 @@ def ledger_sync_bean(sync: LedgerSync) -> MBean:
         ],
         MAP,
         "Reconcile now, outside the scheduler and the status table; the session's figures",
-        lambda p, both, method: _result(
-            sync.reconcile_with_party(party(p), both_directions=both, method=_method(method))
-        ),
+        lambda p, both, method: sync.reconcile_with_party(
+            party(p), both_directions=both, method=_method(method)
+        ).as_dict(),
         Impact.ACTION,
     )
     bean.operation(

@@ -10,7 +10,6 @@ Every process is stopped by its PID; every wait has a deadline.
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ from agent.node import open_node
 from agent.p2p.authenticator import MessageAuthenticator
 from agent.p2p.client import PeerClient
 from agent.p2p.http import HttpTransport
+from agent.store.database import backup_sqlite
 from tests.conftest import PG_ADMIN_URL
 from tests.test_processes import A, B, C, Network, network_factory, pg_databases
 
@@ -106,7 +106,7 @@ class Stores:
         process.stop()
         if self.backend == "sqlite":
             path = Path(url.removeprefix("sqlite:///"))
-            _copy(path, path.with_suffix(".backup"))
+            backup_sqlite(path, path.with_suffix(".backup"))
         else:
             database = url.rsplit("/", 1)[1]
             self._sql(f'CREATE DATABASE "{database}_backup" TEMPLATE "{database}"')
@@ -120,7 +120,7 @@ class Stores:
         process.stop()
         if self.backend == "sqlite":
             path = Path(url.removeprefix("sqlite:///"))
-            _copy(path.with_suffix(".backup"), path)
+            backup_sqlite(path.with_suffix(".backup"), path)
         else:
             database = url.rsplit("/", 1)[1]
             self._sql(
@@ -132,16 +132,6 @@ class Stores:
 
     def drop(self) -> None:
         self._sql(*(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)' for database in self.made))
-
-
-def _copy(source: Path, target: Path) -> None:
-    """Through SQLite's backup API: the WAL's pages come along, and the target's WAL is replaced."""
-    src, dst = sqlite3.connect(source), sqlite3.connect(target)
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

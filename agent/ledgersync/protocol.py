@@ -120,6 +120,18 @@ class ReconciliationResult:
     messages: tuple[Exchange, ...] = ()
     used_id_list: bool = False  # the symbols did not decode within the bound
 
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data: ids in upper-case hex, sorted; the byte and exchange counts."""
+        return {
+            "party": str(self.party),
+            "missingHere": sorted(str(i) for i in self.missing_here),
+            "missingThere": sorted(str(i) for i in self.missing_there),
+            "bytesSent": self.bytes_sent,
+            "bytesReceived": self.bytes_received,
+            "exchanges": self.exchanges,
+            "usedIdList": self.used_id_list,
+        }
+
 
 @dataclass
 class _Session:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -77,3 +78,18 @@ def write_transaction(database: peewee.Database) -> Any:
     if is_sqlite(database):
         return database.atomic("IMMEDIATE")
     return database.atomic()
+
+
+def backup_sqlite(source: Path, target: Path) -> None:
+    """The whole SQLite database at source into target, through SQLite's online backup API.
+
+    Consistent while the source's agent writes (a plain file copy could tear a page or miss the WAL).
+    Into the target through a connection: one that reads any WAL left beside the file before
+    writing every page, so old frames cannot be checkpointed over the restored pages later.
+    """
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()

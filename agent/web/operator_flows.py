@@ -173,15 +173,7 @@ def result_json(result: Any) -> Any:
     if isinstance(result, list):
         return [result_json(r) for r in result]
     if isinstance(result, ReconciliationResult):
-        return {
-            "party": str(result.party),
-            "missingHere": sorted(str(i) for i in result.missing_here),
-            "missingThere": sorted(str(i) for i in result.missing_there),
-            "bytesSent": result.bytes_sent,
-            "bytesReceived": result.bytes_received,
-            "exchanges": result.exchanges,
-            "usedIdList": result.used_id_list,
-        }
+        return result.as_dict()
     return result
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,18 +17,9 @@ from agent.node import open_node
 from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
 from agent.p2p.retry import RetryPolicy
 from agent.runtime import AgentRuntime, build_runtime
+from agent.store.database import backup_sqlite
 
 A, B, C = default_node_names(3)
-
-
-def copy(source: Path, target: Path) -> None:
-    """The whole database at source into target, through SQLite's backup API."""
-    src, dst = sqlite3.connect(source), sqlite3.connect(target)
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
 
 
 class Net:
@@ -69,7 +59,7 @@ class Net:
 
     def backup(self, name: X500Name, to: Path) -> None:
         """A consistent copy of the live SQLite file (WAL included), as a backup tool takes it."""
-        copy(self.db(name), to)
+        backup_sqlite(self.db(name), to)
 
     def restore(self, name: X500Name, backup: Path) -> None:
         """Stop the node, put the old file back, start a new runtime on it.
@@ -80,7 +70,7 @@ class Net:
         db = self.db(name)
         self.runtimes.pop(name).stop(5)
         self.network.detach(self.entry(name).p2p_address)
-        copy(backup, db)
+        backup_sqlite(backup, db)
         self.start(name)
 
     def ids(self, name: X500Name) -> set[SecureHash]:
