@@ -22,7 +22,7 @@ import httpx
 import pytest
 import yaml
 
-from agent.demo import copy_database, prometheus_scrape_configs, sqlite_file, wait_until_reconciled
+from agent.demo import prometheus_scrape_configs, sqlite_file, wait_until_reconciled
 from agent.launcher import AgentProcess, ManagementClient, free_port_range, read_password
 from agent.network.bootstrap import (
     DEFAULT_NOTARY,
@@ -32,6 +32,7 @@ from agent.network.bootstrap import (
     default_node_names,
     init_network,
 )
+from agent.store.database import backup_sqlite
 from mbeans import metrics as m
 from tests.test_grafana import concrete, dashboards, targets
 
@@ -176,13 +177,13 @@ def test_prometheus_scrapes_the_agents_and_every_panel_has_data(
 
     a.issue([(A, 100), (B, 50)], "GBP", observers=[C])
     backup = tmp_path / "a-backup.db"
-    copy_database(sqlite_file(node_a), backup)
+    backup_sqlite(sqlite_file(node_a), backup)
     lost = {
         a.pay(B, 10, "GBP", A).upper(),
         processes[B].management.pay(A, 5, "GBP", A, observers=[C]).upper(),
     }
     processes[A].stop()
-    copy_database(backup, sqlite_file(node_a))
+    backup_sqlite(backup, sqlite_file(node_a))
     processes[A].start()
     processes[A].wait_ready()
     a.wait_ledgersync_ready()
