@@ -82,10 +82,6 @@ def _flows_with(store: Any, status: FlowStatus) -> Callable[[], int]:
     return lambda: int(store.count_checkpoints()[status])
 
 
-def _count_of(sync: LedgerSync, field: str) -> Callable[[], int]:
-    return lambda: int(getattr(sync.counts(), field))
-
-
 def register_agent_beans(registry: MBeanRegistry, runtime: AgentRuntime) -> None:
     """Register the beans of every service the runtime has."""
     registry.register(node_bean(runtime))
@@ -175,32 +171,31 @@ def ledger_graph_bean(sync: LedgerSync) -> MBean:
 
 def ledger_sync_bean(sync: LedgerSync) -> MBean:
     bean = MBean(LEDGER_SYNC, "LedgerSync: reconciliations with peers", "ledgeragent.LedgerSync")
-    counts = sync.counts
-    bean.attribute(
-        "FailedParties", LIST, "Parties whose last reconciliation failed", lambda: counts().failed_parties
-    )
+    # Each attribute asks the store one question: reading one count must not compute them all.
+    statuses, scheduler = sync.statuses, sync.scheduler
+    bean.attribute("FailedParties", LIST, "Parties whose last reconciliation failed", statuses.failed_parties)
     bean.attribute(
         "PartiesWithDifference",
         LIST,
         "Parties whose last reconciliation found differences",
-        lambda: counts().parties_with_difference,
+        statuses.parties_with_difference,
     )
-    for name, field, description in (
-        ("NumberOfScheduledReconciliations", "number_of_scheduled_reconciliations", "queued for execution"),
-        ("NumberOfReconciliationsInProgress", "number_of_reconciliations_in_progress", "executing"),
-        ("NumberOfFailedReconciliations", "number_of_failed_reconciliations", "that failed"),
+    for name, read, description in (
+        ("NumberOfScheduledReconciliations", scheduler.number_scheduled, "queued for execution"),
+        ("NumberOfReconciliationsInProgress", scheduler.number_in_progress, "executing"),
+        ("NumberOfFailedReconciliations", statuses.number_failed, "that failed"),
         (
             "NumberOfReconciliationsWithDifferences",
-            "number_of_reconciliations_with_differences",
+            statuses.number_with_differences,
             "that found differences",
         ),
         (
             "NumberOfReconciliationsWithoutDifferences",
-            "number_of_reconciliations_without_differences",
+            statuses.number_without_differences,
             "that found no difference",
         ),
     ):
-        bean.attribute(name, INT, f"Reconciliations {description}", _count_of(sync, field))
+        bean.attribute(name, INT, f"Reconciliations {description}", read)
     bean.attribute(
         "NumberOfIncomingReconciliations",
         INT,
@@ -212,6 +207,13 @@ def ledger_sync_bean(sync: LedgerSync) -> MBean:
         LIST,
         "Every requester status",
         lambda: [s.as_dict() for s in sync.get_reconciliation_statuses()],
+    )
+    bean.attribute(
+        "PeerSummaries",
+        LIST,
+        "Per peer, this node's last reconciliation: partyName, lastReconciliationStatus, "
+        "lastSuccessfulReconciliationTimeFinished, lastSuccessfulReconciliationResult (ids)",
+        statuses.summaries,
     )
 
     bean.operation(

@@ -48,7 +48,7 @@ RECONCILIATION_LAST_SUCCESS_AGE = _gauge(
 )
 RECONCILIATION_LAST_OUTCOME = _gauge(
     "reconciliation_last_outcome",
-    "1 for the outcome of the last reconciliation with the peer (lastReconciliationStatus), 0 for the others",
+    "1, labelled with the outcome of the last reconciliation with the peer (lastReconciliationStatus)",
     "party",
     "outcome",
 )

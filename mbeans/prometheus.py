@@ -116,7 +116,7 @@ class BeanCollector(Collector):
         # Ages are measured on the agent's own clock (the Node bean's Time), the clock that stamped
         # the statuses, so a simulated clock in tests gives exact ages.
         now_ms = int(self._beans.get(NODE).get("Time"))
-        yield from status_metrics(sync.get("Statuses"), now_ms)
+        yield from status_metrics(sync.get("PeerSummaries"), now_ms)
 
 
 def status_metrics(statuses: list[dict[str, Any]], now_ms: int) -> Iterator[Metric]:
@@ -130,9 +130,9 @@ def status_metrics(statuses: list[dict[str, Any]], now_ms: int) -> Iterator[Metr
         finished = status["lastSuccessfulReconciliationTimeFinished"]
         if finished is not None:
             age.add_metric([party], max(0, now_ms - finished) / 1000)
-        current = status["lastReconciliationStatus"]
-        for name in OUTCOMES:
-            outcome.add_metric([party, name], 1 if name == current else 0)
+        # Only the current outcome: four zero samples per peer would be most of a scrape over
+        # thousands of peers; a changed outcome's old series goes stale, as Prometheus expects.
+        outcome.add_metric([party, status["lastReconciliationStatus"]], 1)
         ids = status["lastSuccessfulReconciliationResult"]
         if ids:
             missing.update(ids)

@@ -289,6 +289,36 @@ class ReconciliationStatusRepository:
             query = query.where(rows.last_reconciliation_status == last_reconciliation_status.value)
         return [_to_status(row) for row in query.order_by(rows.party_name)]
 
+    def summaries(self) -> list[dict[str, Any]]:
+        """Per requester row, only what monitoring needs, read as plain tuples (a scrape over
+        thousands of peers must not build a model object per row)."""
+        rows = self._rows
+        query: Any = (
+            rows.select(
+                rows.party_name,
+                rows.last_reconciliation_status,
+                rows.last_successful_reconciliation_time_finished,
+                rows.last_successful_reconciliation_result,
+            )
+            .where(rows.is_requester)
+            .order_by(rows.party_name)
+            .tuples()
+        )
+        out = []
+        for party, last, finished, result in query:
+            raw = bytes(result or b"")
+            out.append(
+                {
+                    "partyName": party,
+                    "lastReconciliationStatus": last,
+                    "lastSuccessfulReconciliationTimeFinished": finished,
+                    "lastSuccessfulReconciliationResult": [
+                        raw[i : i + _ID_SIZE].hex().upper() for i in range(0, len(raw), _ID_SIZE)
+                    ],
+                }
+            )
+        return out
+
     def number_in_progress(self) -> int:
         return self._count(ReconciliationStatusValue.IN_PROGRESS)
 
@@ -317,7 +347,14 @@ class ReconciliationStatusRepository:
         return int(self._requester_rows(status).count())
 
     def _parties(self, status: ReconciliationStatusValue) -> list[str]:
-        return [row.party_name for row in self._requester_rows(status).order_by(self._rows.party_name)]
+        rows = self._rows
+        query: Any = (
+            rows.select(rows.party_name)
+            .where(rows.is_requester & (rows.last_reconciliation_status == status.value))
+            .order_by(rows.party_name)
+            .tuples()
+        )
+        return [str(name) for (name,) in query]
 
     def _key(self, name: str, is_requester: bool) -> Any:
         rows = self._rows

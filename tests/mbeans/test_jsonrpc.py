@@ -344,10 +344,10 @@ def test_an_unexpected_failure_is_logged_and_answered_without_detail(
     sync = served.runtime.ledgersync
     assert sync is not None
 
-    def broken() -> Any:
+    def broken(*args: Any) -> Any:
         raise RuntimeError("the database password is hunter2")
 
-    monkeypatch.setattr(sync, "counts", broken)
+    monkeypatch.setattr(sync.statuses, "_count", broken)  # the store failing under the bean
     with caplog.at_level("ERROR", logger=jsonrpc.log.name):
         result = call(served, "NumberOfFailedReconciliations")
     assert isinstance(result, Error) and result.code == -32603

@@ -93,7 +93,8 @@ def test_the_exposition_after_a_restore_and_a_reconciliation(tmp_path: Path, net
     assert {s["status"] for s, _ in samples[m.FLOWS.name]} == {s.name for s in FlowStatus}
     parties = {str(B), str(C)}
     assert {s["party"] for s, _ in samples[m.RECONCILIATION_LAST_OUTCOME.name]} == parties
-    assert {s["outcome"] for s, _ in samples[m.RECONCILIATION_LAST_OUTCOME.name]} == set(OUTCOMES)
+    assert {s["outcome"] for s, _ in samples[m.RECONCILIATION_LAST_OUTCOME.name]} <= set(OUTCOMES)
+    assert all(v == 1 for _, v in samples[m.RECONCILIATION_LAST_OUTCOME.name])  # one sample a peer
     for party in parties:
         current = [
             s["outcome"] for s, v in samples[m.RECONCILIATION_LAST_OUTCOME.name] if s["party"] == party and v
@@ -163,7 +164,7 @@ def test_status_metrics_measure_ages_on_the_given_clock() -> None:
     assert families[m.MISSING_TRANSACTIONS.name].samples[0].value == 3
     assert families[m.MISSING_TRANSACTIONS_OLDEST_AGE.name].samples[0].value == 90.0
     outcomes = families[m.RECONCILIATION_LAST_OUTCOME.name].samples
-    assert len(outcomes) == 3 * len(OUTCOMES)
+    assert len(outcomes) == 3  # the current outcome of each peer, no zero samples
     assert {(s.labels["party"], s.labels["outcome"]) for s in outcomes if s.value} == {
         ("O=P1, L=London, C=GB", "DIFFERENCES_FOUND"),
         ("O=P2, L=Paris, C=FR", "FAILED"),
