@@ -76,6 +76,7 @@ class LedgerGraph:
         self.is_initialized = False
         self._lock = threading.RLock()
         self._ids = np.empty(0, dtype=ID)
+        self._id_buffer = self._ids  # _ids is always its first len(_ids) entries
         self._order: I32 | None = None  # None: the identity, index order is id order
         self._ref_off = np.zeros(1, dtype=np.int32)
         self._ref_tx = np.empty(0, dtype=np.int32)  # >= 0 a transaction; < 0 -(1 + k) into _missing
@@ -114,6 +115,7 @@ class LedgerGraph:
         for page in store.transaction_id_pages(status=TransactionStatus.VERIFIED, page_size=page_size):
             ids += bytes.fromhex("".join(page))
         graph._ids = np.frombuffer(ids, dtype=ID)  # in id order: the order is the identity (no copy)
+        graph._id_buffer = graph._ids
         # Read first, so that each page merges its own share instead of all at the end.
         extra = distribution_pairs(graph, store, page_size)
         builder = Builder(graph, len(graph._ids), extra)
@@ -222,7 +224,7 @@ class LedgerGraph:
             if self._order is not None or not appended:
                 order = np.arange(first, dtype=np.int32) if self._order is None else self._order
                 self._order = np.insert(order, at[by_id], (first + by_id).astype(np.int32))
-            self._ids = np.concatenate([self._ids, new_ids])
+            self._append_ids(new_ids)
             self._repair_missing(new_ids, first)
             extra_tx, extra_name = array("i"), array("i")
             for offset, (_, _, peers) in enumerate(pending):
@@ -235,6 +237,20 @@ class LedgerGraph:
             for _, page, _ in pending:
                 builder.add(page)
             builder.finish()
+
+    def _append_ids(self, new_ids: npt.NDArray[Any]) -> None:
+        """Append to the ids in the spare room of their buffer, growing it by an eighth when full.
+
+        Concatenating would copy all the ids (32 MB at 1M) on every merge. Writing past the end is
+        safe for the views handed out before (the IdSet of a session): they never see past their length.
+        """
+        n, k = len(self._ids), len(new_ids)
+        if len(self._id_buffer) < n + k:
+            grown = np.empty(n + k + max(FLUSH_AT, (n + k) // 8), dtype=ID)
+            grown[:n] = self._ids
+            self._id_buffer = grown
+        self._id_buffer[n : n + k] = new_ids
+        self._ids = self._id_buffer[: n + k]
 
     def _repair_missing(self, new_ids: npt.NDArray[Any], first: int) -> None:
         """Refs to a transaction that was missing now point at it."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agent.errors import LedgerGraphNotReadyException
@@ -302,3 +303,42 @@ def test_a_signer_named_only_in_a_later_page(
     assert page_each.parties(signed.id) == one_page.parties(signed.id) == {str(alice.name), str(bob.name)}
     assert snapshot(page_each) == snapshot(one_page)
     store.close()
+
+
+def test_party_ids_widen_past_65536_names(
+    ledger: Ledger, alice: Actor, bob: Actor, charlie: Actor, notary_actor: Actor
+) -> None:
+    graph = build(ledger.store)
+    graph.attach(ledger.store)
+    assert graph.arrays()["party"].dtype == np.uint16
+    for i in range(70_000):  # as if the ledger had named that many parties already
+        graph.name_id(f"O=Party {i}, L=Oslo, C=NO")
+    more = move([ledger.paid.tx.out_ref(1)], [(bob.party, 10)], alice.party, notary_actor.party).sign(
+        [alice.key]
+    )
+    ledger.store.record_transaction(more)
+    assert graph.arrays()["party"].dtype == np.int32
+    assert graph.parties(more.id) == {str(alice.name), str(bob.name)}
+    assert graph.parties(ledger.merged.id) == {str(bob.name), str(charlie.name)}
+    assert set(graph.ids(graph.involving(str(bob.name)))) >= {ledger.issued.id, more.id}
+
+
+def test_merges_append_ids_without_copying_them(
+    ledger: Ledger, alice: Actor, bob: Actor, notary_actor: Actor
+) -> None:
+    graph = build(ledger.store)
+    graph.attach(ledger.store)
+    before = graph.id_set(np.ones(graph.size, dtype=bool))
+    held = list(before)
+    change = ledger.paid.tx.out_ref(1)
+    first = move([change], [(bob.party, 10), (alice.party, 60)], alice.party, notary_actor.party).sign(
+        [alice.key]
+    )
+    ledger.store.record_transaction(first)
+    grown = graph.arrays()["ids"]  # the first merge moves the ids into a buffer with room
+    second = move([first.tx.out_ref(1)], [(bob.party, 60)], alice.party, notary_actor.party).sign([alice.key])
+    ledger.store.record_transaction(second)
+    after = graph.arrays()["ids"]
+    assert np.shares_memory(grown, after) and len(after) == len(grown) + 1 == 5
+    assert list(before) == held  # a set handed out before the merges is unchanged
+    assert graph.contains(first.id) and graph.contains(second.id) and graph.contains(ledger.issued.id)
