@@ -120,6 +120,7 @@ class LedgerSync:
                 page_size=self.config.transaction_reader_page_size,
                 pool_size=self.config.transaction_reader_pool_size,
                 readers="thread",
+                me=str(self.identity.name),  # a pure observer's name cannot be inferred from its keys
             )
             graph.attach(self.store)
             self.service.graph = graph

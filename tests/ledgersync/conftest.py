@@ -10,6 +10,7 @@ import pytest
 
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
+from agent.ledgersync.idset import IdSet
 from agent.ledgersync.protocol import LedgerSyncService
 from agent.ledgersync.scheduler import ReconciliationScheduler
 from agent.network.bootstrap import DEFAULT_NOTARY, NetworkLayout, default_node_names, init_network
@@ -74,7 +75,8 @@ class Net:
         self.start(name)
 
     def ids(self, name: X500Name) -> set[SecureHash]:
-        return {SecureHash(bytes(i)) for i in self.sync(name).graph.arrays()["ids"]}
+        # Through IdSet: bytes() of a numpy row of dtype S32 would drop an id's trailing zero bytes.
+        return {SecureHash(i) for i in IdSet(self.sync(name).graph.arrays()["ids"])}
 
     def expected(self, requester: X500Name, peer: X500Name) -> set[SecureHash]:
         """What the peer has for the pair that the requester lacks."""
