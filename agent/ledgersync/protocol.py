@@ -448,12 +448,6 @@ def _count(payload: Any, key: str) -> int:
     return value
 
 
-def _ids(value: Any, key: str) -> set[bytes]:
-    if not isinstance(value, bytes) or len(value) % ID_SIZE:
-        raise ReconciliationCodecError(key, f"must be concatenated {ID_SIZE}-byte ids")
-    return {value[i : i + ID_SIZE] for i in range(0, len(value), ID_SIZE)}
-
-
 # The responder's refusals travel by name; these two are rebuilt as themselves at the requester.
 for _name, _codec in (
     (
