@@ -4,13 +4,19 @@ Consistent means: every input and reference of a VERIFIED transaction resolves t
 transaction and an output it has; no state is consumed twice; the vault's consumed/unconsumed
 agrees with the graph; every relevant output of a VERIFIED transaction is in the vault. Each error
 names the transaction (upper-case hex, as SecureHash prints) and the state ref "TXID(index)".
+
+It runs once after the build, so it must fit in what the build left: a state that exists is a slot,
+out_off[tx] + out, with a byte each for how often it is consumed and whether the vault has it, and
+refs are read a chunk at a time. Int64 state keys, owners and sort orders over all 1.18M refs at
+once took ~120 MB more than the graph at 1M transactions. Refs that fit no slot (to a transaction
+not recorded, or to an output it does not have) are errors, normally none, and are kept aside.
 """
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +27,9 @@ from agent.ledgersync.graph import LedgerGraph, raw_cursor, release_freed_memory
 from agent.store.ledger_store import LedgerStore
 
 MAX_ERRORS = 1000
+CHUNK = 1 << 17  # refs (or relevant outputs) read at a time: a few MB of temporaries
 I64 = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
@@ -38,104 +46,207 @@ class _Errors:
     def __init__(self, limit: int) -> None:
         self.limit, self.count, self.lines = limit, 0, list[str]()
 
-    def add(self, line: str) -> None:
+    @property
+    def room(self) -> int:
+        return self.limit - len(self.lines)
+
+    def add(self, line: str) -> bool:
+        """Count it; keep it while there is room (True if kept)."""
         self.count += 1
         if len(self.lines) < self.limit:
             self.lines.append(line)
+            return True
+        return False
 
 
-def _state_key(tx: npt.NDArray[np.int64], out: npt.NDArray[np.int64]) -> I64:
+def _state_key(tx: npt.NDArray[np.integer[Any]], out: npt.NDArray[np.integer[Any]]) -> I64:
     # Output indexes fit 16 bits (graph.MAX_OUTPUTS); missing transactions (< 0) keep distinct keys.
-    return (tx << 16) | out
+    return (tx.astype(np.int64) << 16) | out.astype(np.int64)
+
+
+def _owners(off: npt.NDArray[np.integer[Any]], positions: I64) -> I64:
+    """The row of a CSR (offsets off) each entry position belongs to."""
+    return np.searchsorted(off, positions, side="right").astype(np.int64) - 1
 
 
 def check_consistency(
-    graph: LedgerGraph, store: LedgerStore, *, page_size: int = 10_000, max_errors: int = MAX_ERRORS
+    graph: LedgerGraph,
+    store: LedgerStore,
+    *,
+    page_size: int = 10_000,
+    max_errors: int = MAX_ERRORS,
+    chunk: int = CHUNK,
 ) -> ConsistencyReport:
     """Check the graph against itself and the store's vault."""
     if not graph.is_initialized:
         return ConsistencyReport(False, False, ["the ledger graph is not initialised"], 1)
-    a = graph.arrays()
     errors = _Errors(max_errors)
-    n = len(a["ids"])
-    ref_off = a["ref_off"]
-    ref_tx = a["ref_tx"].astype(np.int64)
-    ref_out = a["ref_out"].astype(np.int64)
-    owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(ref_off))
-    is_input = (np.arange(len(ref_tx)) - ref_off[owner]) < a["inputs"][owner]
-
-    def ref(tx: int, out: int) -> str:
-        return f"{graph.id_at(tx)}({out})"
-
-    def kind(pos: int) -> str:
-        return "input" if is_input[pos] else "reference"
-
-    # Refs to transactions that are not recorded, or to outputs they do not have.
-    for pos in np.flatnonzero(ref_tx < 0).tolist():
-        errors.add(
-            f"transaction {graph.id_at(int(owner[pos]))}: {kind(pos)} {ref(int(ref_tx[pos]), int(ref_out[pos]))}"
-            " refers to a transaction that is not recorded"
-        )
-    known = ref_tx >= 0
-    beyond = np.zeros(len(ref_tx), dtype=bool)
-    beyond[known] = ref_out[known] >= a["outputs"][ref_tx[known]]
-    for pos in np.flatnonzero(beyond).tolist():
-        errors.add(
-            f"transaction {graph.id_at(int(owner[pos]))}: {kind(pos)} {ref(int(ref_tx[pos]), int(ref_out[pos]))}"
-            " refers to an output that transaction does not have"
-        )
-
-    # No state consumed twice.
-    keys = _state_key(ref_tx[is_input], ref_out[is_input])
-    consumers = owner[is_input]
-    order = np.argsort(keys, kind="stable")
-    keys, consumers = keys[order], consumers[order]
-    first = np.ones(len(keys), dtype=bool)
-    first[1:] = keys[1:] != keys[:-1]
-    starts = np.flatnonzero(first)
-    sizes = np.diff(np.append(starts, len(keys)))
-    for start, size in zip(starts[sizes > 1].tolist(), sizes[sizes > 1].tolist(), strict=True):
-        state = ref(int(keys[start] >> 16), int(keys[start] & 0xFFFF))
-        by = " and ".join(str(graph.id_at(int(c))) for c in consumers[start : start + size])
-        errors.add(f"state {state} is consumed twice: by {by}")
-    consumed, consumer = keys[starts], consumers[starts]
-
-    # The vault against the graph.
-    present = array("q")
-    for hex_ids, outs, statuses in _vault_pages(store, page_size):
-        tx = graph.lookup(bytes.fromhex("".join(hex_ids)))
-        vault_keys = _state_key(tx, outs)
-        present.extend(vault_keys[tx >= 0].tolist())
-        at = np.minimum(np.searchsorted(consumed, vault_keys), max(len(consumed) - 1, 0))
-        in_graph = (consumed[at] == vault_keys) if len(consumed) else np.zeros(len(tx), dtype=bool)
-        vault_consumed = statuses == StateStatus.CONSUMED
-        for i in range(len(tx)):
-            state = f"{hex_ids[i].upper()}({outs[i]})"
-            if tx[i] < 0:
-                errors.add(f"vault state {state} belongs to no VERIFIED transaction")
-            elif outs[i] >= a["outputs"][tx[i]]:
-                errors.add(f"vault state {state}: transaction {hex_ids[i].upper()} has no such output")
-            elif vault_consumed[i] and not in_graph[i]:
-                errors.add(f"vault state {state} is CONSUMED but no VERIFIED transaction consumes it")
-            elif in_graph[i] and not vault_consumed[i]:
-                errors.add(
-                    f"vault state {state} is UNCONSUMED but transaction {graph.id_at(int(consumer[at[i]]))}"
-                    " consumes it"
-                )
-
-    # Relevant outputs in the vault.
-    rel_off = a["rel_off"]
-    rel_tx = np.repeat(np.arange(n, dtype=np.int64), np.diff(rel_off))
-    relevant = _state_key(rel_tx, a["rel_out"].astype(np.int64))
-    absent = ~np.isin(relevant, np.frombuffer(present, dtype=np.int64) if present else np.empty(0, np.int64))
-    for pos in np.flatnonzero(absent).tolist():
-        tx_id = graph.id_at(int(rel_tx[pos]))
-        errors.add(
-            f"transaction {tx_id}: relevant output {tx_id}({int(relevant[pos] & 0xFFFF)}) is not in the vault"
-        )
-
+    check = _Check(graph, errors, chunk)
+    check.count_consumers()
+    check.report_odd_refs()
+    check.report_consumed_twice()
+    release_freed_memory()
+    check.check_vault(store, page_size)
+    check.report_relevant_not_in_vault()
+    del check
     release_freed_memory()
     return ConsistencyReport(True, errors.count == 0, errors.lines, errors.count)
+
+
+class _Check:
+    def __init__(self, graph: LedgerGraph, errors: _Errors, chunk: int) -> None:
+        if chunk < 1:
+            raise ValueError(f"chunk must be positive, not {chunk}")
+        self.graph, self.errors, self.chunk = graph, errors, chunk
+        a = graph.arrays()
+        self.ref_off, self.ref_tx, self.ref_out = a["ref_off"], a["ref_tx"], a["ref_out"]
+        self.inputs, self.outputs = a["inputs"], a["outputs"]
+        self.rel_off, self.rel_out = a["rel_off"], a["rel_out"]
+        total = int(self.outputs.sum(dtype=np.int64))
+        self.out_off: npt.NDArray[np.integer[Any]] = np.zeros(
+            len(self.outputs) + 1, dtype=np.int32 if total < 2**31 else np.int64
+        )
+        np.cumsum(self.outputs, dtype=self.out_off.dtype, out=self.out_off[1:])
+        self.consumed = np.zeros(total, dtype=np.uint8)  # 0, 1, or 2 for more than once
+        self.in_vault = np.zeros(total, dtype=bool)
+        self.odd = np.empty(0, dtype=np.int64)  # positions of the refs that fit no slot
+        self.vault_odd: set[int] = set()  # state keys of vault rows to outputs that do not exist
+
+    def ref(self, tx: int, out: int) -> str:
+        return f"{self.graph.id_at(tx)}({out})"
+
+    def slots(self, tx: I64, out: I64) -> I64:
+        found: I64 = np.add(self.out_off[tx], out, dtype=np.int64)
+        return found
+
+    def input_chunks(self) -> Iterator[tuple[int, I64, Bools, I64, I64, Bools]]:
+        """Per chunk of refs: first position, owners, is an input, targets, outputs, fits a slot."""
+        for lo in range(0, len(self.ref_tx), self.chunk):
+            hi = min(lo + self.chunk, len(self.ref_tx))
+            positions = np.arange(lo, hi, dtype=np.int64)
+            owner = _owners(self.ref_off, positions)
+            is_input = positions - self.ref_off[owner] < self.inputs[owner]
+            del positions
+            tx = self.ref_tx[lo:hi].astype(np.int64)
+            out = self.ref_out[lo:hi].astype(np.int64)
+            fits = tx >= 0
+            fits[fits] = out[fits] < self.outputs[tx[fits]]
+            yield lo, owner, is_input, tx, out, fits
+
+    def count_consumers(self) -> None:
+        odd = []
+        for lo, _, is_input, tx, out, fits in self.input_chunks():
+            odd.append(np.flatnonzero(~fits) + lo)
+            used = is_input & fits
+            slots, times = np.unique(self.slots(tx[used], out[used]), return_counts=True)
+            self.consumed[slots] = np.minimum(self.consumed[slots] + times, 2)
+        self.odd = np.concatenate(odd) if odd else self.odd
+
+    def consumers_of(self, wanted: I64) -> dict[int, list[int]]:
+        """The transactions consuming each of these slots (sorted), in ref order: one more pass."""
+        found: dict[int, list[int]] = {}
+        if not len(wanted):
+            return found
+        for _, owner, is_input, tx, out, fits in self.input_chunks():
+            used = is_input & fits
+            slots = self.slots(tx[used], out[used])
+            hit = np.isin(slots, wanted)
+            for slot, consumer in zip(slots[hit].tolist(), owner[used][hit].tolist(), strict=True):
+                found.setdefault(slot, []).append(consumer)
+        return found
+
+    def report_odd_refs(self) -> None:
+        """Refs to transactions that are not recorded, then refs to outputs they do not have."""
+        owner = _owners(self.ref_off, self.odd)
+        is_input = self.odd - self.ref_off[owner] < self.inputs[owner]
+        tx, out = self.ref_tx[self.odd], self.ref_out[self.odd]
+        for missing, what in ((True, "a transaction that is not recorded"), (False, "an output that transaction does not have")):  # fmt: skip
+            for i in np.flatnonzero((tx < 0) == missing).tolist():
+                kind = "input" if is_input[i] else "reference"
+                state = self.ref(int(tx[i]), int(out[i]))
+                self.errors.add(
+                    f"transaction {self.graph.id_at(int(owner[i]))}: {kind} {state} refers to {what}"
+                )
+
+    def report_consumed_twice(self) -> None:
+        """In state key order, odd refs' states and slots together, as one sort of all keys gave."""
+        owner = _owners(self.ref_off, self.odd)
+        inputs = self.odd - self.ref_off[owner] < self.inputs[owner]
+        odd_keys = _state_key(self.ref_tx[self.odd[inputs]], self.ref_out[self.odd[inputs]])
+        odd_owner = owner[inputs]
+        order = np.argsort(odd_keys, kind="stable")
+        odd_keys, odd_owner = odd_keys[order], odd_owner[order]
+        starts = np.flatnonzero(np.append(True, odd_keys[1:] != odd_keys[:-1]))
+        ends = np.append(starts[1:], len(odd_keys))
+        twice = ends - starts > 1
+        odd_groups = {
+            int(odd_keys[s]): odd_owner[s:e].tolist() for s, e in zip(starts[twice], ends[twice], strict=True)
+        }
+        slots = np.flatnonzero(self.consumed > 1).astype(np.int64)
+        tx = _owners(self.out_off, slots)
+        keys = _state_key(tx, slots - self.out_off[tx])
+        in_order = sorted([*odd_groups, *keys.tolist()])
+        self.errors.count += max(len(in_order) - self.errors.room, 0)
+        shown = in_order[: self.errors.room]
+        slot_of = dict(zip(keys.tolist(), slots.tolist(), strict=True))
+        consumers = self.consumers_of(
+            np.array(sorted(slot_of[k] for k in shown if k in slot_of), dtype=np.int64)
+        )
+        for key in shown:
+            by = odd_groups[key] if key in odd_groups else consumers[slot_of[key]]
+            state = self.ref(key >> 16, key & 0xFFFF)
+            self.errors.add(
+                f"state {state} is consumed twice: by {' and '.join(str(self.graph.id_at(c)) for c in by)}"
+            )
+
+    def check_vault(self, store: LedgerStore, page_size: int) -> None:
+        later: list[tuple[int, int, str]] = []  # (line, slot, state): its consumer is found after
+        for hex_ids, outs, statuses in _vault_pages(store, page_size):
+            tx = self.graph.lookup(bytes.fromhex("".join(hex_ids)))
+            known = tx >= 0
+            fits = known.copy()
+            fits[known] = outs[known] < self.outputs[tx[known]]
+            slots = np.zeros(len(tx), dtype=np.int64)
+            slots[fits] = self.slots(tx[fits], outs[fits])
+            self.in_vault[slots[fits]] = True
+            self.vault_odd.update(_state_key(tx[known & ~fits], outs[known & ~fits]).tolist())
+            in_graph = fits & (self.consumed[slots] > 0)
+            vault_consumed = statuses == StateStatus.CONSUMED
+            wrong = ~fits | (vault_consumed != in_graph)
+            for i in np.flatnonzero(wrong).tolist():
+                state = f"{hex_ids[i].upper()}({outs[i]})"
+                if not known[i]:
+                    self.errors.add(f"vault state {state} belongs to no VERIFIED transaction")
+                elif not fits[i]:
+                    self.errors.add(
+                        f"vault state {state}: transaction {hex_ids[i].upper()} has no such output"
+                    )
+                elif vault_consumed[i]:
+                    self.errors.add(
+                        f"vault state {state} is CONSUMED but no VERIFIED transaction consumes it"
+                    )
+                elif self.errors.add(""):
+                    later.append((len(self.errors.lines) - 1, int(slots[i]), state))
+        consumers = self.consumers_of(np.unique(np.array([s for _, s, _ in later], dtype=np.int64)))
+        for line, slot, state in later:
+            by = self.graph.id_at(consumers[slot][0])
+            self.errors.lines[line] = f"vault state {state} is UNCONSUMED but transaction {by} consumes it"
+
+    def report_relevant_not_in_vault(self) -> None:
+        for lo in range(0, len(self.rel_out), self.chunk):
+            hi = min(lo + self.chunk, len(self.rel_out))
+            tx = _owners(self.rel_off, np.arange(lo, hi, dtype=np.int64))
+            out = self.rel_out[lo:hi].astype(np.int64)
+            fits = out < self.outputs[tx]
+            present = np.zeros(len(tx), dtype=bool)
+            present[fits] = self.in_vault[self.slots(tx[fits], out[fits])]
+            for i in np.flatnonzero(~fits).tolist():
+                present[i] = int(_state_key(tx[i : i + 1], out[i : i + 1])[0]) in self.vault_odd
+            for i in np.flatnonzero(~present).tolist():
+                tx_id = self.graph.id_at(int(tx[i]))
+                self.errors.add(
+                    f"transaction {tx_id}: relevant output {tx_id}({int(out[i])}) is not in the vault"
+                )
 
 
 def _vault_pages(
