@@ -330,10 +330,10 @@ def time_scrapes(address: str, password: str, count: int) -> dict[str, Any]:
         "max_ms": round(ordered[-1], 2),
         "bytes": int(statistics.median(sizes)),
         "samples": sum(1 for line in body.splitlines() if line and not line.startswith("#")),
+        # One last_outcome sample a peer (its current outcome).
         "peers": sum(
             1 for line in body.splitlines() if line.startswith("ledgeragent_reconciliation_last_outcome{")
-        )
-        // 5,
+        ),
     }
 
 
