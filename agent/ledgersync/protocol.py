@@ -19,6 +19,7 @@ the CBOR payloads each way (the envelope, ~300 bytes of names, nonces and signat
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -378,13 +379,28 @@ class _Requester:
         begin: dict[str, Any] = {"salt": self.salt, "size": len(self.mine)}
         if listing:
             begin["list"] = True
-        reply = self.call(TOPIC_BEGIN, begin)
+        # Hash our ids while the responder hashes its own: the two sides' slowest step, overlapped.
+        local = self.decoder.local
+        preparing = None
+        if not listing and isinstance(local, FastEncoder):
+            preparing = threading.Thread(target=local.prepare, name="ledgersync-prepare", daemon=True)
+            preparing.start()
+        try:
+            reply = self.call(TOPIC_BEGIN, begin)
+        finally:
+            if preparing is not None:
+                preparing.join()
         session = _bytes(reply, "session", SESSION_ID_SIZE)
         their_size = _count(reply, "size")
         asked = 0 if listing else self.take(reply, symbols_for_difference(their_size - len(self.mine)))
         exchanges = 1
+        # The first batch was sized for the difference of the set sizes; when that was not enough,
+        # a quarter more at a time keeps the bytes near the floor. Equal sizes tell nothing of the
+        # difference (only that it is two-sided): then the symbols double each time.
+        sized = their_size != len(self.mine)
         while not listing and not self.decoder.decoded and exchanges < bound:
-            asked *= 2
+            used = self.decoder.symbols_used
+            asked = max(16, math.ceil(used / 4)) if sized else max(64, used)
             if (self.decoder.symbols_used + asked) * SYMBOL_SIZE > ID_SIZE * their_size:
                 break  # the id list itself is cheaper than these symbols
             remaining = asked

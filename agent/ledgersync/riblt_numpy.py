@@ -17,6 +17,7 @@ O(N) each; batches of 64 or more, as the protocol sends, amortise that.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from hashlib import blake2b
 
@@ -71,6 +72,8 @@ class FastEncoder(Encoder):
         self._checks: _U64 = np.zeros(0, dtype=np.uint64)
         self._seeds: _U64 = np.zeros(0, dtype=np.uint64)
         self._next: _I32 = np.zeros(0, dtype=np.int32)
+        self._prepared = False
+        self._prepare_lock = threading.Lock()
 
     @property
     def ids(self) -> IdSet:
@@ -98,6 +101,13 @@ class FastEncoder(Encoder):
         """Ids start to stop - 1 as (n, 4) words holding their bytes unchanged (a view when it can be)."""
         words: _U64 = self._set.chunk(start, stop).view(np.uint64).reshape(-1, _WORDS)
         return words
+
+    def prepare(self) -> None:
+        """Hash every id once, if not done yet; a requester runs it while the responder does the same."""
+        with self._prepare_lock:
+            if not self._prepared:
+                self._prepare()
+                self._prepared = True
 
     def _prepare(self) -> None:
         """Hash every id once (the only per-id Python loop) and put all ids at index 0."""
@@ -172,7 +182,7 @@ class FastEncoder(Encoder):
                 f"symbols past index {LAST - 1} are not produced (asked up to {self._produced + n})"
             )
         if self._produced == 0 and n:
-            self._prepare()
+            self.prepare()
         acc, counts = self._accumulate(n)
         out = np.zeros(n, dtype=_WIRE)
         out["id"] = acc[:_WORDS].T
