@@ -70,10 +70,12 @@ def dashboard() -> Dashboard:
             ),
             (
                 series(
-                    "Failed last reconciliations, by node and peer",
+                    # Only each peer's current outcome is exposed, so count them: a node with no
+                    # failed peer still draws its other outcomes instead of "No data".
+                    "Peers by the outcome of their last reconciliation, by node",
                     (
-                        on(m.RECONCILIATION_LAST_OUTCOME, 'outcome="FAILED"'),
-                        "{{instance}} → {{party}}",
+                        f"count by (instance, outcome) ({on(m.RECONCILIATION_LAST_OUTCOME)})",
+                        "{{instance}} {{outcome}}",
                     ),
                 ),
                 12,

@@ -203,6 +203,8 @@ def test_prometheus_scrapes_the_agents_and_every_panel_has_data(
         f'{m.MISSING_TRANSACTIONS.name}{{instance="{instance}"}} == {len(lost)}',
         "PartyA's missing transactions",
     )
+    # Each job's first scrape comes on its own schedule: wait until every job has been scraped.
+    prometheus.wait_for(f"count(up) == {len(layout.nodes) + 1}", "a scrape of every job")
     up = {r["metric"]["job"]: r["value"][1] for r in prometheus.query("up")}
     assert up.pop("anonymous") == "0", "a scrape without credentials is refused"
     assert set(up.values()) == {"1"} and len(up) == len(layout.nodes), up
