@@ -485,9 +485,12 @@ def run_demo(
                     f"(user {OPERATOR_USER}, password in {node.folder / 'management-password'})"
                 )
                 out(
-                    f"    metrics http://{node.management_address}/metrics "
-                    f"(user {MONITOR_USER}, password in {node.folder / MONITOR_PASSWORD_FILE})"
+                    f"    metrics http://{node.management_address}/metrics, "
+                    f"Jolokia http://{node.management_address}/jolokia, "
+                    f"JSON-RPC http://{node.management_address}/rpc "
+                    f"(read-only user {MONITOR_USER}, password in {node.folder / MONITOR_PASSWORD_FILE})"
                 )
+                out(f"    shell: ledger-agent shell --config {node.config}")
             out(
                 "\nPrometheus scrape config (prometheus.yml; dashboards in grafana/dashboards/, rules in alerts/):"
             )
