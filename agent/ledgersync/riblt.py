@@ -17,7 +17,6 @@ import math
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from hashlib import blake2b
 
 from agent.errors import ReconciliationCodecError
 
@@ -110,11 +109,39 @@ def _check_id(tx_id: bytes) -> bytes:
     return bytes(tx_id)
 
 
+# The keyed hash: SplitMix64's finaliser chained over the id's four big-endian words, keyed by the
+# salt's two. Ids are SHA-256 outputs already, so this only has to spread them under a key a peer
+# cannot choose; unlike a keyed blake2b per id (2.6 s for a million ids in a Python loop, the
+# slowest step of a session), it vectorises (riblt_numpy: tens of milliseconds).
+_MIX1 = 0xBF58476D1CE4E5B9
+_MIX2 = 0x94D049BB133111EB
+_KEY_CHECK = 0x9E3779B97F4A7C15
+_KEY_SEED = 0xD1B54A32D192ED03
+
+
+def _mix64(x: int) -> int:
+    x ^= x >> 30
+    x = x * _MIX1 & _MASK64
+    x ^= x >> 27
+    x = x * _MIX2 & _MASK64
+    return x ^ (x >> 31)
+
+
+def _keyed_digest(tx_id: bytes, salt: bytes) -> tuple[int, int]:
+    """The id's checksum and odd PRNG seed under the session salt."""
+    w0, w1, w2, w3 = struct.unpack(">4Q", tx_id)
+    k0, k1 = struct.unpack(">2Q", salt)
+    h = _mix64(k0 ^ w0)
+    h = _mix64(h ^ w1)
+    h = _mix64(h ^ w2 ^ k1)
+    h = _mix64(h ^ w3)
+    return _mix64(h ^ k0 ^ _KEY_CHECK), _mix64(h ^ k1 ^ _KEY_SEED) | 1
+
+
 def _hash_id(tx_id: bytes, salt: bytes) -> tuple[int, int]:
     """The id's cell value (id << 64 | checksum) and its odd PRNG seed, from one keyed hash."""
-    digest = blake2b(tx_id, key=salt, digest_size=16).digest()
-    cell = int.from_bytes(tx_id, "big") << 64 | int.from_bytes(digest[:8], "big")
-    return cell, int.from_bytes(digest[8:], "big") | 1
+    check, seed = _keyed_digest(tx_id, salt)
+    return int.from_bytes(tx_id, "big") << 64 | check, seed
 
 
 def _next_index(index: int, state: int) -> tuple[int, int]:
@@ -168,11 +195,10 @@ class Encoder:
 
     def _start(self) -> None:
         salt, cells, states = self.salt, self._cells, self._states
-        from_bytes, mask = int.from_bytes, _MASK64
-        for tx_id in self._ids:  # _hash_id inlined: this loop runs once per id of the set
-            digest = from_bytes(blake2b(tx_id, key=salt, digest_size=16).digest(), "big")
-            cells.append(from_bytes(tx_id, "big") << 64 | digest >> 64)
-            states.append(digest & mask | 1)
+        for tx_id in self._ids:
+            cell, seed = _hash_id(tx_id, salt)
+            cells.append(cell)
+            states.append(seed)
         self._pending = {0: list(range(len(self._cells)))} if self._cells else {}
 
     def next_symbols(self, n: int) -> list[Symbol]:
@@ -323,15 +349,14 @@ class Decoder:
                 continue
             cell = cells[i]
             tx_id = (cell >> 64).to_bytes(ID_SIZE, "big")
-            digest = blake2b(tx_id, key=salt, digest_size=16).digest()
-            if int.from_bytes(digest[:8], "big") != cell & _MASK64:
+            check, s = _keyed_digest(tx_id, salt)
+            if check != cell & _MASK64:
                 continue
             if tx_id in self._remote_only or tx_id in self._local_only:
                 continue  # only inconsistent (forged) symbols can offer an id twice
             sign = 1 if count == 1 else -1
             (self._remote_only if sign == 1 else self._local_only).add(tx_id)
             delta = sign & 0xFF
-            s = int.from_bytes(digest[8:], "big") | 1
             j = 0
             while j < received:
                 c = (counts[j] - delta) & 0xFF

@@ -17,9 +17,9 @@ O(N) each; batches of 64 or more, as the protocol sends, amortise that.
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections.abc import Iterable
-from hashlib import blake2b
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +27,8 @@ import numpy.typing as npt
 from agent.ledgersync.idset import IdSet
 from agent.ledgersync.memory import release_freed_memory
 from agent.ledgersync.riblt import (
+    _KEY_CHECK,
+    _KEY_SEED,
     _MULTIPLIER,
     _TWO32,
     CHECKSUM_SIZE,
@@ -38,6 +40,8 @@ from agent.ledgersync.riblt import (
     _check_id,
     _check_salt,
 )
+from agent.ledgersync.riblt import _MIX1 as _MIX1_INT
+from agent.ledgersync.riblt import _MIX2 as _MIX2_INT
 
 __all__ = ["FastEncoder", "fast_decoder"]
 
@@ -48,6 +52,19 @@ _I32 = npt.NDArray[np.int32]
 LAST = np.iinfo(np.int32).max  # the wire's u32 indexes would allow twice as many; no session nears either
 # One symbol as it is laid out on the wire (see riblt.encode_batch): 41 packed bytes. Id and
 # checksum words are native-endian here because they hold the wire's bytes as they are.
+_MIX1, _MIX2 = np.uint64(_MIX1_INT), np.uint64(_MIX2_INT)
+_SHIFTS = (np.uint64(30), np.uint64(27), np.uint64(31))
+
+
+def _mix(x: _U64) -> _U64:
+    """riblt._mix64 on every element (uint64 arithmetic wraps as the reference's mask does)."""
+    x = x ^ (x >> _SHIFTS[0])
+    x = x * _MIX1
+    x = x ^ (x >> _SHIFTS[1])
+    x = x * _MIX2
+    return x ^ (x >> _SHIFTS[2])
+
+
 _WIRE = np.dtype([("id", "=u8", (_WORDS,)), ("checksum", "=u8"), ("count", "u1")])
 assert _WIRE.itemsize == SYMBOL_SIZE
 TRIM_FROM = 1 << 17  # sets this large return their temporaries after each batch (a trim costs ~1 ms)
@@ -110,26 +127,25 @@ class FastEncoder(Encoder):
                 self._prepared = True
 
     def _prepare(self) -> None:
-        """Hash every id once (the only per-id Python loop) and put all ids at index 0."""
+        """Hash every id once (riblt._keyed_digest over whole chunks) and put all ids at index 0."""
         count = len(self._set)
-        keyed = blake2b(key=self.salt, digest_size=16).copy  # copying the keyed state skips re-keying
-
-        def digest(tx_id: bytes) -> bytes:
-            h = keyed()
-            h.update(tx_id)
-            return h.digest()
-
+        k0, k1 = (np.uint64(k) for k in struct.unpack(">2Q", self.salt))
+        key_check, key_seed = k0 ^ np.uint64(_KEY_CHECK), k1 ^ np.uint64(_KEY_SEED)
         self._checks = np.empty(count, dtype=np.uint64)
         self._seeds = np.empty(count, dtype=np.uint64)
         for lo in range(0, count, self.chunk):
-            raw = self._set.chunk(lo, lo + self.chunk).tobytes()
-            digests = b"".join([digest(raw[o : o + ID_SIZE]) for o in range(0, len(raw), ID_SIZE)])
-            hi = lo + len(raw) // ID_SIZE
-            self._checks[lo:hi] = np.frombuffer(digests, dtype=np.uint64)[0::2]  # the wire's bytes
-            self._seeds[lo:hi] = np.frombuffer(digests, dtype=">u8")[1::2]  # a number: big-endian
+            # The ids' big-endian words as numbers, as riblt.struct.unpack(">4Q") reads them.
+            words = np.ascontiguousarray(self._set.chunk(lo, lo + self.chunk)).view(">u8").reshape(-1, _WORDS)
+            hi = lo + len(words)
+            h = _mix(k0 ^ words[:, 0])
+            h = _mix(h ^ words[:, 1])
+            h = _mix(h ^ words[:, 2] ^ k1)
+            h = _mix(h ^ words[:, 3])
+            # The checksum as the wire carries it (its big-endian bytes); the seed as a number.
+            self._checks[lo:hi] = _mix(h ^ key_check).astype(">u8").view(np.uint64)
+            self._seeds[lo:hi] = _mix(h ^ key_seed)
         self._seeds |= np.uint64(1)
         self._next = np.zeros(count, dtype=np.int32)
-        release_freed_memory()  # the digests, a Python bytes object each
 
     def _accumulate(self, n: int) -> tuple[_U64, _I64]:
         """XOR words (shape (5, n): four of the id, then the checksum) and counts of the next n symbols."""
