@@ -355,12 +355,18 @@ class LedgerGraph:
             hits = np.flatnonzero(self._party[lo : lo + ENTRY_CHUNK] == name) + lo
             mask[np.searchsorted(self._party_off, hits, side="right") - 1] = True
 
-    def backchain_mask(self, indexes: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+    def backchain_mask(self, indexes: npt.ArrayLike, *, include: bool = False) -> npt.NDArray[np.bool_]:
         """A mask over the graph of every recorded ancestor of these transactions (not themselves,
-        unless one is an ancestor of another)."""
+        unless one is an ancestor of another; with include, themselves too).
+
+        With include the walk starts with them marked, so it never walks again what they already
+        cover: when they are most of the ledger (a pair set), the first round is small, not the
+        whole ledger."""
         self._flush()
         seen = np.zeros(len(self._ids), dtype=bool)
         frontier = np.asarray(indexes, dtype=np.int64)
+        if include:
+            seen[frontier] = True
         while len(frontier):
             parents = np.unique(self._ref_tx[segments(self._ref_off, frontier)])
             parents = parents[parents >= 0]

@@ -20,8 +20,7 @@ def pair_set(graph: LedgerGraph, me: str, other: str) -> IdSet:
     both = graph.involving_mask(me)
     both |= graph.us_mask()
     both &= graph.involving_mask(other)
-    selected = graph.backchain_mask(np.flatnonzero(both))
-    selected |= both
+    selected = graph.backchain_mask(np.flatnonzero(both), include=True)
     del both
     ids = graph.id_set(selected)
     del selected
