@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from grafanalib.core import Dashboard, Template, Templating
 
-from grafana.panels import DATASOURCE, Row, layout, prometheus_input, series, stat
+from grafana.panels import DATASOURCE, Row, layout, prometheus_input, selector, series, stat
 from mbeans import metrics as m
 
 UID = "ledgeragent-network"
@@ -12,8 +12,7 @@ UID = "ledgeragent-network"
 
 def on(metric: m.Metric, labels: str = "") -> str:
     """The metric on the selected nodes, with extra label matchers."""
-    extra = f", {labels}" if labels else ""
-    return f'{metric.name}{{instance=~"$node"{extra}}}'
+    return selector(metric, "=~", labels)
 
 
 def dashboard() -> Dashboard:

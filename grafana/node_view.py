@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from grafanalib.core import Dashboard, Template, Templating
 
-from grafana.panels import DATASOURCE, Row, layout, prometheus_input, series, stat
+from grafana.panels import DATASOURCE, Row, layout, prometheus_input, selector, series, stat
 from mbeans import metrics as m
 
 UID = "ledgeragent-node"
@@ -12,8 +12,7 @@ UID = "ledgeragent-node"
 
 def on(metric: m.Metric, labels: str = "") -> str:
     """The metric on the selected node, with extra label matchers (`status="IN_FLIGHT"`)."""
-    extra = f", {labels}" if labels else ""
-    return f'{metric.name}{{instance="$node"{extra}}}'
+    return selector(metric, "=", labels)
 
 
 def dashboard() -> Dashboard:

@@ -16,6 +16,12 @@ DATASOURCE_INPUT = "DS_PROMETHEUS"
 DATASOURCE: dict[str, str] = {"type": "prometheus", "uid": "${" + DATASOURCE_INPUT + "}"}
 
 
+def selector(metric: Any, node_match: str, labels: str = "") -> str:
+    """metric{instance<node_match>"$node", labels}: `=` for one node, `=~` for a multi-value variable."""
+    extra = f", {labels}" if labels else ""
+    return f'{metric.name}{{instance{node_match}"$node"{extra}}}'
+
+
 def prometheus_input() -> DataSourceInput:
     """The datasource Grafana asks for on import (`${DS_PROMETHEUS}` in every panel and target)."""
     return DataSourceInput(

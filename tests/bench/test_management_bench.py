@@ -3,32 +3,22 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.scripts import run_script
+
 CALLS = ("health", "rpc_in_progress", "rpc_status", "jolokia_read", "jolokia_exec")
 
 
 @pytest.mark.slow
 def test_management_script_end_to_end(tmp_path: Path) -> None:
-    command = [
-        sys.executable, str(ROOT / "bench" / "management.py"),
+    output = run_script(
+        "management.py",
         "--rate", "20", "--seconds", "1", "--parties", "20", "--scrapes", "5", "--warmup", "0.2",
         "--scratch", str(tmp_path),
-    ]  # fmt: skip
-    # The script stops its agents by their PIDs, whatever happens; the timeout bounds the run.
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        output, _ = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-    assert process.returncode == 0, output
+    )  # fmt: skip
     lines = output.strip().splitlines()
     result = json.loads(lines[-1])
 

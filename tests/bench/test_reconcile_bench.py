@@ -6,16 +6,13 @@ No timings are asserted: speed is reported by bench/reconcile.py, never checked 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench import eppstein
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.scripts import run_script
 
 
 def random_ids(count: int, seed: int) -> np.ndarray:
@@ -104,20 +101,11 @@ def test_gives_up_when_a_filter_exceeds_the_message_size() -> None:
 @pytest.mark.slow
 def test_reconcile_script_end_to_end(tmp_path: Path) -> None:
     """Two real agent processes, 300 transactions, the requester lacking the last 20."""
-    command = [
-        sys.executable, str(ROOT / "bench" / "reconcile.py"),
+    output = run_script(
+        "reconcile.py",
         "--n", "300", "--d", "20", "--workers", "0",
         "--cache", str(tmp_path / "cache"), "--scratch", str(tmp_path),
-    ]  # fmt: skip
-    # The script stops its agents by their PIDs, whatever happens; the timeout bounds the run.
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        output, _ = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-    assert process.returncode == 0, output
+    )  # fmt: skip
     result = json.loads(output.strip().splitlines()[-1])
     for key in (
         "n", "d", "bytes", "round_trips", "exchanges", "seconds", "floor_bytes", "baseline_bytes",

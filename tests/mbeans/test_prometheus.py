@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import prometheus_client
@@ -17,7 +16,7 @@ from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.vault import TransactionStatus
 from agent.ledgersync.app import LedgerSync
-from agent.network.bootstrap import DEFAULT_NOTARY, MONITOR_PASSWORD_FILE, MONITOR_USER, init_network
+from agent.network.bootstrap import MONITOR_PASSWORD_FILE, MONITOR_USER
 from agent.runtime import AgentRuntime
 from agent.web.management import create_management_app
 from mbeans import metrics as m
@@ -25,21 +24,11 @@ from mbeans.agent_beans import NODE, flows_bean, node_bean
 from mbeans.model import JavaType, MBean
 from mbeans.prometheus import OUTCOMES, BeanCollector, collector_registry, status_metrics
 from mbeans.registry import MBeanRegistry
-from tests.ledgersync.conftest import A, B, C, Net
+from tests.ledgersync.conftest import A, B, C, Net, net
+
+__all__ = ["net"]  # the fixture, from the LedgerSync tests
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
-
-
-@pytest.fixture
-def net(tmp_path: Path) -> Iterator[Net]:
-    layout = init_network(tmp_path / "net", [A, B, C], DEFAULT_NOTARY)
-    started = Net(layout)
-    try:
-        for entry in layout.nodes:
-            started.start(entry.name)
-        yield started
-    finally:
-        started.stop()
 
 
 def sync_of(runtime: AgentRuntime) -> LedgerSync:
