@@ -349,11 +349,15 @@ class LedgerGraph:
         return mask
 
     def _mark(self, mask: npt.NDArray[np.bool_], name: int) -> None:
-        # A chunk of entries at a time: for a name in every transaction, the positions of all its
-        # entries at once would take 16 bytes a transaction.
-        for lo in range(0, len(self._party), ENTRY_CHUNK):
-            hits = np.flatnonzero(self._party[lo : lo + ENTRY_CHUNK] == name) + lo
-            mask[np.searchsorted(self._party_off, hits, side="right") - 1] = True
+        # One byte an entry and one OR per transaction's run of entries: a searchsorted of every
+        # hit into the offsets cost 0.15 s for a name in each of a million transactions.
+        named = self._party == name
+        if not named.any():
+            return
+        off = self._party_off
+        # reduceat takes each run from its start to the next start, so runs must not be empty.
+        filled = np.flatnonzero(off[1:] > off[:-1])
+        mask[filled] |= np.logical_or.reduceat(named, off[filled])
 
     def backchain_mask(self, indexes: npt.ArrayLike, *, include: bool = False) -> npt.NDArray[np.bool_]:
         """A mask over the graph of every recorded ancestor of these transactions (not themselves,
@@ -368,9 +372,11 @@ class LedgerGraph:
         if include:
             seen[frontier] = True
         while len(frontier):
-            parents = np.unique(self._ref_tx[segments(self._ref_off, frontier)])
+            parents = self._ref_tx[segments(self._ref_off, frontier)]
             parents = parents[parents >= 0]
-            frontier = parents[~seen[parents]].astype(np.int64)
+            # Unseen first, then unique: the first round of a pair set gathers a couple of million
+            # parents, nearly all seen already, and np.unique over all of them cost most of a second.
+            frontier = np.unique(parents[~seen[parents]]).astype(np.int64)
             seen[frontier] = True
         return seen
 

@@ -78,6 +78,10 @@ class IdSet:
         """The ids as an (n, 32) uint8 array (a copy when the set is a selection of another array)."""
         return self.ids.view(np.uint8).reshape(-1, ID_SIZE)
 
+    def layout(self) -> tuple[npt.NDArray[Any], npt.NDArray[np.integer[Any]] | None]:
+        """(base, picked) as the constructor took them: for code that reads the ids in place."""
+        return self._base, self._picked
+
     def chunk(self, start: int, stop: int) -> npt.NDArray[Any]:
         """Ids start to stop - 1 in ascending order, as a contiguous S32 array."""
         if self._picked is None:

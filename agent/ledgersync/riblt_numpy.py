@@ -13,6 +13,10 @@ chunks of ``CHUNK``, so the temporaries of a round stay a few MB whatever the si
 
 Each ``next_symbols`` call scans the N next indexes once, so many tiny batches over a large set cost
 O(N) each; batches of 64 or more, as the protocol sends, amortise that.
+
+The rounds themselves run in C when the optional extension ``_riblt_kernel`` is built (it is, by
+``pip install``, wherever there is a C compiler): the same loop one id at a time, about twenty
+times faster at a million ids, with the GIL released. ``KERNEL`` says which one this process uses.
 """
 
 from __future__ import annotations
@@ -43,7 +47,14 @@ from agent.ledgersync.riblt import (
 from agent.ledgersync.riblt import _MIX1 as _MIX1_INT
 from agent.ledgersync.riblt import _MIX2 as _MIX2_INT
 
-__all__ = ["FastEncoder", "fast_decoder"]
+try:
+    from agent.ledgersync import _riblt_kernel
+except ImportError:  # built without a C compiler: the numpy rounds below, same symbols
+    _riblt_kernel = None  # type: ignore[assignment]
+
+__all__ = ["KERNEL", "FastEncoder", "fast_decoder"]
+
+KERNEL = "c" if _riblt_kernel is not None else "numpy"
 
 _WORDS = ID_SIZE // 8
 _U64 = npt.NDArray[np.uint64]
@@ -78,11 +89,16 @@ class FastEncoder(Encoder):
     ``len``, ``in``, ``add`` and ``remove`` behave as the pure encoder's.
     """
 
-    def __init__(self, ids: IdSet | Iterable[bytes], salt: bytes, *, chunk: int = CHUNK) -> None:
+    def __init__(
+        self, ids: IdSet | Iterable[bytes], salt: bytes, *, chunk: int = CHUNK, kernel: str = KERNEL
+    ) -> None:
         # Not Encoder.__init__: it would hold every id as a Python object.
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
+        if kernel not in {"c", "numpy"} or (kernel == "c" and _riblt_kernel is None):
+            raise ValueError(f"kernel {kernel!r}: this process has {KERNEL!r} (and 'numpy')")
         self.chunk = chunk
+        self.kernel = kernel
         self.salt = _check_salt(salt)
         self._produced = 0
         self._set = ids if isinstance(ids, IdSet) else IdSet.of(_check_id(i) for i in ids)
@@ -150,8 +166,15 @@ class FastEncoder(Encoder):
     def _accumulate(self, n: int) -> tuple[_U64, _I64]:
         """XOR words (shape (5, n): four of the id, then the checksum) and counts of the next n symbols."""
         start = self._produced
-        acc = np.zeros((_WORDS + 1, n), dtype=np.uint64)
         counts = np.zeros(n, dtype=np.int64)
+        if self.kernel == "c" and n:
+            cells = np.zeros((n, _WORDS + 1), dtype=np.uint64)
+            base, picked = self._set.layout()
+            _riblt_kernel.accumulate(
+                base, picked, self._checks, self._seeds, self._next, start, cells, counts
+            )
+            return cells.T, counts
+        acc = np.zeros((_WORDS + 1, n), dtype=np.uint64)
         for lo in range(0, len(self._next), self.chunk):
             hi = lo + self.chunk
             self._accumulate_chunk(acc, counts, self._words(lo, hi), self._checks[lo:hi], lo, start, n)
