@@ -1,4 +1,4 @@
-/* The rateless IBLT encoder's inner loop, compiled: riblt_numpy.FastEncoder's rounds, one id at a time.
+/* The rateless IBLT encoder, compiled: riblt_numpy.FastEncoder's symbols, one id at a time.
  *
  * Why C: at a million ids a session maps each id to about 2 ln(m) of the first m symbols, some
  * fifteen million (id, symbol) pairs for m = 1,400. numpy spends about 90 ns on each (a dozen array
@@ -37,26 +37,50 @@ static int get_buffer(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t i
     return 0;
 }
 
-PyDoc_STRVAR(accumulate_doc,
-"accumulate(ids, picked, checks, seeds, nxt, start, acc, counts) -> None\n\n"
-"XOR every id mapped to symbols [start, start + n) into acc (n x 5 uint64: the id's four words as\n"
-"they lie in memory, then its checksum) and count it in counts (n int64), advancing each id's PRNG\n"
-"state (seeds, uint64) and next index (nxt, int32, capped at 2**31 - 1) as it goes. ids holds\n"
-"32-byte ids; picked (int32 or int64 positions into ids) selects and orders them, or is None.\n"
-"checks, seeds and nxt are indexed like the selection. n is taken from counts.");
+#define MIX1 0xBF58476D1CE4E5B9ULL
+#define MIX2 0x94D049BB133111EBULL
+#define KEY_CHECK 0x9E3779B97F4A7C15ULL
+#define KEY_SEED 0xD1B54A32D192ED03ULL
 
-static PyObject *accumulate(PyObject *self, PyObject *args) {
-    PyObject *ids_o, *picked_o, *checks_o, *seeds_o, *next_o, *acc_o, *counts_o;
+static inline uint64_t mix64(uint64_t x) {
+    x ^= x >> 30;
+    x *= MIX1;
+    x ^= x >> 27;
+    x *= MIX2;
+    return x ^ (x >> 31);
+}
+
+/* The id's words as riblt reads them (struct ">4Q"): big-endian numbers. */
+static inline uint64_t big_endian(uint64_t word) {
+#if PY_LITTLE_ENDIAN
+    return __builtin_bswap64(word);
+#else
+    return word;
+#endif
+}
+
+PyDoc_STRVAR(encode_doc,
+"encode(ids, picked, k0, k1, start, acc, counts) -> None\n\n"
+"Symbols [start, start + n) of the set, from nothing: each id is hashed under the salt's two words\n"
+"(k0, k1: riblt._keyed_digest) and walked from index 0, and XORed into acc (n x 5 uint64: its four\n"
+"words as they lie in memory, then its checksum's big-endian bytes) and counted in counts (n int64)\n"
+"where its index falls in the range. No per-id state is kept between calls: a later batch walks the\n"
+"ids again from 0, which costs about what the first batch did, and a million ids need no 20 MB of\n"
+"checksums, PRNG states and next indexes. ids holds 32-byte ids; picked (int32 or int64\n"
+"positions into ids) selects and orders them, or is None.");
+
+static PyObject *encode(PyObject *self, PyObject *args) {
+    PyObject *ids_o, *picked_o, *acc_o, *counts_o;
+    unsigned long long k0, k1;
     long long start;
-    if (!PyArg_ParseTuple(args, "OOOOOLOO", &ids_o, &picked_o, &checks_o, &seeds_o, &next_o, &start, &acc_o,
-                          &counts_o)) {
+    if (!PyArg_ParseTuple(args, "OOKKLOO", &ids_o, &picked_o, &k0, &k1, &start, &acc_o, &counts_o)) {
         return NULL;
     }
     if (start < 0) {
         PyErr_SetString(PyExc_ValueError, "start must be >= 0");
         return NULL;
     }
-    Py_buffer ids, picked, checks, seeds, nxt, acc, counts;
+    Py_buffer ids, picked, acc, counts;
     int have_picked = picked_o != Py_None;
     if (get_buffer(ids_o, &ids, 0, 32, "ids") < 0) return NULL;
     if (have_picked && PyObject_GetBuffer(picked_o, &picked, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
@@ -64,7 +88,7 @@ static PyObject *accumulate(PyObject *self, PyObject *args) {
         return NULL;
     }
     int wide = 0;
-    Py_ssize_t n_ids = ids.len / 32;
+    Py_ssize_t n_base = ids.len / 32, n_ids = n_base;
     if (have_picked) {
         if (picked.itemsize != 4 && picked.itemsize != 8) {
             PyErr_SetString(PyExc_ValueError, "picked: positions must be int32 or int64");
@@ -73,24 +97,14 @@ static PyObject *accumulate(PyObject *self, PyObject *args) {
         wide = picked.itemsize == 8;
         n_ids = picked.len / picked.itemsize;
     }
-    if (get_buffer(checks_o, &checks, 0, 8, "checks") < 0) goto fail_picked;
-    if (get_buffer(seeds_o, &seeds, 1, 8, "seeds") < 0) goto fail_checks;
-    if (get_buffer(next_o, &nxt, 1, 4, "nxt") < 0) goto fail_seeds;
-    if (get_buffer(acc_o, &acc, 1, 8 * LANES, "acc") < 0) goto fail_next;
+    if (get_buffer(acc_o, &acc, 1, 8 * LANES, "acc") < 0) goto fail_picked;
     if (get_buffer(counts_o, &counts, 1, 8, "counts") < 0) goto fail_acc;
-
     Py_ssize_t n = counts.len / 8;
     if (acc.len / (8 * LANES) != n) {
         PyErr_Format(PyExc_ValueError, "acc holds %zd symbols, counts %zd", acc.len / (8 * LANES), n);
         goto fail_all;
     }
-    if (checks.len / 8 != n_ids || seeds.len / 8 != n_ids || nxt.len / 4 != n_ids) {
-        PyErr_Format(PyExc_ValueError, "checks, seeds and nxt must hold %zd items each", n_ids);
-        goto fail_all;
-    }
-    Py_ssize_t n_base = ids.len / 32;
     if (have_picked) {
-        /* Checked before the loop: a bad position must not read outside ids. */
         for (Py_ssize_t p = 0; p < n_ids; p++) {
             long long at = wide ? ((const int64_t *)picked.buf)[p] : ((const int32_t *)picked.buf)[p];
             if (at < 0 || at >= n_base) {
@@ -101,60 +115,61 @@ static PyObject *accumulate(PyObject *self, PyObject *args) {
     }
 
     const uint64_t *id_words = (const uint64_t *)ids.buf;
-    const uint64_t *check = (const uint64_t *)checks.buf;
-    uint64_t *seed = (uint64_t *)seeds.buf;
-    int32_t *next = (int32_t *)nxt.buf;
     uint64_t *cells = (uint64_t *)acc.buf;
     int64_t *count = (int64_t *)counts.buf;
     const long long end = start + (long long)n;
+    const uint64_t key_check = (uint64_t)k0 ^ KEY_CHECK, key_seed = (uint64_t)k1 ^ KEY_SEED;
 
     Py_BEGIN_ALLOW_THREADS
-    /* Each id's indexes form one dependency chain (a multiply, a sqrt, a division, a ceil); IN_FLIGHT ids
-     * advance side by side so that the processor overlaps their latencies. */
-    Py_ssize_t lane_id[IN_FLIGHT];
+    /* Each id's indexes form one dependency chain (a multiply, a sqrt, a division, a ceil): IN_FLIGHT
+     * ids walk side by side so that the processor overlaps their latencies. */
+    const uint64_t *lane_words[IN_FLIGHT];
+    uint64_t lane_check[IN_FLIGHT], lane_state[IN_FLIGHT];
     long long lane_index[IN_FLIGHT];
-    uint64_t lane_state[IN_FLIGHT];
+    int live[IN_FLIGHT];
     int active = 0;
     Py_ssize_t p = 0;
-    for (int k = 0; k < IN_FLIGHT; k++) lane_id[k] = -1;
+    for (int k = 0; k < IN_FLIGHT; k++) live[k] = 0;
     for (;;) {
-        /* Refill the empty lanes with the next ids that map below end. */
-        for (int k = 0; k < IN_FLIGHT; k++) {
-            if (lane_id[k] >= 0) continue;
-            while (p < n_ids && next[p] >= end) p++;
-            if (p == n_ids) break;
-            lane_id[k] = p;
-            lane_index[k] = next[p];
-            lane_state[k] = seed[p];
+        for (int k = 0; k < IN_FLIGHT && p < n_ids; k++) {
+            if (live[k]) continue;
+            Py_ssize_t at = p;
+            if (have_picked) at = wide ? (Py_ssize_t)((const int64_t *)picked.buf)[p] : ((const int32_t *)picked.buf)[p];
+            const uint64_t *w = id_words + (size_t)at * ID_WORDS;
+            uint64_t h = mix64((uint64_t)k0 ^ big_endian(w[0]));
+            h = mix64(h ^ big_endian(w[1]));
+            h = mix64(h ^ big_endian(w[2]) ^ (uint64_t)k1);
+            h = mix64(h ^ big_endian(w[3]));
+            lane_words[k] = w;
+            lane_check[k] = big_endian(mix64(h ^ key_check)); /* the checksum's wire bytes */
+            lane_state[k] = mix64(h ^ key_seed) | 1;
+            lane_index[k] = 0;
+            live[k] = 1;
             active++;
             p++;
         }
         if (!active) break;
         for (int k = 0; k < IN_FLIGHT; k++) {
-            Py_ssize_t q = lane_id[k];
-            if (q < 0) continue;
+            if (!live[k]) continue;
             long long index = lane_index[k];
-            Py_ssize_t at = q;
-            if (have_picked) at = wide ? (Py_ssize_t)((const int64_t *)picked.buf)[q] : ((const int32_t *)picked.buf)[q];
-            const uint64_t *w = id_words + (size_t)at * ID_WORDS;
-            uint64_t *cell = cells + (size_t)(index - start) * LANES;
-            cell[0] ^= w[0];
-            cell[1] ^= w[1];
-            cell[2] ^= w[2];
-            cell[3] ^= w[3];
-            cell[4] ^= check[q];
-            count[index - start] += 1;
+            if (index >= start) {
+                const uint64_t *w = lane_words[k];
+                uint64_t *cell = cells + (size_t)(index - start) * LANES;
+                cell[0] ^= w[0];
+                cell[1] ^= w[1];
+                cell[2] ^= w[2];
+                cell[3] ^= w[3];
+                cell[4] ^= lane_check[k];
+                count[index - start] += 1;
+            }
             uint64_t state = lane_state[k] * MULTIPLIER;
             double base = (double)index + 1.5;
             long long gap = (long long)ceil(base * TWO32 / sqrt((double)state) - base);
             index += gap ? gap : 1;
-            if (index > LAST_INDEX) index = LAST_INDEX;
             lane_state[k] = state;
             lane_index[k] = index;
             if (index >= end) {
-                seed[q] = state;
-                next[q] = (int32_t)index;
-                lane_id[k] = -1;
+                live[k] = 0;
                 active--;
             }
         }
@@ -163,9 +178,6 @@ static PyObject *accumulate(PyObject *self, PyObject *args) {
 
     PyBuffer_Release(&counts);
     PyBuffer_Release(&acc);
-    PyBuffer_Release(&nxt);
-    PyBuffer_Release(&seeds);
-    PyBuffer_Release(&checks);
     if (have_picked) PyBuffer_Release(&picked);
     PyBuffer_Release(&ids);
     Py_RETURN_NONE;
@@ -174,12 +186,6 @@ fail_all:
     PyBuffer_Release(&counts);
 fail_acc:
     PyBuffer_Release(&acc);
-fail_next:
-    PyBuffer_Release(&nxt);
-fail_seeds:
-    PyBuffer_Release(&seeds);
-fail_checks:
-    PyBuffer_Release(&checks);
 fail_picked:
     if (have_picked) PyBuffer_Release(&picked);
     PyBuffer_Release(&ids);
@@ -187,7 +193,7 @@ fail_picked:
 }
 
 static PyMethodDef methods[] = {
-    {"accumulate", accumulate, METH_VARARGS, accumulate_doc},
+    {"encode", encode, METH_VARARGS, encode_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,5 +1,3 @@
 from typing import Any
 
-def accumulate(
-    ids: Any, picked: Any, checks: Any, seeds: Any, nxt: Any, start: int, acc: Any, counts: Any, /
-) -> None: ...
+def encode(ids: Any, picked: Any, k0: int, k1: int, start: int, acc: Any, counts: Any, /) -> None: ...
