@@ -7,12 +7,14 @@ PartyA starts, `--parties` requester reconciliation statuses are written into it
 each of DIFFERENCES_FOUND with 1 to 3 ids, DIFFERENCES_NOT_FOUND and FAILED), so the LedgerSync bean
 and the Prometheus collector have that many peers to read.
 
-Request load. A second process (this file with `--worker`) sends requests to PartyA open-loop: request
-i is due at t0 + i / rate whatever happened to the earlier ones, a thread pool sends it, and its
-latency is measured from when it was due, not from when a thread got round to it. A closed loop (send,
-wait, send) would slow down with the server and hide exactly the queueing this is meant to show
-(coordinated omission). Each thread keeps its own keep-alive httpx client with TCP_NODELAY. Measured,
-one after the other, each at --rate for --seconds after a short warm-up:
+Request load. Other processes (bench/openloop.py, --senders of them, each an asyncio loop over raw
+keep-alive HTTP/1.1 connections) send requests to PartyA open-loop: request i is due at t0 + i / rate
+whatever happened to the earlier ones, and its latency is measured from when it was due, not from when
+it went out. A closed loop (send, wait, send) would slow down with the server and hide exactly the
+queueing this is meant to show (coordinated omission). The generator's own lateness (a request written
+after it was due while a connection was free) is reported as send_lag: it bounds how far the latencies
+can be the generator's rather than the server's. Measured, one after the other, each at --rate for
+--seconds after a short warm-up:
 
     health          GET /health (no auth, no beans): the baseline, the HTTP stack's own cost
     rpc_in_progress JSON-RPC LedgerSync.NumberOfReconciliationsInProgress
@@ -39,12 +41,9 @@ import json
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,8 @@ if __package__ in (None, ""):
 
 import httpx
 
-# The worker imports only httpx, so that the load generator starts quickly and stays small.
+from bench.openloop import CONNECTIONS, SENDERS, percentile, run_load
+
 NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 GOAL_P99_MS = 20.0
 GOAL_SCRAPE_MS = 50.0
@@ -66,119 +66,7 @@ def party_name(i: int) -> str:
     return f"O=Party{i:04d}, L=London, C=GB"
 
 
-# -- the load generator (--worker) ---------------------------------------------------------------------
-
-
-@dataclass
-class Sample:
-    due: float
-    sent: float
-    done: float
-    ok: bool
-
-
-def _ok(check: str, response: httpx.Response) -> bool:
-    if response.status_code != 200:
-        return False
-    if check == "health":
-        return True
-    payload: dict[str, Any] = json.loads(response.content)
-    if check == "rpc":
-        return "result" in payload and "error" not in payload
-    if check == "rpc_map":
-        return isinstance(payload.get("result"), dict)
-    if check == "jolokia":
-        return payload.get("status") == 200
-    if check == "jolokia_map":
-        return payload.get("status") == 200 and isinstance(payload.get("value"), dict)
-    raise ValueError(f"unknown check {check!r}")
-
-
-def run_load(spec: dict[str, Any]) -> dict[str, Any]:
-    """Open-loop load as spec says: {url, method, body, auth, check, rate, seconds, warmup, threads}."""
-    local = threading.local()
-    clients: list[httpx.Client] = []
-    clients_lock = threading.Lock()
-    auth = tuple(spec["auth"]) if spec.get("auth") else None
-    body = json.dumps(spec["body"]).encode() if spec.get("body") is not None else None
-    headers = {"Content-Type": "application/json"} if body is not None else {}
-    method, url, check = spec["method"], spec["url"], spec["check"]
-
-    def client() -> httpx.Client:
-        c: httpx.Client | None = getattr(local, "client", None)
-        if c is None:
-            c = httpx.Client(
-                timeout=10.0,
-                transport=httpx.HTTPTransport(socket_options=NO_DELAY),
-                trust_env=False,
-                auth=auth,
-            )
-            local.client = c
-            with clients_lock:
-                clients.append(c)
-        return c
-
-    def one(due: float) -> Sample:
-        sent = time.perf_counter()
-        try:
-            ok = _ok(check, client().request(method, url, content=body, headers=headers))
-        except (httpx.HTTPError, ValueError):
-            ok = False
-        return Sample(due, sent, time.perf_counter(), ok)
-
-    def phase(rate: float, count: int) -> tuple[float, list[Sample]]:
-        interval = 1.0 / rate
-        futures = []
-        with ThreadPoolExecutor(max_workers=spec["threads"]) as pool:
-            t0 = time.perf_counter()
-            for i in range(count):
-                due = t0 + i * interval
-                pause = due - time.perf_counter()
-                if pause > 0:
-                    time.sleep(pause)
-                futures.append(pool.submit(one, due))
-            samples = [f.result() for f in futures]
-        return t0, samples
-
-    rate, seconds = float(spec["rate"]), float(spec["seconds"])
-    try:
-        phase(rate, max(1, int(rate * spec["warmup"])))  # connections opened, caches warm
-        t0, samples = phase(rate, max(1, round(rate * seconds)))
-    finally:
-        for c in clients:
-            c.close()
-    ok = [s for s in samples if s.ok]
-    latency = sorted((s.done - s.due) * 1000 for s in ok) or [0.0]
-    service = sorted((s.done - s.sent) * 1000 for s in ok) or [0.0]
-    lag = sorted((s.sent - s.due) * 1000 for s in samples)
-    elapsed = max(s.done for s in samples) - t0
-    return {
-        "requests": len(samples),
-        "errors": len(samples) - len(ok),
-        "target_rps": rate,
-        "achieved_rps": round(len(ok) / elapsed, 1) if elapsed > 0 else None,
-        "p50_ms": round(percentile(latency, 50), 2),
-        "p99_ms": round(percentile(latency, 99), 2),
-        "max_ms": round(latency[-1], 2),
-        "service_p50_ms": round(percentile(service, 50), 2),
-        "service_p99_ms": round(percentile(service, 99), 2),
-        "send_lag_p99_ms": round(percentile(lag, 99), 2),
-    }
-
-
-def worker_main() -> int:
-    spec = json.loads(sys.stdin.read())
-    print(json.dumps(run_load(spec)), flush=True)
-    return 0
-
-
 # -- figures ----------------------------------------------------------------------------------------
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted values."""
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
 
 
 def ratio(value: float, baseline: float) -> float | None:
@@ -283,26 +171,6 @@ def load_specs(address: str, password: str, party: str) -> dict[str, dict[str, A
     }
 
 
-def load_in_worker(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run one load in a separate process (this file, --worker), so it has its own interpreter and GIL."""
-    process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--worker"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        output, _ = process.communicate(json.dumps(spec), timeout=timeout)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-    if process.returncode != 0:
-        raise RuntimeError(f"the load generator exited with {process.returncode}")
-    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
-    return result
-
-
 def time_scrapes(address: str, password: str, count: int) -> dict[str, Any]:
     times, sizes, errors = [], [], 0
     with httpx.Client(
@@ -354,8 +222,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             address = target.management.address
             specs = load_specs(address, agents.monitor[address], party_name(min(3, args.parties)))
             for name, spec in specs.items():
-                spec.update(rate=args.rate, seconds=args.seconds, warmup=args.warmup, threads=args.threads)
-                result = load_in_worker(spec, timeout=args.seconds * 10 + 120)
+                spec.update(
+                    rate=args.rate, seconds=args.seconds, warmup=args.warmup, connections=args.connections
+                )
+                result = run_load(spec, senders=args.senders, timeout=args.seconds * 10 + 120)
                 measurements[name] = result
                 say(json.dumps({"measurement": name, **result}))
             for name, proc in (("metrics", target), ("metrics_baseline", base)):
@@ -416,7 +286,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--worker", action="store_true", help="be the load generator: a spec on stdin")
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second (default: 200)")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of load per call (default: 10)")
     parser.add_argument("--parties", type=int, default=1000, help="statuses on the node (default: 1000)")
@@ -424,12 +293,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--warmup", type=float, default=1.0, help="seconds of untimed load first (default: 1)"
     )
-    parser.add_argument("--threads", type=int, default=32, help="the load generator's threads (default: 32)")
+    parser.add_argument(
+        "--senders", type=int, default=SENDERS, help=f"load generator processes (default: {SENDERS})"
+    )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=CONNECTIONS,
+        help=f"keep-alive connections per sender (default: {CONNECTIONS})",
+    )
     parser.add_argument("--scratch", type=Path, default=None, help="where the run's folder goes")
     parser.add_argument("--keep", action="store_true", help="keep the run's folder (the agents' logs)")
     args = parser.parse_args(argv)
-    if args.worker:
-        return worker_main()
     if args.parties < 1 or args.rate <= 0 or args.seconds <= 0:
         parser.error("--parties, --rate and --seconds must be positive")
     result = run(args)
