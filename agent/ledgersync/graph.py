@@ -60,6 +60,7 @@ ID = np.dtype("S32")
 I32 = npt.NDArray[np.int32]
 FLUSH_AT = 4096  # buffered incremental adds merged at once, or before the next read
 ENTRY_CHUNK = 1 << 18  # party entries scanned at a time
+WALK_CHUNK = 1 << 16  # rows whose parents a back-chain walk gathers at a time
 TRIM_EVERY = 32  # pages read between two returns of freed memory to the OS
 
 
@@ -349,36 +350,65 @@ class LedgerGraph:
         return mask
 
     def _mark(self, mask: npt.NDArray[np.bool_], name: int) -> None:
-        # One byte an entry and one OR per transaction's run of entries: a searchsorted of every
-        # hit into the offsets cost 0.15 s for a name in each of a million transactions.
-        named = self._party == name
-        if not named.any():
-            return
-        off = self._party_off
-        # reduceat takes each run from its start to the next start, so runs must not be empty.
-        filled = np.flatnonzero(off[1:] > off[:-1])
-        mask[filled] |= np.logical_or.reduceat(named, off[filled])
+        # One OR per transaction's run of entries, a chunk of transactions at a time (a searchsorted
+        # of every hit into the offsets cost 0.15 s for a name in each of a million transactions;
+        # all of them at once, 17 MB of temporaries).
+        for lo in range(0, len(mask), WALK_CHUNK):
+            off = self._party_off[lo : lo + WALK_CHUNK + 1]
+            named = self._party[off[0] : off[-1]] == name
+            if not named.any():
+                continue
+            # reduceat takes each run from its start to the next start, so runs must not be empty.
+            filled = np.flatnonzero(off[1:] > off[:-1])
+            mask[lo + filled] |= np.logical_or.reduceat(named, off[filled] - off[0])
 
     def backchain_mask(self, indexes: npt.ArrayLike, *, include: bool = False) -> npt.NDArray[np.bool_]:
         """A mask over the graph of every recorded ancestor of these transactions (not themselves,
-        unless one is an ancestor of another; with include, themselves too).
-
-        With include the walk starts with them marked, so it never walks again what they already
-        cover: when they are most of the ledger (a pair set), the first round is small, not the
-        whole ledger."""
+        unless one is an ancestor of another; with include, themselves too)."""
         self._flush()
         seen = np.zeros(len(self._ids), dtype=bool)
         frontier = np.asarray(indexes, dtype=np.int64)
         if include:
             seen[frontier] = True
-        while len(frontier):
-            parents = self._ref_tx[segments(self._ref_off, frontier)]
-            parents = parents[parents >= 0]
-            # Unseen first, then unique: the first round of a pair set gathers a couple of million
-            # parents, nearly all seen already, and np.unique over all of them cost most of a second.
-            frontier = np.unique(parents[~seen[parents]]).astype(np.int64)
-            seen[frontier] = True
+        self._walk(seen, frontier)
         return seen
+
+    def with_backchains(self, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+        """mask (changed in place and returned) with every recorded ancestor of its transactions.
+
+        The walk starts with them marked, so it never walks again what they already cover: when
+        they are most of the ledger (a pair set), only the first round reads them all, a chunk of
+        the mask at a time (their indexes at once would be 8 MB a million)."""
+        self._flush()
+        first = [
+            self._unseen_parents(np.flatnonzero(mask[lo : lo + WALK_CHUNK]) + lo, mask)
+            for lo in range(0, len(mask), WALK_CHUNK)
+        ]
+        frontier = np.unique(np.concatenate(first)) if first else np.zeros(0, dtype=np.int32)
+        mask[frontier] = True
+        self._walk(mask, frontier)
+        return mask
+
+    def _walk(self, seen: npt.NDArray[np.bool_], frontier: npt.NDArray[Any]) -> None:
+        """Mark in seen every unseen recorded ancestor of frontier (already marked), round by round."""
+        while len(frontier):
+            # A chunk of rows at a time: segments() over a million rows made some 50 MB of int64
+            # temporaries at once, the whole of a reconciliation's peak above the graph.
+            found = [
+                self._unseen_parents(frontier[lo : lo + WALK_CHUNK], seen)
+                for lo in range(0, len(frontier), WALK_CHUNK)
+            ]
+            frontier = np.unique(np.concatenate(found))
+            seen[frontier] = True
+
+    def _unseen_parents(self, rows: npt.NDArray[Any], seen: npt.NDArray[np.bool_]) -> I32:
+        """The distinct recorded parents of these rows that seen does not mark."""
+        parents = self._ref_tx[segments(self._ref_off, rows)]
+        parents = parents[parents >= 0]
+        # Unseen first, then unique: a pair set's first round gathers a couple of million parents,
+        # nearly all seen already; np.unique over all of them took most of a second.
+        unseen: I32 = np.unique(parents[~seen[parents]])
+        return unseen
 
     def backchain(self, tx_ids: Iterable[SecureHash | bytes | str]) -> set[SecureHash]:
         """Every ancestor of these transactions over input and reference edges (missing ones too)."""

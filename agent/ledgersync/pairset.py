@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from agent.ledgersync.graph import LedgerGraph, release_freed_memory
 from agent.ledgersync.idset import IdSet
 
@@ -20,9 +18,8 @@ def pair_set(graph: LedgerGraph, me: str, other: str) -> IdSet:
     both = graph.involving_mask(me)
     both |= graph.us_mask()
     both &= graph.involving_mask(other)
-    selected = graph.backchain_mask(np.flatnonzero(both), include=True)
-    del both
+    selected = graph.with_backchains(both)
     ids = graph.id_set(selected)
-    del selected
+    del selected, both
     release_freed_memory()  # the masks and the walk's frontiers: glibc would keep them
     return ids
