@@ -28,11 +28,19 @@ _KEYS: dict[str, tuple[type, bool]] = {
     "faultInjection": (list, False),
     "ledgerSync.enabled": (bool, False),
     "ledgerSync.configFile": (str, False),
+    "p2pThreads": (int, False),
+    "managementThreads": (int, False),
 }
 # Where LedgerSync's own settings live unless ledgerSync.configFile says otherwise (beside node.conf,
 # as a CorDapp's config file sits in the node's directory); a missing file means the defaults.
 DEFAULT_LEDGERSYNC_CONFIG = "ledgersync.conf"
 
+
+# The worker threads of each listener (waitress's thread pools; agent/process.py). Each has its own,
+# so long peer sessions cannot hold up management calls, nor the other way round.
+DEFAULT_P2P_THREADS = 16
+DEFAULT_MANAGEMENT_THREADS = 8
+MAX_THREADS = 256
 
 ROLE_READ_ONLY = "read-only"  # reads, statuses, metrics
 ROLE_OPERATOR = "operator"  # also flows, writes, stop, kill
@@ -63,6 +71,8 @@ class NodeConfig:
     fault_injection: tuple[str, ...] = ()
     ledgersync_enabled: bool = False
     ledgersync_config_file: Path | None = None
+    p2p_threads: int = DEFAULT_P2P_THREADS
+    management_threads: int = DEFAULT_MANAGEMENT_THREADS
 
     @property
     def base_directory(self) -> Path:
@@ -108,6 +118,10 @@ def load_node_config(path: Path) -> NodeConfig:
             raise ConfigurationError(key, value, "allowed: a string")
         if kind is list and not isinstance(value, list):
             raise ConfigurationError(key, value, "allowed: a list [...]")
+        if kind is int and (
+            not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_THREADS
+        ):
+            raise ConfigurationError(key, value, f"allowed: a whole number from 1 to {MAX_THREADS}")
     for key, (_, required) in _KEYS.items():
         if required and key not in flat:
             raise ConfigurationError(key, None, "required; it is missing")
@@ -133,6 +147,8 @@ def load_node_config(path: Path) -> NodeConfig:
         # On by default on a node, off on a notary (it has no vault to reconcile).
         ledgersync_enabled=bool(flat.get("ledgerSync.enabled", not notary_section)),
         ledgersync_config_file=base / flat.get("ledgerSync.configFile", DEFAULT_LEDGERSYNC_CONFIG),
+        p2p_threads=int(flat.get("p2pThreads", DEFAULT_P2P_THREADS)),
+        management_threads=int(flat.get("managementThreads", DEFAULT_MANAGEMENT_THREADS)),
     )
 
 

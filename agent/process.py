@@ -1,17 +1,26 @@
 """`ledger-agent run`: one node's agent as a process, served by waitress (a production WSGI server).
 
-Two listeners share one event loop and one pool of worker threads: the peer endpoint (p2pAddress)
-and the management endpoint (managementAddress). On SIGTERM or SIGINT the loop stops accepting, the
-requests and flows under way get up to `grace` seconds to finish (their checkpoints say where each
-stood if they do not), and the store is closed; the process then exits 0.
+Two listeners share one event loop, each with its own pool of worker threads: the peer endpoint
+(p2pAddress, `p2pThreads`) and the management endpoint (managementAddress, `managementThreads`), so
+long peer sessions cannot make monitoring calls queue, nor the other way round. On SIGTERM or SIGINT
+the loop stops accepting, the requests and flows under way get up to `grace` seconds to finish (their
+checkpoints say where each stood if they do not), and the store is closed; the process then exits 0.
+
+Once everything is built, the objects alive are frozen out of the cyclic garbage collector
+(`gc.freeze`). They are the modules, the apps and the runtime, ~80,000 objects that live as long
+as the process; a full collection walked them all, which stopped every thread for 45 to 150 ms on a
+2-vCPU machine, the largest part of the management plane's p99 at 200 requests/s. Frozen objects
+are still freed by reference counting; only a cycle among them that becomes garbage later is kept.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -26,7 +35,6 @@ from agent.runtime import AgentRuntime, build_runtime
 from agent.web.management import create_management_app
 
 log = logging.getLogger("ledger_agent.process")
-WORKER_THREADS = 16
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
@@ -34,14 +42,25 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def serve(runtime: AgentRuntime, *, grace: float = 30.0, ready: threading.Event | None = None) -> None:
-    config = runtime.node.config
+def _pool(threads: int) -> ThreadedTaskDispatcher:
     dispatcher = ThreadedTaskDispatcher()
-    dispatcher.set_thread_count(WORKER_THREADS)
+    dispatcher.set_thread_count(threads)
+    return dispatcher
+
+
+def serve(
+    runtime: AgentRuntime,
+    *,
+    grace: float = 30.0,
+    ready: threading.Event | None = None,
+    freeze_gc: bool = False,
+) -> None:
+    """Serve both listeners until SIGTERM/SIGINT; freeze_gc only in a process of its own (see above)."""
+    config = runtime.node.config
+    peer_pool, management_pool = _pool(config.p2p_threads), _pool(config.management_threads)
     socket_map: dict[int, object] = {}
     common = {
         "map": socket_map,
-        "_dispatcher": dispatcher,
         "ident": "ledger-agent",
         "clear_untrusted_proxy_headers": True,
     }
@@ -51,6 +70,7 @@ def serve(runtime: AgentRuntime, *, grace: float = 30.0, ready: threading.Event 
         port=config.p2p_address[1],
         # waitress refuses a larger declared body itself, before reading it.
         max_request_body_size=runtime.max_message_size,
+        _dispatcher=peer_pool,
         **common,
     )
     management = create_server(
@@ -58,14 +78,20 @@ def serve(runtime: AgentRuntime, *, grace: float = 30.0, ready: threading.Event 
         host=config.management_address[0],
         port=config.management_address[1],
         max_request_body_size=1024 * 1024,
+        _dispatcher=management_pool,
         **common,
     )
     log.info(
-        "%s serving peers on %s:%s and management on %s:%s",
+        "%s serving peers on %s:%s (%d threads) and management on %s:%s (%d threads)",
         runtime.node.identity.name,
         *config.p2p_address,
+        config.p2p_threads,
         *config.management_address,
+        config.management_threads,
     )
+    if freeze_gc:
+        gc.collect()  # what is garbage now is freed, not frozen
+        gc.freeze()
     if ready is not None:
         ready.set()
     try:
@@ -74,7 +100,9 @@ def serve(runtime: AgentRuntime, *, grace: float = 30.0, ready: threading.Event 
         log.info("stopping: finishing requests and flows under way (up to %.0f s)", grace)
         for server in (peer, management):
             server.close()
-        dispatcher.shutdown(cancel_pending=True, timeout=grace)
+        deadline = time.monotonic() + grace
+        for pool in (peer_pool, management_pool):
+            pool.shutdown(cancel_pending=True, timeout=max(0.0, deadline - time.monotonic()))
         runtime.stop(grace)
         log.info("stopped")
 
@@ -98,5 +126,5 @@ def run_agent(config_path: Path) -> int:
         )
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        serve(runtime)
+        serve(runtime, freeze_gc=True)
     return 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import load_node_config
+from agent.config import DEFAULT_MANAGEMENT_THREADS, DEFAULT_P2P_THREADS, load_node_config
 from agent.errors import ConfigurationError
 
 GOOD = """
@@ -36,6 +36,16 @@ def test_a_good_config_is_typed(tmp_path: Path) -> None:
     assert load_node_config(write(tmp_path, GOOD)).notary is False
 
 
+def test_the_listeners_thread_pools(tmp_path: Path) -> None:
+    config = load_node_config(write(tmp_path, GOOD))
+    assert (config.p2p_threads, config.management_threads) == (
+        DEFAULT_P2P_THREADS,
+        DEFAULT_MANAGEMENT_THREADS,
+    )
+    config = load_node_config(write(tmp_path, GOOD + "p2pThreads = 4\nmanagementThreads = 2\n"))
+    assert (config.p2p_threads, config.management_threads) == (4, 2)
+
+
 @pytest.mark.parametrize(
     ("extra", "key", "allowed"),
     [
@@ -44,6 +54,9 @@ def test_a_good_config_is_typed(tmp_path: Path) -> None:
         ('p2pAddress = "127.0.0.1:99999"', "p2pAddress", "port from 1 to 65535"),
         ('managementAddress = "nohost"', "managementAddress", "host:port"),
         ('myLegalName = "O=PartyA, C=GB"', "myLegalName", "attribute L"),
+        ("managementThreads = 0", "managementThreads", "whole number from 1 to 256"),
+        ("p2pThreads = true", "p2pThreads", "whole number from 1 to 256"),
+        ('managementThreads = "4"', "managementThreads", "whole number from 1 to 256"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(
