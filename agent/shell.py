@@ -19,17 +19,16 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
 
 from agent.errors import AgentError, ConfigurationError
+from agent.flows.catalogue import OPERATOR_FLOWS, OperatorFlow, result_text
 from agent.ledger.hashing import SecureHash
 from agent.ledgersync.status import ReconciliationStatus, ReconciliationStatusValue
-from agent.web.operator_flows import result_text
 
 PASSWORD_ENV = "LEDGER_AGENT_PASSWORD"
 
@@ -117,98 +116,31 @@ def endpoint(
         raise ConfigurationError("password file", str(password_file), f"unreadable: {exc.strerror}") from exc
 
 
-# -- the flows --------------------------------------------------------------------------------------
+# -- the flows ----------------------------------------------------------------------------------------
 
-REQUIRED = object()
-
-
-@dataclass(frozen=True)
-class ShellFlow:
-    """A Corda flow name and the LedgerSync bean operation that does its work."""
-
-    name: str
-    operation: str  # the JSON-RPC method
-    params: tuple[tuple[str, str, Any], ...]  # (name, kind, default or REQUIRED)
-    unit: bool = False  # Corda returns nothing: the shell prints kotlin.Unit
-
-    def arguments(self, given: dict[str, Any]) -> dict[str, Any]:
-        names = [p[0] for p in self.params]
-        for key, value in given.items():
-            if key not in names:
-                raise ConfigurationError(
-                    f"{self.name} parameter {key!r}",
-                    value,
-                    f"unknown; parameters: {', '.join(names) or 'none'}",
-                )
-        out: dict[str, Any] = {}
-        for name, kind, default in self.params:
-            value = given.get(name, default)
-            if value is REQUIRED:
-                raise ConfigurationError(
-                    f"{self.name} parameter {name!r}", None, f"required; {_KINDS[kind][1]}"
-                )
-            if value is not None and not _KINDS[kind][0](value):
-                raise ConfigurationError(f"{self.name} parameter {name!r}", value, _KINDS[kind][1])
-            out[name] = value
-        return out
+JSONRPC_PREFIX = "LedgerSync."  # the catalogue's operations are the LedgerSync bean's
+# How the shell has always worded what a method may be; every other kind as the catalogue says it.
+_ALLOWED = {"method": "riblt or list"}
 
 
-_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "party": (lambda v: isinstance(v, str), 'allowed: an X.500 name such as "O=PartyB, L=London, C=GB"'),
-    "parties": (
-        lambda v: isinstance(v, list) and bool(v) and all(isinstance(p, str) for p in v),
-        'allowed: a list of X.500 names such as ["O=PartyB, L=London, C=GB"]',
-    ),
-    "bool": (lambda v: isinstance(v, bool), "allowed: true or false"),
-    "method": (lambda v: v in ("riblt", "list"), "allowed: riblt or list"),
-    "status": (
-        lambda v: v in ReconciliationStatusValue.__members__,
-        "allowed: one of " + ", ".join(ReconciliationStatusValue.__members__),
-    ),
-}
-
-_PARTY = ("party", "party", REQUIRED)
-_IS_REQUESTER = ("isRequester", "bool", True)
-FLOWS = {
-    f.name: f
-    for f in (
-        ShellFlow(
-            "ScheduleReconciliationFlow",
-            "LedgerSync.ScheduleReconciliation",
-            (("parties", "parties", REQUIRED), ("bothDirections", "bool", False)),
-            unit=True,
-        ),
-        ShellFlow(
-            "ReconcileWithPartyFlow",
-            "LedgerSync.ReconcileWithParty",
-            (_PARTY, ("bothDirections", "bool", False), ("method", "method", "riblt")),
-        ),
-        ShellFlow(
-            "GetReconciliationStatusesFlow",
-            "LedgerSync.GetReconciliationStatuses",
-            (("party", "party", None), ("lastReconciliationStatus", "status", None), _IS_REQUESTER),
-        ),
-        ShellFlow(
-            "GetReconciliationStatusForPartyFlow",
-            "LedgerSync.GetReconciliationStatusForParty",
-            (_PARTY, _IS_REQUESTER),
-        ),
-        ShellFlow(
-            "RefreshReconciliationStatusesFlow", "LedgerSync.RefreshReconciliationStatuses", (), unit=True
-        ),
-        ShellFlow(
-            "StopReconciliationForPartyFlow", "LedgerSync.StopReconciliationForParty", (_PARTY,), unit=True
-        ),
-        ShellFlow(
-            "IsReconciliationScheduledForPartyFlow", "LedgerSync.IsReconciliationScheduledForParty", (_PARTY,)
-        ),
-        ShellFlow(
-            "IsRespondingToReconciliationForPartyFlow",
-            "LedgerSync.IsRespondingToReconciliationForParty",
-            (_PARTY,),
-        ),
-    )
-}
+def flow_arguments(flow: OperatorFlow, given: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-RPC arguments of flow: given checked for kind, defaults filled; names stay strings."""
+    names = [p.name for p in flow.params]
+    for key, value in given.items():
+        if key not in names:
+            raise ConfigurationError(
+                f"{flow.name} parameter {key!r}", value, f"unknown; parameters: {', '.join(names) or 'none'}"
+            )
+    out: dict[str, Any] = {}
+    for param in flow.params:
+        allowed = "allowed: " + _ALLOWED.get(param.kind, param.allowed)
+        if param.name not in given and param.required:
+            raise ConfigurationError(f"{flow.name} parameter {param.name!r}", None, f"required; {allowed}")
+        value = given.get(param.name, param.default)
+        if value is not None and not param.accepts(value):
+            raise ConfigurationError(f"{flow.name} parameter {param.name!r}", value, allowed)
+        out[param.name] = value
+    return out
 
 
 def _status(value: dict[str, Any]) -> ReconciliationStatus:
@@ -275,7 +207,9 @@ class Shell:
     def offered(self) -> list[str]:
         if self._methods is None:
             self._methods = {m["name"] for m in self.client.call("list_methods")}
-        return [name for name, flow in FLOWS.items() if flow.operation in self._methods]
+        return [
+            name for name, flow in OPERATOR_FLOWS.items() if JSONRPC_PREFIX + flow.operation in self._methods
+        ]
 
     def execute(self, line: str) -> bool:
         """Run one command; False when the shell should end."""
@@ -294,11 +228,12 @@ class Shell:
             self.print("\n".join(flows) if flows else "No flows (LedgerSync is not enabled on this node)")
         elif command == "flow" and words[1:2] == ["start"] and len(words) == 3:
             name, _, rest = words[2].partition(" ")
-            flow = FLOWS.get(name)
+            flow = OPERATOR_FLOWS.get(name)
             if flow is None or name not in self.offered():
                 offered = ", ".join(self.offered()) or "none"
                 raise ConfigurationError("flow", name, f"not offered on this node; flows: {offered}")
-            result = self.client.call(flow.operation, flow.arguments(parse_flow_arguments([rest])))
+            arguments = flow_arguments(flow, parse_flow_arguments([rest]))
+            result = self.client.call(JSONRPC_PREFIX + flow.operation, arguments)
             self.print(f"Flow completed with result: {'kotlin.Unit' if flow.unit else render(result)}")
         elif command == "flow" and words[1:2] == ["kill"] and len(words) == 3:
             flow_id = words[2].strip()

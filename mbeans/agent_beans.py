@@ -6,7 +6,8 @@ reads and calls the services only through these.
     ledgeragent:type=Flows       FlowsByStatus, NumberOfFlowsInFlight...; killFlow(id)
     ledgeragent:type=LedgerGraph IsInitialized, IsSelfConsistent, Errors, ErrorCount, Size
     ledgeragent:type=LedgerSync  the reference's JMX attributes and ReconciliationStatus(party),
-                                 and its flows as operations (ScheduleReconciliation, ...)
+                                 and its flows as operations (ScheduleReconciliation, ...), named
+                                 and given their impact by agent/flows/catalogue.py
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.clock import to_epoch_ms
+from agent.flows.catalogue import OPERATOR_FLOWS
 from agent.flows.checkpoints import FlowStatus
 from agent.ledger.identity import X500Name
 from agent.ledger.vault import TransactionStatus
@@ -216,6 +218,18 @@ def ledger_sync_bean(sync: LedgerSync) -> MBean:
         statuses.summaries,
     )
 
+    def flow_operation(
+        flow_name: str,
+        parameters: list[tuple[str, JavaType, str]],
+        returns: JavaType,
+        description: str,
+        call: Callable[..., Any],
+    ) -> None:
+        """An operation doing a catalogue flow's work, as the catalogue names it; ACTION if the flow acts."""
+        flow = OPERATOR_FLOWS[flow_name]
+        impact = Impact.ACTION if flow.act else Impact.INFO
+        bean.operation(flow.operation, parameters, returns, description, call, impact)
+
     bean.operation(
         "ReconciliationStatus",
         [("party", S, "The party's X.500 name")],
@@ -223,16 +237,15 @@ def ledger_sync_bean(sync: LedgerSync) -> MBean:
         "The status of this node's reconciliation with party, or null",
         lambda p: plain(sync.get_reconciliation_status_for_party(party(p), True)),
     )
-    bean.operation(
-        "ScheduleReconciliation",
+    flow_operation(
+        "ScheduleReconciliationFlow",
         [("parties", LIST, "X.500 names of the parties to reconcile with")],
         VOID,
         "ScheduleReconciliationFlow: queue a reconciliation with each party",
         lambda ps: sync.schedule_reconciliation([party(p, "parties[]") for p in ps]),
-        Impact.ACTION,
     )
-    bean.operation(
-        "ScheduleReconciliation",
+    flow_operation(
+        "ScheduleReconciliationFlow",
         [
             ("parties", LIST, "X.500 names of the parties to reconcile with"),
             ("bothDirections", B, "Both sides learn what they lack, in one session"),
@@ -242,10 +255,9 @@ def ledger_sync_bean(sync: LedgerSync) -> MBean:
         lambda ps, both: sync.schedule_reconciliation(
             [party(p, "parties[]") for p in ps], both_directions=both
         ),
-        Impact.ACTION,
     )
-    bean.operation(
-        "ReconcileWithParty",
+    flow_operation(
+        "ReconcileWithPartyFlow",
         [
             ("party", S, "The party's X.500 name"),
             ("bothDirections", B, "Tell the party what it lacks too"),
@@ -256,10 +268,9 @@ def ledger_sync_bean(sync: LedgerSync) -> MBean:
         lambda p, both, method: sync.reconcile_with_party(
             party(p), both_directions=both, method=_method(method)
         ).as_dict(),
-        Impact.ACTION,
     )
-    bean.operation(
-        "GetReconciliationStatuses",
+    flow_operation(
+        "GetReconciliationStatusesFlow",
         [
             ("party", S, "Only this party (null for all)"),
             ("lastReconciliationStatus", S, "Only this status (null for all)"),
@@ -271,45 +282,43 @@ def ledger_sync_bean(sync: LedgerSync) -> MBean:
             s.as_dict() for s in sync.get_reconciliation_statuses(optional_party(p), status_value(st), req)
         ],
     )
-    bean.operation(
-        "GetReconciliationStatuses",
+    flow_operation(
+        "GetReconciliationStatusesFlow",
         [("isRequester", B, "This node's reconciliations (true) or other parties' with it (false)")],
         LIST,
         "GetReconciliationStatusesFlow for every party and status",
         lambda req: [s.as_dict() for s in sync.get_reconciliation_statuses(None, None, req)],
     )
-    bean.operation(
-        "GetReconciliationStatusForParty",
+    flow_operation(
+        "GetReconciliationStatusForPartyFlow",
         [("party", S, "The party's X.500 name"), ("isRequester", B, "Which direction")],
         MAP,
         "GetReconciliationStatusForPartyFlow: the status, or null",
         lambda p, req: plain(sync.get_reconciliation_status_for_party(party(p), req)),
     )
-    bean.operation(
-        "RefreshReconciliationStatuses",
+    flow_operation(
+        "RefreshReconciliationStatusesFlow",
         [],
         INT,
         "RefreshReconciliationStatusesFlow: drop ids now recorded here; how many were dropped",
         sync.refresh_reconciliation_statuses,
-        Impact.ACTION,
     )
-    bean.operation(
-        "StopReconciliationForParty",
+    flow_operation(
+        "StopReconciliationForPartyFlow",
         [("party", S, "The party's X.500 name")],
         VOID,
         "StopReconciliationForPartyFlow: cancel, drop and mark STOPPED, both directions",
         lambda p: sync.stop_reconciliation_for_party(party(p)),
-        Impact.ACTION,
     )
-    bean.operation(
-        "IsReconciliationScheduledForParty",
+    flow_operation(
+        "IsReconciliationScheduledForPartyFlow",
         [("party", S, "The party's X.500 name")],
         B,
         "IsReconciliationScheduledForPartyFlow",
         lambda p: sync.is_reconciliation_scheduled_for_party(party(p)),
     )
-    bean.operation(
-        "IsRespondingToReconciliationForParty",
+    flow_operation(
+        "IsRespondingToReconciliationForPartyFlow",
         [("party", S, "The party's X.500 name")],
         B,
         "IsRespondingToReconciliationForPartyFlow",

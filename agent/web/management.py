@@ -16,19 +16,19 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from agent.errors import AgentError, ConfigurationError, IdentityError, InvalidNameError
-from agent.flows.checkpoints import FlowStatus
-from agent.ledger.hashing import SecureHash
-from agent.ledger.identity import X500Name
-from agent.ledger.vault import TransactionStatus
-from agent.runtime import AgentRuntime
-from agent.web.auth import REALM, ManagementAuth
-from agent.web.operator_flows import (
+from agent.flows.catalogue import (
     FlowArgumentError,
     UnknownFlowError,
     ledgersync_flows,
     result_json,
     result_text,
 )
+from agent.flows.checkpoints import FlowStatus
+from agent.ledger.hashing import SecureHash
+from agent.ledger.identity import X500Name
+from agent.ledger.vault import TransactionStatus
+from agent.runtime import AgentRuntime
+from agent.web.auth import REALM, ManagementAuth
 from mbeans.access import require_action
 from mbeans.agent_beans import register_agent_beans
 from mbeans.errors import SecurityException
@@ -192,10 +192,11 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     @app.post("/api/flows/start/<name>")
     @authenticated
     def start_flow(name: str) -> Response:
-        flow = catalogue.get(name)
-        if flow is None:
+        found = catalogue.get(name)
+        if found is None:
             offered = ", ".join(sorted(catalogue)) or "none (LedgerSync is not enabled on this node)"
             raise UnknownFlowError(f"no flow {name!r} on this node; offered: {offered}")
+        flow = found.flow
         if flow.act:
             principal = auth.principal(request.authorization)
             assert principal is not None  # checked by @authenticated
@@ -203,7 +204,7 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
         body = request.get_json(force=True, silent=True) if request.data else {}
         if not isinstance(body, dict):
             raise BadRequestError("the body must be a JSON object of the flow's named arguments")
-        result = flow.start(body)
+        result = found.start(body)
         if flow.unit:
             result = None
         return jsonify(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import CannotReconcileWithSelfException, LedgerGraphNotReadyException
+from agent.flows.catalogue import FlowArgumentError, ledgersync_flows, result_json, result_text
 from agent.ledgersync.app import LedgerSync
 from agent.ledgersync.config import LedgerSyncConfig, ScheduledReconciliation
 from agent.ledgersync.status import ReconciliationStatus, ReconciliationStatusValue
@@ -18,7 +19,6 @@ from agent.network.bootstrap import DEFAULT_NOTARY, init_network
 from agent.node import open_node
 from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
 from agent.runtime import build_runtime
-from agent.web.operator_flows import FlowArgumentError, ledgersync_flows, result_json, result_text
 from tests.ledgersync.conftest import A, B, C, Net
 
 
