@@ -1,0 +1,123 @@
+"""JolokiaAgent: one request (or one entry of a bulk request) in, its answer out, roles checked first."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from agent.errors import AgentError
+from mbeans.access import Principal, require_action, require_operation, require_read
+from mbeans.errors import IllegalArgumentException
+from mbeans.jolokia import operations
+from mbeans.jolokia.config import flag, max_depth
+from mbeans.jolokia.errors import UnsupportedOperationException, jolokia_error
+from mbeans.jolokia.urls import path_elements
+from mbeans.objectname import ObjectName
+from mbeans.registry import MBeanRegistry, as_name
+
+log = logging.getLogger("ledger_agent.jolokia")
+
+TYPES = ("read", "write", "exec", "search", "list", "version")
+
+
+class JolokiaAgent:
+    """Answers Jolokia requests against one registry; the HTTP side is jolokia_blueprint."""
+
+    def __init__(self, registry: MBeanRegistry, clock: Callable[[], float] = time.time) -> None:
+        self.registry = registry
+        self.clock = clock
+
+    def handle(
+        self,
+        req: Any,
+        principal: Principal,
+        url_config: Mapping[str, Any] | None = None,
+        *,
+        from_url: bool = False,
+    ) -> dict[str, Any]:
+        """One request's response, a success or an error: never raises."""
+        echo = {k: v for k, v in req.items() if k != "config"} if isinstance(req, dict) else req
+        config: dict[str, Any] = dict(url_config or {})
+        try:
+            if not isinstance(req, dict):
+                raise IllegalArgumentException(f"a request must be a JSON object, not {req!r}")
+            if req.get("config") not in (None, "") and not isinstance(req.get("config"), dict):
+                raise IllegalArgumentException("config must be an object")
+            config.update(req.get("config") or {})
+            value = self._dispatch(req, principal, config, from_url)
+            return {"request": echo, "value": value, "status": 200, "timestamp": int(self.clock())}
+        except Exception as exc:
+            return self.error(exc, echo, config)
+
+    def error(
+        self, exc: Exception, echo: Any = None, config: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The error response for exc; echo is the request as received, when there was one."""
+        status, error_type, message = jolokia_error(exc)
+        if status == 500 and not isinstance(exc, AgentError):
+            log.error("Jolokia request failed: %r", echo, exc_info=exc)
+        response: dict[str, Any] = {
+            "status": status,
+            "error_type": error_type,
+            "error": f"{error_type} : {message}",
+        }
+        if echo is not None:
+            response["request"] = echo
+        if config is not None and flag(config, "serializeException"):
+            response["error_value"] = {"message": message, "errorType": error_type}
+        return response
+
+    def _dispatch(
+        self, req: dict[str, Any], principal: Principal, config: dict[str, Any], from_url: bool
+    ) -> Any:
+        kind = req.get("type")
+        if isinstance(kind, str):
+            kind = kind.lower()
+        if req.get("target"):
+            raise UnsupportedOperationException("proxy requests (target) are not supported by this agent")
+        if kind == "notification":
+            raise UnsupportedOperationException("notifications are not supported by this agent")
+        if kind not in TYPES:
+            raise IllegalArgumentException(f"type {kind!r}: one of {', '.join(TYPES)} is needed")
+        if kind == "version":
+            require_read(principal, "version")
+            return operations.version()
+        if kind == "list":
+            require_read(principal, "list")
+            return operations.list_beans(self.registry, path_elements(req.get("path")), max_depth(config))
+        if kind == "search":
+            require_read(principal, "search")
+            return operations.search(self.registry, _mbean(req))
+        name = _mbean(req)
+        if kind == "read":
+            require_read(principal, f"read {name}")
+            path = path_elements(req.get("path"))
+            return operations.read(self.registry, name, req.get("attribute"), path, config)
+        if name.is_pattern:
+            raise IllegalArgumentException(f"{kind} needs one MBean, not the pattern {name}")
+        bean = self.registry.get(name)
+        if kind == "write":
+            attribute = req.get("attribute")
+            if not isinstance(attribute, str) or not attribute:
+                raise IllegalArgumentException("write needs an attribute")
+            require_action(principal, f"write {name} {attribute}")
+            path = path_elements(req.get("path"))
+            return operations.write(bean, attribute, req.get("value"), path, from_url)
+        operation = req.get("operation")
+        if not isinstance(operation, str) or not operation:
+            raise IllegalArgumentException("exec needs an operation")
+        arguments = operations.exec_arguments(req.get("arguments"))
+        op = bean.find_operation(operation, len(arguments) if isinstance(arguments, list) else None)
+        require_operation(principal, op.impact, f"exec {name} {op.signature}")
+        return operations.execute(op, arguments, from_url)
+
+
+def _mbean(req: Mapping[str, Any]) -> ObjectName:
+    mbean = req.get("mbean")
+    if mbean is None or mbean == "":
+        raise IllegalArgumentException(f"{req.get('type')} needs an mbean")
+    if not isinstance(mbean, str):
+        raise IllegalArgumentException(f"mbean: {mbean!r} is not a string")
+    return as_name(mbean)

@@ -1,0 +1,81 @@
+"""/jolokia over HTTP: POST (one request or a bulk array) and GET URLs, HTTP basic auth."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, current_app, request
+
+from agent.web.auth import REALM, ManagementAuth
+from mbeans.errors import IllegalArgumentException
+from mbeans.jolokia.agent import JolokiaAgent
+from mbeans.jolokia.config import URL_KEYS
+from mbeans.jolokia.urls import get_request, split_path, split_raw_uri_path, trimmed
+from mbeans.registry import MBeanRegistry
+
+
+def _raw_elements(prefix: str) -> list[str]:
+    """The GET path's elements, read from the raw URI: werkzeug's request.path has decoded %2F."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if isinstance(raw, str) and raw:
+        path = urlsplit(raw).path if "://" in raw else raw.partition("?")[0]
+        # The raw URI is latin-1 per WSGI; its %-escapes are the client's, still to decode.
+        if path.startswith(prefix):
+            return split_raw_uri_path(path[len(prefix) :])
+    return trimmed(split_path(request.path[len(prefix) :] if request.path.startswith(prefix) else ""))
+
+
+def _answer(body: Any, config: Mapping[str, Any]) -> Response:
+    mime = "application/json" if config.get("mimeType") == "application/json" else "text/plain"
+    # A value JSON cannot carry is shown as text, as Jolokia falls back to toString().
+    return Response(json.dumps(body, default=str), status=200, mimetype=mime)
+
+
+def jolokia_blueprint() -> Blueprint:
+    """/jolokia: Jolokia's protocol for every user of node.conf's managementUsers (HTTP basic auth)."""
+    blueprint = Blueprint("jolokia", __name__)
+
+    def serve(rest: str = "") -> Response:
+        del rest  # the raw URI is read instead: werkzeug has decoded %2F in it
+        auth: ManagementAuth = current_app.extensions["ledger_agent.auth"]
+        registry: MBeanRegistry = current_app.extensions["ledger_agent.mbeans"]
+        url_config = {k: request.args[k] for k in URL_KEYS if k in request.args}
+        principal = auth.principal(request.authorization)
+        if principal is None:
+            body = {
+                "status": 401,
+                "error_type": "java.lang.SecurityException",
+                "error": "java.lang.SecurityException : Jolokia calls need credentials (HTTP basic auth)",
+            }
+            response = _answer(body, url_config)
+            response.status_code = 401
+            response.headers["WWW-Authenticate"] = REALM
+            return response
+        agent = JolokiaAgent(registry)
+        if request.method == "POST":
+            try:
+                payload = json.loads(request.get_data(as_text=True))
+            except ValueError as exc:
+                failed = IllegalArgumentException(f"the body is not valid JSON: {exc}")
+                return _answer(agent.error(failed, config=url_config), url_config)
+            if isinstance(payload, list):
+                return _answer([agent.handle(r, principal, url_config) for r in payload], url_config)
+            return _answer(agent.handle(payload, principal, url_config), url_config)
+        if "p" in request.args:
+            parts = trimmed(split_path(request.args["p"]))
+        else:
+            parts = _raw_elements(request.script_root + "/jolokia")
+        try:
+            req = get_request(parts)
+        except IllegalArgumentException as exc:
+            return _answer(agent.error(exc, {"type": parts[0]}, url_config), url_config)
+        return _answer(agent.handle(req, principal, url_config, from_url=True), url_config)
+
+    for rule in ("/jolokia", "/jolokia/", "/jolokia/<path:rest>"):
+        blueprint.add_url_rule(
+            rule, view_func=serve, methods=["GET", "POST"], strict_slashes=False, merge_slashes=False
+        )
+    return blueprint

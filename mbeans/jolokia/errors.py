@@ -1,0 +1,47 @@
+"""Jolokia's error answers: each exception's status and the Java class name its clients know."""
+
+from __future__ import annotations
+
+from agent.errors import AgentError
+from mbeans.errors import (
+    AttributeNotFoundException,
+    AttributeNotWritableException,
+    IllegalArgumentException,
+    InstanceNotFoundException,
+    MalformedObjectNameException,
+    OperationNotFoundException,
+    SecurityException,
+)
+
+
+class UnsupportedOperationException(AgentError):
+    """A Jolokia feature this agent does not offer (proxy mode, notifications)."""
+
+
+# The most specific class first: Jolokia's status for each, and the Java name its clients know.
+_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
+    (MalformedObjectNameException, 400, "javax.management.MalformedObjectNameException"),
+    (InstanceNotFoundException, 404, "javax.management.InstanceNotFoundException"),
+    (AttributeNotFoundException, 404, "javax.management.AttributeNotFoundException"),
+    # JMX itself answers a write to a read-only attribute with AttributeNotFoundException.
+    (AttributeNotWritableException, 404, "javax.management.AttributeNotFoundException"),
+    (OperationNotFoundException, 404, "javax.management.ReflectionException"),
+    (IllegalArgumentException, 400, "java.lang.IllegalArgumentException"),
+    (SecurityException, 403, "java.lang.SecurityException"),
+    (UnsupportedOperationException, 500, "java.lang.UnsupportedOperationException"),
+)
+
+
+def jolokia_error(exc: BaseException) -> tuple[int, str, str]:
+    """(status, error_type, message) for an exception, as Jolokia reports it.
+
+    An AgentError raised inside a bean (ReconciliationAlreadyScheduledException, ...) is what JMX
+    wraps in an MBeanException; Jolokia unwraps it and answers 500 naming the cause's class, so we
+    name the agent's class. Anything else is a bug: its message stays in the log, not the answer.
+    """
+    for kind, status, java in _ERRORS:
+        if isinstance(exc, kind):
+            return status, java, str(exc)
+    if isinstance(exc, AgentError):
+        return 500, f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc)
+    return 500, "java.lang.RuntimeException", "internal error; see the agent's log"
