@@ -43,7 +43,7 @@ KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "status": (
-        lambda v: v in ReconciliationStatusValue.__members__,
+        lambda v: isinstance(v, str) and v in ReconciliationStatusValue.__members__,
         "one of " + ", ".join(ReconciliationStatusValue.__members__),
     ),
     "method": (lambda v: v in METHODS, "one of " + ", ".join(METHODS)),
