@@ -17,16 +17,25 @@ def release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-M_ARENA_MAX = -8  # glibc's mallopt parameter number
+M_ARENA_MAX = -8  # glibc's mallopt parameter numbers
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 1 << 20
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's malloc arenas for the agent process.
+    """Cap glibc's malloc arenas, and fix its mmap threshold, for the agent process.
 
     glibc gives each thread that allocates concurrently an arena of its own (up to 8 per core), and
     an arena keeps what its thread freed; with the server's worker threads, the scheduler and the
     graph loader, that is tens of MB of RSS held in arenas nobody uses any more. Two suffice for a
     process whose heavy work is in numpy and SQLite.
+
+    glibc also raises its mmap threshold to the size of each large block freed (up to 32 MB): after
+    one id-list page of a few MB, every array below that size came from the arenas, and a session's
+    freed pages stayed in the RSS (a node that had served the id list once held ~70 MB more). A
+    fixed threshold keeps every array of 1 MiB or more in its own mapping, returned when freed.
     """
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas)
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_ARENA_MAX, arenas)
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)

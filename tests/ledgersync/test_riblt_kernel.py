@@ -101,3 +101,22 @@ def test_read_only_output_and_bad_arguments_are_refused() -> None:
         call(3, np.zeros(3, dtype=np.int16))
     with pytest.raises(ValueError, match="start"):
         call(start=-1)
+
+
+@pytest.mark.parametrize("ahead", [0, 1, 50, 400])
+def test_symbols_computed_ahead_are_the_symbols(ahead: int) -> None:
+    # Served from what was computed ahead while they last, then computed as usual: same stream.
+    ids = IdSet.of(random.Random(ahead).randbytes(32) for _ in range(500))
+    early, plain = FastEncoder(ids, SALT, kernel="c"), FastEncoder(ids, SALT, kernel="c")
+    early.compute_ahead(ahead)
+    for n in (1, 30, 100, 300, 5):
+        assert early.next_batch_bytes(n) == plain.next_batch_bytes(n)
+        assert early.produced == plain.produced
+
+
+def test_computing_ahead_is_ignored_once_symbols_were_produced() -> None:
+    ids = IdSet.of(random.Random(2).randbytes(32) for _ in range(50))
+    early, plain = FastEncoder(ids, SALT, kernel="c"), FastEncoder(ids, SALT, kernel="c")
+    assert early.next_batch_bytes(3) == plain.next_batch_bytes(3)
+    early.compute_ahead(100)
+    assert early.next_batch_bytes(20) == plain.next_batch_bytes(20)
