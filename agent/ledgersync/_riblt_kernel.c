@@ -192,8 +192,146 @@ fail_picked:
     return NULL;
 }
 
+
+/* Found ids, by their first word: open addressing, to refuse an id offered twice (forged symbols). */
+typedef struct {
+    Py_ssize_t *slots; /* index into the found ids + 1; 0 = empty */
+    size_t mask;
+} found_set;
+
+static int found_has(const found_set *set, const uint64_t *found, const uint64_t *id) {
+    size_t h = (size_t)(mix64(id[0]) & set->mask);
+    while (set->slots[h]) {
+        const uint64_t *other = found + (size_t)(set->slots[h] - 1) * ID_WORDS;
+        if (!memcmp(other, id, 32)) return 1;
+        h = (h + 1) & set->mask;
+    }
+    return 0;
+}
+
+static void found_add(found_set *set, const uint64_t *id, Py_ssize_t index) {
+    size_t h = (size_t)(mix64(id[0]) & set->mask);
+    while (set->slots[h]) h = (h + 1) & set->mask;
+    set->slots[h] = index + 1;
+}
+
+PyDoc_STRVAR(peel_doc,
+"peel(cells, counts, k0, k1, ids, signs) -> int\n\n"
+"Peel the difference symbols (cells: m x 5 uint64 as encode makes them, remote XOR local; counts:\n"
+"m uint8, remote minus local modulo 256), changing them in place, as riblt.Decoder does: a symbol\n"
+"whose count is 1 or 255 and whose checksum is its id's keyed checksum under (k0, k1) holds one id\n"
+"of the remote (1) or the local (255) set; that id is removed from every symbol it maps to below m,\n"
+"and any symbol left pure is peeled in turn. An id offered twice is ignored. The ids found go to ids\n"
+"(room for m, 32 bytes each) and their signs (+1 remote, -1 local) to signs (m int8). Returns how\n"
+"many were found; decoding is complete when symbol 0 is empty afterwards.");
+
+static PyObject *peel(PyObject *self, PyObject *args) {
+    PyObject *cells_o, *counts_o, *ids_o, *signs_o;
+    unsigned long long k0, k1;
+    if (!PyArg_ParseTuple(args, "OOKKOO", &cells_o, &counts_o, &k0, &k1, &ids_o, &signs_o)) return NULL;
+    Py_buffer cells, counts, ids, signs;
+    if (get_buffer(cells_o, &cells, 1, 8 * LANES, "cells") < 0) return NULL;
+    if (get_buffer(counts_o, &counts, 1, 1, "counts") < 0) goto fail_cells;
+    if (get_buffer(ids_o, &ids, 1, 32, "ids") < 0) goto fail_counts;
+    if (get_buffer(signs_o, &signs, 1, 1, "signs") < 0) goto fail_ids;
+    Py_ssize_t m = counts.len;
+    if (cells.len / (8 * LANES) != m || ids.len / 32 < m || signs.len < m) {
+        PyErr_Format(PyExc_ValueError, "cells, ids and signs must hold the %zd symbols of counts", m);
+        goto fail_all;
+    }
+    size_t capacity = 16;
+    while (capacity < (size_t)m * 2 + 2) capacity <<= 1;
+    found_set set = {PyMem_RawCalloc(capacity, sizeof(Py_ssize_t)), capacity - 1};
+    size_t queue_cap = (size_t)m + 16, queued = 0;
+    Py_ssize_t *queue = PyMem_RawMalloc(queue_cap * sizeof(Py_ssize_t));
+    if (!set.slots || !queue) {
+        PyMem_RawFree(set.slots);
+        PyMem_RawFree(queue);
+        PyErr_NoMemory();
+        goto fail_all;
+    }
+    uint64_t *cell = (uint64_t *)cells.buf, *found = (uint64_t *)ids.buf;
+    uint8_t *count = (uint8_t *)counts.buf;
+    int8_t *sign = (int8_t *)signs.buf;
+    const uint64_t key_check = (uint64_t)k0 ^ KEY_CHECK, key_seed = (uint64_t)k1 ^ KEY_SEED;
+    Py_ssize_t n_found = 0;
+    int failed = 0;
+
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = m - 1; i >= 0; i--) {
+        if (count[i] == 1 || count[i] == 255) queue[queued++] = i;
+    }
+    while (queued && !failed) {
+        Py_ssize_t i = queue[--queued];
+        if (count[i] != 1 && count[i] != 255) continue;
+        uint64_t id[ID_WORDS];
+        memcpy(id, cell + (size_t)i * LANES, 32);
+        uint64_t h = mix64((uint64_t)k0 ^ big_endian(id[0]));
+        h = mix64(h ^ big_endian(id[1]));
+        h = mix64(h ^ big_endian(id[2]) ^ (uint64_t)k1);
+        h = mix64(h ^ big_endian(id[3]));
+        uint64_t check = big_endian(mix64(h ^ key_check));
+        if (check != cell[(size_t)i * LANES + 4]) continue;
+        if (found_has(&set, found, id)) continue; /* only forged symbols offer an id twice */
+        if (n_found == m) continue;               /* more ids than symbols: forged too */
+        int8_t s = count[i] == 1 ? 1 : -1;
+        memcpy(found + (size_t)n_found * ID_WORDS, id, 32);
+        sign[n_found] = s;
+        found_add(&set, id, n_found);
+        n_found++;
+        uint64_t state = mix64(h ^ key_seed) | 1;
+        long long j = 0;
+        while (j < m) {
+            uint64_t *c = cell + (size_t)j * LANES;
+            c[0] ^= id[0];
+            c[1] ^= id[1];
+            c[2] ^= id[2];
+            c[3] ^= id[3];
+            c[4] ^= check;
+            count[j] = (uint8_t)(count[j] - (uint8_t)s);
+            if (count[j] == 1 || count[j] == 255) {
+                if (queued == queue_cap) {
+                    Py_ssize_t *grown = PyMem_RawRealloc(queue, queue_cap * 2 * sizeof(Py_ssize_t));
+                    if (!grown) {
+                        failed = 1;
+                        break;
+                    }
+                    queue = grown;
+                    queue_cap *= 2;
+                }
+                queue[queued++] = (Py_ssize_t)j;
+            }
+            state *= MULTIPLIER;
+            double base = (double)j + 1.5;
+            long long gap = (long long)ceil(base * TWO32 / sqrt((double)state) - base);
+            j += gap ? gap : 1;
+        }
+    }
+    Py_END_ALLOW_THREADS
+
+    PyMem_RawFree(set.slots);
+    PyMem_RawFree(queue);
+    PyBuffer_Release(&signs);
+    PyBuffer_Release(&ids);
+    PyBuffer_Release(&counts);
+    PyBuffer_Release(&cells);
+    if (failed) return PyErr_NoMemory();
+    return PyLong_FromSsize_t(n_found);
+
+fail_all:
+    PyBuffer_Release(&signs);
+fail_ids:
+    PyBuffer_Release(&ids);
+fail_counts:
+    PyBuffer_Release(&counts);
+fail_cells:
+    PyBuffer_Release(&cells);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"encode", encode, METH_VARARGS, encode_doc},
+    {"peel", peel, METH_VARARGS, peel_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import struct
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
+from agent.errors import ReconciliationCodecError
+from agent.ledgersync.idset import ID as ID_DTYPE
 from agent.ledgersync.idset import IdSet
 from agent.ledgersync.memory import release_freed_memory
 from agent.ledgersync.riblt import (
@@ -54,7 +56,7 @@ try:
 except ImportError:  # built without a C compiler: the numpy rounds below, same symbols
     _riblt_kernel = None  # type: ignore[assignment]
 
-__all__ = ["KERNEL", "FastEncoder", "fast_decoder"]
+__all__ = ["KERNEL", "FastDecoder", "FastEncoder", "fast_decoder"]
 
 KERNEL = "c" if _riblt_kernel is not None else "numpy"
 
@@ -273,6 +275,82 @@ class FastEncoder(Encoder):
         ]
 
 
+class FastDecoder(Decoder):
+    """``riblt.Decoder``'s results, the difference peeled by the C kernel (``_riblt_kernel.peel``).
+
+    The pure decoder peels in Python, about 30 microseconds an id (0.3 s for 10,000). Here each
+    batch subtracts the local symbols from all the remote ones received so far and peels them from
+    scratch: peeling ends in the same state whatever the order, so the result is the pure
+    decoder's, and a session has few batches.
+    """
+
+    def __init__(self, local: FastEncoder) -> None:  # not Decoder.__init__: no per-id Python state
+        if local.produced:
+            raise ValueError(f"the local encoder must be fresh; it already produced {local.produced} symbols")
+        self._local = local
+        self._fast = local
+        self._salt = local.salt
+        self._difference = np.zeros(0, dtype=_WIRE)
+        self._decoded = False
+        self._remote_only_ids: set[bytes] = set()
+        self._local_only_ids: set[bytes] = set()
+
+    @property
+    def local(self) -> Encoder:
+        return self._local
+
+    @property
+    def symbols_used(self) -> int:
+        return len(self._difference)
+
+    @property
+    def decoded(self) -> bool:
+        return self._decoded
+
+    def remote_only(self) -> set[bytes]:
+        return set(self._remote_only_ids)
+
+    def local_only(self) -> set[bytes]:
+        return set(self._local_only_ids)
+
+    def add_remote(self, symbols: Sequence[Symbol], start_index: int | None = None) -> bool:
+        if start_index is not None and start_index != self.symbols_used:
+            raise ReconciliationCodecError(
+                "start_index",
+                f"expected symbol {self.symbols_used} next, got a batch starting at {start_index}",
+            )
+        remote = np.frombuffer(
+            b"".join(s.id_xor + s.checksum + bytes((s.count,)) for s in symbols), dtype=_WIRE
+        )
+        local = self._fast._wire(len(symbols))
+        step = np.zeros(len(symbols), dtype=_WIRE)
+        step["id"] = remote["id"] ^ local["id"]
+        step["checksum"] = remote["checksum"] ^ local["checksum"]
+        step["count"] = remote["count"] - local["count"]  # uint8: modulo 256, as the wire's counts
+        self._difference = np.concatenate([self._difference, step])
+        self._peel_all()
+        return self._decoded
+
+    def _peel_all(self) -> None:
+        m = len(self._difference)
+        cells = np.empty((m, _WORDS + 1), dtype=np.uint64)
+        cells[:, :_WORDS] = self._difference["id"]
+        cells[:, _WORDS] = self._difference["checksum"]
+        counts = np.ascontiguousarray(self._difference["count"])
+        ids = np.empty(m, dtype=ID_DTYPE)
+        signs = np.empty(m, dtype=np.int8)
+        k0, k1 = struct.unpack(">2Q", self._salt)
+        found = _riblt_kernel.peel(cells, counts, k0, k1, ids, signs)
+        raw = ids[:found].tobytes()
+        peeled = [raw[o : o + ID_SIZE] for o in range(0, len(raw), ID_SIZE)]
+        self._remote_only_ids = {
+            i for i, sign in zip(peeled, signs[:found].tolist(), strict=True) if sign > 0
+        }
+        self._local_only_ids = {i for i, sign in zip(peeled, signs[:found].tolist(), strict=True) if sign < 0}
+        self._decoded = m > 0 and not cells[0].any() and counts[0] == 0
+
+
 def fast_decoder(ids: IdSet | Iterable[bytes], salt: bytes) -> Decoder:
-    """``riblt.Decoder.from_ids`` with the local symbols produced by a ``FastEncoder``."""
-    return Decoder(FastEncoder(ids, salt))
+    """A decoder over a ``FastEncoder`` of the local ids: peeling in C where the kernel is built."""
+    encoder = FastEncoder(ids, salt)
+    return FastDecoder(encoder) if encoder.kernel == "c" else Decoder(encoder)

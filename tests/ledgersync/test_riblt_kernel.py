@@ -1,4 +1,4 @@
-"""The C kernel of the numpy encoder: built here, identical to the numpy rounds, and strict with its input."""
+"""The C kernel: built here, its symbols and peeling identical to the numpy and pure codecs', strict with its input."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.errors import ReconciliationCodecError
 from agent.ledgersync.idset import IdSet
-from agent.ledgersync.riblt_numpy import KERNEL, FastEncoder
+from agent.ledgersync.riblt import Decoder, Encoder, Symbol
+from agent.ledgersync.riblt_numpy import KERNEL, FastDecoder, FastEncoder
 
 SALT = bytes(range(16))
 
@@ -120,3 +122,41 @@ def test_computing_ahead_is_ignored_once_symbols_were_produced() -> None:
     assert early.next_batch_bytes(3) == plain.next_batch_bytes(3)
     early.compute_ahead(100)
     assert early.next_batch_bytes(20) == plain.next_batch_bytes(20)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32),
+    common=st.integers(0, 1500),
+    a_only=st.integers(0, 150),
+    b_only=st.integers(0, 150),
+    batch=st.sampled_from([1, 5, 40, 300]),
+)
+def test_the_c_peeler_finds_what_the_pure_decoder_finds_batch_by_batch(
+    seed: int, common: int, a_only: int, b_only: int, batch: int
+) -> None:
+    # Peeling ends in the same state whatever the order, so even a batch that does not decode
+    # leaves both with the same ids found so far.
+    rng = random.Random(seed)
+    ids = [rng.randbytes(32) for _ in range(common + a_only + b_only)]
+    local, remote_ids = ids[: common + a_only], ids[:common] + ids[common + a_only :]
+    fast, pure = FastDecoder(FastEncoder(local, SALT)), Decoder.from_ids(local, SALT)
+    remote = Encoder(remote_ids, SALT)
+    while not pure.decoded:
+        assert pure.symbols_used < 5_000, "no decode within the limit"
+        symbols = remote.next_symbols(batch)
+        start = pure.symbols_used
+        assert fast.add_remote(symbols, start) == pure.add_remote(symbols, start)
+        assert fast.remote_only() == pure.remote_only() and fast.local_only() == pure.local_only()
+    assert fast.remote_only() == set(ids[common + a_only :]) and fast.local_only() == set(
+        ids[common:][:a_only]
+    )
+
+
+def test_forged_symbols_neither_crash_the_peeler_nor_decode() -> None:
+    rng = random.Random(5)
+    decoder = FastDecoder(FastEncoder([rng.randbytes(32) for _ in range(100)], SALT))
+    forged = [Symbol(rng.randbytes(32), rng.randbytes(8), rng.choice([1, 255, 7])) for _ in range(200)]
+    assert decoder.add_remote(forged, 0) is False
+    with pytest.raises(ReconciliationCodecError, match="expected symbol 200 next"):
+        decoder.add_remote(forged[:1], 0)
