@@ -56,11 +56,13 @@ from agent.ledgersync.riblt import (
     SALT_SIZE,
     SYMBOL_SIZE,
     Encoder,
+    batch_header,
+    check_batch,
     decode_batch,
     encode_batch,
     symbols_for_difference,
 )
-from agent.ledgersync.riblt_numpy import FastEncoder, fast_decoder
+from agent.ledgersync.riblt_numpy import FastDecoder, FastEncoder, fast_decoder
 from agent.network.network_map import NetworkMap
 from agent.p2p.envelope import ERROR_CODECS, ErrorCodec, register_error_codec
 from agent.store.ledger_store import LedgerStore
@@ -282,7 +284,7 @@ class LedgerSyncService:
         reply: dict[str, Any] = {"session": session_id, "size": len(ids)}
         if not listing:  # the encoder hashes the ids on its first symbols: a listing never pays that
             first = min(symbols_for_difference(len(ids) - size), symbols_per_reply(self.max_message_size))
-            reply["batch"] = encode_batch(encoder.next_symbols(first), 0)
+            reply["batch"] = batch_header(0, first) + encoder.next_batch_bytes(first)
         now = self.clock.now()
         with self._lock:
             for key in [k for k, s in self._sessions.items() if s.expires <= now]:
@@ -320,7 +322,7 @@ class LedgerSyncService:
                 raise ReconciliationCodecError("count", f"must be at least 1, got {count}")
             count = min(count, symbols_per_reply(self.max_message_size))
             session.replies += 1
-            return {"batch": encode_batch(session.encoder.next_symbols(count), start)}
+            return {"batch": _batch(session.encoder, start, count)}
 
     def _on_ids(self, requester: X500Name, payload: Any) -> dict[str, Any]:
         session = self._session(requester, payload)
@@ -376,11 +378,18 @@ class _Requester:
         batch = reply.get("batch")
         if not isinstance(batch, bytes):
             raise ReconciliationCodecError("batch", "missing, or not bytes")
-        start, symbols = decode_batch(batch, max_symbols=asked)
-        if not symbols:
+        if isinstance(self.decoder, FastDecoder):  # the bytes as they came: no object per symbol
+            start, count = check_batch(batch, max_symbols=asked)
+            if count:
+                self.decoder.add_remote_bytes(batch[HEADER_SIZE:], start)
+        else:
+            start, symbols = decode_batch(batch, max_symbols=asked)
+            count = len(symbols)
+            if count:
+                self.decoder.add_remote(symbols, start)
+        if not count:
             raise ReconciliationCodecError("batch", "no symbols")
-        self.decoder.add_remote(symbols, start)
-        return len(symbols)
+        return count
 
     def run(self, both_directions: bool, method: str = METHOD_RIBLT) -> ReconciliationResult:
         bound = self.service.config.max_number_of_ibf_filter_flows
@@ -474,6 +483,13 @@ class _Requester:
         if filled > 1 and not bool((ids[1:] > ids[:-1]).all()):
             return IdSet.from_array(ids)
         return IdSet(ids)
+
+
+def _batch(encoder: Encoder, start: int, count: int) -> bytes:
+    """A batch of the encoder's next symbols, serialised (the numpy encoder writes the bytes itself)."""
+    if isinstance(encoder, FastEncoder):
+        return batch_header(start, count) + encoder.next_batch_bytes(count)
+    return encode_batch(encoder.next_symbols(count), start)
 
 
 def _not_recorded(graph: LedgerGraph, ids: IdSet) -> IdSet:

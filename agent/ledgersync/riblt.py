@@ -31,6 +31,8 @@ __all__ = [
     "Decoder",
     "Encoder",
     "Symbol",
+    "batch_header",
+    "check_batch",
     "decode_batch",
     "encode_batch",
     "symbols_for_difference",
@@ -407,9 +409,7 @@ def encode_batch(symbols: Sequence[Symbol], start_index: int) -> bytes:
     decoder works modulo 256 (see ``Symbol``), and fixed-size symbols let a reader check the length
     of a batch before parsing it.
     """
-    if not 0 <= start_index <= _MAX_U32 or start_index + len(symbols) > _MAX_U32 + 1:
-        raise ReconciliationCodecError("start_index", f"{start_index} + {len(symbols)} symbols exceeds u32")
-    parts = [_HEADER.pack(WIRE_VERSION, start_index, len(symbols))]
+    parts = [batch_header(start_index, len(symbols))]
     for symbol in symbols:
         parts.append(symbol.id_xor)
         parts.append(symbol.checksum)
@@ -417,8 +417,32 @@ def encode_batch(symbols: Sequence[Symbol], start_index: int) -> bytes:
     return b"".join(parts)
 
 
+def batch_header(start_index: int, count: int) -> bytes:
+    """The header of a batch of ``count`` symbols from ``start_index`` (its symbols' bytes follow)."""
+    if not 0 <= start_index <= _MAX_U32 or start_index + count > _MAX_U32 + 1:
+        raise ReconciliationCodecError("start_index", f"{start_index} + {count} symbols exceeds u32")
+    return _HEADER.pack(WIRE_VERSION, start_index, count)
+
+
 def decode_batch(data: bytes, *, max_symbols: int = DEFAULT_MAX_SYMBOLS) -> tuple[int, list[Symbol]]:
     """Parse a batch from ``encode_batch``: ``(start_index, symbols)``; malformed input raises."""
+    start, _ = check_batch(data, max_symbols=max_symbols)
+    view = memoryview(data)
+    symbols: list[Symbol] = []
+    for offset in range(HEADER_SIZE, len(data), SYMBOL_SIZE):
+        symbols.append(
+            Symbol(
+                bytes(view[offset : offset + ID_SIZE]),
+                bytes(view[offset + ID_SIZE : offset + ID_SIZE + CHECKSUM_SIZE]),
+                data[offset + SYMBOL_SIZE - 1],
+            )
+        )
+    return start, symbols
+
+
+def check_batch(data: bytes, *, max_symbols: int = DEFAULT_MAX_SYMBOLS) -> tuple[int, int]:
+    """``(start_index, count)`` of a well-formed batch, whose symbols are ``data[HEADER_SIZE:]``;
+    malformed input raises as ``decode_batch`` does (for readers that take the bytes as they are)."""
     if len(data) < HEADER_SIZE:
         raise ReconciliationCodecError("header", f"truncated: {len(data)} bytes, need {HEADER_SIZE}")
     version, start, count = _HEADER.unpack_from(data)
@@ -439,14 +463,4 @@ def decode_batch(data: bytes, *, max_symbols: int = DEFAULT_MAX_SYMBOLS) -> tupl
         raise ReconciliationCodecError(
             "symbols", f"{body - expected} bytes beyond the {count} symbols declared (longer than declared)"
         )
-    view = memoryview(data)
-    symbols: list[Symbol] = []
-    for offset in range(HEADER_SIZE, len(data), SYMBOL_SIZE):
-        symbols.append(
-            Symbol(
-                bytes(view[offset : offset + ID_SIZE]),
-                bytes(view[offset + ID_SIZE : offset + ID_SIZE + CHECKSUM_SIZE]),
-                data[offset + SYMBOL_SIZE - 1],
-            )
-        )
-    return start, symbols
+    return int(start), int(count)

@@ -319,11 +319,20 @@ class FastDecoder(Decoder):
                 "start_index",
                 f"expected symbol {self.symbols_used} next, got a batch starting at {start_index}",
             )
-        remote = np.frombuffer(
-            b"".join(s.id_xor + s.checksum + bytes((s.count,)) for s in symbols), dtype=_WIRE
+        return self.add_remote_bytes(
+            b"".join(s.id_xor + s.checksum + bytes((s.count,)) for s in symbols), self.symbols_used
         )
-        local = self._fast._wire(len(symbols))
-        step = np.zeros(len(symbols), dtype=_WIRE)
+
+    def add_remote_bytes(self, body: bytes, start_index: int) -> bool:
+        """``add_remote`` for a batch's symbols as the wire carries them (``check_batch`` first)."""
+        if start_index != self.symbols_used:
+            raise ReconciliationCodecError(
+                "start_index",
+                f"expected symbol {self.symbols_used} next, got a batch starting at {start_index}",
+            )
+        remote = np.frombuffer(body, dtype=_WIRE)
+        local = self._fast._wire(len(remote))
+        step = np.zeros(len(remote), dtype=_WIRE)
         step["id"] = remote["id"] ^ local["id"]
         step["checksum"] = remote["checksum"] ^ local["checksum"]
         step["count"] = remote["count"] - local["count"]  # uint8: modulo 256, as the wire's counts
