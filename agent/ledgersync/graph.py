@@ -357,17 +357,19 @@ class LedgerGraph:
         return mask
 
     def _mark(self, mask: npt.NDArray[np.bool_], name: int) -> None:
-        # One OR per transaction's run of entries, a chunk of transactions at a time (a searchsorted
-        # of every hit into the offsets cost 0.15 s for a name in each of a million transactions;
-        # all of them at once, 17 MB of temporaries).
+        # Per transaction, whether its run of entries names it: a running count of the hits read
+        # at the run's two ends, a chunk of transactions at a time (a searchsorted of every hit
+        # into the offsets took 0.15 s for a name in each of a million transactions; all at once,
+        # 17 MB of temporaries; logical_or.reduceat, 10 ms a call).
         for lo in range(0, len(mask), WALK_CHUNK):
             off = self._party_off[lo : lo + WALK_CHUNK + 1]
             named = self._party[off[0] : off[-1]] == name
             if not named.any():
                 continue
-            # reduceat takes each run from its start to the next start, so runs must not be empty.
-            filled = np.flatnonzero(off[1:] > off[:-1])
-            mask[lo + filled] |= np.logical_or.reduceat(named, off[filled] - off[0])
+            hits = np.zeros(len(named) + 1, dtype=np.int32)
+            np.cumsum(named, out=hits[1:])
+            at = off - off[0]
+            mask[lo : lo + len(at) - 1] |= hits[at[1:]] > hits[at[:-1]]
 
     def backchain_mask(self, indexes: npt.ArrayLike, *, include: bool = False) -> npt.NDArray[np.bool_]:
         """A mask over the graph of every recorded ancestor of these transactions (not themselves,
