@@ -59,6 +59,22 @@ static inline uint64_t big_endian(uint64_t word) {
 #endif
 }
 
+/* riblt._keyed_digest's chain over the id's four words under the salt's two, before the last mix. */
+static inline uint64_t keyed_hash(const uint64_t *id, uint64_t k0, uint64_t k1) {
+    uint64_t h = mix64(k0 ^ big_endian(id[0]));
+    h = mix64(h ^ big_endian(id[1]));
+    h = mix64(h ^ big_endian(id[2]) ^ k1);
+    return mix64(h ^ big_endian(id[3]));
+}
+
+/* riblt._next_index: the index after index, advancing the PRNG state. */
+static inline long long next_index(long long index, uint64_t *state) {
+    *state *= MULTIPLIER;
+    double base = (double)index + 1.5;
+    long long gap = (long long)ceil(base * TWO32 / sqrt((double)*state) - base);
+    return index + (gap ? gap : 1);
+}
+
 PyDoc_STRVAR(encode_doc,
 "encode(ids, picked, k0, k1, start, acc, counts) -> None\n\n"
 "Symbols [start, start + n) of the set, from nothing: each id is hashed under the salt's two words\n"
@@ -136,10 +152,7 @@ static PyObject *encode(PyObject *self, PyObject *args) {
             Py_ssize_t at = p;
             if (have_picked) at = wide ? (Py_ssize_t)((const int64_t *)picked.buf)[p] : ((const int32_t *)picked.buf)[p];
             const uint64_t *w = id_words + (size_t)at * ID_WORDS;
-            uint64_t h = mix64((uint64_t)k0 ^ big_endian(w[0]));
-            h = mix64(h ^ big_endian(w[1]));
-            h = mix64(h ^ big_endian(w[2]) ^ (uint64_t)k1);
-            h = mix64(h ^ big_endian(w[3]));
+            uint64_t h = keyed_hash(w, (uint64_t)k0, (uint64_t)k1);
             lane_words[k] = w;
             lane_check[k] = big_endian(mix64(h ^ key_check)); /* the checksum's wire bytes */
             lane_state[k] = mix64(h ^ key_seed) | 1;
@@ -162,11 +175,7 @@ static PyObject *encode(PyObject *self, PyObject *args) {
                 cell[4] ^= lane_check[k];
                 count[index - start] += 1;
             }
-            uint64_t state = lane_state[k] * MULTIPLIER;
-            double base = (double)index + 1.5;
-            long long gap = (long long)ceil(base * TWO32 / sqrt((double)state) - base);
-            index += gap ? gap : 1;
-            lane_state[k] = state;
+            index = next_index(index, &lane_state[k]);
             lane_index[k] = index;
             if (index >= end) {
                 live[k] = 0;
@@ -266,10 +275,7 @@ static PyObject *peel(PyObject *self, PyObject *args) {
         if (count[i] != 1 && count[i] != 255) continue;
         uint64_t id[ID_WORDS];
         memcpy(id, cell + (size_t)i * LANES, 32);
-        uint64_t h = mix64((uint64_t)k0 ^ big_endian(id[0]));
-        h = mix64(h ^ big_endian(id[1]));
-        h = mix64(h ^ big_endian(id[2]) ^ (uint64_t)k1);
-        h = mix64(h ^ big_endian(id[3]));
+        uint64_t h = keyed_hash(id, (uint64_t)k0, (uint64_t)k1);
         uint64_t check = big_endian(mix64(h ^ key_check));
         if (check != cell[(size_t)i * LANES + 4]) continue;
         if (found_has(&set, found, id)) continue; /* only forged symbols offer an id twice */
@@ -301,10 +307,7 @@ static PyObject *peel(PyObject *self, PyObject *args) {
                 }
                 queue[queued++] = (Py_ssize_t)j;
             }
-            state *= MULTIPLIER;
-            double base = (double)j + 1.5;
-            long long gap = (long long)ceil(base * TWO32 / sqrt((double)state) - base);
-            j += gap ? gap : 1;
+            j = next_index(j, &state);
         }
     }
     Py_END_ALLOW_THREADS
