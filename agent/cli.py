@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from agent.launcher import ManagementClient
 
 PASSWORD_ENV = "LEDGER_AGENT_PASSWORD"  # the management password, when not read from the node folder
+DATA_SOURCE_URL = "dataSourceProperties.dataSource.url"  # agent.store.database.URL_KEY, without its imports
 
 
 def _network_init(args: argparse.Namespace) -> int:
@@ -36,9 +37,27 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    _no_postgres_driver_on_sqlite(args.config)
     from agent.process import run_agent
 
     return run_agent(args.config)
+
+
+def _no_postgres_driver_on_sqlite(config: Path) -> None:
+    """Keep an SQLite node from loading the PostgreSQL driver: 10 MB of its RSS, for nothing.
+
+    peewee imports psycopg2 whenever it is installed; a None in sys.modules makes that import fail
+    as if it were not, so peewee goes on without it. Only the data source URL is read here, before
+    anything imports peewee; a file the real loader would refuse is left for it to name the error.
+    """
+    try:
+        from pyhocon import ConfigFactory
+
+        url = ConfigFactory.parse_file(str(config)).get_string(DATA_SOURCE_URL, "sqlite:")
+    except Exception:
+        return
+    if url.startswith("sqlite:"):
+        sys.modules.setdefault("psycopg2", None)  # type: ignore[arg-type]
 
 
 def _vault(args: argparse.Namespace) -> int:

@@ -122,6 +122,11 @@ def test_finality_among_three_nodes_with_an_observer(
     holdings = {h["currency"]: h["amount"] for h in net.client(C).vault()["holdings"]}
     assert holdings == {"GBP": 20}
     assert {h["amount"] for h in net.client(B).vault()["holdings"]} == {30}
+    # An SQLite node does without the PostgreSQL driver (10 MB of RSS); a PostgreSQL node has it.
+    pid = net.processes[A].pid
+    assert pid is not None
+    driver_mapped = "_psycopg" in Path(f"/proc/{pid}/maps").read_text()
+    assert driver_mapped == (backend == "postgresql")
 
 
 def test_management_calls_need_credentials(network_factory: Callable[..., Network]) -> None:
