@@ -22,10 +22,11 @@ SQLITE_PRAGMAS = {
     "synchronous": "normal",
     "busy_timeout": 10_000,
     # Per connection, and every thread has its own (the graph loader, the scheduler, each of the
-    # server's workers): 64 MiB each put a loaded agent at ~400 MB RSS. At 8 MiB the caches of an
-    # agent with 1M transactions hold about 10 MB in all (1 MiB measured 10 MB less: BENCHMARKS.md);
-    # the bulk writer raises its own connection's (bulk.py).
-    "cache_size": -8 * 1024,
+    # server's workers): 64 MiB each put a loaded agent at ~400 MB RSS; at 8 MiB the caches of an
+    # agent with 1M transactions held 10 MB more than at 2 MiB (SQLite's own default), which
+    # changed neither finality's throughput nor LedgerSync's times (BENCHMARKS.md). The bulk
+    # writer raises its own connection's (bulk.py).
+    "cache_size": -2 * 1024,
 }
 BULK_CACHE_KIB = 64 * 1024
 
