@@ -28,7 +28,7 @@ from waitress.server import create_server
 from waitress.task import ThreadedTaskDispatcher
 
 from agent.ledgersync.config import load_ledgersync_config
-from agent.ledgersync.memory import limit_malloc_arenas
+from agent.ledgersync.memory import tune_malloc
 from agent.node import open_node
 from agent.p2p.http import HttpTransport, create_peer_app
 from agent.runtime import AgentRuntime, build_runtime
@@ -111,7 +111,7 @@ def run_agent(config_path: Path) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
     )
-    limit_malloc_arenas()  # before any thread starts, so they share the few arenas
+    tune_malloc()  # before any thread starts, so they share the few arenas
     node = open_node(config_path)
     config = node.config
     # Read before serving: a bad LedgerSync setting stops the start with the key named.

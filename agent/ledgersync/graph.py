@@ -371,17 +371,6 @@ class LedgerGraph:
             at = off - off[0]
             mask[lo : lo + len(at) - 1] |= hits[at[1:]] > hits[at[:-1]]
 
-    def backchain_mask(self, indexes: npt.ArrayLike, *, include: bool = False) -> npt.NDArray[np.bool_]:
-        """A mask over the graph of every recorded ancestor of these transactions (not themselves,
-        unless one is an ancestor of another; with include, themselves too)."""
-        self._flush()
-        seen = np.zeros(len(self._ids), dtype=bool)
-        frontier = np.asarray(indexes, dtype=np.int64)
-        if include:
-            seen[frontier] = True
-        self._walk(seen, frontier)
-        return seen
-
     def with_backchains(self, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
         """mask (changed in place and returned) with every recorded ancestor of its transactions.
 

@@ -22,7 +22,7 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 1 << 20
 
 
-def limit_malloc_arenas(arenas: int = 2) -> None:
+def tune_malloc(arenas: int = 2) -> None:
     """Cap glibc's malloc arenas, and fix its mmap threshold, for the agent process.
 
     glibc gives each thread that allocates concurrently an arena of its own (up to 8 per core), and

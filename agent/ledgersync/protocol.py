@@ -284,7 +284,7 @@ class LedgerSyncService:
         reply: dict[str, Any] = {"session": session_id, "size": len(ids)}
         if not listing:  # the encoder hashes the ids on its first symbols: a listing never pays that
             first = min(symbols_for_difference(len(ids) - size), symbols_per_reply(self.max_message_size))
-            reply["batch"] = batch_header(0, first) + encoder.next_batch_bytes(first)
+            reply["batch"] = _batch(encoder, 0, first)
         now = self.clock.now()
         with self._lock:
             for key in [k for k, s in self._sessions.items() if s.expires <= now]:

@@ -65,8 +65,6 @@ _U64 = npt.NDArray[np.uint64]
 _I64 = npt.NDArray[np.int64]
 _I32 = npt.NDArray[np.int32]
 LAST = np.iinfo(np.int32).max  # the wire's u32 indexes would allow twice as many; no session nears either
-# One symbol as it is laid out on the wire (see riblt.encode_batch): 41 packed bytes. Id and
-# checksum words are native-endian here because they hold the wire's bytes as they are.
 _MIX1, _MIX2 = np.uint64(_MIX1_INT), np.uint64(_MIX2_INT)
 _SHIFTS = (np.uint64(30), np.uint64(27), np.uint64(31))
 
@@ -80,6 +78,8 @@ def _mix(x: _U64) -> _U64:
     return x ^ (x >> _SHIFTS[2])
 
 
+# One symbol as it is laid out on the wire (see riblt.encode_batch): 41 packed bytes. Id and
+# checksum words are native-endian here because they hold the wire's bytes as they are.
 _WIRE = np.dtype([("id", "=u8", (_WORDS,)), ("checksum", "=u8"), ("count", "u1")])
 assert _WIRE.itemsize == SYMBOL_SIZE
 TRIM_FROM = 1 << 17  # sets this large return their temporaries after each batch (a trim costs ~1 ms)
@@ -287,7 +287,6 @@ class FastDecoder(Decoder):
     def __init__(self, local: FastEncoder) -> None:  # not Decoder.__init__: no per-id Python state
         if local.produced:
             raise ValueError(f"the local encoder must be fresh; it already produced {local.produced} symbols")
-        self._local = local
         self._fast = local
         self._salt = local.salt
         self._difference = np.zeros(0, dtype=_WIRE)
@@ -297,7 +296,7 @@ class FastDecoder(Decoder):
 
     @property
     def local(self) -> Encoder:
-        return self._local
+        return self._fast
 
     @property
     def symbols_used(self) -> int:
@@ -314,14 +313,8 @@ class FastDecoder(Decoder):
         return set(self._local_only_ids)
 
     def add_remote(self, symbols: Sequence[Symbol], start_index: int | None = None) -> bool:
-        if start_index is not None and start_index != self.symbols_used:
-            raise ReconciliationCodecError(
-                "start_index",
-                f"expected symbol {self.symbols_used} next, got a batch starting at {start_index}",
-            )
-        return self.add_remote_bytes(
-            b"".join(s.id_xor + s.checksum + bytes((s.count,)) for s in symbols), self.symbols_used
-        )
+        body = b"".join(s.id_xor + s.checksum + bytes((s.count,)) for s in symbols)
+        return self.add_remote_bytes(body, self.symbols_used if start_index is None else start_index)
 
     def add_remote_bytes(self, body: bytes, start_index: int) -> bool:
         """``add_remote`` for a batch's symbols as the wire carries them (``check_batch`` first)."""
@@ -351,11 +344,9 @@ class FastDecoder(Decoder):
         k0, k1 = struct.unpack(">2Q", self._salt)
         found = _riblt_kernel.peel(cells, counts, k0, k1, ids, signs)
         raw = ids[:found].tobytes()
-        peeled = [raw[o : o + ID_SIZE] for o in range(0, len(raw), ID_SIZE)]
-        self._remote_only_ids = {
-            i for i, sign in zip(peeled, signs[:found].tolist(), strict=True) if sign > 0
-        }
-        self._local_only_ids = {i for i, sign in zip(peeled, signs[:found].tolist(), strict=True) if sign < 0}
+        self._remote_only_ids, self._local_only_ids = set(), set()
+        for o, sign in zip(range(0, len(raw), ID_SIZE), signs[:found].tolist(), strict=True):
+            (self._remote_only_ids if sign > 0 else self._local_only_ids).add(raw[o : o + ID_SIZE])
         self._decoded = m > 0 and not cells[0].any() and counts[0] == 0
 
 
