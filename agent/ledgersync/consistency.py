@@ -24,6 +24,7 @@ import numpy.typing as npt
 from agent.errors import LedgerGraphNotReadyException
 from agent.ledger.vault import StateStatus
 from agent.ledgersync.graph import LedgerGraph, raw_cursor, release_freed_memory
+from agent.ledgersync.states import StateArrays
 from agent.store.ledger_store import LedgerStore
 
 MAX_ERRORS = 1000
@@ -74,14 +75,32 @@ def check_consistency(
     store: LedgerStore,
     *,
     page_size: int = 10_000,
+    pool_size: int = 1,
     max_errors: int = MAX_ERRORS,
     chunk: int = CHUNK,
 ) -> ConsistencyReport:
-    """Check the graph against itself and the store's vault."""
+    """Check the graph's transactions against themselves and the store's vault.
+
+    Right after the build, on the inputs and outputs the build collected; later, on those read again
+    from the store (page_size transactions a page, parsed by pool_size readers).
+    """
     if not graph.is_initialized:
         return ConsistencyReport(False, False, ["the ledger graph is not initialised"], 1)
+    states = graph.take_states() or graph.read_states(store, page_size=page_size, pool_size=pool_size)
+    return check_states(states, store, page_size=page_size, max_errors=max_errors, chunk=chunk)
+
+
+def check_states(
+    states: StateArrays,
+    store: LedgerStore,
+    *,
+    page_size: int = 10_000,
+    max_errors: int = MAX_ERRORS,
+    chunk: int = CHUNK,
+) -> ConsistencyReport:
+    """Check these transactions against themselves and the store's vault (read page_size rows a page)."""
     errors = _Errors(max_errors)
-    check = _Check(graph, errors, chunk)
+    check = _Check(states, errors, chunk)
     check.count_consumers()
     check.report_odd_refs()
     check.report_consumed_twice()
@@ -94,14 +113,13 @@ def check_consistency(
 
 
 class _Check:
-    def __init__(self, graph: LedgerGraph, errors: _Errors, chunk: int) -> None:
+    def __init__(self, states: StateArrays, errors: _Errors, chunk: int) -> None:
         if chunk < 1:
             raise ValueError(f"chunk must be positive, not {chunk}")
-        self.graph, self.errors, self.chunk = graph, errors, chunk
-        a = graph.arrays()
-        self.ref_off, self.ref_tx, self.ref_out = a["ref_off"], a["ref_tx"], a["ref_out"]
-        self.inputs, self.outputs = a["inputs"], a["outputs"]
-        self.rel_off, self.rel_out = a["rel_off"], a["rel_out"]
+        self.states, self.errors, self.chunk = states, errors, chunk
+        self.ref_off, self.ref_tx, self.ref_out = states.ref_off, states.ref_tx, states.ref_out
+        self.inputs, self.outputs = states.inputs, states.outputs
+        self.rel_off, self.rel_out = states.rel_off, states.rel_out
         total = int(self.outputs.sum(dtype=np.int64))
         self.out_off: npt.NDArray[np.integer[Any]] = np.zeros(
             len(self.outputs) + 1, dtype=np.int32 if total < 2**31 else np.int64
@@ -113,7 +131,7 @@ class _Check:
         self.vault_odd: set[int] = set()  # state keys of vault rows to outputs that do not exist
 
     def ref(self, tx: int, out: int) -> str:
-        return f"{self.graph.id_at(tx)}({out})"
+        return f"{self.states.id_at(tx)}({out})"
 
     def slots(self, tx: I64, out: I64) -> I64:
         found: I64 = np.add(self.out_off[tx], out, dtype=np.int64)
@@ -165,7 +183,7 @@ class _Check:
                 kind = "input" if is_input[i] else "reference"
                 state = self.ref(int(tx[i]), int(out[i]))
                 self.errors.add(
-                    f"transaction {self.graph.id_at(int(owner[i]))}: {kind} {state} refers to {what}"
+                    f"transaction {self.states.id_at(int(owner[i]))}: {kind} {state} refers to {what}"
                 )
 
     def report_consumed_twice(self) -> None:
@@ -196,13 +214,13 @@ class _Check:
             by = odd_groups[key] if key in odd_groups else consumers[slot_of[key]]
             state = self.ref(key >> 16, key & 0xFFFF)
             self.errors.add(
-                f"state {state} is consumed twice: by {' and '.join(str(self.graph.id_at(c)) for c in by)}"
+                f"state {state} is consumed twice: by {' and '.join(str(self.states.id_at(c)) for c in by)}"
             )
 
     def check_vault(self, store: LedgerStore, page_size: int) -> None:
         later: list[tuple[int, int, str]] = []  # (line, slot, state): its consumer is found after
         for hex_ids, outs, statuses in _vault_pages(store, page_size):
-            tx = self.graph.lookup(bytes.fromhex("".join(hex_ids)))
+            tx = self.states.lookup(bytes.fromhex("".join(hex_ids)))
             known = tx >= 0
             fits = known.copy()
             fits[known] = outs[known] < self.outputs[tx[known]]
@@ -229,7 +247,7 @@ class _Check:
                     later.append((len(self.errors.lines) - 1, int(slots[i]), state))
         consumers = self.consumers_of(np.unique(np.array([s for _, s, _ in later], dtype=np.int64)))
         for line, slot, state in later:
-            by = self.graph.id_at(consumers[slot][0])
+            by = self.states.id_at(consumers[slot][0])
             self.errors.lines[line] = f"vault state {state} is UNCONSUMED but transaction {by} consumes it"
 
     def report_relevant_not_in_vault(self) -> None:
@@ -243,7 +261,7 @@ class _Check:
             for i in np.flatnonzero(~fits).tolist():
                 present[i] = int(_state_key(tx[i : i + 1], out[i : i + 1])[0]) in self.vault_odd
             for i in np.flatnonzero(~present).tolist():
-                tx_id = self.graph.id_at(int(tx[i]))
+                tx_id = self.states.id_at(int(tx[i]))
                 self.errors.add(
                     f"transaction {tx_id}: relevant output {tx_id}({int(out[i])}) is not in the vault"
                 )

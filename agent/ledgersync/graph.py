@@ -1,8 +1,8 @@
 """The ledger graph: every VERIFIED transaction's id, back-chain edges and parties, in compact arrays.
 
-A Python object per transaction would cost some 1 KB each; here a transaction costs about 70 bytes:
-its 32-byte id in one numpy array, and its state refs, outputs and parties in CSR form (int32
-offsets into flat int arrays). A transaction's index is the order in which it joined the graph and
+A Python object per transaction would cost some 1 KB each; here a transaction costs about 60 bytes:
+its 32-byte id in one numpy array, its state refs and outputs in CSR form (int32 offsets into flat
+int arrays), and the id of its set of parties (`partysets`: each distinct set is kept once). A transaction's index is the order in which it joined the graph and
 never changes; lookup by id goes through `_order`, the permutation that sorts the ids (searchsorted
 with a sorter), None while it is the identity: as built, index order is id order.
 
@@ -31,7 +31,8 @@ import numpy.typing as npt
 from agent.ledger.hashing import SecureHash
 from agent.ledger.transactions import SignedTransaction
 from agent.ledger.vault import TransactionStatus
-from agent.ledgersync.graph_build import Builder, distribution_pairs, segments
+from agent.ledgersync.csr import segments
+from agent.ledgersync.graph_build import Builder, distribution_pairs
 from agent.ledgersync.graph_pages import (
     MAX_OUTPUTS,
     US,
@@ -41,8 +42,10 @@ from agent.ledgersync.graph_pages import (
     parsed_pages,
     raw_cursor,
 )
-from agent.ledgersync.idset import IdSet
+from agent.ledgersync.idset import IdSet, find_ids
 from agent.ledgersync.memory import release_freed_memory
+from agent.ledgersync.partysets import PartySets
+from agent.ledgersync.states import StateArrays, read_states
 from agent.store.ledger_store import LedgerStore, check_page_size
 
 __all__ = [
@@ -59,7 +62,7 @@ __all__ = [
 ID = np.dtype("S32")
 I32 = npt.NDArray[np.int32]
 FLUSH_AT = 4096  # buffered incremental adds merged at once, or before the next read
-ENTRY_CHUNK = 1 << 18  # party entries scanned at a time
+ENTRY_CHUNK = 1 << 18  # transactions marked (or positions gathered) at a time
 WALK_CHUNK = 1 << 16  # rows whose parents a back-chain walk gathers at a time
 TRIM_EVERY = 32  # pages read between two returns of freed memory to the OS
 
@@ -81,13 +84,10 @@ class LedgerGraph:
         self._order: I32 | None = None  # None: the identity, index order is id order
         self._ref_off = np.zeros(1, dtype=np.int32)
         self._ref_tx = np.empty(0, dtype=np.int32)  # >= 0 a transaction; < 0 -(1 + k) into _missing
-        self._ref_out = np.empty(0, dtype=np.uint16)
-        self._inputs = np.empty(0, dtype=np.uint16)
-        self._outputs = np.empty(0, dtype=np.uint16)
-        self._rel_off = np.zeros(1, dtype=np.int32)
-        self._rel_out = np.empty(0, dtype=np.uint16)
-        self._party_off = np.zeros(1, dtype=np.int32)
-        self._party: npt.NDArray[np.integer[Any]] = np.empty(0, dtype=np.uint16)  # int32 past 65,536 names
+        # The build's inputs and outputs, kept for the check that follows it (see `states`), then dropped.
+        self._states: StateArrays | None = None
+        self._sets = PartySets()
+        self._party_set: npt.NDArray[np.integer[Any]] = np.empty(0, dtype=np.uint16)  # int32 past 65,536 sets
         self._missing: list[bytes] = []
         self._missing_ids: dict[bytes, int] = {}
         self._names: list[str] = [US]  # US is name 0
@@ -126,7 +126,7 @@ class LedgerGraph:
         graph._id_buffer = buffer
         # Read first, so that each page merges its own share instead of all at the end.
         extra = distribution_pairs(graph, store, page_size)
-        builder = Builder(graph, len(graph._ids), extra)
+        builder = Builder(graph, len(graph._ids), extra, states=True)
         pages = parsed_pages(store, graph.lookup, graph.our_keys, page_size, pool_size, readers)
         for count, parsed in enumerate(pages, 1):
             builder.add(parsed)
@@ -167,12 +167,7 @@ class LedgerGraph:
 
     def lookup(self, hashes: bytes) -> npt.NDArray[np.int64]:
         """Indexes of these 32-byte ids, -1 where not in the graph."""
-        wanted = np.frombuffer(hashes, dtype=ID)
-        if not len(self._ids):
-            return np.full(len(wanted), -1, dtype=np.int64)
-        at = np.minimum(np.searchsorted(self._ids, wanted, sorter=self._order), len(self._ids) - 1)
-        idx = (at if self._order is None else self._order[at]).astype(np.int64)
-        return np.where(self._ids[idx] == wanted, idx, -1)
+        return find_ids(self._ids, self._order, hashes)
 
     def resolve(self, hashes: bytes) -> I32:
         """Indexes of these 32-byte ids, or -(1 + k) for the k-th id not in the graph."""
@@ -241,7 +236,9 @@ class LedgerGraph:
                     extra_tx.append(first + offset)
                     extra_name.append(self.name_id(name))
             extra = (np.array(extra_tx, dtype=np.int32), np.array(extra_name, dtype=np.int32))
-            builder = Builder(self, len(pending), extra, first=first, extend=True)
+            builder = Builder(
+                self, len(pending), extra, first=first, extend=True, states=self._states is not None
+            )
             for _, page, _ in pending:
                 builder.add(page)
             builder.finish()
@@ -321,7 +318,7 @@ class LedgerGraph:
     def parties(self, tx_id: SecureHash | bytes | str) -> set[str]:
         """Output participants, command signers known by name, distribution-record peers, and us."""
         i = self._require(tx_id)
-        names = {self._names[n] for n in self._party[self._party_off[i] : self._party_off[i + 1]].tolist()}
+        names = {self._names[n] for n in self._sets.members(int(self._party_set[i]))}
         if US in names:
             names.remove(US)
             names |= self.our_names()
@@ -357,19 +354,12 @@ class LedgerGraph:
         return mask
 
     def _mark(self, mask: npt.NDArray[np.bool_], name: int) -> None:
-        # Per transaction, whether its run of entries names it: a running count of the hits read
-        # at the run's two ends, a chunk of transactions at a time (a searchsorted of every hit
-        # into the offsets took 0.15 s for a name in each of a million transactions; all at once,
-        # 17 MB of temporaries; logical_or.reduceat, 10 ms a call).
-        for lo in range(0, len(mask), WALK_CHUNK):
-            off = self._party_off[lo : lo + WALK_CHUNK + 1]
-            named = self._party[off[0] : off[-1]] == name
-            if not named.any():
-                continue
-            hits = np.zeros(len(named) + 1, dtype=np.int32)
-            np.cumsum(named, out=hits[1:])
-            at = off - off[0]
-            mask[lo : lo + len(at) - 1] |= hits[at[1:]] > hits[at[:-1]]
+        # The sets that name it, then each transaction's set looked up in them, a chunk at a time.
+        named = self._sets.containing(name)
+        if not named.any():
+            return
+        for lo in range(0, len(mask), ENTRY_CHUNK):
+            mask[lo : lo + ENTRY_CHUNK] |= named[self._party_set[lo : lo + ENTRY_CHUNK]]
 
     def with_backchains(self, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
         """mask (changed in place and returned) with every recorded ancestor of its transactions.
@@ -439,15 +429,30 @@ class LedgerGraph:
         self._flush()
         return {
             "ids": self._ids, "order": self._order if self._order is not None else np.empty(0, np.int32),
-            "ref_off": self._ref_off, "ref_tx": self._ref_tx,
-            "ref_out": self._ref_out, "inputs": self._inputs, "outputs": self._outputs,
-            "rel_off": self._rel_off, "rel_out": self._rel_out, "party_off": self._party_off,
-            "party": self._party,
+            "ref_off": self._ref_off, "ref_tx": self._ref_tx, "party_set": self._party_set,
         }  # fmt: skip
+
+    def take_states(self) -> StateArrays | None:
+        """The states the build collected (and merges since extended), once; then None."""
+        with self._lock:
+            self._flush()
+            states, self._states = self._states, None
+            return states
+
+    def read_states(self, store: LedgerStore, *, page_size: int, pool_size: int = 1) -> StateArrays:
+        """The states of the transactions in the graph now, read again from the store."""
+        with self._lock:
+            self._flush()
+            snapshot = {
+                "ids": self._ids, "order": self._order, "ref_off": self._ref_off,
+                "ref_tx": self._ref_tx.copy(),  # _repair_missing writes in place
+                "missing": list(self._missing),
+            }  # fmt: skip
+        return read_states(store, snapshot, self.our_keys, page_size=page_size, pool_size=pool_size)
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.arrays().values())
+        return sum(a.nbytes for a in self.arrays().values()) + self._sets.nbytes
 
 
 def _positions(mask: npt.NDArray[np.bool_]) -> I32:

@@ -21,6 +21,19 @@ ID = np.dtype("S32")
 CHUNK = 1 << 16  # ids read at a time from a selection: 2 MB
 
 
+def find_ids(
+    ids: npt.NDArray[Any], order: npt.NDArray[np.integer[Any]] | None, hashes: bytes
+) -> npt.NDArray[np.int64]:
+    """Indexes in ids (sorted by order, or already sorted if None) of these 32-byte ids, -1 where absent."""
+    wanted = np.frombuffer(hashes, dtype=ID)
+    if not len(ids):
+        return np.full(len(wanted), -1, dtype=np.int64)
+    at = np.minimum(np.searchsorted(ids, wanted, sorter=order), len(ids) - 1)
+    idx = (at if order is None else order[at]).astype(np.int64)
+    found: npt.NDArray[np.int64] = np.where(ids[idx] == wanted, idx, -1)
+    return found
+
+
 class IdSet:
     """Sorted, distinct 32-byte ids; iterates as `bytes` in ascending order.
 

@@ -194,8 +194,17 @@ class LedgerSyncService:
         return self.network_map.parameters.max_message_size
 
     def check_consistency(self) -> ConsistencyReport:
-        """Run the self-consistency check and keep its report for the responder's readiness test."""
-        self._report = check_consistency(self.graph, self.store)
+        """Run the self-consistency check and keep its report for the responder's readiness test.
+
+        After the first, the check reads the transactions again as the graph was built: pages of
+        transactionReaderPageSize, parsed by transactionReaderPoolSize threads.
+        """
+        self._report = check_consistency(
+            self.graph,
+            self.store,
+            page_size=self.config.transaction_reader_page_size,
+            pool_size=self.config.transaction_reader_pool_size,
+        )
         return self._report
 
     def pair_set(self, party: X500Name) -> IdSet:

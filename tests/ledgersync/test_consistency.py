@@ -18,22 +18,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.ledger.vault import StateStatus
-from agent.ledgersync.consistency import _Errors, _state_key, _vault_pages, check_consistency
+from agent.ledgersync.consistency import _Errors, _state_key, _vault_pages, check_states
 from agent.ledgersync.graph import LedgerGraph
+from agent.ledgersync.states import StateArrays
 from agent.store.ledger_store import LedgerStore
 from bench.fixture import fixture_store_keys, load
 
 
-def reference_check(graph: LedgerGraph, store: LedgerStore, max_errors: int) -> tuple[list[str], int]:
+def reference_check(graph: StateArrays, store: LedgerStore, max_errors: int) -> tuple[list[str], int]:
     """The unchunked check (commit 0b0c8ea), for comparison only: it needs ~120 MB more at 1M."""
-    a = graph.arrays()
     errors = _Errors(max_errors)
-    n = len(a["ids"])
-    ref_off = a["ref_off"]
-    ref_tx = a["ref_tx"].astype(np.int64)
-    ref_out = a["ref_out"].astype(np.int64)
+    n = len(graph.ids)
+    ref_off = graph.ref_off
+    ref_tx = graph.ref_tx.astype(np.int64)
+    ref_out = graph.ref_out.astype(np.int64)
     owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(ref_off))
-    is_input = (np.arange(len(ref_tx)) - ref_off[owner]) < a["inputs"][owner]
+    is_input = (np.arange(len(ref_tx)) - ref_off[owner]) < graph.inputs[owner]
 
     def ref(tx: int, out: int) -> str:
         return f"{graph.id_at(tx)}({out})"
@@ -48,7 +48,7 @@ def reference_check(graph: LedgerGraph, store: LedgerStore, max_errors: int) -> 
         )
     known = ref_tx >= 0
     beyond = np.zeros(len(ref_tx), dtype=bool)
-    beyond[known] = ref_out[known] >= a["outputs"][ref_tx[known]]
+    beyond[known] = ref_out[known] >= graph.outputs[ref_tx[known]]
     for pos in np.flatnonzero(beyond).tolist():
         errors.add(
             f"transaction {graph.id_at(int(owner[pos]))}: {kind(pos)} {ref(int(ref_tx[pos]), int(ref_out[pos]))}"
@@ -79,7 +79,7 @@ def reference_check(graph: LedgerGraph, store: LedgerStore, max_errors: int) -> 
             state = f"{hex_ids[i].upper()}({outs[i]})"
             if tx[i] < 0:
                 errors.add(f"vault state {state} belongs to no VERIFIED transaction")
-            elif outs[i] >= a["outputs"][tx[i]]:
+            elif outs[i] >= graph.outputs[tx[i]]:
                 errors.add(f"vault state {state}: transaction {hex_ids[i].upper()} has no such output")
             elif vault_consumed[i] and not in_graph[i]:
                 errors.add(f"vault state {state} is CONSUMED but no VERIFIED transaction consumes it")
@@ -88,8 +88,8 @@ def reference_check(graph: LedgerGraph, store: LedgerStore, max_errors: int) -> 
                     f"vault state {state} is UNCONSUMED but transaction {graph.id_at(int(consumer[at[i]]))}"
                     " consumes it"
                 )
-    rel_tx = np.repeat(np.arange(n, dtype=np.int64), np.diff(a["rel_off"]))
-    relevant = _state_key(rel_tx, a["rel_out"].astype(np.int64))
+    rel_tx = np.repeat(np.arange(n, dtype=np.int64), np.diff(graph.rel_off))
+    relevant = _state_key(rel_tx, graph.rel_out.astype(np.int64))
     absent = ~np.isin(relevant, np.frombuffer(present, dtype=np.int64) if present else np.empty(0, np.int64))
     for pos in np.flatnonzero(absent).tolist():
         tx_id = graph.id_at(int(rel_tx[pos]))
@@ -109,8 +109,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LedgerStore]:
 
 
 @pytest.fixture(scope="module")
-def graph(store: LedgerStore) -> LedgerGraph:
-    return LedgerGraph.build(store, page_size=50, pool_size=1, readers="thread")
+def graph(store: LedgerStore) -> StateArrays:
+    """The states the check reads, as read again from the store (not those the build kept)."""
+    built = LedgerGraph.build(store, page_size=50, pool_size=1, readers="thread")
+    return built.read_states(store, page_size=50)
 
 
 # A ref turned into another ref's state (a double spend when both are inputs), into an output its
@@ -122,8 +124,8 @@ edit = st.tuples(
 vault_edit = st.tuples(st.integers(0, 10**6), st.sampled_from(["delete", "flip", "beyond", "stranger"]))
 
 
-def damage(graph: LedgerGraph, edits: list[tuple[int, int, str]]) -> None:
-    ref_tx, ref_out, outputs = graph._ref_tx, graph._ref_out, graph._outputs
+def damage(graph: StateArrays, edits: list[tuple[int, int, str]]) -> None:
+    ref_tx, ref_out, outputs = graph.ref_tx, graph.ref_out, graph.outputs
     for drawn_pos, drawn_other, how in edits:
         pos, other = drawn_pos % len(ref_tx), drawn_other % len(ref_tx)
         if how == "copy":
@@ -132,15 +134,15 @@ def damage(graph: LedgerGraph, edits: list[tuple[int, int, str]]) -> None:
             ref_tx[pos] = ref_tx[other]
             ref_out[pos] = int(outputs[ref_tx[other]]) + other % 3
         elif how == "relevant":  # a relevant output its transaction does not have
-            at = drawn_pos % len(graph._rel_out)
-            tx = int(np.searchsorted(graph._rel_off, at, side="right")) - 1
-            graph._rel_out[at] = int(outputs[tx]) + other % 3
+            at = drawn_pos % len(graph.rel_out)
+            tx = int(np.searchsorted(graph.rel_off, at, side="right")) - 1
+            graph.rel_out[at] = int(outputs[tx]) + other % 3
         elif how == "missing":
-            graph._missing.append(bytes([other % 251]) * 32)
-            ref_tx[pos], ref_out[pos] = -len(graph._missing) + other % len(graph._missing), other % 4
+            graph.missing.append(bytes([other % 251]) * 32)
+            ref_tx[pos], ref_out[pos] = -len(graph.missing) + other % len(graph.missing), other % 4
 
 
-def damage_vault(store: LedgerStore, graph: LedgerGraph, edits: list[tuple[int, str]]) -> None:
+def damage_vault(store: LedgerStore, graph: StateArrays, edits: list[tuple[int, str]]) -> None:
     vs = store.schema.vault_states
     rows: list[Any] = list(vs.select(vs.transaction_id, vs.output_index, vs.state_status).tuples())
     for at, how in edits:
@@ -153,7 +155,7 @@ def damage_vault(store: LedgerStore, graph: LedgerGraph, edits: list[tuple[int, 
             if row is None:
                 continue
             if how == "beyond":
-                row["output_index"] = int(graph._outputs[graph.index(tx_id)]) + at % 3
+                row["output_index"] = int(graph.outputs[graph.lookup(bytes.fromhex(tx_id))[0]]) + at % 3
             else:
                 row["transaction_id"] = f"{at:064X}"
             vs.insert(row).on_conflict_ignore().execute()
@@ -171,34 +173,34 @@ def damage_vault(store: LedgerStore, graph: LedgerGraph, edits: list[tuple[int, 
 )
 def test_chunked_check_finds_what_one_pass_finds(
     store: LedgerStore,
-    graph: LedgerGraph,
+    graph: StateArrays,
     edits: list[tuple[int, int, str]],
     vault_edits: list[tuple[int, str]],
     chunk: int,
     max_errors: int,
 ) -> None:
     saved: tuple[npt.NDArray[np.int32], npt.NDArray[np.uint16], npt.NDArray[np.uint16], list[bytes]]
-    saved = graph._ref_tx.copy(), graph._ref_out.copy(), graph._rel_out.copy(), list(graph._missing)
+    saved = graph.ref_tx.copy(), graph.ref_out.copy(), graph.rel_out.copy(), list(graph.missing)
     try:
         damage(graph, edits)
         with store.database.atomic() as transaction:
             damage_vault(store, graph, vault_edits)
-            chunked = check_consistency(graph, store, page_size=7, max_errors=max_errors, chunk=chunk)
-            whole = check_consistency(graph, store, page_size=1000, max_errors=max_errors, chunk=10**7)
+            chunked = check_states(graph, store, page_size=7, max_errors=max_errors, chunk=chunk)
+            whole = check_states(graph, store, page_size=1000, max_errors=max_errors, chunk=10**7)
             expected = reference_check(graph, store, max_errors)
             transaction.rollback()
     finally:
-        graph._ref_tx[:], graph._ref_out[:], graph._rel_out[:], graph._missing[:] = saved
+        graph.ref_tx[:], graph.ref_out[:], graph.rel_out[:], graph.missing[:] = saved
     assert (chunked.errors, chunked.error_count) == (whole.errors, whole.error_count) == expected
     assert chunked.is_self_consistent == (expected[1] == 0)
 
 
-def test_an_undamaged_ledger_is_consistent_whatever_the_chunk(store: LedgerStore, graph: LedgerGraph) -> None:
+def test_an_undamaged_ledger_is_consistent_whatever_the_chunk(store: LedgerStore, graph: StateArrays) -> None:
     assert reference_check(graph, store, 1000) == ([], 0)
     for chunk in (1, 2, 1000):
-        assert check_consistency(graph, store, chunk=chunk).is_self_consistent
+        assert check_states(graph, store, chunk=chunk).is_self_consistent
 
 
-def test_chunk_must_be_positive(store: LedgerStore, graph: LedgerGraph) -> None:
+def test_chunk_must_be_positive(store: LedgerStore, graph: StateArrays) -> None:
     with pytest.raises(ValueError, match="chunk must be positive"):
-        check_consistency(graph, store, chunk=0)
+        check_states(graph, store, chunk=0)

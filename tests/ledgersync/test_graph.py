@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -104,8 +105,11 @@ def fixture_store(tmp_path: Path) -> Iterator[LedgerStore]:
     store.close()
 
 
-def snapshot(graph: LedgerGraph) -> dict[str, bytes]:
-    return {name: array.tobytes() for name, array in graph.arrays().items()}
+def snapshot(graph: LedgerGraph) -> dict[str, Any]:
+    """The arrays, with each transaction's parties for the party set ids (numbered as first seen)."""
+    arrays: dict[str, Any] = {name: a.tobytes() for name, a in graph.arrays().items() if name != "party_set"}
+    arrays["parties"] = [sorted(graph.parties(t)) for t in graph.ids(range(graph.size))]
+    return arrays
 
 
 @pytest.mark.parametrize("readers", ["thread", "process"])
@@ -305,22 +309,26 @@ def test_a_signer_named_only_in_a_later_page(
     store.close()
 
 
-def test_party_ids_widen_past_65536_names(
+def test_party_set_ids_widen_past_65536_sets(
     ledger: Ledger, alice: Actor, bob: Actor, charlie: Actor, notary_actor: Actor
 ) -> None:
     graph = build(ledger.store)
     graph.attach(ledger.store)
-    assert graph.arrays()["party"].dtype == np.uint16
-    for i in range(70_000):  # as if the ledger had named that many parties already
-        graph.name_id(f"O=Party {i}, L=Oslo, C=NO")
+    assert graph.arrays()["party_set"].dtype == np.uint16
+    for i in range(70_000):  # as if the ledger had seen that many sets of parties already
+        name = graph.name_id(f"O=Party {i}, L=Oslo, C=NO")
+        graph._sets.intern(np.array([name], dtype=np.int32).tobytes())
+    dan = "O=Dan, L=Oslo, C=NO"
     more = move([ledger.paid.tx.out_ref(1)], [(bob.party, 10)], alice.party, notary_actor.party).sign(
         [alice.key]
     )
     ledger.store.record_transaction(more)
-    assert graph.arrays()["party"].dtype == np.int32
+    assert graph.arrays()["party_set"].dtype == np.int32
     assert graph.parties(more.id) == {str(alice.name), str(bob.name)}
     assert graph.parties(ledger.merged.id) == {str(bob.name), str(charlie.name)}
     assert set(graph.ids(graph.involving(str(bob.name)))) >= {ledger.issued.id, more.id}
+    assert len(graph.involving("O=Party 69999, L=Oslo, C=NO")) == 0  # a name past 65,536, in no transaction
+    assert len(graph.involving(dan)) == 0
 
 
 def test_merges_append_ids_without_copying_them(
@@ -342,3 +350,29 @@ def test_merges_append_ids_without_copying_them(
     assert np.shares_memory(grown, after) and len(after) == len(grown) + 1 == 5
     assert list(before) == held  # a set handed out before the merges is unchanged
     assert graph.contains(first.id) and graph.contains(second.id) and graph.contains(ledger.issued.id)
+
+
+def test_the_states_kept_from_the_build_are_those_read_again_after_merges(
+    ledger: Ledger, alice: Actor, bob: Actor, notary_actor: Actor
+) -> None:
+    graph = build(ledger.store)
+    graph.attach(ledger.store)
+    highest = max(bytes(t) for t in graph.ids(range(graph.size)))
+    change = ledger.paid.tx.out_ref(1)
+    spend = move([change], [(bob.party, 10), (alice.party, 60)], alice.party, notary_actor.party)
+    ledger.store.record_transaction(spend.sign([alice.key]))
+    while True:  # one that sorts before an id of the build: the graph's order is then no longer the identity
+        lower = issue(alice.party, notary_actor.party, [(bob.party, 5), (alice.party, 1)], "EUR").sign(
+            [alice.key]
+        )
+        if bytes(lower.id) < highest:
+            break
+    ledger.store.record_transaction(lower)
+    kept = graph.take_states()
+    again = graph.read_states(ledger.store, page_size=2)
+    assert kept is not None and graph.take_states() is None  # handed over once
+    assert graph.arrays()["order"].size == graph.size == 5
+    for name in ("ref_off", "ref_tx", "ref_out", "inputs", "outputs", "rel_off", "rel_out"):
+        assert np.array_equal(getattr(kept, name), getattr(again, name)), name
+    assert int(kept.outputs[graph.index(lower.id)]) == 2 and len(kept.rel_out) > 0
+    assert check_consistency(graph, ledger.store).errors == []

@@ -1,0 +1,31 @@
+"""Compressed sparse rows: a row's entries are entries[off[row] : off[row + 1]]."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.errors import StoreError
+
+I32 = npt.NDArray[np.int32]
+_MAX_I32 = 2**31 - 1
+
+
+def offsets(counts: npt.ArrayLike) -> I32:
+    """CSR offsets of these counts, as int32 (half the size of int64; checked to fit)."""
+    counts = np.asarray(counts)
+    total = int(counts.sum(dtype=np.int64))
+    if total > _MAX_I32:
+        raise StoreError(f"{total} entries: the graph keeps at most {_MAX_I32} of one kind")
+    out = np.zeros(len(counts) + 1, dtype=np.int32)
+    np.cumsum(counts, out=out[1:])
+    return out
+
+
+def segments(off: npt.NDArray[Any], rows: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """Positions of every entry of these CSR rows, row after row."""
+    starts = off[rows].astype(np.int64)
+    lengths = off[rows + 1].astype(np.int64) - starts
+    return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())

@@ -1,0 +1,155 @@
+"""What the self-consistency check needs beyond the graph: each transaction's inputs and outputs.
+
+Reconciliation needs the graph's ids, back-chain edges and party sets; only the consistency check
+needs which refs are inputs, which output each ref points at, how many outputs a transaction has
+and which are relevant to us. At a million transactions those are 11 MB, so the graph does not keep
+them: the build collects them for the check that follows it (`LedgerGraph.take_states`), and a
+later check (the CheckConsistency operation) reads them again from the store, a page at a time,
+for the transactions the graph holds at that moment.
+
+`StateArrays` is a snapshot in the graph's index order: ids and refs as the graph had them, plus the
+arrays above. Rows read in id order are put in index order when the graph's order is not the
+identity (transactions merged after the build).
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.errors import StoreError
+from agent.ledger.hashing import SecureHash
+from agent.ledgersync.csr import offsets, segments
+from agent.ledgersync.graph_pages import Page, Readers, parsed_pages
+from agent.ledgersync.idset import find_ids
+from agent.store.ledger_store import LedgerStore
+
+I32 = npt.NDArray[np.int32]
+U16 = npt.NDArray[np.uint16]
+
+
+@dataclass(frozen=True)
+class StateArrays:
+    """Refs, inputs, outputs and relevant outputs of the graph's first len(ids) transactions."""
+
+    ids: npt.NDArray[Any]  # S32, in index order
+    order: I32 | None  # the permutation that sorts ids; None: ids are sorted
+    ref_off: I32
+    ref_tx: I32  # >= 0 a transaction's index; < 0 -(1 + k) into missing
+    missing: list[bytes]
+    ref_out: U16
+    inputs: U16  # the first inputs[t] refs of transaction t are inputs, the rest references
+    outputs: U16
+    rel_off: I32
+    rel_out: U16  # indexes of the outputs one of our keys participates in
+
+    def id_at(self, index: int) -> SecureHash:
+        if index < 0:
+            return SecureHash(self.missing[-1 - index])
+        return SecureHash(self.ids[index : index + 1].tobytes())
+
+    def lookup(self, hashes: bytes) -> npt.NDArray[np.int64]:
+        """Indexes of these 32-byte ids, -1 where not in the snapshot."""
+        return find_ids(self.ids, self.order, hashes)
+
+    def extended(self, more: StateArrays) -> StateArrays:
+        """These states followed by more's (transactions merged since: more has the graph's ids and refs now)."""
+        return replace(
+            more,
+            ref_out=np.concatenate([self.ref_out, more.ref_out]),
+            inputs=np.concatenate([self.inputs, more.inputs]),
+            outputs=np.concatenate([self.outputs, more.outputs]),
+            rel_off=np.concatenate([self.rel_off, more.rel_off[1:] + self.rel_off[-1]]),
+            rel_out=np.concatenate([self.rel_out, more.rel_out]),
+        )
+
+
+class StateCollector:
+    """Accumulates pages' inputs, outputs and relevant outputs in growable compact arrays."""
+
+    def __init__(self) -> None:
+        self.ref_counts, self.ref_out = array("I"), array("H")
+        self.inputs, self.outputs = array("H"), array("H")
+        self.rel_counts, self.rel_out = array("H"), array("H")
+
+    def add(self, page: Page) -> None:
+        self.ref_counts.extend(page.ref_counts)
+        self.ref_out.extend(page.ref_outs)
+        self.inputs.extend(page.input_counts)
+        self.outputs.extend(page.output_counts)
+        self.rel_counts.extend(page.relevant_counts)
+        self.rel_out.extend(page.relevant_outs)
+
+    def __len__(self) -> int:
+        return len(self.outputs)
+
+    def states(
+        self, ids: npt.NDArray[Any], order: I32 | None, ref_off: I32, ref_tx: I32, missing: list[bytes]
+    ) -> StateArrays:
+        """The collected arrays, in the order read, over these ids and refs."""
+        rel_off = offsets(np.frombuffer(self.rel_counts, dtype=np.uint16))
+        return StateArrays(
+            ids=ids,
+            order=order,
+            ref_off=ref_off,
+            ref_tx=ref_tx,
+            missing=missing,
+            ref_out=np.frombuffer(self.ref_out, dtype=np.uint16),
+            inputs=np.frombuffer(self.inputs, dtype=np.uint16),
+            outputs=np.frombuffer(self.outputs, dtype=np.uint16),
+            rel_off=rel_off,
+            rel_out=np.frombuffer(self.rel_out, dtype=np.uint16),
+        )
+
+
+def read_states(
+    store: LedgerStore,
+    snapshot: dict[str, Any],
+    our_keys: frozenset[bytes],
+    *,
+    page_size: int,
+    pool_size: int,
+    readers: Readers = "thread",
+) -> StateArrays:
+    """Read the states of the snapshot's transactions (graph arrays: ids, order, ref_off, ref_tx, missing)."""
+    ids, order = snapshot["ids"], snapshot["order"]
+    collector = StateCollector()
+    for page in parsed_pages(
+        store, lambda h: find_ids(ids, order, h), our_keys, page_size, pool_size, readers
+    ):
+        collector.add(page)
+    if len(collector) != len(ids):
+        raise StoreError(f"read {len(collector)} VERIFIED transactions, expected {len(ids)}")
+    read = collector.states(ids, order, snapshot["ref_off"], snapshot["ref_tx"], snapshot["missing"])
+    if not np.array_equal(
+        np.diff(read.ref_off), np.frombuffer(collector.ref_counts, dtype=np.uint32)[_rows(order, len(ids))]
+    ):
+        raise StoreError("the ledger's transactions changed under the consistency check's read")
+    return read if order is None else _in_index_order(read, order)
+
+
+def _rows(order: I32 | None, n: int) -> Any:
+    """Which row of the id-order read holds each index (the inverse of order)."""
+    if order is None:
+        return slice(None)
+    rows = np.empty(n, dtype=np.int64)
+    rows[order] = np.arange(n)
+    return rows
+
+
+def _in_index_order(read: StateArrays, order: I32) -> StateArrays:
+    """Rows read in id order (row r is index order[r]) put in index order."""
+    ref_out = np.empty_like(read.ref_out)
+    ref_out[segments(read.ref_off, order)] = read.ref_out
+    inputs, outputs = np.empty_like(read.inputs), np.empty_like(read.outputs)
+    inputs[order], outputs[order] = read.inputs, read.outputs
+    rel_counts = np.empty(len(order), dtype=np.int64)
+    rel_counts[order] = np.diff(read.rel_off)
+    rel_off = offsets(rel_counts)
+    rel_out = np.empty_like(read.rel_out)
+    rel_out[segments(rel_off, order)] = read.rel_out
+    return replace(read, ref_out=ref_out, inputs=inputs, outputs=outputs, rel_off=rel_off, rel_out=rel_out)
