@@ -82,8 +82,8 @@ PyDoc_STRVAR(encode_doc,
 "words as they lie in memory, then its checksum's big-endian bytes) and counted in counts (n int64)\n"
 "where its index falls in the range. No per-id state is kept between calls: a later batch walks the\n"
 "ids again from 0, which costs about what the first batch did, and a million ids need no 20 MB of\n"
-"checksums, PRNG states and next indexes. ids holds 32-byte ids; picked (int32 or int64\n"
-"positions into ids) selects and orders them, or is None.");
+"checksums, PRNG states and next indexes. ids holds 32-byte ids; picked selects them: int32 or\n"
+"int64 positions into ids, a mask of one byte an id (nonzero: in the set), or None (all).");
 
 static PyObject *encode(PyObject *self, PyObject *args) {
     PyObject *ids_o, *picked_o, *acc_o, *counts_o;
@@ -103,15 +103,23 @@ static PyObject *encode(PyObject *self, PyObject *args) {
         PyBuffer_Release(&ids);
         return NULL;
     }
-    int wide = 0;
+    int wide = 0, masked = 0;
     Py_ssize_t n_base = ids.len / 32, n_ids = n_base;
     if (have_picked) {
-        if (picked.itemsize != 4 && picked.itemsize != 8) {
-            PyErr_SetString(PyExc_ValueError, "picked: positions must be int32 or int64");
+        if (picked.itemsize == 1) {
+            /* A mask: the set's ids in the order of ids, which XOR does not care about. */
+            masked = 1;
+            if (picked.len != n_base) {
+                PyErr_Format(PyExc_ValueError, "picked: a mask of %zd bytes for %zd ids", picked.len, n_base);
+                goto fail_picked;
+            }
+        } else if (picked.itemsize != 4 && picked.itemsize != 8) {
+            PyErr_SetString(PyExc_ValueError, "picked: positions must be int32 or int64, or a one-byte mask");
             goto fail_picked;
+        } else {
+            wide = picked.itemsize == 8;
+            n_ids = picked.len / picked.itemsize;
         }
-        wide = picked.itemsize == 8;
-        n_ids = picked.len / picked.itemsize;
     }
     if (get_buffer(acc_o, &acc, 1, 8 * LANES, "acc") < 0) goto fail_picked;
     if (get_buffer(counts_o, &counts, 1, 8, "counts") < 0) goto fail_acc;
@@ -120,7 +128,7 @@ static PyObject *encode(PyObject *self, PyObject *args) {
         PyErr_Format(PyExc_ValueError, "acc holds %zd symbols, counts %zd", acc.len / (8 * LANES), n);
         goto fail_all;
     }
-    if (have_picked) {
+    if (have_picked && !masked) {
         for (Py_ssize_t p = 0; p < n_ids; p++) {
             long long at = wide ? ((const int64_t *)picked.buf)[p] : ((const int32_t *)picked.buf)[p];
             if (at < 0 || at >= n_base) {
@@ -149,8 +157,13 @@ static PyObject *encode(PyObject *self, PyObject *args) {
     for (;;) {
         for (int k = 0; k < IN_FLIGHT && p < n_ids; k++) {
             if (live[k]) continue;
+            if (masked) {
+                const uint8_t *in_set = (const uint8_t *)picked.buf;
+                while (p < n_ids && !in_set[p]) p++;
+                if (p == n_ids) break;
+            }
             Py_ssize_t at = p;
-            if (have_picked) at = wide ? (Py_ssize_t)((const int64_t *)picked.buf)[p] : ((const int32_t *)picked.buf)[p];
+            if (have_picked && !masked) at = wide ? (Py_ssize_t)((const int64_t *)picked.buf)[p] : ((const int32_t *)picked.buf)[p];
             const uint64_t *w = id_words + (size_t)at * ID_WORDS;
             uint64_t h = keyed_hash(w, (uint64_t)k0, (uint64_t)k1);
             lane_words[k] = w;

@@ -62,7 +62,7 @@ __all__ = [
 ID = np.dtype("S32")
 I32 = npt.NDArray[np.int32]
 FLUSH_AT = 4096  # buffered incremental adds merged at once, or before the next read
-ENTRY_CHUNK = 1 << 18  # transactions marked (or positions gathered) at a time
+ENTRY_CHUNK = 1 << 18  # transactions marked at a time
 WALK_CHUNK = 1 << 16  # rows whose parents a back-chain walk gathers at a time
 TRIM_EVERY = 32  # pages read between two returns of freed memory to the OS
 
@@ -413,16 +413,14 @@ class LedgerGraph:
         return set(self.ids(np.flatnonzero(seen))) | set(self.ids(missing))
 
     def id_set(self, mask: npt.NDArray[np.bool_]) -> IdSet:
-        """The ids where mask is True, as an IdSet over the graph's own ids (4 bytes an id, no copy).
+        """The ids where mask is True, as an IdSet over the graph's own ids (the mask, 1 byte an id).
 
         A set made before the next merge keeps the ids array of its time alive (merges replace it).
         """
         self._flush()
-        if self._order is None:
-            if mask.all():
-                return IdSet(self._ids)
-            return IdSet(self._ids, _positions(mask))
-        return IdSet(self._ids, self._order[mask[self._order]])
+        if self._order is None and mask.all():
+            return IdSet(self._ids)
+        return IdSet.masked(self._ids, mask, self._order)
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
         """The arrays themselves, read-only by convention (for the consistency check and benchmarks)."""
@@ -453,14 +451,3 @@ class LedgerGraph:
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.arrays().values()) + self._sets.nbytes
-
-
-def _positions(mask: npt.NDArray[np.bool_]) -> I32:
-    """np.flatnonzero(mask) as int32, a chunk at a time: never the 8 bytes an entry of int64."""
-    out = np.empty(int(np.count_nonzero(mask)), dtype=np.int32)
-    filled = 0
-    for lo in range(0, len(mask), ENTRY_CHUNK):
-        found = np.flatnonzero(mask[lo : lo + ENTRY_CHUNK]) + lo
-        out[filled : filled + len(found)] = found
-        filled += len(found)
-    return out

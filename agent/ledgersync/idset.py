@@ -19,6 +19,7 @@ from agent.ledgersync.riblt import ID_SIZE
 # Fixed-width byte strings compare over all 32 bytes, so the sort order is the ids' byte order.
 ID = np.dtype("S32")
 CHUNK = 1 << 16  # ids read at a time from a selection: 2 MB
+MASK_CHUNK = 1 << 18  # mask entries turned into positions at a time
 
 
 def find_ids(
@@ -41,14 +42,40 @@ class IdSet:
     order and `picked`, the positions of the set's ids in ascending id order. The second form is
     how the set for a pair shares the ledger graph's ids: 4 bytes an id instead of 32. Every
     operation then reads the ids a chunk at a time, so none copies the whole set.
+
+    A third form (`masked`) holds a mask over base, 1 byte an id, and the order that sorts base:
+    the encoder reads the ids in place through the mask, in base's order (a symbol is an XOR, so
+    order does not matter), and only the operations that need ascending order (the id list, a
+    difference) turn the mask into positions, once.
     """
 
-    __slots__ = ("_base", "_picked")
+    __slots__ = ("_base", "_count", "_mask", "_order", "_picked")
 
     def __init__(self, base: npt.NDArray[Any], picked: npt.NDArray[np.integer[Any]] | None = None) -> None:
         """Wrap ids that are already sorted and distinct, base[picked] if picked is given (not checked)."""
         self._base = base
         self._picked = picked
+        self._mask: npt.NDArray[np.bool_] | None = None
+        self._order: npt.NDArray[np.integer[Any]] | None = None
+        self._count = len(base) if picked is None else len(picked)
+
+    @classmethod
+    def masked(
+        cls, base: npt.NDArray[Any], mask: npt.NDArray[np.bool_], order: npt.NDArray[np.integer[Any]] | None
+    ) -> IdSet:
+        """The distinct ids base[mask]; order sorts base (None: base is sorted)."""
+        found = cls(base)
+        found._mask, found._order = mask, order
+        found._count = int(np.count_nonzero(mask))
+        return found
+
+    def _selection(self) -> npt.NDArray[np.integer[Any]] | None:
+        """picked, made from the mask the first time it is needed."""
+        if self._mask is not None and self._picked is None:
+            mask, order = self._mask, self._order
+            self._picked = _positions(mask) if order is None else order[mask[order]]
+            self._mask = self._order = None
+        return self._picked
 
     @classmethod
     def of(cls, ids: Iterable[bytes]) -> IdSet:
@@ -84,22 +111,25 @@ class IdSet:
     @property
     def ids(self) -> npt.NDArray[Any]:
         """The ids as one sorted S32 array (a copy when the set is a selection of another array)."""
-        return self._base if self._picked is None else self._base[self._picked]
+        picked = self._selection()
+        return self._base if picked is None else self._base[picked]
 
     @property
     def array(self) -> npt.NDArray[np.uint8]:
         """The ids as an (n, 32) uint8 array (a copy when the set is a selection of another array)."""
         return self.ids.view(np.uint8).reshape(-1, ID_SIZE)
 
-    def layout(self) -> tuple[npt.NDArray[Any], npt.NDArray[np.integer[Any]] | None]:
-        """(base, picked) as the constructor took them: for code that reads the ids in place."""
-        return self._base, self._picked
+    def layout(self) -> tuple[npt.NDArray[Any], npt.NDArray[Any] | None]:
+        """(base, picked positions or a bool mask over base, or None for all of base): for the encoder,
+        which reads the ids in place."""
+        return self._base, self._mask if self._mask is not None else self._picked
 
     def chunk(self, start: int, stop: int) -> npt.NDArray[Any]:
         """Ids start to stop - 1 in ascending order, as a contiguous S32 array."""
-        if self._picked is None:
+        selection = self._selection()
+        if selection is None:
             return self._base[start:stop]
-        picked: npt.NDArray[Any] = self._base[self._picked[start:stop]]
+        picked: npt.NDArray[Any] = self._base[selection[start:stop]]
         return picked
 
     def chunks(self, size: int = CHUNK) -> Iterator[npt.NDArray[Any]]:
@@ -107,7 +137,7 @@ class IdSet:
             yield self.chunk(start, start + size)
 
     def __len__(self) -> int:
-        return len(self._base) if self._picked is None else len(self._picked)
+        return self._count
 
     def __iter__(self) -> Iterator[bytes]:
         # tobytes, not the element: numpy drops an S32 element's trailing zero bytes.
@@ -137,7 +167,7 @@ class IdSet:
         found = np.zeros(len(wanted), dtype=bool)
         if not len(self) or not len(wanted):
             return found
-        if self._picked is None:
+        if self._selection() is None:
             at = np.minimum(np.searchsorted(self._base, wanted), len(self._base) - 1)
             found[:] = self._base[at] == wanted
             return found
@@ -155,9 +185,10 @@ class IdSet:
 
     def select(self, keep: npt.NDArray[np.bool_]) -> IdSet:
         """The ids where keep is True (a mask over this set's order)."""
-        if self._picked is None:
+        selection = self._selection()
+        if selection is None:
             return IdSet(self._base[keep])
-        return IdSet(self._base, self._picked[keep])
+        return IdSet(self._base, selection[keep])
 
     def difference(self, other: IdSet) -> IdSet:
         """The ids of this set that are not in other."""
@@ -178,3 +209,14 @@ class IdSet:
     def page(self, offset: int, count: int) -> bytes:
         """Ids offset to offset + count - 1, concatenated (paged straight from the array)."""
         return self.chunk(offset, offset + count).tobytes()
+
+
+def _positions(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int32]:
+    """np.flatnonzero(mask) as int32, a chunk at a time: never the 8 bytes an entry of int64."""
+    out = np.empty(int(np.count_nonzero(mask)), dtype=np.int32)
+    filled = 0
+    for lo in range(0, len(mask), MASK_CHUNK):
+        found = np.flatnonzero(mask[lo : lo + MASK_CHUNK]) + lo
+        out[filled : filled + len(found)] = found
+        filled += len(found)
+    return out

@@ -71,6 +71,27 @@ def test_a_selection_of_another_array_behaves_as_its_copy(
     assert view.contains(wanted).tolist() == copy.contains(wanted).tolist()
 
 
+@settings(max_examples=150)
+@given(base=ids, keep=st.lists(st.booleans(), min_size=40, max_size=40), b=ids, shuffled=st.booleans())
+def test_a_masked_selection_behaves_as_its_copy(
+    base: list[bytes], keep: list[bool], b: list[bytes], shuffled: bool
+) -> None:
+    # As the graph hands out the set for a pair: a mask over its ids, in arrival order or sorted.
+    distinct = np.frombuffer(b"".join(dict.fromkeys(base)), dtype="S32")
+    if not shuffled:
+        distinct = np.sort(distinct)
+    order = np.argsort(distinct, kind="stable") if shuffled else None
+    mask = np.array(keep[: len(distinct)], dtype=bool)
+    view, copy = IdSet.masked(distinct, mask, order), IdSet(np.sort(distinct[mask]))
+    other = IdSet.of(b)
+    assert len(view) == len(copy)
+    assert list(view - other) == list(copy - other)
+    assert list(other - view) == list(other - copy)
+    assert view == copy and view.tobytes() == copy.tobytes() and view.page(1, 3) == copy.page(1, 3)
+    wanted = np.frombuffer(b"".join(b), dtype="S32")
+    assert view.contains(wanted).tolist() == copy.contains(wanted).tolist()
+
+
 def test_selections_larger_than_a_chunk() -> None:
     rng = np.random.default_rng(5)
     base = np.unique(rng.integers(0, 256, size=(150_000, 32), dtype=np.uint8).view("S32").reshape(-1))
