@@ -55,6 +55,7 @@ from agent.ledgersync.riblt import (
     ID_SIZE,
     SALT_SIZE,
     SYMBOL_SIZE,
+    Decoder,
     Encoder,
     batch_header,
     check_batch,
@@ -446,7 +447,7 @@ class _Requester:
             theirs = self.list_ids(session, their_size)
             here, there = theirs - self.mine, self.mine - theirs
         else:
-            here, there = IdSet.of(self.decoder.remote_only()), IdSet.of(self.decoder.local_only())
+            here, there = _differences(self.decoder)
         # An id of theirs outside our set may still be in our ledger: the back-chain of a transaction
         # we lost is in their set and not ours. Missing here means not recorded here at all.
         here = _not_recorded(self.service.graph, here)
@@ -499,6 +500,13 @@ def _batch(encoder: Encoder, start: int, count: int) -> bytes:
     if isinstance(encoder, FastEncoder):
         return batch_header(start, count) + encoder.next_batch_bytes(count)
     return encode_batch(encoder.next_symbols(count), start)
+
+
+def _differences(decoder: Decoder) -> tuple[IdSet, IdSet]:
+    """(remote only, local only) of a decoded session."""
+    if isinstance(decoder, FastDecoder):
+        return decoder.remote_only_ids(), decoder.local_only_ids()
+    return IdSet.of(decoder.remote_only()), IdSet.of(decoder.local_only())
 
 
 def _not_recorded(graph: LedgerGraph, ids: IdSet) -> IdSet:
