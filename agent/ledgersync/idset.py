@@ -8,12 +8,14 @@ own ids). Membership and differences are searchsorted over the sorted array.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Set as AbstractSet
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from agent.errors import ReconciliationCodecError
+from agent.ledger.hashing import SecureHash
 from agent.ledgersync.riblt import ID_SIZE
 
 # Fixed-width byte strings compare over all 32 bytes, so the sort order is the ids' byte order.
@@ -220,3 +222,54 @@ def _positions(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int32]:
         out[filled : filled + len(found)] = found
         filled += len(found)
     return out
+
+
+_S = TypeVar("_S")
+_HEX_DIGITS = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
+_QUOTE, _COMMA = ord('"'), ord(",")
+
+
+class SecureHashes(AbstractSet[SecureHash]):
+    """A read-only set of SecureHash over an IdSet: 32 bytes an id, not a Python object each.
+
+    What a reconciliation found, as its result carries it: a set of 100,000 SecureHash objects took
+    13 MB, the sorted array 3.2 MB. Compares equal to a set of the same ids; iterates in id order.
+    """
+
+    __slots__ = ("ids",)
+
+    def __init__(self, ids: IdSet) -> None:
+        self.ids = ids
+
+    @classmethod
+    def _from_iterable(cls, it: Iterable[_S]) -> set[_S]:
+        return set(it)  # what the set operators (|, &, -) return
+
+    def __iter__(self) -> Iterator[SecureHash]:
+        return (SecureHash(raw) for raw in self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, tx_id: object) -> bool:
+        return isinstance(tx_id, bytes) and bytes(tx_id) in self.ids
+
+    def __repr__(self) -> str:
+        return f"SecureHashes({len(self)} ids)"
+
+    def json_array(self) -> bytes:
+        """The ids as a JSON array of upper-case hex strings (as SecureHash prints), in id order,
+        made as bytes a chunk at a time: no str an id (100,000 of them took 12 MB, their JSON 14)."""
+        parts = [b"["]
+        for chunk in self.ids.chunks():
+            raw = chunk.view(np.uint8).reshape(-1, ID_SIZE)
+            out = np.empty((len(raw), 2 * ID_SIZE + 3), dtype=np.uint8)
+            out[:, 0] = out[:, 2 * ID_SIZE + 1] = _QUOTE
+            out[:, 1 : 2 * ID_SIZE + 1 : 2] = _HEX_DIGITS[raw >> 4]
+            out[:, 2 : 2 * ID_SIZE + 2 : 2] = _HEX_DIGITS[raw & 15]
+            out[:, -1] = _COMMA
+            parts.append(out.tobytes())
+        if len(parts) > 1:
+            parts[-1] = parts[-1][:-1]  # the last id's comma
+        parts.append(b"]")
+        return b"".join(parts)

@@ -23,6 +23,7 @@ import math
 import os
 import threading
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -47,7 +48,7 @@ from agent.ledgersync.admission import IncomingReconciliations
 from agent.ledgersync.config import LedgerSyncConfig
 from agent.ledgersync.consistency import ConsistencyReport, check_consistency, require_ready
 from agent.ledgersync.graph import LedgerGraph
-from agent.ledgersync.idset import ID, IdSet
+from agent.ledgersync.idset import ID, IdSet, SecureHashes
 from agent.ledgersync.memory import release_freed_memory
 from agent.ledgersync.pairset import pair_set
 from agent.ledgersync.riblt import (
@@ -125,20 +126,20 @@ class ReconciliationResult:
     """What the responder has that we lack (missing_here), and the reverse (missing_there)."""
 
     party: X500Name
-    missing_here: set[SecureHash]
-    missing_there: set[SecureHash]
+    missing_here: AbstractSet[SecureHash]  # SecureHashes from a session: one array, no object an id
+    missing_there: AbstractSet[SecureHash]
     bytes_sent: int
     bytes_received: int
     exchanges: int  # every request/reply, begin and end included
     messages: tuple[Exchange, ...] = ()
     used_id_list: bool = False  # the symbols did not decode within the bound
 
-    def as_dict(self) -> dict[str, Any]:
-        """Plain data: ids in upper-case hex, sorted; the byte and exchange counts."""
+    def as_dict(self, *, ids: bool = True) -> dict[str, Any]:
+        """Plain data: ids in upper-case hex, sorted (None for both lists unless ids); the counts."""
         return {
             "party": str(self.party),
-            "missingHere": sorted(str(i) for i in self.missing_here),
-            "missingThere": sorted(str(i) for i in self.missing_there),
+            "missingHere": sorted(map(str, self.missing_here)) if ids else None,
+            "missingThere": sorted(map(str, self.missing_there)) if ids else None,
             "bytesSent": self.bytes_sent,
             "bytesReceived": self.bytes_received,
             "exchanges": self.exchanges,
@@ -451,13 +452,13 @@ class _Requester:
         # An id of theirs outside our set may still be in our ledger: the back-chain of a transaction
         # we lost is in their set and not ours. Missing here means not recorded here at all.
         here = _not_recorded(self.service.graph, here)
-        missing = b"".join(sorted(there)) if both_directions else None
+        missing = there.tobytes() if both_directions else None  # in id order already
         self.call(TOPIC_END, {"session": session, "missing": missing})
         release_freed_memory()  # the session's sets and pages, else kept by glibc until the next
         return ReconciliationResult(
             self.party,
-            {SecureHash(i) for i in here},
-            {SecureHash(i) for i in there},
+            SecureHashes(here),
+            SecureHashes(there),
             sum(m.sent for m in self.messages),
             sum(m.received for m in self.messages),
             len(self.messages),

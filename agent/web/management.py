@@ -29,6 +29,7 @@ from agent.ledger.identity import X500Name
 from agent.ledger.vault import TransactionStatus
 from agent.runtime import AgentRuntime
 from agent.web.auth import REALM, ManagementAuth
+from agent.web.flow_replies import flow_reply
 from mbeans.access import require_action
 from mbeans.agent_beans import register_agent_beans
 from mbeans.errors import SecurityException
@@ -207,11 +208,8 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
         result = found.start(body)
         if flow.unit:
             result = None
-        return jsonify(
-            flow=name,
-            result=result_json(result),
-            text=f"Flow completed with result: {result_text(result, unit=flow.unit)}",
-        )
+        text = f"Flow completed with result: {result_text(result, unit=flow.unit)}"
+        return flow_reply(name, result, lambda: result_json(result), text)
 
     @app.post("/api/flows/kill/<flow_id>")
     @operator

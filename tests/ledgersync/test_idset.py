@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.errors import ReconciliationCodecError
-from agent.ledgersync.idset import IdSet
+from agent.ledger.hashing import SecureHash
+from agent.ledgersync.idset import IdSet, SecureHashes
 
 # Few distinct bytes, so that sets overlap, and ids ending in zero bytes (S32 drops those when
 # an element is read as bytes) are common.
@@ -103,3 +106,23 @@ def test_selections_larger_than_a_chunk() -> None:
     assert len(as_bytes) == len(view) > 65_536 * 1.2
     assert set(view - other) == as_bytes - set(other)
     assert set(other - view) == set(other) - as_bytes
+
+
+@settings(max_examples=100)
+@given(a=ids, b=ids)
+def test_secure_hashes_behave_as_a_set_of_secure_hash(a: list[bytes], b: list[bytes]) -> None:
+    found = SecureHashes(IdSet.of(a))
+    plain = {SecureHash(x) for x in a}
+    assert found == plain and plain == found and len(found) == len(plain)
+    assert list(found) == sorted(plain) and all(isinstance(h, SecureHash) for h in found)
+    other = {SecureHash(x) for x in b}
+    assert (found | other) == (plain | other) and (found - other) == (plain - other)
+    assert all((SecureHash(x) in found) == (x in a) for x in b) and "not an id" not in found
+    assert json.loads(found.json_array()) == sorted(str(h) for h in plain)
+
+
+def test_the_json_array_of_more_ids_than_a_chunk() -> None:
+    rng = np.random.default_rng(9)
+    many = rng.integers(0, 256, size=(150_000, 32), dtype=np.uint8).view("S32").reshape(-1)
+    found = SecureHashes(IdSet.from_array(many))
+    assert json.loads(found.json_array()) == [raw.hex().upper() for raw in found.ids]
