@@ -386,13 +386,15 @@ class _Requester:
 
     def take(self, reply: dict[str, Any], asked: int) -> int:
         """Feed the reply's batch to the decoder; how many symbols it held."""
-        batch = reply.get("batch")
+        batch = reply.pop("batch", None)  # ours alone now, to let go before peeling
         if not isinstance(batch, bytes):
             raise ReconciliationCodecError("batch", "missing, or not bytes")
         if isinstance(self.decoder, FastDecoder):  # the bytes as they came: no object per symbol
             start, count = check_batch(batch, max_symbols=asked)
             if count:
-                self.decoder.add_remote_bytes(batch[HEADER_SIZE:], start)
+                self.decoder.subtract(memoryview(batch)[HEADER_SIZE:], start)
+                del batch
+                self.decoder.peel()
         else:
             start, symbols = decode_batch(batch, max_symbols=asked)
             count = len(symbols)

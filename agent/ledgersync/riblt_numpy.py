@@ -325,20 +325,29 @@ class FastDecoder(Decoder):
         body = b"".join(s.id_xor + s.checksum + bytes((s.count,)) for s in symbols)
         return self.add_remote_bytes(body, self.symbols_used if start_index is None else start_index)
 
-    def add_remote_bytes(self, body: bytes, start_index: int) -> bool:
+    def add_remote_bytes(self, body: bytes | memoryview, start_index: int) -> bool:
         """``add_remote`` for a batch's symbols as the wire carries them (``check_batch`` first)."""
+        self.subtract(body, start_index)
+        return self.peel()
+
+    def subtract(self, body: bytes | memoryview, start_index: int) -> None:
+        """Take a batch's symbols minus ours into the difference; `peel` then decodes. Apart, so that
+        the caller can let the batch go first (100,000 differences: 5.7 MB of symbols)."""
         if start_index != self.symbols_used:
             raise ReconciliationCodecError(
                 "start_index",
                 f"expected symbol {self.symbols_used} next, got a batch starting at {start_index}",
             )
         remote = np.frombuffer(body, dtype=_WIRE)
-        local = self._fast._wire(len(remote))
-        step = np.zeros(len(remote), dtype=_WIRE)
-        step["id"] = remote["id"] ^ local["id"]
-        step["checksum"] = remote["checksum"] ^ local["checksum"]
-        step["count"] = remote["count"] - local["count"]  # uint8: modulo 256, as the wire's counts
-        self._difference = np.concatenate([self._difference, step])
+        step = self._fast._wire(len(remote))  # a fresh array: the difference is made in it
+        step["id"] ^= remote["id"]
+        step["checksum"] ^= remote["checksum"]
+        step["count"] = remote["count"] - step["count"]  # uint8: modulo 256, as the wire's counts
+        del remote
+        self._difference = np.concatenate([self._difference, step]) if len(self._difference) else step
+
+    def peel(self) -> bool:
+        """Peel every symbol received so far; whether the difference is decoded."""
         self._peel_all()
         return self._decoded
 
