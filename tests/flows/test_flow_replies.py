@@ -28,6 +28,7 @@ def test_the_reply_is_what_jsonify_made(here: int, there: int) -> None:
     with Flask(__name__).app_context():
         reply = flow_reply("ReconcileWithPartyFlow", result, lambda: result_json(result), "done")
     assert reply.mimetype == "application/json"
+    assert int(reply.headers["Content-Length"]) == len(reply.get_data())  # streamed, its length told first
     assert json.loads(reply.get_data()) == {
         "flow": "ReconcileWithPartyFlow",
         "result": result.as_dict(),

@@ -126,3 +126,11 @@ def test_the_json_array_of_more_ids_than_a_chunk() -> None:
     many = rng.integers(0, 256, size=(150_000, 32), dtype=np.uint8).view("S32").reshape(-1)
     found = SecureHashes(IdSet.from_array(many))
     assert json.loads(found.json_array()) == [raw.hex().upper() for raw in found.ids]
+
+
+@pytest.mark.parametrize(("size", "chunk"), [(0, 3), (1, 3), (3, 3), (7, 3), (6, 2)])
+def test_the_json_array_in_parts_is_the_whole(size: int, chunk: int) -> None:
+    found = SecureHashes(IdSet.of(bytes([i]) * 32 for i in range(size)))
+    parts = list(found.json_array_parts(chunk))
+    assert b"".join(parts) == found.json_array() and len(found.json_array()) == found.json_array_length()
+    assert json.loads(found.json_array()) == [(bytes([i]) * 32).hex().upper() for i in range(size)]
