@@ -88,9 +88,17 @@ ENVELOPE_RESERVE = 1024
 SYMBOLS_AHEAD = 16_384
 
 
+# The most a batch of symbols takes, whatever maxMessageSize allows: a message is copied four or five
+# times on each side (encoded, sealed, sent; received, opened, decoded), so a batch of 5.7 MB (a
+# difference of 100,000 in one reply) put each agent 25 MB above its resting size. A difference
+# that large now takes a few exchanges (3 for 100,000); one of up to 10,000 still fits one.
+MAX_BATCH_BYTES = 2 << 20
+
+
 def symbols_per_reply(max_message_size: int) -> int:
-    """How many coded symbols one reply may carry and still fit maxMessageSize."""
-    return max(1, (max_message_size - ENVELOPE_RESERVE - HEADER_SIZE) // SYMBOL_SIZE)
+    """How many coded symbols one reply may carry: within maxMessageSize, and MAX_BATCH_BYTES."""
+    room = min(max_message_size - ENVELOPE_RESERVE, MAX_BATCH_BYTES) - HEADER_SIZE
+    return max(1, room // SYMBOL_SIZE)
 
 
 def ids_per_reply(max_message_size: int) -> int:
@@ -429,15 +437,20 @@ class _Requester:
                 preparing.join()
         session = _bytes(reply, "session", SESSION_ID_SIZE)
         their_size = _count(reply, "size")
-        asked = 0 if listing else self.take(reply, symbols_for_difference(their_size - len(self.mine)))
+        planned = symbols_for_difference(their_size - len(self.mine))
+        asked = 0 if listing else self.take(reply, planned)
         exchanges = 1
-        # The first batch was sized for the difference of the set sizes; when that was not enough,
-        # a quarter more at a time keeps the bytes near the floor. Equal sizes tell nothing of the
-        # difference (only that it is two-sided): then the symbols double each time.
+        # The first batch was sized for the difference of the set sizes (the rest of it follows
+        # when one reply could not carry it all); when that was not enough, a quarter more at a
+        # time keeps the bytes near the floor. Equal sizes tell nothing of the difference (only
+        # that it is two-sided): then the symbols double each time.
         sized = their_size != len(self.mine)
         while not listing and not self.decoder.decoded and exchanges < bound:
             used = self.decoder.symbols_used
-            asked = max(16, math.ceil(used / 4)) if sized else max(64, used)
+            if used < planned:
+                asked = planned - used
+            else:
+                asked = max(16, math.ceil(used / 4)) if sized else max(64, used)
             if (self.decoder.symbols_used + asked) * SYMBOL_SIZE > ID_SIZE * their_size:
                 break  # the id list itself is cheaper than these symbols
             remaining = asked

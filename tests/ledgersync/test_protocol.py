@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from agent.ledger.identity import X500Name
 from agent.ledgersync import protocol
 from agent.ledgersync.config import LedgerSyncConfig
 from agent.ledgersync.consistency import ConsistencyReport
+from agent.ledgersync.idset import IdSet
 from agent.ledgersync.protocol import (
     TOPIC_BEGIN,
     TOPIC_IDS,
@@ -178,7 +180,28 @@ def test_replies_are_capped_to_fit_and_each_counts_as_an_exchange(
     assert len(symbols) <= LedgerSyncConfig().max_number_of_ibf_filter_flows
 
 
+def test_a_first_batch_larger_than_a_reply_follows_in_more_exchanges(
+    restored: tuple[Net, dict[str, SecureHash]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # MAX_BATCH_BYTES bounds a batch whatever maxMessageSize allows (100 symbols here). The first
+    # batch planned for 200 differences (314 symbols) then takes 4 replies: the requester asks for
+    # the rest of it, not a quarter more at a time, which would spend the bound of 5 exchanges.
+    net, _ = restored
+    rng = random.Random(7)
+    theirs = IdSet.of(rng.randbytes(32) for _ in range(3000))
+    lost = set(list(theirs)[::15])  # 200 of them
+    mine = IdSet.of(i for i in theirs if i not in lost)
+    monkeypatch.setattr(net.sync(A), "pair_set", lambda party: mine)
+    monkeypatch.setattr(net.sync(B), "pair_set", lambda party: theirs)
+    monkeypatch.setattr(protocol, "MAX_BATCH_BYTES", protocol.HEADER_SIZE + 100 * protocol.SYMBOL_SIZE)
+    result = net.sync(A).reconcile(B)
+    assert set(result.missing_here) == {SecureHash(i) for i in lost} and not result.used_id_list
+    symbols = [m for m in result.messages if m.topic in (TOPIC_BEGIN, TOPIC_SYMBOLS)]
+    assert all(m.received <= 60 + 100 * 41 for m in symbols) and 3 <= len(symbols) <= 4
+
+
 def test_symbols_and_ids_per_reply_fit_the_message_size() -> None:
     for size in (2_000, 10 * 1024 * 1024):
         assert protocol.ENVELOPE_RESERVE + 9 + protocol.symbols_per_reply(size) * 41 <= size
+        assert 9 + protocol.symbols_per_reply(size) * 41 <= protocol.MAX_BATCH_BYTES
         assert protocol.ENVELOPE_RESERVE + protocol.ids_per_reply(size) * 32 <= size
