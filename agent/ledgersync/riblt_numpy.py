@@ -278,10 +278,12 @@ class FastEncoder(Encoder):
 class FastDecoder(Decoder):
     """``riblt.Decoder``'s results, the difference peeled by the C kernel (``_riblt_kernel.peel``).
 
-    The pure decoder peels in Python, about 30 microseconds an id (0.3 s for 10,000). Here each
-    batch subtracts the local symbols from all the remote ones received so far and peels them from
-    scratch: peeling ends in the same state whatever the order, so the result is the pure
-    decoder's, and a session has few batches.
+    The pure decoder peels in Python, about 30 microseconds an id (0.3 s for 10,000). Here the
+    difference symbols (remote minus local) are kept in the layout the kernel peels, in place: a
+    new batch has the ids found so far taken out of it (the kernel's encoder over them, for its
+    range) and is peeled with the rest. Peeling ends in the same state whatever the order, so the
+    result is the pure decoder's; nothing is copied or peeled again from scratch (at 100,000
+    differences the copy alone was 5.6 MB).
     """
 
     def __init__(self, local: FastEncoder) -> None:  # not Decoder.__init__: no per-id Python state
@@ -289,9 +291,10 @@ class FastDecoder(Decoder):
             raise ValueError(f"the local encoder must be fresh; it already produced {local.produced} symbols")
         self._fast = local
         self._salt = local.salt
-        self._difference = np.zeros(0, dtype=_WIRE)
+        self._diff_cells = np.zeros((0, _WORDS + 1), dtype=np.uint64)  # as the kernel's encode lays them out
+        self._diff_counts = np.zeros(0, dtype=np.uint8)  # remote minus local, modulo 256
         self._decoded = False
-        # What the last peel found: ids and which side holds each (+1 remote, -1 local), as arrays:
+        # What the peels found: ids and which side holds each (+1 remote, -1 local), as arrays:
         # a difference of 100,000 as two Python sets of bytes took some 13 MB more.
         self._found = np.empty(0, dtype=ID_DTYPE)
         self._signs = np.empty(0, dtype=np.int8)
@@ -302,7 +305,7 @@ class FastDecoder(Decoder):
 
     @property
     def symbols_used(self) -> int:
-        return len(self._difference)
+        return len(self._diff_counts)
 
     @property
     def decoded(self) -> bool:
@@ -339,30 +342,42 @@ class FastDecoder(Decoder):
                 f"expected symbol {self.symbols_used} next, got a batch starting at {start_index}",
             )
         remote = np.frombuffer(body, dtype=_WIRE)
-        step = self._fast._wire(len(remote))  # a fresh array: the difference is made in it
-        step["id"] ^= remote["id"]
-        step["checksum"] ^= remote["checksum"]
-        step["count"] = remote["count"] - step["count"]  # uint8: modulo 256, as the wire's counts
-        del remote
-        self._difference = np.concatenate([self._difference, step]) if len(self._difference) else step
+        local = self._fast._wire(len(remote))
+        cells = np.empty((len(remote), _WORDS + 1), dtype=np.uint64)
+        np.bitwise_xor(remote["id"], local["id"], out=cells[:, :_WORDS])
+        np.bitwise_xor(remote["checksum"], local["checksum"], out=cells[:, _WORDS])
+        counts = remote["count"] - local["count"]  # uint8: modulo 256, as the wire's counts
+        del remote, local
+        k0, k1 = struct.unpack(">2Q", self._salt)
+        for sign in (1, -1):  # the ids found so far leave these symbols too
+            known = self._found[self._signs == sign]
+            if len(known):
+                acc = np.zeros_like(cells)
+                times = np.zeros(len(cells), dtype=np.int64)
+                _riblt_kernel.encode(known, None, k0, k1, start_index, acc, times)
+                cells ^= acc
+                counts -= (sign * times).astype(np.uint8)
+        if len(self._diff_counts):
+            self._diff_cells = np.concatenate([self._diff_cells, cells])
+            self._diff_counts = np.concatenate([self._diff_counts, counts])
+        else:
+            self._diff_cells, self._diff_counts = cells, counts
 
     def peel(self) -> bool:
-        """Peel every symbol received so far; whether the difference is decoded."""
-        self._peel_all()
-        return self._decoded
-
-    def _peel_all(self) -> None:
-        m = len(self._difference)
-        cells = np.empty((m, _WORDS + 1), dtype=np.uint64)
-        cells[:, :_WORDS] = self._difference["id"]
-        cells[:, _WORDS] = self._difference["checksum"]
-        counts = np.ascontiguousarray(self._difference["count"])
+        """Peel the symbols received so far, in place; whether the difference is decoded."""
+        m = len(self._diff_counts)
         ids = np.empty(m, dtype=ID_DTYPE)
         signs = np.empty(m, dtype=np.int8)
         k0, k1 = struct.unpack(">2Q", self._salt)
-        found = _riblt_kernel.peel(cells, counts, k0, k1, ids, signs)
-        self._found, self._signs = ids[:found].copy(), signs[:found].copy()
-        self._decoded = m > 0 and not cells[0].any() and counts[0] == 0
+        found = _riblt_kernel.peel(self._diff_cells, self._diff_counts, k0, k1, ids, signs)
+        ids, signs = ids[:found], signs[:found]
+        if len(self._found) and found:
+            fresh = ~np.isin(ids, self._found)  # only forged symbols offer a found id again
+            ids, signs = ids[fresh], signs[fresh]
+        self._found = np.concatenate([self._found, ids])
+        self._signs = np.concatenate([self._signs, signs])
+        self._decoded = m > 0 and not self._diff_cells[0].any() and self._diff_counts[0] == 0
+        return self._decoded
 
 
 def fast_decoder(ids: IdSet | Iterable[bytes], salt: bytes) -> Decoder:
