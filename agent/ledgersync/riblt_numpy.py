@@ -370,12 +370,10 @@ class FastDecoder(Decoder):
         signs = np.empty(m, dtype=np.int8)
         k0, k1 = struct.unpack(">2Q", self._salt)
         found = _riblt_kernel.peel(self._diff_cells, self._diff_counts, k0, k1, ids, signs)
-        ids, signs = ids[:found], signs[:found]
-        if len(self._found) and found:
-            fresh = ~np.isin(ids, self._found)  # only forged symbols offer a found id again
-            ids, signs = ids[fresh], signs[fresh]
-        self._found = np.concatenate([self._found, ids])
-        self._signs = np.concatenate([self._signs, signs])
+        # An id found in an earlier peel can come again only from forged symbols, which then do not
+        # decode; the sets made of _found (np.unique) are distinct whatever happens.
+        self._found = np.concatenate([self._found, ids[:found]])
+        self._signs = np.concatenate([self._signs, signs[:found]])
         self._decoded = m > 0 and not self._diff_cells[0].any() and self._diff_counts[0] == 0
         return self._decoded
 
