@@ -28,7 +28,7 @@ from agent.ledgersync.states import StateArrays
 from agent.store.ledger_store import LedgerStore
 
 MAX_ERRORS = 1000
-CHUNK = 1 << 17  # refs (or relevant outputs) read at a time: a few MB of temporaries
+CHUNK = 1 << 15  # refs (or relevant outputs) read at a time: about 2 MB of temporaries
 I64 = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 import numpy as np
@@ -29,3 +30,14 @@ def segments(off: npt.NDArray[Any], rows: npt.NDArray[Any]) -> npt.NDArray[np.in
     starts = off[rows].astype(np.int64)
     lengths = off[rows + 1].astype(np.int64) - starts
     return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+
+
+def extend_offsets(off: array[int], counts: npt.ArrayLike) -> None:
+    """Append to CSR offsets (an int32 array.array starting at 0) the rows of these counts.
+
+    Offsets kept as rows come need no counts beside them, nor a second array at the end.
+    """
+    ends = np.cumsum(np.asarray(counts), dtype=np.int64) + off[-1]
+    if len(ends) and ends[-1] > _MAX_I32:
+        raise StoreError(f"{int(ends[-1])} entries: the graph keeps at most {_MAX_I32} of one kind")
+    off.frombytes(ends.astype(np.int32).tobytes())

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.errors import StoreError
-from agent.ledgersync.csr import offsets
+from agent.ledgersync.csr import extend_offsets
 from agent.ledgersync.graph_pages import US, Page, raw_cursor
 from agent.ledgersync.states import StateCollector
 from agent.store.ledger_store import LedgerStore
@@ -80,14 +80,14 @@ class Builder:
         self.graph, self.expected, self.first, self.extend = graph, expected, first, extend
         self.extra_tx, self.extra_name = extra
         self.count = 0
-        self.ref_counts, self.ref_tx = array("I"), array("i")
+        self.ref_off, self.ref_tx = array("i", [0]), array("i")
         self.states = StateCollector() if states else None
         self.party_set = array("i")
 
     def add(self, page: Page) -> None:
         graph = self.graph
         names, keys = graph.intern_page(page)
-        self.ref_counts.extend(page.ref_counts)
+        extend_offsets(self.ref_off, page.ref_counts)
         self.ref_tx.frombytes(graph.resolve(page.ref_hashes).tobytes())
         if self.states is not None:
             self.states.add(page)
@@ -134,7 +134,7 @@ class Builder:
             raise StoreError(f"read {self.count} VERIFIED transactions, expected {self.expected}")
         party_set = self._set_ids()
         parts: dict[str, npt.NDArray[Any]] = {
-            "_ref_off": offsets(np.frombuffer(self.ref_counts, dtype=np.uint32)),
+            "_ref_off": np.frombuffer(self.ref_off, dtype=np.int32),
             "_ref_tx": np.frombuffer(self.ref_tx, dtype=np.int32),
         }
         for attr, value in parts.items():

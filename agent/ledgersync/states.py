@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from agent.errors import StoreError
 from agent.ledger.hashing import SecureHash
-from agent.ledgersync.csr import offsets, segments
+from agent.ledgersync.csr import extend_offsets, offsets, segments
 from agent.ledgersync.graph_pages import Page, Readers, parsed_pages
 from agent.ledgersync.idset import find_ids
 from agent.store.ledger_store import LedgerStore
@@ -79,7 +79,7 @@ class StateCollector:
         self.count_refs = count_refs
         self.ref_counts, self.ref_out = array("I"), array("H")
         self.inputs, self.outputs = array("H"), array("H")
-        self.rel_counts, self.rel_out = array("H"), array("H")
+        self.rel_off, self.rel_out = array("i", [0]), array("H")
 
     def add(self, page: Page) -> None:
         if self.count_refs:
@@ -87,7 +87,7 @@ class StateCollector:
         self.ref_out.extend(page.ref_outs)
         self.inputs.extend(page.input_counts)
         self.outputs.extend(page.output_counts)
-        self.rel_counts.extend(page.relevant_counts)
+        extend_offsets(self.rel_off, page.relevant_counts)
         self.rel_out.extend(page.relevant_outs)
 
     def __len__(self) -> int:
@@ -97,7 +97,7 @@ class StateCollector:
         self, ids: npt.NDArray[Any], order: I32 | None, ref_off: I32, ref_tx: I32, missing: list[bytes]
     ) -> StateArrays:
         """The collected arrays, in the order read, over these ids and refs."""
-        rel_off = offsets(np.frombuffer(self.rel_counts, dtype=np.uint16))
+        rel_off = np.frombuffer(self.rel_off, dtype=np.int32)
         return StateArrays(
             ids=ids,
             order=order,
