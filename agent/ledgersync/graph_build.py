@@ -5,8 +5,8 @@ De-duplicating them all at once, as 64-bit keys, took three copies of them (the 
 benchmark measured); per page the temporaries are a page's worth. Each transaction's entries are
 then interned as a party set (`partysets`): the transaction keeps the set's id. Signers whose key
 was not yet seen with a name stay as -(1 + key) in their sets until `finish`, which names them in
-the table of sets, not per transaction. Arrays grow in `array.array`s (no Python int per entry) and are handed to numpy
-without a copy.
+the table of sets, not per transaction. Arrays grow in `array.array`s (no Python int per entry)
+and are handed to numpy without a copy.
 """
 
 from __future__ import annotations

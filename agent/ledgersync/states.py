@@ -97,7 +97,6 @@ class StateCollector:
         self, ids: npt.NDArray[Any], order: I32 | None, ref_off: I32, ref_tx: I32, missing: list[bytes]
     ) -> StateArrays:
         """The collected arrays, in the order read, over these ids and refs."""
-        rel_off = np.frombuffer(self.rel_off, dtype=np.int32)
         return StateArrays(
             ids=ids,
             order=order,
@@ -107,22 +106,25 @@ class StateCollector:
             ref_out=np.frombuffer(self.ref_out, dtype=np.uint16),
             inputs=np.frombuffer(self.inputs, dtype=np.uint16),
             outputs=np.frombuffer(self.outputs, dtype=np.uint16),
-            rel_off=rel_off,
+            rel_off=np.frombuffer(self.rel_off, dtype=np.int32),
             rel_out=np.frombuffer(self.rel_out, dtype=np.uint16),
         )
 
 
 def read_states(
     store: LedgerStore,
-    snapshot: dict[str, Any],
     our_keys: frozenset[bytes],
+    ids: npt.NDArray[Any],
+    order: I32 | None,
+    ref_off: I32,
+    ref_tx: I32,
+    missing: list[bytes],
     *,
     page_size: int,
     pool_size: int,
     readers: Readers = "thread",
 ) -> StateArrays:
-    """Read the states of the snapshot's transactions (graph arrays: ids, order, ref_off, ref_tx, missing)."""
-    ids, order = snapshot["ids"], snapshot["order"]
+    """The states of the graph's transactions: its ids, order, refs and missing ids as given."""
     collector = StateCollector(count_refs=True)
     for page in parsed_pages(
         store, lambda h: find_ids(ids, order, h), our_keys, page_size, pool_size, readers
@@ -130,21 +132,13 @@ def read_states(
         collector.add(page)
     if len(collector) != len(ids):
         raise StoreError(f"read {len(collector)} VERIFIED transactions, expected {len(ids)}")
-    read = collector.states(ids, order, snapshot["ref_off"], snapshot["ref_tx"], snapshot["missing"])
+    read = collector.states(ids, order, ref_off, ref_tx, missing)
+    per_index = np.diff(read.ref_off)  # row r of the read is index order[r]
     if not np.array_equal(
-        np.diff(read.ref_off), np.frombuffer(collector.ref_counts, dtype=np.uint32)[_rows(order, len(ids))]
+        per_index if order is None else per_index[order], np.frombuffer(collector.ref_counts, dtype=np.uint32)
     ):
         raise StoreError("the ledger's transactions changed under the consistency check's read")
     return read if order is None else _in_index_order(read, order)
-
-
-def _rows(order: I32 | None, n: int) -> Any:
-    """Which row of the id-order read holds each index (the inverse of order)."""
-    if order is None:
-        return slice(None)
-    rows = np.empty(n, dtype=np.int64)
-    rows[order] = np.arange(n)
-    return rows
 
 
 def _in_index_order(read: StateArrays, order: I32) -> StateArrays:
