@@ -143,11 +143,12 @@ class ReconciliationResult:
     used_id_list: bool = False  # the symbols did not decode within the bound
 
     def as_dict(self, *, ids: bool = True) -> dict[str, Any]:
-        """Plain data: ids in upper-case hex, sorted (None for both lists unless ids); the counts."""
-        return {
-            "party": str(self.party),
-            "missingHere": sorted(map(str, self.missing_here)) if ids else None,
-            "missingThere": sorted(map(str, self.missing_there)) if ids else None,
+        """Plain data: ids in upper-case hex, sorted (left out unless ids); the counts."""
+        plain: dict[str, Any] = {"party": str(self.party)}
+        if ids:
+            plain["missingHere"] = sorted(map(str, self.missing_here))
+            plain["missingThere"] = sorted(map(str, self.missing_there))
+        return plain | {
             "bytesSent": self.bytes_sent,
             "bytesReceived": self.bytes_received,
             "exchanges": self.exchanges,

@@ -15,17 +15,17 @@ from typing import Any
 
 from flask import Response, jsonify
 
+from agent.flows.catalogue import result_json
 from agent.ledger.hashing import SecureHash
 from agent.ledgersync.idset import IdSet, SecureHashes
 from agent.ledgersync.protocol import ReconciliationResult
 
 
-def flow_reply(flow: str, result: Any, json_result: Any, text: str) -> Response:
-    """The reply; json_result is the result as plain JSON data, made only when result is not a
-    ReconciliationResult (a callable, so that it is not made for nothing)."""
+def flow_reply(flow: str, result: Any, text: str) -> Response:
+    """The reply to a flow that returned result, which the shell prints as text."""
     if not isinstance(result, ReconciliationResult):
-        return jsonify(flow=flow, result=json_result(), text=text)
-    plain = {k: v for k, v in result.as_dict(ids=False).items() if k not in ("missingHere", "missingThere")}
+        return jsonify(flow=flow, result=result_json(result), text=text)
+    plain = result.as_dict(ids=False)
     here, there = _hashes(result.missing_here), _hashes(result.missing_there)
     head = b'{"flow":' + _dumps(flow) + b',"result":{"missingHere":'
     middle = b',"missingThere":'

@@ -20,7 +20,6 @@ from agent.flows.catalogue import (
     FlowArgumentError,
     UnknownFlowError,
     ledgersync_flows,
-    result_json,
     result_text,
 )
 from agent.flows.checkpoints import FlowStatus
@@ -209,7 +208,7 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
         if flow.unit:
             result = None
         text = f"Flow completed with result: {result_text(result, unit=flow.unit)}"
-        return flow_reply(name, result, lambda: result_json(result), text)
+        return flow_reply(name, result, text)
 
     @app.post("/api/flows/kill/<flow_id>")
     @operator

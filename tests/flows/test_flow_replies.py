@@ -8,7 +8,6 @@ import random
 import pytest
 from flask import Flask
 
-from agent.flows.catalogue import result_json
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledgersync.idset import IdSet, SecureHashes
@@ -26,7 +25,7 @@ def test_the_reply_is_what_jsonify_made(here: int, there: int) -> None:
         PARTY, SecureHashes(IdSet.of(ids[:here])), set(ids[here:]), 100, 2000, 2, (), False
     )
     with Flask(__name__).app_context():
-        reply = flow_reply("ReconcileWithPartyFlow", result, lambda: result_json(result), "done")
+        reply = flow_reply("ReconcileWithPartyFlow", result, "done")
     assert reply.mimetype == "application/json"
     assert int(reply.headers["Content-Length"]) == len(reply.get_data())  # streamed, its length told first
     assert json.loads(reply.get_data()) == {
@@ -38,7 +37,7 @@ def test_the_reply_is_what_jsonify_made(here: int, there: int) -> None:
 
 def test_other_results_go_through_jsonify() -> None:
     with Flask(__name__).app_context():
-        reply = flow_reply("IsReconciliationScheduledForPartyFlow", True, lambda: True, "true")
+        reply = flow_reply("IsReconciliationScheduledForPartyFlow", True, "true")
     assert json.loads(reply.get_data()) == {
         "flow": "IsReconciliationScheduledForPartyFlow",
         "result": True,
