@@ -372,7 +372,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         network = start_network(folder, people, responder_copy, requester_copy)
         riblt: list[Call] = []
         naive: list[Call] = []
-        hwm = rss_after = 0.0
+        hwm = rss_after = startup_hwm = 0.0
         try:
             network.requester.start()
             network.responder.start()
@@ -380,6 +380,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for proc in (network.requester, network.responder):
                 graph_ready(proc, args.start_timeout)
             say(f"  both agents' ledger graphs ready in {time.perf_counter() - started:.1f} s")
+            # The build and first consistency check's peak, before any call: VmHWM once ready.
+            ready = [process_memory_mb(pid) for pid in network.pids]
+            startup_hwm = max(peak for _, peak in ready)
+            say(
+                f"  ready: RSS {', '.join(f'{r:.1f}' for r, _ in ready)} MB; start-up peak {startup_hwm:.1f} MB"
+            )
             client = network.requester.management
             for i in range(args.repeat):
                 # Alternated, so that neither method always runs on warmer caches.
@@ -435,6 +441,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "agent_rss_mb": round(max([c.rss_peak_mb for c in riblt] + [rss_after]), 1),
         "agent_rss_naive_mb": round(max(c.rss_peak_mb for c in naive), 1),
         "agent_hwm_mb": round(hwm, 1),
+        "agent_startup_hwm_mb": round(startup_hwm, 1),
         "runs": args.repeat,
         "all_seconds": [round(c.seconds, 3) for c in riblt],
         "all_naive_seconds": [round(c.seconds, 3) for c in naive],

@@ -6,7 +6,7 @@ agrees with the graph; every relevant output of a VERIFIED transaction is in the
 names the transaction (upper-case hex, as SecureHash prints) and the state ref "TXID(index)".
 
 It runs once after the build, so it must fit in what the build left: a state that exists is a slot,
-out_off[tx] + out, with a byte each for how often it is consumed and whether the vault has it, and
+out_off[tx] + out, with one byte for how often it is consumed and whether the vault has it, and
 refs are read a chunk at a time. Int64 state keys, owners and sort orders over all 1.18M refs at
 once took ~120 MB more than the graph at 1M transactions. Refs that fit no slot (to a transaction
 not recorded, or to an output it does not have) are errors, normally none, and are kept aside.
@@ -23,12 +23,14 @@ import numpy.typing as npt
 
 from agent.errors import LedgerGraphNotReadyException
 from agent.ledger.vault import StateStatus
+from agent.ledgersync.csr import owners
 from agent.ledgersync.graph import LedgerGraph, raw_cursor, release_freed_memory
 from agent.ledgersync.states import StateArrays
 from agent.store.ledger_store import LedgerStore
 
 MAX_ERRORS = 1000
-CHUNK = 1 << 15  # refs (or relevant outputs) read at a time: about 2 MB of temporaries
+IN_VAULT, CONSUMED = 1, 2  # a slot's byte: IN_VAULT | CONSUMED * times consumed (0, 1, 2 for more)
+CHUNK = 1 << 15  # refs (or transactions, for relevant outputs) at a time: about 2 MB of temporaries
 I64 = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
 
@@ -63,11 +65,6 @@ class _Errors:
 def _state_key(tx: npt.NDArray[np.integer[Any]], out: npt.NDArray[np.integer[Any]]) -> I64:
     # Output indexes fit 16 bits (graph.MAX_OUTPUTS); missing transactions (< 0) keep distinct keys.
     return (tx.astype(np.int64) << 16) | out.astype(np.int64)
-
-
-def _owners(off: npt.NDArray[np.integer[Any]], positions: I64) -> I64:
-    """The row of a CSR (offsets off) each entry position belongs to."""
-    return np.searchsorted(off, positions, side="right").astype(np.int64) - 1
 
 
 def check_consistency(
@@ -118,15 +115,10 @@ class _Check:
             raise ValueError(f"chunk must be positive, not {chunk}")
         self.states, self.errors, self.chunk = states, errors, chunk
         self.ref_off, self.ref_tx, self.ref_out = states.ref_off, states.ref_tx, states.ref_out
-        self.inputs, self.outputs = states.inputs, states.outputs
-        self.rel_off, self.rel_out = states.rel_off, states.rel_out
-        total = int(self.outputs.sum(dtype=np.int64))
-        self.out_off: npt.NDArray[np.integer[Any]] = np.zeros(
-            len(self.outputs) + 1, dtype=np.int32 if total < 2**31 else np.int64
-        )
-        np.cumsum(self.outputs, dtype=self.out_off.dtype, out=self.out_off[1:])
-        self.consumed = np.zeros(total, dtype=np.uint8)  # 0, 1, or 2 for more than once
-        self.in_vault = np.zeros(total, dtype=bool)
+        self.inputs, self.out_off = states.inputs, states.out_off
+        self.rel_counts, self.rel_out = states.rel_counts, states.rel_out
+        # Per slot: IN_VAULT, plus CONSUMED times how often it is consumed (0, 1, or 2 for more).
+        self.slot = np.zeros(int(self.out_off[-1]), dtype=np.uint8)
         self.odd = np.empty(0, dtype=np.int64)  # positions of the refs that fit no slot
         self.vault_odd: set[int] = set()  # state keys of vault rows to outputs that do not exist
 
@@ -137,18 +129,23 @@ class _Check:
         found: I64 = np.add(self.out_off[tx], out, dtype=np.int64)
         return found
 
+    def has_output(self, tx: I64, out: I64) -> Bools:
+        """Whether each (recorded) transaction has that output."""
+        fits: Bools = out < self.out_off[tx + 1] - self.out_off[tx]
+        return fits
+
     def input_chunks(self) -> Iterator[tuple[int, I64, Bools, I64, I64, Bools]]:
         """Per chunk of refs: first position, owners, is an input, targets, outputs, fits a slot."""
         for lo in range(0, len(self.ref_tx), self.chunk):
             hi = min(lo + self.chunk, len(self.ref_tx))
             positions = np.arange(lo, hi, dtype=np.int64)
-            owner = _owners(self.ref_off, positions)
+            owner = owners(self.ref_off, positions)
             is_input = positions - self.ref_off[owner] < self.inputs[owner]
             del positions
             tx = self.ref_tx[lo:hi].astype(np.int64)
             out = self.ref_out[lo:hi].astype(np.int64)
             fits = tx >= 0
-            fits[fits] = out[fits] < self.outputs[tx[fits]]
+            fits[fits] = self.has_output(tx[fits], out[fits])
             yield lo, owner, is_input, tx, out, fits
 
     def count_consumers(self) -> None:
@@ -157,7 +154,8 @@ class _Check:
             odd.append(np.flatnonzero(~fits) + lo)
             used = is_input & fits
             slots, times = np.unique(self.slots(tx[used], out[used]), return_counts=True)
-            self.consumed[slots] = np.minimum(self.consumed[slots] + times, 2)
+            state = self.slot[slots]
+            self.slot[slots] = (state & IN_VAULT) | np.minimum(state // CONSUMED + times, 2) * CONSUMED
         self.odd = np.concatenate(odd) if odd else self.odd
 
     def consumers_of(self, wanted: I64) -> dict[int, list[int]]:
@@ -175,7 +173,7 @@ class _Check:
 
     def report_odd_refs(self) -> None:
         """Refs to transactions that are not recorded, then refs to outputs they do not have."""
-        owner = _owners(self.ref_off, self.odd)
+        owner = owners(self.ref_off, self.odd)
         is_input = self.odd - self.ref_off[owner] < self.inputs[owner]
         tx, out = self.ref_tx[self.odd], self.ref_out[self.odd]
         for missing, what in ((True, "a transaction that is not recorded"), (False, "an output that transaction does not have")):  # fmt: skip
@@ -188,7 +186,7 @@ class _Check:
 
     def report_consumed_twice(self) -> None:
         """In state key order, odd refs' states and slots together, as one sort of all keys gave."""
-        owner = _owners(self.ref_off, self.odd)
+        owner = owners(self.ref_off, self.odd)
         inputs = self.odd - self.ref_off[owner] < self.inputs[owner]
         odd_keys = _state_key(self.ref_tx[self.odd[inputs]], self.ref_out[self.odd[inputs]])
         odd_owner = owner[inputs]
@@ -200,8 +198,8 @@ class _Check:
         odd_groups = {
             int(odd_keys[s]): odd_owner[s:e].tolist() for s, e in zip(starts[twice], ends[twice], strict=True)
         }
-        slots = np.flatnonzero(self.consumed > 1).astype(np.int64)
-        tx = _owners(self.out_off, slots)
+        slots = np.flatnonzero(self.slot >= 2 * CONSUMED).astype(np.int64)
+        tx = owners(self.out_off, slots)
         keys = _state_key(tx, slots - self.out_off[tx])
         in_order = sorted([*odd_groups, *keys.tolist()])
         self.errors.count += max(len(in_order) - self.errors.room, 0)
@@ -223,12 +221,12 @@ class _Check:
             tx = self.states.lookup(bytes.fromhex("".join(hex_ids)))
             known = tx >= 0
             fits = known.copy()
-            fits[known] = outs[known] < self.outputs[tx[known]]
+            fits[known] = self.has_output(tx[known], outs[known])
             slots = np.zeros(len(tx), dtype=np.int64)
             slots[fits] = self.slots(tx[fits], outs[fits])
-            self.in_vault[slots[fits]] = True
+            self.slot[slots[fits]] |= IN_VAULT
             self.vault_odd.update(_state_key(tx[known & ~fits], outs[known & ~fits]).tolist())
-            in_graph = fits & (self.consumed[slots] > 0)
+            in_graph = fits & (self.slot[slots] >= CONSUMED)
             vault_consumed = statuses == StateStatus.CONSUMED
             wrong = ~fits | (vault_consumed != in_graph)
             for i in np.flatnonzero(wrong).tolist():
@@ -251,13 +249,15 @@ class _Check:
             self.errors.lines[line] = f"vault state {state} is UNCONSUMED but transaction {by} consumes it"
 
     def report_relevant_not_in_vault(self) -> None:
-        for lo in range(0, len(self.rel_out), self.chunk):
-            hi = min(lo + self.chunk, len(self.rel_out))
-            tx = _owners(self.rel_off, np.arange(lo, hi, dtype=np.int64))
-            out = self.rel_out[lo:hi].astype(np.int64)
-            fits = out < self.outputs[tx]
+        first = 0  # rel_out's position of the chunk's first transaction
+        for lo in range(0, len(self.rel_counts), self.chunk):
+            counts = self.rel_counts[lo : lo + self.chunk]
+            tx = np.repeat(np.arange(lo, lo + len(counts), dtype=np.int64), counts)
+            out = self.rel_out[first : first + len(tx)].astype(np.int64)
+            first += len(tx)
+            fits = self.has_output(tx, out)
             present = np.zeros(len(tx), dtype=bool)
-            present[fits] = self.in_vault[self.slots(tx[fits], out[fits])]
+            present[fits] = (self.slot[self.slots(tx[fits], out[fits])] & IN_VAULT) > 0
             for i in np.flatnonzero(~fits).tolist():
                 present[i] = int(_state_key(tx[i : i + 1], out[i : i + 1])[0]) in self.vault_odd
             for i in np.flatnonzero(~present).tolist():

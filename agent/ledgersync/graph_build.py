@@ -20,6 +20,7 @@ import numpy.typing as npt
 from agent.errors import StoreError
 from agent.ledgersync.csr import extend_offsets
 from agent.ledgersync.graph_pages import US, Page, raw_cursor
+from agent.ledgersync.narrow import NarrowInts
 from agent.ledgersync.states import StateCollector
 from agent.store.ledger_store import LedgerStore
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 I32 = npt.NDArray[np.int32]
 _HALF = 2**31
+REMAP_CHUNK = 1 << 16
 
 
 def distribution_pairs(graph: LedgerGraph, store: LedgerStore, page_size: int) -> tuple[I32, I32]:
@@ -82,7 +84,7 @@ class Builder:
         self.count = 0
         self.ref_off, self.ref_tx = array("i", [0]), array("i")
         self.states = StateCollector() if states else None
-        self.party_set = array("i")
+        self.party_set = NarrowInts(1)  # uint16 while there are at most 65,536 sets
 
     def add(self, page: Page) -> None:
         graph = self.graph
@@ -92,7 +94,7 @@ class Builder:
         if self.states is not None:
             self.states.add(page)
         counts, entries = self._page_parties(page, names, keys)
-        self.party_set.frombytes(graph._sets.intern_rows(counts, entries).tobytes())
+        self.party_set.extend(graph._sets.intern_rows(counts, entries))
         self.count += len(page.ref_counts)
 
     def _page_parties(self, page: Page, names: I32, keys: I32) -> tuple[npt.NDArray[np.int64], I32]:
@@ -111,7 +113,8 @@ class Builder:
         entries[~named] = np.where(known >= 0, known, -1 - signer_keys)
         tx = np.repeat(np.arange(size, dtype=np.int64), np.frombuffer(page.party_counts, dtype=np.uint32))
         start = self.first + self.count
-        lo, hi = np.searchsorted(self.extra_tx, [start, start + size])
+        # In extra_tx's own type: searchsorted would cast all of extra_tx to a list's int64.
+        lo, hi = np.searchsorted(self.extra_tx, np.array([start, start + size], dtype=self.extra_tx.dtype))
         tx = np.concatenate([tx, self.extra_tx[lo:hi].astype(np.int64) - start])
         entries = np.concatenate([entries, self.extra_name[lo:hi]])
         # Offset so that negative entries order before names within a transaction.
@@ -122,11 +125,15 @@ class Builder:
     def _set_ids(self) -> npt.NDArray[Any]:
         """The party set of each transaction read, the late signers named now (or dropped)."""
         sets = self.graph._sets
-        ids = np.frombuffer(self.party_set, dtype=np.int32)
+        ids = self.party_set.numpy()
         remap = sets.resolve_late(self.graph.key_names())
-        if remap is not None:
-            ids = remap[ids]
-        return ids.astype(sets.set_dtype(), copy=False)
+        dtype = sets.set_dtype()
+        if remap is None:
+            return ids.astype(dtype, copy=False)
+        named = np.empty(len(ids), dtype=dtype)
+        for lo in range(0, len(ids), REMAP_CHUNK):  # remap[ids] whole would be int32: 4 MB at 1M
+            named[lo : lo + REMAP_CHUNK] = remap[ids[lo : lo + REMAP_CHUNK]]
+        return named
 
     def finish(self) -> None:
         graph = self.graph

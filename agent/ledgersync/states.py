@@ -10,6 +10,10 @@ for the transactions the graph holds at that moment.
 `StateArrays` is a snapshot in the graph's index order: ids and refs as the graph had them, plus the
 arrays above. Rows read in id order are put in index order when the graph's order is not the
 identity (transactions merged after the build).
+
+Their shapes are the check's: output offsets (a state is the slot out_off[tx] + index, so the
+check allocates only a byte a state), and counts and indexes as narrow as their values
+(`narrow`). These arrays sit on the agent's start-up peak, beside the whole graph.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ from agent.ledger.hashing import SecureHash
 from agent.ledgersync.csr import extend_offsets, offsets, segments
 from agent.ledgersync.graph_pages import Page, Readers, parsed_pages
 from agent.ledgersync.idset import find_ids
+from agent.ledgersync.narrow import NarrowInts
 from agent.store.ledger_store import LedgerStore
 
 I32 = npt.NDArray[np.int32]
-U16 = npt.NDArray[np.uint16]
+Narrow = npt.NDArray[np.unsignedinteger[Any]]  # uint8, uint16 or uint32: see `narrow`
 
 
 @dataclass(frozen=True)
@@ -41,11 +46,21 @@ class StateArrays:
     ref_off: I32
     ref_tx: I32  # >= 0 a transaction's index; < 0 -(1 + k) into missing
     missing: list[bytes]
-    ref_out: U16
-    inputs: U16  # the first inputs[t] refs of transaction t are inputs, the rest references
-    outputs: U16
-    rel_off: I32
-    rel_out: U16  # indexes of the outputs one of our keys participates in
+    ref_out: Narrow
+    inputs: Narrow  # the first inputs[t] refs of transaction t are inputs, the rest references
+    out_off: I32  # transaction t has out_off[t + 1] - out_off[t] outputs
+    rel_counts: Narrow
+    rel_out: Narrow  # indexes of the outputs one of our keys participates in, rel_counts[t] for t
+
+    @property
+    def outputs(self) -> npt.NDArray[np.int32]:
+        """Each transaction's number of outputs (a new array)."""
+        return np.diff(self.out_off)
+
+    @property
+    def rel_off(self) -> I32:
+        """CSR offsets of rel_out (a new array)."""
+        return offsets(self.rel_counts)
 
     def id_at(self, index: int) -> SecureHash:
         if index < 0:
@@ -62,8 +77,8 @@ class StateArrays:
             more,
             ref_out=np.concatenate([self.ref_out, more.ref_out]),
             inputs=np.concatenate([self.inputs, more.inputs]),
-            outputs=np.concatenate([self.outputs, more.outputs]),
-            rel_off=np.concatenate([self.rel_off, more.rel_off[1:] + self.rel_off[-1]]),
+            out_off=np.concatenate([self.out_off, more.out_off[1:] + self.out_off[-1]]),
+            rel_counts=np.concatenate([self.rel_counts, more.rel_counts]),
             rel_out=np.concatenate([self.rel_out, more.rel_out]),
         )
 
@@ -77,21 +92,22 @@ class StateCollector:
 
     def __init__(self, *, count_refs: bool = False) -> None:
         self.count_refs = count_refs
-        self.ref_counts, self.ref_out = array("I"), array("H")
-        self.inputs, self.outputs = array("H"), array("H")
-        self.rel_off, self.rel_out = array("i", [0]), array("H")
+        self.ref_counts = array("I")
+        self.ref_out, self.inputs = NarrowInts(), NarrowInts()
+        self.out_off = array("i", [0])
+        self.rel_counts, self.rel_out = NarrowInts(), NarrowInts()
 
     def add(self, page: Page) -> None:
         if self.count_refs:
             self.ref_counts.extend(page.ref_counts)
         self.ref_out.extend(page.ref_outs)
         self.inputs.extend(page.input_counts)
-        self.outputs.extend(page.output_counts)
-        extend_offsets(self.rel_off, page.relevant_counts)
+        extend_offsets(self.out_off, page.output_counts)
+        self.rel_counts.extend(page.relevant_counts)
         self.rel_out.extend(page.relevant_outs)
 
     def __len__(self) -> int:
-        return len(self.outputs)
+        return len(self.out_off) - 1
 
     def states(
         self, ids: npt.NDArray[Any], order: I32 | None, ref_off: I32, ref_tx: I32, missing: list[bytes]
@@ -103,11 +119,11 @@ class StateCollector:
             ref_off=ref_off,
             ref_tx=ref_tx,
             missing=missing,
-            ref_out=np.frombuffer(self.ref_out, dtype=np.uint16),
-            inputs=np.frombuffer(self.inputs, dtype=np.uint16),
-            outputs=np.frombuffer(self.outputs, dtype=np.uint16),
-            rel_off=np.frombuffer(self.rel_off, dtype=np.int32),
-            rel_out=np.frombuffer(self.rel_out, dtype=np.uint16),
+            ref_out=self.ref_out.numpy(),
+            inputs=self.inputs.numpy(),
+            out_off=np.frombuffer(self.out_off, dtype=np.int32),
+            rel_counts=self.rel_counts.numpy(),
+            rel_out=self.rel_out.numpy(),
         )
 
 
@@ -145,11 +161,12 @@ def _in_index_order(read: StateArrays, order: I32) -> StateArrays:
     """Rows read in id order (row r is index order[r]) put in index order."""
     ref_out = np.empty_like(read.ref_out)
     ref_out[segments(read.ref_off, order)] = read.ref_out
-    inputs, outputs = np.empty_like(read.inputs), np.empty_like(read.outputs)
-    inputs[order], outputs[order] = read.inputs, read.outputs
-    rel_counts = np.empty(len(order), dtype=np.int64)
-    rel_counts[order] = np.diff(read.rel_off)
-    rel_off = offsets(rel_counts)
+    inputs, rel_counts = np.empty_like(read.inputs), np.empty_like(read.rel_counts)
+    inputs[order], rel_counts[order] = read.inputs, read.rel_counts
+    outputs = np.empty(len(order), dtype=np.int64)
+    outputs[order] = read.outputs
     rel_out = np.empty_like(read.rel_out)
-    rel_out[segments(rel_off, order)] = read.rel_out
-    return replace(read, ref_out=ref_out, inputs=inputs, outputs=outputs, rel_off=rel_off, rel_out=rel_out)
+    rel_out[segments(offsets(rel_counts), order)] = read.rel_out
+    return replace(
+        read, ref_out=ref_out, inputs=inputs, out_off=offsets(outputs), rel_counts=rel_counts, rel_out=rel_out
+    )

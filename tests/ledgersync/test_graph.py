@@ -372,7 +372,7 @@ def test_the_states_kept_from_the_build_are_those_read_again_after_merges(
     again = graph.read_states(ledger.store, page_size=2)
     assert kept is not None and graph.take_states() is None  # handed over once
     assert graph.arrays()["order"].size == graph.size == 5
-    for name in ("ref_off", "ref_tx", "ref_out", "inputs", "outputs", "rel_off", "rel_out"):
+    for name in ("ref_off", "ref_tx", "ref_out", "inputs", "out_off", "rel_counts", "rel_out"):
         assert np.array_equal(getattr(kept, name), getattr(again, name)), name
     assert int(kept.outputs[graph.index(lower.id)]) == 2 and len(kept.rel_out) > 0
     assert check_consistency(graph, ledger.store).errors == []
