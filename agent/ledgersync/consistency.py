@@ -26,6 +26,7 @@ from agent.ledger.vault import StateStatus
 from agent.ledgersync.csr import owners
 from agent.ledgersync.graph import LedgerGraph, raw_cursor, release_freed_memory
 from agent.ledgersync.states import StateArrays
+from agent.store.database import scanning
 from agent.store.ledger_store import LedgerStore
 
 MAX_ERRORS = 1000
@@ -84,7 +85,8 @@ def check_consistency(
     if not graph.is_initialized:
         return ConsistencyReport(False, False, ["the ledger graph is not initialised"], 1)
     states = graph.take_states() or graph.read_states(store, page_size=page_size, pool_size=pool_size)
-    return check_states(states, store, page_size=page_size, max_errors=max_errors, chunk=chunk)
+    with scanning(store.database):
+        return check_states(states, store, page_size=page_size, max_errors=max_errors, chunk=chunk)
 
 
 def check_states(
@@ -158,6 +160,14 @@ class _Check:
             self.slot[slots] = (state & IN_VAULT) | np.minimum(state // CONSUMED + times, 2) * CONSUMED
         self.odd = np.concatenate(odd) if odd else self.odd
 
+    def consumed_twice(self) -> I64:
+        """The slots consumed more than once (a chunk at a time: no bool per slot beside the slots)."""
+        found = [
+            np.flatnonzero(self.slot[lo : lo + self.chunk] >= 2 * CONSUMED) + lo
+            for lo in range(0, len(self.slot), self.chunk)
+        ]
+        return np.concatenate(found).astype(np.int64) if found else np.empty(0, dtype=np.int64)
+
     def consumers_of(self, wanted: I64) -> dict[int, list[int]]:
         """The transactions consuming each of these slots (sorted), in ref order: one more pass."""
         found: dict[int, list[int]] = {}
@@ -198,7 +208,7 @@ class _Check:
         odd_groups = {
             int(odd_keys[s]): odd_owner[s:e].tolist() for s, e in zip(starts[twice], ends[twice], strict=True)
         }
-        slots = np.flatnonzero(self.slot >= 2 * CONSUMED).astype(np.int64)
+        slots = self.consumed_twice()
         tx = owners(self.out_off, slots)
         keys = _state_key(tx, slots - self.out_off[tx])
         in_order = sorted([*odd_groups, *keys.tolist()])

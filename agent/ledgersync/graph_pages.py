@@ -136,13 +136,15 @@ def parsed_pages(
         if readers == "thread"
         else ProcessPoolExecutor(pool_size, mp_context=get_context("spawn"))
     )
+    # Processes parse in parallel: a page waiting beyond each keeps them all busy. Threads parse one
+    # page at a time under the GIL, so two in flight keep reading and parsing overlapped; each page
+    # more would only hold its blobs (~0.3 MB at 100 transactions a page) on the agent's peak.
+    depth = pool_size if readers == "process" else min(pool_size, 2)
     with pool:
         queued: list[Future[Page]] = []
         for blobs in pages:
             queued.append(pool.submit(parse_page, blobs, our_keys))
-            # One page waiting beyond those being parsed keeps every reader busy; each page more
-            # in flight holds its blobs (~0.3 MB at 100 transactions a page) on the build's peak.
-            if len(queued) > pool_size:
+            if len(queued) > depth:
                 yield queued.pop(0).result()
         for future in queued:
             yield future.result()

@@ -84,22 +84,14 @@ class StateArrays:
 
 
 class StateCollector:
-    """Accumulates pages' inputs, outputs and relevant outputs in growable compact arrays.
+    """Accumulates pages' inputs, outputs and relevant outputs in growable compact arrays."""
 
-    count_refs: also keep each transaction's number of refs, to check a read against the graph's
-    (the build has them already: 4 MB at a million).
-    """
-
-    def __init__(self, *, count_refs: bool = False) -> None:
-        self.count_refs = count_refs
-        self.ref_counts = array("I")
+    def __init__(self) -> None:
         self.ref_out, self.inputs = NarrowInts(), NarrowInts()
         self.out_off = array("i", [0])
         self.rel_counts, self.rel_out = NarrowInts(), NarrowInts()
 
     def add(self, page: Page) -> None:
-        if self.count_refs:
-            self.ref_counts.extend(page.ref_counts)
         self.ref_out.extend(page.ref_outs)
         self.inputs.extend(page.input_counts)
         extend_offsets(self.out_off, page.output_counts)
@@ -141,19 +133,20 @@ def read_states(
     readers: Readers = "thread",
 ) -> StateArrays:
     """The states of the graph's transactions: its ids, order, refs and missing ids as given."""
-    collector = StateCollector(count_refs=True)
+    collector = StateCollector()
     for page in parsed_pages(
         store, lambda h: find_ids(ids, order, h), our_keys, page_size, pool_size, readers
     ):
+        rows = np.arange(len(collector), len(collector) + len(page.ref_counts))
+        if rows[-1:] >= len(ids):
+            raise StoreError(f"read more VERIFIED transactions than the {len(ids)} expected")
+        at = rows if order is None else order[rows]  # row r of the read is index order[r]
+        if not np.array_equal(ref_off[at + 1] - ref_off[at], np.frombuffer(page.ref_counts, dtype=np.uint32)):
+            raise StoreError("the ledger's transactions changed under the consistency check's read")
         collector.add(page)
     if len(collector) != len(ids):
         raise StoreError(f"read {len(collector)} VERIFIED transactions, expected {len(ids)}")
     read = collector.states(ids, order, ref_off, ref_tx, missing)
-    per_index = np.diff(read.ref_off)  # row r of the read is index order[r]
-    if not np.array_equal(
-        per_index if order is None else per_index[order], np.frombuffer(collector.ref_counts, dtype=np.uint32)
-    ):
-        raise StoreError("the ledger's transactions changed under the consistency check's read")
     return read if order is None else _in_index_order(read, order)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.errors import LedgerGraphNotReadyException
+from agent.errors import LedgerGraphNotReadyException, StoreError
 from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
@@ -20,6 +20,7 @@ from agent.ledger.transactions import SignedTransaction
 from agent.ledger.vault import StateStatus, StatesToRecord, TransactionStatus
 from agent.ledgersync.consistency import check_consistency, require_ready
 from agent.ledgersync.graph import LedgerGraph
+from agent.ledgersync.states import read_states
 from agent.store.ledger_store import LedgerStore
 from bench.fixture import fixture_store_keys, load
 from tests.conftest import Actor
@@ -177,6 +178,45 @@ def test_a_missing_parent_that_arrives_later_is_linked(
     assert graph.contains(ledger.issued.id)
     assert graph.backchain([ledger.paid.id]) == {ledger.issued.id}
     assert not any("not recorded" in e for e in check_consistency(graph, store).errors)
+
+
+def test_a_repair_leaves_the_refs_a_check_is_reading_as_they_were(
+    tmp_path: Path, alice: Actor, ledger: Ledger
+) -> None:
+    store = LedgerStore(f"sqlite:///{tmp_path / 'late.db'}", our_keys=[alice.party.owning_key])
+    store.record_transaction(ledger.paid)  # its parent is not here yet
+    graph = build(store)
+    graph.attach(store)
+    reading = graph.arrays()["ref_tx"]  # what read_states hands a check, without a copy
+    assert reading.tolist() == [-1]
+    store.record_transaction(ledger.issued)
+    assert reading.tolist() == [-1]  # the repair wrote a new array
+    assert graph.arrays()["ref_tx"].tolist() == [graph.index(ledger.issued.id)]
+    store.close()
+
+
+def test_a_read_that_disagrees_with_the_graph_is_refused(ledger: Ledger) -> None:
+    graph = build(ledger.store)
+    arrays = graph.arrays()
+    ref_off = arrays["ref_off"].copy()
+    ref_off[1:] += 1  # as if the first transaction had one ref more than the store now gives it
+    with pytest.raises(StoreError, match="changed under the consistency check's read"):
+        read_states(
+            ledger.store,
+            graph.our_keys,
+            arrays["ids"],
+            None,
+            ref_off,
+            arrays["ref_tx"],
+            [],
+            page_size=2,
+            pool_size=1,
+        )
+    nt = ledger.store.schema.node_transactions
+    nt.delete().where(nt.tx_id == str(ledger.merged.id)).execute()
+    # Rows after the one deleted no longer line up with the graph's; a last one deleted is counted.
+    with pytest.raises(StoreError, match=r"changed under the consistency check's read|read 2 .*, expected 3"):
+        graph.read_states(ledger.store, page_size=2)
 
 
 def test_a_consistent_ledger_reports_no_errors(ledger: Ledger) -> None:

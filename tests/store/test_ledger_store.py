@@ -17,6 +17,7 @@ from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
 from agent.ledger.hashing import SecureHash
 from agent.ledger.transactions import SignedTransaction, sign
 from agent.ledger.vault import RelevancyStatus, StateStatus, StatesToRecord, TransactionStatus
+from agent.store.database import SCAN_CACHE_KIB, SQLITE_PRAGMAS, is_sqlite, scanning
 from agent.store.ledger_store import LedgerStore
 from agent.store.migrations import LATEST_VERSION, applied_versions
 from tests.conftest import Actor
@@ -302,6 +303,27 @@ def test_page_size_out_of_range_names_the_key(store: LedgerStore, bad: object) -
     with pytest.raises(ConfigurationError, match="pageSize") as err:
         list(store.iter_transaction_ids(page_size=bad))  # type: ignore[arg-type]
     assert "1 to 10000000" in str(err.value)
+
+
+def test_a_scan_keeps_the_threads_sqlite_cache_small_and_gives_it_back(
+    store: LedgerStore, alice: Actor, bob: Actor, notary_actor: Actor
+) -> None:
+    store.record_transaction(issue(alice, bob, notary_actor))
+    sqlite = is_sqlite(store.database)
+
+    def cache_size() -> int | None:
+        return store.database.execute_sql("PRAGMA cache_size").fetchone()[0] if sqlite else None
+
+    before = cache_size()
+    with scanning(store.database):
+        during = cache_size()
+        assert len(list(store.iter_vault_states())) == 1  # queries run as usual (alice's state)
+    assert cache_size() == before
+    if sqlite:
+        assert (before, during) == (SQLITE_PRAGMAS["cache_size"], -SCAN_CACHE_KIB)
+    with pytest.raises(RuntimeError), scanning(store.database):
+        raise RuntimeError("a check that fails half way")
+    assert cache_size() == before
 
 
 # -- keys and checkpoints ----------------------------------------------------------------------------
