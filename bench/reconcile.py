@@ -10,6 +10,11 @@ responder's whole id set for the pair, paged over the same peer HTTP path), timi
 time around the HTTP call). The Corda-style baseline (strata estimator + IBFs, `bench/eppstein.py`)
 is computed in this process on the same two sets for the pair. Ends with one JSON line.
 
+Memory, per agent process (VmRSS and VmHWM from /proc): agent_startup_hwm_mb is the high-water mark
+once both graphs are ready (the build and the first consistency check); agent_recheck_rss_mb the
+requester's peak RSS during one CheckConsistency (Jolokia exec: the graph's states read again from
+the store), run before any reconciliation; agent_rss_mb the peak during the riblt calls.
+
 round_trips counts the request/reply exchanges that carry reconciliation data: begin (whose reply
 holds the first symbols), each further symbol exchange and any id-list page. The closing `end`
 exchange carries nothing back in a one-directional run and is not counted; `exchanges`, the agent's
@@ -281,6 +286,19 @@ def reconcile_call(client: ManagementClient, party: X500Name, method: str, pids:
     return Call(reply["result"], seconds, sampler.peak)
 
 
+def recheck_call(process: AgentProcess) -> Call:
+    """The operator's CheckConsistency (Jolokia exec): the graph's states read again from the store."""
+    assert process.pid is not None
+    body = {"type": "exec", "mbean": "ledgeragent:type=LedgerGraph", "operation": "CheckConsistency"}
+    with RssSampler([process.pid]) as sampler:
+        started = time.perf_counter()
+        reply = process.management.call("POST", "/jolokia", body)
+        seconds = time.perf_counter() - started
+    if reply.get("value") is not True:
+        raise RuntimeError(f"CheckConsistency did not find the ledger consistent: {reply}")
+    return Call(reply, seconds, sampler.peak)
+
+
 @dataclass
 class Network:
     requester: AgentProcess
@@ -373,6 +391,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         riblt: list[Call] = []
         naive: list[Call] = []
         hwm = rss_after = startup_hwm = 0.0
+        recheck: Call | None = None
         try:
             network.requester.start()
             network.responder.start()
@@ -387,6 +406,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"  ready: RSS {', '.join(f'{r:.1f}' for r, _ in ready)} MB; start-up peak {startup_hwm:.1f} MB"
             )
             client = network.requester.management
+            recheck = recheck_call(network.requester)
+            say(
+                f"  CheckConsistency on the requester: {recheck.seconds:.1f} s, RSS peak {recheck.rss_peak_mb:.1f} MB"
+            )
             for i in range(args.repeat):
                 # Alternated, so that neither method always runs on warmer caches.
                 order = ("riblt", "list") if i % 2 == 0 else ("list", "riblt")
@@ -442,6 +465,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "agent_rss_naive_mb": round(max(c.rss_peak_mb for c in naive), 1),
         "agent_hwm_mb": round(hwm, 1),
         "agent_startup_hwm_mb": round(startup_hwm, 1),
+        "agent_recheck_rss_mb": round(recheck.rss_peak_mb, 1) if recheck else None,
+        "recheck_seconds": round(recheck.seconds, 1) if recheck else None,
         "runs": args.repeat,
         "all_seconds": [round(c.seconds, 3) for c in riblt],
         "all_naive_seconds": [round(c.seconds, 3) for c in naive],
