@@ -166,23 +166,29 @@ class IdSet:
 
     def contains(self, wanted: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
         """For each id of an S32 array (any order), whether it is in the set."""
-        found = np.zeros(len(wanted), dtype=bool)
+        found: npt.NDArray[np.bool_] = self.rank(wanted) >= 0
+        return found
+
+    def rank(self, wanted: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+        """For each id of an S32 array (any order), its position in the set's order; -1 if absent."""
+        found = np.full(len(wanted), -1, dtype=np.int64)
         if not len(self) or not len(wanted):
             return found
         if self._selection() is None:
             at = np.minimum(np.searchsorted(self._base, wanted), len(self._base) - 1)
-            found[:] = self._base[at] == wanted
+            found[:] = np.where(self._base[at] == wanted, at, -1)
             return found
         by_id = np.argsort(wanted, kind="stable")
         ordered = wanted[by_id]
-        for part in self.chunks():
+        for start in range(0, len(self), CHUNK):
+            part = self.chunk(start, start + CHUNK)
             # Only the wanted ids within this chunk's range are looked up in it.
             lo = int(np.searchsorted(ordered, part[:1], side="left")[0])
             hi = int(np.searchsorted(ordered, part[-1:], side="right")[0])
             if lo < hi:
                 some = ordered[lo:hi]
                 at = np.minimum(np.searchsorted(part, some), len(part) - 1)
-                found[by_id[lo:hi]] = part[at] == some
+                found[by_id[lo:hi]] = np.where(part[at] == some, start + at, -1)
         return found
 
     def select(self, keep: npt.NDArray[np.bool_]) -> IdSet:

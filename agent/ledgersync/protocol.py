@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from agent.clock import Clock
 from agent.errors import (
@@ -102,8 +103,8 @@ def symbols_per_reply(max_message_size: int) -> int:
 
 
 def ids_per_reply(max_message_size: int) -> int:
-    """How many 32-byte ids one page of the fallback may carry and still fit maxMessageSize."""
-    return max(1, (max_message_size - ENVELOPE_RESERVE) // ID_SIZE)
+    """How many 32-byte ids one page of the id list may carry: within maxMessageSize, and MAX_BATCH_BYTES."""
+    return max(1, min(max_message_size - ENVELOPE_RESERVE, MAX_BATCH_BYTES) // ID_SIZE)
 
 
 class Peers(Protocol):
@@ -439,6 +440,8 @@ class _Requester:
         session = _bytes(reply, "session", SESSION_ID_SIZE)
         their_size = _count(reply, "size")
         planned = symbols_for_difference(their_size - len(self.mine))
+        if isinstance(self.decoder, FastDecoder):  # the first batch's symbols, written in place
+            self.decoder.reserve(min(planned, ID_SIZE * their_size // SYMBOL_SIZE + 1))
         asked = 0 if listing else self.take(reply, planned)
         exchanges = 1
         # The first batch was sized for the difference of the set sizes (the rest of it follows
@@ -461,8 +464,7 @@ class _Requester:
                 exchanges += 1
         used_id_list = not self.decoder.decoded
         if used_id_list:
-            theirs = self.list_ids(session, their_size)
-            here, there = theirs - self.mine, self.mine - theirs
+            here, there = self.list_ids(session, their_size)
         else:
             here, there = _differences(self.decoder)
         # An id of theirs outside our set may still be in our ledger: the back-chain of a transaction
@@ -482,34 +484,35 @@ class _Requester:
             used_id_list,
         )
 
-    def list_ids(self, session: bytes, size: int) -> IdSet:
-        """The responder's set for the pair, paged into one array of the size it announced.
+    def list_ids(self, session: bytes, size: int) -> tuple[IdSet, IdSet]:
+        """(theirs - mine, mine - theirs), from the responder's set for the pair read a page at a time.
 
-        Pages arrive as slices of its sorted set, so when they are in ascending order the array is
-        the set as it is: no per-page sort, no concatenation, no sort of the whole (each a copy of
-        32 MB at a million ids). Anything else is sorted and de-duplicated as any input is.
+        Only the ids of theirs that we lack are kept, and a byte for each of ours saying whether
+        they listed it: their whole list (32 MB at a million ids, and its copies) is never held.
         """
-        ids = np.empty(size, dtype=ID)
-        filled = 0
+        listed = np.zeros(len(self.mine), dtype=bool)
+        lacking: list[npt.NDArray[Any]] = []
+        received = 0
         offset: int | None = 0
         while offset is not None:
             reply = self.call(TOPIC_IDS, {"session": session, "offset": offset})
-            page = reply.get("ids")
+            page = reply.pop("ids", None)
             if not isinstance(page, bytes) or len(page) % ID_SIZE:
                 raise ReconciliationCodecError("ids", f"must be concatenated {ID_SIZE}-byte ids")
             following = reply.get("next")
             if following is not None and (not isinstance(following, int) or following <= offset):
                 raise ReconciliationCodecError("next", f"must follow offset {offset}, got {following!r}")
-            count = len(page) // ID_SIZE
-            if filled + count > size:
+            received += len(page) // ID_SIZE
+            if received > size:
                 raise ReconciliationCodecError("ids", f"more than the {size} ids the responder announced")
-            ids[filled : filled + count] = np.frombuffer(page, dtype=ID)
-            filled += count
+            ids = np.frombuffer(page, dtype=ID)
+            at = self.mine.rank(ids)
+            listed[at[at >= 0]] = True
+            lacking.append(ids[at < 0].copy())  # a copy: the page itself goes now
+            del page, ids
             offset = following
-        ids = ids[:filled]
-        if filled > 1 and not bool((ids[1:] > ids[:-1]).all()):
-            return IdSet.from_array(ids)
-        return IdSet(ids)
+        here = IdSet.from_array(np.concatenate(lacking)) if lacking else IdSet.empty()
+        return here, self.mine.select(~listed)
 
 
 def _batch(encoder: Encoder, start: int, count: int) -> bytes:
@@ -522,7 +525,7 @@ def _batch(encoder: Encoder, start: int, count: int) -> bytes:
 def _differences(decoder: Decoder) -> tuple[IdSet, IdSet]:
     """(remote only, local only) of a decoded session."""
     if isinstance(decoder, FastDecoder):
-        return decoder.remote_only_ids(), decoder.local_only_ids()
+        return decoder.differences()
     return IdSet.of(decoder.remote_only()), IdSet.of(decoder.local_only())
 
 

@@ -111,7 +111,7 @@ class FastEncoder(Encoder):
         self._next: _I32 = np.zeros(0, dtype=np.int32)
         self._prepared = False
         self._prepare_lock = threading.Lock()
-        self._ahead: npt.NDArray[np.void] | None = None  # symbols [0, len) computed ahead
+        self._ahead: tuple[_U64, _I64] | None = None  # symbols [0, len) computed ahead: cells, counts
 
     @property
     def ids(self) -> IdSet:
@@ -233,7 +233,7 @@ class FastEncoder(Encoder):
         if self.kernel != "c" or self._produced or n <= 0:
             return
         acc, counts = self._accumulate(min(n, LAST))
-        self._ahead = self._pack(acc, counts)
+        self._ahead = acc.T, counts  # the kernel's layout: a row of four id words and the checksum each
 
     def _wire(self, n: int) -> npt.NDArray[np.void]:
         if n < 0:
@@ -243,10 +243,13 @@ class FastEncoder(Encoder):
                 f"symbols past index {LAST - 1} are not produced (asked up to {self._produced + n})"
             )
         ahead = self._ahead
-        if ahead is not None and self._produced + n <= len(ahead):
-            out: npt.NDArray[np.void] = ahead[self._produced : self._produced + n].copy()
+        if ahead is not None and self._produced + n <= len(ahead[1]):
+            cells, counts = (
+                ahead[0][self._produced : self._produced + n],
+                ahead[1][self._produced : self._produced + n],
+            )
             self._produced += n
-            return out
+            return self._pack(cells.T, counts)
         self._ahead = None
         if self._produced == 0 and n:
             self.prepare()
@@ -256,6 +259,28 @@ class FastEncoder(Encoder):
         if len(self._set) >= TRIM_FROM:
             release_freed_memory()  # the rounds' temporaries, else kept by glibc between batches
         return out
+
+    def accumulate_into(self, cells: _U64, counts: _I64) -> None:
+        """XOR the next len(counts) symbols into cells, a row of four id words and the checksum each
+        (the kernel's layout), and add their counts to counts: no array of their own (C kernel only)."""
+        n = len(counts)
+        if self.kernel != "c":
+            raise ValueError("accumulate_into needs the C kernel")
+        if self._produced + n > LAST:
+            raise ValueError(
+                f"symbols past index {LAST - 1} are not produced (asked up to {self._produced + n})"
+            )
+        ahead = self._ahead
+        if ahead is not None and self._produced + n <= len(ahead[1]):
+            cells ^= ahead[0][self._produced : self._produced + n]
+            counts += ahead[1][self._produced : self._produced + n]
+        else:
+            self._ahead = None
+            if n and len(self._set):
+                base, picked = self._set.layout()
+                k0, k1 = struct.unpack(">2Q", self.salt)
+                _riblt_kernel.encode(base, picked, k0, k1, self._produced, cells, counts)
+        self._produced += n
 
     def _pack(self, acc: _U64, counts: _I64) -> npt.NDArray[np.void]:
         n = len(counts)
@@ -291,8 +316,11 @@ class FastDecoder(Decoder):
             raise ValueError(f"the local encoder must be fresh; it already produced {local.produced} symbols")
         self._fast = local
         self._salt = local.salt
-        self._diff_cells = np.zeros((0, _WORDS + 1), dtype=np.uint64)  # as the kernel's encode lays them out
-        self._diff_counts = np.zeros(0, dtype=np.uint8)  # remote minus local, modulo 256
+        # Remote minus local, as the kernel's encode lays them out: rows [0, _used) of buffers with
+        # room (`reserve`), so that a batch is written in place, not concatenated to the others.
+        self._diff_cells = np.zeros((0, _WORDS + 1), dtype=np.uint64)
+        self._diff_counts = np.zeros(0, dtype=np.uint8)  # modulo 256
+        self._used = 0
         self._decoded = False
         # What the peels found: ids and which side holds each (+1 remote, -1 local), as arrays:
         # a difference of 100,000 as two Python sets of bytes took some 13 MB more.
@@ -305,7 +333,7 @@ class FastDecoder(Decoder):
 
     @property
     def symbols_used(self) -> int:
-        return len(self._diff_counts)
+        return self._used
 
     @property
     def decoded(self) -> bool:
@@ -333,49 +361,73 @@ class FastDecoder(Decoder):
         self.subtract(body, start_index)
         return self.peel()
 
+    def reserve(self, symbols: int) -> None:
+        """Room for this many symbols in all (memory is taken only as batches fill it)."""
+        if symbols <= len(self._diff_counts):
+            return
+        cells = np.empty((symbols, _WORDS + 1), dtype=np.uint64)
+        counts = np.empty(symbols, dtype=np.uint8)
+        cells[: self._used], counts[: self._used] = (
+            self._diff_cells[: self._used],
+            self._diff_counts[: self._used],
+        )
+        self._diff_cells, self._diff_counts = cells, counts
+
     def subtract(self, body: bytes | memoryview, start_index: int) -> None:
         """Take a batch's symbols minus ours into the difference; `peel` then decodes. Apart, so that
-        the caller can let the batch go first (100,000 differences: 5.7 MB of symbols)."""
-        if start_index != self.symbols_used:
+        the caller can let the batch go first (100,000 differences: 5.7 MB of symbols).
+
+        In place: the batch is copied into the buffer's next rows, and our symbols and the ids found
+        so far are XORed into them there, by the kernel, with no array of symbols of their own.
+        """
+        if start_index != self._used:
             raise ReconciliationCodecError(
                 "start_index",
-                f"expected symbol {self.symbols_used} next, got a batch starting at {start_index}",
+                f"expected symbol {self._used} next, got a batch starting at {start_index}",
             )
         remote = np.frombuffer(body, dtype=_WIRE)
-        local = self._fast._wire(len(remote))
-        cells = np.empty((len(remote), _WORDS + 1), dtype=np.uint64)
-        np.bitwise_xor(remote["id"], local["id"], out=cells[:, :_WORDS])
-        np.bitwise_xor(remote["checksum"], local["checksum"], out=cells[:, _WORDS])
-        counts = remote["count"] - local["count"]  # uint8: modulo 256, as the wire's counts
-        del remote, local
+        n = len(remote)
+        if self._used + n > len(self._diff_counts):
+            self.reserve(max(self._used + n, len(self._diff_counts) + len(self._diff_counts) // 2))
+        cells = self._diff_cells[self._used : self._used + n]
+        cells[:, :_WORDS] = remote["id"]
+        cells[:, _WORDS] = remote["checksum"]
+        times = np.zeros(n, dtype=np.int64)
+        self._fast.accumulate_into(cells, times)
+        counts = remote["count"] - times.astype(np.uint8)  # uint8: modulo 256, as the wire's counts
+        del remote
         k0, k1 = struct.unpack(">2Q", self._salt)
         for sign in (1, -1):  # the ids found so far leave these symbols too
-            known = self._found[self._signs == sign]
-            if len(known):
-                acc = np.zeros_like(cells)
-                times = np.zeros(len(cells), dtype=np.int64)
-                _riblt_kernel.encode(known, None, k0, k1, start_index, acc, times)
-                cells ^= acc
+            side = (self._signs == sign).view(np.uint8)  # a mask: the kernel reads _found in place
+            if side.any():
+                times[:] = 0
+                _riblt_kernel.encode(self._found, side, k0, k1, start_index, cells, times)
                 counts -= (sign * times).astype(np.uint8)
-        if len(self._diff_counts):
-            self._diff_cells = np.concatenate([self._diff_cells, cells])
-            self._diff_counts = np.concatenate([self._diff_counts, counts])
-        else:
-            self._diff_cells, self._diff_counts = cells, counts
+        self._diff_counts[self._used : self._used + n] = counts
+        self._used += n
 
     def peel(self) -> bool:
         """Peel the symbols received so far, in place; whether the difference is decoded."""
-        m = len(self._diff_counts)
+        m = self._used
+        cells, counts = self._diff_cells[:m], self._diff_counts[:m]
         ids = np.empty(m, dtype=ID_DTYPE)
         signs = np.empty(m, dtype=np.int8)
         k0, k1 = struct.unpack(">2Q", self._salt)
-        found = _riblt_kernel.peel(self._diff_cells, self._diff_counts, k0, k1, ids, signs)
+        found = _riblt_kernel.peel(cells, counts, k0, k1, ids, signs)
         # An id found in an earlier peel can come again only from forged symbols, which then do not
         # decode; the sets made of _found (np.unique) are distinct whatever happens.
         self._found = np.concatenate([self._found, ids[:found]])
         self._signs = np.concatenate([self._signs, signs[:found]])
-        self._decoded = m > 0 and not self._diff_cells[0].any() and self._diff_counts[0] == 0
+        del ids, signs
+        self._decoded = m > 0 and not cells[0].any() and counts[0] == 0
         return self._decoded
+
+    def differences(self) -> tuple[IdSet, IdSet]:
+        """(remote only, local only) once decoded; the symbols' buffers go now, no longer needed."""
+        self._diff_cells, self._diff_counts = self._diff_cells[:0].copy(), self._diff_counts[:0].copy()
+        remote, local = self.remote_only_ids(), self.local_only_ids()
+        self._found, self._signs = self._found[:0], self._signs[:0]
+        return remote, local
 
 
 def fast_decoder(ids: IdSet | Iterable[bytes], salt: bytes) -> Decoder:

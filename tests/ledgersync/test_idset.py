@@ -33,6 +33,9 @@ def test_behaves_as_a_set_of_bytes(a: list[bytes], b: list[bytes]) -> None:
     assert IdSet.from_bytes(b"".join(a)) == x
     assert IdSet.from_array(np.frombuffer(b"".join(a), dtype=np.uint8).reshape(-1, 32)) == x
     assert x.array.shape == (len(x), 32) and x.array.dtype == np.uint8
+    ordered = sorted(set(a))
+    wanted = np.frombuffer(b"".join(b), dtype="S32")
+    assert x.rank(wanted).tolist() == [ordered.index(i) if i in ordered else -1 for i in b]
 
 
 @given(a=ids, offset=st.integers(0, 45), count=st.integers(1, 45))
@@ -72,6 +75,7 @@ def test_a_selection_of_another_array_behaves_as_its_copy(
     assert [c.tobytes() for c in view.chunks(chunk)] == [c.tobytes() for c in copy.chunks(chunk)]
     wanted = np.frombuffer(b"".join(b), dtype="S32")
     assert view.contains(wanted).tolist() == copy.contains(wanted).tolist()
+    assert view.rank(wanted).tolist() == copy.rank(wanted).tolist()
 
 
 @settings(max_examples=150)
@@ -93,6 +97,7 @@ def test_a_masked_selection_behaves_as_its_copy(
     assert view == copy and view.tobytes() == copy.tobytes() and view.page(1, 3) == copy.page(1, 3)
     wanted = np.frombuffer(b"".join(b), dtype="S32")
     assert view.contains(wanted).tolist() == copy.contains(wanted).tolist()
+    assert view.rank(wanted).tolist() == copy.rank(wanted).tolist()
 
 
 def test_selections_larger_than_a_chunk() -> None:
@@ -106,6 +111,10 @@ def test_selections_larger_than_a_chunk() -> None:
     assert len(as_bytes) == len(view) > 65_536 * 1.2
     assert set(view - other) == as_bytes - set(other)
     assert set(other - view) == set(other) - as_bytes
+    wanted = base[rng.random(len(base)) < 0.1]
+    at = view.rank(wanted)
+    assert (at >= 0).tolist() == [w.tobytes() in as_bytes for w in wanted.reshape(-1, 1)]
+    assert np.array_equal(view.chunk(0, len(view))[at[at >= 0]], wanted[at >= 0])
 
 
 @settings(max_examples=100)

@@ -112,6 +112,52 @@ def test_the_id_list_is_the_fallback_when_symbols_do_not_decode_in_time(
     assert [m.topic for m in result.messages] == [TOPIC_BEGIN, TOPIC_IDS, "ledgersync.end"]
 
 
+def _tampered_list(net: Net, tamper: Any) -> LedgerSyncService:
+    """A's service, its id-list replies from B passed through tamper(reply) first."""
+    real = net[A].peers
+
+    class Tampering:
+        def request(self, peer: X500Name, topic: str, payload: Any, *, timeout: float = 30.0) -> Any:
+            reply = real.request(peer, topic, payload, timeout=timeout)
+            return tamper(reply) if topic == TOPIC_IDS else reply
+
+    ours = net.sync(A)
+    return LedgerSyncService(
+        ours.identity, ours.graph, ours.store, Tampering(), LedgerSyncConfig(), ours.network_map, ours.clock
+    )
+
+
+def test_an_id_list_in_any_order_gives_the_same_difference(
+    restored: tuple[Net, dict[str, SecureHash]],
+) -> None:
+    net, t = restored
+
+    def reversed_page(reply: dict[str, Any]) -> dict[str, Any]:
+        ids = [reply["ids"][o : o + 32] for o in range(0, len(reply["ids"]), 32)]
+        return {**reply, "ids": b"".join(reversed(ids))}
+
+    result = _tampered_list(net, lambda r: r).reconcile(B, method="list", both_directions=True)
+    tampered = _tampered_list(net, reversed_page).reconcile(B, method="list", both_directions=True)
+    assert tampered.missing_here == result.missing_here == {t["t4"], t["t5"]}
+    assert tampered.missing_there == result.missing_there
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (lambda r: {**r, "ids": r["ids"] + r["ids"]}, "more than the .* ids the responder announced"),
+        (lambda r: {**r, "ids": r["ids"] + b"x"}, "must be concatenated 32-byte ids"),
+        (lambda r: {**r, "next": 0}, "must follow offset 0"),
+    ],
+)
+def test_a_malformed_id_list_is_a_named_codec_error(
+    restored: tuple[Net, dict[str, SecureHash]], tamper: Any, message: str
+) -> None:
+    net, _ = restored
+    with pytest.raises(ReconciliationCodecError, match=message):
+        _tampered_list(net, tamper).reconcile(B, method="list")
+
+
 def test_reconciling_with_itself_is_refused_at_both_ends(net: Net) -> None:
     with pytest.raises(CannotReconcileWithSelfException):
         net.sync(A).reconcile(A)

@@ -162,16 +162,22 @@ def test_computing_ahead_is_ignored_once_symbols_were_produced() -> None:
     a_only=st.integers(0, 150),
     b_only=st.integers(0, 150),
     batch=st.sampled_from([1, 5, 40, 300]),
+    room=st.sampled_from([0, 7, 10_000]),
+    ahead=st.sampled_from([0, 100]),
 )
 def test_the_c_peeler_finds_what_the_pure_decoder_finds_batch_by_batch(
-    seed: int, common: int, a_only: int, b_only: int, batch: int
+    seed: int, common: int, a_only: int, b_only: int, batch: int, room: int, ahead: int
 ) -> None:
     # Peeling ends in the same state whatever the order, so even a batch that does not decode
-    # leaves both with the same ids found so far.
+    # leaves both with the same ids found so far. Whatever room was reserved (batches then grow
+    # the buffers, or are written in place) and whatever our symbols computed ahead.
     rng = random.Random(seed)
     ids = [rng.randbytes(32) for _ in range(common + a_only + b_only)]
     local, remote_ids = ids[: common + a_only], ids[:common] + ids[common + a_only :]
-    fast, pure = FastDecoder(FastEncoder(local, SALT)), Decoder.from_ids(local, SALT)
+    ours = FastEncoder(local, SALT)
+    ours.compute_ahead(ahead)
+    fast, pure = FastDecoder(ours), Decoder.from_ids(local, SALT)
+    fast.reserve(room)
     remote = Encoder(remote_ids, SALT)
     while not pure.decoded:
         assert pure.symbols_used < 5_000, "no decode within the limit"
@@ -182,6 +188,24 @@ def test_the_c_peeler_finds_what_the_pure_decoder_finds_batch_by_batch(
     assert fast.remote_only() == set(ids[common + a_only :]) and fast.local_only() == set(
         ids[common:][:a_only]
     )
+    there, here = fast.differences()
+    assert set(there) == set(ids[common + a_only :]) and set(here) == set(ids[common:][:a_only])
+    assert fast.symbols_used == pure.symbols_used  # the buffers went, the count stays
+
+
+@pytest.mark.parametrize("ahead", [0, 60])
+def test_symbols_xored_in_place_are_the_symbols(ahead: int) -> None:
+    ids = IdSet.of(random.Random(7).randbytes(32) for _ in range(300))
+    into, plain = FastEncoder(ids, SALT, kernel="c"), FastEncoder(ids, SALT, kernel="c")
+    into.compute_ahead(ahead)
+    for n in (1, 40, 200):
+        cells, counts = np.zeros((n, 5), dtype=np.uint64), np.zeros(n, dtype=np.int64)
+        into.accumulate_into(cells, counts)
+        packed = np.zeros(n, dtype=plain._wire(0).dtype)
+        packed["id"], packed["checksum"], packed["count"] = cells[:, :4], cells[:, 4], counts & 0xFF
+        assert packed.tobytes() == plain.next_batch_bytes(n)
+    with pytest.raises(ValueError, match="needs the C kernel"):
+        FastEncoder(ids, SALT, kernel="numpy").accumulate_into(cells, counts)
 
 
 def test_forged_symbols_neither_crash_the_peeler_nor_decode() -> None:
