@@ -174,18 +174,22 @@ class IdSet:
         found = np.full(len(wanted), -1, dtype=np.int64)
         if not len(self) or not len(wanted):
             return found
-        if self._selection() is None:
+        selection = self._selection()
+        if selection is None:
             at = np.minimum(np.searchsorted(self._base, wanted), len(self._base) - 1)
             found[:] = np.where(self._base[at] == wanted, at, -1)
             return found
         by_id = np.argsort(wanted, kind="stable")
         ordered = wanted[by_id]
         for start in range(0, len(self), CHUNK):
-            part = self.chunk(start, start + CHUNK)
-            # Only the wanted ids within this chunk's range are looked up in it.
-            lo = int(np.searchsorted(ordered, part[:1], side="left")[0])
-            hi = int(np.searchsorted(ordered, part[-1:], side="right")[0])
+            stop = min(start + CHUNK, len(self))
+            # Only the wanted ids within this chunk's range are looked up in it, and a chunk none
+            # falls in is not gathered at all (a page of an id list falls in one or two).
+            ends = self._base[selection[[start, stop - 1]]]
+            lo = int(np.searchsorted(ordered, ends[:1], side="left")[0])
+            hi = int(np.searchsorted(ordered, ends[1:], side="right")[0])
             if lo < hi:
+                part = self.chunk(start, stop)
                 some = ordered[lo:hi]
                 at = np.minimum(np.searchsorted(part, some), len(part) - 1)
                 found[by_id[lo:hi]] = np.where(part[at] == some, start + at, -1)
