@@ -25,10 +25,12 @@ MASK_CHUNK = 1 << 18  # mask entries turned into positions at a time
 
 
 def find_ids(
-    ids: npt.NDArray[Any], order: npt.NDArray[np.integer[Any]] | None, hashes: bytes
+    ids: npt.NDArray[Any], order: npt.NDArray[np.integer[Any]] | None, hashes: bytes | npt.NDArray[Any]
 ) -> npt.NDArray[np.int64]:
-    """Indexes in ids (sorted by order, or already sorted if None) of these 32-byte ids, -1 where absent."""
-    wanted = np.frombuffer(hashes, dtype=ID)
+    """Indexes in ids (sorted by order, or already sorted if None) of these 32-byte ids, -1 where absent.
+
+    hashes: concatenated ids, or an S32 array of them."""
+    wanted = hashes if isinstance(hashes, np.ndarray) else np.frombuffer(hashes, dtype=ID)
     if not len(ids):
         return np.full(len(wanted), -1, dtype=np.int64)
     at = np.minimum(np.searchsorted(ids, wanted, sorter=order), len(ids) - 1)
@@ -195,6 +197,33 @@ class IdSet:
                 found[by_id[lo:hi]] = np.where(part[at] == some, start + at, -1)
         return found
 
+    def base_positions(self, wanted: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+        """For each id of an S32 array (any order), its position in the base array; -1 if not in the set.
+
+        With `without`, what a stream of pages needs (`Listing`): a set that is a mask over the
+        graph's ids then makes no positions of its own (4 bytes an id).
+        """
+        if not len(self) or not len(wanted):
+            return np.full(len(wanted), -1, dtype=np.int64)
+        if self._mask is not None:
+            at = find_ids(self._base, self._order, wanted)
+            known = at >= 0
+            at[known] = np.where(self._mask[at[known]], at[known], -1)
+            return at
+        rank = self.rank(wanted)
+        if self._picked is None:
+            return rank
+        positions: npt.NDArray[np.int64] = np.where(rank >= 0, self._picked[np.maximum(rank, 0)], -1)
+        return positions
+
+    def without(self, dropped: npt.NDArray[np.bool_]) -> IdSet:
+        """The set less the ids whose base position is True in dropped (a mask over the base array)."""
+        if self._mask is not None:
+            return IdSet.masked(self._base, self._mask & ~dropped, self._order)
+        if self._picked is None:
+            return IdSet(self._base[~dropped])
+        return IdSet(self._base, self._picked[~dropped[self._picked]])
+
     def select(self, keep: npt.NDArray[np.bool_]) -> IdSet:
         """The ids where keep is True (a mask over this set's order)."""
         selection = self._selection()
@@ -221,6 +250,31 @@ class IdSet:
     def page(self, offset: int, count: int) -> bytes:
         """Ids offset to offset + count - 1, concatenated (paged straight from the array)."""
         return self.chunk(offset, offset + count).tobytes()
+
+
+class Listing:
+    """Which ids of a set another side listed, as pages of its ids come, and the ids it listed that
+    the set lacks: a byte for each id of the set's base array; no page kept after it is read."""
+
+    def __init__(self, ids: IdSet) -> None:
+        self._set = ids
+        self._listed = np.zeros(len(ids.layout()[0]), dtype=bool)
+        self._lacking: list[npt.NDArray[Any]] = []
+
+    def add(self, page: bytes) -> None:
+        """One page of concatenated ids (any order)."""
+        wanted = np.frombuffer(page, dtype=ID)
+        at = self._set.base_positions(wanted)
+        self._listed[at[at >= 0]] = True
+        self._lacking.append(wanted[at < 0].copy())  # a copy: the page itself can go
+
+    def lacking(self) -> IdSet:
+        """The ids listed that are not in the set."""
+        return IdSet.from_array(np.concatenate(self._lacking)) if self._lacking else IdSet.empty()
+
+    def unlisted(self) -> IdSet:
+        """The ids of the set that were not listed."""
+        return self._set.without(self._listed)
 
 
 def _positions(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int32]:

@@ -28,9 +28,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-import numpy as np
-import numpy.typing as npt
-
 from agent.clock import Clock
 from agent.errors import (
     CannotReconcileWithSelfException,
@@ -49,7 +46,7 @@ from agent.ledgersync.admission import IncomingReconciliations
 from agent.ledgersync.config import LedgerSyncConfig
 from agent.ledgersync.consistency import ConsistencyReport, check_consistency, require_ready
 from agent.ledgersync.graph import LedgerGraph
-from agent.ledgersync.idset import ID, IdSet, SecureHashes
+from agent.ledgersync.idset import IdSet, Listing, SecureHashes
 from agent.ledgersync.memory import release_freed_memory
 from agent.ledgersync.pairset import pair_set
 from agent.ledgersync.riblt import (
@@ -490,8 +487,7 @@ class _Requester:
         Only the ids of theirs that we lack are kept, and a byte for each of ours saying whether
         they listed it: their whole list (32 MB at a million ids, and its copies) is never held.
         """
-        listed = np.zeros(len(self.mine), dtype=bool)
-        lacking: list[npt.NDArray[Any]] = []
+        listing = Listing(self.mine)
         received = 0
         offset: int | None = 0
         while offset is not None:
@@ -505,14 +501,10 @@ class _Requester:
             received += len(page) // ID_SIZE
             if received > size:
                 raise ReconciliationCodecError("ids", f"more than the {size} ids the responder announced")
-            ids = np.frombuffer(page, dtype=ID)
-            at = self.mine.rank(ids)
-            listed[at[at >= 0]] = True
-            lacking.append(ids[at < 0].copy())  # a copy: the page itself goes now
-            del page, ids
+            listing.add(page)
+            del page
             offset = following
-        here = IdSet.from_array(np.concatenate(lacking)) if lacking else IdSet.empty()
-        return here, self.mine.select(~listed)
+        return listing.lacking(), listing.unlisted()
 
 
 def _batch(encoder: Encoder, start: int, count: int) -> bytes:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from agent.errors import ReconciliationCodecError
 from agent.ledger.hashing import SecureHash
-from agent.ledgersync.idset import IdSet, SecureHashes
+from agent.ledgersync.idset import IdSet, Listing, SecureHashes
 
 # Few distinct bytes, so that sets overlap, and ids ending in zero bytes (S32 drops those when
 # an element is read as bytes) are common.
@@ -98,6 +98,45 @@ def test_a_masked_selection_behaves_as_its_copy(
     wanted = np.frombuffer(b"".join(b), dtype="S32")
     assert view.contains(wanted).tolist() == copy.contains(wanted).tolist()
     assert view.rank(wanted).tolist() == copy.rank(wanted).tolist()
+
+
+@settings(max_examples=150)
+@given(
+    base=ids,
+    keep=st.lists(st.booleans(), min_size=40, max_size=40),
+    b=ids,
+    form=st.sampled_from(["whole", "picked", "masked", "masked in arrival order", "masked, then picked"]),
+    page=st.integers(1, 7),
+)
+def test_a_listing_in_pages_finds_both_differences(
+    base: list[bytes], keep: list[bool], b: list[bytes], form: str, page: int
+) -> None:
+    # The id-list fallback: their ids come in pages; what they have that we lack, and ours unlisted.
+    distinct = np.frombuffer(b"".join(dict.fromkeys(base)), dtype="S32")
+    mask = np.array(keep[: len(distinct)], dtype=bool)
+    if form == "whole":
+        mine = IdSet(np.sort(distinct))
+    elif form == "picked":
+        mine = IdSet(distinct, np.flatnonzero(mask)[np.argsort(distinct[mask], kind="stable")])
+    else:
+        shuffled = form == "masked in arrival order"
+        held = distinct if shuffled else np.sort(distinct)
+        mine = IdSet.masked(held, mask, np.argsort(held, kind="stable") if shuffled else None)
+        if form == "masked, then picked":
+            mine.chunk(0, 1)  # makes its positions, as a set that was paged from once
+    ours = set(mine)
+    listing = Listing(mine)
+    theirs = b"".join(b)
+    for at in range(0, len(theirs), 32 * page):
+        listing.add(theirs[at : at + 32 * page])
+    assert list(listing.lacking()) == sorted(set(b) - ours)
+    assert list(listing.unlisted()) == sorted(ours - set(b))
+    wanted = np.frombuffer(theirs, dtype="S32")
+    found = mine.base_positions(wanted)
+    held = mine.layout()[0]
+    assert [held[p : p + 1].tobytes() if p >= 0 else None for p in found.tolist()] == [
+        i if i in ours else None for i in b
+    ]
 
 
 def test_selections_larger_than_a_chunk() -> None:
