@@ -229,13 +229,17 @@ class RssSampler:
     def __init__(self, pids: list[int], interval: float = 0.01) -> None:
         self.pids = pids
         self.interval = interval
-        self.peak = 0.0
+        self.peaks = dict.fromkeys(pids, 0.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    @property
+    def peak(self) -> float:
+        return max(self.peaks.values(), default=0.0)
+
     def _sample(self) -> None:
         for pid in self.pids:
-            self.peak = max(self.peak, process_memory_mb(pid)[0])
+            self.peaks[pid] = max(self.peaks[pid], process_memory_mb(pid)[0])
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -259,7 +263,11 @@ class Call:
 
     result: dict[str, Any]
     seconds: float
-    rss_peak_mb: float
+    rss_peaks_mb: list[float]  # per process, in the order of the pids sampled
+
+    @property
+    def rss_peak_mb(self) -> float:
+        return max(self.rss_peaks_mb, default=0.0)
 
     @property
     def bytes(self) -> int:
@@ -283,7 +291,7 @@ def reconcile_call(client: ManagementClient, party: X500Name, method: str, pids:
         started = time.perf_counter()
         reply = client.start_flow(FLOW, party=str(party), method=method)
         seconds = time.perf_counter() - started
-    return Call(reply["result"], seconds, sampler.peak)
+    return Call(reply["result"], seconds, list(sampler.peaks.values()))
 
 
 def recheck_call(process: AgentProcess) -> Call:
@@ -296,7 +304,7 @@ def recheck_call(process: AgentProcess) -> Call:
         seconds = time.perf_counter() - started
     if reply.get("value") is not True:
         raise RuntimeError(f"CheckConsistency did not find the ledger consistent: {reply}")
-    return Call(reply, seconds, sampler.peak)
+    return Call(reply, seconds, list(sampler.peaks.values()))
 
 
 @dataclass
@@ -419,7 +427,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     say(
                         f"  {method}: {call.seconds:.3f} s, {call.bytes:,} bytes, {call.exchanges} exchanges, "
                         f"missing {call.missing:,}, used id list {call.result['usedIdList']}, "
-                        f"RSS peak {call.rss_peak_mb:.1f} MB"
+                        f"RSS peak {' / '.join(f'{p:.1f}' for p in call.rss_peaks_mb)} MB (requester / responder)"
                     )
             for pid in network.pids:
                 rss, peak = process_memory_mb(pid)
