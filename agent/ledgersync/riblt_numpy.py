@@ -235,27 +235,26 @@ class FastEncoder(Encoder):
         acc, counts = self._accumulate(min(n, LAST))
         self._ahead = acc.T, counts  # the kernel's layout: a row of four id words and the checksum each
 
-    def _wire(self, n: int) -> npt.NDArray[np.void]:
+    def _check_range(self, n: int) -> None:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         if self._produced + n > LAST:
             raise ValueError(
                 f"symbols past index {LAST - 1} are not produced (asked up to {self._produced + n})"
             )
-        ahead = self._ahead
-        if ahead is not None and self._produced + n <= len(ahead[1]):
-            cells, counts = (
-                ahead[0][self._produced : self._produced + n],
-                ahead[1][self._produced : self._produced + n],
-            )
+
+    def _wire(self, n: int) -> npt.NDArray[np.void]:
+        self._check_range(n)
+        if self.kernel == "c":  # from what was computed ahead, or walked now
+            cells, counts = np.zeros((n, _WORDS + 1), dtype=np.uint64), np.zeros(n, dtype=np.int64)
+            self.accumulate_into(cells, counts)
+            out = self._pack(cells.T, counts)
+        else:
+            if self._produced == 0 and n:
+                self.prepare()
+            acc, counts = self._accumulate(n)
+            out = self._pack(acc, counts)
             self._produced += n
-            return self._pack(cells.T, counts)
-        self._ahead = None
-        if self._produced == 0 and n:
-            self.prepare()
-        acc, counts = self._accumulate(n)
-        out = self._pack(acc, counts)
-        self._produced += n
         if len(self._set) >= TRIM_FROM:
             release_freed_memory()  # the rounds' temporaries, else kept by glibc between batches
         return out
@@ -266,10 +265,7 @@ class FastEncoder(Encoder):
         n = len(counts)
         if self.kernel != "c":
             raise ValueError("accumulate_into needs the C kernel")
-        if self._produced + n > LAST:
-            raise ValueError(
-                f"symbols past index {LAST - 1} are not produced (asked up to {self._produced + n})"
-            )
+        self._check_range(n)
         ahead = self._ahead
         if ahead is not None and self._produced + n <= len(ahead[1]):
             cells ^= ahead[0][self._produced : self._produced + n]

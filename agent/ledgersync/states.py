@@ -57,11 +57,6 @@ class StateArrays:
         """Each transaction's number of outputs (a new array)."""
         return np.diff(self.out_off)
 
-    @property
-    def rel_off(self) -> I32:
-        """CSR offsets of rel_out (a new array)."""
-        return offsets(self.rel_counts)
-
     def id_at(self, index: int) -> SecureHash:
         if index < 0:
             return SecureHash(self.missing[-1 - index])

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from agent.ledger.vault import StateStatus
 from agent.ledgersync.consistency import _Errors, _state_key, _vault_pages, check_states
+from agent.ledgersync.csr import offsets, owners
 from agent.ledgersync.graph import LedgerGraph
 from agent.ledgersync.states import StateArrays
 from agent.store.ledger_store import LedgerStore
@@ -88,7 +89,7 @@ def reference_check(graph: StateArrays, store: LedgerStore, max_errors: int) -> 
                     f"vault state {state} is UNCONSUMED but transaction {graph.id_at(int(consumer[at[i]]))}"
                     " consumes it"
                 )
-    rel_tx = np.repeat(np.arange(n, dtype=np.int64), np.diff(graph.rel_off))
+    rel_tx = np.repeat(np.arange(n, dtype=np.int64), graph.rel_counts)
     relevant = _state_key(rel_tx, graph.rel_out.astype(np.int64))
     absent = ~np.isin(relevant, np.frombuffer(present, dtype=np.int64) if present else np.empty(0, np.int64))
     for pos in np.flatnonzero(absent).tolist():
@@ -135,7 +136,7 @@ def damage(graph: StateArrays, edits: list[tuple[int, int, str]]) -> None:
             ref_out[pos] = int(outputs[ref_tx[other]]) + other % 3
         elif how == "relevant":  # a relevant output its transaction does not have
             at = drawn_pos % len(graph.rel_out)
-            tx = int(np.searchsorted(graph.rel_off, at, side="right")) - 1
+            tx = int(owners(offsets(graph.rel_counts), [at])[0])
             graph.rel_out[at] = int(outputs[tx]) + other % 3
         elif how == "missing":
             graph.missing.append(bytes([other % 251]) * 32)
