@@ -11,7 +11,7 @@ from pyhocon.exceptions import ConfigException
 from pyparsing import ParseBaseException
 
 from agent.errors import ConfigurationError, InvalidNameError
-from agent.flows.runner import FaultPlan
+from agent.flows.faults import FaultPlan
 from agent.ledger.identity import X500Name
 from agent.passwords import is_hash
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from agent.finality.flows import FinalityDeps
+from agent.finality.service import FinalityService
 from agent.flows.checkpoints import FlowCheckpoint
-from agent.flows.runner import FaultPlan, FlowRunner
+from agent.flows.engine import FlowEngine
+from agent.flows.faults import FaultPlan
 from agent.ledgersync.app import LedgerSync
 from agent.ledgersync.config import LedgerSyncConfig
 from agent.node import Node
@@ -15,7 +18,6 @@ from agent.p2p.client import PeerClient, RawTransport
 from agent.p2p.retry import RetryPolicy
 from agent.p2p.service import PeerService
 from agent.recovery.aes_keys import NodeAesKeys
-from agent.services.finality import FinalityService
 from agent.services.tokens import TokenService
 
 log = logging.getLogger("ledger_agent.runtime")
@@ -27,11 +29,11 @@ class AgentRuntime:
     authenticator: MessageAuthenticator
     peer_service: PeerService
     peers: PeerClient
-    runner: FlowRunner
+    engine: FlowEngine
     aes_keys: NodeAesKeys
     finality: FinalityService
     tokens: TokenService
-    interrupted: list[FlowCheckpoint]
+    resumed: list[FlowCheckpoint]
     ledgersync: LedgerSync | None = field(default=None)
 
     @property
@@ -43,7 +45,7 @@ class AgentRuntime:
         if self.ledgersync is not None:
             # Running reconciliations finish; queued ones stay in the store for the next start.
             self.ledgersync.stop(timeout)
-        self.runner.shutdown(timeout)
+        self.engine.shutdown(timeout)
         self.node.close()
 
 
@@ -66,15 +68,11 @@ def build_runtime(
     max_size = node.network_map.parameters.max_message_size
     peer_service = PeerService(authenticator, max_size)
     peers = PeerClient(authenticator, node.network_map, transport, retry)
-    runner = FlowRunner(node.store, clock, FaultPlan.parse(node.config.fault_injection))
-    interrupted = runner.fail_interrupted()
-    for cp in interrupted:
-        log.warning(
-            "flow %s (%s) was interrupted at %s by the last stop", cp.flow_id, cp.flow_name, cp.progress_step
-        )
+    engine = FlowEngine(node.store, clock, FaultPlan.parse(node.config.fault_injection))
     aes_keys = NodeAesKeys(node.store, node.identity.name)
     aes_keys.keys()  # ten keys at first start, as Corda does
-    finality = FinalityService(node.identity, node.ledger, runner, peers, aes_keys, clock, node.notary)
+    deps = FinalityDeps(node.identity, node.ledger, node.store, peers, aes_keys, clock)
+    finality = FinalityService(deps, engine, node.notary)
     finality.register(peer_service)
     tokens = TokenService(node.identity, node.key, node.store, finality, node.network_map)
     sync = None
@@ -83,15 +81,17 @@ def build_runtime(
         sync = LedgerSync(node.identity, node.store, peers, node.network_map, sync_config, clock)
         sync.register(peer_service)
         sync.start(background=ledgersync_background)
+    # Last, with every flow registered and every topic handled: flows cut off by the last stop go on.
+    resumed = engine.resume_all()
     return AgentRuntime(
         node,
         authenticator,
         peer_service,
         peers,
-        runner,
+        engine,
         aes_keys,
         finality,
         tokens,
-        interrupted,
+        resumed,
         sync,
     )

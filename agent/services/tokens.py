@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agent.errors import AgentError
+from agent.finality.service import FinalityService
 from agent.ledger import token
 from agent.ledger.identity import Party, X500Name
 from agent.ledger.keys import KeyPair
 from agent.ledger.transactions import SignedTransaction, StateAndRef
 from agent.network.network_map import NetworkMap
-from agent.services.finality import FinalityService
 from agent.store.ledger_store import LedgerStore
 
 
@@ -55,44 +55,80 @@ class TokenService:
         return notaries[0].party
 
     def issue(
-        self, holdings: Sequence[tuple[X500Name, int]], currency: str, observers: Sequence[X500Name] = ()
+        self,
+        holdings: Sequence[tuple[X500Name, int]],
+        currency: str,
+        observers: Sequence[X500Name] = (),
+        *,
+        timeout: float | None = None,
     ) -> SignedTransaction:
         owners = [(self._party(name), amount) for name, amount in holdings]
         stx = token.issue(self.identity, self._notary(), owners, currency).sign([self.key])
-        return self.finality.finalise(stx, [self._party(o).name for o in observers])
+        return self.finality.finalise(stx, [self._party(o).name for o in observers], timeout=timeout)
 
     def _select(self, currency: str, issuer: X500Name, amount: int) -> list[StateAndRef]:
         chosen: list[StateAndRef] = []
         total = 0
+        # Inputs of our IN_FLIGHT transactions are spent unless their finality is undone (Corda's
+        # soft locks): a payment waiting for a peer must not lend its states to the next one.
+        locked = self.store.in_flight_inputs()
         for rec in self.store.iter_vault_states(contract=token.TOKEN_CONTRACT):
             held = token.Token.from_state(rec.state)
             if held.currency != currency or held.issuer.name != issuer or held.owner != self.identity:
+                continue
+            if rec.ref in locked:
                 continue
             chosen.append(StateAndRef(rec.state, rec.ref, self._notary()))
             total += held.amount
             if total >= amount:
                 return chosen
         raise InsufficientFundsError(
-            f"{self.identity.name} holds {total} {currency} of {issuer}, needs {amount}"
+            f"{self.identity.name} holds {total} {currency} of {issuer} free to spend, needs {amount}"
         )
 
+    def _spend(
+        self, build: Callable[[], SignedTransaction], observers: Sequence[X500Name], timeout: float | None
+    ) -> SignedTransaction:
+        """Select and start finality under the lock, until the flow has recorded its inputs as spent."""
+        with self._spending:
+            handle = self.finality.start(build(), [self._party(o).name for o in observers])
+            handle.wait_for(
+                lambda h: (
+                    h.checkpoint is not None and h.checkpoint.progress_step not in ("STARTED", "VERIFIED")
+                ),
+                timeout,
+            )
+        result: SignedTransaction = handle.result(timeout)
+        return result
+
     def pay(
-        self, to: X500Name, amount: int, currency: str, issuer: X500Name, observers: Sequence[X500Name] = ()
+        self,
+        to: X500Name,
+        amount: int,
+        currency: str,
+        issuer: X500Name,
+        observers: Sequence[X500Name] = (),
+        *,
+        timeout: float | None = None,
     ) -> SignedTransaction:
         if amount <= 0:
             raise AgentError(f"amount: {amount} is not allowed; a positive integer")
         receiver = self._party(to)
-        with self._spending:
-            inputs = self._select(currency, issuer, amount)
-            stx = token.move(inputs, [(receiver, amount)], self.identity, self._notary()).sign([self.key])
-            return self.finality.finalise(stx, [self._party(o).name for o in observers])
 
-    def exit(self, amount: int, currency: str) -> SignedTransaction:
+        def build() -> SignedTransaction:
+            inputs = self._select(currency, issuer, amount)
+            return token.move(inputs, [(receiver, amount)], self.identity, self._notary()).sign([self.key])
+
+        return self._spend(build, observers, timeout)
+
+    def exit(self, amount: int, currency: str, *, timeout: float | None = None) -> SignedTransaction:
         """Redeem tokens this node issued to itself (the issuer and the owner both sign: us)."""
-        with self._spending:
+
+        def build() -> SignedTransaction:
             inputs = self._select(currency, self.identity.name, amount)
-            stx = token.exit_tokens(inputs, amount, self.identity, self._notary()).sign([self.key])
-            return self.finality.finalise(stx)
+            return token.exit_tokens(inputs, amount, self.identity, self._notary()).sign([self.key])
+
+        return self._spend(build, (), timeout)
 
     def holdings(self) -> list[Holding]:
         totals: dict[tuple[str, X500Name], tuple[int, int]] = {}

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -116,6 +118,7 @@ class LedgerStore:
         self.clock = clock or SystemClock()
         self.page_size = check_page_size(page_size)
         self._listeners: list[Callable[[SignedTransaction, TransactionStatus], None]] = []
+        self._unit = threading.local()
         try:
             migrate(self.schema)
         except peewee.OperationalError as exc:
@@ -128,8 +131,35 @@ class LedgerStore:
         self._listeners.append(listener)
 
     def _notify(self, stx: SignedTransaction, status: TransactionStatus) -> None:
+        pending: list[tuple[SignedTransaction, TransactionStatus]] | None = getattr(
+            self._unit, "pending", None
+        )
+        if pending is not None:
+            pending.append((stx, status))  # heard once the unit of work commits, never if it rolls back
+            return
         for listener in self._listeners:
             listener(stx, status)
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[None]:
+        """One database transaction around several writes (a flow step's effects and its checkpoint).
+
+        Writes inside nest as savepoints; listeners hear of recorded transactions after the commit.
+        """
+        outer = getattr(self._unit, "pending", None) is None
+        if outer:
+            self._unit.pending = []
+        try:
+            with write_transaction(self.database):
+                yield
+        except BaseException:
+            if outer:
+                self._unit.pending = None
+            raise
+        if outer:
+            events, self._unit.pending = self._unit.pending, None
+            for stx, status in events:
+                self._notify(stx, status)
 
     def close(self) -> None:
         if not self.database.is_closed():
@@ -280,6 +310,15 @@ class LedgerStore:
                 for model in (self.schema.sender_distr_recs, self.schema.receiver_distr_recs):
                     model.delete().where(model.transaction_id == str(tx_id)).execute()
         return bool(deleted)
+
+    def in_flight_inputs(self) -> set[StateRef]:
+        """The inputs of our IN_FLIGHT transactions: spent unless their finality is undone (soft locks)."""
+        nt = self.schema.node_transactions
+        rows = nt.select(nt.transaction_value).where(nt.status == TransactionStatus.IN_FLIGHT.value)
+        spent: set[StateRef] = set()
+        for row in rows.iterator():
+            spent.update(WireTransaction.deserialize(bytes(row.transaction_value)).inputs)
+        return spent
 
     # -- reading transactions ------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from agent.flows.catalogue import (
     result_text,
 )
 from agent.flows.checkpoints import FlowStatus
+from agent.flows.engine import FlowNotFoundError, FlowTimeoutError
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.vault import TransactionStatus
@@ -63,6 +64,20 @@ def _name(value: Any, field: str) -> X500Name:
     if not isinstance(value, str):
         raise BadRequestError(f"field {field!r}: expected an X.500 name, got {value!r}")
     return X500Name.parse(value)
+
+
+DEFAULT_FLOW_WAIT_S = 60.0
+MAX_FLOW_WAIT_S = 3600.0
+
+
+def _wait(body: dict[str, Any]) -> float:
+    """How long a call that starts a flow waits for it: the body's "timeout" in seconds (default 60)."""
+    value = body.get("timeout", DEFAULT_FLOW_WAIT_S)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_FLOW_WAIT_S:
+        raise BadRequestError(
+            f"field 'timeout': {value!r} is not allowed; seconds from 0 to {MAX_FLOW_WAIT_S:.0f}"
+        )
+    return float(value)
 
 
 def create_management_app(runtime: AgentRuntime) -> Flask:
@@ -115,6 +130,18 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
             status = 403
         return jsonify(error=type(exc).__name__, message=str(exc)), status
 
+    @app.errorhandler(FlowTimeoutError)
+    def still_running(exc: FlowTimeoutError) -> tuple[Response, int]:
+        # Accepted, not failed: the flow goes on (it resumes even after a restart); its id says where.
+        return jsonify(
+            flowId=exc.flow_id,
+            txId=None if exc.tx_id is None else str(exc.tx_id),
+            status=FlowStatus.RUNNABLE.name,
+            step=exc.step,
+            waitingFor=exc.waiting_for,
+            message=str(exc),
+        ), 202
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
         return jsonify(error=type(exc).__name__, message=exc.description or exc.name), exc.code or 500
@@ -138,7 +165,7 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
                 raise BadRequestError(f"holdings[]: expected objects {{owner, amount}}, got {entry!r}")
             holdings.append((_name(entry.get("owner"), "holdings[].owner"), _field(entry, "amount", int)))
         observers = [_name(o, "observers[]") for o in body.get("observers", [])]
-        stx = runtime.tokens.issue(holdings, _field(body, "currency", str), observers)
+        stx = runtime.tokens.issue(holdings, _field(body, "currency", str), observers, timeout=_wait(body))
         return jsonify(txId=str(stx.id))
 
     @app.post("/api/flows/pay")
@@ -152,6 +179,7 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
             _field(body, "currency", str),
             _name(body.get("issuer"), "issuer"),
             observers,
+            timeout=_wait(body),
         )
         return jsonify(txId=str(stx.id))
 
@@ -159,7 +187,9 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     @operator
     def exit_tokens() -> Response:
         body = _body()
-        stx = runtime.tokens.exit(_field(body, "amount", int), _field(body, "currency", str))
+        stx = runtime.tokens.exit(
+            _field(body, "amount", int), _field(body, "currency", str), timeout=_wait(body)
+        )
         return jsonify(txId=str(stx.id))
 
     @app.get("/api/vault")
@@ -214,6 +244,11 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     @operator
     def kill_flow(flow_id: str) -> Response:
         killed = runtime.ledgersync.kill_flow(flow_id) if runtime.ledgersync is not None else False
+        if not killed:
+            try:
+                killed = runtime.engine.kill(flow_id)
+            except FlowNotFoundError:
+                killed = False
         return jsonify(id=flow_id, killed=killed)
 
     @app.get("/api/ledgersync")
@@ -256,6 +291,7 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
                     "txId": None if cp.tx_id is None else str(cp.tx_id),
                     "counterparties": [str(c) for c in cp.counterparties],
                     "error": cp.error,
+                    "waitingFor": runtime.engine.waiting_for(cp.flow_id),
                 }
                 for cp in node.store.iter_checkpoints(status)
             ]

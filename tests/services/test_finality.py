@@ -10,7 +10,7 @@ import pytest
 
 from agent.errors import AgentError, NotaryConflictError, PeerRequestError, TransactionAccessDeniedError
 from agent.flows.checkpoints import FlowStatus
-from agent.flows.runner import FaultPlan, InjectedFaultError
+from agent.flows.faults import FaultPlan, InjectedFaultError
 from agent.ledger import token
 from agent.ledger.identity import X500Name
 from agent.ledger.transactions import SignedTransaction
@@ -20,7 +20,7 @@ from agent.node import open_node
 from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
 from agent.recovery.distribution_list import DistributionListError, decrypt
 from agent.runtime import AgentRuntime, build_runtime
-from agent.services.finality import TOPIC_BACKCHAIN
+from agent.finality.flows import TOPIC_BACKCHAIN
 
 A, B, C = default_node_names(3)
 
@@ -153,7 +153,7 @@ def test_a_failure_at_each_initiator_step_leaves_what_the_reference_says(
     net: Net, step: str, at_a: TransactionStatus | None, at_c: TransactionStatus | None
 ) -> None:
     issue(net)
-    net[A].runner.faults = FaultPlan.parse([f"FinalityFlow.{step}=fail"])
+    net[A].engine.faults = FaultPlan.parse([f"FinalityFlow.{step}=fail"])
     move = a_pays_c(net, 5)
     with pytest.raises(InjectedFaultError):
         net[A].finality.finalise(move)
@@ -167,7 +167,7 @@ def test_a_failure_at_each_initiator_step_leaves_what_the_reference_says(
 
 def test_a_receiver_failing_after_recording_fails_the_broadcast(net: Net) -> None:
     issue(net)
-    net[C].runner.faults = FaultPlan.parse(["ReceiveFinalityFlow.RECORDED=fail"])
+    net[C].engine.faults = FaultPlan.parse(["ReceiveFinalityFlow.RECORDED=fail"])
     move = a_pays_c(net, 5)
     with pytest.raises((PeerRequestError, AgentError)):
         net[A].finality.finalise(move)
@@ -219,11 +219,11 @@ def _states(net: Net, name: X500Name) -> list[object]:
 
 
 def test_a_repeated_delivery_is_acknowledged_without_a_second_flow(net: Net) -> None:
-    from agent.services.finality import TOPIC_TRANSACTION
+    from agent.finality.flows import TOPIC_TRANSACTION
 
     issue(net)
     move = a_pays_c(net, 5)
-    net[A].runner.faults = FaultPlan.parse(["FinalityFlow.AFTER_BROADCAST=fail"])
+    net[A].engine.faults = FaultPlan.parse(["FinalityFlow.AFTER_BROADCAST=fail"])
     with pytest.raises(InjectedFaultError):
         net[A].finality.finalise(move)
     (sealed,) = net[C].node.store.receiver_records(move.id)

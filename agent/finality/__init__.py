@@ -1,0 +1,1 @@
+"""Two-phase finality: FinalityFlow, ReceiveFinalityFlow and the peer topics they speak."""

@@ -1,0 +1,283 @@
+"""Two-phase finality on the flow engine: starting FinalityFlow, and the receiving side's handlers.
+
+The flows themselves (their steps, what each commits) are in agent/finality/flows.py. Here:
+- `start`/`finalise`: an initiator's FinalityFlow on the engine (a handle, or the result).
+- the peer topics: a broadcast starts (or finds) the ReceiveFinalityFlow for that transaction and
+  answers once it has recorded it; signatures and aborts are delivered to that flow; a receiver that
+  asks for the outcome is told what we know; the back-chain is served only to a receiver of a
+  transaction it is in the back-chain of; the notary's service answers notarisation requests.
+Participants record ONLY_RELEVANT, observers ALL_VISIBLE.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from agent.errors import FinalityError, TransactionAccessDeniedError, TransactionNotFoundError
+from agent.finality.flows import (
+    FINALITY_FLOW,
+    OUTCOME_ABORTED,
+    OUTCOME_IN_FLIGHT,
+    OUTCOME_UNKNOWN,
+    OUTCOME_VERIFIED,
+    RECEIVE_FLOW,
+    TOPIC_ABORT,
+    TOPIC_BACKCHAIN,
+    TOPIC_NOTARISE,
+    TOPIC_OUTCOME,
+    TOPIC_SIGNATURES,
+    TOPIC_TRANSACTION,
+    FinalityDeps,
+    FinalityFlow,
+    ReceiveFinalityFlow,
+)
+from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
+from agent.flows.engine import FlowEngine, FlowHandle
+from agent.ledger import serialization as ser
+from agent.ledger.hashing import SecureHash
+from agent.ledger.identity import X500Name
+from agent.ledger.transactions import SignedTransaction, decode_signatures, encode_signatures
+from agent.ledger.vault import StatesToRecord, TransactionStatus
+from agent.ledger.verification import resolve
+from agent.notary.service import NotaryService
+from agent.recovery.distribution_list import read_header
+
+log = logging.getLogger("ledger_agent.finality")
+
+# How long a peer handler waits for the receiving flow before answering (under the peer's timeout).
+REPLY_WAIT_S = 25.0
+FIRST_PHASE_STEPS = ("RECORDED", "BEFORE_FINALISE", "FINALISED")
+
+
+class Handlers(Protocol):
+    def register(self, topic: str, handler: Any) -> None: ...
+
+
+class FinalityService:
+    def __init__(self, deps: FinalityDeps, engine: FlowEngine, notary: NotaryService | None = None) -> None:
+        self.deps = deps
+        self.identity = deps.identity
+        self.ledger = deps.ledger
+        self.store = deps.store
+        self.peers = deps.peers
+        self.aes_keys = deps.aes_keys
+        self.clock = deps.clock
+        self.engine = engine
+        self.notary = notary
+        self._closures: OrderedDict[SecureHash, frozenset[SecureHash]] = OrderedDict()
+        self._closure_lock = threading.Lock()
+        self._receiving = threading.Lock()
+        engine.register(FINALITY_FLOW, lambda state: FinalityFlow(state, deps))
+        engine.register(RECEIVE_FLOW, lambda state: ReceiveFinalityFlow(state, deps))
+
+    def register(self, handlers: Handlers) -> None:
+        handlers.register(TOPIC_TRANSACTION, self._on_transaction)
+        handlers.register(TOPIC_BACKCHAIN, self._on_backchain)
+        handlers.register(TOPIC_SIGNATURES, self._on_signatures)
+        handlers.register(TOPIC_ABORT, self._on_abort)
+        handlers.register(TOPIC_OUTCOME, self._on_outcome)
+        if self.notary is not None:
+            handlers.register(TOPIC_NOTARISE, self._on_notarise)
+
+    # -- initiator -----------------------------------------------------------------------------------
+
+    def receivers(
+        self, stx: SignedTransaction, observers: Iterable[X500Name]
+    ) -> dict[X500Name, StatesToRecord]:
+        """Participants of inputs and outputs get ONLY_RELEVANT, observers ALL_VISIBLE; never ourselves."""
+        ltx = resolve(stx.tx, self.store)
+        participants = {p.name for s in ltx.outputs for p in s.participants}
+        participants |= {p.name for s in ltx.inputs for p in s.state.participants}
+        chosen = {name: StatesToRecord.ONLY_RELEVANT for name in participants}
+        for name in observers:
+            chosen.setdefault(name, StatesToRecord.ALL_VISIBLE)
+        chosen.pop(self.identity.name, None)
+        return chosen
+
+    def start(
+        self, stx: SignedTransaction, observers: Sequence[X500Name] = (), *, flow_id: str | None = None
+    ) -> FlowHandle:
+        """Start FinalityFlow on the engine; the handle gives its result (the final transaction)."""
+        flow = FinalityFlow.create(stx, self.receivers(stx, observers), self.deps)
+        return self.engine.start(flow, flow_id=flow_id)
+
+    def finalise(
+        self,
+        stx: SignedTransaction,
+        observers: Sequence[X500Name] = (),
+        *,
+        flow_id: str | None = None,
+        timeout: float | None = None,
+    ) -> SignedTransaction:
+        """Run FinalityFlow and wait for it; FlowTimeoutError if it is still running after timeout."""
+        result: SignedTransaction = self.start(stx, observers, flow_id=flow_id).result(timeout)
+        return result
+
+    # -- receiver ------------------------------------------------------------------------------------
+
+    def _receive_flows(self, tx_id: SecureHash, sender: X500Name) -> list[FlowCheckpoint]:
+        return [
+            cp
+            for cp in self.store.iter_checkpoints(tx_id=tx_id, flow_name=RECEIVE_FLOW)
+            if sender in cp.counterparties
+        ]
+
+    def _on_transaction(self, sender: X500Name, payload: Any) -> dict[str, Any]:
+        stx = SignedTransaction.deserialize(ser.expect(payload.get("tx"), bytes, "tx"))
+        sealed = ser.expect(payload.get("distribution"), bytes, "distribution")
+        how = StatesToRecord(ser.expect(payload.get("states_to_record"), int, "states_to_record"))
+        if how not in (StatesToRecord.ONLY_RELEVANT, StatesToRecord.ALL_VISIBLE):
+            raise FinalityError(f"a receiver records ONLY_RELEVANT or ALL_VISIBLE, not {how.name}")
+        read_header(sealed)  # an unreadable header is refused before any flow starts
+        handle: FlowHandle | None = None
+        with self._receiving:
+            for cp in self._receive_flows(stx.id, sender):
+                if cp.status in (FlowStatus.COMPLETED, FlowStatus.PAUSED, FlowStatus.HOSPITALIZED):
+                    # A repeated delivery: answer as before, start nothing new.
+                    return {"ack": True, "flow_id": cp.flow_id}
+                if cp.status is FlowStatus.RUNNABLE:
+                    handle = self.engine.handle(cp.flow_id)
+                    if handle is None:
+                        return {"ack": True, "flow_id": cp.flow_id}
+            if handle is None:
+                if self.store.transaction_status(stx.id) is TransactionStatus.VERIFIED and (
+                    any(r.sender == sender for r in self.store.receiver_records(stx.id))
+                ):
+                    return {"ack": True, "flow_id": None}
+                flow = ReceiveFinalityFlow.create(stx, sender, sealed, how, self.deps)
+                handle = self.engine.create(flow)
+        self.engine.run_here(handle.flow_id)
+        if not handle.wait_for_step(FIRST_PHASE_STEPS, REPLY_WAIT_S):
+            raise FinalityError(f"{RECEIVE_FLOW} {handle.flow_id} for {stx.id} is still at {_step(handle)}")
+        if handle.done:
+            handle.result(0)  # its error, if it failed
+        return {"ack": True, "flow_id": handle.flow_id}
+
+    def _live_receiver(self, tx_id: SecureHash, sender: X500Name) -> FlowHandle | None:
+        for cp in self._receive_flows(tx_id, sender):
+            if cp.status is FlowStatus.RUNNABLE:
+                handle = self.engine.handle(cp.flow_id)
+                if handle is not None:
+                    return handle
+        return None
+
+    def _on_signatures(self, sender: X500Name, payload: Any) -> dict[str, Any]:
+        tx_id = SecureHash.parse(ser.expect(payload.get("tx_id"), str, "tx_id"), "tx_id")
+        sigs = ser.expect(payload.get("signatures"), bytes, "signatures")
+        decode_signatures(sigs)  # refuse a malformed list here, not inside the flow
+        handle = self._live_receiver(tx_id, sender)
+        if handle is not None:
+            self.engine.deliver(handle.flow_id, "signatures", sigs)
+            if not handle.wait_for(lambda _: False, REPLY_WAIT_S):
+                raise FinalityError(
+                    f"{RECEIVE_FLOW} {handle.flow_id} for {tx_id} is still at {_step(handle)}"
+                )
+            handle.result(0)
+            return {"ack": True}
+        stored = self.store.get_stored(tx_id)
+        if stored is None:
+            raise TransactionNotFoundError(str(tx_id))
+        if stored.status is not TransactionStatus.VERIFIED:
+            # No flow holds it (its checkpoint is gone): finalise it here, verified in full.
+            if not any(r.sender == sender for r in self.store.receiver_records(tx_id)):
+                raise TransactionAccessDeniedError(
+                    str(sender), str(tx_id), "it did not send us that transaction"
+                )
+            self.ledger.record(
+                stored.stx.with_signatures(*decode_signatures(sigs)),
+                state_machine_run_id=stored.state_machine_run_id,
+            )
+        return {"ack": True}
+
+    def _on_abort(self, sender: X500Name, payload: Any) -> dict[str, Any]:
+        tx_id = SecureHash.parse(ser.expect(payload.get("tx_id"), str, "tx_id"), "tx_id")
+        reason = str(payload.get("reason", ""))
+        if not any(r.sender == sender for r in self.store.receiver_records(tx_id)):
+            raise TransactionAccessDeniedError(str(sender), str(tx_id), "only its sender may withdraw it")
+        handle = self._live_receiver(tx_id, sender)
+        if handle is not None:
+            self.engine.deliver(handle.flow_id, "abort", reason)
+            handle.wait_for(lambda _: False, REPLY_WAIT_S)
+            return {"removed": self.store.transaction_status(tx_id) is None}
+        return {"removed": self.store.remove_in_flight(tx_id)}
+
+    def _on_outcome(self, requester: X500Name, payload: Any) -> dict[str, Any]:
+        """A receiver asks how our finality of a transaction we sent it ended."""
+        tx_id = SecureHash.parse(ser.expect(payload.get("tx_id"), str, "tx_id"), "tx_id")
+        ours = list(self.store.iter_checkpoints(tx_id=tx_id, flow_name=FINALITY_FLOW))
+        stored = self.store.get_stored(tx_id)
+        if stored is not None and not any(r.peer == requester for r in self.store.sender_records(tx_id)):
+            raise TransactionAccessDeniedError(
+                str(requester), str(tx_id), "we did not send it that transaction"
+            )
+        if stored is not None and stored.status is TransactionStatus.VERIFIED:
+            return {"status": OUTCOME_VERIFIED, "signatures": encode_signatures(stored.stx.sigs)}
+        aborted = [cp for cp in ours if cp.progress_step == "ABORTED" and requester in cp.counterparties]
+        if stored is None and aborted:
+            return {"status": OUTCOME_ABORTED, "reason": aborted[-1].error or ""}
+        if stored is not None:
+            return {"status": OUTCOME_IN_FLIGHT}
+        return {"status": OUTCOME_UNKNOWN}
+
+    def _on_backchain(self, requester: X500Name, payload: Any) -> dict[str, Any]:
+        tx_id = SecureHash.parse(ser.expect(payload.get("tx_id"), str, "tx_id"), "tx_id")
+        ids = [
+            SecureHash.parse(ser.expect(h, str, "ids[]"), "ids[]")
+            for h in ser.expect_list(payload.get("ids"), "ids")
+        ]
+        if not any(r.peer == requester for r in self.store.sender_records(tx_id)):
+            raise TransactionAccessDeniedError(
+                str(requester), str(tx_id), "we did not send it that transaction"
+            )
+        allowed = self._backchain_of(tx_id)
+        txs = []
+        for h in ids:
+            if h not in allowed:
+                raise TransactionAccessDeniedError(
+                    str(requester), str(h), f"not in the back-chain of {tx_id}"
+                )
+            txs.append(self.store.require_transaction(h).serialize())
+        return {"txs": txs}
+
+    def _backchain_of(self, tx_id: SecureHash) -> frozenset[SecureHash]:
+        with self._closure_lock:
+            if tx_id in self._closures:
+                self._closures.move_to_end(tx_id)
+                return self._closures[tx_id]
+        stored = self.store.get_stored(tx_id)
+        if stored is None:
+            raise TransactionNotFoundError(str(tx_id))
+        seen: set[SecureHash] = set()
+        stack = [r.txhash for r in (*stored.stx.tx.inputs, *stored.stx.tx.references)]
+        while stack:
+            h = stack.pop()
+            if h in seen:
+                continue
+            seen.add(h)
+            wire = self.store.producing_transaction(h)
+            if wire is not None:
+                stack.extend(r.txhash for r in (*wire.inputs, *wire.references))
+        closure = frozenset(seen)
+        with self._closure_lock:
+            self._closures[tx_id] = closure
+            while len(self._closures) > 64:
+                self._closures.popitem(last=False)
+        return closure
+
+    # -- notary --------------------------------------------------------------------------------------
+
+    def _on_notarise(self, requester: X500Name, payload: Any) -> dict[str, Any]:
+        assert self.notary is not None
+        stx = SignedTransaction.deserialize(ser.expect(payload.get("tx"), bytes, "tx"))
+        signature = self.notary.notarise(stx, requester=requester)
+        return {"signatures": encode_signatures([signature])}
+
+
+def _step(handle: FlowHandle) -> str:
+    step = None if handle.checkpoint is None else handle.checkpoint.progress_step
+    waiting = f", waiting for {handle.waiting_for}" if handle.waiting_for else ""
+    return f"{step}{waiting}"

@@ -1,0 +1,637 @@
+"""The flow engine: durable flows that resume from their last checkpoint after a crash.
+
+Mechanism (DBOS's, on Corda's checkpoint table and statuses): a flow's step does its work, then its
+database effects and the checkpoint that records the step and the flow's new state commit in one
+transaction. A crash before that commit replays the step (peers answer a repeated message as the
+first); a crash after it goes on with the next step. At start the engine resumes every RUNNABLE flow
+(and, as Corda does, every HOSPITALIZED one) from its checkpoint.
+
+Flows run on the engine's bounded pool; a caller gets a FlowHandle to wait on with a timeout, or takes
+the id and goes. A flow parked on a message (`Await`) or on a retry holds no thread: a timer on the
+injectable clock wakes it. An error in a step goes to one function, the error policy
+(agent/flows/triage.py), which the flow hospital will replace.
+
+Operator verbs are methods here: flows (list and filter), kill, pause, resume.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from agent.clock import Clock
+from agent.errors import AgentError
+from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
+from agent.flows.faults import FaultPlan
+from agent.flows.flow import STARTED, Advance, Await, Flow, FlowContext
+from agent.flows.triage import Decision, ErrorPolicy, Fail, Retry, default_policy
+from agent.ledger import serialization as ser
+from agent.ledger.hashing import SecureHash
+from agent.ledger.identity import X500Name
+
+log = logging.getLogger("ledger_agent.flows")
+
+FlowFactory = Callable[[dict[str, Any]], Flow]
+KILLABLE = (FlowStatus.RUNNABLE, FlowStatus.PAUSED, FlowStatus.HOSPITALIZED)
+TERMINAL = (FlowStatus.COMPLETED, FlowStatus.FAILED, FlowStatus.KILLED)
+TIMER_POLL_S = 0.5  # how often the timer looks at the clock (a ManualClock moves without telling)
+
+
+class CheckpointStore(Protocol):
+    """The store as the engine needs it."""
+
+    def save_checkpoint(self, checkpoint: FlowCheckpoint) -> None: ...
+
+    def get_checkpoint(self, flow_id: str) -> FlowCheckpoint | None: ...
+
+    def iter_checkpoints(
+        self,
+        status: FlowStatus | None = None,
+        *,
+        tx_id: SecureHash | None = None,
+        flow_name: str | None = None,
+    ) -> Iterator[FlowCheckpoint]: ...
+
+    def unit_of_work(self) -> AbstractContextManager[None]: ...
+
+
+class FlowError(AgentError):
+    """A flow cannot be found or cannot take the verb asked of it."""
+
+
+class FlowNotFoundError(FlowError, KeyError):
+    def __init__(self, flow_id: str) -> None:
+        super().__init__(f"no flow with id {flow_id}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class FlowStateError(FlowError):
+    """The verb does not apply to a flow in this status (kill a COMPLETED flow, ...)."""
+
+
+class FlowTimeoutError(FlowError):
+    """The caller stopped waiting; the flow goes on (its id says where to look)."""
+
+    def __init__(
+        self, flow_id: str, step: str | None, waiting_for: str | None, tx_id: SecureHash | None = None
+    ) -> None:
+        self.flow_id = flow_id
+        self.step = step
+        self.waiting_for = waiting_for
+        self.tx_id = tx_id
+        waiting = f", waiting for {waiting_for}" if waiting_for else ""
+        super().__init__(f"flow {flow_id} is still running at step {step}{waiting}")
+
+
+class UnknownFlowNameError(FlowError):
+    """A checkpoint names a flow this node does not have (an older agent reading a newer one's)."""
+
+
+@dataclass
+class _Live:
+    flow: Flow
+    checkpoint: FlowCheckpoint
+    handle: FlowHandle
+    mailbox: dict[str, Any] = field(default_factory=dict)
+    awaiting: tuple[str, ...] = ()
+    waiting_for: str | None = None
+    wake_at: datetime | None = None
+    timed_out: bool = False
+    running: bool = False
+    scheduled: bool = False
+    attempts: int = 0
+    kill_requested: bool = False
+    pause_requested: bool = False
+
+
+class FlowHandle:
+    """A started flow: its id now, its result or error when it ends."""
+
+    def __init__(self, engine: FlowEngine, flow_id: str) -> None:
+        self._engine = engine
+        self.flow_id = flow_id
+        self.checkpoint: FlowCheckpoint | None = None
+        self.waiting_for: str | None = None
+        self._result: Any = None
+        self._error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.checkpoint is not None and self.checkpoint.status in TERMINAL
+
+    def wait_for(self, predicate: Callable[[FlowHandle], bool], timeout: float | None) -> bool:
+        """Wait (real time) until predicate(handle) holds or the flow ends; False on timeout."""
+        with self._engine._changed:
+            return self._engine._changed.wait_for(lambda: self.done or predicate(self), timeout)
+
+    def wait_for_step(self, steps: tuple[str, ...], timeout: float | None) -> bool:
+        return self.wait_for(
+            lambda h: h.checkpoint is not None and h.checkpoint.progress_step in steps, timeout
+        )
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The flow's result; its error if it FAILED; FlowTimeoutError if it is still running."""
+        if not self.wait_for(lambda _: False, timeout):
+            cp = self.checkpoint
+            step, tx_id = (None, None) if cp is None else (cp.progress_step, cp.tx_id)
+            raise FlowTimeoutError(self.flow_id, step, self.waiting_for, tx_id)
+        assert self.checkpoint is not None
+        if self._error is not None:
+            raise self._error
+        if self.checkpoint.status is FlowStatus.KILLED:
+            raise FlowStateError(f"flow {self.flow_id} was killed")
+        return self._result
+
+
+class FlowEngine:
+    def __init__(
+        self,
+        store: CheckpointStore,
+        clock: Clock,
+        faults: FaultPlan | None = None,
+        *,
+        workers: int = 16,
+        policy: ErrorPolicy = default_policy,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.faults = faults or FaultPlan()
+        self.policy = policy
+        self._factories: dict[str, FlowFactory] = {}
+        self._live: dict[str, _Live] = {}
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._timers: list[tuple[datetime, int, str]] = []
+        self._seq = itertools.count()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flow")
+        self._accepting = True
+        self._stopping = threading.Event()
+        self._timer_thread = threading.Thread(target=self._timer_loop, name="flow-timer", daemon=True)
+        self._timer_thread.start()
+
+    # -- registration and start ----------------------------------------------------------------------
+
+    def register(self, name: str, factory: FlowFactory) -> None:
+        """How to rebuild a flow of this name from its saved state; a name registered twice is refused."""
+        if name in self._factories:
+            raise ValueError(f"flow {name!r} is already registered")
+        self._factories[name] = factory
+
+    @staticmethod
+    def new_flow_id() -> str:
+        """The one place run ids are minted (Corda's StateMachineRunId: a random UUID)."""
+        return str(uuid.uuid4())
+
+    def start(self, flow: Flow, *, flow_id: str | None = None) -> FlowHandle:
+        """Checkpoint a new flow and run it on the pool."""
+        handle = self.create(flow, flow_id=flow_id)
+        self._schedule(handle.flow_id)
+        return handle
+
+    def create(self, flow: Flow, *, flow_id: str | None = None) -> FlowHandle:
+        """Checkpoint a new flow without running it yet (run_here or the pool runs it)."""
+        if flow.name not in self._factories:
+            raise UnknownFlowNameError(f"flow {flow.name!r} is not registered with the engine")
+        now = self.clock.now()
+        checkpoint = FlowCheckpoint(
+            flow_id=flow_id or self.new_flow_id(),
+            flow_name=flow.name,
+            status=FlowStatus.RUNNABLE,
+            started_at=now,
+            updated_at=now,
+            progress_step=STARTED,
+            counterparties=flow.counterparties,
+            tx_id=flow.tx_id,
+            value=ser.encode(flow.state),
+        )
+        with self._lock:
+            if not self._accepting:
+                raise FlowError("the node is stopping and starts no new flows")
+        self.store.save_checkpoint(checkpoint)
+        return self._adopt(flow, checkpoint).handle
+
+    def run_here(self, flow_id: str) -> None:
+        """Run a flow's steps on this thread until it parks or ends (a responder answering a peer).
+
+        Nothing happens if another thread runs it already: the caller waits on its handle instead.
+        """
+        self._drive(flow_id)
+
+    def _adopt(self, flow: Flow, checkpoint: FlowCheckpoint) -> _Live:
+        handle = FlowHandle(self, checkpoint.flow_id)
+        handle.checkpoint = checkpoint
+        live = _Live(flow, checkpoint, handle)
+        with self._lock:
+            self._live[checkpoint.flow_id] = live
+        return live
+
+    def _rebuild(self, checkpoint: FlowCheckpoint) -> Flow:
+        factory = self._factories.get(checkpoint.flow_name)
+        if factory is None:
+            raise UnknownFlowNameError(
+                f"flow {checkpoint.flow_id} is a {checkpoint.flow_name!r}, which this node does not have"
+            )
+        state = ser.decode(checkpoint.value or ser.encode({}), "checkpoint")
+        if not isinstance(state, dict):
+            raise UnknownFlowNameError(f"flow {checkpoint.flow_id}: its checkpoint holds no state map")
+        return factory(state)
+
+    def resume_all(self) -> list[FlowCheckpoint]:
+        """At start: every RUNNABLE (and HOSPITALIZED) flow goes on from its last checkpoint."""
+        resumed = []
+        for status in (FlowStatus.RUNNABLE, FlowStatus.HOSPITALIZED):
+            for checkpoint in list(self.store.iter_checkpoints(status)):
+                try:
+                    flow = self._rebuild(checkpoint)
+                except AgentError as exc:
+                    # Kept as it is: an upgraded node may run it; an operator may kill it.
+                    log.error("cannot resume flow %s: %s", checkpoint.flow_id, exc)
+                    continue
+                if checkpoint.status is not FlowStatus.RUNNABLE:
+                    self.store.save_checkpoint(replace(checkpoint, status=FlowStatus.RUNNABLE, error=None))
+                    checkpoint = replace(checkpoint, status=FlowStatus.RUNNABLE, error=None)  # noqa: PLW2901
+                log.info(
+                    "resuming flow %s (%s) from step %s",
+                    checkpoint.flow_id,
+                    checkpoint.flow_name,
+                    checkpoint.progress_step,
+                )
+                self._adopt(flow, checkpoint)
+                self._schedule(checkpoint.flow_id)
+                resumed.append(checkpoint)
+        return resumed
+
+    # -- running -------------------------------------------------------------------------------------
+
+    def _schedule(self, flow_id: str) -> None:
+        with self._lock:
+            live = self._live.get(flow_id)
+            if live is None or live.running or live.scheduled:
+                return
+            live.scheduled = True
+            try:
+                self._pool.submit(self._drive, flow_id)
+            except RuntimeError:  # the pool is shut down: the checkpoint stays for the next start
+                live.scheduled = False
+
+    def _drive(self, flow_id: str) -> None:
+        with self._lock:
+            live = self._live.get(flow_id)
+            if live is None or live.running:
+                return
+            live.running = True
+            live.scheduled = False
+        try:
+            self._run_steps(live)
+        finally:
+            with self._lock:
+                live.running = False
+                if flow_id in self._live and (live.kill_requested or live.pause_requested):
+                    self._verb_pending(live)  # a parked flow takes its kill or pause now
+                ready = live.awaiting and any(k in live.mailbox for k in live.awaiting)
+                ready = ready and flow_id in self._live
+                self._changed.notify_all()
+            if ready:
+                self._schedule(flow_id)
+
+    def _run_steps(self, live: _Live) -> None:
+        while True:
+            with self._lock:
+                if self._verb_pending(live) or live.checkpoint.status is not FlowStatus.RUNNABLE:
+                    return
+                ctx = FlowContext(
+                    live.checkpoint.flow_id,
+                    self.clock.now(),
+                    timed_out=live.timed_out,
+                    mailbox=dict(live.mailbox),
+                )
+                live.timed_out = False
+                live.awaiting = ()
+            progress = live.checkpoint.progress_step or STARTED
+            try:
+                outcome = live.flow.step(progress, ctx)
+            except Exception as exc:
+                self._on_error(live, exc)
+                return
+            if isinstance(outcome, Await):
+                with self._lock:
+                    live.awaiting = outcome.keys
+                    live.waiting_for = outcome.waiting_for
+                    live.handle.waiting_for = outcome.waiting_for
+                    if any(k in live.mailbox for k in outcome.keys):
+                        continue  # it came while the step ran
+                    self._set_timer(live, outcome.deadline)
+                    self._changed.notify_all()
+                return
+            try:
+                self._commit(live, outcome, consumed=ctx.mailbox)
+                self.faults.inject(live.checkpoint.flow_name, outcome.step)
+            except Exception as exc:
+                self._on_error(live, exc)
+                return
+            if live.checkpoint.status is not FlowStatus.RUNNABLE:
+                return
+
+    def _verb_pending(self, live: _Live) -> bool:
+        """Kill and pause take effect between steps (called with the lock held)."""
+        if live.kill_requested:
+            self._end(live, FlowStatus.KILLED, None)
+            return True
+        if live.pause_requested:
+            live.pause_requested = False
+            self._save(live, replace(live.checkpoint, status=FlowStatus.PAUSED, updated_at=self.clock.now()))
+            return True
+        return False
+
+    def _commit(self, live: _Live, outcome: Advance, consumed: dict[str, Any]) -> None:
+        status = FlowStatus.RUNNABLE
+        if outcome.done:
+            status = FlowStatus.COMPLETED
+        if outcome.fail is not None:
+            status = FlowStatus.FAILED
+        flow = live.flow
+        checkpoint = replace(
+            live.checkpoint,
+            status=status,
+            progress_step=outcome.step,
+            updated_at=self.clock.now(),
+            counterparties=flow.counterparties or live.checkpoint.counterparties,
+            tx_id=flow.tx_id or live.checkpoint.tx_id,
+            value=ser.encode(flow.state),
+            error=None if outcome.fail is None else _describe(outcome.fail),
+        )
+        with self.store.unit_of_work():
+            if outcome.effect is not None:
+                outcome.effect()
+            self.store.save_checkpoint(checkpoint)
+        with self._lock:
+            for key in consumed:
+                live.mailbox.pop(key, None)
+            live.attempts = 0
+            live.waiting_for = None
+            live.handle.waiting_for = None
+            live.checkpoint = checkpoint
+            live.handle.checkpoint = checkpoint
+            if status in TERMINAL:
+                live.handle._result = outcome.result
+                live.handle._error = outcome.fail
+                self._live.pop(checkpoint.flow_id, None)
+                if outcome.fail is not None:
+                    log.warning(
+                        "flow %s %s failed at %s: %s",
+                        checkpoint.flow_name,
+                        checkpoint.flow_id,
+                        checkpoint.progress_step,
+                        checkpoint.error,
+                    )
+            self._changed.notify_all()
+
+    def _on_error(self, live: _Live, error: Exception) -> None:
+        """Every error in a step comes here; the policy decides."""
+        decision: Decision
+        try:
+            decision = self.policy(live.checkpoint, error, live.attempts)
+        except Exception:  # a broken policy must not lose the flow: fail it, visibly
+            log.exception("the error policy failed on flow %s", live.checkpoint.flow_id)
+            decision = Fail()
+        with self._lock:
+            if isinstance(decision, Retry) and not live.kill_requested:
+                live.attempts += 1
+                try:
+                    live.flow = self._rebuild(live.checkpoint)  # from the checkpoint, not the half-done step
+                except AgentError:
+                    decision = Fail()
+            if isinstance(decision, Retry) and not live.kill_requested:
+                log.info(
+                    "flow %s %s at %s: %s; retrying in %.1f s",
+                    live.checkpoint.flow_name,
+                    live.checkpoint.flow_id,
+                    live.checkpoint.progress_step,
+                    error,
+                    decision.delay,
+                )
+                live.waiting_for = decision.waiting_for
+                live.handle.waiting_for = decision.waiting_for
+                self._set_timer(live, self.clock.now() + timedelta(seconds=decision.delay))
+                self._changed.notify_all()
+                return
+            if live.kill_requested:
+                self._end(live, FlowStatus.KILLED, None)
+                return
+            log.warning(
+                "flow %s %s failed at %s: %s",
+                live.checkpoint.flow_name,
+                live.checkpoint.flow_id,
+                live.checkpoint.progress_step,
+                _describe(error),
+            )
+            self._end(live, FlowStatus.FAILED, error)
+
+    def _end(self, live: _Live, status: FlowStatus, error: BaseException | None) -> None:
+        """A terminal status outside a step's commit (failure, kill); called with the lock held."""
+        checkpoint = replace(
+            live.checkpoint,
+            status=status,
+            updated_at=self.clock.now(),
+            error=None if error is None else _describe(error),
+        )
+        self._save(live, checkpoint)
+        live.handle._error = error
+        self._live.pop(checkpoint.flow_id, None)
+
+    def _save(self, live: _Live, checkpoint: FlowCheckpoint) -> None:
+        self.store.save_checkpoint(checkpoint)
+        live.checkpoint = checkpoint
+        live.handle.checkpoint = checkpoint
+        self._changed.notify_all()
+
+    # -- messages and timers -------------------------------------------------------------------------
+
+    def deliver(self, flow_id: str, key: str, message: Any) -> FlowHandle:
+        """Hand a message to a flow; a flow parked on that key runs again."""
+        with self._lock:
+            live = self._live.get(flow_id)
+            if live is None:
+                raise FlowNotFoundError(flow_id)
+            live.mailbox[key] = message
+            wake = key in live.awaiting and not live.running
+            handle = live.handle
+        if wake:
+            self._schedule(flow_id)
+        return handle
+
+    def _set_timer(self, live: _Live, when: datetime) -> None:
+        live.wake_at = when
+        heapq.heappush(self._timers, (when, next(self._seq), live.checkpoint.flow_id))
+        self._changed.notify_all()
+
+    def fire_due(self) -> int:
+        """Wake every flow whose deadline has passed on the clock; how many woke."""
+        now = self.clock.now()
+        due = []
+        with self._lock:
+            while self._timers and self._timers[0][0] <= now:
+                when, _, flow_id = heapq.heappop(self._timers)
+                live = self._live.get(flow_id)
+                if live is None or live.wake_at != when or live.running:
+                    continue  # stale: the flow moved on, or a newer deadline replaced this one
+                live.wake_at = None
+                live.timed_out = bool(live.awaiting)
+                due.append(flow_id)
+        for flow_id in due:
+            self._schedule(flow_id)
+        return len(due)
+
+    def _timer_loop(self) -> None:
+        while not self._stopping.is_set():
+            self.fire_due()
+            with self._lock:
+                delay = TIMER_POLL_S
+                if self._timers:
+                    ahead = (self._timers[0][0] - self.clock.now()).total_seconds()
+                    delay = max(0.0, min(delay, ahead))
+                self._changed.wait(delay)
+
+    # -- operator verbs ------------------------------------------------------------------------------
+
+    def handle(self, flow_id: str) -> FlowHandle | None:
+        """The handle of a flow this engine runs now, or None."""
+        with self._lock:
+            live = self._live.get(flow_id)
+            return None if live is None else live.handle
+
+    def waiting_for(self, flow_id: str) -> str | None:
+        with self._lock:
+            live = self._live.get(flow_id)
+            return None if live is None else live.waiting_for
+
+    def flows(
+        self,
+        *,
+        status: FlowStatus | None = None,
+        flow_name: str | None = None,
+        tx_id: SecureHash | None = None,
+        step: str | None = None,
+        counterparty: X500Name | None = None,
+        older_than: timedelta | None = None,
+    ) -> list[FlowCheckpoint]:
+        """Checkpoints matching every filter given, oldest first."""
+        now = self.clock.now()
+        found = []
+        for cp in self.store.iter_checkpoints(status, tx_id=tx_id, flow_name=flow_name):
+            if step is not None and cp.progress_step != step:
+                continue
+            if counterparty is not None and counterparty not in cp.counterparties:
+                continue
+            if older_than is not None and now - cp.started_at < older_than:
+                continue
+            found.append(cp)
+        return found
+
+    def _checkpoint_for_verb(self, flow_id: str) -> FlowCheckpoint:
+        checkpoint = self.store.get_checkpoint(flow_id)
+        if checkpoint is None:
+            raise FlowNotFoundError(flow_id)
+        return checkpoint
+
+    def kill(self, flow_id: str) -> bool:
+        """RUNNABLE, PAUSED or HOSPITALIZED -> KILLED; its counterparties are told. False if it had ended."""
+        checkpoint = self._checkpoint_for_verb(flow_id)
+        if checkpoint.status not in KILLABLE:
+            return False
+        flow: Flow | None
+        with self._lock:
+            live = self._live.get(flow_id)
+            if live is not None and live.running:
+                live.kill_requested = True  # takes effect when the step in progress returns
+                flow = live.flow
+            elif live is not None:
+                flow = live.flow
+                self._end(live, FlowStatus.KILLED, None)
+            else:
+                try:
+                    flow = self._rebuild(checkpoint)
+                except AgentError:
+                    flow = None  # a flow this node cannot run can still be killed
+                self.store.save_checkpoint(
+                    replace(checkpoint, status=FlowStatus.KILLED, updated_at=self.clock.now())
+                )
+                self._changed.notify_all()
+        log.warning("flow %s (%s) killed by an operator", flow_id, checkpoint.flow_name)
+        if flow is not None:
+            try:
+                flow.on_killed()
+            except Exception as exc:  # the kill stands; the counterparty will ask or time out
+                log.warning("flow %s: could not tell its counterparties of the kill: %s", flow_id, exc)
+        return True
+
+    def _adopt_locked(self, flow: Flow, checkpoint: FlowCheckpoint) -> _Live:
+        handle = FlowHandle(self, checkpoint.flow_id)
+        handle.checkpoint = checkpoint
+        live = _Live(flow, checkpoint, handle)
+        self._live[checkpoint.flow_id] = live
+        return live
+
+    def pause(self, flow_id: str) -> bool:
+        """RUNNABLE or HOSPITALIZED -> PAUSED (between steps); False if it was not running."""
+        checkpoint = self._checkpoint_for_verb(flow_id)
+        if checkpoint.status not in (FlowStatus.RUNNABLE, FlowStatus.HOSPITALIZED):
+            return False
+        with self._lock:
+            live = self._live.get(flow_id)
+            if live is not None and live.running:
+                live.pause_requested = True
+                return True
+            paused = replace(checkpoint, status=FlowStatus.PAUSED, updated_at=self.clock.now())
+            if live is not None:
+                self._save(live, paused)
+            else:
+                self.store.save_checkpoint(paused)
+        return True
+
+    def resume(self, flow_id: str) -> bool:
+        """PAUSED -> RUNNABLE, from its checkpoint; False if it was not paused."""
+        checkpoint = self._checkpoint_for_verb(flow_id)
+        if checkpoint.status is not FlowStatus.PAUSED:
+            return False
+        flow = self._rebuild(checkpoint)
+        runnable = replace(checkpoint, status=FlowStatus.RUNNABLE, updated_at=self.clock.now())
+        self.store.save_checkpoint(runnable)
+        with self._lock:
+            live = self._live.get(flow_id)
+            if live is None:
+                live = self._adopt_locked(flow, runnable)
+            else:
+                live.checkpoint = runnable
+                live.handle.checkpoint = runnable
+        self._schedule(flow_id)
+        return True
+
+    # -- stopping ------------------------------------------------------------------------------------
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Start nothing new; let steps under way finish (every flow keeps its checkpoint)."""
+        with self._lock:
+            self._accepting = False
+            self._stopping.set()
+            self._changed.notify_all()
+        self._timer_thread.join(timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._changed:
+            # Steps under way finish (a peer request has its own timeout); parked flows just stay.
+            self._changed.wait_for(lambda: not any(v.running for v in self._live.values()), timeout)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
