@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import AgentError, NotaryConflictError, PeerRequestError, TransactionAccessDeniedError
+from agent.finality.flows import TOPIC_BACKCHAIN
 from agent.flows.checkpoints import FlowStatus
 from agent.flows.faults import FaultPlan, InjectedFaultError
 from agent.ledger import token
@@ -20,7 +21,6 @@ from agent.node import open_node
 from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
 from agent.recovery.distribution_list import DistributionListError, decrypt
 from agent.runtime import AgentRuntime, build_runtime
-from agent.finality.flows import TOPIC_BACKCHAIN
 
 A, B, C = default_node_names(3)
 
@@ -232,3 +232,53 @@ def test_a_repeated_delivery_is_acknowledged_without_a_second_flow(net: Net) -> 
     again = net[A].peers.request(C, TOPIC_TRANSACTION, payload)
     assert again["flow_id"] == next(first).flow_id
     assert len(list(net[C].node.store.iter_checkpoints(tx_id=move.id))) == 1
+
+
+def test_a_receiver_that_hears_nothing_asks_its_initiator_for_the_outcome(
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from agent.clock import ManualClock
+    from agent.finality.flows import OUTCOME_IN_FLIGHT, TOPIC_OUTCOME
+
+    layout = init_network(tmp_path / "net", [A, B, C], DEFAULT_NOTARY)
+    network = InProcessNetwork()
+    clocks, runtimes = {}, {}
+    for entry in layout.nodes:
+        clocks[entry.name] = ManualClock(datetime.now(UTC))
+        runtime = build_runtime(
+            open_node(entry.config, clock=clocks[entry.name]), InProcessTransport(network)
+        )
+        network.attach(entry.p2p_address, runtime.peer_service)
+        runtimes[entry.name] = runtime
+    net = Net(runtimes)
+    try:
+        issue(net)
+        move = a_pays_c(net, 5)
+        net[A].engine.faults = FaultPlan.parse(["FinalityFlow.AFTER_BROADCAST=fail"])
+        with pytest.raises(InjectedFaultError):
+            net[A].finality.finalise(move)
+        (receiving,) = net[C].node.store.iter_checkpoints(tx_id=move.id)
+        assert net[C].engine.waiting_for(receiving.flow_id) == f"the notary's signature from {A}"
+        # B was not sent the transaction: it may not ask how it ended.
+        with pytest.raises(PeerRequestError, match="TransactionAccessDeniedError"):
+            net[B].peers.request(A, TOPIC_OUTCOME, {"tx_id": str(move.id)})
+        assert net[C].peers.request(A, TOPIC_OUTCOME, {"tx_id": str(move.id)})["status"] == OUTCOME_IN_FLIGHT
+        handle = net[C].engine.handle(receiving.flow_id)
+        assert handle is not None and net.status(C, move.id) is TransactionStatus.IN_FLIGHT
+        # A finishes by other means (as finality recovery will): C's next question gets the signature.
+        from agent.finality.flows import TOPIC_NOTARISE
+        from agent.ledger.transactions import decode_signatures
+
+        reply = net[A].peers.request(DEFAULT_NOTARY, TOPIC_NOTARISE, {"tx": move.serialize()})
+        net[A].node.ledger.record(move.with_signatures(*decode_signatures(reply["signatures"])))
+        for clock in clocks.values():  # past C's deadline (every clock: messages carry timestamps)
+            clock.advance(timedelta(seconds=61))
+        net[C].engine.fire_due()  # or the engine's timer, whichever looks first
+        assert handle.result(10).id == move.id
+        assert net.status(C, move.id) is TransactionStatus.VERIFIED
+        assert [v.state.data["amount"] for v in net[C].node.store.iter_vault_states()] == [5]
+    finally:
+        for runtime in runtimes.values():
+            runtime.stop(5)
