@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_check(argv: Sequence[str]) -> Outcome:
     """Parse argv, read the attribute, judge it (never raises for the failures it expects)."""
     from agent.errors import AgentError
-    from agent.network.bootstrap import MONITOR_PASSWORD_FILE
+    from agent.operator_api.layout import MONITOR_PASSWORD_FILE
     from agent.shell import RpcAuthenticationError, RpcClient, RpcError, RpcUnavailableError, endpoint
 
     try:

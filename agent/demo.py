@@ -33,15 +33,13 @@ from agent.launcher import AgentProcess, AgentProcessError, ManagementClient, fr
 from agent.ledger.identity import X500Name
 from agent.network.bootstrap import (
     DEFAULT_NOTARY,
-    MONITOR_PASSWORD_FILE,
-    MONITOR_USER,
-    OPERATOR_USER,
     NetworkLayout,
     NodeLayout,
     default_node_names,
     init_network,
 )
 from agent.node import Node
+from agent.operator_api.layout import MONITOR_PASSWORD_FILE, MONITOR_USER, OPERATOR_USER
 from agent.store.database import backup_sqlite
 from agent.store.ledger_store import LedgerStore
 

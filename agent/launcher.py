@@ -244,6 +244,6 @@ def scratch_postgres_databases(
 
 
 def read_password(node_folder: Path) -> str:
-    from agent.network.bootstrap import PASSWORD_FILE
+    from agent.operator_api.layout import PASSWORD_FILE
 
     return (node_folder / PASSWORD_FILE).read_text().strip()

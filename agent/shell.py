@@ -285,7 +285,7 @@ def _interactive(history: Path) -> Iterator[str]:
 
 def run_shell(config: Path | None, url: str | None, user: str, stdin: TextIO | None = None) -> int:
     """The shell on stdin (interactive on a terminal); the exit status."""
-    from agent.network.bootstrap import PASSWORD_FILE
+    from agent.operator_api.layout import PASSWORD_FILE
 
     base, password = endpoint(config, url, None, PASSWORD_FILE, PASSWORD_ENV)
     source = stdin if stdin is not None else sys.stdin
