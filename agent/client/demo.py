@@ -28,8 +28,14 @@ from typing import Any
 import peewee
 import yaml
 
+from agent.client.launcher import (
+    AgentProcess,
+    AgentProcessError,
+    ManagementClient,
+    free_port_range,
+    read_password,
+)
 from agent.config import load_node_config
-from agent.launcher import AgentProcess, AgentProcessError, ManagementClient, free_port_range, read_password
 from agent.ledger.identity import X500Name
 from agent.network.bootstrap import (
     DEFAULT_NOTARY,

@@ -213,7 +213,7 @@ class Shell:
 
     def execute(self, line: str) -> bool:
         """Run one command; False when the shell should end."""
-        from agent.cli import parse_flow_arguments
+        from agent.client.cli import parse_flow_arguments
 
         words = line.strip().split(maxsplit=2)
         if not words:

@@ -13,7 +13,7 @@ from agent import __version__
 from agent.errors import AgentError, ConfigurationError
 
 if TYPE_CHECKING:
-    from agent.launcher import ManagementClient
+    from agent.client.launcher import ManagementClient
 
 PASSWORD_ENV = "LEDGER_AGENT_PASSWORD"  # the management password, when not read from the node folder
 DATA_SOURCE_URL = "dataSourceProperties.dataSource.url"  # agent.store.database.URL_KEY, without its imports
@@ -30,7 +30,7 @@ def _network_init(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from agent.demo import run_demo
+    from agent.client.demo import run_demo
 
     result = run_demo(args.dir, moves=args.moves, seed=args.seed, keep_running=args.keep_running)
     return 0 if result.ok else 1
@@ -61,7 +61,7 @@ def _no_postgres_driver_on_sqlite(config: Path) -> None:
 
 
 def _vault(args: argparse.Namespace) -> int:
-    from agent.demo import print_vault
+    from agent.client.demo import print_vault
     from agent.node import open_node
 
     node = open_node(args.config)
@@ -74,8 +74,8 @@ def _vault(args: argparse.Namespace) -> int:
 
 def _management(config_path: Path, user: str) -> ManagementClient:
     """A client of the node's management endpoint; the password from the environment or the node folder."""
+    from agent.client.launcher import ManagementClient, read_password
     from agent.config import load_node_config
-    from agent.launcher import ManagementClient, read_password
 
     config = load_node_config(config_path)
     password = os.environ.get(PASSWORD_ENV)
@@ -134,7 +134,7 @@ def _flow_kill(args: argparse.Namespace) -> int:
 
 
 def _shell(args: argparse.Namespace) -> int:
-    from agent.shell import run_shell
+    from agent.client.shell import run_shell
 
     return run_shell(args.config, args.url, args.user)
 
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     shell.add_argument("--url", help="the management URL, when not node.conf's managementAddress")
     shell.add_argument("--user", default="operator", help="management user (default operator)")
     shell.set_defaults(handler=_shell)
-    # Parsed by agent.check itself (see main): bad arguments must exit 3 (UNKNOWN), not argparse's 2.
+    # Parsed by agent.client.check itself (see main): bad arguments must exit 3 (UNKNOWN), not argparse's 2.
     commands.add_parser(
         "check", add_help=False, help="monitoring plugin (Nagios/Icinga): ledger-agent check --help"
     )
@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if words[:1] == ["check"]:
-        from agent.check import main as check
+        from agent.client.check import main as check
 
         return check(words[1:])
     parser = build_parser()
