@@ -7,22 +7,22 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agent import __version__
+from agent.client.arguments import parse_flow_arguments
 from agent.errors import AgentError, ConfigurationError
 
 if TYPE_CHECKING:
     from agent.client.launcher import ManagementClient
 
 PASSWORD_ENV = "LEDGER_AGENT_PASSWORD"  # the management password, when not read from the node folder
-DATA_SOURCE_URL = "dataSourceProperties.dataSource.url"  # agent.store.database.URL_KEY, without its imports
 
 
 def _network_init(args: argparse.Namespace) -> int:
-    from agent.network.bootstrap import DEFAULT_NOTARY, default_node_names, init_network
+    from agent.client.server import init_network
 
-    layout = init_network(args.dir, default_node_names(args.nodes), DEFAULT_NOTARY, base_port=args.base_port)
+    layout = init_network(args.dir, args.nodes, args.base_port)
     print(f"network created in {layout.directory}")
     for node in layout.nodes:
         print(f"  {node.role:<7} {node.name}  p2p {node.p2p_address}  config {node.config}")
@@ -38,9 +38,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     _no_postgres_driver_on_sqlite(args.config)
-    from agent.process import run_agent
+    from agent.client.server import entry_points
 
-    return run_agent(args.config)
+    return entry_points().run_agent(args.config)
 
 
 def _no_postgres_driver_on_sqlite(config: Path) -> None:
@@ -50,6 +50,8 @@ def _no_postgres_driver_on_sqlite(config: Path) -> None:
     as if it were not, so peewee goes on without it. Only the data source URL is read here, before
     anything imports peewee; a file the real loader would refuse is left for it to name the error.
     """
+    from agent.client.nodeconf import DATA_SOURCE_URL
+
     try:
         from pyhocon import ConfigFactory
 
@@ -61,23 +63,18 @@ def _no_postgres_driver_on_sqlite(config: Path) -> None:
 
 
 def _vault(args: argparse.Namespace) -> int:
-    from agent.client.demo import print_vault
-    from agent.node import open_node
+    from agent.client.server import entry_points
 
-    node = open_node(args.config)
-    try:
-        print_vault(node, print)
-    finally:
-        node.close()
+    entry_points().print_vault(args.config, print)
     return 0
 
 
 def _management(config_path: Path, user: str) -> ManagementClient:
     """A client of the node's management endpoint; the password from the environment or the node folder."""
     from agent.client.launcher import ManagementClient, read_password
-    from agent.config import load_node_config
+    from agent.client.nodeconf import read_node_conf
 
-    config = load_node_config(config_path)
+    config = read_node_conf(config_path)
     password = os.environ.get(PASSWORD_ENV)
     if password is None:
         try:
@@ -90,27 +87,6 @@ def _management(config_path: Path, user: str) -> ManagementClient:
             ) from exc
     host, port = config.management_address
     return ManagementClient(f"{host}:{port}", user, password)
-
-
-def parse_flow_arguments(words: Sequence[str]) -> dict[str, Any]:
-    """The Corda shell's `name: value, name: value` (YAML flow mapping) as a dict."""
-    import yaml
-
-    text = " ".join(words).strip()
-    if not text:
-        return {}
-    try:
-        parsed = yaml.safe_load("{" + text + "}")
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigurationError(
-            "flow arguments",
-            text,
-            f'allowed: name: value, ... as in party: "O=PartyB, L=London, C=GB" ({problem})',
-        ) from exc
-    if not isinstance(parsed, dict) or not all(isinstance(k, str) for k in parsed):
-        raise ConfigurationError("flow arguments", text, "allowed: name: value, ...")
-    return parsed
 
 
 def _flow_start(args: argparse.Namespace) -> int:
