@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from agent.launcher import (
+from agent.client.launcher import (
     AgentProcess,
     ManagementClient,
     free_port_range,

@@ -122,7 +122,7 @@ class Agents:
 
 
 def make_network(folder: Path, parties: int) -> tuple[Agents, dict[str, int]]:
-    from agent.launcher import AgentProcess, ManagementClient, free_port_range, read_password
+    from agent.client.launcher import AgentProcess, ManagementClient, free_port_range, read_password
     from agent.network.bootstrap import (
         DEFAULT_NOTARY,
         MONITOR_PASSWORD_FILE,

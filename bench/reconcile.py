@@ -58,7 +58,7 @@ if __package__ in (None, ""):
 import numpy as np
 import numpy.typing as npt
 
-from agent.launcher import AgentProcess, ManagementClient, free_port_range, read_password
+from agent.client.launcher import AgentProcess, ManagementClient, free_port_range, read_password
 from agent.ledger.identity import X500Name
 from agent.ledger.keys import KeyPair, PublicKey
 from agent.ledger.transactions import SignedTransaction

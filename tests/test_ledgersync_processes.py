@@ -21,9 +21,9 @@ from typing import Any
 import psycopg2
 import pytest
 
+from agent.client.launcher import AgentProcessError, ManagementClient
 from agent.clock import SystemClock
 from agent.errors import PeerRequestError
-from agent.launcher import AgentProcessError, ManagementClient
 from agent.ledger.identity import X500Name
 from agent.ledgersync.protocol import TOPIC_BEGIN, TOPIC_END
 from agent.network.bootstrap import DEFAULT_NOTARY

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from werkzeug.serving import make_server
 
+from agent.client.launcher import read_password
 from agent.config import ConfigurationError, load_node_config
-from agent.launcher import read_password
 from agent.network.bootstrap import DEFAULT_NOTARY, MONITOR_PASSWORD_FILE, default_node_names, init_network
 from agent.node import open_node
 from agent.p2p.inprocess import InProcessNetwork, InProcessTransport

@@ -22,8 +22,8 @@ import httpx
 import pytest
 import yaml
 
-from agent.demo import prometheus_scrape_configs, sqlite_file, wait_until_reconciled
-from agent.launcher import AgentProcess, ManagementClient, free_port_range, read_password
+from agent.client.demo import prometheus_scrape_configs, sqlite_file, wait_until_reconciled
+from agent.client.launcher import AgentProcess, ManagementClient, free_port_range, read_password
 from agent.network.bootstrap import (
     DEFAULT_NOTARY,
     OPERATOR_USER,

@@ -14,9 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.clock import SystemClock
-from agent.errors import PeerRequestError, UnknownSenderError
-from agent.launcher import (
+from agent.client.launcher import (
     AgentProcess,
     AgentProcessError,
     ManagementClient,
@@ -24,6 +22,8 @@ from agent.launcher import (
     read_password,
     scratch_postgres_databases,
 )
+from agent.clock import SystemClock
+from agent.errors import PeerRequestError, UnknownSenderError
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.keys import KeyPair

@@ -8,9 +8,14 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from agent.errors import InvalidNameError
-from agent.ledger.keys import PublicKey
+
+if TYPE_CHECKING:
+    # An annotation only: the name parser stays free of cryptography, so the operator tools
+    # (agent.client) can parse X.500 names without loading it.
+    from agent.ledger.keys import PublicKey
 
 # ISO 3166-1 alpha-2, as java.util.Locale.getISOCountries() lists them, plus "ZZ" (unspecified), which
 # CordaX500Name also accepts.

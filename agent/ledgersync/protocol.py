@@ -64,6 +64,11 @@ from agent.ledgersync.riblt import (
 )
 from agent.ledgersync.riblt_numpy import FastDecoder, FastEncoder, fast_decoder
 from agent.network.network_map import NetworkMap
+
+# Re-exported (hence `as`): the agent's modules import them from here, the operator tools from operator_api.
+from agent.operator_api.flows import METHOD_LIST as METHOD_LIST  # noqa: PLC0414
+from agent.operator_api.flows import METHOD_RIBLT as METHOD_RIBLT  # noqa: PLC0414
+from agent.operator_api.flows import METHODS as METHODS  # noqa: PLC0414
 from agent.p2p.envelope import ERROR_CODECS, ErrorCodec, register_error_codec
 from agent.store.ledger_store import LedgerStore
 
@@ -109,9 +114,6 @@ class Peers(Protocol):
 
 
 Handler = Callable[[X500Name, Any], dict[str, Any]]
-METHOD_RIBLT = "riblt"
-METHOD_LIST = "list"
-METHODS = (METHOD_RIBLT, METHOD_LIST)
 
 
 class Handlers(Protocol):

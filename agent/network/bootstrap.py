@@ -38,6 +38,13 @@ from agent.network.pki import (
     issue_certificate,
     write_certificate,
 )
+from agent.operator_api.layout import (
+    MONITOR_PASSWORD_FILE,
+    MONITOR_USER,
+    NODE_CONFIG_FILE,
+    OPERATOR_USER,
+    PASSWORD_FILE,
+)
 from agent.passwords import hash_password
 
 ROOT_DIR = "network-root"
@@ -47,16 +54,11 @@ NETWORK_MAP_DIR = "network-map"
 NETWORK_MAP_KEY_FILE = "network-map-key.pem"
 NETWORK_MAP_CERT_FILE = "network-map-cert.pem"
 NETWORK_MAP_FILE = "network-map.json"
-NODE_CONFIG_FILE = "node.conf"
 CERTIFICATES_DIR = "certificates"
 IDENTITY_KEY_FILE = "identity-key.pem"
 IDENTITY_CERT_FILE = "identity-cert.pem"
 TRUST_ROOT_FILE = "network-root.pem"
 DATABASE_FILE = "node.db"
-PASSWORD_FILE = "management-password"  # the operator's password, readable by its owner only
-OPERATOR_USER = "operator"
-MONITOR_PASSWORD_FILE = "monitor-password"  # the read-only user's, for Prometheus and check plugins
-MONITOR_USER = "monitor"
 HOST = "127.0.0.1"
 
 ROOT_CA_NAME = X500Name.parse("CN=Local Network Root CA, O=Ledger Agent, L=London, C=GB")

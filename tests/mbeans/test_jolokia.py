@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from jolokia import JolokiaClient  # type: ignore[import-untyped]
 from werkzeug.serving import make_server
 
+from agent.client.launcher import read_password
 from agent.errors import ReconciliationAlreadyScheduledException
-from agent.launcher import read_password
 from agent.network.bootstrap import DEFAULT_NOTARY, MONITOR_PASSWORD_FILE, MONITOR_USER, init_network
 from agent.web.management import create_management_app
 from mbeans.access import Principal, Role

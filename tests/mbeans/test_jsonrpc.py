@@ -16,8 +16,8 @@ import requests
 from jsonrpcclient import Error, Ok, notification, parse, request
 from werkzeug.serving import make_server
 
+from agent.client.launcher import read_password
 from agent.errors import ReconciliationAlreadyScheduledException
-from agent.launcher import read_password
 from agent.network.bootstrap import (
     DEFAULT_NOTARY,
     MONITOR_PASSWORD_FILE,

@@ -15,7 +15,7 @@ from pathlib import Path
 import peewee
 import pytest
 
-from agent.demo import DemoResult, Disaster, run_demo
+from agent.client.demo import DemoResult, Disaster, run_demo
 from agent.store.ledger_store import LedgerStore
 
 A, B, C = "O=PartyA, L=London, C=GB", "O=PartyB, L=New York, C=US", "O=PartyC, L=Paris, C=FR"

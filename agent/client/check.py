@@ -161,9 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_check(argv: Sequence[str]) -> Outcome:
     """Parse argv, read the attribute, judge it (never raises for the failures it expects)."""
+    # Here, not at the top: the thresholds and the verdict stay importable without httpx.
+    from agent.client.shell import RpcAuthenticationError, RpcClient, RpcError, RpcUnavailableError, endpoint
     from agent.errors import AgentError
-    from agent.network.bootstrap import MONITOR_PASSWORD_FILE
-    from agent.shell import RpcAuthenticationError, RpcClient, RpcError, RpcUnavailableError, endpoint
+    from agent.operator_api.layout import MONITOR_PASSWORD_FILE
 
     try:
         args = build_parser().parse_args(argv)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.cli import main
+from agent.client.cli import main
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

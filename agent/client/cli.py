@@ -7,22 +7,22 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agent import __version__
+from agent.client.arguments import parse_flow_arguments
 from agent.errors import AgentError, ConfigurationError
 
 if TYPE_CHECKING:
-    from agent.launcher import ManagementClient
+    from agent.client.launcher import ManagementClient
 
 PASSWORD_ENV = "LEDGER_AGENT_PASSWORD"  # the management password, when not read from the node folder
-DATA_SOURCE_URL = "dataSourceProperties.dataSource.url"  # agent.store.database.URL_KEY, without its imports
 
 
 def _network_init(args: argparse.Namespace) -> int:
-    from agent.network.bootstrap import DEFAULT_NOTARY, default_node_names, init_network
+    from agent.client.server import init_network
 
-    layout = init_network(args.dir, default_node_names(args.nodes), DEFAULT_NOTARY, base_port=args.base_port)
+    layout = init_network(args.dir, args.nodes, args.base_port)
     print(f"network created in {layout.directory}")
     for node in layout.nodes:
         print(f"  {node.role:<7} {node.name}  p2p {node.p2p_address}  config {node.config}")
@@ -30,7 +30,7 @@ def _network_init(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from agent.demo import run_demo
+    from agent.client.demo import run_demo
 
     result = run_demo(args.dir, moves=args.moves, seed=args.seed, keep_running=args.keep_running)
     return 0 if result.ok else 1
@@ -38,9 +38,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     _no_postgres_driver_on_sqlite(args.config)
-    from agent.process import run_agent
+    from agent.client.server import entry_points
 
-    return run_agent(args.config)
+    return entry_points().run_agent(args.config)
 
 
 def _no_postgres_driver_on_sqlite(config: Path) -> None:
@@ -50,6 +50,8 @@ def _no_postgres_driver_on_sqlite(config: Path) -> None:
     as if it were not, so peewee goes on without it. Only the data source URL is read here, before
     anything imports peewee; a file the real loader would refuse is left for it to name the error.
     """
+    from agent.client.nodeconf import DATA_SOURCE_URL
+
     try:
         from pyhocon import ConfigFactory
 
@@ -61,23 +63,18 @@ def _no_postgres_driver_on_sqlite(config: Path) -> None:
 
 
 def _vault(args: argparse.Namespace) -> int:
-    from agent.demo import print_vault
-    from agent.node import open_node
+    from agent.client.server import entry_points
 
-    node = open_node(args.config)
-    try:
-        print_vault(node, print)
-    finally:
-        node.close()
+    entry_points().print_vault(args.config, print)
     return 0
 
 
 def _management(config_path: Path, user: str) -> ManagementClient:
     """A client of the node's management endpoint; the password from the environment or the node folder."""
-    from agent.config import load_node_config
-    from agent.launcher import ManagementClient, read_password
+    from agent.client.launcher import ManagementClient, read_password
+    from agent.client.nodeconf import read_node_conf
 
-    config = load_node_config(config_path)
+    config = read_node_conf(config_path)
     password = os.environ.get(PASSWORD_ENV)
     if password is None:
         try:
@@ -90,27 +87,6 @@ def _management(config_path: Path, user: str) -> ManagementClient:
             ) from exc
     host, port = config.management_address
     return ManagementClient(f"{host}:{port}", user, password)
-
-
-def parse_flow_arguments(words: Sequence[str]) -> dict[str, Any]:
-    """The Corda shell's `name: value, name: value` (YAML flow mapping) as a dict."""
-    import yaml
-
-    text = " ".join(words).strip()
-    if not text:
-        return {}
-    try:
-        parsed = yaml.safe_load("{" + text + "}")
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigurationError(
-            "flow arguments",
-            text,
-            f'allowed: name: value, ... as in party: "O=PartyB, L=London, C=GB" ({problem})',
-        ) from exc
-    if not isinstance(parsed, dict) or not all(isinstance(k, str) for k in parsed):
-        raise ConfigurationError("flow arguments", text, "allowed: name: value, ...")
-    return parsed
 
 
 def _flow_start(args: argparse.Namespace) -> int:
@@ -134,7 +110,7 @@ def _flow_kill(args: argparse.Namespace) -> int:
 
 
 def _shell(args: argparse.Namespace) -> int:
-    from agent.shell import run_shell
+    from agent.client.shell import run_shell
 
     return run_shell(args.config, args.url, args.user)
 
@@ -207,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     shell.add_argument("--url", help="the management URL, when not node.conf's managementAddress")
     shell.add_argument("--user", default="operator", help="management user (default operator)")
     shell.set_defaults(handler=_shell)
-    # Parsed by agent.check itself (see main): bad arguments must exit 3 (UNKNOWN), not argparse's 2.
+    # Parsed by agent.client.check itself (see main): bad arguments must exit 3 (UNKNOWN), not argparse's 2.
     commands.add_parser(
         "check", add_help=False, help="monitoring plugin (Nagios/Icinga): ledger-agent check --help"
     )
@@ -217,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if words[:1] == ["check"]:
-        from agent.check import main as check
+        from agent.client.check import main as check
 
         return check(words[1:])
     parser = build_parser()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.cli import main, parse_flow_arguments
+from agent.client.arguments import parse_flow_arguments
+from agent.client.cli import main
 from agent.errors import ConfigurationError
 
 

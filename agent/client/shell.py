@@ -25,10 +25,11 @@ from typing import Any, TextIO
 
 import httpx
 
+from agent.client.arguments import parse_flow_arguments
 from agent.errors import AgentError, ConfigurationError
-from agent.flows.catalogue import OPERATOR_FLOWS, OperatorFlow, result_text
-from agent.ledger.hashing import SecureHash
-from agent.ledgersync.status import ReconciliationStatus, ReconciliationStatusValue
+from agent.operator_api.flows import FLOWS, FlowDeclaration, result_text
+from agent.operator_api.layout import PASSWORD_FILE
+from agent.operator_api.status import ReconciliationStatus
 
 PASSWORD_ENV = "LEDGER_AGENT_PASSWORD"
 
@@ -93,9 +94,9 @@ def endpoint(
     base = None
     folder = None
     if config is not None:
-        from agent.config import load_node_config
+        from agent.client.nodeconf import read_node_conf
 
-        node = load_node_config(config)
+        node = read_node_conf(config)
         host, port = node.management_address
         base, folder = f"http://{host}:{port}", node.base_directory
     base = url or base
@@ -123,7 +124,7 @@ JSONRPC_PREFIX = "LedgerSync."  # the catalogue's operations are the LedgerSync 
 _ALLOWED = {"method": "riblt or list"}
 
 
-def flow_arguments(flow: OperatorFlow, given: dict[str, Any]) -> dict[str, Any]:
+def flow_arguments(flow: FlowDeclaration, given: dict[str, Any]) -> dict[str, Any]:
     """The JSON-RPC arguments of flow: given checked for kind, defaults filled; names stay strings."""
     names = [p.name for p in flow.params]
     for key, value in given.items():
@@ -143,29 +144,6 @@ def flow_arguments(flow: OperatorFlow, given: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _status(value: dict[str, Any]) -> ReconciliationStatus:
-    def status(v: str | None) -> ReconciliationStatusValue | None:
-        return None if v is None else ReconciliationStatusValue(v)
-
-    last = status(value["lastReconciliationStatus"])
-    assert last is not None
-    return ReconciliationStatus(
-        party_name=value["partyName"],
-        is_requester=value["isRequester"],
-        state_machine_run_id=value["stateMachineRunId"],
-        last_successful_reconciliation_time_started=value["lastSuccessfulReconciliationTimeStarted"],
-        last_successful_reconciliation_time_finished=value["lastSuccessfulReconciliationTimeFinished"],
-        last_successful_reconciliation_status=status(value["lastSuccessfulReconciliationStatus"]),
-        last_successful_reconciliation_result=tuple(
-            SecureHash.parse(i) for i in value["lastSuccessfulReconciliationResult"]
-        ),
-        last_reconciliation_time_started=value["lastReconciliationTimeStarted"],
-        last_reconciliation_time_finished=value["lastReconciliationTimeFinished"],
-        last_reconciliation_status=last,
-        last_reconciliation_error=value["lastReconciliationError"],
-    )
-
-
 def _is_status(value: Any) -> bool:
     return isinstance(value, dict) and "partyName" in value and "lastReconciliationStatus" in value
 
@@ -173,9 +151,9 @@ def _is_status(value: Any) -> bool:
 def render(result: Any) -> str:
     """A JSON-RPC result as the Corda shell prints it: statuses re-formatted, true/false, null."""
     if _is_status(result):
-        return _status(result).pretty()
+        return ReconciliationStatus.from_dict(result).pretty()
     if isinstance(result, list) and all(_is_status(r) for r in result):
-        return result_text([_status(r) for r in result])
+        return result_text([ReconciliationStatus.from_dict(r) for r in result])
     if isinstance(result, bool) or result is None:
         return result_text(result)
     if isinstance(result, str | int | float):
@@ -207,14 +185,10 @@ class Shell:
     def offered(self) -> list[str]:
         if self._methods is None:
             self._methods = {m["name"] for m in self.client.call("list_methods")}
-        return [
-            name for name, flow in OPERATOR_FLOWS.items() if JSONRPC_PREFIX + flow.operation in self._methods
-        ]
+        return [name for name, flow in FLOWS.items() if JSONRPC_PREFIX + flow.operation in self._methods]
 
     def execute(self, line: str) -> bool:
         """Run one command; False when the shell should end."""
-        from agent.cli import parse_flow_arguments
-
         words = line.strip().split(maxsplit=2)
         if not words:
             return True
@@ -228,7 +202,7 @@ class Shell:
             self.print("\n".join(flows) if flows else "No flows (LedgerSync is not enabled on this node)")
         elif command == "flow" and words[1:2] == ["start"] and len(words) == 3:
             name, _, rest = words[2].partition(" ")
-            flow = OPERATOR_FLOWS.get(name)
+            flow = FLOWS.get(name)
             if flow is None or name not in self.offered():
                 offered = ", ".join(self.offered()) or "none"
                 raise ConfigurationError("flow", name, f"not offered on this node; flows: {offered}")
@@ -285,8 +259,6 @@ def _interactive(history: Path) -> Iterator[str]:
 
 def run_shell(config: Path | None, url: str | None, user: str, stdin: TextIO | None = None) -> int:
     """The shell on stdin (interactive on a terminal); the exit status."""
-    from agent.network.bootstrap import PASSWORD_FILE
-
     base, password = endpoint(config, url, None, PASSWORD_FILE, PASSWORD_ENV)
     source = stdin if stdin is not None else sys.stdin
     client = RpcClient(base, user, password)

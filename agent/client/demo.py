@@ -16,34 +16,30 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import peewee
+import cbor2
 import yaml
 
-from agent.config import load_node_config
-from agent.launcher import AgentProcess, AgentProcessError, ManagementClient, free_port_range, read_password
-from agent.ledger.identity import X500Name
-from agent.network.bootstrap import (
-    DEFAULT_NOTARY,
-    MONITOR_PASSWORD_FILE,
-    MONITOR_USER,
-    OPERATOR_USER,
-    NetworkLayout,
-    NodeLayout,
-    default_node_names,
-    init_network,
+from agent.client.launcher import (
+    AgentProcess,
+    AgentProcessError,
+    ManagementClient,
+    free_port_range,
+    read_password,
 )
-from agent.node import Node
-from agent.store.database import backup_sqlite
-from agent.store.ledger_store import LedgerStore
+from agent.client.nodeconf import read_node_conf
+from agent.client.server import NodeEntry, init_network
+from agent.ledger.identity import X500Name
+from agent.operator_api.layout import MONITOR_PASSWORD_FILE, MONITOR_USER, OPERATOR_USER
 
 Out = Callable[[str], None]
 Group = tuple[str, str]  # (currency, issuer)
@@ -69,29 +65,6 @@ class DemoResult:
     problems: list[str] = field(default_factory=list)
     processes: list[AgentProcess] = field(default_factory=list)
     disaster: Disaster | None = None
-
-
-def print_vault(node: Node, out: Out) -> None:
-    """A node's vault read straight from its store (used by `ledger-agent vault`)."""
-    from agent.ledger import token
-    from agent.ledger.vault import RelevancyStatus, TransactionStatus
-
-    store = node.store
-    out(
-        f"\n{node.identity.name}  ({store.count_transactions(TransactionStatus.VERIFIED)} transactions, "
-        f"{store.count_vault_states(relevancy=RelevancyStatus.RELEVANT)} own unconsumed states, "
-        f"{store.count_vault_states(relevancy=RelevancyStatus.NOT_RELEVANT)} observed)"
-    )
-    totals: dict[Group, tuple[int, int]] = {}
-    for rec in store.iter_vault_states(contract=token.TOKEN_CONTRACT):
-        held = token.Token.from_state(rec.state)
-        key = (held.currency, str(held.issuer.name))
-        amount, count = totals.get(key, (0, 0))
-        totals[key] = (amount + held.amount, count + 1)
-    if not totals:
-        out("    (empty)")
-    for (currency, issuer), (amount, count) in sorted(totals.items()):
-        out(f"    {currency} {amount:>8}  in {count:>3} states, issued by {issuer}")
 
 
 @dataclass(frozen=True)
@@ -195,24 +168,64 @@ def short(name: str) -> str:
     return X500Name.parse(name).organisation
 
 
-def sqlite_file(node: NodeLayout) -> Path:
-    url = load_node_config(node.config).database_url
+class NodeFolder(Protocol):
+    """A node `network init` made: the client's NodeEntry, or the agent's own NodeLayout in tests."""
+
+    @property
+    def name(self) -> object: ...  # printed: a str here, an X500Name in the agent's layout
+
+    @property
+    def folder(self) -> Path: ...
+
+    @property
+    def config(self) -> Path: ...
+
+    @property
+    def management_address(self) -> str: ...
+
+
+class NetworkFolder(Protocol):
+    @property
+    def nodes(self) -> Sequence[NodeFolder]: ...
+
+
+def sqlite_file(node: NodeFolder) -> Path:
+    url = read_node_conf(node.config).database_url
     if not url.startswith("sqlite:///"):
         raise AgentProcessError(f"{node.name}: the demo backs up SQLite stores only, not {url.split(':')[0]}")
     return Path(url.removeprefix("sqlite:///"))
 
 
 def read_store(db: Path) -> tuple[set[str], dict[str, set[str]]]:
-    """The ids in a store, and each transaction's parents (inputs and references), opened read-only."""
-    store = LedgerStore(peewee.SqliteDatabase(db.as_uri() + "?mode=ro", uri=True))
+    """The ids in a stopped node's SQLite store, and each transaction's parents (inputs and references).
+
+    Read with sqlite3, not the agent's store: the demo is a client. It relies on two things the
+    README's store section states: node_transactions holds the id in upper-case hex and the
+    transaction's canonical CBOR, [version, inputs, references, ...] with each ref [txhash, index].
+    """
+    with sqlite3.connect(db.as_uri() + "?mode=ro", uri=True) as connection:
+        rows = connection.execute("SELECT tx_id, transaction_value FROM node_transactions").fetchall()
+    connection.close()  # the context manager ends the transaction only
+    parents = {}
+    for tx_id, value in rows:
+        _, inputs, references, *_ = cbor2.loads(value)
+        parents[str(tx_id)] = {bytes(txhash).hex().upper() for txhash, _ in (*inputs, *references)}
+    return set(parents), parents
+
+
+def backup_sqlite(source: Path, target: Path) -> None:
+    """The whole SQLite database at source into target, through SQLite's online backup API.
+
+    As agent.store.database.backup_sqlite does (the tools do not import the store): consistent while
+    the source's agent writes, and into the target through a connection, which reads any WAL left
+    beside the file before writing every page, so old frames cannot be checkpointed over them later.
+    """
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
     try:
-        parents = {}
-        for tx_id in store.iter_transaction_ids():
-            tx = store.require_transaction(tx_id).tx
-            parents[str(tx_id)] = {str(ref.txhash) for ref in (*tx.inputs, *tx.references)}
-        return set(parents), parents
+        src.backup(dst)
     finally:
-        store.close()
+        src.close()
+        dst.close()
 
 
 def expected_finds(
@@ -258,7 +271,7 @@ def wait_until_reconciled(client: ManagementClient, peers: list[str]) -> list[st
 def run_disaster(
     node: str,
     peers: list[str],
-    nodes: dict[str, tuple[NodeLayout, AgentProcess]],
+    nodes: dict[str, tuple[NodeEntry, AgentProcess]],
     backup: Path,
     work: Workload,
     out: Out,
@@ -388,7 +401,7 @@ def disaster_verdict(disaster: Disaster, out: Out) -> None:
     )
 
 
-def prometheus_scrape_configs(layout: NetworkLayout) -> list[dict[str, Any]]:
+def prometheus_scrape_configs(layout: NetworkFolder) -> list[dict[str, Any]]:
     """A Prometheus scrape job per agent: /metrics as the read-only monitor user (each has its own password)."""
     return [
         {
@@ -413,7 +426,7 @@ def run_demo(
 ) -> DemoResult:
     folder = directory or Path(tempfile.mkdtemp(prefix="ledger-agent-demo-")) / "network"
     base = free_port_range(8)
-    layout = init_network(folder, default_node_names(3), DEFAULT_NOTARY, base_port=base)
+    layout = init_network(folder, 3, base)
     out(f"network created in {folder}: a notary and {len(layout.nodes) - 1} nodes, SQLite stores")
     processes = []
     for node in layout.nodes:

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from agent.cli import main
+from agent.client.cli import main
+from agent.client.shell import render
 from agent.ledger.hashing import SecureHash
-from agent.shell import render
 from tests.mbeans.test_jsonrpc import A, B, C, Served
 from tests.mbeans.test_jsonrpc import served as served  # noqa: PLC0414  (the fixture)
 

@@ -24,7 +24,11 @@ from typing import Any
 import httpx
 
 from agent.errors import AgentError
-from agent.p2p.http import NO_DELAY
+from agent.operator_api.layout import PASSWORD_FILE
+
+# As agent.p2p.http's (which the tools do not import): headers and body go out as two writes, and
+# without TCP_NODELAY Nagle's algorithm holds the second until the server's delayed ACK (40 ms).
+NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 
 class AgentProcessError(AgentError):
@@ -255,6 +259,5 @@ def scratch_postgres_databases(
 
 
 def read_password(node_folder: Path) -> str:
-    from agent.network.bootstrap import PASSWORD_FILE
-
+    """The operator's management password, as `network init` left it in the node folder."""
     return (node_folder / PASSWORD_FILE).read_text().strip()

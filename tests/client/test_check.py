@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.check import Range, State, ThresholdError, evaluate, judge
-from agent.cli import main
+from agent.client.check import Range, State, ThresholdError, evaluate, judge
+from agent.client.cli import main
 from tests.mbeans.test_jsonrpc import B, Served
 from tests.mbeans.test_jsonrpc import served as served  # noqa: PLC0414  (the fixture)
 

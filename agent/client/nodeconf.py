@@ -1,0 +1,57 @@
+"""What the operator tools read from a node's node.conf: its management address and its store's URL.
+
+Only those keys, and with the agent's wording of errors: the agent checks the whole file when it
+starts (agent.config), and a tool needs neither that loader nor what it imports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyhocon import ConfigFactory, ConfigTree
+from pyhocon.exceptions import ConfigException
+from pyparsing import ParseBaseException
+
+from agent.errors import ConfigurationError
+
+MANAGEMENT_ADDRESS = "managementAddress"
+DATA_SOURCE_URL = "dataSourceProperties.dataSource.url"
+
+
+@dataclass(frozen=True)
+class NodeConf:
+    path: Path  # absolute
+    management_address: tuple[str, int]
+    database_url: str
+
+    @property
+    def base_directory(self) -> Path:
+        """The node folder: password files sit beside node.conf."""
+        return self.path.parent
+
+
+def _string(tree: ConfigTree, key: str) -> str:
+    value = tree.get(key, None)
+    if value is None:
+        raise ConfigurationError(key, None, "required; it is missing")
+    if not isinstance(value, str):
+        raise ConfigurationError(key, value, "allowed: a string")
+    return value
+
+
+def read_node_conf(path: Path) -> NodeConf:
+    """node.conf's management address and data source URL; errors name the key, as the agent's do."""
+    try:
+        tree = ConfigFactory.parse_file(str(path))
+    except FileNotFoundError as exc:
+        raise ConfigurationError("--config", str(path), "allowed: the path of an existing node.conf") from exc
+    except (ConfigException, ParseBaseException) as exc:
+        raise ConfigurationError("node.conf", str(path), f"must be valid HOCON: {exc}") from exc
+    address = _string(tree, MANAGEMENT_ADDRESS)
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not (1 <= int(port) <= 65535):
+        raise ConfigurationError(
+            MANAGEMENT_ADDRESS, address, "allowed: host:port with a port from 1 to 65535"
+        )
+    return NodeConf(path.resolve(), (host, int(port)), _string(tree, DATA_SOURCE_URL))
