@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from types import TracebackType
 from typing import Any
+from urllib.parse import unquote
 
 import peewee
 import psycopg2
@@ -154,12 +155,16 @@ def secrets_of(database: peewee.Database | None) -> tuple[str, ...]:
     if database is None:
         return ()
     password = database.connect_params.get("password")
-    return (str(password),) if password else ()
+    if not password:
+        return ()
+    # playhouse.db_url keeps the URL's percent-encoding; the person who wrote the URL knows it decoded.
+    return tuple({str(password), unquote(str(password))})
 
 
 def scrub(message: str, secrets: Iterable[str] = ()) -> str:
     """The message without the given secrets, URL passwords or DSN password=... values."""
-    for secret in secrets:
+    # Longest first: a shorter secret inside a longer one must not leave the longer one's remains.
+    for secret in sorted(set(secrets), key=len, reverse=True):
         if secret:
             message = message.replace(secret, _REDACTED)
     message = _URL_PASSWORD.sub(rf"\g<1>{_REDACTED}@", message)
