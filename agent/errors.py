@@ -20,7 +20,11 @@
     │   └── NotaryRejectionError          wrong notary, time window out of range, ...
     ├── StoreError
     │   ├── TransactionNotFoundError
-    │   └── MigrationError
+    │   ├── MigrationError
+    │   └── DatabaseError                 the database refused or failed a statement (code, constraint, table)
+    │       ├── DeadlockError                 picked as a deadlock or serialization victim: rolled back, retry
+    │       ├── ConstraintViolationError      a unique, primary or foreign key, not-null or check constraint
+    │       └── TransientConnectionError      connection refused, lost or terminated; SQLite busy: retry later
     ├── ReconciliationError           LedgerSync (names as in the reference)
     │   ├── ReconciliationAlreadyScheduledException
     │   ├── CannotReconcileWithSelfException
@@ -192,6 +196,40 @@ class TransactionNotFoundError(StoreError, KeyError):
 
 class MigrationError(StoreError):
     """The schema cannot be brought to the version this code needs."""
+
+
+# Made only by agent.store.db_errors, the one module that knows the drivers' exceptions; the message is
+# the driver's with any credentials taken out, and the driver's exception is the __cause__.
+
+
+class DatabaseError(StoreError):
+    """A database error; code is the SQLSTATE (PostgreSQL) or result code name (SQLite) when known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        constraint: str | None = None,
+        table: str | None = None,
+    ) -> None:
+        self.message = message
+        self.code = code
+        self.constraint = constraint
+        self.table = table
+        super().__init__(f"{message} [{code}]" if code else message)
+
+
+class DeadlockError(DatabaseError):
+    """The database rolled this transaction back to break a deadlock or a serialization conflict."""
+
+
+class ConstraintViolationError(DatabaseError):
+    """A write refused by a unique, primary or foreign key, not-null or check constraint."""
+
+
+class TransientConnectionError(DatabaseError):
+    """The connection was refused, lost or terminated, or SQLite stayed locked: worth retrying later."""
 
 
 # -- flows and finality --

@@ -34,7 +34,7 @@ from oslash.either import Left  # type: ignore[import-untyped]  # jsonrpcserver'
 from werkzeug.datastructures import Authorization
 
 from agent import __version__
-from agent.errors import AgentError
+from agent.errors import AgentError, DatabaseError
 from agent.web.auth import REALM
 from mbeans.access import Principal, require_action, require_operation, require_read
 from mbeans.errors import (
@@ -157,6 +157,9 @@ def _guarded(what: str, call: Callable[[Principal, Sequence[Any], Mapping[str, A
             return Success(_checked(call(principal, args, kwargs)))
         except JsonRpcError:
             raise
+        except DatabaseError:  # the store failed: its text stays in the log
+            log.exception("JSON-RPC method %s failed", what)
+            return Error(INTERNAL_ERROR, INTERNAL_MESSAGE)
         except AgentError as exc:
             return Error(code_for(exc), str(exc), {"type": type(exc).__name__})
         except Exception:

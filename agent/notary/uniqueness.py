@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import peewee
-
 from agent.clock import Clock
-from agent.errors import NotaryConflictError
+from agent.errors import ConstraintViolationError, NotaryConflictError
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.transactions import StateRef
@@ -51,7 +49,7 @@ class UniquenessProvider:
             try:
                 self._commit_once(tx_id, inputs, references, requester)
                 return
-            except peewee.IntegrityError:
+            except ConstraintViolationError:
                 # Lost a race for one of the rows: the second pass sees the winner as a conflict.
                 if attempt == 2:
                     raise

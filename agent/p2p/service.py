@@ -27,6 +27,7 @@ from typing import Any
 
 from agent.errors import (
     AgentError,
+    DatabaseError,
     MalformedMessageError,
     MessageRejectedError,
     MessageTooLargeError,
@@ -111,6 +112,9 @@ class PeerService:
             return NOT_FOUND, self._error(envelope, type(unknown).__name__, str(unknown), unknown.details())
         try:
             result = handler(envelope.sender, envelope.payload)
+        except DatabaseError:
+            # The store failed: the driver's text (tables, keys) stays in our log, not in a peer's hands.
+            return self._internal(envelope, "failed")
         except AgentError as exc:
             # A refusal of the domain: the peer gets the type, the message and the details to rebuild it.
             log.info("topic %r from %s refused: %s", envelope.topic, envelope.sender, exc)

@@ -6,13 +6,13 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import peewee
 from playhouse.db_url import connect
 
 from agent.errors import ConfigurationError
+from agent.store.db_errors import TranslatedTransaction
 
 URL_KEY = "dataSourceProperties.dataSource.url"
 _ALLOWED = "allowed: sqlite:///path/to/node.db, sqlite:///:memory: or postgresql://user@host:port/database"
@@ -96,16 +96,17 @@ def scanning(database: peewee.Database) -> Iterator[None]:
         database.execute_sql(f"PRAGMA cache_size = {SQLITE_PRAGMAS['cache_size']}")
 
 
-def write_transaction(database: peewee.Database) -> Any:
+def write_transaction(database: peewee.Database) -> TranslatedTransaction:
     """A transaction that will write: on SQLite it takes the write lock up front (BEGIN IMMEDIATE).
 
     A deferred SQLite transaction that reads and then writes fails at once with SQLITE_BUSY when
     another writer got in between (WAL snapshots cannot be upgraded); taking the lock first makes
-    concurrent writers queue on busy_timeout instead.
+    concurrent writers queue on busy_timeout instead. Nested, it is a savepoint. Database errors
+    leave it as agent.errors.DatabaseError and its subclasses (db_errors.py), after the rollback.
     """
     if is_sqlite(database):
-        return database.atomic("IMMEDIATE")
-    return database.atomic()
+        return TranslatedTransaction(database, database.atomic("IMMEDIATE"))
+    return TranslatedTransaction(database, database.atomic())
 
 
 def backup_sqlite(source: Path, target: Path) -> None:

@@ -20,7 +20,7 @@ from functools import lru_cache
 import peewee
 
 from agent.clock import Clock, SystemClock
-from agent.errors import ConfigurationError, StoreError, TransactionNotFoundError
+from agent.errors import ConfigurationError, TransactionNotFoundError
 from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
 from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
 from agent.ledger.hashing import SecureHash
@@ -43,6 +43,7 @@ from agent.ledger.vault import (
     outputs_to_record,
 )
 from agent.store.database import describe, is_sqlite, open_database, write_transaction
+from agent.store.db_errors import opening
 from agent.store.migrations import migrate
 from agent.store.models import Checkpoint as CheckpointRow
 from agent.store.models import NodeTransaction, Schema, bind_schema
@@ -119,12 +120,9 @@ class LedgerStore:
         self.page_size = check_page_size(page_size)
         self._listeners: list[Callable[[SignedTransaction, TransactionStatus], None]] = []
         self._unit = threading.local()
-        try:
+        # Say where, never how we logged in: describe() leaves the password out.
+        with opening(describe(self.database)):
             migrate(self.schema)
-        except peewee.OperationalError as exc:
-            # Say where, never how we logged in: describe() leaves the password out.
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StoreError(f"cannot open the database at {describe(self.database)}: {reason}") from exc
 
     def add_listener(self, listener: Callable[[SignedTransaction, TransactionStatus], None]) -> None:
         """Called after each commit that records a transaction or changes its status (not by bulk_record)."""

@@ -12,9 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import peewee
-
-from agent.errors import MigrationError
+from agent.errors import DatabaseError, MigrationError
 from agent.store.database import write_transaction
 from agent.store.models import Schema
 
@@ -99,7 +97,7 @@ def migrate(schema: Schema) -> list[int]:
                 schema.schema_migrations.create(
                     version=migration.version, name=migration.name, applied_at=datetime.now(UTC)
                 )
-        except peewee.DatabaseError as exc:
+        except DatabaseError as exc:
             raise MigrationError(f"migration {migration.version} ({migration.name}) failed: {exc}") from exc
         applied.append(migration.version)
     return applied

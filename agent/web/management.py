@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from agent.errors import AgentError, ConfigurationError, IdentityError, InvalidNameError
+from agent.errors import AgentError, ConfigurationError, DatabaseError, IdentityError, InvalidNameError
 from agent.flows.catalogue import (
     FlowArgumentError,
     UnknownFlowError,
@@ -129,6 +129,12 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
         if isinstance(exc, SecurityException):
             status = 403
         return jsonify(error=type(exc).__name__, message=str(exc)), status
+
+    @app.errorhandler(DatabaseError)
+    def store_failed(exc: DatabaseError) -> tuple[Response, int]:
+        # The driver's text (tables, keys) stays in the log; the caller learns only that it failed.
+        log.error("management call failed in the store: %s", exc)
+        return jsonify(error="InternalError", message="internal error; see the agent's log"), 500
 
     @app.errorhandler(FlowTimeoutError)
     def still_running(exc: FlowTimeoutError) -> tuple[Response, int]:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent.errors import AgentError
+from agent.errors import AgentError, DatabaseError
 from mbeans.access import Principal, require_action, require_operation, require_read
 from mbeans.errors import IllegalArgumentException
 from mbeans.jolokia import operations
@@ -56,7 +56,7 @@ class JolokiaAgent:
     ) -> dict[str, Any]:
         """The error response for exc; echo is the request as received, when there was one."""
         status, error_type, message = jolokia_error(exc)
-        if status == 500 and not isinstance(exc, AgentError):
+        if status == 500 and (not isinstance(exc, AgentError) or isinstance(exc, DatabaseError)):
             log.error("Jolokia request failed: %r", echo, exc_info=exc)
         response: dict[str, Any] = {
             "status": status,

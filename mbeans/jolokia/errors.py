@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.errors import AgentError
+from agent.errors import AgentError, DatabaseError
 from mbeans.errors import (
     AttributeNotFoundException,
     AttributeNotWritableException,
@@ -42,6 +42,6 @@ def jolokia_error(exc: BaseException) -> tuple[int, str, str]:
     for kind, status, java in _ERRORS:
         if isinstance(exc, kind):
             return status, java, str(exc)
-    if isinstance(exc, AgentError):
+    if isinstance(exc, AgentError) and not isinstance(exc, DatabaseError):
         return 500, f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc)
     return 500, "java.lang.RuntimeException", "internal error; see the agent's log"

@@ -10,7 +10,13 @@ import peewee
 import pytest
 
 from agent.clock import ManualClock
-from agent.errors import ConfigurationError, MigrationError, StoreError, TransactionNotFoundError
+from agent.errors import (
+    ConfigurationError,
+    ConstraintViolationError,
+    MigrationError,
+    StoreError,
+    TransactionNotFoundError,
+)
 from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
 from agent.ledger import token
 from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
@@ -195,7 +201,7 @@ def test_a_failed_write_leaves_nothing(
     broken = SenderDistribution(
         stx.id, bob.name, None, 0, StatesToRecord.ONLY_RELEVANT, StatesToRecord.ALL_VISIBLE
     )  # type: ignore[arg-type]
-    with pytest.raises(peewee.IntegrityError):
+    with pytest.raises(ConstraintViolationError):
         store.record_transaction(stx, sender_records=[broken])
     assert store.transaction_status(stx.id) is None
     assert store.count_vault_states(state_status=None) == 0
