@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import unquote
 
 import peewee
-import psycopg2
 
 from agent.errors import (
     AgentError,
@@ -26,12 +25,23 @@ from agent.errors import (
     TransientConnectionError,
 )
 
+try:
+    import psycopg2
+except ImportError:  # an SQLite node keeps the PostgreSQL driver out of its process (agent/client/cli.py)
+    psycopg2 = None
+
+# The driver's exception classes, or none when it is not loaded (no PostgreSQL error can then occur).
+_PG_ERROR: tuple[type[Exception], ...] = () if psycopg2 is None else (psycopg2.Error,)
+_PG_CONNECTION: tuple[type[Exception], ...] = (
+    () if psycopg2 is None else (psycopg2.OperationalError, psycopg2.InterfaceError)
+)
+
 # peewee's wrappers (queries, BEGIN, COMMIT, ROLLBACK, connect) and the drivers' own exceptions, which
 # the bulk writer's raw cursors raise unwrapped. Not peewee.DoesNotExist: that is an answer.
 DRIVER_ERRORS: tuple[type[Exception], ...] = (
     peewee.DatabaseError,
     peewee.InterfaceError,
-    psycopg2.Error,
+    *_PG_ERROR,
     sqlite3.Error,
 )
 
@@ -64,7 +74,7 @@ def translate(exc: Exception, *, secrets: Iterable[str] = ()) -> AgentError:
         return exc
     driver = _driver_error(exc)
     message = scrub(str(driver if driver is not None else exc).strip() or type(exc).__name__, secrets)
-    if isinstance(driver, psycopg2.Error):
+    if isinstance(driver, _PG_ERROR):
         error = _from_postgresql(driver, message)
     elif isinstance(driver, sqlite3.Error):
         error = _from_sqlite(driver, message)
@@ -175,7 +185,7 @@ def _driver_error(exc: BaseException) -> BaseException | None:
     """The psycopg2 or sqlite3 exception behind exc (peewee keeps it as .orig, wrapping twice on connect)."""
     seen: BaseException | None = exc
     for _ in range(5):  # a short chain; bounded in case of a cycle
-        if seen is None or isinstance(seen, psycopg2.Error | sqlite3.Error):
+        if seen is None or isinstance(seen, (*_PG_ERROR, sqlite3.Error)):
             return seen
         seen = getattr(seen, "orig", None) or seen.__cause__
     return None
@@ -193,7 +203,7 @@ def _from_postgresql(driver: Any, message: str) -> DatabaseError:
         # libpq's own failures carry no SQLSTATE: an OperationalError is the connection refused or lost
         # (the server closing it between statements), an InterfaceError a connection already closed.
         # A refused login looks the same; the hospital's bounded retries then end in overnight observation.
-        if isinstance(driver, psycopg2.OperationalError | psycopg2.InterfaceError):
+        if isinstance(driver, _PG_CONNECTION):
             return TransientConnectionError(message, **details)
         return DatabaseError(message, **details)
     if code in _PG_DEADLOCK:
