@@ -101,9 +101,13 @@ class FinalityService:
     def start(
         self, stx: SignedTransaction, observers: Sequence[X500Name] = (), *, flow_id: str | None = None
     ) -> FlowHandle:
-        """Start FinalityFlow on the engine; the handle gives its result (the final transaction)."""
+        """Start FinalityFlow on the engine's pool; the handle gives its result (the final transaction)."""
         flow = FinalityFlow.create(stx, self.receivers(stx, observers), self.deps)
         return self.engine.start(flow, flow_id=flow_id)
+
+    def create(self, stx: SignedTransaction, observers: Sequence[X500Name] = ()) -> FlowHandle:
+        """FinalityFlow checkpointed but not yet run: the caller runs it (engine.run_here)."""
+        return self.engine.create(FinalityFlow.create(stx, self.receivers(stx, observers), self.deps))
 
     def finalise(
         self,
@@ -171,7 +175,7 @@ class FinalityService:
         decode_signatures(sigs)  # refuse a malformed list here, not inside the flow
         handle = self._live_receiver(tx_id, sender)
         if handle is not None:
-            self.engine.deliver(handle.flow_id, "signatures", sigs)
+            self.engine.deliver(handle.flow_id, "signatures", sigs, here=True)
             if not handle.wait_for(lambda _: False, REPLY_WAIT_S):
                 raise FinalityError(
                     f"{RECEIVE_FLOW} {handle.flow_id} for {tx_id} is still at {_step(handle)}"
@@ -200,7 +204,7 @@ class FinalityService:
             raise TransactionAccessDeniedError(str(sender), str(tx_id), "only its sender may withdraw it")
         handle = self._live_receiver(tx_id, sender)
         if handle is not None:
-            self.engine.deliver(handle.flow_id, "abort", reason)
+            self.engine.deliver(handle.flow_id, "abort", reason, here=True)
             handle.wait_for(lambda _: False, REPLY_WAIT_S)
             return {"removed": self.store.transaction_status(tx_id) is None}
         return {"removed": self.store.remove_in_flight(tx_id)}

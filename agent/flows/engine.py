@@ -51,6 +51,8 @@ class CheckpointStore(Protocol):
 
     def save_checkpoint(self, checkpoint: FlowCheckpoint) -> None: ...
 
+    def update_checkpoint(self, checkpoint: FlowCheckpoint, *, value_changed: bool = True) -> None: ...
+
     def get_checkpoint(self, flow_id: str) -> FlowCheckpoint | None: ...
 
     def iter_checkpoints(
@@ -221,12 +223,16 @@ class FlowEngine:
         self.store.save_checkpoint(checkpoint)
         return self._adopt(flow, checkpoint).handle
 
-    def run_here(self, flow_id: str) -> None:
+    def run_here(self, flow_id: str, *, until: tuple[str, ...] = ()) -> None:
         """Run a flow's steps on this thread until it parks or ends (a responder answering a peer).
 
-        Nothing happens if another thread runs it already: the caller waits on its handle instead.
+        With until, stop after committing one of those steps; the pool then takes the flow on unless
+        the caller calls run_here again. Nothing happens if another thread runs it already: the
+        caller waits on its handle instead.
         """
-        self._drive(flow_id)
+        self._drive(flow_id, until=until)
+        if until:
+            self._schedule(flow_id)  # a no-op unless it stopped at until (or the caller gave up)
 
     def _adopt(self, flow: Flow, checkpoint: FlowCheckpoint) -> _Live:
         handle = FlowHandle(self, checkpoint.flow_id)
@@ -285,7 +291,7 @@ class FlowEngine:
             except RuntimeError:  # the pool is shut down: the checkpoint stays for the next start
                 live.scheduled = False
 
-    def _drive(self, flow_id: str) -> None:
+    def _drive(self, flow_id: str, until: tuple[str, ...] = ()) -> None:
         with self._lock:
             live = self._live.get(flow_id)
             if live is None or live.running:
@@ -293,7 +299,7 @@ class FlowEngine:
             live.running = True
             live.scheduled = False
         try:
-            self._run_steps(live)
+            self._run_steps(live, until)
         finally:
             with self._lock:
                 live.running = False
@@ -305,7 +311,7 @@ class FlowEngine:
             if ready:
                 self._schedule(flow_id)
 
-    def _run_steps(self, live: _Live) -> None:
+    def _run_steps(self, live: _Live, until: tuple[str, ...] = ()) -> None:
         while True:
             with self._lock:
                 if self._verb_pending(live) or live.checkpoint.status is not FlowStatus.RUNNABLE:
@@ -340,7 +346,7 @@ class FlowEngine:
             except Exception as exc:
                 self._on_error(live, exc)
                 return
-            if live.checkpoint.status is not FlowStatus.RUNNABLE:
+            if live.checkpoint.status is not FlowStatus.RUNNABLE or outcome.step in until:
                 return
 
     def _verb_pending(self, live: _Live) -> bool:
@@ -361,6 +367,7 @@ class FlowEngine:
         if outcome.fail is not None:
             status = FlowStatus.FAILED
         flow = live.flow
+        value = ser.encode(flow.state)
         checkpoint = replace(
             live.checkpoint,
             status=status,
@@ -368,13 +375,14 @@ class FlowEngine:
             updated_at=self.clock.now(),
             counterparties=flow.counterparties or live.checkpoint.counterparties,
             tx_id=flow.tx_id or live.checkpoint.tx_id,
-            value=ser.encode(flow.state),
+            value=value,
             error=None if outcome.fail is None else _describe(outcome.fail),
         )
         with self.store.unit_of_work():
             if outcome.effect is not None:
                 outcome.effect()
-            self.store.save_checkpoint(checkpoint)
+            # Most steps move on without changing the state: the row then keeps its bytes.
+            self.store.update_checkpoint(checkpoint, value_changed=value != live.checkpoint.value)
         with self._lock:
             for key in consumed:
                 live.mailbox.pop(key, None)
@@ -458,8 +466,8 @@ class FlowEngine:
 
     # -- messages and timers -------------------------------------------------------------------------
 
-    def deliver(self, flow_id: str, key: str, message: Any) -> FlowHandle:
-        """Hand a message to a flow; a flow parked on that key runs again."""
+    def deliver(self, flow_id: str, key: str, message: Any, *, here: bool = False) -> FlowHandle:
+        """Hand a message to a flow; a flow parked on that key runs again, on this thread if here."""
         with self._lock:
             live = self._live.get(flow_id)
             if live is None:
@@ -467,7 +475,9 @@ class FlowEngine:
             live.mailbox[key] = message
             wake = key in live.awaiting and not live.running
             handle = live.handle
-        if wake:
+        if wake and here:
+            self._drive(flow_id)
+        elif wake:
             self._schedule(flow_id)
         return handle
 

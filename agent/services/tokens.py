@@ -15,6 +15,9 @@ from agent.ledger.transactions import SignedTransaction, StateAndRef
 from agent.network.network_map import NetworkMap
 from agent.store.ledger_store import LedgerStore
 
+# FinalityFlow's step that records the transaction (and so soft-locks its inputs), or one past it.
+RECORDED_STEPS = ("AFTER_RECORD",)
+
 
 class InsufficientFundsError(AgentError):
     """The vault does not hold enough of that token to pay or exit."""
@@ -89,15 +92,17 @@ class TokenService:
     def _spend(
         self, build: Callable[[], SignedTransaction], observers: Sequence[X500Name], timeout: float | None
     ) -> SignedTransaction:
-        """Select and start finality under the lock, until the flow has recorded its inputs as spent."""
+        """Select and record under the lock; then the rest of finality, on this thread while it can go on.
+
+        The lock is held until the flow recorded its transaction, whose inputs are then soft-locked.
+        The caller's thread runs the flow (no hand-over to the pool) until it ends or waits for a peer;
+        then the pool takes it and the caller waits up to timeout.
+        """
+        engine = self.finality.engine
         with self._spending:
-            handle = self.finality.start(build(), [self._party(o).name for o in observers])
-            handle.wait_for(
-                lambda h: (
-                    h.checkpoint is not None and h.checkpoint.progress_step not in ("STARTED", "VERIFIED")
-                ),
-                timeout,
-            )
+            handle = self.finality.create(build(), observers)
+            engine.run_here(handle.flow_id, until=RECORDED_STEPS)
+        engine.run_here(handle.flow_id)
         result: SignedTransaction = handle.result(timeout)
         return result
 

@@ -20,7 +20,7 @@ from functools import lru_cache
 import peewee
 
 from agent.clock import Clock, SystemClock
-from agent.errors import ConfigurationError, TransactionNotFoundError
+from agent.errors import ConfigurationError, StoreError, TransactionNotFoundError
 from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
 from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
 from agent.ledger.hashing import SecureHash
@@ -549,6 +549,24 @@ class LedgerStore:
                 conflict_target=[cp.flow_id],
                 update={getattr(cp, k): v for k, v in values.items() if k not in ("flow_id", "started_at")},
             ).execute()
+
+    def update_checkpoint(self, checkpoint: FlowCheckpoint, *, value_changed: bool = True) -> None:
+        """A flow's progress on its existing row; the state's bytes are written only when they changed."""
+        cp = self.schema.checkpoints
+        changes: dict[object, object] = {
+            cp.status: int(checkpoint.status),
+            cp.progress_step: checkpoint.progress_step,
+            cp.counterparties: json.dumps([str(n) for n in checkpoint.counterparties]),
+            cp.tx_id: None if checkpoint.tx_id is None else str(checkpoint.tx_id),
+            cp.timestamp: checkpoint.updated_at,
+            cp.error: checkpoint.error,
+        }
+        if value_changed:
+            changes[cp.checkpoint_value] = checkpoint.value
+        with write_transaction(self.database):
+            updated = cp.update(changes).where(cp.flow_id == checkpoint.flow_id).execute()
+        if updated != 1:
+            raise StoreError(f"no checkpoint row for flow {checkpoint.flow_id} to update")
 
     def get_checkpoint(self, flow_id: str) -> FlowCheckpoint | None:
         cp = self.schema.checkpoints
