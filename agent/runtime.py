@@ -78,7 +78,7 @@ def build_runtime(
     sync = None
     if ledgersync:
         sync_config = ledgersync_config or LedgerSyncConfig()
-        sync = LedgerSync(node.identity, node.store, peers, node.network_map, sync_config, clock)
+        sync = LedgerSync(node.identity, node.store, peers, node.network_map, sync_config, clock, engine)
         sync.register(peer_service)
         sync.start(background=ledgersync_background)
     # Last, with every flow registered and every topic handled: flows cut off by the last stop go on.

@@ -115,6 +115,7 @@ class _Live:
     attempts: int = 0
     kill_requested: bool = False
     pause_requested: bool = False
+    cancelled: threading.Event = field(default_factory=threading.Event)  # set by kill: stop soon
 
 
 class FlowHandle:
@@ -171,6 +172,7 @@ class FlowEngine:
         self.faults = faults or FaultPlan()
         self.policy = policy
         self._factories: dict[str, FlowFactory] = {}
+        self._end_listeners: list[Callable[[FlowCheckpoint], None]] = []
         self._live: dict[str, _Live] = {}
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -190,6 +192,17 @@ class FlowEngine:
             raise ValueError(f"flow {name!r} is already registered")
         self._factories[name] = factory
 
+    def on_end(self, listener: Callable[[FlowCheckpoint], None]) -> None:
+        """listener(checkpoint) once a flow ends (COMPLETED, FAILED or KILLED), after its row says so."""
+        self._end_listeners.append(listener)
+
+    def _ended(self, checkpoint: FlowCheckpoint) -> None:
+        for listener in self._end_listeners:
+            try:
+                listener(checkpoint)
+            except Exception:  # a listener's failure must not undo or hide the flow's end
+                log.exception("a listener failed on the end of flow %s", checkpoint.flow_id)
+
     @staticmethod
     def new_flow_id() -> str:
         """The one place run ids are minted (Corda's StateMachineRunId: a random UUID)."""
@@ -200,6 +213,15 @@ class FlowEngine:
         handle = self.create(flow, flow_id=flow_id)
         self._schedule(handle.flow_id)
         return handle
+
+    def schedule(self, flow_id: str) -> None:
+        """Run a created flow on the pool (a no-op if it runs, is queued, or has ended)."""
+        self._schedule(flow_id)
+
+    def forget(self, flow_id: str) -> None:
+        """Drop a created flow whose checkpoint was rolled back with the caller's unit of work."""
+        with self._lock:
+            self._live.pop(flow_id, None)
 
     def create(self, flow: Flow, *, flow_id: str | None = None) -> FlowHandle:
         """Checkpoint a new flow without running it yet (run_here or the pool runs it)."""
@@ -258,6 +280,9 @@ class FlowEngine:
         resumed = []
         for status in (FlowStatus.RUNNABLE, FlowStatus.HOSPITALIZED):
             for checkpoint in list(self.store.iter_checkpoints(status)):
+                with self._lock:
+                    if checkpoint.flow_id in self._live:
+                        continue  # started in this process already (a service's start ran first)
                 try:
                     flow = self._rebuild(checkpoint)
                 except AgentError as exc:
@@ -321,6 +346,7 @@ class FlowEngine:
                     self.clock.now(),
                     timed_out=live.timed_out,
                     mailbox=dict(live.mailbox),
+                    cancelled=live.cancelled,
                 )
                 live.timed_out = False
                 live.awaiting = ()
@@ -361,11 +387,14 @@ class FlowEngine:
         return False
 
     def _commit(self, live: _Live, outcome: Advance, consumed: dict[str, Any]) -> None:
+        ended = False
         status = FlowStatus.RUNNABLE
         if outcome.done:
             status = FlowStatus.COMPLETED
         if outcome.fail is not None:
             status = FlowStatus.FAILED
+        if live.kill_requested and status is not FlowStatus.RUNNABLE:
+            status = FlowStatus.KILLED  # the step ended because it was told to stop
         flow = live.flow
         value = ser.encode(flow.state)
         checkpoint = replace(
@@ -395,6 +424,7 @@ class FlowEngine:
                 live.handle._result = outcome.result
                 live.handle._error = outcome.fail
                 self._live.pop(checkpoint.flow_id, None)
+                ended = True
                 if outcome.fail is not None:
                     log.warning(
                         "flow %s %s failed at %s: %s",
@@ -404,6 +434,8 @@ class FlowEngine:
                         checkpoint.error,
                     )
             self._changed.notify_all()
+        if ended:
+            self._ended(checkpoint)
 
     def _on_error(self, live: _Live, error: Exception) -> None:
         """Every error in a step comes here; the policy decides."""
@@ -457,6 +489,7 @@ class FlowEngine:
         self._save(live, checkpoint)
         live.handle._error = error
         self._live.pop(checkpoint.flow_id, None)
+        self._ended(checkpoint)
 
     def _save(self, live: _Live, checkpoint: FlowCheckpoint) -> None:
         self.store.save_checkpoint(checkpoint)
@@ -521,6 +554,12 @@ class FlowEngine:
             live = self._live.get(flow_id)
             return None if live is None else live.handle
 
+    def wake_at(self, flow_id: str) -> datetime | None:
+        """When a parked flow's deadline passes on the clock (None if it is not parked on one)."""
+        with self._lock:
+            live = self._live.get(flow_id)
+            return None if live is None or live.running else live.wake_at
+
     def waiting_for(self, flow_id: str) -> str | None:
         with self._lock:
             live = self._live.get(flow_id)
@@ -565,6 +604,7 @@ class FlowEngine:
             live = self._live.get(flow_id)
             if live is not None and live.running:
                 live.kill_requested = True  # takes effect when the step in progress returns
+                live.cancelled.set()  # a step that can stop early (a reconciliation) does
                 flow = live.flow
             elif live is not None:
                 flow = live.flow
@@ -574,10 +614,10 @@ class FlowEngine:
                     flow = self._rebuild(checkpoint)
                 except AgentError:
                     flow = None  # a flow this node cannot run can still be killed
-                self.store.save_checkpoint(
-                    replace(checkpoint, status=FlowStatus.KILLED, updated_at=self.clock.now())
-                )
+                killed = replace(checkpoint, status=FlowStatus.KILLED, updated_at=self.clock.now())
+                self.store.save_checkpoint(killed)
                 self._changed.notify_all()
+                self._ended(killed)
         log.warning("flow %s (%s) killed by an operator", flow_id, checkpoint.flow_name)
         if flow is not None:
             try:

@@ -21,6 +21,7 @@ retries from the last checkpoint or fails the flow.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ class Advance:
     """The flow reached `step`; `effect` commits with the checkpoint."""
 
     step: str
-    effect: Callable[[], None] | None = None
+    effect: Callable[[], object] | None = None
     done: bool = False
     result: Any = None
     fail: BaseException | None = None
@@ -64,6 +65,7 @@ class FlowContext:
     now: datetime
     timed_out: bool = False
     mailbox: dict[str, Any] = field(default_factory=dict)
+    cancelled: threading.Event = field(default_factory=threading.Event)  # an operator killed the flow
 
     def message(self, key: str) -> Any:
         """The message delivered under key, or None."""

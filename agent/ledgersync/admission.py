@@ -19,12 +19,14 @@ Choices where the reference is vague (docs/ledgersync.md, "Limits"):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from agent.clock import Clock, to_epoch_ms
 from agent.errors import (
@@ -33,16 +35,21 @@ from agent.errors import (
     ReconciliationError,
     ReconciliationRateLimitExceededException,
 )
+from agent.flows.engine import FlowEngine, FlowNotFoundError
+from agent.flows.flow import Advance, Await, Flow, FlowContext, StepOutcome
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledgersync.config import LedgerSyncConfig
-from agent.ledgersync.status import ReconciliationStatusRepository
+from agent.ledgersync.status import ReconciliationStatusRepository, ReconciliationStatusValue
 from agent.store.database import write_transaction
 from agent.store.models import Schema
 
 log = logging.getLogger("ledger_agent.ledgersync.ReconcileWithPartyResponderFlow")
 
 IDLE_TIMEOUT = timedelta(seconds=120)
+RESPONDER_FLOW = "ReconcileWithPartyResponderFlow"
+IN_PROGRESS = "IN_PROGRESS"
+ENDED = "ENDED"
 
 
 @dataclass
@@ -66,7 +73,11 @@ class IncomingReconciliations:
         clock: Clock,
         *,
         idle_timeout: timedelta = IDLE_TIMEOUT,
+        engine: FlowEngine | None = None,
     ) -> None:
+        self.engine = engine
+        if engine is not None:
+            engine.register(RESPONDER_FLOW, lambda state: ReconcileWithPartyResponderFlow(state, self))
         self.schema = schema
         self.statuses = statuses
         self.config = config
@@ -92,13 +103,33 @@ class IncomingReconciliations:
             session = IncomingSession(requester, str(uuid.uuid4()), now)
             self._sessions[name] = session
         try:
-            self.statuses.started(requester, False, session.state_machine_id, to_epoch_ms(now))
+            self._start(session, now)
         except BaseException:
             with self._lock:
                 self._sessions.pop(name, None)
             raise
         log.info("reconciliation requested by %s admitted as %s", name, session.state_machine_id)
         return session
+
+    def _start(self, session: IncomingSession, now: datetime) -> None:
+        """IN_PROGRESS, and (with an engine) the session's flow, in one database transaction."""
+        if self.engine is None:
+            self.statuses.started(session.requester, False, session.state_machine_id, to_epoch_ms(now))
+            return
+        flow = ReconcileWithPartyResponderFlow({"requester": str(session.requester)}, self)
+        with self.engine.store.unit_of_work():
+            handle = self.engine.create(flow, flow_id=session.state_machine_id)
+            try:
+                self.statuses.started(session.requester, False, handle.flow_id, to_epoch_ms(now))
+            except BaseException:
+                self.engine.forget(handle.flow_id)
+                raise
+        self.engine.schedule(handle.flow_id)
+
+    def session_of(self, flow_id: str) -> IncomingSession | None:
+        """The live session that flow stands for (None after a restart: sessions live in memory)."""
+        with self._lock:
+            return next((s for s in self._sessions.values() if s.state_machine_id == flow_id), None)
 
     def touch(self, requester: X500Name) -> IncomingSession:
         """The session is alive (a message arrived); ReconciliationError if it was stopped or killed."""
@@ -157,6 +188,9 @@ class IncomingReconciliations:
         self.statuses.failed(
             found.requester, False, self._now_ms(), "KilledFlowException: killed by killFlow"
         )
+        if self.engine is not None:  # KILLED, not ended: its flow goes the way killFlow says
+            with contextlib.suppress(FlowNotFoundError):
+                self.engine.kill(found.state_machine_id)
         return found.requester
 
     def expire_idle(self) -> None:
@@ -168,6 +202,7 @@ class IncomingReconciliations:
                 del self._sessions[str(session.requester)]
         for session in idle:
             session.cancelled.set()
+            self._ended(session)
             self.statuses.failed(
                 session.requester,
                 False,
@@ -177,7 +212,16 @@ class IncomingReconciliations:
 
     def _pop(self, name: str) -> IncomingSession | None:
         with self._lock:
-            return self._sessions.pop(name, None)
+            session = self._sessions.pop(name, None)
+        if session is not None:
+            self._ended(session)
+        return session
+
+    def _ended(self, session: IncomingSession) -> None:
+        """The session's flow ends too (its status is written already)."""
+        if self.engine is not None:
+            with contextlib.suppress(FlowNotFoundError):
+                self.engine.deliver(session.state_machine_id, "ended", True)
 
     def _count_request(self, name: str, now: datetime) -> None:
         """The sliding-window limit, over the persisted requests; records this one if allowed."""
@@ -200,3 +244,58 @@ class IncomingReconciliations:
 
     def _now_ms(self) -> int:
         return to_epoch_ms(self.clock.now())
+
+
+class ReconcileWithPartyResponderFlow(Flow):
+    """An incoming reconciliation as a flow: listed, killed and resumed as every other one.
+
+    The session itself (the coded symbols, the slot) lives in memory; the flow parks until it ends
+    or goes idle. A flow resumed after a restart finds no session: the requester's next message is
+    refused, so the status row it left IN_PROGRESS becomes FAILED and blocks nothing.
+    """
+
+    name = RESPONDER_FLOW
+
+    def __init__(self, state: dict[str, Any], incoming: IncomingReconciliations) -> None:
+        super().__init__(state)
+        self.incoming = incoming
+        self.requester = X500Name.parse(str(state["requester"]))
+
+    @property
+    def counterparties(self) -> tuple[X500Name, ...]:
+        return (self.requester,)
+
+    def step(self, progress_step: str, ctx: FlowContext) -> StepOutcome:
+        incoming = self.incoming
+        if progress_step == "STARTED":
+            return Advance(IN_PROGRESS)
+        if ctx.message("ended") is not None:
+            return Advance(ENDED, done=True)
+        if ctx.timed_out:
+            incoming.expire_idle()  # writes FAILED and drops the session if it went quiet
+        session = incoming.session_of(ctx.flow_id)
+        if session is None:
+            return self._orphaned(ctx)
+        return Await(
+            ("ended",), session.last_seen + incoming.idle_timeout, f"{self.requester}'s next exchange"
+        )
+
+    def _orphaned(self, ctx: FlowContext) -> StepOutcome:
+        row = self.incoming.statuses.get(self.requester, False)
+        left_open = (
+            row is not None
+            and row.state_machine_run_id == ctx.flow_id
+            and row.last_reconciliation_status is ReconciliationStatusValue.IN_PROGRESS
+        )
+        if not left_open:
+            return Advance(ENDED, done=True)  # ended while we were not looking; its status says how
+        error = ReconciliationError(f"the session with {self.requester} ended when this node stopped")
+        at, text = to_epoch_ms(ctx.now), f"{type(error).__name__}: {error}"
+        return Advance(
+            ENDED, effect=lambda: self.incoming.statuses.failed(self.requester, False, at, text), fail=error
+        )
+
+    def on_killed(self) -> None:
+        session = self.incoming._sessions.get(str(self.requester))
+        if session is not None:
+            self.incoming.kill(session.state_machine_id)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.clock import Clock
+from agent.flows.engine import FlowEngine
 from agent.ledger.identity import Party, X500Name
 from agent.ledgersync.admission import IncomingReconciliations
 from agent.ledgersync.config import LedgerSyncConfig
@@ -65,6 +66,7 @@ class LedgerSync:
         network_map: NetworkMap,
         config: LedgerSyncConfig,
         clock: Clock,
+        engine: FlowEngine,
     ) -> None:
         self.identity = identity
         self.store = store
@@ -72,7 +74,7 @@ class LedgerSync:
         self.clock = clock
         schema = store.schema
         self.statuses = ReconciliationStatusRepository(schema)
-        self.incoming = IncomingReconciliations(schema, self.statuses, config, clock)
+        self.incoming = IncomingReconciliations(schema, self.statuses, config, clock, engine=engine)
         self.service = LedgerSyncService(
             identity,
             LedgerGraph(),  # empty and not initialised until the build below replaces it
@@ -85,7 +87,7 @@ class LedgerSync:
         )
         self.service.not_ready("the ledger graph is being built")
         self.scheduler = ReconciliationScheduler(
-            self.service, self.statuses, schema, config, clock, str(identity.name)
+            self.service, self.statuses, engine, config, clock, str(identity.name)
         )
         self.timetable = ReconciliationTimetable(
             config.scheduled_reconciliations, self.scheduler.schedule, clock

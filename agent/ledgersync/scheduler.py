@@ -1,30 +1,30 @@
-"""The reconciliation scheduler: ScheduleReconciliationFlow's persisted queue and its bounded pool.
+"""The reconciliation scheduler: ScheduleReconciliationFlow's queue as ReconcileWithPartyFlows on the engine.
 
-`schedule` checks every party first and then queues one cr_reconciliation_jobs row per party in one
-write transaction (all or nothing), and returns at once. A pool of
-maxNumberOfParallelReconciliationRequests workers takes QUEUED jobs oldest first, marks them RUNNING,
-reconciles, records the outcome in cr_reconciliation_status, and deletes the row.
+`schedule` checks every party first, then checkpoints one ReconcileWithPartyFlow per party in one
+database transaction (all or nothing), and returns at once. Each flow waits at QUEUED for one of
+maxNumberOfParallelReconciliationRequests slots (oldest first), then RUNNING reconciles, records the
+outcome in cr_reconciliation_status with the checkpoint that ends it, and frees its slot. Listing,
+killFlow and statuses are the engine's, as for every other flow.
 
 Choices where the reference is vague:
 
-- Queued jobs survive a restart (Corda loses them): `start` turns RUNNING rows a crash left back into
-  QUEUED, so they run again from the beginning.
-- "Already scheduled or running, in either direction": a job of ours QUEUED or RUNNING, or a
-  responder status row (a reconciliation that party asked of us) IN_PROGRESS. A party named twice in
-  one call is refused the same way.
-- A job is claimed by a conditional update (QUEUED -> RUNNING) inside a write transaction, so two
-  schedulers over one database never run the same job.
-- Workers wait on a condition that `schedule` notifies; the wait also times out now and then, so a job
-  queued by another process over the same database is still picked up, and `stop` is seen promptly.
+- Queued reconciliations survive a restart (Corda loses them): they are RUNNABLE flows, which the
+  engine resumes; one cut off at RUNNING runs again from the beginning (a session is not resumable).
+  Rows of the old cr_reconciliation_jobs queue, from before the engine, become flows at start.
+- "Already scheduled or running, in either direction": a RUNNABLE or PAUSED ReconcileWithPartyFlow
+  of ours with that party, or a responder status row (a reconciliation that party asked of us)
+  IN_PROGRESS. A party named twice in one call is refused the same way.
+- Slots are handed out only once the scheduler is started (after the ledger graph is built and
+  checked), so a flow resumed at start waits for the graph instead of failing.
 - A responder that is busy (MaxIncomingSessionsExceededException) is asked again after a jittered
   back-off (1 s doubling to 1 min, each wait cut by up to half at random) until
-  maxReconciliationRetryAttemptTimeout has passed since the first attempt; the job stays RUNNING and
-  its status IN_PROGRESS meanwhile. Other refusals (rate limit, already scheduled, not ready) end the
-  job FAILED at once: asking again soon would meet the same answer.
-- killFlow with a running job's state_machine_id cancels it between two exchanges and marks it
-  FAILED (KilledFlowException), freeing its slot at once (Corda leaves it IN_PROGRESS until
-  StopReconciliationForPartyFlow). StopReconciliationForPartyFlow cancels the job if it runs, drops
-  it if it is queued, and marks the status STOPPED: the one-step stop.
+  maxReconciliationRetryAttemptTimeout has passed since the first attempt; the flow keeps its slot
+  and its status stays IN_PROGRESS meanwhile (parked on the clock, holding no thread). Other
+  refusals and failures end it FAILED at once: asking again soon would meet the same answer.
+- killFlow ends the flow KILLED between two exchanges, marks its status FAILED
+  (KilledFlowException) and frees its slot at once (Corda leaves it IN_PROGRESS until
+  StopReconciliationForPartyFlow). StopReconciliationForPartyFlow kills it likewise, whether queued
+  or running, and marks the status STOPPED: the one-step stop.
 """
 
 from __future__ import annotations
@@ -32,37 +32,25 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
-from agent.clock import Clock, pause, to_epoch_ms
+from agent.clock import Clock, to_epoch_ms
 from agent.errors import (
+    AgentError,
     CannotReconcileWithSelfException,
     KilledFlowException,
     MaxIncomingSessionsExceededException,
     ReconciliationAlreadyScheduledException,
 )
+from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
+from agent.flows.engine import FlowEngine, FlowNotFoundError
+from agent.flows.flow import Advance, Await, Flow, FlowContext, StepOutcome
 from agent.ledger.identity import X500Name
 from agent.ledgersync.config import LedgerSyncConfig
-from agent.ledgersync.protocol import LedgerSyncService, ReconciliationResult
+from agent.ledgersync.protocol import LedgerSyncService
 from agent.ledgersync.status import ReconciliationStatusRepository, ReconciliationStatusValue
-from agent.store.database import write_transaction
-from agent.store.models import ReconciliationJob, Schema
-
-
-@dataclass(frozen=True)
-class _Claimed:
-    """A job this worker has marked RUNNING."""
-
-    party_name: str
-    both_directions: bool
-    state_machine_id: str
-    cancelled: threading.Event = field(default_factory=threading.Event, compare=False)
-    interrupted: threading.Event = field(default_factory=threading.Event, compare=False)  # by stop()
-    stop_waiting: threading.Event = field(default_factory=threading.Event, compare=False)  # either
-
 
 log = logging.getLogger("ledger_agent.ledgersync.scheduler")
 # The reference's per-flow Log4j markers, as logger names an operator can filter on.
@@ -70,23 +58,163 @@ schedule_log = logging.getLogger("ledger_agent.ledgersync.ScheduleReconciliation
 reconcile_log = logging.getLogger("ledger_agent.ledgersync.ReconcileWithPartyFlow")
 stop_log = logging.getLogger("ledger_agent.ledgersync.StopReconciliationForPartyFlow")
 
-FIRST_RETRY_DELAY = 1.0  # seconds before asking a busy responder again; doubles up to the cap
-MAX_RETRY_DELAY = 60.0
-
+RECONCILE_FLOW = "ReconcileWithPartyFlow"
 QUEUED = "QUEUED"
 RUNNING = "RUNNING"
+FINISHED = "FINISHED"
 
-_IDLE_WAIT = 2.0  # seconds a worker waits for a notification before looking at the table again
+FIRST_RETRY_DELAY = 1.0  # seconds before asking a busy responder again; doubles up to the cap
+MAX_RETRY_DELAY = 60.0
+SLOT_WAIT = timedelta(hours=1)  # a queued flow looks again this often even if no slot was handed to it
+
+
+class _Slots:
+    """maxNumberOfParallelReconciliationRequests slots, handed to waiting flows oldest first."""
+
+    def __init__(self, engine: FlowEngine, capacity: int) -> None:
+        self.engine = engine
+        self.capacity = capacity
+        self.open = False
+        self._holders: set[str] = set()
+        self._waiting: dict[str, int] = {}  # flow id -> queued at (ms)
+        self._lock = threading.Lock()
+
+    def acquire(self, flow_id: str, queued_at: int) -> bool:
+        with self._lock:
+            if flow_id in self._holders:
+                return True
+            # Oldest first: a slot goes to a newer flow only when no older one is waiting for it.
+            older = any((at, other) < (queued_at, flow_id) for other, at in self._waiting.items())
+            if self.open and len(self._holders) < self.capacity and not older:
+                self._waiting.pop(flow_id, None)
+                self._holders.add(flow_id)
+                return True
+            self._waiting[flow_id] = queued_at
+            return False
+
+    def release(self, flow_id: str) -> None:
+        with self._lock:
+            self._holders.discard(flow_id)
+            self._waiting.pop(flow_id, None)
+        self.wake()
+
+    def wake(self) -> None:
+        """Tell the oldest waiting flows that a slot is free (they take it when they run)."""
+        with self._lock:
+            free = self.capacity - len(self._holders) if self.open else 0
+            chosen = sorted(self._waiting.items(), key=lambda kv: (kv[1], kv[0]))[: max(0, free)]
+        for flow_id, _ in chosen:
+            try:
+                self.engine.deliver(flow_id, "slot", True)
+            except FlowNotFoundError:
+                with self._lock:
+                    self._waiting.pop(flow_id, None)
+
+    @property
+    def in_use(self) -> int:
+        with self._lock:
+            return len(self._holders)
+
+
+class ReconcileWithPartyFlow(Flow):
+    name = RECONCILE_FLOW
+
+    def __init__(self, state: dict[str, Any], scheduler: ReconciliationScheduler) -> None:
+        super().__init__(state)
+        self.scheduler = scheduler
+        self.party = X500Name.parse(str(state["party"]))
+        # The busy responder's back-off lives in memory: after a restart the flow starts afresh.
+        self._first_attempt: Any = None
+        self._delay = FIRST_RETRY_DELAY
+        self._attempt = 1
+        self._started_here = False  # False in a flow resumed at RUNNING: its session did not survive
+
+    @property
+    def counterparties(self) -> tuple[X500Name, ...]:
+        return (self.party,)
+
+    def step(self, progress_step: str, ctx: FlowContext) -> StepOutcome:
+        scheduler = self.scheduler
+        match progress_step:
+            case "STARTED":
+                return Advance(QUEUED)
+            case "QUEUED" | "RUNNING" if not scheduler.slots.acquire(
+                ctx.flow_id, int(self.state["queued_at"])
+            ):
+                used = scheduler.slots.in_use
+                return Await(("slot",), ctx.now + SLOT_WAIT, f"a free reconciliation slot ({used} in use)")
+            case "QUEUED" | "RUNNING" if not self._started_here:
+                # Begun afresh (also after a restart cut a session off): IN_PROGRESS from now.
+                self._started_here = True
+                at = to_epoch_ms(ctx.now)
+                return Advance(
+                    RUNNING, effect=lambda: scheduler.statuses.started(self.party, True, ctx.flow_id, at)
+                )
+            case "RUNNING":
+                return self._reconcile(ctx)
+        raise AgentError(f"{RECONCILE_FLOW} has no step after {progress_step}")
+
+    def _reconcile(self, ctx: FlowContext) -> StepOutcome:
+        scheduler, party = self.scheduler, self.party
+        if self._first_attempt is None:
+            self._first_attempt = ctx.now
+            reconcile_log.info("reconciliation %s with %s started", ctx.flow_id, party)
+        try:
+            result = scheduler.service.reconcile(
+                party, both_directions=bool(self.state["both"]), cancelled=ctx.cancelled
+            )
+        except MaxIncomingSessionsExceededException as busy:
+            timeout = scheduler.config.max_reconciliation_retry_attempt_timeout
+            wait = min(self._delay, MAX_RETRY_DELAY) * (1 - 0.5 * scheduler.rng.random())
+            if ctx.now + timedelta(seconds=wait) - self._first_attempt > timeout:
+                gave_up = MaxIncomingSessionsExceededException(
+                    f"{busy}; gave up after {self._attempt} attempt(s) over "
+                    f"maxReconciliationRetryAttemptTimeout ({timeout})"
+                )
+                return self._failed(ctx, gave_up)
+            reconcile_log.info("%s is busy (attempt %d); asking again in %.1f s", party, self._attempt, wait)
+            self._delay *= 2
+            self._attempt += 1
+            return Await(("never",), ctx.now + timedelta(seconds=wait), f"{party} (busy: asking again)")
+        except Exception as exc:
+            return self._failed(ctx, exc)
+        if ctx.cancelled.is_set():  # killed or stopped meanwhile: they wrote the status
+            return Advance(RUNNING, done=True)
+        at = to_epoch_ms(scheduler.clock.now())
+        reconcile_log.info(
+            "reconciliation with %s finished: %d transaction(s) missing here, "
+            "%d exchange(s), %d bytes sent, %d received",
+            party,
+            len(result.missing_here),
+            result.exchanges,
+            result.bytes_sent,
+            result.bytes_received,
+        )
+        return Advance(
+            FINISHED,
+            effect=lambda: scheduler.statuses.succeeded(party, True, at, result.missing_here),
+            done=True,
+            result=result,
+        )
+
+    def _failed(self, ctx: FlowContext, exc: Exception) -> StepOutcome:
+        if ctx.cancelled.is_set():  # killed or stopped: they wrote the status
+            return Advance(RUNNING, done=True)
+        reconcile_log.warning("reconciliation with %s failed: %s", self.party, exc)
+        at, error = to_epoch_ms(self.scheduler.clock.now()), f"{type(exc).__name__}: {exc}"
+        return Advance(
+            RUNNING, effect=lambda: self.scheduler.statuses.failed(self.party, True, at, error), fail=exc
+        )
 
 
 class ReconciliationScheduler:
-    """Queues reconciliations in the store and runs them on a bounded pool of worker threads."""
+    """Queues reconciliations as flows on the engine and gives them slots to run in."""
 
     def __init__(
         self,
         service: LedgerSyncService,
         statuses: ReconciliationStatusRepository,
-        schema: Schema,
+        engine: FlowEngine,
         config: LedgerSyncConfig,
         clock: Clock,
         identity_name: str,
@@ -95,256 +223,147 @@ class ReconciliationScheduler:
     ) -> None:
         self.service = service
         self.statuses = statuses
-        self.schema = schema
+        self.engine = engine
         self.config = config
         self.clock = clock
         self.identity_name = str(X500Name.parse(identity_name))
-        self._jobs = schema.reconciliation_jobs
-        self._condition = threading.Condition()
-        self._generation = 0  # bumped by every schedule(), so a worker never misses a notification
-        self._stopping = False
-        self._threads: list[threading.Thread] = []
-        self._running: dict[str, _Claimed] = {}  # by party name, the jobs this process runs
-        self._outcome_lock = threading.Lock()  # one writer of a running job's final status
-        self._rng = rng or random.Random()
+        self.rng = rng or random.Random()
+        self.slots = _Slots(engine, config.max_number_of_parallel_reconciliation_requests)
+        self._schedule_lock = threading.Lock()
+        engine.register(RECONCILE_FLOW, lambda state: ReconcileWithPartyFlow(state, self))
+        engine.on_end(self._ended)
 
     # -- the flows ---------------------------------------------------------------------------------
 
-    def schedule(self, parties: Sequence[X500Name], *, both_directions: bool = False) -> None:
-        """ScheduleReconciliationFlow: queue one job per party, all or none; returns at once."""
+    def schedule(self, parties: Sequence[X500Name], *, both_directions: bool = False) -> list[str]:
+        """ScheduleReconciliationFlow: one flow per party, all or none; returns their run ids at once."""
         names = [str(party) for party in parties]
         for name in names:
             if name == self.identity_name:
                 raise CannotReconcileWithSelfException(name)
-        with write_transaction(self.schema.database):
+        queued_at = to_epoch_ms(self.clock.now())
+        with self._schedule_lock:
             seen: set[str] = set()
             for name in names:
                 if name in seen or self._busy(name):
                     raise ReconciliationAlreadyScheduledException(name)
                 seen.add(name)
-            now_ms = self._now_ms()
-            for name in names:
-                self._jobs.insert(
-                    party_name=name,
-                    both_directions=both_directions,
-                    state=QUEUED,
-                    queued_at_ms=now_ms,
-                    state_machine_id=None,
-                ).execute()
+            ids = self._create(names, both_directions, queued_at)
+        for flow_id in ids:
+            self.engine.schedule(flow_id)
         schedule_log.info(
             "queued reconciliation with %s%s",
             ", ".join(names),
             " (both directions)" if both_directions else "",
         )
-        with self._condition:
-            self._generation += 1
-            self._condition.notify_all()
+        return ids
+
+    def _create(
+        self, names: Sequence[str], both_directions: bool, queued_at: int, *, adopt_old_queue: bool = False
+    ) -> list[str]:
+        """Checkpoint the flows in one database transaction: a failure queues none of them.
+
+        adopt_old_queue: the rows of the old job queue become flows, and leave it, in that transaction.
+        """
+        ids: list[str] = []
+        try:
+            with self.engine.store.unit_of_work():
+                jobs = self.statuses.take_legacy_jobs() if adopt_old_queue else []
+                wanted = [(name, both_directions, queued_at) for name in names]
+                wanted += [job for job in jobs if not self._flows(job[0])]
+                for name, both, at in wanted:
+                    state = {"party": name, "both": both, "queued_at": at}
+                    ids.append(self.engine.create(ReconcileWithPartyFlow(state, self)).flow_id)
+        except BaseException:
+            for flow_id in ids:
+                self.engine.forget(flow_id)
+            raise
+        return ids
+
+    def _flows(self, party: str | None = None, step: str | None = None) -> list[FlowCheckpoint]:
+        found = self.engine.flows(
+            flow_name=RECONCILE_FLOW,
+            counterparty=None if party is None else X500Name.parse(party),
+            step=step,
+        )
+        return [cp for cp in found if cp.status in (FlowStatus.RUNNABLE, FlowStatus.PAUSED)]
 
     def stop_for_party(self, party: X500Name) -> bool:
-        """StopReconciliationForPartyFlow, outgoing half: cancel or drop the job, mark STOPPED.
+        """StopReconciliationForPartyFlow, outgoing half: kill its flow, mark the status STOPPED.
 
-        True if there was a job or a status to stop.
+        True if there was a flow or a status to stop.
         """
         name = str(party)
-        with self._outcome_lock:
-            running = self._running.get(name)
-            if running is not None:
-                running.cancelled.set()
-                running.stop_waiting.set()
-            with write_transaction(self.schema.database):
-                dropped = self._jobs.delete().where(self._jobs.party_name == name).execute()
-            row = self.statuses.get(name, True)
-            if row is not None:
-                self.statuses.stopped(name, True, self._now_ms())
-        if running is not None or dropped or row is not None:
+        flows = self._flows(name)
+        row = self.statuses.get(name, True)
+        if row is not None:
+            self.statuses.stopped(name, True, self._now_ms())
+        for cp in flows:
+            self.engine.kill(cp.flow_id)
+        if flows or row is not None:
             stop_log.info("outgoing reconciliation with %s stopped", name)
             return True
         return False
 
     def kill(self, state_machine_id: str) -> str | None:
-        """killFlow on a running job: cancel it and mark it FAILED; the party's name, or None."""
-        with self._outcome_lock:
-            job = next((j for j in self._running.values() if j.state_machine_id == state_machine_id), None)
-            if job is None:
-                return None
-            job.cancelled.set()
-            job.stop_waiting.set()
+        """killFlow on one of our reconciliations: KILLED, its status FAILED; the party's name, or None."""
+        cp = self.engine.store.get_checkpoint(state_machine_id)
+        if (
+            cp is None
+            or cp.flow_name != RECONCILE_FLOW
+            or cp.status
+            not in (
+                FlowStatus.RUNNABLE,
+                FlowStatus.PAUSED,
+            )
+        ):
+            return None
+        party = cp.counterparties[0]
+        if cp.progress_step == RUNNING:
             error = KilledFlowException(state_machine_id)
-            self.statuses.failed(job.party_name, True, self._now_ms(), f"{type(error).__name__}: {error}")
-        stop_log.info("reconciliation %s with %s killed", state_machine_id, job.party_name)
-        return job.party_name
+            self.statuses.failed(party, True, self._now_ms(), f"{type(error).__name__}: {error}")
+        self.engine.kill(state_machine_id)
+        stop_log.info("reconciliation %s with %s killed", state_machine_id, party)
+        return str(party)
 
     def is_scheduled(self, party: X500Name) -> bool:
-        """IsReconciliationScheduledForPartyFlow: a job of ours with that party is QUEUED or RUNNING."""
-        return self._jobs.get_or_none(self._jobs.party_name == str(party)) is not None
+        """IsReconciliationScheduledForPartyFlow: a flow of ours with that party is queued or running."""
+        return bool(self._flows(str(party)))
 
     def number_scheduled(self) -> int:
-        return int(self._jobs.select().where(self._jobs.state == QUEUED).count())
+        # One read: a flow moving from STARTED to QUEUED between two reads would be counted in neither.
+        return sum(cp.progress_step in ("STARTED", QUEUED) for cp in self._flows())
 
     def number_in_progress(self) -> int:
-        return int(self._jobs.select().where(self._jobs.state == RUNNING).count())
+        return len(self._flows(step=RUNNING))
 
-    # -- the pool ----------------------------------------------------------------------------------
+    # -- slots ---------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Re-queue what a crash left RUNNING, then start the workers."""
-        if self._threads:
-            raise RuntimeError("the reconciliation scheduler is already started")
-        with write_transaction(self.schema.database):
-            requeued = (
-                self._jobs.update(state=QUEUED, state_machine_id=None)
-                .where(self._jobs.state == RUNNING)
-                .execute()
-            )
-        if requeued:
-            log.warning("%d reconciliation(s) interrupted by the last stop are queued again", requeued)
-        with self._condition:
-            self._stopping = False
-        count = self.config.max_number_of_parallel_reconciliation_requests
-        for number in range(count):
-            thread = threading.Thread(
-                target=self._worker, name=f"ledgersync-reconciliation-{number}", daemon=True
-            )
-            self._threads.append(thread)
-            thread.start()
+        """Open the slots (the graph is ready); rows of the old job queue become flows."""
+        self._adopt_old_queue()
+        self.slots.open = True
+        self.slots.wake()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Let running reconciliations finish (queued ones stay queued in the store), then join.
+        """Hand out no more slots; flows stay checkpointed for the next start (the engine stops them)."""
+        self.slots.open = False
 
-        One waiting for a busy responder is interrupted instead (the wait may last an hour); its
-        job stays RUNNING in the store, so the next start queues it again.
-        """
-        with self._condition:
-            self._stopping = True
-            self._condition.notify_all()
-        with self._outcome_lock:
-            for job in self._running.values():
-                job.interrupted.set()
-                job.stop_waiting.set()
-        for thread in self._threads:
-            thread.join(timeout)
-            if thread.is_alive():
-                log.warning("reconciliation worker %s did not stop within %ss", thread.name, timeout)
-        self._threads = []
+    def _ended(self, checkpoint: FlowCheckpoint) -> None:
+        if checkpoint.flow_name == RECONCILE_FLOW:
+            self.slots.release(checkpoint.flow_id)
 
-    def _worker(self) -> None:
-        # The loop outlives any one failure: a store error in claiming is logged and tried again.
-        try:
-            while True:
-                with self._condition:
-                    if self._stopping:
-                        return
-                    seen = self._generation
-                try:
-                    job = self._claim()
-                    if job is not None:
-                        self._run(job)
-                        continue
-                except Exception:
-                    log.exception("reconciliation worker failed; it carries on")
-                self._wait(seen)
-        finally:
-            # peewee keeps one connection per thread; close this one rather than leave it open.
-            if not self.schema.database.is_closed():
-                self.schema.database.close()
-
-    def _wait(self, seen: int) -> None:
-        """Until schedule() queues something, stop() is called, or the idle wait is over."""
-        with self._condition:
-            self._condition.wait_for(lambda: self._stopping or self._generation != seen, timeout=_IDLE_WAIT)
-
-    def _claim(self) -> _Claimed | None:
-        """The oldest QUEUED job, now RUNNING under a new state machine id; None when there is none."""
-        jobs = self._jobs
-        with write_transaction(self.schema.database):
-            job: ReconciliationJob | None = (
-                jobs.select().where(jobs.state == QUEUED).order_by(jobs.queued_at_ms, jobs.party_name).first()
-            )
-            if job is None:
-                return None
-            state_machine_id = str(uuid.uuid4())
-            claimed = (
-                jobs.update(state=RUNNING, state_machine_id=state_machine_id)
-                .where((jobs.party_name == job.party_name) & (jobs.state == QUEUED))
-                .execute()
-            )
-            if claimed != 1:
-                return None
-            return _Claimed(job.party_name, job.both_directions, state_machine_id)
-
-    def _run(self, job: _Claimed) -> None:
-        party = X500Name.parse(job.party_name)
-        with self._outcome_lock:
-            self._running[job.party_name] = job
-        unfinished = False
-        try:
-            self.statuses.started(party, True, job.state_machine_id, self._now_ms())
-            reconcile_log.info("reconciliation %s with %s started", job.state_machine_id, party)
-            try:
-                result = self._reconcile_retrying(party, job)
-            except Exception as exc:
-                with self._outcome_lock:
-                    if job.interrupted.is_set() and not job.cancelled.is_set():
-                        unfinished = True  # the agent is stopping: the job runs again at the next start
-                    elif not job.cancelled.is_set():  # stop and kill have written the outcome
-                        reconcile_log.warning("reconciliation with %s failed: %s", party, exc)
-                        self.statuses.failed(party, True, self._now_ms(), f"{type(exc).__name__}: {exc}")
-            else:
-                with self._outcome_lock:
-                    if not job.cancelled.is_set():
-                        self.statuses.succeeded(party, True, self._now_ms(), result.missing_here)
-                        reconcile_log.info(
-                            "reconciliation with %s finished: %d transaction(s) missing here, "
-                            "%d exchange(s), %d bytes sent, %d received",
-                            party,
-                            len(result.missing_here),
-                            result.exchanges,
-                            result.bytes_sent,
-                            result.bytes_received,
-                        )
-        finally:
-            with self._outcome_lock:
-                if self._running.get(job.party_name) is job:  # stopped and queued again meanwhile
-                    del self._running[job.party_name]
-            if unfinished:
-                reconcile_log.info(
-                    "reconciliation with %s interrupted by the stop; queued for the next start", party
-                )
-            else:
-                with write_transaction(self.schema.database):
-                    self._jobs.delete().where(
-                        (self._jobs.party_name == job.party_name)
-                        & (self._jobs.state_machine_id == job.state_machine_id)
-                    ).execute()
-
-    def _reconcile_retrying(self, party: X500Name, job: _Claimed) -> ReconciliationResult:
-        """reconcile, asking a busy responder again with back-off until the retry timeout."""
-        timeout = self.config.max_reconciliation_retry_attempt_timeout
-        started = self.clock.now()
-        delay = FIRST_RETRY_DELAY
-        attempt = 1
-        while True:
-            try:
-                return self.service.reconcile(
-                    party, both_directions=job.both_directions, cancelled=job.cancelled
-                )
-            except MaxIncomingSessionsExceededException as busy:
-                wait = min(delay, MAX_RETRY_DELAY) * (1 - 0.5 * self._rng.random())
-                if self.clock.now() + timedelta(seconds=wait) - started > timeout:
-                    raise MaxIncomingSessionsExceededException(
-                        f"{busy}; gave up after {attempt} attempt(s) over "
-                        f"maxReconciliationRetryAttemptTimeout ({timeout})"
-                    ) from busy
-                reconcile_log.info("%s is busy (attempt %d); asking again in %.1f s", party, attempt, wait)
-                if pause(self.clock, wait, job.stop_waiting):
-                    raise KilledFlowException(job.state_machine_id, "stopped while waiting") from busy
-                delay *= 2
-                attempt += 1
+    def _adopt_old_queue(self) -> None:
+        ids = self._create([], False, 0, adopt_old_queue=True)
+        if ids:
+            log.warning("%d reconciliation(s) of the old job queue are queued again as flows", len(ids))
+        for flow_id in ids:
+            self.engine.schedule(flow_id)
 
     # -- helpers -----------------------------------------------------------------------------------
 
     def _busy(self, name: str) -> bool:
-        if self._jobs.get_or_none(self._jobs.party_name == name) is not None:
+        if self._flows(name):
             return True
         responder = self.statuses.get(name, False)
         return (

@@ -179,6 +179,18 @@ class ReconciliationStatusRepository:
 
     # -- reads -------------------------------------------------------------------------------------
 
+    def take_legacy_jobs(self) -> list[tuple[str, bool, int]]:
+        """The rows of cr_reconciliation_jobs (the queue before the flow engine), removed as read.
+
+        (party name, both directions, queued at ms), oldest first; the caller's unit of work makes
+        them flows in the same database transaction.
+        """
+        jobs = self.schema.reconciliation_jobs
+        with write_transaction(self.schema.database):
+            rows = list(jobs.select().order_by(jobs.queued_at_ms, jobs.party_name))
+            jobs.delete().execute()
+        return [(row.party_name, bool(row.both_directions), int(row.queued_at_ms)) for row in rows]
+
     def get(self, party: X500Name | str, is_requester: bool) -> ReconciliationStatus | None:
         """GetReconciliationStatusForPartyFlow: the status, or None if there is none."""
         row = self._find(_name(party), is_requester)

@@ -46,7 +46,7 @@ class ReconciliationTimetable:
     def __init__(
         self,
         entries: Sequence[ScheduledReconciliation],
-        schedule: Callable[[Sequence[X500Name]], None],
+        schedule: Callable[[Sequence[X500Name]], object],
         clock: Clock,
     ) -> None:
         self.entries = tuple(entries)

@@ -291,3 +291,16 @@ def test_a_parked_flow_is_listed_with_what_it_waits_for(tmp_path: Path) -> None:
     finally:
         engine.shutdown(5)
         store.close()
+
+
+def test_resume_all_leaves_alone_a_flow_this_engine_runs_already(store: LedgerStore) -> None:
+    engine = engine_for(store)
+    try:
+        handle = engine.start(Counter({}, store))
+        wait_parked(engine, handle.flow_id)
+        assert engine.resume_all() == []  # a service started it before the engine's own resume
+        assert engine.handle(handle.flow_id) is handle
+        engine.deliver(handle.flow_id, "go", "once")
+        assert handle.result(WAIT) == (2, "once", False)
+    finally:
+        engine.shutdown(5)

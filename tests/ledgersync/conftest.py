@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from agent.clock import Clock
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
+from agent.ledgersync.config import LedgerSyncConfig
 from agent.ledgersync.idset import IdSet
 from agent.ledgersync.protocol import LedgerSyncService
 from agent.ledgersync.scheduler import ReconciliationScheduler
@@ -45,15 +47,29 @@ class Net:
     def entry(self, name: X500Name) -> Any:
         return next(e for e in self.layout.nodes if e.name == name)
 
-    def start(self, name: X500Name) -> None:
+    def start(
+        self, name: X500Name, clock: Clock | None = None, config: LedgerSyncConfig | None = None
+    ) -> None:
         entry = self.entry(name)
         # Few, short retries: an unreachable peer fails a reconciliation in well under a second.
         retry = RetryPolicy(max_attempts=2, base_delay=0.01)
         runtime = build_runtime(
-            open_node(entry.config), InProcessTransport(self.network), retry=retry, ledgersync=True
+            open_node(entry.config, clock=clock),
+            InProcessTransport(self.network),
+            retry=retry,
+            ledgersync=True,
+            ledgersync_config=config,
         )
         self.network.attach(entry.p2p_address, runtime.peer_service)
         self.runtimes[name] = runtime
+
+    def restart(
+        self, name: X500Name, clock: Clock | None = None, config: LedgerSyncConfig | None = None
+    ) -> None:
+        """Stop the node's runtime and start a new one over the same store (its flows resume)."""
+        self.runtimes.pop(name).stop(5)
+        self.network.detach(self.entry(name).p2p_address)
+        self.start(name, clock, config)
 
     def db(self, name: X500Name) -> Path:
         return Path(self.runtimes[name].node.config.database_url.removeprefix("sqlite:///"))

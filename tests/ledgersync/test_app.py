@@ -36,7 +36,13 @@ def test_nothing_is_scheduled_or_served_before_the_graph_is_ready(tmp_path: Path
     runtime = build_runtime(node, InProcessTransport(network))  # LedgerSync off: build it by hand
     try:
         sync = LedgerSync(
-            node.identity, node.store, runtime.peers, node.network_map, LedgerSyncConfig(), node.clock
+            node.identity,
+            node.store,
+            runtime.peers,
+            node.network_map,
+            LedgerSyncConfig(),
+            node.clock,
+            runtime.engine,
         )
         assert not sync.report.is_initialized
         with pytest.raises(LedgerGraphNotReadyException, match="being built"):

@@ -3,11 +3,12 @@ requester's back-off (in simulated time), the rate limit, stop and kill, malform
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -44,33 +45,57 @@ def take_only_slot(net: Net, responder: X500Name, holder: X500Name) -> Callable[
     limit_responder(net, responder, max_number_of_parallel_reconciliation_requests=1)
     sync = net[responder].ledgersync
     assert sync is not None
+    sync.incoming.idle_timeout = timedelta(hours=2)  # held through the requester's simulated waits
     sync.incoming.admit(holder)
     return lambda: sync.incoming.finish(holder, [])
 
 
-def scheduler_on(net: Net, name: X500Name, clock: Clock, **settings: object) -> ReconciliationScheduler:
-    """A's scheduler replaced by one on the given clock and settings (the runtime's is stopped)."""
-    old = net.scheduler(name)
-    old.stop(5)
-    config = LedgerSyncConfig(**settings)  # type: ignore[arg-type]
-    import random
+def on_clock(net: Net, clock: Clock) -> None:
+    """Every node restarted on one clock (messages carry timestamps each receiver checks)."""
+    for name in (B, C):
+        net.restart(name, clock)
+        sync = net[name].ledgersync
+        assert sync is not None and sync.ready.wait(DEADLINE)
 
-    return ReconciliationScheduler(
-        old.service, old.statuses, old.schema, config, clock, str(name), rng=random.Random(4)
-    )
+
+def scheduler_on(net: Net, name: X500Name, clock: Clock, **settings: object) -> ReconciliationScheduler:
+    """The node restarted on the given clock and LedgerSync settings; its scheduler."""
+    net.restart(name, clock, LedgerSyncConfig(**settings))  # type: ignore[arg-type]
+    sync = net[name].ledgersync
+    assert sync is not None and sync.ready.wait(DEADLINE)
+    scheduler = net.scheduler(name)
+    scheduler.rng = random.Random(4)
+    return scheduler
+
+
+def run_in_simulated_time(
+    net: Net, name: X500Name, clock: ManualClock, party: X500Name, on_wait: Callable[[float], None]
+) -> ReconciliationStatus:
+    """Move the clock to each wait's end until the reconciliation with party is over; its status."""
+    engine, scheduler = net[name].engine, net.scheduler(name)
+    deadline = time.monotonic() + DEADLINE
+    while scheduler.is_scheduled(party):
+        assert time.monotonic() < deadline, f"still scheduled after {DEADLINE}s"
+        for cp in engine.flows(flow_name="ReconcileWithPartyFlow", counterparty=party):
+            wake = engine.wake_at(cp.flow_id)
+            if wake is not None and "busy" in (engine.waiting_for(cp.flow_id) or ""):
+                on_wait((wake - clock.now()).total_seconds())
+                clock.advance(wake - clock.now())
+                engine.fire_due()
+        threading.Event().wait(0.01)
+    status = scheduler.statuses.get(party, True)
+    assert status is not None
+    return status
 
 
 def test_a_busy_responder_is_asked_again_with_back_off_until_the_timeout(net: Net) -> None:
+    clock = ManualClock(datetime.now(UTC))
+    on_clock(net, clock)
     take_only_slot(net, B, C)
-    clock = ManualClock()
     began = clock.now()
     scheduler = scheduler_on(net, A, clock, max_reconciliation_retry_attempt_timeout=timedelta(minutes=5))
-    scheduler.start()
-    try:
-        scheduler.schedule([B])
-        status = wait_done(scheduler, B)[B]
-    finally:
-        scheduler.stop(5)
+    scheduler.schedule([B])
+    status = run_in_simulated_time(net, A, clock, B, lambda _: None)
     assert status.last_reconciliation_status is V.FAILED
     assert status.last_reconciliation_error.startswith("MaxIncomingSessionsExceededException: ")
     assert "maxReconciliationRetryAttemptTimeout (0:05:00)" in status.last_reconciliation_error
@@ -83,33 +108,23 @@ def test_a_busy_responder_is_asked_again_with_back_off_until_the_timeout(net: Ne
     assert status.last_successful_reconciliation_status is None  # never succeeded
 
 
-class ReleasingClock(ManualClock):
-    """Simulated time in which the responder's slot frees during the requester's first wait."""
-
-    def __init__(self, release: Callable[[], None]) -> None:
-        super().__init__()
-        self.release = release
-        self.waits: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        if len(self.waits) == 1:
-            self.release()
-        super().sleep(seconds)
-
-
 def test_a_busy_responder_that_frees_a_slot_is_reconciled_with(net: Net) -> None:
     net[A].tokens.issue([(A, 100), (B, 40)], "GBP")
-    clock = ReleasingClock(take_only_slot(net, B, C))
+    clock = ManualClock(datetime.now(UTC))
+    on_clock(net, clock)
+    release = take_only_slot(net, B, C)
     scheduler = scheduler_on(net, A, clock)
-    scheduler.start()
-    try:
-        scheduler.schedule([B])
-        status = wait_done(scheduler, B)[B]
-    finally:
-        scheduler.stop(5)
+    waits: list[float] = []
+
+    def on_wait(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 1:
+            release()  # the responder's slot frees during the requester's first wait
+
+    scheduler.schedule([B])
+    status = run_in_simulated_time(net, A, clock, B, on_wait)
     assert status.last_reconciliation_status is V.DIFFERENCES_NOT_FOUND
-    assert len(clock.waits) == 1 and 0.5 <= clock.waits[0] <= 1.0
+    assert len(waits) == 1 and 0.5 <= waits[0] <= 1.0
 
 
 def status_of(scheduler: ReconciliationScheduler, party: X500Name) -> ReconciliationStatus | None:
@@ -123,10 +138,7 @@ def in_progress(scheduler: ReconciliationScheduler, party: X500Name) -> bool:
 
 def test_stop_and_kill_end_a_reconciliation_that_waits_for_a_busy_responder(net: Net) -> None:
     take_only_slot(net, B, C)
-    scheduler = net.scheduler(A)
-    scheduler.stop(5)
-    real = scheduler_on(net, A, net[A].node.clock)  # real waits: the retry timeout is an hour
-    real.start()
+    real = net.scheduler(A)  # real waits: the retry timeout is an hour
     try:
         real.schedule([B])
         until(lambda: in_progress(real, B), "A's reconciliation with B is IN_PROGRESS")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from agent.errors import CannotReconcileWithSelfException, ReconciliationAlreadyScheduledException
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
-from agent.ledgersync.config import LedgerSyncConfig
 from agent.ledgersync.scheduler import QUEUED, RUNNING, ReconciliationScheduler
 from agent.ledgersync.status import ReconciliationStatus, ReconciliationStatusValue
 from tests.ledgersync.conftest import A, B, C, Net
@@ -29,14 +29,6 @@ def wait_done(scheduler: ReconciliationScheduler, *parties: X500Name) -> dict[X5
     done = {p: s for p, s in statuses.items() if s is not None}
     assert len(done) == len(parties)
     return done
-
-
-def fresh_scheduler(net: Net, name: X500Name) -> ReconciliationScheduler:
-    """A second scheduler over the node's store, as a restarted node builds it."""
-    old = net.scheduler(name)
-    return ReconciliationScheduler(
-        old.service, old.statuses, old.schema, LedgerSyncConfig(), old.clock, str(name)
-    )
 
 
 def test_scheduled_reconciliations_record_what_reconcile_finds(
@@ -104,28 +96,65 @@ def test_a_party_reconciling_with_us_is_refused_in_the_other_direction(net: Net)
     assert scheduler.number_scheduled() == 2
 
 
-def test_queued_and_interrupted_jobs_survive_a_restart(net: Net) -> None:
-    net[A].tokens.issue([(A, 100), (B, 40)], "GBP", observers=(C,))
-    net.scheduler(A).stop(5)
-    before = fresh_scheduler(net, A)  # never started
-    before.schedule([B, C])
-    jobs = before.schema.reconciliation_jobs
-    # As a crash in the middle of C's reconciliation leaves it.
-    jobs.update(state=RUNNING, state_machine_id="crashed-run").where(jobs.party_name == str(C)).execute()
-    assert before.number_scheduled() == 1 and before.number_in_progress() == 1
-    del before
+def test_queued_and_interrupted_reconciliations_survive_a_restart(net: Net) -> None:
+    from dataclasses import replace
 
-    after = fresh_scheduler(net, A)
-    assert {j.party_name: j.state for j in jobs.select()} == {str(B): QUEUED, str(C): RUNNING}
-    after.start()
-    try:
-        done = wait_done(after, B, C)
-    finally:
-        after.stop(5)
-    for party in (B, C):
+    from agent.flows.checkpoints import FlowStatus
+
+    net[A].tokens.issue([(A, 100), (B, 40)], "GBP", observers=(C,))
+    scheduler = net.scheduler(A)
+    scheduler.stop(5)  # no slots: both stay QUEUED
+    with_b, with_c = scheduler.schedule([B, C])
+    store = net[A].node.store
+    for flow_id in (with_b, with_c):
+        handle = net[A].engine.handle(flow_id)
+        assert handle is not None and handle.wait_for(lambda h: h.waiting_for is not None, DEADLINE)
+    # As a crash in the middle of C's reconciliation leaves it: RUNNABLE at RUNNING.
+    cut = store.get_checkpoint(with_c)
+    assert cut is not None and cut.progress_step == QUEUED
+    net.runtimes.pop(A).stop(5)
+    net.network.detach(net.entry(A).p2p_address)
+    store.update_checkpoint(replace(cut, progress_step=RUNNING), value_changed=False)
+    store.close()
+
+    net.start(A)  # the engine resumes both flows; they run once the graph is ready
+    done = wait_done(net.scheduler(A), B, C)
+    for party, flow_id in ((B, with_b), (C, with_c)):
         assert done[party].last_reconciliation_status is ReconciliationStatusValue.DIFFERENCES_NOT_FOUND
-        assert done[party].state_machine_run_id not in (None, "crashed-run")
-    assert jobs.select().count() == 0
+        assert done[party].state_machine_run_id == flow_id
+        finished = net[A].node.store.get_checkpoint(flow_id)
+        assert finished is not None and finished.status is FlowStatus.COMPLETED
+
+
+def test_the_old_job_queue_becomes_flows_at_start(net: Net) -> None:
+    net[A].tokens.issue([(A, 100), (B, 40)], "GBP", observers=(C,))
+    net.runtimes.pop(A).stop(5)
+    net.network.detach(net.entry(A).p2p_address)
+    store = LedgerStoreFor(net, A)
+    jobs = store.schema.reconciliation_jobs
+    jobs.insert(party_name=str(B), both_directions=False, state=QUEUED, queued_at_ms=1).execute()
+    jobs.insert(party_name=str(C), both_directions=True, state=RUNNING, queued_at_ms=2).execute()
+    store.close()
+
+    net.start(A)
+    done = wait_done(net.scheduler(A), B, C)
+    assert {p: s.last_reconciliation_status for p, s in done.items()} == {
+        B: ReconciliationStatusValue.DIFFERENCES_NOT_FOUND,
+        C: ReconciliationStatusValue.DIFFERENCES_NOT_FOUND,
+    }
+    assert net[A].node.store.schema.reconciliation_jobs.select().count() == 0
+
+
+def LedgerStoreFor(net: Net, name: X500Name) -> Any:  # noqa: N802 (reads as the store it opens)
+    from agent.store.ledger_store import LedgerStore
+
+    return LedgerStore(net.entry(name) and net_db_url(net, name))
+
+
+def net_db_url(net: Net, name: X500Name) -> str:
+    from agent.config import load_node_config
+
+    return load_node_config(net.entry(name).config).database_url
 
 
 def test_an_unreachable_peer_fails_the_reconciliation_and_keeps_the_last_success(
@@ -153,3 +182,58 @@ def test_an_unreachable_peer_fails_the_reconciliation_and_keeps_the_last_success
         assert getattr(failed, kept) == getattr(first, kept)
     assert set(failed.last_successful_reconciliation_result) == {t["t4"], t["t5"]}
     assert scheduler.statuses.failed_parties() == [str(B)]
+
+
+def test_a_responder_restarted_mid_session_leaves_no_row_that_blocks_the_next_reconciliation(
+    net: Net,
+) -> None:
+    from agent.flows.checkpoints import FlowStatus
+    from agent.ledgersync.admission import RESPONDER_FLOW
+
+    net[A].tokens.issue([(A, 100), (B, 40)], "GBP")
+    sync_b = net[B].ledgersync
+    assert sync_b is not None
+    session = sync_b.incoming.admit(A)  # A's session with B has begun
+    flow = net[B].node.store.get_checkpoint(session.state_machine_id)
+    assert flow is not None and (flow.flow_name, flow.status) == (RESPONDER_FLOW, FlowStatus.RUNNABLE)
+    assert flow.counterparties == (A,)
+
+    net.restart(B)  # B stops in the middle of the session; its flow resumes and finds no session
+    handle = net[B].engine.handle(session.state_machine_id)
+    if handle is not None:
+        assert handle.wait_for(lambda h: h.done, DEADLINE)
+    row = net[B].node.store.get_checkpoint(session.state_machine_id)
+    assert row is not None and row.status is FlowStatus.FAILED
+    status = net.scheduler(B).statuses.get(A, False)
+    assert status is not None and status.last_reconciliation_status is ReconciliationStatusValue.FAILED
+    assert "ended when this node stopped" in status.last_reconciliation_error
+    # Nothing blocks B's own reconciliation with A, nor A's with B.
+    net.scheduler(B).schedule([A])
+    net.scheduler(A).schedule([B])
+    assert (
+        wait_done(net.scheduler(B), A)[A].last_reconciliation_status
+        is ReconciliationStatusValue.DIFFERENCES_NOT_FOUND
+    )
+    assert (
+        wait_done(net.scheduler(A), B)[B].last_reconciliation_status
+        is ReconciliationStatusValue.DIFFERENCES_NOT_FOUND
+    )
+
+
+def test_killflow_ends_an_incoming_session_through_the_engine(net: Net) -> None:
+    from agent.flows.checkpoints import FlowStatus
+
+    sync_b = net[B].ledgersync
+    assert sync_b is not None
+    session = sync_b.incoming.admit(C)
+    listed = net[B].engine.flows(status=FlowStatus.RUNNABLE, counterparty=C)
+    assert [cp.flow_id for cp in listed] == [session.state_machine_id]
+    handle = net[B].engine.handle(session.state_machine_id)
+    assert handle is not None
+    assert net[B].engine.kill(session.state_machine_id)
+    assert handle.wait_for(lambda h: h.done, DEADLINE)  # at once, or when its step under way returns
+    assert not sync_b.is_responding_to_reconciliation_for_party(C)
+    killed = net[B].node.store.get_checkpoint(session.state_machine_id)
+    assert killed is not None and killed.status is FlowStatus.KILLED
+    status = sync_b.statuses.get(C, False)
+    assert status is not None and status.last_reconciliation_error.startswith("KilledFlowException")
