@@ -313,3 +313,33 @@ def test_limits_between_processes(started: tuple[Network, Stores]) -> None:
             flow(a, "ReconcileWithPartyFlow", party=B)
     finally:
         rogue.close()
+
+
+def test_a_responder_killed_mid_session_blocks_nothing_once_restarted(
+    network_factory: Callable[..., Network],
+) -> None:
+    from tests.test_processes import CRASHED, _drop_faults
+
+    # B's agent dies right after it admitted A's session and marked it IN_PROGRESS.
+    net = network_factory(faults={B: ["ReconcileWithPartyResponderFlow.IN_PROGRESS=crash"]})
+    a, b = net.client(A), net.client(B)
+    a.issue([(A, 100), (B, 40)], "GBP")
+    for client in (a, b):
+        client.wait_ledgersync_ready()
+    flow(a, "ScheduleReconciliationFlow", parties=[B])
+    assert net.processes[B].wait_exit(DEADLINE) == CRASHED
+    assert reconciled(a, B)[B]["lastReconciliationStatus"] == "FAILED"  # its peer went away
+
+    _drop_faults(net, B)
+    net.processes[B].start()
+    net.processes[B].wait_ready()
+    b.wait_ledgersync_ready()
+    until(lambda: last(b, A, is_requester=False) == "FAILED", "B's responder row is no longer IN_PROGRESS")
+    row = status(b, A, is_requester=False)
+    assert row is not None and "ended when this node stopped" in row["lastReconciliationError"]
+    # Neither direction is refused as "already scheduled" any more.
+    flow(b, "ScheduleReconciliationFlow", parties=[A])
+    assert reconciled(b, A)[A]["lastReconciliationStatus"] == "DIFFERENCES_NOT_FOUND"
+    flow(a, "ScheduleReconciliationFlow", parties=[B])
+    assert reconciled(a, B)[B]["lastReconciliationStatus"] == "DIFFERENCES_NOT_FOUND"
+    assert b.ledgersync()["numberOfReconciliationsInProgress"] == 0
