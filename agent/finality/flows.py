@@ -51,6 +51,7 @@ TOPIC_BACKCHAIN = "finality.backchain"
 TOPIC_SIGNATURES = "finality.signatures"
 TOPIC_ABORT = "finality.abort"
 TOPIC_OUTCOME = "finality.outcome"
+TOPIC_KILLED = "finality.killed"
 TOPIC_NOTARISE = "notary.notarise"
 
 FINALITY_FLOW = "FinalityFlow"
@@ -242,6 +243,20 @@ class FinalityFlow(_FinalityFlowBase):
                 log.warning("could not tell %s to drop %s: %s", peer, self.stx.id, exc)
         return Advance("ABORTED", fail=conflict)
 
+    def on_killed(self) -> None:
+        """Receivers end their side; they keep the transaction IN_FLIGHT for finality recovery.
+
+        Nothing is withdrawn: the notary may have signed in a step that was under way (or that a
+        crash cut off before its checkpoint), and only recovery can tell and finish or undo it.
+        """
+        for peer in sorted(self.receivers):
+            try:
+                self.deps.peers.request(peer, TOPIC_KILLED, {"tx_id": str(self.stx.id)})
+            except PeerError as exc:  # it asks us for the outcome later and hears IN_FLIGHT
+                log.warning(
+                    "could not tell %s that the finality of %s was killed: %s", peer, self.stx.id, exc
+                )
+
 
 class ReceiveFinalityFlow(_FinalityFlowBase):
     name = RECEIVE_FLOW
@@ -327,6 +342,12 @@ class ReceiveFinalityFlow(_FinalityFlowBase):
     def _await_outcome(self, ctx: FlowContext) -> StepOutcome:
         signatures = ctx.message("signatures")
         reason = ctx.message("abort")
+        if signatures is None and reason is None and ctx.message("killed") is not None:
+            error = FinalityError(
+                f"{self.sender} killed its FinalityFlow for {self.stx.id}; "
+                "the transaction stays IN_FLIGHT for finality recovery"
+            )
+            return Advance("RECORDED", fail=error)
         if signatures is None and reason is None and ctx.timed_out:
             signatures, reason = self._ask_initiator()
         if signatures is not None:
@@ -342,7 +363,7 @@ class ReceiveFinalityFlow(_FinalityFlowBase):
             # Finalised meanwhile by another path (a later transaction's back-chain brought it).
             return Advance("FINALISED", done=True, result=self.stx)
         return Await(
-            ("signatures", "abort"),
+            ("signatures", "abort", "killed"),
             ctx.now + self.deps.outcome_timeout,
             f"the notary's signature from {self.sender}",
         )

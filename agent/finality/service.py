@@ -27,6 +27,7 @@ from agent.finality.flows import (
     RECEIVE_FLOW,
     TOPIC_ABORT,
     TOPIC_BACKCHAIN,
+    TOPIC_KILLED,
     TOPIC_NOTARISE,
     TOPIC_OUTCOME,
     TOPIC_SIGNATURES,
@@ -80,6 +81,7 @@ class FinalityService:
         handlers.register(TOPIC_SIGNATURES, self._on_signatures)
         handlers.register(TOPIC_ABORT, self._on_abort)
         handlers.register(TOPIC_OUTCOME, self._on_outcome)
+        handlers.register(TOPIC_KILLED, self._on_killed)
         if self.notary is not None:
             handlers.register(TOPIC_NOTARISE, self._on_notarise)
 
@@ -208,6 +210,20 @@ class FinalityService:
             handle.wait_for(lambda _: False, REPLY_WAIT_S)
             return {"removed": self.store.transaction_status(tx_id) is None}
         return {"removed": self.store.remove_in_flight(tx_id)}
+
+    def _on_killed(self, sender: X500Name, payload: Any) -> dict[str, Any]:
+        """The initiator's operator killed its FinalityFlow: our side ends, the row stays IN_FLIGHT."""
+        tx_id = SecureHash.parse(ser.expect(payload.get("tx_id"), str, "tx_id"), "tx_id")
+        if not any(r.sender == sender for r in self.store.receiver_records(tx_id)):
+            raise TransactionAccessDeniedError(
+                str(sender), str(tx_id), "only its sender may end its finality"
+            )
+        handle = self._live_receiver(tx_id, sender)
+        if handle is None:
+            return {"ended": False}
+        self.engine.deliver(handle.flow_id, "killed", True, here=True)
+        handle.wait_for(lambda _: False, REPLY_WAIT_S)
+        return {"ended": handle.done}
 
     def _on_outcome(self, requester: X500Name, payload: Any) -> dict[str, Any]:
         """A receiver asks how our finality of a transaction we sent it ended."""

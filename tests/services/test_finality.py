@@ -282,3 +282,36 @@ def test_a_receiver_that_hears_nothing_asks_its_initiator_for_the_outcome(
     finally:
         for runtime in runtimes.values():
             runtime.stop(5)
+
+
+def test_killing_an_initiator_ends_its_receivers_side_and_keeps_the_transaction_in_flight(
+    tmp_path: Path,
+) -> None:
+    layout = init_network(tmp_path / "net", [A, B, C], DEFAULT_NOTARY)
+    network = InProcessNetwork()
+    runtimes = {}
+    for entry in layout.nodes:
+        runtime = build_runtime(open_node(entry.config), InProcessTransport(network))
+        network.attach(entry.p2p_address, runtime.peer_service)
+        runtimes[entry.name] = runtime
+    net = Net(runtimes)
+    try:
+        issue(net)
+        notary_address = next(e.p2p_address for e in layout.nodes if e.name == DEFAULT_NOTARY)
+        network.detach(notary_address)  # the notary is down: A's flow waits for it, RUNNABLE
+        move = a_pays_c(net, 5)
+        handle = net[A].finality.start(move)
+        assert handle.wait_for(lambda h: (h.waiting_for or "").startswith(str(DEFAULT_NOTARY)), 30)
+        assert net[A].engine.kill(handle.flow_id)
+        with pytest.raises(AgentError, match="killed"):
+            handle.result(10)
+        (received,) = net[C].node.store.iter_checkpoints(tx_id=move.id)
+        assert received.status is FlowStatus.FAILED and "killed its FinalityFlow" in (received.error or "")
+        # Nothing withdrawn: whether the notary signed is for finality recovery to find out.
+        assert net.status(A, move.id) is TransactionStatus.IN_FLIGHT
+        assert net.status(C, move.id) is TransactionStatus.IN_FLIGHT
+        killed = net[A].node.store.get_checkpoint(handle.flow_id)
+        assert killed is not None and killed.status is FlowStatus.KILLED
+    finally:
+        for runtime in runtimes.values():
+            runtime.stop(5)
