@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from agent.clock import Clock
 from agent.errors import (
+    AgentError,
     CannotReconcileWithSelfException,
     KilledFlowException,
     LedgerGraphNotReadyException,
@@ -354,6 +355,10 @@ class LedgerSyncService:
 
     def _on_end(self, requester: X500Name, payload: Any) -> dict[str, Any]:
         session = self._session(requester, payload, pop=True)
+        if payload.get("killed") is True:
+            if self.incoming is not None:
+                self.incoming.fail(requester, "KilledFlowException: the requester's flow was killed")
+            return {"received": 0}
         missing = payload.get("missing")
         if missing is None:
             if self.incoming is not None:
@@ -437,6 +442,22 @@ class _Requester:
             if preparing is not None:
                 preparing.join()
         session = _bytes(reply, "session", SESSION_ID_SIZE)
+        try:
+            return self._exchange(session, reply, both_directions, bound, listing)
+        except KilledFlowException:
+            self._tell_killed(session)
+            raise
+
+    def _tell_killed(self, session: bytes) -> None:
+        """Free the responder's slot now rather than after its idle timeout (best effort)."""
+        try:
+            self.service.peers.request(self.party, TOPIC_END, {"session": session, "killed": True})
+        except AgentError as exc:
+            log.info("could not tell %s that reconciliation was killed: %s", self.party, exc)
+
+    def _exchange(
+        self, session: bytes, reply: dict[str, Any], both_directions: bool, bound: int, listing: bool
+    ) -> ReconciliationResult:
         their_size = _count(reply, "size")
         planned = symbols_for_difference(their_size - len(self.mine))
         if isinstance(self.decoder, FastDecoder):  # the first batch's symbols, written in place

@@ -300,6 +300,7 @@ class ReconciliationScheduler:
             self.statuses.stopped(name, True, self._now_ms())
         for cp in flows:
             self.engine.kill(cp.flow_id)
+            self.slots.release(cp.flow_id)  # now, not when the exchange under way returns
         if flows or row is not None:
             stop_log.info("outgoing reconciliation with %s stopped", name)
             return True
@@ -323,6 +324,7 @@ class ReconciliationScheduler:
             error = KilledFlowException(state_machine_id)
             self.statuses.failed(party, True, self._now_ms(), f"{type(error).__name__}: {error}")
         self.engine.kill(state_machine_id)
+        self.slots.release(state_machine_id)  # now, not when the exchange under way returns
         stop_log.info("reconciliation %s with %s killed", state_machine_id, party)
         return str(party)
 
@@ -335,7 +337,8 @@ class ReconciliationScheduler:
         return sum(cp.progress_step in ("STARTED", QUEUED) for cp in self._flows())
 
     def number_in_progress(self) -> int:
-        return len(self._flows(step=RUNNING))
+        """Reconciliations holding a slot: a killed one leaves the count at once."""
+        return self.slots.in_use
 
     # -- slots ---------------------------------------------------------------------------------------
 

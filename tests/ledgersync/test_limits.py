@@ -212,3 +212,33 @@ def test_malformed_messages_fail_that_session_and_the_responder_serves_others(ne
     assert result.missing_here == set()
     done = sync_b.statuses.get(A, False)
     assert done is not None and done.last_reconciliation_status is V.DIFFERENCES_NOT_FOUND
+
+
+def test_a_reconciliation_killed_mid_session_frees_the_responders_slot_at_once(net: Net) -> None:
+    from agent.errors import KilledFlowException
+
+    net[A].tokens.issue([(A, 100), (B, 40)], "GBP")
+    service = net.sync(A)
+    cancelled = threading.Event()
+    real = service.peers
+
+    class KilledAfterBegin:
+        """A's peer client, with the operator's kill landing right after the session began."""
+
+        def request(self, peer: X500Name, topic: str, payload: object, *, timeout: float = 30.0) -> object:
+            reply = real.request(peer, topic, payload, timeout=timeout)
+            if topic == TOPIC_BEGIN:
+                cancelled.set()
+            return reply
+
+    service.peers = KilledAfterBegin()  # type: ignore[assignment]
+    try:
+        with pytest.raises(KilledFlowException):
+            service.reconcile(B, cancelled=cancelled)
+    finally:
+        service.peers = real
+    sync_b = net[B].ledgersync
+    assert sync_b is not None and not sync_b.is_responding_to_reconciliation_for_party(A)
+    row = sync_b.statuses.get(A, False)
+    assert row is not None and row.last_reconciliation_status is V.FAILED
+    assert row.last_reconciliation_error.startswith("KilledFlowException")
