@@ -71,7 +71,7 @@ class TokenService:
 
     def _select(self, currency: str, issuer: X500Name, amount: int) -> list[StateAndRef]:
         chosen: list[StateAndRef] = []
-        total = 0
+        total = in_flight = 0
         # Inputs of our IN_FLIGHT transactions are spent unless their finality is undone (Corda's
         # soft locks): a payment waiting for a peer must not lend its states to the next one.
         locked = self.store.in_flight_inputs()
@@ -80,13 +80,15 @@ class TokenService:
             if held.currency != currency or held.issuer.name != issuer or held.owner != self.identity:
                 continue
             if rec.ref in locked:
+                in_flight += held.amount
                 continue
             chosen.append(StateAndRef(rec.state, rec.ref, self._notary()))
             total += held.amount
             if total >= amount:
                 return chosen
+        waiting = f" ({in_flight} more held by payments still in finality)" if in_flight else ""
         raise InsufficientFundsError(
-            f"{self.identity.name} holds {total} {currency} of {issuer} free to spend, needs {amount}"
+            f"{self.identity.name} holds {total} {currency} of {issuer} free to spend{waiting}, needs {amount}"
         )
 
     def _spend(
