@@ -342,3 +342,58 @@ def test_an_agent_stops_cleanly_on_sigterm(network_factory: Callable[..., Networ
     net.client(A).issue([(A, 1)], "GBP")
     assert net.processes[A].stop() == 0
     assert "stopped" in net.processes[A].log_tail()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim", [A, C], ids=["payer", "payee"])
+def test_kill_9_under_load_leaves_every_payment_finished_once_the_agent_restarts(
+    network_factory: Callable[..., Network], victim: str
+) -> None:
+    import os
+    import signal
+    import threading
+
+    net = network_factory()
+    net.client(B).issue([(A, 1000)], "GBP")
+    started: list[str] = []
+    done = threading.Event()
+
+    def load() -> None:
+        # A's payments to C one after another, each waiting 2 s at most: some are cut by the kill.
+        for _ in range(40):
+            if done.is_set():
+                return
+            try:
+                started.append(net.client(A).pay(C, 5, "GBP", B, wait=2))
+            except (httpx.HTTPError, AgentProcessError):
+                if net.processes[A].process is not None and net.processes[A].process.poll() is not None:
+                    return  # the payer itself is down
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    _wait_until(lambda: len(started) >= 5, 60, lambda: started)
+    pid = net.processes[victim].pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # by its own PID, mid-load
+    assert net.processes[victim].wait_exit(30) == -signal.SIGKILL
+    done.set()
+    worker.join(120)
+    net.processes[victim].start()
+    net.processes[victim].wait_ready()
+
+    def settled() -> bool:
+        return all(
+            net.client(n).vault()["transactions"]["IN_FLIGHT"] == 0
+            and not [f for f in net.client(n).flows() if f["status"] in ("RUNNABLE", "FAILED")]
+            for n in (A, B, C)
+        )
+
+    _wait_until(settled, 120, lambda: {n: net.client(n).flows("RUNNABLE") for n in (A, B, C)})
+    paid_to_c = sum(h["amount"] for h in net.client(C).vault()["holdings"])
+    held_by_a = sum(h["amount"] for h in net.client(A).vault()["holdings"])
+    assert paid_to_c + held_by_a == 1000  # nothing lost, nothing spent twice, nothing frozen
+    assert paid_to_c >= 5 * len(started)  # every acknowledged payment arrived
+    for tx in started:
+        assert (net.client(C).transaction(tx) or {}).get("status") == "VERIFIED"
+    again = net.client(A).pay(C, held_by_a, "GBP", B)  # everything A holds is spendable
+    assert (net.client(C).transaction(again) or {}).get("status") == "VERIFIED"
