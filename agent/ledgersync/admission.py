@@ -5,7 +5,9 @@ Choices where the reference is vague (docs/ledgersync.md, "Limits"):
 - maxNumberOfParallelReconciliationRequests bounds incoming sessions and, separately, the
   scheduler's outgoing workers. One shared pool would let two busy nodes starve each other.
 - A session holds its slot from `begin` until `end`; one idle for `idle_timeout` (a requester that
-  died half way) is dropped and its status marked FAILED, so a slot is never lost for good.
+  died half way) is dropped and its status marked FAILED, so a slot is never lost for good. This is
+  the responder's one session table: the protocol keeps the session's coded symbols and id set on
+  it, so one expiry and one place end a session (stop, kill, idle, failure, end).
 - A second session from a party that already has one is refused with
   ReconciliationAlreadyScheduledException.
 - The sliding window counts the requests we admitted (one row per request in
@@ -60,6 +62,11 @@ class IncomingSession:
     state_machine_id: str
     last_seen: datetime
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # What the protocol serves from (agent/ledgersync/protocol.py), once `begin` has made it.
+    session_id: bytes | None = None
+    encoder: Any = None
+    ids: Any = None
+    replies: int = 1  # the begin reply is the first symbol exchange
 
 
 class IncomingReconciliations:
@@ -130,6 +137,20 @@ class IncomingReconciliations:
         """The live session that flow stands for (None after a restart: sessions live in memory)."""
         with self._lock:
             return next((s for s in self._sessions.values() if s.state_machine_id == flow_id), None)
+
+    def attach(self, requester: X500Name, session_id: bytes, encoder: Any, ids: Any) -> IncomingSession:
+        """The admitted session's coded state, made by the protocol's `begin`."""
+        session = self.touch(requester)
+        with self._lock:
+            session.session_id, session.encoder, session.ids = session_id, encoder, ids
+        return session
+
+    def coded(self, requester: X500Name, session_id: bytes) -> IncomingSession:
+        """The requester's session with that id, touched; ReconciliationError if there is none."""
+        session = self.touch(requester)
+        if session.session_id != session_id or session.encoder is None:
+            raise ReconciliationError(f"no reconciliation session {session_id.hex()} with {requester}")
+        return session
 
     def touch(self, requester: X500Name) -> IncomingSession:
         """The session is alive (a message arrived); ReconciliationError if it was stopped or killed."""

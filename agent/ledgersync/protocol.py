@@ -25,7 +25,6 @@ import threading
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from agent.clock import Clock
@@ -43,7 +42,7 @@ from agent.errors import (
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import Party, X500Name
 from agent.ledger.serialization import encode
-from agent.ledgersync.admission import IncomingReconciliations
+from agent.ledgersync.admission import IncomingReconciliations, IncomingSession
 from agent.ledgersync.config import LedgerSyncConfig
 from agent.ledgersync.consistency import ConsistencyReport, check_consistency, require_ready
 from agent.ledgersync.graph import LedgerGraph
@@ -80,7 +79,6 @@ TOPIC_SYMBOLS = "ledgersync.symbols"
 TOPIC_IDS = "ledgersync.ids"
 TOPIC_END = "ledgersync.end"
 SESSION_ID_SIZE = 16
-SESSION_TTL = timedelta(minutes=10)
 # Room left in a reply for the sealed envelope around the payload: names, timestamp, two nonces,
 # the signature and the payload's keys take a few hundred bytes; 1 KiB keeps every reply under the limit.
 ENVELOPE_RESERVE = 1024
@@ -157,14 +155,6 @@ class ReconciliationResult:
         }
 
 
-@dataclass
-class _Session:
-    encoder: Encoder
-    ids: IdSet  # sorted: the id list fallback pages straight out of it
-    expires: datetime
-    replies: int = 1  # the begin reply is the first symbol exchange
-
-
 class LedgerSyncService:
     """Both ends of a reconciliation: `reconcile` as requester, `register` to serve as responder."""
 
@@ -194,8 +184,7 @@ class LedgerSyncService:
         # With both_directions, the ids each requester told us we lack (statuses come with the scheduler).
         self.peer_differences: dict[X500Name, set[SecureHash]] = {}
         self._report: ConsistencyReport | None = None
-        self._sessions: dict[tuple[X500Name, bytes], _Session] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one session's encoder serves one exchange at a time
 
     @property
     def me(self) -> str:
@@ -273,12 +262,16 @@ class LedgerSyncService:
 
         return guarded
 
+    def _responder(self) -> IncomingReconciliations:
+        if self.incoming is None:
+            raise ReconciliationError("this node does not answer reconciliations (no admission of sessions)")
+        return self.incoming
+
     def _on_begin(self, requester: X500Name, payload: Any) -> dict[str, Any]:
         if requester == self.identity.name:
             raise CannotReconcileWithSelfException(str(requester))
         require_ready(self.report())
-        if self.incoming is not None:
-            self.incoming.admit(requester)
+        self._responder().admit(requester)
         try:
             return self._begin(requester, payload)
         except Exception as exc:
@@ -287,11 +280,7 @@ class LedgerSyncService:
 
     def _failed(self, requester: X500Name, exc: BaseException) -> None:
         """A session that broke on our side, or on bad input: its status FAILED, the slot freed."""
-        with self._lock:
-            for key in [k for k in self._sessions if k[0] == requester]:
-                del self._sessions[key]
-        if self.incoming is not None:
-            self.incoming.fail(requester, f"{type(exc).__name__}: {exc}")
+        self._responder().fail(requester, f"{type(exc).__name__}: {exc}")
 
     def _begin(self, requester: X500Name, payload: Any) -> dict[str, Any]:
         listing = payload.get("list", False) if isinstance(payload, dict) else False
@@ -306,27 +295,14 @@ class LedgerSyncService:
         if not listing:  # the encoder hashes the ids on its first symbols: a listing never pays that
             first = min(symbols_for_difference(len(ids) - size), symbols_per_reply(self.max_message_size))
             reply["batch"] = _batch(encoder, 0, first)
-        now = self.clock.now()
-        with self._lock:
-            for key in [k for k, s in self._sessions.items() if s.expires <= now]:
-                del self._sessions[key]
-            self._sessions[(requester, session_id)] = _Session(encoder, ids, now + SESSION_TTL)
+        # The one session table is the admission's: one expiry (idle), one place that ends it.
+        self._responder().attach(requester, session_id, encoder, ids)
         log.info("reconciliation with %s: %d ids in our set for the pair", requester, len(ids))
         return reply
 
-    def _session(self, requester: X500Name, payload: Any, *, pop: bool = False) -> _Session:
-        if self.incoming is not None:
-            self.incoming.touch(requester)  # refused if stopped, killed or gone idle meanwhile
-        session_id = _bytes(payload, "session", SESSION_ID_SIZE)
-        now = self.clock.now()
-        with self._lock:
-            session = self._sessions.get((requester, session_id))
-            if session is None or session.expires <= now:
-                self._sessions.pop((requester, session_id), None)
-                raise ReconciliationError(f"no reconciliation session {session_id.hex()} with {requester}")
-            if pop:
-                del self._sessions[(requester, session_id)]
-            return session
+    def _session(self, requester: X500Name, payload: Any) -> IncomingSession:
+        """The requester's live session with that id; refused if stopped, killed, idle or another's."""
+        return self._responder().coded(requester, _bytes(payload, "session", SESSION_ID_SIZE))
 
     def _on_symbols(self, requester: X500Name, payload: Any) -> dict[str, Any]:
         session = self._session(requester, payload)
@@ -354,15 +330,13 @@ class LedgerSyncService:
             return {"ids": page, "next": end if end < len(session.ids) else None}
 
     def _on_end(self, requester: X500Name, payload: Any) -> dict[str, Any]:
-        session = self._session(requester, payload, pop=True)
+        session = self._session(requester, payload)
         if payload.get("killed") is True:
-            if self.incoming is not None:
-                self.incoming.fail(requester, "KilledFlowException: the requester's flow was killed")
+            self._responder().fail(requester, "KilledFlowException: the requester's flow was killed")
             return {"received": 0}
         missing = payload.get("missing")
         if missing is None:
-            if self.incoming is not None:
-                self.incoming.finish(requester, ())
+            self._responder().finish(requester, ())
             return {"received": 0}
         # What we have already is no news (also outside our set for the pair: see _Requester.run).
         told = IdSet.from_bytes(missing, "missing") - session.ids
@@ -370,8 +344,7 @@ class LedgerSyncService:
         self.peer_differences[requester] = ids
         if self.on_peer_difference is not None:
             self.on_peer_difference(requester, set(ids))
-        if self.incoming is not None:
-            self.incoming.finish(requester, ids)
+        self._responder().finish(requester, ids)
         return {"received": len(ids)}
 
 
