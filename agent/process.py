@@ -29,10 +29,10 @@ from waitress.task import ThreadedTaskDispatcher
 
 from agent.ledgersync.config import load_ledgersync_config
 from agent.ledgersync.memory import tune_malloc
+from agent.management.app import create_management_app
 from agent.node import open_node
 from agent.p2p.http import HttpTransport, create_peer_app
 from agent.runtime import AgentRuntime, build_runtime
-from agent.web.management import create_management_app
 
 log = logging.getLogger("ledger_agent.process")
 

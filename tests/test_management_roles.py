@@ -13,11 +13,11 @@ from werkzeug.serving import make_server
 
 from agent.client.launcher import read_password
 from agent.config import ConfigurationError, load_node_config
+from agent.management.app import create_management_app
 from agent.network.bootstrap import DEFAULT_NOTARY, MONITOR_PASSWORD_FILE, default_node_names, init_network
 from agent.node import open_node
 from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
 from agent.runtime import build_runtime
-from agent.web.management import create_management_app
 
 A, B, _ = (str(n) for n in default_node_names(3))
 

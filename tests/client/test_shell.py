@@ -47,6 +47,9 @@ def test_flow_list_and_help(
         "StopReconciliationForPartyFlow",
         "IsReconciliationScheduledForPartyFlow",
         "IsRespondingToReconciliationForPartyFlow",
+        "IssueTokensFlow",
+        "PayTokensFlow",
+        "ExitTokensFlow",
     ]
     assert "flow start <Flow>" in out and "run killFlow id: <id>" in out
 
