@@ -1,4 +1,5 @@
-"""The composition root: from a node.conf to a wired node (identity, network map, store, services)."""
+"""A part of the composition root (agent.composition): node.conf -> identity checked against the trust root
+and the signed map -> the store, the ledger and (on a notary) the notary service."""
 
 from __future__ import annotations
 
