@@ -142,7 +142,7 @@ def flow_arguments(flow: Command, given: dict[str, Any]) -> dict[str, Any]:
         if param.name not in given and param.required:
             raise ConfigurationError(f"{flow.name} parameter {param.name!r}", None, f"required; {allowed}")
         value = given.get(param.name, param.default)
-        if value is not None and not param.accepts(value):
+        if param.name in given and value is not None and not param.accepts(value):  # defaults are JSON-ready
             raise ConfigurationError(f"{flow.name} parameter {param.name!r}", value, allowed)
         out[param.name] = value
     return out
