@@ -1,4 +1,5 @@
-"""The composition root: from a node.conf to a wired node (identity, network map, store, services)."""
+"""A part of the composition root (agent.composition): node.conf -> identity checked against the trust root
+and the signed map -> the store, the ledger and (on a notary) the notary service."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 from agent.clock import Clock, SystemClock
 from agent.config import NodeConfig, load_node_config
 from agent.errors import IdentityError
-from agent.ledger.contracts import ContractRegistry, default_contracts
+from agent.ledger.contracts import ContractRegistry
 from agent.ledger.identity import Party
 from agent.ledger.keys import KeyPair
+from agent.ledger.shipped import default_contracts
 from agent.network.bootstrap import IDENTITY_CERT_FILE, IDENTITY_KEY_FILE, TRUST_ROOT_FILE
 from agent.network.network_map import NetworkMap, SignedNetworkMap
 from agent.network.pki import NODE_ROLE, NOTARY_ROLE, read_certificate, verify_certificate

@@ -1,5 +1,8 @@
 """`ledger-agent run`: one node's agent as a process, served by waitress (a production WSGI server).
 
+What it serves is built by the composition root (agent.composition.build_agent); this module only
+serves it.
+
 Two listeners share one event loop, each with its own pool of worker threads: the peer endpoint
 (p2pAddress, `p2pThreads`) and the management endpoint (managementAddress, `managementThreads`), so
 long peer sessions cannot make monitoring calls queue, nor the other way round. On SIGTERM or SIGINT
@@ -27,12 +30,8 @@ from types import FrameType
 from waitress.server import create_server
 from waitress.task import ThreadedTaskDispatcher
 
-from agent.ledgersync.config import load_ledgersync_config
+from agent.composition import Agent, build_agent
 from agent.ledgersync.memory import tune_malloc
-from agent.node import open_node
-from agent.p2p.http import HttpTransport, create_peer_app
-from agent.runtime import AgentRuntime, build_runtime
-from agent.web.management import create_management_app
 
 log = logging.getLogger("ledger_agent.process")
 
@@ -49,13 +48,14 @@ def _pool(threads: int) -> ThreadedTaskDispatcher:
 
 
 def serve(
-    runtime: AgentRuntime,
+    agent: Agent,
     *,
     grace: float = 30.0,
     ready: threading.Event | None = None,
     freeze_gc: bool = False,
 ) -> None:
     """Serve both listeners until SIGTERM/SIGINT; freeze_gc only in a process of its own (see above)."""
+    runtime = agent.runtime
     config = runtime.node.config
     peer_pool, management_pool = _pool(config.p2p_threads), _pool(config.management_threads)
     socket_map: dict[int, object] = {}
@@ -65,7 +65,7 @@ def serve(
         "clear_untrusted_proxy_headers": True,
     }
     peer = create_server(
-        create_peer_app(runtime.peer_service, runtime.max_message_size),
+        agent.peer_app,
         host=config.p2p_address[0],
         port=config.p2p_address[1],
         # waitress refuses a larger declared body itself, before reading it.
@@ -74,7 +74,7 @@ def serve(
         **common,
     )
     management = create_server(
-        create_management_app(runtime),
+        agent.management_app,
         host=config.management_address[0],
         port=config.management_address[1],
         max_request_body_size=1024 * 1024,
@@ -103,7 +103,7 @@ def serve(
         deadline = time.monotonic() + grace
         for pool in (peer_pool, management_pool):
             pool.shutdown(cancel_pending=True, timeout=max(0.0, deadline - time.monotonic()))
-        runtime.stop(grace)
+        agent.stop(grace)
         log.info("stopped")
 
 
@@ -112,19 +112,13 @@ def run_agent(config_path: Path) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
     )
     tune_malloc()  # before any thread starts, so they share the few arenas
-    node = open_node(config_path)
-    config = node.config
-    # Read before serving: a bad LedgerSync setting stops the start with the key named.
-    sync_config = load_ledgersync_config(config.ledgersync_config_file) if config.ledgersync_enabled else None
-    with HttpTransport() as transport:
-        runtime = build_runtime(
-            node,
-            transport,
-            ledgersync=config.ledgersync_enabled,
-            ledgersync_config=sync_config,
-            ledgersync_background=True,
-        )
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
-        serve(runtime, freeze_gc=True)
+    agent = build_agent(config_path)
+    try:
+        agent.start()
+    except BaseException:
+        agent.stop(0)
+        raise
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    serve(agent, freeze_gc=True)
     return 0

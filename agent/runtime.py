@@ -1,4 +1,8 @@
-"""Wires one node's services around a transport: the same wiring for real processes and simulations."""
+"""One node's services around a transport: the same wiring for real processes and simulations.
+
+A part of the composition root (agent.composition), which adds the peer and management apps; tests
+and simulations call it alone: `build_runtime(open_node(config), InProcessTransport(network))`.
+"""
 
 from __future__ import annotations
 
@@ -33,12 +37,24 @@ class AgentRuntime:
     aes_keys: NodeAesKeys
     finality: FinalityService
     tokens: TokenService
-    resumed: list[FlowCheckpoint]
     ledgersync: LedgerSync | None = field(default=None)
+    ledgersync_background: bool = False
+    resumed: list[FlowCheckpoint] = field(default_factory=list)
+    started: bool = False
 
     @property
     def max_message_size(self) -> int:
         return self.node.network_map.parameters.max_message_size
+
+    def start(self) -> None:
+        """Start LedgerSync (its graph read in a thread if ledgersync_background), then resume the flows
+        the last stop cut off: last, with every flow registered and every topic handled."""
+        if self.started:
+            return
+        self.started = True
+        if self.ledgersync is not None:
+            self.ledgersync.start(background=self.ledgersync_background)
+        self.resumed = self.engine.resume_all()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Let running flows finish (their checkpoints record where each is), then close the store."""
@@ -57,11 +73,13 @@ def build_runtime(
     ledgersync: bool = False,
     ledgersync_config: LedgerSyncConfig | None = None,
     ledgersync_background: bool = False,
+    start: bool = True,
 ) -> AgentRuntime:
     """The node's services around transport; with ledgersync, the ledger graph and LedgerSync too.
 
     ledgersync_background reads the ledger graph in a thread (a real agent starts serving at once);
-    otherwise it is built before this returns, as simulations want.
+    otherwise it is built before start() returns, as simulations want. With start (the default, as
+    simulations want) the runtime is started before this returns; otherwise the caller starts it.
     """
     clock = node.clock
     authenticator = MessageAuthenticator(node.identity, node.key, node.network_map, clock)
@@ -80,10 +98,7 @@ def build_runtime(
         sync_config = ledgersync_config or LedgerSyncConfig()
         sync = LedgerSync(node.identity, node.store, peers, node.network_map, sync_config, clock, engine)
         sync.register(peer_service)
-        sync.start(background=ledgersync_background)
-    # Last, with every flow registered and every topic handled: flows cut off by the last stop go on.
-    resumed = engine.resume_all()
-    return AgentRuntime(
+    runtime = AgentRuntime(
         node,
         authenticator,
         peer_service,
@@ -92,6 +107,9 @@ def build_runtime(
         aes_keys,
         finality,
         tokens,
-        resumed,
         sync,
+        ledgersync_background,
     )
+    if start:
+        runtime.start()
+    return runtime

@@ -21,7 +21,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.ledger.contracts import default_contracts
+from agent.ledger.shipped import default_contracts
 from agent.services.ledger_service import LedgerService
 from bench.common import (
     PG_ADMIN_URL,

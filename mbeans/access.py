@@ -6,11 +6,16 @@ operator: all of that, and write attributes and ACTION operations (schedule, sto
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from werkzeug.datastructures import Authorization
+
 from mbeans.errors import SecurityException
 from mbeans.model import Impact
+
+REALM = 'Basic realm="ledger-agent"'  # WWW-Authenticate of every 401 the adapters answer
 
 
 class Role(Enum):
@@ -22,6 +27,10 @@ class Role(Enum):
 class Principal:
     username: str
     role: Role
+
+
+Authenticator = Callable[[Authorization | None], Principal | None]
+"""The caller of a request, or None when its credentials are missing or wrong (the agent's users)."""
 
 
 def require_read(principal: Principal, what: str) -> None:

@@ -31,12 +31,10 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 from oslash.either import Left  # type: ignore[import-untyped]  # jsonrpcserver's Either
-from werkzeug.datastructures import Authorization
 
 from agent import __version__
 from agent.errors import AgentError, DatabaseError
-from agent.web.auth import REALM
-from mbeans.access import Principal, require_action, require_operation, require_read
+from mbeans.access import REALM, Authenticator, Principal, require_action, require_operation, require_read
 from mbeans.errors import (
     AttributeNotFoundException,
     AttributeNotWritableException,
@@ -47,6 +45,7 @@ from mbeans.errors import (
     SecurityException,
 )
 from mbeans.model import Impact, JavaType, MBean, Operation
+from mbeans.names import DOMAIN, LEDGER_SYNC
 from mbeans.objectname import ObjectName
 from mbeans.registry import MBeanRegistry
 
@@ -69,12 +68,10 @@ FORBIDDEN = -32003  # the caller's role does not allow the call
 REFUSED = -32004  # the agent refused (ReconciliationAlreadyScheduledException, ...)
 UNAUTHENTICATED = -32005  # only with HTTP 401: credentials missing or wrong
 
-DOMAIN = "ledgeragent"
-ALIASED_TYPE = "LedgerSync"  # whose members also go by their bare (the reference's JMX) names
+ALIASED_TYPE = str(LEDGER_SYNC.key("type"))  # whose members also go by their bare (the reference's JMX) names
 INTERNAL_MESSAGE = "internal error; see the agent's log"
 
 Method = Callable[..., Result]
-Authenticator = Callable[[Authorization | None], Principal | None]
 
 
 def code_for(exc: AgentError) -> int:
@@ -201,6 +198,7 @@ _SCHEMA = {
     JavaType.LONG: "integer",
     JavaType.BOOLEAN: "boolean",
     JavaType.DOUBLE: "number",
+    JavaType.DOUBLE_OBJECT: "number",
     JavaType.LIST: "array",
     JavaType.MAP: "object",
 }

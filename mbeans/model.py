@@ -32,6 +32,7 @@ class JavaType(Enum):
     LONG = "long"
     BOOLEAN = "boolean"
     DOUBLE = "double"
+    DOUBLE_OBJECT = "java.lang.Double"  # boxed, so it may be null (an optional number)
     LIST = "java.util.List"
     MAP = "java.util.Map"
     OBJECT = "java.lang.Object"
@@ -74,7 +75,7 @@ def coerce(kind: JavaType, value: Any, what: str) -> Any:
         if not isinstance(value, bool):
             raise refuse("true or false")
         return value
-    if kind is JavaType.DOUBLE:
+    if kind in (JavaType.DOUBLE, JavaType.DOUBLE_OBJECT):
         if isinstance(value, str):
             try:
                 return float(value)

@@ -2,7 +2,7 @@
 
 Each agent gets its own CollectorRegistry (never prometheus_client's process-global one), so several
 agents in one process (the tests' in-process networks) expose only their own figures. Every value is
-read through the beans (mbeans.agent_beans), as the other adapters read them; the names are in
+read through the beans (agent.management.beans; their names are mbeans.names), as the other adapters read them; the names are in
 mbeans.metrics.
 
 The text format is served as `text/plain; version=0.0.4`: prometheus-client 0.26 names its own
@@ -13,30 +13,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
-from werkzeug.datastructures import Authorization
 
-from agent.web.auth import REALM
 from mbeans import metrics as m
-from mbeans.access import Principal
-from mbeans.agent_beans import FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE
+from mbeans.access import REALM, Authenticator
 from mbeans.errors import InstanceNotFoundException
 from mbeans.model import MBean
+from mbeans.names import FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE
 from mbeans.registry import MBeanRegistry
 
 log = logging.getLogger("ledger_agent.management.prometheus")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OUTCOMES = ("IN_PROGRESS", "DIFFERENCES_FOUND", "DIFFERENCES_NOT_FOUND", "FAILED", "STOPPED")
-
-
-class Authenticator(Protocol):
-    def principal(self, authorization: Authorization | None) -> Principal | None: ...
 
 
 def _gauge(metric: m.Metric) -> GaugeMetricFamily:
@@ -152,13 +146,13 @@ def collector_registry(beans: MBeanRegistry) -> CollectorRegistry:
     return registry
 
 
-def metrics_blueprint(beans: MBeanRegistry, auth: Authenticator) -> Blueprint:
+def metrics_blueprint(beans: MBeanRegistry, authenticate: Authenticator) -> Blueprint:
     """GET /metrics for any management user (Prometheus scrapes with basic_auth as `monitor`)."""
     registry = collector_registry(beans)
     blueprint = Blueprint("ledger_agent_metrics", __name__)
 
     def view() -> Response | tuple[Response, int, dict[str, str]]:
-        if auth.principal(request.authorization) is None:
+        if authenticate(request.authorization) is None:
             body = jsonify(error="AuthenticationRequired", message="/metrics needs credentials")
             return body, 401, {"WWW-Authenticate": REALM}
         return Response(generate_latest(registry), content_type=CONTENT_TYPE)

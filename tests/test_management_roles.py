@@ -13,11 +13,11 @@ from werkzeug.serving import make_server
 
 from agent.client.launcher import read_password
 from agent.config import ConfigurationError, load_node_config
+from agent.management.app import create_management_app
 from agent.network.bootstrap import DEFAULT_NOTARY, MONITOR_PASSWORD_FILE, default_node_names, init_network
 from agent.node import open_node
 from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
 from agent.runtime import build_runtime
-from agent.web.management import create_management_app
 
 A, B, _ = (str(n) for n in default_node_names(3))
 
@@ -59,6 +59,9 @@ def test_each_role_gets_what_it_may(served: tuple[str, dict[str, tuple[str, str]
             ("/api/flows/start/RefreshReconciliationStatusesFlow", {}),
             ("/api/flows/issue", {"holdings": [{"owner": A, "amount": 5}], "currency": "GBP"}),
             ("/api/flows/kill/some-id", None),
+            ("/api/flows/pause/some-id", None),
+            ("/api/flows/resume/some-id", None),
+            ("/api/flows/start/PayTokensFlow", {"to": B, "amount": 1, "currency": "GBP", "issuer": A}),
         ):
             denied = http.post(path, json=body, auth=monitor)
             assert denied.status_code == 403, path
@@ -70,6 +73,17 @@ def test_each_role_gets_what_it_may(served: tuple[str, dict[str, tuple[str, str]
             auth=operator,
         )
         assert issued.status_code == 200 and len(issued.json()["txId"]) == 64
+        tx_id = issued.json()["txId"]
+        listed = http.get("/api/flows", params={"txId": tx_id, "flowName": "FinalityFlow"}, auth=monitor)
+        assert [f["status"] for f in listed.json()] == ["COMPLETED"]
+        for verb, answer in (("kill", "killed"), ("pause", "paused"), ("resume", "resumed")):
+            flow_id = listed.json()[0]["flowId"]
+            done = http.post(f"/api/flows/{verb}/{flow_id}", auth=operator)
+            assert done.json() == {"id": flow_id, answer: False}  # it has ended
+        refused = http.get("/api/flows", params={"status": "DONE"}, auth=monitor)
+        assert refused.status_code == 400 and refused.json()["error"] == "FlowArgumentError"
+        unknown = http.get("/api/flows", params={"colour": "red"}, auth=monitor)
+        assert unknown.status_code == 400 and "colour" in unknown.json()["message"]
 
 
 def test_a_role_outside_the_two_is_refused_naming_the_key(tmp_path: Path) -> None:

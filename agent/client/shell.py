@@ -3,10 +3,14 @@
     flow list
     flow start ScheduleReconciliationFlow parties: ["O=PartyB, L=London, C=GB"]
     flow start GetReconciliationStatusForPartyFlow party: "O=PartyB, L=London, C=GB", isRequester: true
-    flow kill <id>
-    run killFlow id: <id>
+    flow watch [status: FAILED, flowName: FinalityFlow, ...]
+    flow kill <id>, flow pause <id>, flow resume <id>
+    run killFlow id: <id>                          (any verb of the catalogue by its name)
     run NumberOfReconciliationsInProgress          (any JSON-RPC method, with name: value arguments)
     help, bye, exit
+
+Which flows and verbs there are, their parameters and the JSON-RPC method of each come from the
+catalogue (agent.operator_api.catalogue), as the agent's beans and REST API do.
 
 Interactive with readline history on a terminal; otherwise it reads commands from stdin, one a line,
 so it can be scripted. An error prints one line on stderr and the shell goes on; the exit status is 1
@@ -27,7 +31,8 @@ import httpx
 
 from agent.client.arguments import parse_flow_arguments
 from agent.errors import AgentError, ConfigurationError
-from agent.operator_api.flows import FLOWS, FlowDeclaration, result_text
+from agent.operator_api.catalogue import COMMANDS, Command, Kind, flows
+from agent.operator_api.flows import result_text
 from agent.operator_api.layout import PASSWORD_FILE
 from agent.operator_api.status import ReconciliationStatus
 
@@ -119,12 +124,11 @@ def endpoint(
 
 # -- the flows ----------------------------------------------------------------------------------------
 
-JSONRPC_PREFIX = "LedgerSync."  # the catalogue's operations are the LedgerSync bean's
 # How the shell has always worded what a method may be; every other kind as the catalogue says it.
 _ALLOWED = {"method": "riblt or list"}
 
 
-def flow_arguments(flow: FlowDeclaration, given: dict[str, Any]) -> dict[str, Any]:
+def flow_arguments(flow: Command, given: dict[str, Any]) -> dict[str, Any]:
     """The JSON-RPC arguments of flow: given checked for kind, defaults filled; names stay strings."""
     names = [p.name for p in flow.params]
     for key, value in given.items():
@@ -138,7 +142,7 @@ def flow_arguments(flow: FlowDeclaration, given: dict[str, Any]) -> dict[str, An
         if param.name not in given and param.required:
             raise ConfigurationError(f"{flow.name} parameter {param.name!r}", None, f"required; {allowed}")
         value = given.get(param.name, param.default)
-        if value is not None and not param.accepts(value):
+        if param.name in given and value is not None and not param.accepts(value):  # defaults are JSON-ready
             raise ConfigurationError(f"{flow.name} parameter {param.name!r}", value, allowed)
         out[param.name] = value
     return out
@@ -163,11 +167,27 @@ def render(result: Any) -> str:
 
 # -- the shell ----------------------------------------------------------------------------------------
 
+
+def watch_table(listed: list[dict[str, Any]]) -> str:
+    """listFlows's answer as `flow watch` prints it: one flow a line, oldest first."""
+    if not listed:
+        return "No flows"
+    columns = ("flowId", "flowName", "status", "step", "waitingFor")
+    rows = [[str(f.get(c) or "") for c in columns] for f in listed]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    lines = [columns, *rows]
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
+
+
 HELP = """Commands:
   flow list                                 the flows this node offers
   flow start <Flow> [name: value, ...]      e.g. flow start ScheduleReconciliationFlow parties: ["O=PartyB, L=London, C=GB"]
+  flow watch [name: value, ...]             the node's flows, filtered by status, flowName, step, counterparty, txId, olderThan (s)
   flow kill <id>                            kill a running flow
-  run killFlow id: <id>                     the same, printing true or false
+  flow pause <id>, flow resume <id>         pause a flow between two steps, resume a paused one
+  run killFlow id: <id>                     the same as flow kill, printing true or false (also pauseFlow, resumeFlow, listFlows)
   run <Method> [name: value, ...]           any JSON-RPC method, e.g. run NumberOfReconciliationsInProgress
   help                                      this text
   bye | exit                                leave the shell"""
@@ -185,7 +205,11 @@ class Shell:
     def offered(self) -> list[str]:
         if self._methods is None:
             self._methods = {m["name"] for m in self.client.call("list_methods")}
-        return [name for name, flow in FLOWS.items() if JSONRPC_PREFIX + flow.operation in self._methods]
+        return [flow.name for flow in flows() if flow.method in self._methods]
+
+    def verb(self, name: str, flow_id: str) -> bool:
+        """A verb of the catalogue on one flow (killFlow, pauseFlow, resumeFlow): whether it applied."""
+        return bool(self.client.call(COMMANDS[name].method, {"id": flow_id}))
 
     def execute(self, line: str) -> bool:
         """Run one command; False when the shell should end."""
@@ -202,24 +226,33 @@ class Shell:
             self.print("\n".join(flows) if flows else "No flows (LedgerSync is not enabled on this node)")
         elif command == "flow" and words[1:2] == ["start"] and len(words) == 3:
             name, _, rest = words[2].partition(" ")
-            flow = FLOWS.get(name)
+            flow = COMMANDS.get(name)
             if flow is None or name not in self.offered():
                 offered = ", ".join(self.offered()) or "none"
                 raise ConfigurationError("flow", name, f"not offered on this node; flows: {offered}")
             arguments = flow_arguments(flow, parse_flow_arguments([rest]))
-            result = self.client.call(JSONRPC_PREFIX + flow.operation, arguments)
+            result = self.client.call(flow.method, arguments)
             self.print(f"Flow completed with result: {'kotlin.Unit' if flow.unit else render(result)}")
-        elif command == "flow" and words[1:2] == ["kill"] and len(words) == 3:
-            flow_id = words[2].strip()
-            if self.client.call("Flows.killFlow", {"id": flow_id}):
-                self.print(f"Killed flow [{flow_id}]")
+        elif command == "flow" and words[1:2] == ["watch"]:
+            listing = COMMANDS["listFlows"]
+            # Every filter named, null when not given: JSON-RPC picks an overload by the set of names.
+            arguments = flow_arguments(listing, parse_flow_arguments(words[2:]))
+            self.print(watch_table(self.client.call(listing.method, arguments)))
+        elif command == "flow" and words[1:2] in (["kill"], ["pause"], ["resume"]) and len(words) == 3:
+            action, flow_id = words[1], words[2].strip()
+            if self.verb(f"{action}Flow", flow_id):
+                done = {"kill": "Killed", "pause": "Paused", "resume": "Resumed"}[action]
+                self.print(f"{done} flow [{flow_id}]")
             else:
                 self.failed = True
-                self.print(f"Failed to kill flow [{flow_id}]: no such flow running")
+                state = "paused" if action == "resume" else "running"
+                self.print(f"Failed to {action} flow [{flow_id}]: no such flow {state}")
         elif command == "run" and len(words) >= 2:
-            method = "Flows.killFlow" if words[1] == "killFlow" else words[1]
+            verb = COMMANDS.get(words[1])
+            # The catalogue's verbs go by their bare names (Corda's `run killFlow id: ...`).
+            method = verb.method if verb is not None and verb.kind is Kind.VERB else words[1]
             arguments = parse_flow_arguments(words[2:])
-            if method == "Flows.killFlow" and "id" in arguments:
+            if "id" in arguments and verb is not None:
                 arguments["id"] = str(arguments["id"])  # YAML would make some ids numbers
             self.print(render(self.client.call(method, arguments or None)))
         else:

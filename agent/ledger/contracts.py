@@ -70,10 +70,3 @@ class ContractRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._by_name)
-
-
-def default_contracts() -> ContractRegistry:
-    """The contracts that ship with the agent."""
-    from agent.ledger.token import FungibleToken
-
-    return ContractRegistry([FungibleToken()])

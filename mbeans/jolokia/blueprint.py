@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
-from agent.web.auth import REALM, ManagementAuth
+from mbeans.access import REALM, Authenticator
 from mbeans.errors import IllegalArgumentException
 from mbeans.jolokia.agent import JolokiaAgent
 from mbeans.jolokia.config import URL_KEYS
@@ -34,16 +34,14 @@ def _answer(body: Any, config: Mapping[str, Any]) -> Response:
     return Response(json.dumps(body, default=str), status=200, mimetype=mime)
 
 
-def jolokia_blueprint() -> Blueprint:
+def jolokia_blueprint(registry: MBeanRegistry, authenticate: Authenticator) -> Blueprint:
     """/jolokia: Jolokia's protocol for every user of node.conf's managementUsers (HTTP basic auth)."""
     blueprint = Blueprint("jolokia", __name__)
 
     def serve(rest: str = "") -> Response:
         del rest  # the raw URI is read instead: werkzeug has decoded %2F in it
-        auth: ManagementAuth = current_app.extensions["ledger_agent.auth"]
-        registry: MBeanRegistry = current_app.extensions["ledger_agent.mbeans"]
         url_config = {k: request.args[k] for k in URL_KEYS if k in request.args}
-        principal = auth.principal(request.authorization)
+        principal = authenticate(request.authorization)
         if principal is None:
             body = {
                 "status": 401,

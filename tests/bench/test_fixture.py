@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from agent.ledger import token
-from agent.ledger.contracts import default_contracts
 from agent.ledger.hashing import SecureHash
+from agent.ledger.shipped import default_contracts
 from agent.ledger.transactions import SignedTransaction, StateRef, WireTransaction
 from agent.ledger.vault import RelevancyStatus, StateStatus
 from agent.ledger.verification import required_signers, verify

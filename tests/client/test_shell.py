@@ -47,6 +47,9 @@ def test_flow_list_and_help(
         "StopReconciliationForPartyFlow",
         "IsReconciliationScheduledForPartyFlow",
         "IsRespondingToReconciliationForPartyFlow",
+        "IssueTokensFlow",
+        "PayTokensFlow",
+        "ExitTokensFlow",
     ]
     assert "flow start <Flow>" in out and "run killFlow id: <id>" in out
 
@@ -174,3 +177,29 @@ def test_the_shell_as_a_process_reading_a_script(served: Served) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "0\nFlow completed with result: kotlin.Unit\n"
+
+
+def test_the_engine_verbs_from_the_catalogue(
+    served: Served, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    holder = str(served.runtime.node.identity.name)
+    commands = f"""flow start IssueTokensFlow holdings: [{{owner: "{holder}", amount: 5}}], currency: GBP
+flow watch flowName: FinalityFlow
+flow watch status: FAILED
+flow pause {RUN_ID}
+flow resume {RUN_ID}
+run pauseFlow id: {RUN_ID}
+"""
+    code, out, err = shell(served, commands, monkeypatch, capsys)
+    lines = out.splitlines()
+    assert err == "", err
+    assert lines[0].startswith("Flow completed with result: ") and len(lines[0].split()[-1]) == 64
+    assert lines[1].split() == ["flowId", "flowName", "status", "step", "waitingFor"]
+    assert lines[2].split()[1:4] == ["FinalityFlow", "COMPLETED", "FINALISED"]
+    assert lines[3:] == [
+        "No flows",
+        f"Failed to pause flow [{RUN_ID}]: no such flow running",
+        f"Failed to resume flow [{RUN_ID}]: no such flow paused",
+        "false",
+    ]
+    assert code == 1 and err == ""

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from agent.ledger.contracts import ContractRegistry, LedgerTransaction, default_contracts
+from agent.ledger.contracts import ContractRegistry, LedgerTransaction
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import Party, X500Name
 from agent.ledger.keys import KeyPair
+from agent.ledger.shipped import default_contracts
 from agent.ledger.token import issue
 from agent.ledger.transactions import SignedTransaction, WireTransaction
 from agent.ledger.verification import verify

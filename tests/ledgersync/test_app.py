@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from agent.errors import CannotReconcileWithSelfException, LedgerGraphNotReadyException
-from agent.flows.catalogue import FlowArgumentError, ledgersync_flows, result_json, result_text
 from agent.ledgersync.app import LedgerSync
 from agent.ledgersync.config import LedgerSyncConfig, ScheduledReconciliation
 from agent.ledgersync.status import ReconciliationStatus, ReconciliationStatusValue
+from agent.management.commands import FlowArgumentError, NodeCommands, result_json, result_text
 from agent.network.bootstrap import DEFAULT_NOTARY, init_network
 from agent.node import open_node
 from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
@@ -83,7 +83,7 @@ def test_a_scheduled_reconciliation_runs_from_the_config(net: Net) -> None:
 
 
 def test_the_operators_flows_check_their_arguments(net: Net) -> None:
-    flows = ledgersync_flows(sync_of(net, A))
+    flows = {c.command.name: c for c in NodeCommands(net[A]) if c.command.bean == "LedgerSync"}
     assert set(flows) == {
         "ScheduleReconciliationFlow",
         "GetReconciliationStatusesFlow",

@@ -22,8 +22,8 @@ from werkzeug.serving import make_server
 
 from agent.client.launcher import read_password
 from agent.errors import ReconciliationAlreadyScheduledException
+from agent.management.app import create_management_app
 from agent.network.bootstrap import DEFAULT_NOTARY, MONITOR_PASSWORD_FILE, MONITOR_USER, init_network
-from agent.web.management import create_management_app
 from mbeans.access import Principal, Role
 from mbeans.errors import AttributeNotFoundException, IllegalArgumentException
 from mbeans.jolokia import (

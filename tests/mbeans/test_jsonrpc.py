@@ -18,6 +18,7 @@ from werkzeug.serving import make_server
 
 from agent.client.launcher import read_password
 from agent.errors import ReconciliationAlreadyScheduledException
+from agent.management.app import create_management_app
 from agent.network.bootstrap import (
     DEFAULT_NOTARY,
     MONITOR_PASSWORD_FILE,
@@ -30,7 +31,6 @@ from agent.node import open_node
 from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
 from agent.p2p.retry import RetryPolicy
 from agent.runtime import AgentRuntime, build_runtime
-from agent.web.management import create_management_app
 from mbeans import jsonrpc
 from mbeans.access import Principal, Role
 from mbeans.jsonrpc import MethodTable, handle, method_prefix

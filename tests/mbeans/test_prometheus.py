@@ -16,12 +16,14 @@ from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.vault import TransactionStatus
 from agent.ledgersync.app import LedgerSync
+from agent.management.app import create_management_app
+from agent.management.beans import flows_bean, node_bean
+from agent.management.commands import NodeCommands
 from agent.network.bootstrap import MONITOR_PASSWORD_FILE, MONITOR_USER
 from agent.runtime import AgentRuntime
-from agent.web.management import create_management_app
 from mbeans import metrics as m
-from mbeans.agent_beans import NODE, flows_bean, node_bean
 from mbeans.model import JavaType, MBean
+from mbeans.names import NODE
 from mbeans.prometheus import OUTCOMES, BeanCollector, collector_registry, status_metrics
 from mbeans.registry import MBeanRegistry
 from tests.ledgersync.conftest import A, B, C, Net, net
@@ -166,7 +168,7 @@ def test_status_metrics_measure_ages_on_the_given_clock() -> None:
 def test_one_registry_per_agent_and_none_global(net: Net) -> None:
     registry = MBeanRegistry()
     registry.register(node_bean(net[A]))
-    registry.register(flows_bean(net[A]))
+    registry.register(flows_bean(net[A], NodeCommands(net[A])))
     own = collector_registry(registry)
     names = {metric.name for metric in own.collect()}
     # No LedgerSync beans (a notary's agent): the node's gauges only, no empty LedgerSync families.
@@ -186,7 +188,7 @@ def test_a_failing_bean_leaves_out_its_metrics_and_is_counted(net: Net) -> None:
     bean = MBean(NODE, "a node whose store fails")
     bean.attribute("TransactionsByStatus", JavaType.MAP, "", broken)
     registry.register(bean)
-    registry.register(flows_bean(net[A]))
+    registry.register(flows_bean(net[A], NodeCommands(net[A])))
     families = {f.name: f for f in collector_registry(registry).collect()}
     assert m.TRANSACTIONS.name not in families and m.VAULT_UNCONSUMED_STATES.name not in families
     assert m.FLOWS.name in families

@@ -18,8 +18,8 @@ from agent.errors import (
     UnknownContractError,
 )
 from agent.ledger import token
-from agent.ledger.contracts import default_contracts
 from agent.ledger.identity import X500Name
+from agent.ledger.shipped import default_contracts
 from agent.ledger.transactions import (
     Command,
     SignedTransaction,

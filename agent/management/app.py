@@ -1,6 +1,9 @@
-"""The management endpoint: /health for probes, and a small authenticated API to start token flows
-and read the vault and flows (the full management plane, MBeans and Jolokia, comes later).
+"""The management endpoint as one WSGI app: /health for probes, the REST API under /api, and the MBean
+adapters (JSON-RPC /rpc, Jolokia /jolokia, Prometheus /metrics) over the agent's beans.
 
+The REST API starts the catalogue's commands (agent.management.commands): every flow by name at
+`POST /api/flows/start/<Flow>`, the token flows also at their own routes, and the engine's verbs
+(`GET /api/flows`, `POST /api/flows/{kill,pause,resume}/<id>`); the role each needs is the catalogue's.
 Every /api call needs HTTP basic auth with a user from node.conf's managementUsers. Errors are JSON
 {"error": <named error>, "message": ...}; never a stack trace.
 """
@@ -16,22 +19,22 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from agent.errors import AgentError, ConfigurationError, DatabaseError, IdentityError, InvalidNameError
-from agent.flows.catalogue import (
+from agent.flows.checkpoints import FlowStatus
+from agent.flows.engine import FlowTimeoutError
+from agent.ledger.hashing import SecureHash
+from agent.ledger.vault import TransactionStatus
+from agent.management.auth import ManagementAuth
+from agent.management.beans import register_agent_beans
+from agent.management.commands import (
     FlowArgumentError,
+    NodeCommand,
+    NodeCommands,
     UnknownFlowError,
-    ledgersync_flows,
     result_text,
 )
-from agent.flows.checkpoints import FlowStatus
-from agent.flows.engine import FlowNotFoundError, FlowTimeoutError
-from agent.ledger.hashing import SecureHash
-from agent.ledger.identity import X500Name
-from agent.ledger.vault import TransactionStatus
+from agent.management.flow_replies import flow_reply
 from agent.runtime import AgentRuntime
-from agent.web.auth import REALM, ManagementAuth
-from agent.web.flow_replies import flow_reply
-from mbeans.access import require_action
-from mbeans.agent_beans import register_agent_beans
+from mbeans.access import REALM, require_action
 from mbeans.errors import SecurityException
 from mbeans.jolokia import jolokia_blueprint
 from mbeans.jsonrpc import jsonrpc_blueprint
@@ -53,45 +56,17 @@ def _body() -> dict[str, Any]:
     return body
 
 
-def _field(body: dict[str, Any], name: str, kind: type) -> Any:
-    value = body.get(name)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise BadRequestError(f"field {name!r}: expected {kind.__name__}, got {value!r}")
-    return value
-
-
-def _name(value: Any, field: str) -> X500Name:
-    if not isinstance(value, str):
-        raise BadRequestError(f"field {field!r}: expected an X.500 name, got {value!r}")
-    return X500Name.parse(value)
-
-
-DEFAULT_FLOW_WAIT_S = 60.0
-MAX_FLOW_WAIT_S = 3600.0
-
-
-def _wait(body: dict[str, Any]) -> float:
-    """How long a call that starts a flow waits for it: the body's "timeout" in seconds (default 60)."""
-    value = body.get("timeout", DEFAULT_FLOW_WAIT_S)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_FLOW_WAIT_S:
-        raise BadRequestError(
-            f"field 'timeout': {value!r} is not allowed; seconds from 0 to {MAX_FLOW_WAIT_S:.0f}"
-        )
-    return float(value)
-
-
 def create_management_app(runtime: AgentRuntime) -> Flask:
     app = Flask("ledger_agent.management")
     app.url_map.strict_slashes = False
     auth = ManagementAuth(runtime.node.config.management_users)
+    commands = NodeCommands(runtime)
     registry = MBeanRegistry()
-    register_agent_beans(registry, runtime)
-    # The other management adapters (JSON-RPC, Jolokia, /metrics) find the beans and the users here.
-    app.extensions["ledger_agent.mbeans"] = registry
-    app.extensions["ledger_agent.auth"] = auth
-    app.register_blueprint(jolokia_blueprint())
+    register_agent_beans(registry, runtime, commands)
+    app.extensions["ledger_agent.mbeans"] = registry  # for tests and benchmarks that read the beans
+    app.register_blueprint(jolokia_blueprint(registry, auth.principal))
     app.register_blueprint(jsonrpc_blueprint(registry, auth.principal))
-    app.register_blueprint(metrics_blueprint(registry, auth))
+    app.register_blueprint(metrics_blueprint(registry, auth.principal))
     node = runtime.node
 
     def guarded(view: F, *, act: bool) -> F:
@@ -161,42 +136,36 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     def health() -> Response:
         return jsonify(status="UP", node=str(node.identity.name), role="notary" if node.notary else "node")
 
+    def start(command: NodeCommand, body: dict[str, Any]) -> Any:
+        """The command, once the caller's role allows it (the catalogue's `act`)."""
+        if command.command.act:
+            principal = auth.principal(request.authorization)
+            assert principal is not None  # checked by @authenticated
+            require_action(principal, command.command.name)
+        return command.start(body)
+
+    def token_flow(name: str) -> Response:
+        try:
+            tx_id = start(commands.flow(name), _body())
+        except FlowArgumentError as exc:
+            # These three routes answered BadRequestError before the catalogue; clients match on it.
+            raise BadRequestError(str(exc)) from exc
+        return jsonify(txId=tx_id)
+
     @app.post("/api/flows/issue")
     @operator
     def issue() -> Response:
-        body = _body()
-        holdings = []
-        for entry in _field(body, "holdings", list):
-            if not isinstance(entry, dict):
-                raise BadRequestError(f"holdings[]: expected objects {{owner, amount}}, got {entry!r}")
-            holdings.append((_name(entry.get("owner"), "holdings[].owner"), _field(entry, "amount", int)))
-        observers = [_name(o, "observers[]") for o in body.get("observers", [])]
-        stx = runtime.tokens.issue(holdings, _field(body, "currency", str), observers, timeout=_wait(body))
-        return jsonify(txId=str(stx.id))
+        return token_flow("IssueTokensFlow")
 
     @app.post("/api/flows/pay")
     @operator
     def pay() -> Response:
-        body = _body()
-        observers = [_name(o, "observers[]") for o in body.get("observers", [])]
-        stx = runtime.tokens.pay(
-            _name(body.get("to"), "to"),
-            _field(body, "amount", int),
-            _field(body, "currency", str),
-            _name(body.get("issuer"), "issuer"),
-            observers,
-            timeout=_wait(body),
-        )
-        return jsonify(txId=str(stx.id))
+        return token_flow("PayTokensFlow")
 
     @app.post("/api/flows/exit")
     @operator
     def exit_tokens() -> Response:
-        body = _body()
-        stx = runtime.tokens.exit(
-            _field(body, "amount", int), _field(body, "currency", str), timeout=_wait(body)
-        )
-        return jsonify(txId=str(stx.id))
+        return token_flow("ExitTokensFlow")
 
     @app.get("/api/vault")
     @authenticated
@@ -223,39 +192,38 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
             stateMachineRunId=stored.state_machine_run_id,
         ), 200
 
-    catalogue = ledgersync_flows(runtime.ledgersync) if runtime.ledgersync is not None else {}
-
     @app.post("/api/flows/start/<name>")
     @authenticated
     def start_flow(name: str) -> Response:
-        found = catalogue.get(name)
-        if found is None:
-            offered = ", ".join(sorted(catalogue)) or "none (LedgerSync is not enabled on this node)"
-            raise UnknownFlowError(f"no flow {name!r} on this node; offered: {offered}")
-        flow = found.flow
-        if flow.act:
-            principal = auth.principal(request.authorization)
-            assert principal is not None  # checked by @authenticated
-            require_action(principal, name)
+        command = commands.flow(name)
         body = request.get_json(force=True, silent=True) if request.data else {}
         if not isinstance(body, dict):
             raise BadRequestError("the body must be a JSON object of the flow's named arguments")
-        result = found.start(body)
-        if flow.unit:
-            result = None
-        text = f"Flow completed with result: {result_text(result, unit=flow.unit)}"
+        unit = command.command.unit
+        result = start(command, body)
+        if unit:
+            result = None  # what Corda's flow returns, whatever the agent's does
+        text = f"Flow completed with result: {result_text(result, unit=unit)}"
         return flow_reply(name, result, text)
+
+    def verb(name: str, flow_id: str, answer: str) -> Response:
+        done = start(commands[name], {"id": flow_id})
+        return jsonify({"id": flow_id, answer: done})
 
     @app.post("/api/flows/kill/<flow_id>")
     @operator
     def kill_flow(flow_id: str) -> Response:
-        killed = runtime.ledgersync.kill_flow(flow_id) if runtime.ledgersync is not None else False
-        if not killed:
-            try:
-                killed = runtime.engine.kill(flow_id)
-            except FlowNotFoundError:
-                killed = False
-        return jsonify(id=flow_id, killed=killed)
+        return verb("killFlow", flow_id, "killed")
+
+    @app.post("/api/flows/pause/<flow_id>")
+    @operator
+    def pause_flow(flow_id: str) -> Response:
+        return verb("pauseFlow", flow_id, "paused")
+
+    @app.post("/api/flows/resume/<flow_id>")
+    @operator
+    def resume_flow(flow_id: str) -> Response:
+        return verb("resumeFlow", flow_id, "resumed")
 
     @app.get("/api/ledgersync")
     @authenticated
@@ -283,24 +251,23 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     @app.get("/api/flows")
     @authenticated
     def flows() -> Response:
-        wanted = request.args.get("status") or ""
-        status = FlowStatus[wanted] if wanted in FlowStatus.__members__ else None
-        if wanted and status is None:
-            raise BadRequestError(f"status {wanted!r}: allowed {', '.join(FlowStatus.__members__)}")
-        return jsonify(
-            [
-                {
-                    "flowId": cp.flow_id,
-                    "flowName": cp.flow_name,
-                    "status": cp.status.name,
-                    "step": cp.progress_step,
-                    "txId": None if cp.tx_id is None else str(cp.tx_id),
-                    "counterparties": [str(c) for c in cp.counterparties],
-                    "error": cp.error,
-                    "waitingFor": runtime.engine.waiting_for(cp.flow_id),
-                }
-                for cp in node.store.iter_checkpoints(status)
-            ]
-        )
+        # The query's keys are listFlows's parameters (?status=FAILED&flowName=FinalityFlow&olderThan=60).
+        listing = commands["listFlows"].command
+        arguments: dict[str, Any] = {}
+        for param in listing.params:
+            value: Any = request.args.get(param.name) or None
+            if value is not None and param.kind == "seconds":
+                try:
+                    value = float(value)
+                except ValueError:
+                    raise FlowArgumentError(listing.name, param.name, value, param.allowed) from None
+            arguments[param.name] = value
+        unknown = sorted(set(request.args) - {p.name for p in listing.params})
+        if unknown:
+            raise BadRequestError(
+                f"unknown query parameter(s) {', '.join(unknown)}; allowed: "
+                + ", ".join(p.name for p in listing.params)
+            )
+        return jsonify(start(commands["listFlows"], arguments))
 
     return app

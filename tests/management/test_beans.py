@@ -8,9 +8,10 @@ import time
 import pytest
 
 from agent.errors import CannotReconcileWithSelfException
-from mbeans.agent_beans import FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE, register_agent_beans
+from agent.management.beans import register_agent_beans
 from mbeans.errors import IllegalArgumentException
 from mbeans.model import Impact
+from mbeans.names import FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE, TOKENS
 from mbeans.registry import MBeanRegistry
 from tests.ledgersync.conftest import A, B, C, Net, net
 
@@ -25,7 +26,7 @@ def beans(net: Net) -> MBeanRegistry:
 
 
 def test_every_attribute_reads_a_plain_value(beans: MBeanRegistry) -> None:
-    assert beans.names() == sorted(str(n) for n in (FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE))
+    assert beans.names() == sorted(str(n) for n in (FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE, TOKENS))
     for bean in beans.query():
         for name in bean.attributes:
             value = bean.get(name)

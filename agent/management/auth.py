@@ -10,8 +10,6 @@ from agent.config import ManagementUser
 from agent.passwords import verify_password
 from mbeans.access import Principal, Role
 
-REALM = 'Basic realm="ledger-agent"'
-
 
 class ManagementAuth:
     def __init__(self, users: Sequence[ManagementUser]) -> None:

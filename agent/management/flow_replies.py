@@ -15,10 +15,10 @@ from typing import Any
 
 from flask import Response, jsonify
 
-from agent.flows.catalogue import result_json
 from agent.ledger.hashing import SecureHash
 from agent.ledgersync.idset import IdSet, SecureHashes
 from agent.ledgersync.protocol import ReconciliationResult
+from agent.management.commands import result_json
 
 
 def flow_reply(flow: str, result: Any, text: str) -> Response:

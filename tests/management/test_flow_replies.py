@@ -12,7 +12,7 @@ from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledgersync.idset import IdSet, SecureHashes
 from agent.ledgersync.protocol import ReconciliationResult
-from agent.web.flow_replies import flow_reply
+from agent.management.flow_replies import flow_reply
 
 PARTY = X500Name.parse("O=PartyB, L=New York, C=US")
 

@@ -1,0 +1,280 @@
+"""The agent's own beans: the node, its flows, its tokens, the ledger graph and LedgerSync (names in
+../shared/reference/ledger-sync.md). Every adapter (JSON-RPC, Jolokia, Prometheus, `ledger-agent
+check`) reads and calls the services only through these; the beans' names are mbeans.names's.
+
+    ledgeragent:type=Node        Identity, Role, Transactions, TransactionsByStatus, UnconsumedStates
+    ledgeragent:type=Flows       FlowsByStatus, NumberOf...Flows; the catalogue's verbs: listFlows,
+                                 killFlow, pauseFlow, resumeFlow
+    ledgeragent:type=Tokens      Holdings; the catalogue's token flows: IssueTokens, PayTokens, ExitTokens
+    ledgeragent:type=LedgerGraph IsInitialized, IsSelfConsistent, Errors, ErrorCount, Size
+    ledgeragent:type=LedgerSync  the reference's JMX attributes and ReconciliationStatus(party), and
+                                 the catalogue's LedgerSync flows as operations (ScheduleReconciliation, ...)
+
+Operations of catalogue commands are built from the catalogue (agent.operator_api.catalogue): its
+operation name, parameters, impact (ACTION for an operator's command) and return type, run through
+agent.management.commands. A bad argument is an IllegalArgumentException, as for any bean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from agent.clock import to_epoch_ms
+from agent.flows.checkpoints import FlowStatus
+from agent.ledger.identity import X500Name
+from agent.ledger.vault import TransactionStatus
+from agent.ledgersync.app import LedgerSync
+from agent.ledgersync.status import ReconciliationStatus
+from agent.management.commands import FlowArgumentError, NodeCommand, NodeCommands, result_json
+from agent.operator_api.catalogue import Param, Result
+from agent.runtime import AgentRuntime
+from mbeans.errors import IllegalArgumentException
+from mbeans.model import Impact, JavaType, MBean
+from mbeans.names import FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE, TOKENS
+from mbeans.registry import MBeanRegistry
+
+S, INT, L, B, LIST, MAP = (
+    JavaType.STRING,
+    JavaType.INT,
+    JavaType.LONG,
+    JavaType.BOOLEAN,
+    JavaType.LIST,
+    JavaType.MAP,
+)
+
+# The JMX type a bean operation gives each kind of catalogue parameter, and each kind of result.
+PARAM_TYPES: dict[str, JavaType] = {
+    "party": S,
+    "parties": LIST,
+    "bool": B,
+    "status": S,
+    "method": S,
+    "observers": LIST,
+    "holdings": LIST,
+    "amount": L,
+    "currency": S,
+    "seconds": JavaType.DOUBLE_OBJECT,  # null: the parameter's default
+    "flowId": S,
+    "flowStatus": S,
+    "text": S,
+    "txId": S,
+}
+RESULT_TYPES: dict[Result, JavaType] = {
+    Result.UNIT: JavaType.VOID,
+    Result.BOOL: B,
+    Result.INT: INT,
+    Result.STATUS: MAP,
+    Result.STATUSES: LIST,
+    Result.SESSION: MAP,
+    Result.TX_ID: S,
+    Result.FLOWS: LIST,
+}
+
+
+def party(value: str | None, what: str = "party") -> X500Name:
+    if value is None:
+        raise IllegalArgumentException(f"{what}: an X.500 name is required")
+    try:
+        return X500Name.parse(value)
+    except Exception as exc:
+        raise IllegalArgumentException(f"{what}: {value!r}: {exc}") from exc
+
+
+def plain(status: ReconciliationStatus | None) -> dict[str, Any] | None:
+    return None if status is None else status.as_dict()
+
+
+def _flows_with(store: Any, status: FlowStatus) -> Callable[[], int]:
+    return lambda: int(store.count_checkpoints()[status])
+
+
+def add_command(bean: MBean, command: NodeCommand) -> None:
+    """The catalogue command as an operation of bean: its full signature, and each shorter overload the
+    catalogue names (the parameters left out take their defaults)."""
+    declared = command.command
+    impact = Impact.ACTION if declared.act else Impact.INFO
+    returns = RESULT_TYPES[declared.result]
+    for names in (tuple(p.name for p in declared.params), *declared.overloads):
+        params = [p for p in declared.params if p.name in names]
+        bean.operation(
+            declared.operation,
+            [(p.name, PARAM_TYPES[p.kind], p.description) for p in params],
+            returns,
+            declared.description,
+            _runner(command, params),
+            impact,
+        )
+
+
+def _runner(command: NodeCommand, params: list[Param]) -> Callable[..., Any]:
+    def run(*values: Any) -> Any:
+        try:
+            result = command.start(dict(zip((p.name for p in params), values, strict=True)))
+        except FlowArgumentError as exc:
+            # To a bean's caller a bad argument is what JMX calls it (JSON-RPC -32002, Jolokia 400).
+            raise IllegalArgumentException(f"{exc.parameter}: {exc.value!r}; {exc.allowed}") from exc
+        return result_json(result)
+
+    return run
+
+
+def _commands_of(bean: MBean, commands: NodeCommands) -> MBean:
+    bean_type = bean.name.key("type")
+    for command in commands:
+        if command.command.bean == bean_type:
+            add_command(bean, command)
+    return bean
+
+
+def register_agent_beans(
+    registry: MBeanRegistry, runtime: AgentRuntime, commands: NodeCommands | None = None
+) -> None:
+    """Register the beans of every service the runtime has; commands are the catalogue's on it."""
+    commands = commands or NodeCommands(runtime)
+    registry.register(node_bean(runtime))
+    registry.register(flows_bean(runtime, commands))
+    registry.register(tokens_bean(runtime, commands))
+    if runtime.ledgersync is not None:
+        registry.register(ledger_graph_bean(runtime.ledgersync))
+        registry.register(ledger_sync_bean(runtime.ledgersync, commands))
+
+
+def node_bean(runtime: AgentRuntime) -> MBean:
+    node = runtime.node
+    store = node.store
+
+    def by_status() -> dict[str, int]:
+        return {status.name: store.count_transactions(status) for status in TransactionStatus}
+
+    bean = MBean(NODE, "The node this agent runs beside", "ledgeragent.Node")
+    bean.attribute("Identity", S, "The node's X.500 name", lambda: str(node.identity.name))
+    bean.attribute("Role", S, "node or notary", lambda: "notary" if node.notary else "node")
+    bean.attribute("Transactions", L, "Transactions recorded, any status", store.count_transactions)
+    bean.attribute("TransactionsByStatus", MAP, "Transactions by status", by_status)
+    bean.attribute(
+        "InFlightTransactions",
+        L,
+        "Transactions IN_FLIGHT (two-phase finality begun, not finished)",
+        lambda: store.count_transactions(TransactionStatus.IN_FLIGHT),
+    )
+    bean.attribute("UnconsumedStates", L, "Unconsumed states in the vault", store.count_vault_states)
+    bean.attribute("Time", L, "The agent's clock, epoch milliseconds", lambda: to_epoch_ms(node.clock.now()))
+    return bean
+
+
+def flows_bean(runtime: AgentRuntime, commands: NodeCommands) -> MBean:
+    store = runtime.node.store
+
+    def by_status() -> dict[str, int]:
+        return {status.name: count for status, count in store.count_checkpoints().items()}
+
+    bean = MBean(FLOWS, "The node's flows (checkpoints) and the verbs on them", "ledgeragent.Flows")
+    bean.attribute("FlowsByStatus", MAP, "Flows by checkpoint status", by_status)
+    for status in (FlowStatus.RUNNABLE, FlowStatus.FAILED, FlowStatus.HOSPITALIZED):
+        bean.attribute(
+            f"NumberOf{status.name.title()}Flows",
+            L,
+            f"Flows whose checkpoint is {status.name}",
+            _flows_with(store, status),
+        )
+    return _commands_of(bean, commands)
+
+
+def tokens_bean(runtime: AgentRuntime, commands: NodeCommands) -> MBean:
+    tokens = runtime.tokens
+
+    def holdings() -> list[dict[str, Any]]:
+        return [
+            {"currency": h.currency, "issuer": str(h.issuer), "amount": h.amount, "states": h.states}
+            for h in tokens.holdings()
+        ]
+
+    bean = MBean(TOKENS, "The node's tokens and the flows that move them", "ledgeragent.Tokens")
+    bean.attribute("Holdings", LIST, "Tokens held, by currency and issuer: amount and states", holdings)
+    return _commands_of(bean, commands)
+
+
+def ledger_graph_bean(sync: LedgerSync) -> MBean:
+    bean = MBean(
+        LEDGER_GRAPH, "The in-memory ledger graph and the self-consistency check", "ledgeragent.LedgerGraph"
+    )
+    bean.attribute("IsInitialized", B, "The graph is built", lambda: sync.report.is_initialized)
+    bean.attribute(
+        "IsSelfConsistent",
+        B,
+        "The ledger passed the self-consistency check",
+        lambda: sync.report.is_self_consistent,
+    )
+    bean.attribute("Errors", LIST, "What the check found (the first 1000)", lambda: list(sync.report.errors))
+    bean.attribute("ErrorCount", L, "How many errors the check found", lambda: sync.report.error_count)
+    bean.attribute("Size", L, "Transactions in the graph", lambda: sync.service.graph.size)
+    bean.operation(
+        "CheckConsistency",
+        [],
+        B,
+        "Run the self-consistency check again; whether the ledger is consistent",
+        lambda: sync.check_consistency().is_self_consistent,
+        Impact.ACTION,
+    )
+    return bean
+
+
+def ledger_sync_bean(sync: LedgerSync, commands: NodeCommands) -> MBean:
+    bean = MBean(LEDGER_SYNC, "LedgerSync: reconciliations with peers", "ledgeragent.LedgerSync")
+    # Each attribute asks the store one question: reading one count must not compute them all.
+    statuses, scheduler = sync.statuses, sync.scheduler
+    bean.attribute("FailedParties", LIST, "Parties whose last reconciliation failed", statuses.failed_parties)
+    bean.attribute(
+        "PartiesWithDifference",
+        LIST,
+        "Parties whose last reconciliation found differences",
+        statuses.parties_with_difference,
+    )
+    for name, read, description in (
+        ("NumberOfScheduledReconciliations", scheduler.number_scheduled, "queued for execution"),
+        ("NumberOfReconciliationsInProgress", scheduler.number_in_progress, "executing"),
+        ("NumberOfFailedReconciliations", statuses.number_failed, "that failed"),
+        (
+            "NumberOfReconciliationsWithDifferences",
+            statuses.number_with_differences,
+            "that found differences",
+        ),
+        (
+            "NumberOfReconciliationsWithoutDifferences",
+            statuses.number_without_differences,
+            "that found no difference",
+        ),
+    ):
+        bean.attribute(name, INT, f"Reconciliations {description}", read)
+    bean.attribute(
+        "NumberOfIncomingReconciliations",
+        INT,
+        "Reconciliations other parties are running with this node now",
+        sync.incoming.number_in_progress,
+    )
+    bean.attribute(
+        "Statuses",
+        LIST,
+        "Every requester status",
+        lambda: [s.as_dict() for s in sync.get_reconciliation_statuses()],
+    )
+    bean.attribute(
+        "PeerSummaries",
+        LIST,
+        "Per peer, this node's last reconciliation: partyName, lastReconciliationStatus, "
+        "lastSuccessfulReconciliationTimeFinished, lastSuccessfulReconciliationResult (ids)",
+        statuses.summaries,
+    )
+
+    bean.operation(
+        "ReconciliationStatus",
+        [("party", S, "The party's X.500 name")],
+        MAP,
+        "The status of this node's reconciliation with party, or null",
+        lambda p: plain(sync.get_reconciliation_status_for_party(party(p), True)),
+    )
+    _commands_of(bean, commands)
+    # The reference's JMX has killFlow here too (a reconciliation's stateMachineRunId): the same verb.
+    add_command(bean, commands["killFlow"])
+    return bean
