@@ -397,3 +397,50 @@ def test_kill_9_under_load_leaves_every_payment_finished_once_the_agent_restarts
         assert (net.client(C).transaction(tx) or {}).get("status") == "VERIFIED"
     again = net.client(A).pay(C, held_by_a, "GBP", B)  # everything A holds is spendable
     assert (net.client(C).transaction(again) or {}).get("status") == "VERIFIED"
+
+
+def test_an_operator_lists_pauses_and_resumes_a_payment_waiting_for_the_notary(
+    network_factory: Callable[..., Network],
+) -> None:
+    import subprocess
+    import sys
+
+    net = network_factory()
+    net.client(A).issue([(A, 100)], "GBP")
+    notary = str(DEFAULT_NOTARY)
+    assert net.processes[notary].stop() == 0
+    paid = net.client(A).pay(B, 10, "GBP", A, wait=1)  # 202: the flow waits for the notary
+    config = next(n for n in net.layout.nodes if str(n.name) == A).config
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "agent", "flow", *args, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    listed = cli("list", "--status", "RUNNABLE", "--flow-name", "FinalityFlow")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [line for line in listed.stdout.splitlines() if paid in line]
+    assert "AFTER_BROADCAST" in row and f"{notary} (unreachable)" in row
+    flow_id = row.split()[0]
+    paused = cli("pause", flow_id)
+    assert (paused.returncode, paused.stdout.strip()) == (0, f"Paused flow [{flow_id}]")
+    _wait_until(
+        lambda: [f["status"] for f in net.client(A).flows() if f["flowId"] == flow_id] == ["PAUSED"],
+        30,
+        lambda: net.client(A).flows(),
+    )
+    net.processes[notary].start()
+    net.processes[notary].wait_ready()
+    assert (net.client(A).transaction(paid) or {}).get("status") == "IN_FLIGHT"  # paused: it waits
+    assert cli("pause", flow_id).returncode == 1  # already paused: said so, exit 1
+    resumed = cli("resume", flow_id)
+    assert (resumed.returncode, resumed.stdout.strip()) == (0, f"Resumed flow [{flow_id}]")
+    _wait_until(
+        lambda: all((net.client(n).transaction(paid) or {}).get("status") == "VERIFIED" for n in (A, B)),
+        60,
+        lambda: net.client(A).flows(),
+    )

@@ -109,6 +109,41 @@ def _flow_kill(args: argparse.Namespace) -> int:
     return 0 if killed else 1
 
 
+def _flow_verb(args: argparse.Namespace) -> int:
+    client = _management(args.config, args.user)
+    try:
+        done = client.pause_flow(args.id) if args.flow_command == "pause" else client.resume_flow(args.id)
+    finally:
+        client.close()
+    verb = "Paused" if args.flow_command == "pause" else "Resumed"
+    state = "RUNNABLE or HOSPITALIZED" if args.flow_command == "pause" else "PAUSED"
+    print(
+        f"{verb} flow [{args.id}]"
+        if done
+        else f"Failed to {args.flow_command} flow [{args.id}]: it is not {state}"
+    )
+    return 0 if done else 1
+
+
+FLOW_COLUMNS = ("flowId", "flowName", "status", "step", "waitingFor", "txId")
+
+
+def _flow_list(args: argparse.Namespace) -> int:
+    client = _management(args.config, args.user)
+    filters = {k: v for k, v in (("flowName", args.flow_name), ("step", args.step)) if v}
+    if args.counterparty:
+        filters["counterparty"] = args.counterparty
+    try:
+        flows = client.flows(args.status, **filters)
+    finally:
+        client.close()
+    rows = [[str(f.get(c) or "") for c in FLOW_COLUMNS] for f in flows]
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(FLOW_COLUMNS)]
+    for row in [list(FLOW_COLUMNS), *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
 def _shell(args: argparse.Namespace) -> int:
     from agent.client.shell import run_shell
 
@@ -154,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     vault.set_defaults(handler=_vault)
 
     flow = commands.add_parser(
-        "flow", help="start or kill a flow on a running agent, as the Corda shell does"
+        "flow", help="start, list, kill, pause or resume flows on a running agent, as the Corda shell does"
     )
     flow_commands = flow.add_subparsers(dest="flow_command", required=True, metavar="SUBCOMMAND")
     start = flow_commands.add_parser(
@@ -165,7 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
         "so the shell keeps the double quotes around names with commas)",
     )
     kill = flow_commands.add_parser("kill", help="kill a running flow by its id (killFlow)")
-    for sub in (start, kill):
+    pause = flow_commands.add_parser("pause", help="pause a RUNNABLE or HOSPITALIZED flow between two steps")
+    resume = flow_commands.add_parser("resume", help="resume a PAUSED flow from its checkpoint")
+    listing = flow_commands.add_parser("list", help="the node's flows (checkpoints), oldest first")
+    for sub in (start, kill, pause, resume, listing):
         sub.add_argument("--config", type=Path, required=True, help="the node's node.conf")
         sub.add_argument("--user", default="operator", help="management user (default operator)")
     start.add_argument("name", help="the flow, e.g. ScheduleReconciliationFlow")
@@ -175,6 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     start.set_defaults(handler=_flow_start)
     kill.add_argument("id", help="the flow's id (stateMachineRunId)")
     kill.set_defaults(handler=_flow_kill)
+    for sub in (pause, resume):
+        sub.add_argument("id", help="the flow's id (stateMachineRunId)")
+        sub.set_defaults(handler=_flow_verb)
+    listing.add_argument("--status", help="RUNNABLE, FAILED, COMPLETED, HOSPITALIZED, KILLED or PAUSED")
+    listing.add_argument("--flow-name", help="e.g. FinalityFlow")
+    listing.add_argument("--step", help="the step it reached, e.g. RECORDED")
+    listing.add_argument("--counterparty", help="an X.500 name")
+    listing.set_defaults(handler=_flow_list)
 
     shell = commands.add_parser(
         "shell", help="the Corda shell's flow and run commands against a running agent (JSON-RPC)"

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -124,11 +125,18 @@ class ManagementClient:
         result: dict[str, Any] = self.call("GET", "/api/vault")
         return result
 
-    def flows(self, status: str | None = None) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.call(
-            "GET", "/api/flows" + (f"?status={status}" if status else "")
-        )
+    def flows(self, status: str | None = None, **filters: str) -> list[dict[str, Any]]:
+        """GET /api/flows; filters as the endpoint names them (flowName, step, counterparty, txId, olderThan)."""
+        query = {"status": status, **filters} if status else dict(filters)
+        path = "/api/flows" + ("?" + urlencode(query) if query else "")
+        result: list[dict[str, Any]] = self.call("GET", path)
         return result
+
+    def pause_flow(self, flow_id: str) -> bool:
+        return bool(self.call("POST", f"/api/flows/pause/{flow_id}")["paused"])
+
+    def resume_flow(self, flow_id: str) -> bool:
+        return bool(self.call("POST", f"/api/flows/resume/{flow_id}")["resumed"])
 
     def start_flow(self, name: str, **arguments: Any) -> dict[str, Any]:
         """`flow start name key: value, ...`: {"flow", "result" (JSON), "text" (as the shell prints)}."""
