@@ -2,7 +2,8 @@
 
 `LedgerStore` is the peewee adapter's composition: it opens the database (a URL or a peewee
 Database), binds the models to it, migrates, and exposes one repository per port as an attribute
-(`transactions`, `vault`, `distribution`, `checkpoints`, `keys`, `uniqueness`, `graph_scans`).
+(`transactions`, `vault`, `distribution`, `checkpoints` and `checkpoint_counts`, `keys`,
+`uniqueness`, `graph_scans`), each typed as its port.
 Callers should take the narrowest port (agent.ports) and be given the repository. The methods
 below delegate to the repositories for callers not converted yet; the store itself also satisfies
 `CheckpointStore` (the engine's), `GraphScans` and `GraphFeed` (LedgerSync passes it whole).
@@ -23,10 +24,14 @@ from agent.ledger.hashing import SecureHash
 from agent.ledger.keys import PublicKey
 from agent.ledger.transactions import SignedTransaction, StateRef, WireTransaction
 from agent.ledger.vault import RelevancyStatus, StateStatus, StatesToRecord, TransactionStatus
-from agent.ports.graph_scans import Blob
+from agent.ports.checkpoints import CheckpointCounts, Checkpoints
+from agent.ports.distribution import DistributionRecords
+from agent.ports.graph_scans import Blob, GraphScans
+from agent.ports.keys import AesKeyStore
 from agent.ports.paging import MAX_PAGE_SIZE, MIN_PAGE_SIZE, check_page_size
-from agent.ports.transactions import StoredTransaction, TransactionListener
-from agent.ports.vault import VaultRecord
+from agent.ports.transactions import StoredTransaction, TransactionListener, TransactionStore
+from agent.ports.uniqueness import CommittedStates
+from agent.ports.vault import VaultRecord, VaultStore
 from agent.store.checkpoints import CheckpointRepository
 from agent.store.database import describe, is_sqlite, open_database
 from agent.store.db_errors import opening
@@ -71,15 +76,22 @@ class LedgerStore:
         with opening(describe(self.database)):
             migrate(self.schema)
         self.unit = PeeweeUnitOfWork(self.database)
-        self.vault = VaultRepository(self.schema, self.our_keys, self.page_size)
-        self.distribution = DistributionRepository(self.schema, self.page_size)
-        self.transactions = TransactionRepository(
-            self.schema, self.unit, self.vault, self.distribution, self.clock, self.page_size
+        vault = VaultRepository(self.schema, self.our_keys, self.page_size)
+        distribution = DistributionRepository(self.schema, self.page_size)
+        transactions = TransactionRepository(
+            self.schema, self.unit, vault, distribution, self.clock, self.page_size
         )
-        self.checkpoints = CheckpointRepository(self.schema)
-        self.keys = AesKeyRepository(self.schema)
-        self.uniqueness = CommittedStatesRepository(self.schema)
-        self.graph_scans = GraphScanRepository(self.schema, self.transactions, self.our_keys)
+        # Typed as the ports: mypy checks each repository against its Protocol here, and callers
+        # given one of these see the port, not the adapter's extras.
+        self.transactions: TransactionStore = transactions
+        self.vault: VaultStore = vault
+        self.distribution: DistributionRecords = distribution
+        self._checkpoints = CheckpointRepository(self.schema)
+        self.checkpoints: Checkpoints = self._checkpoints
+        self.checkpoint_counts: CheckpointCounts = self._checkpoints
+        self.keys: AesKeyStore = AesKeyRepository(self.schema)
+        self.uniqueness: CommittedStates = CommittedStatesRepository(self.schema)
+        self.graph_scans: GraphScans = GraphScanRepository(self.schema, transactions, self.our_keys)
 
     def unit_of_work(self) -> AbstractContextManager[None]:
         """One database transaction around several writes (a flow step's effects and its checkpoint).
@@ -238,7 +250,7 @@ class LedgerStore:
         return self.checkpoints.get_checkpoint(flow_id)
 
     def count_checkpoints(self) -> dict[FlowStatus, int]:
-        return self.checkpoints.count_checkpoints()
+        return self.checkpoint_counts.count_checkpoints()
 
     def iter_checkpoints(
         self,
