@@ -60,7 +60,7 @@ def open_node(
     store = LedgerStore(config.database_url, our_keys=[key.public], clock=clock)
     notary = None
     if config.notary:
-        notary = NotaryService(identity, key, UniquenessProvider(store.schema, clock), clock)
+        notary = NotaryService(identity, key, UniquenessProvider(store.uniqueness, store, clock), clock)
     return Node(
         config=config,
         identity=identity,

@@ -21,12 +21,11 @@ import itertools
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from agent.clock import Clock
 from agent.errors import AgentError
@@ -37,6 +36,7 @@ from agent.flows.triage import Decision, ErrorPolicy, Fail, Retry, default_polic
 from agent.ledger import serialization as ser
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
+from agent.ports.checkpoints import CheckpointStore
 
 log = logging.getLogger("ledger_agent.flows")
 
@@ -44,26 +44,6 @@ FlowFactory = Callable[[dict[str, Any]], Flow]
 KILLABLE = (FlowStatus.RUNNABLE, FlowStatus.PAUSED, FlowStatus.HOSPITALIZED)
 TERMINAL = (FlowStatus.COMPLETED, FlowStatus.FAILED, FlowStatus.KILLED)
 TIMER_POLL_S = 0.5  # how often the timer looks at the clock (a ManualClock moves without telling)
-
-
-class CheckpointStore(Protocol):
-    """The store as the engine needs it."""
-
-    def save_checkpoint(self, checkpoint: FlowCheckpoint) -> None: ...
-
-    def update_checkpoint(self, checkpoint: FlowCheckpoint, *, value_changed: bool = True) -> None: ...
-
-    def get_checkpoint(self, flow_id: str) -> FlowCheckpoint | None: ...
-
-    def iter_checkpoints(
-        self,
-        status: FlowStatus | None = None,
-        *,
-        tx_id: SecureHash | None = None,
-        flow_name: str | None = None,
-    ) -> Iterator[FlowCheckpoint]: ...
-
-    def unit_of_work(self) -> AbstractContextManager[None]: ...
 
 
 class FlowError(AgentError):

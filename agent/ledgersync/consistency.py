@@ -24,10 +24,9 @@ import numpy.typing as npt
 from agent.errors import LedgerGraphNotReadyException
 from agent.ledger.vault import StateStatus
 from agent.ledgersync.csr import owners
-from agent.ledgersync.graph import LedgerGraph, raw_cursor, release_freed_memory
+from agent.ledgersync.graph import LedgerGraph, release_freed_memory
 from agent.ledgersync.states import StateArrays
-from agent.store.database import scanning
-from agent.store.ledger_store import LedgerStore
+from agent.ports.graph_scans import GraphScans
 
 MAX_ERRORS = 1000
 IN_VAULT, CONSUMED = 1, 2  # a slot's byte: IN_VAULT | CONSUMED * times consumed (0, 1, 2 for more)
@@ -70,7 +69,7 @@ def _state_key(tx: npt.NDArray[np.integer[Any]], out: npt.NDArray[np.integer[Any
 
 def check_consistency(
     graph: LedgerGraph,
-    store: LedgerStore,
+    store: GraphScans,
     *,
     page_size: int = 10_000,
     pool_size: int = 1,
@@ -85,13 +84,13 @@ def check_consistency(
     if not graph.is_initialized:
         return ConsistencyReport(False, False, ["the ledger graph is not initialised"], 1)
     states = graph.take_states() or graph.read_states(store, page_size=page_size, pool_size=pool_size)
-    with scanning(store.database):
+    with store.scanning():
         return check_states(states, store, page_size=page_size, max_errors=max_errors, chunk=chunk)
 
 
 def check_states(
     states: StateArrays,
-    store: LedgerStore,
+    store: GraphScans,
     *,
     page_size: int = 10_000,
     max_errors: int = MAX_ERRORS,
@@ -225,7 +224,7 @@ class _Check:
                 f"state {state} is consumed twice: by {' and '.join(str(self.states.id_at(c)) for c in by)}"
             )
 
-    def check_vault(self, store: LedgerStore, page_size: int) -> None:
+    def check_vault(self, store: GraphScans, page_size: int) -> None:
         later: list[tuple[int, int, str]] = []  # (line, slot, state): its consumer is found after
         for hex_ids, outs, statuses in _vault_pages(store, page_size):
             tx = self.states.lookup(bytes.fromhex("".join(hex_ids)))
@@ -278,11 +277,9 @@ class _Check:
 
 
 def _vault_pages(
-    store: LedgerStore, page_size: int
+    store: GraphScans, page_size: int
 ) -> Iterator[tuple[list[str], npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
-    vs = store.schema.vault_states
-    cursor = raw_cursor(store, vs.select(vs.transaction_id, vs.output_index, vs.state_status))
-    while rows := cursor.fetchmany(page_size):
+    for rows in store.vault_status_pages(page_size):
         yield (
             [r[0] for r in rows],
             np.array([r[1] for r in rows], dtype=np.int64),

@@ -42,14 +42,13 @@ from agent.ledgersync.graph_pages import (
     Readers,
     parse_page,
     parsed_pages,
-    raw_cursor,
 )
 from agent.ledgersync.idset import IdSet, find_ids
 from agent.ledgersync.memory import release_freed_memory
 from agent.ledgersync.partysets import PartySets
 from agent.ledgersync.states import StateArrays, read_states
-from agent.store.database import scanning
-from agent.store.ledger_store import LedgerStore, check_page_size
+from agent.ports.graph_scans import GraphFeed, GraphScans
+from agent.ports.paging import check_page_size
 
 __all__ = [
     "MAX_OUTPUTS",
@@ -58,7 +57,6 @@ __all__ = [
     "Page",
     "Readers",
     "parse_page",
-    "raw_cursor",
     "release_freed_memory",
 ]
 
@@ -98,14 +96,14 @@ class LedgerGraph:
         self._key_ids: dict[bytes, int] = {}
         self._key_name = array("i")  # name id of each key id, -1 while unknown
         self._pending: list[tuple[bytes, Page, list[str]]] = []
-        self._store: LedgerStore | None = None
+        self._feed: GraphFeed | None = None
 
     # -- building ------------------------------------------------------------------------------------
 
     @classmethod
     def build(
         cls,
-        store: LedgerStore,
+        store: GraphScans,
         *,
         page_size: int,
         pool_size: int,
@@ -115,13 +113,13 @@ class LedgerGraph:
         """Read every VERIFIED transaction in pages of page_size, parsed by pool_size readers."""
         check_page_size(page_size, "transactionReaderPageSize")
         graph = cls((key.raw for key in store.our_keys), me=me)
-        with scanning(store.database):
+        with store.scanning():
             graph._read(store, page_size=page_size, pool_size=pool_size, readers=readers)
         graph.is_initialized = True
         release_freed_memory()
         return graph
 
-    def _read(self, store: LedgerStore, *, page_size: int, pool_size: int, readers: Readers) -> None:
+    def _read(self, store: GraphScans, *, page_size: int, pool_size: int, readers: Readers) -> None:
         """The ids first (sorted by the store), then the pages: the arrays, and the states for the first check."""
         # Sized from a count first: a bytearray grown page by page kept ~2 MB of slack at 1M ids and
         # copied itself as it grew. Transactions recorded since the count still find room.
@@ -190,9 +188,9 @@ class LedgerGraph:
 
     # -- keeping up to date ----------------------------------------------------------------------------
 
-    def attach(self, store: LedgerStore) -> None:
+    def attach(self, store: GraphFeed) -> None:
         """Add each transaction as it becomes VERIFIED, and any recorded since the build."""
-        self._store = store
+        self._feed = store
         store.add_listener(self._on_recorded)
         with self._lock:
             for page in store.transaction_id_pages(status=TransactionStatus.VERIFIED):
@@ -210,9 +208,9 @@ class LedgerGraph:
         """Add one VERIFIED transaction (buffered; a no-op when it is already in the graph)."""
         tx_id = bytes(stx.id)
         peers: list[str] = []
-        if self._store is not None:
-            peers = [str(r.peer) for r in self._store.sender_records(stx.id)]
-            peers += [str(r.sender) for r in self._store.receiver_records(stx.id)]
+        if self._feed is not None:
+            peers = [str(r.peer) for r in self._feed.sender_records(stx.id)]
+            peers += [str(r.sender) for r in self._feed.receiver_records(stx.id)]
         with self._lock:
             if self._index(tx_id) >= 0 or any(p[0] == tx_id for p in self._pending):
                 return
@@ -455,13 +453,13 @@ class LedgerGraph:
             states, self._states = self._states, None
             return states
 
-    def read_states(self, store: LedgerStore, *, page_size: int, pool_size: int = 1) -> StateArrays:
+    def read_states(self, store: GraphScans, *, page_size: int, pool_size: int = 1) -> StateArrays:
         """The states of the transactions in the graph now, read again from the store."""
         with self._lock:
             self._flush()
             # Merges replace the arrays (see _repair_missing) but append to _missing: a copy of it.
             graph = (self._ids, self._order, self._ref_off, self._ref_tx, list(self._missing))
-        with scanning(store.database):
+        with store.scanning():
             return read_states(store, self.our_keys, *graph, page_size=page_size, pool_size=pool_size)
 
     @property

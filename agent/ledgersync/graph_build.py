@@ -19,10 +19,10 @@ import numpy.typing as npt
 
 from agent.errors import StoreError
 from agent.ledgersync.csr import extend_offsets
-from agent.ledgersync.graph_pages import US, Page, raw_cursor
+from agent.ledgersync.graph_pages import US, Page
 from agent.ledgersync.narrow import NarrowInts
 from agent.ledgersync.states import StateCollector
-from agent.store.ledger_store import LedgerStore
+from agent.ports.graph_scans import GraphScans
 
 if TYPE_CHECKING:
     from agent.ledgersync.graph import LedgerGraph
@@ -32,30 +32,24 @@ _HALF = 2**31
 REMAP_CHUNK = 1 << 16
 
 
-def distribution_pairs(graph: LedgerGraph, store: LedgerStore, page_size: int) -> tuple[I32, I32]:
+def distribution_pairs(graph: LedgerGraph, store: GraphScans, page_size: int) -> tuple[I32, I32]:
     """(transaction, name) pairs sorted by transaction: the peers of our distribution records, and US.
 
     A distribution record means the transaction went through a finality we took part in, so we are
     one of its parties even when no state or signature names us.
     """
-    schema = store.schema
-    info = schema.recovery_party_info
-    peer_names = {
-        r[0]: graph.name_id(r[1]) for r in raw_cursor(store, info.select(info.party_id, info.party_name))
-    }
+    peer_names = {party_id: graph.name_id(name) for party_id, name in store.party_names()}
     us = graph.name_id(US)
     txs, names = array("i"), array("i")
-    for model in (schema.sender_distr_recs, schema.receiver_distr_recs):
-        cursor = raw_cursor(store, model.select(model.transaction_id, model.peer_party_id))
-        while rows := cursor.fetchmany(page_size):
-            found = graph.lookup(bytes.fromhex("".join(r[0] for r in rows)))
-            for index, row in zip(found.tolist(), rows, strict=True):
-                if index >= 0:
+    for rows in store.distribution_peer_pages(page_size):
+        found = graph.lookup(bytes.fromhex("".join(r[0] for r in rows)))
+        for index, row in zip(found.tolist(), rows, strict=True):
+            if index >= 0:
+                txs.append(index)
+                names.append(us)
+                if row[1] in peer_names:
                     txs.append(index)
-                    names.append(us)
-                    if row[1] in peer_names:
-                        txs.append(index)
-                        names.append(peer_names[row[1]])
+                    names.append(peer_names[row[1]])
     tx = np.frombuffer(txs, dtype=np.int32)
     by_tx = np.argsort(tx, kind="stable")
     return tx[by_tx], np.frombuffer(names, dtype=np.int32)[by_tx]

@@ -7,15 +7,14 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
-from typing import Any, Literal
+from typing import Literal
 
 import cbor2
 import numpy as np
 import numpy.typing as npt
 
 from agent.errors import StoreError
-from agent.ledger.vault import TransactionStatus
-from agent.store.ledger_store import LedgerStore
+from agent.ports.graph_scans import GraphScans
 
 __all__ = [
     "MAX_OUTPUTS",
@@ -25,7 +24,6 @@ __all__ = [
     "blob_pages",
     "parse_page",
     "parsed_pages",
-    "raw_cursor",
 ]
 
 MAX_OUTPUTS = 65_535  # output indexes are kept as uint16
@@ -110,16 +108,11 @@ def parse_page(blobs: Sequence[bytes], our_keys: frozenset[bytes]) -> Page:
     )  # fmt: skip
 
 
-def raw_cursor(store: LedgerStore, query: Any) -> Any:
-    """The driver's cursor for a peewee query (no row objects: millions of rows pass through)."""
-    return store.database.execute(query)  # type: ignore[no-untyped-call]
-
-
 Lookup = Callable[[bytes], npt.NDArray[np.int64]]
 
 
 def parsed_pages(
-    store: LedgerStore,
+    store: GraphScans,
     lookup: Lookup,
     our_keys: frozenset[bytes],
     page_size: int,
@@ -150,22 +143,8 @@ def parsed_pages(
             yield future.result()
 
 
-def blob_pages(store: LedgerStore, lookup: Lookup, page_size: int) -> Iterator[list[bytes]]:
+def blob_pages(store: GraphScans, lookup: Lookup, page_size: int) -> Iterator[list[bytes]]:
     """transaction_value of the ids read in the first pass (rows VERIFIED since then are left out)."""
-    nt = store.schema.node_transactions
-    last = ""
-    while True:
-        query = (
-            nt.select(nt.tx_id, nt.transaction_value)
-            .where((nt.tx_id > last) & (nt.status == TransactionStatus.VERIFIED.value))
-            .order_by(nt.tx_id)
-            .limit(page_size)
-        )
-        rows = raw_cursor(store, query).fetchall()
-        if not rows:
-            return
-        last = rows[-1][0]
+    for rows in store.verified_blob_pages(page_size):
         wanted = lookup(bytes.fromhex("".join(r[0] for r in rows))) >= 0
         yield [bytes(r[1]) for r, keep in zip(rows, wanted.tolist(), strict=True) if keep]
-        if len(rows) < page_size:
-            return

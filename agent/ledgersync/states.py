@@ -31,7 +31,7 @@ from agent.ledgersync.csr import extend_offsets, offsets, segments
 from agent.ledgersync.graph_pages import Page, Readers, parsed_pages
 from agent.ledgersync.idset import find_ids
 from agent.ledgersync.narrow import NarrowInts
-from agent.store.ledger_store import LedgerStore
+from agent.ports.graph_scans import GraphScans
 
 I32 = npt.NDArray[np.int32]
 Narrow = npt.NDArray[np.unsignedinteger[Any]]  # uint8, uint16 or uint32: see `narrow`
@@ -115,7 +115,7 @@ class StateCollector:
 
 
 def read_states(
-    store: LedgerStore,
+    store: GraphScans,
     our_keys: frozenset[bytes],
     ids: npt.NDArray[Any],
     order: I32 | None,

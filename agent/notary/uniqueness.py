@@ -1,8 +1,9 @@
 """Commits consumed state refs; refuses a double spend with the transaction that consumed the state.
 
-Committing is one database transaction. Two racing requests for the same state both try to insert its
-row; the database's primary key lets one win, and the loser re-reads and reports the winner as the
-conflict, on SQLite and PostgreSQL alike.
+Committing is one unit of work: the request is logged, the refs' consumers read, and the inputs
+consumed together or not at all. Two racing requests for the same state both try to insert its row;
+the database's primary key lets one win, and the loser, on its second pass, reads the winner and
+reports it as the conflict, on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -14,28 +15,39 @@ from agent.errors import ConstraintViolationError, NotaryConflictError
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.transactions import StateRef
-from agent.store.database import write_transaction
-from agent.store.models import Schema
+from agent.ports.uniqueness import CommittedStates
+from agent.ports.unit_of_work import UnitOfWork
 
 
-def ref_key(ref: StateRef) -> str:
-    """node_notary_committed_states.state_ref: "TXID:index"."""
-    return f"{ref.txhash}:{ref.index}"
+def conflicts(
+    tx_id: SecureHash,
+    inputs: Sequence[StateRef],
+    references: Sequence[StateRef],
+    consumers: dict[StateRef, SecureHash],
+) -> dict[str, str]:
+    """Each ref another transaction consumed (or a reference consumed at all) -> its consumer."""
+    found: dict[str, str] = {}
+    for ref in (*inputs, *references):
+        consumer = consumers.get(ref)
+        # An input consumed by this very transaction is a repeated request, not a conflict.
+        if consumer is not None and (consumer != tx_id or ref in references):
+            found[str(ref)] = str(consumer)
+    return found
 
 
 class UniquenessProvider:
-    def __init__(self, schema: Schema, clock: Clock) -> None:
-        self.schema = schema
+    """The notary's uniqueness rule over its committed states, one unit of work per request."""
+
+    def __init__(self, states: CommittedStates, unit: UnitOfWork, clock: Clock) -> None:
+        self.states = states
+        self.unit = unit
         self.clock = clock
 
     def is_committed(self, tx_id: SecureHash) -> bool:
-        txs = self.schema.notary_committed_txs
-        return txs.select().where(txs.transaction_id == str(tx_id)).exists()
+        return self.states.is_committed(tx_id)
 
     def consumer_of(self, ref: StateRef) -> SecureHash | None:
-        states = self.schema.notary_committed_states
-        row = states.get_or_none(states.state_ref == ref_key(ref))
-        return None if row is None else SecureHash.parse(row.consuming_transaction_id)
+        return self.states.consumer_of(ref)
 
     def commit(
         self,
@@ -61,36 +73,13 @@ class UniquenessProvider:
         references: Sequence[StateRef],
         requester: X500Name | None,
     ) -> None:
-        db = self.schema.database
-        states, txs, log = (
-            self.schema.notary_committed_states,
-            self.schema.notary_committed_txs,
-            self.schema.notary_request_log,
-        )
-        me = str(tx_id)
         now = self.clock.now()
-        with write_transaction(db):
-            log.insert(
-                consuming_transaction_id=me,
-                requesting_party_name=None if requester is None else str(requester),
-                request_timestamp=now,
-            ).execute()
-            if txs.select().where(txs.transaction_id == me).exists():
+        # A conflict raises inside the unit, so its log row goes with the rollback, as before.
+        with self.unit.unit_of_work():
+            self.states.log_request(tx_id, requester, now)
+            if self.states.is_committed(tx_id):
                 return
-            keys = {ref_key(r): r for r in (*inputs, *references)}
-            consumed = {
-                row.state_ref: row.consuming_transaction_id
-                for row in states.select().where(states.state_ref.in_(list(keys)))
-            }
-            conflicts = {
-                str(ref): consumed[key]
-                for key, ref in keys.items()
-                if key in consumed and (consumed[key] != me or ref in references)
-            }
-            if conflicts:
-                raise NotaryConflictError(me, conflicts)
-            if inputs:
-                states.insert_many(
-                    [{"state_ref": ref_key(r), "consuming_transaction_id": me} for r in inputs]
-                ).execute()
-            txs.insert(transaction_id=me, committed_at=now).execute()
+            found = conflicts(tx_id, inputs, references, self.states.consumers_of({*inputs, *references}))
+            if found:
+                raise NotaryConflictError(str(tx_id), found)
+            self.states.commit(tx_id, inputs, now)

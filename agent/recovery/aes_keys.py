@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from agent.errors import IdentityError
 from agent.ledger.identity import X500Name
 from agent.network.pki import x509_name
-from agent.store.ledger_store import LedgerStore
+from agent.ports.keys import AesKeyStore
 
 KEY_COUNT = 10
 KEY_SIZE = 16  # AES-128, as Corda
@@ -31,7 +31,7 @@ def wrapping_key(name: X500Name, key_id: uuid.UUID) -> bytes:
 class NodeAesKeys:
     """Creates the keys on first use; afterwards unwraps them once and keeps them in memory."""
 
-    def __init__(self, store: LedgerStore, name: X500Name) -> None:
+    def __init__(self, store: AesKeyStore, name: X500Name) -> None:
         self.store = store
         self.name = name
         self._keys: dict[uuid.UUID, bytes] | None = None

@@ -9,11 +9,11 @@ from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
 from agent.ledger.transactions import SignedTransaction
 from agent.ledger.vault import StatesToRecord, TransactionStatus
 from agent.ledger.verification import verify, verify_chain
-from agent.store.ledger_store import LedgerStore
+from agent.ports.transactions import TransactionStore
 
 
 class LedgerService:
-    def __init__(self, store: LedgerStore, contracts: ContractRegistry) -> None:
+    def __init__(self, store: TransactionStore, contracts: ContractRegistry) -> None:
         self.store = store
         self.contracts = contracts
 

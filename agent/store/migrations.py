@@ -57,11 +57,24 @@ def _v4_reconciliation_requests(schema: Schema) -> None:
     schema.reconciliation_requests.create_table(safe=False)
 
 
+def _v5_distribution_records_by_time(schema: Schema) -> None:
+    # Ledger Recovery reads records by time window across peers, in (timestamp, discriminator, tx id)
+    # order; the key (peer first) serves one peer's reads but not those. Plain SQL, not the models'
+    # Meta.indexes: migration 1 creates what its tables had then, and must keep doing so.
+    for model in (schema.sender_distr_recs, schema.receiver_distr_recs):
+        table = model._meta.table_name
+        schema.database.execute_sql(
+            f'CREATE INDEX "{table}_by_time" ON "{table}" '
+            '("timestamp", "timestamp_discriminator", "transaction_id", "peer_party_id")'
+        )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial node schema", _v1_initial),
     Migration(2, "LedgerSync cr_reconciliation_status", _v2_reconciliation_status),
     Migration(3, "LedgerSync cr_reconciliation_jobs", _v3_reconciliation_jobs),
     Migration(4, "LedgerSync cr_reconciliation_requests", _v4_reconciliation_requests),
+    Migration(5, "distribution records by time", _v5_distribution_records_by_time),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

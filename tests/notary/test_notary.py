@@ -34,7 +34,10 @@ def notary_store(database_url: str) -> LedgerStore:
 @pytest.fixture
 def notary(notary_store: LedgerStore, notary_actor: Actor, clock: ManualClock) -> NotaryService:
     return NotaryService(
-        notary_actor.party, notary_actor.key, UniquenessProvider(notary_store.schema, clock), clock
+        notary_actor.party,
+        notary_actor.key,
+        UniquenessProvider(notary_store.uniqueness, notary_store, clock),
+        clock,
     )
 
 
@@ -54,7 +57,12 @@ def spend(
 
 
 def test_notarising_signs_the_id_and_commits_the_inputs(
-    notary: NotaryService, issued: SignedTransaction, alice: Actor, bob: Actor, notary_actor: Actor
+    notary: NotaryService,
+    notary_store: LedgerStore,
+    issued: SignedTransaction,
+    alice: Actor,
+    bob: Actor,
+    notary_actor: Actor,
 ) -> None:
     move = spend(issued, alice, bob, notary_actor)
     sig = notary.notarise(move, requester=alice.name)
@@ -62,7 +70,7 @@ def test_notarising_signs_the_id_and_commits_the_inputs(
     assert sig.verify(move.id)
     assert notary.uniqueness.consumer_of(issued.tx.output_ref(0)) == move.id
     assert notary.uniqueness.is_committed(move.id)
-    log = list(notary.uniqueness.schema.notary_request_log.select())
+    log = list(notary_store.schema.notary_request_log.select())
     assert [(r.consuming_transaction_id, r.requesting_party_name) for r in log] == [
         (str(move.id), str(alice.name))
     ]
@@ -176,7 +184,7 @@ def test_commitments_survive_a_restart(
     notary.notarise(spend(issued, alice, bob, notary_actor))
     reopened = LedgerStore(database_url)
     again = NotaryService(
-        notary_actor.party, notary_actor.key, UniquenessProvider(reopened.schema, clock), clock
+        notary_actor.party, notary_actor.key, UniquenessProvider(reopened.uniqueness, reopened, clock), clock
     )
     with pytest.raises(NotaryConflictError):
         again.notarise(spend(issued, alice, charlie, notary_actor))
@@ -184,7 +192,12 @@ def test_commitments_survive_a_restart(
 
 
 def test_racing_spends_let_exactly_one_through(
-    database_url: str, notary: NotaryService, issued: SignedTransaction, alice: Actor, notary_actor: Actor
+    database_url: str,
+    notary: NotaryService,
+    notary_store: LedgerStore,
+    issued: SignedTransaction,
+    alice: Actor,
+    notary_actor: Actor,
 ) -> None:
     receivers = [make_actor(f"O=Receiver {chr(65 + i)}, L=Paris, C=FR") for i in range(4)]
     spends = [spend(issued, alice, r, notary_actor, amount=i + 1) for i, r in enumerate(receivers)]
@@ -199,7 +212,7 @@ def test_racing_spends_let_exactly_one_through(
         except NotaryConflictError:
             outcomes.append("conflict")
         finally:
-            notary.uniqueness.schema.database.close()
+            notary_store.close()  # this thread's connection
 
     threads = [threading.Thread(target=attempt, args=(s,)) for s in spends]
     for t in threads:

@@ -211,7 +211,10 @@ def test_a_double_spend_is_refused_and_recorded_nowhere(
     notary_store = LedgerStore(f"sqlite:///{tmp_path}/notary.db")
     clock = ManualClock()
     notary = NotaryService(
-        notary_actor.party, notary_actor.key, UniquenessProvider(notary_store.schema, clock), clock
+        notary_actor.party,
+        notary_actor.key,
+        UniquenessProvider(notary_store.uniqueness, notary_store, clock),
+        clock,
     )
     first = token.move([funded.tx.out_ref(0)], [(bob.party, 10)], alice.party, notary_actor.party).sign(
         [alice.key]

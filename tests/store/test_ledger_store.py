@@ -23,9 +23,17 @@ from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
 from agent.ledger.hashing import SecureHash
 from agent.ledger.transactions import SignedTransaction, sign
 from agent.ledger.vault import RelevancyStatus, StateStatus, StatesToRecord, TransactionStatus
-from agent.store.database import SCAN_CACHE_KIB, SQLITE_PRAGMAS, is_sqlite, scanning
+from agent.store.database import (
+    SCAN_CACHE_KIB,
+    SQLITE_PRAGMAS,
+    is_sqlite,
+    open_database,
+    scanning,
+    write_transaction,
+)
 from agent.store.ledger_store import LedgerStore
-from agent.store.migrations import LATEST_VERSION, applied_versions
+from agent.store.migrations import LATEST_VERSION, MIGRATIONS, applied_versions, migrate
+from agent.store.models import bind_schema
 from tests.conftest import Actor
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -75,6 +83,36 @@ def test_migrations_create_the_corda_shaped_tables_once(store: LedgerStore, data
     again = LedgerStore(database_url)
     assert applied_versions(again.schema) == list(range(1, LATEST_VERSION + 1))
     again.close()
+
+
+def test_migration_5_indexes_distribution_records_by_time(database_url: str) -> None:
+    db = open_database(database_url)
+    s = bind_schema(db)
+    # As a version-4 agent left it, with a record in each table.
+    with write_transaction(db):
+        db.create_tables([s.schema_migrations])
+    for migration in MIGRATIONS[:4]:
+        with write_transaction(db):
+            migration.apply(s)
+            s.schema_migrations.create(version=migration.version, name=migration.name, applied_at=NOW)
+    with write_transaction(db):
+        s.recovery_party_info.create(party_id="ab" * 32, party_name="O=Bob Plc, L=Rome, C=IT")
+        common = {"transaction_id": "A" * 64, "peer_party_id": "ab" * 32, "timestamp": NOW}
+        s.sender_distr_recs.create(
+            **common, timestamp_discriminator=0, sender_states_to_record=2, receiver_states_to_record=2
+        )
+        s.receiver_distr_recs.create(
+            **common, timestamp_discriminator=0, distribution_list=b"l", receiver_states_to_record=2
+        )
+    assert migrate(s) == [5]
+    for model in (s.sender_distr_recs, s.receiver_distr_recs):
+        table = model._meta.table_name
+        by_time = [i for i in db.get_indexes(table) if i.name == f"{table}_by_time"]
+        assert [i.columns for i in by_time] == [
+            ["timestamp", "timestamp_discriminator", "transaction_id", "peer_party_id"]
+        ]
+        assert model.select().count() == 1
+    db.close()
 
 
 def test_a_newer_schema_is_refused(store: LedgerStore, database_url: str) -> None:

@@ -1,0 +1,104 @@
+"""Recording, finalising and reading the node's transactions (node_transactions)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
+from agent.ledger.hashing import SecureHash
+from agent.ledger.transactions import SignedTransaction, StateRef, WireTransaction
+from agent.ledger.vault import StatesToRecord, TransactionStatus
+
+TransactionListener = Callable[[SignedTransaction, TransactionStatus], None]
+
+
+@dataclass(frozen=True)
+class StoredTransaction:
+    """A transaction row: the transaction, its status, when it was recorded, and by which flow."""
+
+    stx: SignedTransaction
+    status: TransactionStatus
+    timestamp: datetime
+    state_machine_run_id: str | None
+
+
+class TransactionReader(Protocol):
+    """Reads of node_transactions; only VERIFIED rows count as the ledger."""
+
+    def get_stored(self, tx_id: SecureHash) -> StoredTransaction | None:
+        """The row in whatever status it is."""
+        ...
+
+    def get_transaction(self, tx_id: SecureHash) -> SignedTransaction | None:
+        """A VERIFIED transaction; like Corda's getTransaction, other statuses are hidden."""
+        ...
+
+    def require_transaction(self, tx_id: SecureHash) -> SignedTransaction:
+        """A VERIFIED transaction, or TransactionNotFoundError."""
+        ...
+
+    def transaction_status(self, tx_id: SecureHash) -> TransactionStatus | None:
+        """The row's status, None when there is no row."""
+        ...
+
+    def producing_transaction(self, txhash: SecureHash) -> WireTransaction | None:
+        """The resolver verification uses: only VERIFIED transactions count as back-chain."""
+        ...
+
+    def count_transactions(self, status: TransactionStatus | None = None) -> int:
+        """Rows in that status (all when None)."""
+        ...
+
+    def iter_transaction_ids(
+        self, *, status: TransactionStatus | None = None, page_size: int | None = None
+    ) -> Iterator[SecureHash]:
+        """Every id in id order, one page (one query) at a time."""
+        ...
+
+    def transaction_id_pages(
+        self, *, status: TransactionStatus | None = None, page_size: int | None = None
+    ) -> Iterator[list[str]]:
+        """Pages of hex ids in id order, each one keyset query."""
+        ...
+
+    def iter_transactions(
+        self, *, status: TransactionStatus | None = None, page_size: int | None = None
+    ) -> Iterator[StoredTransaction]:
+        """Every row in id order, a page at a time."""
+        ...
+
+    def in_flight_inputs(self) -> set[StateRef]:
+        """The inputs of our IN_FLIGHT transactions: spent unless their finality is undone (soft locks)."""
+        ...
+
+
+class TransactionStore(TransactionReader, Protocol):
+    """Recording (idempotent, VERIFIED never overwritten), undoing IN_FLIGHT, and the reads."""
+
+    def record_transaction(
+        self,
+        stx: SignedTransaction,
+        *,
+        status: TransactionStatus = TransactionStatus.VERIFIED,
+        states_to_record: StatesToRecord = StatesToRecord.ONLY_RELEVANT,
+        state_machine_run_id: str | None = None,
+        sender_records: Iterable[SenderDistribution] = (),
+        receiver_record: ReceiverDistribution | None = None,
+    ) -> bool:
+        """Record (or finalise) with its vault updates and distribution records in one transaction.
+
+        False when it was already recorded in that status. VERIFIED over IN_FLIGHT or UNVERIFIED
+        merges the signatures and updates the vault; nothing overwrites a VERIFIED row.
+        """
+        ...
+
+    def remove_in_flight(self, tx_id: SecureHash) -> bool:
+        """Undo the first phase after a notary conflict: the IN_FLIGHT row and its distribution rows."""
+        ...
+
+    def add_listener(self, listener: TransactionListener) -> None:
+        """Called after each commit that records a transaction or changes its status."""
+        ...

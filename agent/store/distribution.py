@@ -1,0 +1,190 @@
+"""node_sender_distr_recs and node_receiver_distr_recs: written with a transaction, read for recovery."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+from typing import Any, TypeVar
+
+import peewee
+
+from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
+from agent.ledger.hashing import SecureHash
+from agent.ledger.identity import X500Name
+from agent.ledger.vault import StatesToRecord
+from agent.ports.distribution import ALL_TIME, R, RecordCursor, RecordPage, TimeWindow
+from agent.ports.paging import check_page_size
+from agent.store.models import ReceiverDistributionRecord, Schema, SenderDistributionRecord
+
+Row = TypeVar("Row", SenderDistributionRecord, ReceiverDistributionRecord)
+
+
+class DistributionRepository:
+    """The distribution records of one store (implements agent.ports.distribution.DistributionRecords)."""
+
+    def __init__(self, schema: Schema, page_size: int) -> None:
+        self.schema = schema
+        self.page_size = page_size
+
+    # -- writing, inside the recording's database transaction ----------------------------------------
+
+    def _ensure_party(self, name: X500Name) -> str:
+        self.schema.recovery_party_info.insert(party_id=name.peer_id, party_name=str(name)).on_conflict(
+            action="NOTHING"
+        ).execute()
+        return name.peer_id
+
+    def write(
+        self, sender_records: Iterable[SenderDistribution], receiver_record: ReceiverDistribution | None
+    ) -> None:
+        """Sender records are kept as first written; the receiver record is saveOrUpdate, as in Corda."""
+        sdr, rdr = self.schema.sender_distr_recs, self.schema.receiver_distr_recs
+        for rec in sender_records:
+            sdr.insert(
+                transaction_id=str(rec.tx_id),
+                peer_party_id=self._ensure_party(rec.peer),
+                timestamp=rec.timestamp,
+                timestamp_discriminator=rec.timestamp_discriminator,
+                sender_states_to_record=rec.sender_states_to_record,
+                receiver_states_to_record=rec.receiver_states_to_record,
+            ).on_conflict(action="NOTHING").execute()
+        if receiver_record is not None:
+            rec2 = receiver_record
+            # saveOrUpdate: a repeated broadcast refreshes the row instead of failing.
+            rdr.insert(
+                transaction_id=str(rec2.tx_id),
+                peer_party_id=self._ensure_party(rec2.sender),
+                timestamp=rec2.timestamp,
+                timestamp_discriminator=rec2.timestamp_discriminator,
+                distribution_list=rec2.distribution_list,
+                receiver_states_to_record=rec2.receiver_states_to_record,
+            ).on_conflict(
+                conflict_target=[
+                    rdr.peer_party_id,
+                    rdr.timestamp,
+                    rdr.timestamp_discriminator,
+                    rdr.transaction_id,
+                ],
+                preserve=[rdr.distribution_list, rdr.receiver_states_to_record],
+            ).execute()
+
+    def delete(self, tx_id: SecureHash) -> None:
+        """Every record of the transaction (its finality was undone)."""
+        for model in (self.schema.sender_distr_recs, self.schema.receiver_distr_recs):
+            model.delete().where(model.transaction_id == str(tx_id)).execute()
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def _with_names(self, model: type[Row]) -> Any:
+        # One join instead of a party lookup per record.
+        info = self.schema.recovery_party_info
+        return (
+            model.select(model, info.party_name)
+            .join(info, on=(model.peer_party_id == info.party_id))
+            .objects()
+        )
+
+    def sender_records(self, tx_id: SecureHash) -> list[SenderDistribution]:
+        sdr = self.schema.sender_distr_recs
+        rows = self._with_names(sdr).where(sdr.transaction_id == str(tx_id)).order_by(sdr.peer_party_id)
+        return [_sender(r, _Names()) for r in rows]
+
+    def receiver_records(self, tx_id: SecureHash) -> list[ReceiverDistribution]:
+        rdr = self.schema.receiver_distr_recs
+        rows = self._with_names(rdr).where(rdr.transaction_id == str(tx_id)).order_by(rdr.peer_party_id)
+        return [_receiver(r, _Names()) for r in rows]
+
+    def sender_records_page(
+        self,
+        *,
+        peers: Collection[X500Name] = (),
+        window: TimeWindow = ALL_TIME,
+        after: RecordCursor | None = None,
+        page_size: int | None = None,
+    ) -> RecordPage[SenderDistribution]:
+        return self._page(self.schema.sender_distr_recs, _sender, peers, window, after, page_size)
+
+    def receiver_records_page(
+        self,
+        *,
+        peers: Collection[X500Name] = (),
+        window: TimeWindow = ALL_TIME,
+        after: RecordCursor | None = None,
+        page_size: int | None = None,
+    ) -> RecordPage[ReceiverDistribution]:
+        return self._page(self.schema.receiver_distr_recs, _receiver, peers, window, after, page_size)
+
+    def _page(
+        self,
+        model: type[Row],
+        make: Callable[[Any, _Names], R],
+        peers: Collection[X500Name],
+        window: TimeWindow,
+        after: RecordCursor | None,
+        page_size: int | None,
+    ) -> RecordPage[R]:
+        size = check_page_size(self.page_size if page_size is None else page_size)
+        key = (model.timestamp, model.timestamp_discriminator, model.transaction_id, model.peer_party_id)
+        query = self._with_names(model)
+        if peers:
+            query = query.where(model.peer_party_id.in_(sorted({p.peer_id for p in peers})))
+        if window.from_time is not None:
+            query = query.where(model.timestamp >= window.from_time)
+        if window.until_time is not None:
+            query = query.where(model.timestamp < window.until_time)
+        if after is not None:
+            # A row value compares key by key, as the index (migration 5) is ordered; the timestamp
+            # is converted by hand since a tuple's values bypass the field's db_value.
+            query = query.where(
+                peewee.Tuple(*key)
+                > (
+                    model.timestamp.db_value(after.timestamp),
+                    after.timestamp_discriminator,
+                    after.transaction_id,
+                    after.peer_party_id,
+                )
+            )
+        rows = list(query.order_by(*key).limit(size))
+        names = _Names()
+        records = [make(r, names) for r in rows]
+        if len(rows) < size:
+            return RecordPage(records, None)
+        last = rows[-1]
+        cursor = RecordCursor(
+            last.timestamp, last.timestamp_discriminator, last.transaction_id, last.peer_party_id
+        )
+        return RecordPage(records, cursor)
+
+
+class _Names:
+    """X.500 names parsed once per read: a page names few peers, many times each."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[str, X500Name] = {}
+
+    def __call__(self, text: str) -> X500Name:
+        name = self._parsed.get(text)
+        if name is None:
+            name = self._parsed[text] = X500Name.parse(text)
+        return name
+
+
+def _sender(row: Any, names: _Names) -> SenderDistribution:
+    return SenderDistribution(
+        tx_id=SecureHash.parse(row.transaction_id),
+        peer=names(row.party_name),
+        timestamp=row.timestamp,
+        timestamp_discriminator=row.timestamp_discriminator,
+        sender_states_to_record=StatesToRecord(row.sender_states_to_record),
+        receiver_states_to_record=StatesToRecord(row.receiver_states_to_record),
+    )
+
+
+def _receiver(row: Any, names: _Names) -> ReceiverDistribution:
+    return ReceiverDistribution(
+        tx_id=SecureHash.parse(row.transaction_id),
+        sender=names(row.party_name),
+        timestamp=row.timestamp,
+        timestamp_discriminator=row.timestamp_discriminator,
+        distribution_list=bytes(row.distribution_list),
+        receiver_states_to_record=StatesToRecord(row.receiver_states_to_record),
+    )

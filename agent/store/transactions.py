@@ -1,0 +1,233 @@
+"""node_transactions: recording (with the vault and distribution records), finalising, paged reads.
+
+Recording a transaction is one database transaction: the transaction row, its vault updates and its
+distribution records are written together or not at all. Recording the same transaction again is a
+no-op, never an error (a Corda failure mode, corda/corda#3188 and #4447). Reads are paged by key, so a
+ledger of millions of transactions is never loaded whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+
+from agent.clock import Clock
+from agent.errors import TransactionNotFoundError
+from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
+from agent.ledger.hashing import SecureHash
+from agent.ledger.transactions import SignedTransaction, StateRef, WireTransaction, decode_signatures
+from agent.ledger.vault import StatesToRecord, TransactionStatus
+from agent.ports.paging import check_page_size
+from agent.ports.transactions import StoredTransaction, TransactionListener
+from agent.store.database import write_transaction
+from agent.store.distribution import DistributionRepository
+from agent.store.models import NodeTransaction, Schema
+from agent.store.unit_of_work import PeeweeUnitOfWork
+from agent.store.vault import VaultRepository
+
+
+@lru_cache(maxsize=8192)
+def _wire(raw: bytes) -> WireTransaction:
+    # Only verified rows come through here, and those never change: safe to share decoded copies.
+    return WireTransaction.deserialize(raw)
+
+
+def _upgrades(current: TransactionStatus, wanted: TransactionStatus) -> bool:
+    """VERIFIED is final; IN_FLIGHT only moves to VERIFIED; UNVERIFIED moves to either."""
+    if current is wanted or current is TransactionStatus.VERIFIED:
+        return False
+    return wanted is TransactionStatus.VERIFIED or current is TransactionStatus.UNVERIFIED
+
+
+def _stored(row: NodeTransaction) -> StoredTransaction:
+    return StoredTransaction(
+        stx=SignedTransaction.from_parts(bytes(row.transaction_value), bytes(row.signatures)),
+        status=TransactionStatus(row.status),
+        timestamp=row.timestamp,
+        state_machine_run_id=row.state_machine_run_id,
+    )
+
+
+class TransactionRepository:
+    """The transactions of one store (implements agent.ports.transactions.TransactionStore)."""
+
+    def __init__(
+        self,
+        schema: Schema,
+        unit: PeeweeUnitOfWork,
+        vault: VaultRepository,
+        distribution: DistributionRepository,
+        clock: Clock,
+        page_size: int,
+    ) -> None:
+        self.schema = schema
+        self.database = schema.database
+        self.unit = unit
+        self.vault = vault
+        self.distribution = distribution
+        self.clock = clock
+        self.page_size = page_size
+
+    def add_listener(self, listener: TransactionListener) -> None:
+        self.unit.add_listener(listener)
+
+    # -- recording -----------------------------------------------------------------------------------
+
+    def record_transaction(
+        self,
+        stx: SignedTransaction,
+        *,
+        status: TransactionStatus = TransactionStatus.VERIFIED,
+        states_to_record: StatesToRecord = StatesToRecord.ONLY_RELEVANT,
+        state_machine_run_id: str | None = None,
+        sender_records: Iterable[SenderDistribution] = (),
+        receiver_record: ReceiverDistribution | None = None,
+    ) -> bool:
+        """Record (or finalise) a transaction; False when it was already recorded in that status.
+
+        VERIFIED over an IN_FLIGHT or UNVERIFIED row finalises it: the signatures are merged and
+        the vault is updated. Nothing overwrites a VERIFIED row.
+        """
+        nt = self.schema.node_transactions
+        tx_id = str(stx.id)
+        now = self.clock.now()
+        with write_transaction(self.database):
+            row = nt.select(nt.status, nt.signatures).where(nt.tx_id == tx_id).first()
+            changed = False
+            if row is None:
+                inserted = (
+                    nt.insert(
+                        tx_id=tx_id,
+                        state_machine_run_id=state_machine_run_id,
+                        transaction_value=stx.tx.serialized,
+                        signatures=stx.serialize_signatures(),
+                        status=status.value,
+                        timestamp=now,
+                    )
+                    .on_conflict(action="NOTHING")
+                    .as_rowcount()
+                    .execute()
+                )
+                changed = inserted == 1
+            elif _upgrades(TransactionStatus(row.status), status):
+                merged = SignedTransaction(stx.tx, decode_signatures(bytes(row.signatures)))
+                merged = merged.with_signatures(*stx.sigs)
+                # Conditional on the status read: a racing writer that finalised first wins.
+                updated = (
+                    nt.update(status=status.value, signatures=merged.serialize_signatures(), timestamp=now)
+                    .where((nt.tx_id == tx_id) & (nt.status == row.status))
+                    .execute()
+                )
+                changed = updated == 1
+            if changed and status is TransactionStatus.VERIFIED:
+                self.vault.record_outputs(stx.tx, states_to_record, now)
+            self.distribution.write(sender_records, receiver_record)
+        if changed:
+            self.unit.notify(stx, status)
+        return changed
+
+    def remove_in_flight(self, tx_id: SecureHash) -> bool:
+        """Undo the first phase after a notary conflict: the IN_FLIGHT row and its distribution rows."""
+        nt = self.schema.node_transactions
+        with write_transaction(self.database):
+            deleted = (
+                nt.delete()
+                .where((nt.tx_id == str(tx_id)) & (nt.status == TransactionStatus.IN_FLIGHT.value))
+                .execute()
+            )
+            if deleted:
+                self.distribution.delete(tx_id)
+        return bool(deleted)
+
+    def in_flight_inputs(self) -> set[StateRef]:
+        """The inputs of our IN_FLIGHT transactions: spent unless their finality is undone (soft locks)."""
+        nt = self.schema.node_transactions
+        rows = nt.select(nt.transaction_value).where(nt.status == TransactionStatus.IN_FLIGHT.value)
+        spent: set[StateRef] = set()
+        for row in rows.iterator():
+            spent.update(WireTransaction.deserialize(bytes(row.transaction_value)).inputs)
+        return spent
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def get_stored(self, tx_id: SecureHash) -> StoredTransaction | None:
+        nt = self.schema.node_transactions
+        row = nt.get_or_none(nt.tx_id == str(tx_id))
+        return None if row is None else _stored(row)
+
+    def get_transaction(self, tx_id: SecureHash) -> SignedTransaction | None:
+        stored = self.get_stored(tx_id)
+        if stored is None or stored.status is not TransactionStatus.VERIFIED:
+            return None
+        return stored.stx
+
+    def require_transaction(self, tx_id: SecureHash) -> SignedTransaction:
+        stx = self.get_transaction(tx_id)
+        if stx is None:
+            raise TransactionNotFoundError(str(tx_id))
+        return stx
+
+    def transaction_status(self, tx_id: SecureHash) -> TransactionStatus | None:
+        nt = self.schema.node_transactions
+        row = nt.select(nt.status).where(nt.tx_id == str(tx_id)).first()
+        return None if row is None else TransactionStatus(row.status)
+
+    def producing_transaction(self, txhash: SecureHash) -> WireTransaction | None:
+        nt = self.schema.node_transactions
+        row = (
+            nt.select(nt.transaction_value)
+            .where((nt.tx_id == str(txhash)) & (nt.status == TransactionStatus.VERIFIED.value))
+            .first()
+        )
+        return None if row is None else _wire(bytes(row.transaction_value))
+
+    def count_transactions(self, status: TransactionStatus | None = None) -> int:
+        nt = self.schema.node_transactions
+        query = nt.select()
+        if status is not None:
+            query = query.where(nt.status == status.value)
+        return int(query.count())
+
+    def iter_transaction_ids(
+        self, *, status: TransactionStatus | None = None, page_size: int | None = None
+    ) -> Iterator[SecureHash]:
+        for page in self.transaction_id_pages(status=status, page_size=page_size):
+            yield from (SecureHash(bytes.fromhex(h)) for h in page)
+
+    def transaction_id_pages(
+        self, *, status: TransactionStatus | None = None, page_size: int | None = None
+    ) -> Iterator[list[str]]:
+        """Pages of hex ids by keyset pagination: each page is one indexed range query."""
+        size = check_page_size(self.page_size if page_size is None else page_size)
+        nt = self.schema.node_transactions
+        last = ""
+        while True:
+            query = nt.select(nt.tx_id).where(nt.tx_id > last)
+            if status is not None:
+                query = query.where(nt.status == status.value)
+            # The driver's cursor directly: peewee's row wrapping costs three times the query here.
+            page: list[str] = [
+                r[0] for r in self.database.execute(query.order_by(nt.tx_id).limit(size)).fetchall()
+            ]
+            if not page:
+                return
+            yield page
+            if len(page) < size:
+                return
+            last = page[-1]
+
+    def iter_transactions(
+        self, *, status: TransactionStatus | None = None, page_size: int | None = None
+    ) -> Iterator[StoredTransaction]:
+        size = check_page_size(self.page_size if page_size is None else page_size)
+        nt = self.schema.node_transactions
+        last = ""
+        while True:
+            query = nt.select().where(nt.tx_id > last)
+            if status is not None:
+                query = query.where(nt.status == status.value)
+            rows = list(query.order_by(nt.tx_id).limit(size))
+            yield from (_stored(row) for row in rows)
+            if len(rows) < size:
+                return
+            last = rows[-1].tx_id
