@@ -83,8 +83,8 @@ def say(line: str) -> None:
 def seed_statuses(config: Path, parties: int) -> dict[str, int]:
     """Write `parties` requester statuses into the node's store (before its process starts)."""
     from agent.ledger.hashing import SecureHash
-    from agent.ledgersync.status import ReconciliationStatusRepository
     from agent.node import open_node
+    from agent.store.reconciliation import ReconciliationStatusRepository
 
     node = open_node(config)
     counts = dict.fromkeys(STATUS_KINDS, 0)

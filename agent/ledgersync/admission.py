@@ -42,9 +42,8 @@ from agent.flows.flow import Advance, Await, Flow, FlowContext, StepOutcome
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledgersync.config import LedgerSyncConfig
-from agent.ledgersync.status import ReconciliationStatusRepository, ReconciliationStatusValue
-from agent.store.database import write_transaction
-from agent.store.models import Schema
+from agent.operator_api.status import ReconciliationStatusValue
+from agent.ports.reconciliation import ReconciliationStatuses, RequestWindow
 
 log = logging.getLogger("ledger_agent.ledgersync.ReconcileWithPartyResponderFlow")
 
@@ -74,8 +73,8 @@ class IncomingReconciliations:
 
     def __init__(
         self,
-        schema: Schema,
-        statuses: ReconciliationStatusRepository,
+        requests: RequestWindow,
+        statuses: ReconciliationStatuses,
         config: LedgerSyncConfig,
         clock: Clock,
         *,
@@ -85,7 +84,7 @@ class IncomingReconciliations:
         self.engine = engine
         if engine is not None:
             engine.register(RESPONDER_FLOW, lambda state: ReconcileWithPartyResponderFlow(state, self))
-        self.schema = schema
+        self.requests = requests
         self.statuses = statuses
         self.config = config
         self.clock = clock
@@ -248,20 +247,12 @@ class IncomingReconciliations:
         """The sliding-window limit, over the persisted requests; records this one if allowed."""
         window = self.config.time_window_for_reconciliation_request_limit
         allowed = self.config.max_allowed_reconciliation_requests_per_time_window
-        requests = self.schema.reconciliation_requests
-        now_ms = to_epoch_ms(now)
-        since_ms = to_epoch_ms(now - window)
-        with write_transaction(self.schema.database):
-            requests.delete().where(
-                (requests.party_name == name) & (requests.requested_at_ms <= since_ms)
-            ).execute()
-            used = requests.select().where(requests.party_name == name).count()
-            if used >= allowed:
-                raise ReconciliationRateLimitExceededException(
-                    f"{name} has made {used} reconciliation request(s) in the last {window}; "
-                    f"maxAllowedReconciliationRequestsPerTimeWindow is {allowed}"
-                )
-            requests.insert(party_name=name, requested_at_ms=now_ms).execute()
+        used = self.requests.admit_within(name, to_epoch_ms(now), to_epoch_ms(now - window), allowed)
+        if used is not None:
+            raise ReconciliationRateLimitExceededException(
+                f"{name} has made {used} reconciliation request(s) in the last {window}; "
+                f"maxAllowedReconciliationRequestsPerTimeWindow is {allowed}"
+            )
 
     def _now_ms(self) -> int:
         return to_epoch_ms(self.clock.now())

@@ -29,13 +29,9 @@ from agent.ledgersync.protocol import (
     ReconciliationResult,
 )
 from agent.ledgersync.scheduler import ReconciliationScheduler
-from agent.ledgersync.status import (
-    ReconciliationStatus,
-    ReconciliationStatusRepository,
-    ReconciliationStatusValue,
-)
 from agent.ledgersync.timetable import ReconciliationTimetable
 from agent.network.network_map import NetworkMap
+from agent.operator_api.status import ReconciliationStatus, ReconciliationStatusValue
 from agent.store.ledger_store import LedgerStore
 
 log = logging.getLogger("ledger_agent.ledgersync")
@@ -72,9 +68,10 @@ class LedgerSync:
         self.store = store
         self.config = config
         self.clock = clock
-        schema = store.schema
-        self.statuses = ReconciliationStatusRepository(schema)
-        self.incoming = IncomingReconciliations(schema, self.statuses, config, clock, engine=engine)
+        self.statuses = store.reconciliation
+        self.incoming = IncomingReconciliations(
+            store.reconciliation_requests, self.statuses, config, clock, engine=engine
+        )
         self.service = LedgerSyncService(
             identity,
             LedgerGraph(),  # empty and not initialised until the build below replaces it

@@ -50,7 +50,8 @@ from agent.flows.flow import Advance, Await, Flow, FlowContext, StepOutcome
 from agent.ledger.identity import X500Name
 from agent.ledgersync.config import LedgerSyncConfig
 from agent.ledgersync.protocol import LedgerSyncService
-from agent.ledgersync.status import ReconciliationStatusRepository, ReconciliationStatusValue
+from agent.operator_api.status import ReconciliationStatusValue
+from agent.ports.reconciliation import ReconciliationStatuses
 
 log = logging.getLogger("ledger_agent.ledgersync.scheduler")
 # The reference's per-flow Log4j markers, as logger names an operator can filter on.
@@ -213,7 +214,7 @@ class ReconciliationScheduler:
     def __init__(
         self,
         service: LedgerSyncService,
-        statuses: ReconciliationStatusRepository,
+        statuses: ReconciliationStatuses,
         engine: FlowEngine,
         config: LedgerSyncConfig,
         clock: Clock,

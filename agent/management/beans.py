@@ -25,9 +25,9 @@ from agent.flows.checkpoints import FlowStatus
 from agent.ledger.identity import X500Name
 from agent.ledger.vault import TransactionStatus
 from agent.ledgersync.app import LedgerSync
-from agent.ledgersync.status import ReconciliationStatus
 from agent.management.commands import FlowArgumentError, NodeCommand, NodeCommands, result_json
 from agent.operator_api.catalogue import Param, Result
+from agent.operator_api.status import ReconciliationStatus
 from agent.runtime import AgentRuntime
 from mbeans.errors import IllegalArgumentException
 from mbeans.model import Impact, JavaType, MBean

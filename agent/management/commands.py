@@ -22,9 +22,9 @@ from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledgersync.app import LedgerSync
 from agent.ledgersync.protocol import ReconciliationResult
-from agent.ledgersync.status import ReconciliationStatus, ReconciliationStatusValue
 from agent.operator_api.catalogue import COMMANDS, Command, Kind, Param
 from agent.operator_api.flows import result_text as _plain_text
+from agent.operator_api.status import ReconciliationStatus, ReconciliationStatusValue
 from agent.runtime import AgentRuntime
 from agent.services.tokens import TokenService
 

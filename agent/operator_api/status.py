@@ -3,7 +3,7 @@
 Printing: strings in double quotes with JSON escapes (an error may hold quotes or new lines), null
 for absent values, ids in upper-case hex. `pretty()` gives the reference's re-formatted layout
 (with the comma after stateMachineRunId that the reference's examples lose). How the agent keeps
-these rows is agent.ledgersync.status's business.
+these rows is agent.store.reconciliation's business (the port: agent.ports.reconciliation).
 """
 
 from __future__ import annotations

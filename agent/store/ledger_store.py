@@ -29,6 +29,7 @@ from agent.ports.distribution import DistributionRecords
 from agent.ports.graph_scans import Blob, GraphScans
 from agent.ports.keys import AesKeyStore
 from agent.ports.paging import MAX_PAGE_SIZE, MIN_PAGE_SIZE, check_page_size
+from agent.ports.reconciliation import ReconciliationStatuses, RequestWindow
 from agent.ports.transactions import StoredTransaction, TransactionListener, TransactionStore
 from agent.ports.uniqueness import CommittedStates
 from agent.ports.vault import VaultRecord, VaultStore
@@ -40,6 +41,7 @@ from agent.store.graph_scans import GraphScanRepository
 from agent.store.keys import AesKeyRepository
 from agent.store.migrations import migrate
 from agent.store.models import Schema, bind_schema
+from agent.store.reconciliation import ReconciliationStatusRepository, RequestWindowRepository
 from agent.store.transactions import TransactionRepository
 from agent.store.uniqueness import CommittedStatesRepository
 from agent.store.unit_of_work import PeeweeUnitOfWork
@@ -92,6 +94,8 @@ class LedgerStore:
         self.keys: AesKeyStore = AesKeyRepository(self.schema)
         self.uniqueness: CommittedStates = CommittedStatesRepository(self.schema)
         self.graph_scans: GraphScans = GraphScanRepository(self.schema, transactions, self.our_keys)
+        self.reconciliation: ReconciliationStatuses = ReconciliationStatusRepository(self.schema)
+        self.reconciliation_requests: RequestWindow = RequestWindowRepository(self.schema)
 
     def unit_of_work(self) -> AbstractContextManager[None]:
         """One database transaction around several writes (a flow step's effects and its checkpoint).

@@ -19,10 +19,11 @@ from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledgersync.admission import IncomingReconciliations
 from agent.ledgersync.config import LedgerSyncConfig
-from agent.ledgersync.status import ReconciliationStatusRepository, ReconciliationStatusValue
+from agent.operator_api.status import ReconciliationStatusValue
 from agent.store.database import open_database
 from agent.store.migrations import migrate
 from agent.store.models import Schema, bind_schema
+from agent.store.reconciliation import ReconciliationStatusRepository, RequestWindowRepository
 
 P, Q, R = (X500Name.parse(f"O=Party{c}, L=London, C=GB") for c in "PQR")
 V = ReconciliationStatusValue
@@ -39,7 +40,8 @@ def schema(database_url: str) -> Iterator[Schema]:
 
 def incoming(schema: Schema, clock: ManualClock, **settings: object) -> IncomingReconciliations:
     config = LedgerSyncConfig(**settings)  # type: ignore[arg-type]
-    return IncomingReconciliations(schema, ReconciliationStatusRepository(schema), config, clock)
+    statuses = ReconciliationStatusRepository(schema)
+    return IncomingReconciliations(RequestWindowRepository(schema), statuses, config, clock)
 
 
 def test_a_full_pool_refuses_until_a_slot_frees(schema: Schema) -> None:

@@ -13,10 +13,10 @@ import pytest
 from agent.errors import CannotReconcileWithSelfException, LedgerGraphNotReadyException
 from agent.ledgersync.app import LedgerSync
 from agent.ledgersync.config import LedgerSyncConfig, ScheduledReconciliation
-from agent.ledgersync.status import ReconciliationStatus, ReconciliationStatusValue
 from agent.management.commands import FlowArgumentError, NodeCommands, result_json, result_text
 from agent.network.bootstrap import DEFAULT_NOTARY, init_network
 from agent.node import open_node
+from agent.operator_api.status import ReconciliationStatus, ReconciliationStatusValue
 from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
 from agent.runtime import build_runtime
 from tests.ledgersync.conftest import A, B, C, Net

@@ -18,7 +18,7 @@ from agent.ledger.identity import X500Name
 from agent.ledgersync.config import LedgerSyncConfig
 from agent.ledgersync.protocol import TOPIC_BEGIN, TOPIC_END, TOPIC_SYMBOLS
 from agent.ledgersync.scheduler import ReconciliationScheduler
-from agent.ledgersync.status import ReconciliationStatus, ReconciliationStatusValue
+from agent.operator_api.status import ReconciliationStatus, ReconciliationStatusValue
 from tests.ledgersync.conftest import A, B, C, Net
 from tests.ledgersync.test_scheduler import wait_done
 

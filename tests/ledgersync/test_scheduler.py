@@ -12,7 +12,7 @@ from agent.errors import CannotReconcileWithSelfException, ReconciliationAlready
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledgersync.scheduler import QUEUED, RUNNING, ReconciliationScheduler
-from agent.ledgersync.status import ReconciliationStatus, ReconciliationStatusValue
+from agent.operator_api.status import ReconciliationStatus, ReconciliationStatusValue
 from tests.ledgersync.conftest import A, B, C, Net
 
 DEADLINE = 30.0

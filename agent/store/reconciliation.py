@@ -27,7 +27,9 @@ Choices where the reference is vague:
   last_reconciliation_status of requester rows only: the reference's results live on the requester
   ("work only in one direction"), and the latest run is what an operator is asking about.
 - The status values and how a status prints are the management API's (agent.operator_api.status,
-  which the operator tools import too); they are re-exported here for the agent's own modules.
+  which the operator tools import too).
+
+The peewee adapter of agent.ports.reconciliation; the responder's request window is here too.
 """
 
 from __future__ import annotations
@@ -38,10 +40,7 @@ from typing import Any
 from agent.errors import SerializationError, StoreError
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
-
-# Re-exported (hence `as`): the agent's modules import them from here, the operator tools from operator_api.
-from agent.operator_api.status import ReconciliationStatus as ReconciliationStatus  # noqa: PLC0414
-from agent.operator_api.status import ReconciliationStatusValue as ReconciliationStatusValue  # noqa: PLC0414
+from agent.operator_api.status import ReconciliationStatus, ReconciliationStatusValue
 from agent.store.database import write_transaction
 from agent.store.models import ReconciliationStatusRow, Schema
 
@@ -338,3 +337,22 @@ def _to_status(row: ReconciliationStatusRow) -> ReconciliationStatus:
         last_reconciliation_status=last,
         last_reconciliation_error=row.last_reconciliation_error,
     )
+
+
+class RequestWindowRepository:
+    """cr_reconciliation_requests: one row per admitted request, so the limit survives a restart."""
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+
+    def admit_within(self, party_name: str, now_ms: int, since_ms: int, allowed: int) -> int | None:
+        requests = self.schema.reconciliation_requests
+        with write_transaction(self.schema.database):
+            requests.delete().where(
+                (requests.party_name == party_name) & (requests.requested_at_ms <= since_ms)
+            ).execute()
+            used = int(requests.select().where(requests.party_name == party_name).count())
+            if used >= allowed:
+                return used
+            requests.insert(party_name=party_name, requested_at_ms=now_ms).execute()
+        return None

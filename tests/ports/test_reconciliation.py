@@ -11,14 +11,11 @@ import pytest
 
 from agent.errors import SerializationError, StoreError
 from agent.ledger.hashing import SecureHash
-from agent.ledgersync.status import (
-    ReconciliationStatus,
-    ReconciliationStatusRepository,
-    ReconciliationStatusValue,
-)
+from agent.operator_api.status import ReconciliationStatus, ReconciliationStatusValue
 from agent.store.database import open_database, write_transaction
 from agent.store.migrations import LATEST_VERSION, MIGRATIONS, applied_versions, migrate
 from agent.store.models import Schema, bind_schema
+from agent.store.reconciliation import ReconciliationStatusRepository
 
 V = ReconciliationStatusValue
 PARTY_B = "O=PartyB, L=London, C=GB"
@@ -517,3 +514,19 @@ def test_a_corrupt_result_is_named(repo: ReconciliationStatusRepository, schema:
     rows.update(last_successful_reconciliation_result=b"\x00" * 33).execute()
     with pytest.raises(SerializationError, match="32-byte"):
         repo.get(PARTY_B, True)
+
+
+# -- the responder's request window (RequestWindow) ----------------------------------------------------
+
+
+def test_the_request_window_records_until_the_limit_and_forgets_what_is_old(schema: Schema) -> None:
+    from agent.store.reconciliation import RequestWindowRepository
+
+    window = RequestWindowRepository(schema)
+    assert window.admit_within(PARTY_B, 1_000, 0, 2) is None
+    assert window.admit_within(PARTY_B, 2_000, 0, 2) is None
+    assert window.admit_within(PARTY_B, 3_000, 0, 2) == 2  # full: nothing recorded
+    assert window.admit_within(PARTY_C, 3_000, 0, 2) is None  # each party has its own window
+    assert window.admit_within(PARTY_B, 4_000, 1_000, 2) is None  # the request at 1,000 has left it
+    assert window.admit_within(PARTY_B, 5_000, 1_000, 2) == 2
+    assert window.admit_within(PARTY_B, 5_000, 0, 0) == 2  # none allowed: refused, as counted
