@@ -322,6 +322,13 @@ class FlowEngine:
                     if flow_id in self._live and (live.kill_requested or live.pause_requested):
                         self._verb_pending(live)  # a parked flow takes its kill or pause now
                     ready = bool(live.awaiting) and any(k in live.mailbox for k in live.awaiting)
+                    # A timer that fell due before this run was over was passed over by fire_due (the
+                    # flow looked busy) and is gone from the heap: take it here, or the flow sleeps
+                    # for ever (found by the network simulation, docs/simulation.md).
+                    if live.wake_at is not None and live.wake_at <= self.clock.now():
+                        live.wake_at = None
+                        live.timed_out = bool(live.awaiting)
+                        ready = True
                     ready = ready and flow_id in self._live
                 self._changed.notify_all()
             if ready:
