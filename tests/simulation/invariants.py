@@ -9,6 +9,7 @@
 - every party of a transaction holds the same status (the initiator, its receivers and observers as its
   sender records name them, the owners of its inputs and outputs)
 - no flow failed but by a notary conflict (a payment must not be lost to a dropped message or a crash)
+- no call of the workload raised anything outside the agent's error tree
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def check(sim: Simulation, record: Record) -> list[str]:
     held: dict[X500Name, dict[SecureHash, StoredTransaction]] = {
         name: {s.stx.id: s for s in store.iter_transactions()} for name, store in stores.items()
     }
-    violations: list[str] = []
+    violations = [f"unexpected error: {e}" for e in record.unexpected]
 
     # No IN_FLIGHT (or other unfinished) row left.
     for name, txs in held.items():

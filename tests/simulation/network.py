@@ -383,13 +383,14 @@ class Simulation:
         """Heal the network, deliver what it held, and move time until no flow is RUNNABLE anywhere."""
         # The ticker goes on: a flow running a peer's handler may wait for a flow parked on a timer.
         self.healed = True
-        for slot in self.slots.values():
-            if slot.current.faulty is not None:
-                slot.current.faulty.enabled = False
-        self.held.release_all()
         deadline = time.monotonic() + SETTLE_REAL_S
         start = self.clock.now()
         while True:
+            # Again each round: an incarnation booted as the network healed may have held messages.
+            for slot in self.slots.values():
+                if slot.current.faulty is not None:
+                    slot.current.faulty.enabled = False
+            self.held.release_all()
             if not self.held.wait_delivered(max(0.0, deadline - time.monotonic())):
                 raise SimulationStuckError(f"seed {self.seed}: the late messages were not all delivered")
             self.wait_restarts(max(0.0, deadline - time.monotonic()))
@@ -410,7 +411,8 @@ class Simulation:
             if self.clock.now() - start > SETTLE_SIM or time.monotonic() > deadline:
                 waiting = {name.organisation: flows for name, flows in left.items()}
                 raise SimulationStuckError(
-                    f"seed {self.seed}: no quiescence after {self.clock.now() - start} simulated: {waiting}"
+                    f"seed {self.seed}: no quiescence after {self.clock.now() - start} simulated: "
+                    f"{waiting}, {len(self.held)} messages held, restarting: {restarting}"
                 )
             self.advance(SETTLE_STEP)
 

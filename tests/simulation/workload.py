@@ -8,6 +8,7 @@ returns its transaction is *acknowledged*: at quiescence every party of it must 
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,7 +21,7 @@ from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.transactions import SignedTransaction, StateAndRef
 from agent.services.tokens import InsufficientFundsError
-from tests.simulation.network import NODES, Simulation
+from tests.simulation.network import NODES, NOTARY, Simulation
 
 CURRENCY = "GBP"
 OP_WAIT_S = 5.0  # real time a call waits for its flow; a slower one goes on and is judged at quiescence
@@ -39,6 +40,7 @@ class Record:
     acknowledged: list[Acknowledged] = field(default_factory=list)
     double_spends: list[tuple[SecureHash, SecureHash]] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)  # errors outside AgentError: bugs
 
 
 def _call(record: Record, what: str, fn: Callable[[], T]) -> T | None:
@@ -53,6 +55,8 @@ def _call(record: Record, what: str, fn: Callable[[], T]) -> T | None:
         record.log.append(f"{what}: still running ({exc})")
     except AgentError as exc:
         record.log.append(f"{what}: {type(exc).__name__}: {exc}")
+    except Exception as exc:  # not the agent's error tree: a bug, reported as a violation
+        record.unexpected.append(f"{what}: {type(exc).__name__}: {exc}")
     return None
 
 
@@ -92,6 +96,16 @@ def pay(sim: Simulation, rng: random.Random, record: Record) -> None:
     if stx is not None:
         record.log.append(f"{what}: {stx.id}")
         record.acknowledged.append(Acknowledged(what, stx, frozenset([payer, payee, *observers])))
+
+
+def concurrent_payments(sim: Simulation, rng: random.Random, record: Record) -> None:
+    """Two or three payments at once, each on its own thread (coin selection, soft locks, finality race)."""
+    draws = [random.Random(rng.random()) for _ in range(rng.randint(2, 3))]
+    threads = [threading.Thread(target=pay, args=(sim, draw, record)) for draw in draws]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(OP_WAIT_S * 3)  # pay waits OP_WAIT_S at most for its flow, once past selection
 
 
 def double_spend(sim: Simulation, rng: random.Random, record: Record) -> None:
@@ -142,7 +156,7 @@ def double_spend(sim: Simulation, rng: random.Random, record: Record) -> None:
 
 
 def kill(sim: Simulation, rng: random.Random, record: Record) -> None:
-    victim = rng.choice(NODES)
+    victim = rng.choice((*NODES, NOTARY))
     if sim.slots[victim].crashes < sim.max_crashes and sim.kill(victim, "killed between operations"):
         record.log.append(f"{victim.organisation} killed")
 
@@ -157,6 +171,7 @@ def tick(sim: Simulation, rng: random.Random, record: Record) -> None:
 OPERATIONS: tuple[tuple[Callable[[Simulation, random.Random, Record], None], int], ...] = (
     (issue, 2),
     (pay, 8),
+    (concurrent_payments, 2),
     (double_spend, 1),
     (kill, 1),
     (tick, 3),
