@@ -9,6 +9,9 @@
 - every party of a transaction holds the same status (the initiator, its receivers and observers as its
   sender records name them, the owners of its inputs and outputs)
 - no flow failed but by a notary conflict (a payment must not be lost to a dropped message or a crash)
+- the notary agrees: every transaction it signed is VERIFIED somewhere (a notarised transaction that
+  nobody finalised leaves its inputs spent at the notary and unspendable for ever), and every input of
+  a VERIFIED transaction is committed at the notary to that very transaction
 - no call of the workload raised anything outside the agent's error tree
 """
 
@@ -21,8 +24,9 @@ from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.transactions import SignedTransaction, StateRef
 from agent.ledger.vault import RelevancyStatus, TransactionStatus
+from agent.notary.uniqueness import ref_key
 from agent.store.ledger_store import LedgerStore, StoredTransaction
-from tests.simulation.network import NODES, Simulation
+from tests.simulation.network import NODES, NOTARY, Simulation
 from tests.simulation.workload import Record
 
 
@@ -109,6 +113,21 @@ def check(sim: Simulation, record: Record) -> list[str]:
             violations.append(
                 f"{name.organisation}'s vault holds {ref}, which it should not (consumed or not its)"
             )
+
+    # The notary agrees with the ledger.
+    notary = sim.runtime(NOTARY).node.store.schema
+    committed = {
+        row.state_ref: row.consuming_transaction_id for row in notary.notary_committed_states.select()
+    }
+    for row in notary.notary_committed_txs.select():
+        if SecureHash.parse(row.transaction_id) not in verified:
+            violations.append(f"{row.transaction_id} was notarised but is VERIFIED nowhere")
+    for tx_id, stx in verified.items():
+        for ref in stx.tx.inputs:
+            if committed.get(ref_key(ref)) != str(tx_id):
+                violations.append(
+                    f"{tx_id} consumed {ref}, but the notary says {committed.get(ref_key(ref))}"
+                )
 
     # No flow failed but by a notary conflict.
     for name, store in stores.items():
