@@ -43,6 +43,7 @@ from agent.flows.faults import FaultAction, FaultPlan
 from agent.ledger.identity import X500Name
 from agent.network.bootstrap import (
     CERTIFICATES_DIR,
+    DATABASE_FILE,
     DEFAULT_NOTARY,
     NETWORK_MAP_FILE,
     NetworkLayout,
@@ -54,6 +55,7 @@ from agent.node import open_node
 from agent.p2p.faulty import FaultyTransport, HeldMessages, NetworkFaults
 from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
 from agent.p2p.retry import RetryPolicy
+from agent.recovery.aes_keys import NodeAesKeys
 from agent.runtime import AgentRuntime, build_runtime
 from agent.store.ledger_store import LedgerStore
 
@@ -111,14 +113,20 @@ class SimulationStuckError(AssertionError):
 
 @dataclass(frozen=True)
 class Template:
-    """Certificates, keys and the signed network map, made once per process (init_network is slow)."""
+    """Certificates, keys, the signed network map and a first-start database per node, made once per
+    process (init_network and the migrations take longer than a seed's whole workload)."""
 
     layout: NetworkLayout
 
     @classmethod
     def create(cls, directory: Path) -> Template:
         # Valid from the real now: every simulation's clock starts at the real now too.
-        return cls(init_network(directory, list(NODES), NOTARY))
+        layout = init_network(directory, list(NODES), NOTARY)
+        for entry in layout.nodes:
+            store = LedgerStore(f"sqlite:///{entry.folder / DATABASE_FILE}")  # migrated here
+            NodeAesKeys(store, entry.name).keys()  # the ten keys of a first start
+            store.close()  # the last connection: SQLite folds the WAL back into the file
+        return cls(layout)
 
 
 def _fence(store: LedgerStore) -> None:
@@ -181,7 +189,6 @@ class Simulation:
         self.crash_chance = crash_chance
         self.max_crashes = max_crashes
         self.clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
-        self.started_at = self.clock.now()
         self.network = InProcessNetwork()
         self.inprocess = InProcessTransport(self.network)
         self.held = HeldMessages()
@@ -209,8 +216,9 @@ class Simulation:
         map_link = self.workdir / NETWORK_MAP_FILE
         if not map_link.exists():
             map_link.symlink_to(template.layout.network_map)
+        shutil.copyfile(config.parent / DATABASE_FILE, folder / DATABASE_FILE)  # a fresh database
         text = node_config(
-            name, address, "127.0.0.1:1", f"sqlite:///{folder / 'node.db'}", notary=name == NOTARY
+            name, address, "127.0.0.1:1", f"sqlite:///{folder / DATABASE_FILE}", notary=name == NOTARY
         )
         (folder / "node.conf").write_text(text)
         return folder / "node.conf"
@@ -284,8 +292,8 @@ class Simulation:
                 _fence(node.store)
                 return
             self.network.attach(slot.address, runtime.peer_service)
-        if plan:
-            self.events.append(f"{slot.name} #{incarnation.number} will crash at {next(iter(plan.faults))}")
+        for flow_name, step in plan.faults:
+            self.events.append(f"{slot.name} #{incarnation.number} will crash at {flow_name}.{step}")
 
     def kill(self, name: X500Name, why: str, incarnation: Incarnation | None = None) -> bool:
         """The node's process dies now (if it is that incarnation and alive); the restarter reboots it."""
@@ -462,7 +470,8 @@ class NodeLink:
 
     def post(self, address: str, body: bytes, timeout: float) -> tuple[int, bytes]:
         self._check_alive()
-        self.sim.messages += 1  # the ticker moves time only when nothing moves
+        # The ticker moves time only when nothing moves (a change detector: a lost increment is harmless).
+        self.sim.messages += 1
         try:
             reply = self.inner.post(address, body, timeout)
         except Exception:
