@@ -40,7 +40,7 @@ class NetworkFaults:
     drop_reply: float = 0.0
     delay: float = 0.0
     duplicate: float = 0.0
-    release: float = 0.3  # per request sent, the chance that one held message is delivered first
+    release: float = 0.3  # per request sent, the chance that one held message is released
 
     def __post_init__(self) -> None:
         chances = (self.drop_request, self.drop_reply, self.delay, self.duplicate)
@@ -83,11 +83,12 @@ class HeldMessages:
             self._ready.append(message)
             self._changed.notify_all()
 
-    def release_one(self, rng: random.Random) -> None:
-        """Release one held message, chosen by rng (not the oldest: delivery order is part of the fault)."""
+    def release_one(self, pick: float) -> None:
+        """Release the held message at fraction pick (0 <= pick < 1) of the pool, if any: not the oldest,
+        since the delivery order is part of the fault."""
         with self._changed:
             if self._held:
-                self._ready.append(self._held.pop(rng.randrange(len(self._held))))
+                self._ready.append(self._held.pop(int(pick * len(self._held))))
                 self._changed.notify_all()
 
     def release_all(self) -> None:
@@ -154,10 +155,11 @@ class FaultyTransport:
         """(the fault for this request, whether a duplicate of it goes later)."""
         f = self.faults
         with self._lock:
-            if self.rng.random() < f.release:
-                self.held.release_one(self.rng)  # an older message, overtaken by later ones, goes now
-            roll = self.rng.random()
-            later = self.rng.random() < 0.5
+            # Four draws per request whatever the pool holds: this Random's sequence is ours alone.
+            release, pick, roll, order = [self.rng.random() for _ in range(4)]
+        if release < f.release:
+            self.held.release_one(pick)  # an older message, overtaken by later ones, goes now
+        later = order < 0.5
         for name, chance in (
             ("drop_request", f.drop_request),
             ("drop_reply", f.drop_reply),
