@@ -255,9 +255,15 @@ class Simulation:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def runtime(self, name: X500Name) -> AgentRuntime:
-        """The node's current runtime (it may die under the caller: SimulatedCrash then)."""
-        runtime = self.slots[name].current.runtime
-        assert runtime is not None
+        """The node's current runtime (it may die under the caller: SimulatedCrash then).
+
+        SimulatedCrash at once if the node is down or still starting (a workload thread may call while
+        the restarter boots it): to a caller, a node that is not running.
+        """
+        incarnation = self.slots[name].current
+        runtime = incarnation.runtime
+        if runtime is None or incarnation.dead.is_set():
+            raise SimulatedCrash(f"{name} is down")
         return runtime
 
     def _crash_plan(self, slot: NodeSlot, incarnation: Incarnation) -> FaultPlan:

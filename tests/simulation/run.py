@@ -9,6 +9,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.errors import SimulatedCrash
 from agent.p2p.faulty import NetworkFaults
 from tests.simulation.invariants import check
 from tests.simulation.network import Simulation, SimulationStuckError, Template
@@ -63,7 +64,7 @@ def run_seed(seed: int, template: Template, scratch: Path) -> SeedResult:
         violations = check(sim, record)
     except SimulationStuckError as exc:
         violations = [str(exc)]
-    except Exception:  # the harness itself failed: still a failing seed, with its replay command
+    except (Exception, SimulatedCrash):  # the harness failed: still a failing seed, with its replay command
         violations = [f"the simulation failed:\n{traceback.format_exc()}"]
     finally:
         sim.close()

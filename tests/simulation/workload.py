@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -25,6 +26,7 @@ from tests.simulation.network import NODES, NOTARY, Simulation
 
 CURRENCY = "GBP"
 OP_WAIT_S = 5.0  # real time a call waits for its flow; a slower one goes on and is judged at quiescence
+THREAD_WAIT_S = 60.0
 T = TypeVar("T")
 
 
@@ -56,7 +58,7 @@ def _call(record: Record, what: str, fn: Callable[[], T]) -> T | None:
     except AgentError as exc:
         record.log.append(f"{what}: {type(exc).__name__}: {exc}")
     except Exception as exc:  # not the agent's error tree: a bug, reported as a violation
-        record.unexpected.append(f"{what}: {type(exc).__name__}: {exc}")
+        record.unexpected.append(f"{what}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
     return None
 
 
@@ -105,7 +107,10 @@ def concurrent_payments(sim: Simulation, rng: random.Random, record: Record) -> 
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(OP_WAIT_S * 3)  # pay waits OP_WAIT_S at most for its flow, once past selection
+        # pay waits OP_WAIT_S for its flow once it parks; running it until then has its own bounds.
+        thread.join(THREAD_WAIT_S)
+        if thread.is_alive():  # it would go on beside the checks at quiescence
+            record.unexpected.append(f"a payment thread did not return in {THREAD_WAIT_S} s")
 
 
 def double_spend(sim: Simulation, rng: random.Random, record: Record) -> None:
