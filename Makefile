@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit simulate bench clean
 
 $(STAMP): pyproject.toml setup.py .ci/build-constraints.txt agent/ledgersync/_riblt_kernel.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest -q
+
+# The seeded network simulation beyond CI's 200 seeds (docs/simulation.md): make simulate SEEDS=20000
+SEEDS ?= 5000
+simulate: $(STAMP)
+	$(BIN)/python -m tests.simulation --seeds $(SEEDS)
 
 test: lint typecheck unit
 

@@ -50,6 +50,11 @@
 
 Adapters map these to their protocol (JSON-RPC codes, Jolokia status, HTTP status); the domain only
 raises them.
+
+Outside the tree, on purpose: SimulatedCrash, a BaseException that stands for the process dying in a
+simulation (docs/simulation.md). No `except Exception` stops it, so the thread it is raised on unwinds
+without writing anything more; the in-process transport turns it into a dropped connection for the peer
+that was talking to the crashed node.
 """
 
 from __future__ import annotations
@@ -456,3 +461,11 @@ class LedgerGraphNotReadyException(ReconciliationError):
 
 class ReconciliationCodecError(SerializationError):
     """Set-reconciliation data that cannot be decoded: truncated or oversized symbols, wrong version."""
+
+
+class SimulatedCrash(BaseException):
+    """A simulated process death at a named point; raised by a FaultPlan whose crash action is simulate_crash."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        super().__init__(f"simulated crash at {where}")

@@ -70,6 +70,7 @@ def build_runtime(
     transport: RawTransport,
     *,
     retry: RetryPolicy | None = None,
+    faults: FaultPlan | None = None,
     ledgersync: bool = False,
     ledgersync_config: LedgerSyncConfig | None = None,
     ledgersync_background: bool = False,
@@ -80,13 +81,16 @@ def build_runtime(
     ledgersync_background reads the ledger graph in a thread (a real agent starts serving at once);
     otherwise it is built before start() returns, as simulations want. With start (the default, as
     simulations want) the runtime is started before this returns; otherwise the caller starts it.
+    faults replaces the plan of node.conf's faultInjection (a simulation's, whose crash does not exit
+    the process).
     """
     clock = node.clock
     authenticator = MessageAuthenticator(node.identity, node.key, node.network_map, clock)
     max_size = node.network_map.parameters.max_message_size
     peer_service = PeerService(authenticator, max_size)
     peers = PeerClient(authenticator, node.network_map, transport, retry)
-    engine = FlowEngine(node.store, clock, FaultPlan.parse(node.config.fault_injection))
+    plan = faults if faults is not None else FaultPlan.parse(node.config.fault_injection)
+    engine = FlowEngine(node.store, clock, plan)
     aes_keys = NodeAesKeys(node.store, node.identity.name)
     aes_keys.keys()  # ten keys at first start, as Corda does
     deps = FinalityDeps(node.identity, node.ledger, node.store, peers, aes_keys, clock)

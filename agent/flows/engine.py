@@ -114,9 +114,17 @@ class FlowHandle:
         return self.checkpoint is not None and self.checkpoint.status in TERMINAL
 
     def wait_for(self, predicate: Callable[[FlowHandle], bool], timeout: float | None) -> bool:
-        """Wait (real time) until predicate(handle) holds or the flow ends; False on timeout."""
-        with self._engine._changed:
-            return self._engine._changed.wait_for(lambda: self.done or predicate(self), timeout)
+        """Wait (real time) until predicate(handle) holds or the flow ends; False on timeout.
+
+        Also False as soon as the engine stops: a stopped engine runs nothing more, so a peer handler
+        waiting on one of its flows answers at once instead of at the end of its timeout.
+        """
+        engine = self._engine
+        with engine._changed:
+            engine._changed.wait_for(
+                lambda: self.done or predicate(self) or engine._stopping.is_set(), timeout
+            )
+            return self.done or predicate(self)
 
     def wait_for_step(self, steps: tuple[str, ...], timeout: float | None) -> bool:
         return self.wait_for(
@@ -303,15 +311,30 @@ class FlowEngine:
                 return
             live.running = True
             live.scheduled = False
+        crashed = False
         try:
             self._run_steps(live, until)
+        except BaseException as exc:
+            crashed = not isinstance(exc, Exception)
+            raise
         finally:
             with self._lock:
                 live.running = False
-                if flow_id in self._live and (live.kill_requested or live.pause_requested):
-                    self._verb_pending(live)  # a parked flow takes its kill or pause now
-                ready = live.awaiting and any(k in live.mailbox for k in live.awaiting)
-                ready = ready and flow_id in self._live
+                ready = False
+                # A BaseException out of a step (a SimulatedCrash, as a dead process) ends it here: the
+                # checkpoint stays as last committed and nothing more is written or scheduled for it.
+                if not crashed:
+                    if flow_id in self._live and (live.kill_requested or live.pause_requested):
+                        self._verb_pending(live)  # a parked flow takes its kill or pause now
+                    ready = bool(live.awaiting) and any(k in live.mailbox for k in live.awaiting)
+                    # A timer that fell due before this run was over was passed over by fire_due (the
+                    # flow looked busy) and is gone from the heap: take it here, or the flow sleeps
+                    # for ever (found by the network simulation, docs/simulation.md).
+                    if live.wake_at is not None and live.wake_at <= self.clock.now():
+                        live.wake_at = None
+                        live.timed_out = bool(live.awaiting)
+                        ready = True
+                    ready = ready and flow_id in self._live
                 self._changed.notify_all()
             if ready:
                 self._schedule(flow_id)
@@ -647,6 +670,16 @@ class FlowEngine:
                 live.handle.checkpoint = runnable
         self._schedule(flow_id)
         return True
+
+    def wait_idle(self, timeout: float | None) -> bool:
+        """Wait (real time) until no flow runs or is queued to run; False on timeout.
+
+        For simulations: they move the clock on only once the flows it would wake have parked.
+        """
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: not any(v.running or v.scheduled for v in self._live.values()), timeout
+            )
 
     # -- stopping ------------------------------------------------------------------------------------
 

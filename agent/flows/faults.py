@@ -3,6 +3,10 @@
 A fault names a (flow, step) point. The engine honours it right after that step's checkpoint has
 committed, so a crash there leaves exactly what a real crash between two steps leaves, and a restart
 resumes from that checkpoint (the fault is not met again by the resumed flow: it is past that step).
+
+What a crash does is the plan's `crash` action: by default the process exits (what a kill -9 leaves);
+a simulation of many nodes in one process gives `simulate_crash` (or its own callable that also marks
+the node dead) instead, which raises SimulatedCrash so that only the flow's thread unwinds.
 """
 
 from __future__ import annotations
@@ -10,11 +14,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NoReturn
 
-from agent.errors import AgentError, ConfigurationError
+from agent.errors import AgentError, ConfigurationError, SimulatedCrash
 
 log = logging.getLogger("ledger_agent.flows")
 
@@ -33,14 +38,34 @@ class InjectedFaultError(AgentError):
         super().__init__(f"injected failure in {flow_name} at {step}")
 
 
+CrashAction = Callable[[str, str], NoReturn]
+"""What a planned crash does, given the flow's name and the step it has just committed."""
+
+
+def exit_process(flow_name: str, step: str) -> NoReturn:
+    """The real thing: the process exits at once, as a kill -9 would leave it (the default)."""
+    log.error("injected crash in %s at %s", flow_name, step)
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(CRASH_EXIT_CODE)
+
+
+def simulate_crash(flow_name: str, step: str) -> NoReturn:
+    """In-process: only this thread unwinds (the engine writes nothing more for the flow)."""
+    raise SimulatedCrash(f"{flow_name}.{step}")
+
+
 @dataclass(frozen=True)
 class FaultPlan:
-    """(flow name, step) -> action."""
+    """(flow name, step) -> action; `crash` is what a CRASH does."""
 
     faults: Mapping[tuple[str, str], FaultAction] = field(default_factory=dict)
+    crash: CrashAction = exit_process
 
     @classmethod
-    def parse(cls, entries: Iterable[str], key: str = "faultInjection") -> FaultPlan:
+    def parse(
+        cls, entries: Iterable[str], key: str = "faultInjection", *, crash: CrashAction = exit_process
+    ) -> FaultPlan:
         faults = {}
         for entry in entries:
             point, sep, action = str(entry).partition("=")
@@ -52,18 +77,15 @@ class FaultPlan:
                 faults[(flow.strip(), step.strip())] = FaultAction(action.strip().lower())
             except ValueError:
                 raise ConfigurationError(key, entry, allowed) from None
-        return cls(faults)
+        return cls(faults, crash)
 
     def __bool__(self) -> bool:
         return bool(self.faults)
 
     def inject(self, flow_name: str, step: str) -> None:
-        """Crash the process or raise InjectedFaultError if a fault is planned at this point."""
+        """Crash (the plan's crash action) or raise InjectedFaultError if a fault is planned here."""
         action = self.faults.get((flow_name, step))
         if action is FaultAction.CRASH:
-            log.error("injected crash in %s at %s", flow_name, step)
-            logging.shutdown()
-            sys.stdout.flush()
-            os._exit(CRASH_EXIT_CODE)
+            self.crash(flow_name, step)
         if action is FaultAction.FAIL:
             raise InjectedFaultError(flow_name, step)

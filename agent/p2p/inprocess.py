@@ -3,14 +3,15 @@
 For simulations of many nodes in one process. It applies the HTTP app's size check before handing the
 body over, so a test suite written against the RawTransport port holds for both adapters. A detached
 or unknown address behaves like a peer that is down: TransientTransportError, which the client
-retries. The timeout is not applied: the handler runs on the caller's thread.
+retries. The timeout is not applied: the handler runs on the caller's thread. So does a simulated
+crash of the peer (SimulatedCrash raised inside its handler): to the caller it is a dropped connection.
 """
 
 from __future__ import annotations
 
 import threading
 
-from agent.errors import TransientTransportError
+from agent.errors import SimulatedCrash, TransientTransportError
 from agent.p2p.service import PeerService
 
 
@@ -56,4 +57,8 @@ class InProcessTransport:
             raise TransientTransportError(address, "connection refused (nothing attached there)")
         if len(body) > service.max_message_size:
             return service.too_large(len(body))
-        return service.handle(bytes(body))
+        try:
+            return service.handle(bytes(body))
+        except SimulatedCrash as exc:
+            # The peer "died" while handling our request; a real connection would just drop.
+            raise TransientTransportError(address, f"connection lost ({exc})") from exc

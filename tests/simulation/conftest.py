@@ -1,0 +1,14 @@
+"""One network layout (certificates, keys, signed map) per test session; each seed gets fresh databases."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.simulation.network import Template
+from tests.simulation.run import quiet_logs
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    quiet_logs()
+    return Template.create(tmp_path_factory.mktemp("sim") / "template")
