@@ -33,6 +33,7 @@
     │   └── LedgerGraphNotReadyException
     ├── TransactionAccessDeniedError  a peer asked for a transaction it may not see
     ├── FinalityError                 finality cannot go on (a bad message, an unusable receiver)
+    │   └── ReceiverBusyError             the receiver's flow is still at work: ask again later
     └── PeerError                     a message between agents went wrong
         ├── MessageRejectedError          the receiver refused the message itself (HTTP 400/404/413)
         │   ├── MalformedMessageError         not a well-formed sealed message
@@ -251,6 +252,11 @@ class TransactionAccessDeniedError(AgentError):
 
 class FinalityError(AgentError):
     """Finality cannot go on: a receiver refused or a message was out of turn."""
+
+
+class ReceiverBusyError(FinalityError):
+    """The receiver's flow has not reached the step the message waits for yet (a slow back-chain,
+    a busy node); the sender asks again, as for a peer that is down."""
 
 
 # -- peer protocol --

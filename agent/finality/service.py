@@ -17,7 +17,12 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from agent.errors import FinalityError, TransactionAccessDeniedError, TransactionNotFoundError
+from agent.errors import (
+    FinalityError,
+    ReceiverBusyError,
+    TransactionAccessDeniedError,
+    TransactionNotFoundError,
+)
 from agent.finality.flows import (
     FINALITY_FLOW,
     OUTCOME_ABORTED,
@@ -158,7 +163,9 @@ class FinalityService:
                 handle = self.engine.create(flow)
         self.engine.run_here(handle.flow_id)
         if not handle.wait_for_step(FIRST_PHASE_STEPS, REPLY_WAIT_S):
-            raise FinalityError(f"{RECEIVE_FLOW} {handle.flow_id} for {stx.id} is still at {_step(handle)}")
+            raise ReceiverBusyError(
+                f"{RECEIVE_FLOW} {handle.flow_id} for {stx.id} is still at {_step(handle)}"
+            )
         if handle.done:
             handle.result(0)  # its error, if it failed
         return {"ack": True, "flow_id": handle.flow_id}
@@ -179,7 +186,7 @@ class FinalityService:
         if handle is not None:
             self.engine.deliver(handle.flow_id, "signatures", sigs, here=True)
             if not handle.wait_for(lambda _: False, REPLY_WAIT_S):
-                raise FinalityError(
+                raise ReceiverBusyError(
                     f"{RECEIVE_FLOW} {handle.flow_id} for {tx_id} is still at {_step(handle)}"
                 )
             handle.result(0)

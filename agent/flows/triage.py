@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from typing import Protocol
 
-from agent.errors import PeerUnreachableError, TransientTransportError
+from agent.errors import PeerRequestError, PeerUnreachableError, ReceiverBusyError, TransientTransportError
 from agent.flows.checkpoints import FlowCheckpoint
 
 FIRST_RETRY_S = 1.0
@@ -48,9 +48,11 @@ def peer_backoff(attempts: int, rng: random.Random | None = None) -> float:
 
 
 def default_policy(checkpoint: FlowCheckpoint, error: BaseException, attempts: int) -> Decision:
-    """Wait for peers that are down (Corda's durable messaging); fail on anything else."""
+    """Wait for peers that are down or still at work (Corda's durable messaging); fail on anything else."""
     if isinstance(error, PeerUnreachableError):
         return Retry(peer_backoff(attempts), f"{error.peer} (unreachable)")
     if isinstance(error, TransientTransportError):
         return Retry(peer_backoff(attempts), f"{error.address} (unreachable)")
+    if isinstance(error, PeerRequestError) and error.error_type == ReceiverBusyError.__name__:
+        return Retry(peer_backoff(attempts), f"{error.peer} (still at work on it)")
     return Fail()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from agent.clock import ManualClock
-from agent.errors import ConfigurationError, PeerUnreachableError, TransientTransportError
+from agent.errors import ConfigurationError, PeerRequestError, PeerUnreachableError, TransientTransportError
 from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
 from agent.flows.engine import FlowEngine, FlowNotFoundError, FlowTimeoutError
 from agent.flows.faults import FaultAction, FaultPlan, InjectedFaultError
@@ -244,6 +244,11 @@ def test_the_default_policy_waits_for_peers_that_are_down_and_fails_the_rest() -
     decision = default_policy(cp, down, 3)
     assert isinstance(decision, Retry) and "Bob Plc" in decision.waiting_for
     assert isinstance(default_policy(cp, ValueError("bad"), 0), Fail)
+    busy = PeerRequestError("O=Bob Plc, L=Rome, C=IT", "ReceiverBusyError", "still at RECEIVED")
+    waiting = default_policy(cp, busy, 0)
+    assert isinstance(waiting, Retry) and "still at work" in waiting.waiting_for
+    refused = PeerRequestError("O=Bob Plc, L=Rome, C=IT", "FinalityError", "records ONLY_RELEVANT")
+    assert isinstance(default_policy(cp, refused, 0), Fail)
     delays = [peer_backoff(n) for n in range(40)]
     assert all(0 < d <= MAX_RETRY_S for d in delays)
     assert delays[0] <= 1.0 and min(delays[10:]) >= 0.75 * MAX_RETRY_S
