@@ -24,7 +24,6 @@ from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.transactions import SignedTransaction, StateRef
 from agent.ledger.vault import RelevancyStatus, TransactionStatus
-from agent.notary.uniqueness import ref_key
 from agent.store.ledger_store import LedgerStore, StoredTransaction
 from tests.simulation.network import NODES, NOTARY, Simulation
 from tests.simulation.workload import Record
@@ -115,19 +114,16 @@ def check(sim: Simulation, record: Record) -> list[str]:
             )
 
     # The notary agrees with the ledger.
-    notary = sim.runtime(NOTARY).node.store.schema
-    committed = {
-        row.state_ref: row.consuming_transaction_id for row in notary.notary_committed_states.select()
-    }
+    notary_store = sim.runtime(NOTARY).node.store
+    notary = notary_store.schema
     for row in notary.notary_committed_txs.select():
         if SecureHash.parse(row.transaction_id) not in verified:
             violations.append(f"{row.transaction_id} was notarised but is VERIFIED nowhere")
     for tx_id, stx in verified.items():
         for ref in stx.tx.inputs:
-            if committed.get(ref_key(ref)) != str(tx_id):
-                violations.append(
-                    f"{tx_id} consumed {ref}, but the notary says {committed.get(ref_key(ref))}"
-                )
+            consumer = notary_store.uniqueness.consumer_of(ref)
+            if consumer != tx_id:
+                violations.append(f"{tx_id} consumed {ref}, but the notary says {consumer}")
 
     # No flow failed but by a notary conflict.
     for name, store in stores.items():
