@@ -243,7 +243,9 @@ def test_a_first_batch_larger_than_a_reply_follows_in_more_exchanges(
     result = net.sync(A).reconcile(B)
     assert set(result.missing_here) == {SecureHash(i) for i in lost} and not result.used_id_list
     symbols = [m for m in result.messages if m.topic in (TOPIC_BEGIN, TOPIC_SYMBOLS)]
-    assert all(m.received <= 60 + 100 * 41 for m in symbols) and 3 <= len(symbols) <= 4
+    # 3 or 4 replies carry the planned batch; in about 1 session in 100 (the salt is random) that
+    # batch does not decode and one more exchange, of a quarter more, follows (docs/ledgersync.md).
+    assert all(m.received <= 60 + 100 * 41 for m in symbols) and 3 <= len(symbols) <= 5
 
 
 def test_symbols_and_ids_per_reply_fit_the_message_size() -> None:
