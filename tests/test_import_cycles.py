@@ -18,10 +18,6 @@ PACKAGES = ("agent", "mbeans")
 
 # Cycles closed only by an import inside a function or under TYPE_CHECKING (never at import time).
 KNOWN_DEFERRED: dict[frozenset[str], str] = {
-    frozenset({"agent.store.bulk", "agent.store.ledger_store"}): (
-        "LedgerStore.bulk_record imports the bulk writer, which types its store as LedgerStore; "
-        "agent/store/ is being reworked behind ports by its owners"
-    ),
     frozenset({"agent.ledgersync.graph", "agent.ledgersync.graph_build"}): (
         "the graph's builder, split off for size, reaches into the graph it fills; it names the "
         "graph's type under TYPE_CHECKING only"

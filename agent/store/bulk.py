@@ -17,10 +17,10 @@ import peewee
 from agent.ledger.transactions import SignedTransaction, encode_state
 from agent.ledger.vault import StateStatus, StatesToRecord, TransactionStatus, outputs_to_record
 from agent.store.database import BULK_CACHE_KIB, is_sqlite, write_transaction
-from agent.store.models import UtcDateTimeField
+from agent.store.models import Schema, UtcDateTimeField
 
 if TYPE_CHECKING:
-    from agent.store.ledger_store import LedgerStore
+    from agent.ledger.keys import PublicKey
 
 
 def _insert_sql(model: type[peewee.Model], columns: Sequence[str], sqlite: bool) -> str:
@@ -34,14 +34,20 @@ def _insert_sql(model: type[peewee.Model], columns: Sequence[str], sqlite: bool)
 
 class BulkWriter:
     def __init__(
-        self, store: LedgerStore, states_to_record: StatesToRecord, timestamp: datetime, batch_size: int
+        self,
+        schema: Schema,
+        our_keys: frozenset[PublicKey],
+        states_to_record: StatesToRecord,
+        timestamp: datetime,
+        batch_size: int,
     ) -> None:
-        self.store = store
+        # The schema and keys, not the store: the store imports this module, not the other way round.
+        self.database = schema.database
+        self.our_keys = our_keys
         self.states_to_record = states_to_record
         self.when = UtcDateTimeField().db_value(timestamp)
         self.batch_size = batch_size
-        self.sqlite = is_sqlite(store.database)
-        schema = store.schema
+        self.sqlite = is_sqlite(self.database)
         self.tx_sql = _insert_sql(
             schema.node_transactions,
             ["tx_id", "transaction_value", "signatures", "status", "timestamp"],
@@ -77,7 +83,7 @@ class BulkWriter:
         if self.sqlite:
             # The indexes' pages stay cached across batches (the 1M-transaction bulk-load figures in
             # BENCHMARKS.md were measured with this cache size).
-            self.store.database.execute_sql(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
+            self.database.execute_sql(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
         count = 0
         batch: list[SignedTransaction] = []
         for stx in transactions:
@@ -95,7 +101,7 @@ class BulkWriter:
         party_rows: list[tuple[Any, ...]] = []
         consume_rows: list[tuple[Any, ...]] = []
         verified = TransactionStatus.VERIFIED.value
-        our_keys = self.store.our_keys
+        our_keys = self.our_keys
         for stx in batch:
             tx = stx.tx
             tx_id = str(tx.id)
@@ -129,7 +135,7 @@ class BulkWriter:
                         int(StateStatus.UNCONSUMED),
                     )
                 )
-        db = self.store.database
+        db = self.database
         with write_transaction(db):
             cursor = db.cursor()
             self._many(cursor, self.tx_sql, tx_rows)

@@ -33,6 +33,7 @@ from agent.ports.reconciliation import ReconciliationStatuses, RequestWindow
 from agent.ports.transactions import StoredTransaction, TransactionListener, TransactionStore
 from agent.ports.uniqueness import CommittedStates
 from agent.ports.vault import VaultRecord, VaultStore
+from agent.store.bulk import BulkWriter
 from agent.store.checkpoints import CheckpointRepository
 from agent.store.database import describe, is_sqlite, open_database
 from agent.store.db_errors import opening
@@ -128,9 +129,9 @@ class LedgerStore:
         Parents must come before children, as in any back-chain order. Each batch is one database
         transaction; the vault ends as record_transaction would leave it.
         """
-        from agent.store.bulk import BulkWriter
-
-        writer = BulkWriter(self, states_to_record, timestamp or self.clock.now(), batch_size)
+        writer = BulkWriter(
+            self.schema, self.our_keys, states_to_record, timestamp or self.clock.now(), batch_size
+        )
         return writer.write(transactions)
 
     def analyze(self) -> None:
