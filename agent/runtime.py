@@ -22,7 +22,7 @@ from agent.p2p.client import PeerClient, RawTransport
 from agent.p2p.retry import RetryPolicy
 from agent.p2p.service import PeerService
 from agent.recovery.aes_keys import NodeAesKeys
-from agent.services.tokens import TokenService
+from agent.tokens.service import TokenService
 
 log = logging.getLogger("ledger_agent.runtime")
 

@@ -26,7 +26,7 @@ from agent.operator_api.catalogue import COMMANDS, Command, Kind, Param
 from agent.operator_api.flows import result_text as _plain_text
 from agent.operator_api.status import ReconciliationStatus, ReconciliationStatusValue
 from agent.runtime import AgentRuntime
-from agent.services.tokens import TokenService
+from agent.tokens.service import TokenService
 
 
 class FlowArgumentError(AgentError):

@@ -21,7 +21,7 @@ from agent.ledger import token
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.transactions import SignedTransaction, StateAndRef
-from agent.services.tokens import InsufficientFundsError
+from agent.tokens.service import InsufficientFundsError
 from tests.simulation.network import NODES, NOTARY, Simulation
 
 CURRENCY = "GBP"

@@ -1,0 +1,1 @@
+"""Token operations an operator starts (issue, pay, exit), each ending in two-phase finality."""
