@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import peewee
-from playhouse.db_url import connect
+from playhouse.db_url import parse
 
-from agent.errors import ConfigurationError
-from agent.store.db_errors import TranslatedTransaction
+from agent.errors import ConfigurationError, TransientConnectionError
+from agent.store.db_errors import DRIVER_ERRORS, TranslatedTransaction, secrets_of, translate
 
 URL_KEY = "dataSourceProperties.dataSource.url"
 _ALLOWED = "allowed: sqlite:///path/to/node.db, sqlite:///:memory: or postgresql://user@host:port/database"
@@ -34,6 +34,41 @@ BULK_CACHE_KIB = 64 * 1024
 SCAN_CACHE_KIB = 256
 
 
+class _Translating(peewee.Database):
+    """Every statement, reads included, raises the agent's named database errors (db_errors.py).
+
+    Writes go through write_transaction, which translates too; this covers the reads outside one,
+    so that a hospital can diagnose a deadlock or a lost connection wherever it happens.
+    """
+
+    def execute_sql(self, sql: str, params: object = None, *args: object, **kwargs: object) -> object:
+        try:
+            return super().execute_sql(sql, params, *args, **kwargs)
+        except DRIVER_ERRORS as exc:
+            error = translate(exc, secrets=secrets_of(self))
+            if isinstance(error, TransientConnectionError) and self.transaction_depth() == 0:
+                self._forget_if_dead()
+            raise error from exc
+
+    def _forget_if_dead(self) -> None:
+        # A connection the server closed stays "open" for peewee: close it so the next read reconnects.
+        try:
+            usable = bool(self.is_connection_usable())
+        except DRIVER_ERRORS:
+            usable = False
+        if not usable:
+            with suppress(*DRIVER_ERRORS):
+                self.close()
+
+
+class SqliteStoreDatabase(_Translating, peewee.SqliteDatabase):
+    """The store's SQLite database."""
+
+
+class PostgresqlStoreDatabase(_Translating, peewee.PostgresqlDatabase):
+    """The store's PostgreSQL database."""
+
+
 def open_database(target: str | peewee.Database) -> peewee.Database:
     """A Database for sqlite:///... or postgresql://...; a bad URL names the config key."""
     if isinstance(target, peewee.Database):
@@ -45,11 +80,11 @@ def open_database(target: str | peewee.Database) -> peewee.Database:
             raise ConfigurationError(URL_KEY, target, _ALLOWED)
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+        return SqliteStoreDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
     if scheme in ("postgresql", "postgres"):
         try:
-            database: peewee.Database = connect(target)
-            return database
+            # A password with @ or : in it is written percent-encoded in the URL.
+            return PostgresqlStoreDatabase(**parse(target, unquote_password=True))
         except (ValueError, TypeError) as exc:
             raise ConfigurationError(URL_KEY, target, _ALLOWED) from exc
     raise ConfigurationError(URL_KEY, target, _ALLOWED)

@@ -210,6 +210,23 @@ def test_a_connection_terminated_between_transactions_fails_the_next_begin_trans
     assert "never" not in tx_ids(pg_store)
 
 
+def test_a_read_on_a_connection_the_server_terminated_is_transient_and_the_next_reconnects(
+    pg_store: LedgerStore, pg_admin: psycopg2.extensions.connection
+) -> None:
+    from agent.ledger.hashing import SecureHash
+
+    db = pg_store.database
+    pid = db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+    with pg_admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))
+    # A plain read, outside any write transaction: named too, for the hospital to diagnose.
+    with pytest.raises(TransientConnectionError) as caught:
+        pg_store.get_stored(SecureHash.of(b"absent"))
+    assert isinstance(caught.value.__cause__, peewee.OperationalError | peewee.InterfaceError)
+    assert pg_store.get_stored(SecureHash.of(b"absent")) is None  # the next read connects afresh
+    still_usable(pg_store, "after a read met the dead connection")
+
+
 def test_a_refused_connection_is_transient() -> None:
     db = open_database("postgresql://agent:s3cret@127.0.0.1:1/ledger")
     with pytest.raises(TransientConnectionError) as caught, write_transaction(db):
@@ -219,6 +236,18 @@ def test_a_refused_connection_is_transient() -> None:
 
 
 # -- SQLite -------------------------------------------------------------------------------------------
+
+
+def test_a_read_that_fails_on_sqlite_raises_a_named_database_error(sqlite_store: LedgerStore) -> None:
+    from agent.errors import DatabaseError
+    from agent.ledger.hashing import SecureHash
+
+    # A real failure of a read: the table it reads is gone (as a damaged or foreign file would be).
+    sqlite_store.database.execute_sql('DROP TABLE "node_transactions"')
+    with pytest.raises(DatabaseError) as caught:
+        sqlite_store.get_stored(SecureHash.of(b"anything"))
+    assert "no such table" in caught.value.message
+    assert isinstance(caught.value.__cause__, peewee.OperationalError)
 
 
 def test_a_sqlite_constraint_violation_names_the_table_and_rolls_back(sqlite_store: LedgerStore) -> None:

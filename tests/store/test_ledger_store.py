@@ -6,7 +6,6 @@ import re
 import threading
 from datetime import UTC, datetime
 
-import peewee
 import pytest
 
 from agent.clock import ManualClock
@@ -122,8 +121,10 @@ def test_a_newer_schema_is_refused(store: LedgerStore, database_url: str) -> Non
 
 
 def test_sender_records_need_a_known_party_row(store: LedgerStore) -> None:
-    # The foreign key of the reference's layout is real: a record for an unknown peer id fails.
-    with pytest.raises(peewee.IntegrityError):
+    # The foreign key of the reference's layout is real: a record for an unknown peer id fails,
+    # named as the agent names a constraint violation (every statement is translated, not only writes
+    # in write_transaction).
+    with pytest.raises(ConstraintViolationError):
         store.schema.sender_distr_recs.insert(
             transaction_id="A" * 64,
             peer_party_id="f" * 64,
