@@ -38,7 +38,6 @@ from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import Party, X500Name
 from agent.ledger.transactions import SignedTransaction, decode_signatures, encode_signatures
 from agent.ledger.vault import StatesToRecord, TransactionStatus
-from agent.ledger.verification import verify_chain
 from agent.recovery.aes_keys import NodeAesKeys
 from agent.recovery.distribution_list import DistributionList, PublicHeader, encrypt, read_header
 from agent.services.ledger_service import LedgerService
@@ -108,6 +107,11 @@ class _FinalityFlowBase(Flow):
 
     def _remove_in_flight(self) -> None:
         self.deps.store.remove_in_flight(self.stx.id)
+
+    @property
+    def _first_phase_status(self) -> TransactionStatus:
+        """IN_FLIGHT until the notary signs; an issuance needs no notary and is VERIFIED at once."""
+        return TransactionStatus.IN_FLIGHT if self.stx.tx.needs_notarisation else TransactionStatus.VERIFIED
 
 
 class FinalityFlow(_FinalityFlowBase):
@@ -199,7 +203,7 @@ class FinalityFlow(_FinalityFlowBase):
         discriminator = int(self.state["discriminator"])
         self.deps.store.record_transaction(
             stx,
-            status=TransactionStatus.IN_FLIGHT if stx.tx.needs_notarisation else TransactionStatus.VERIFIED,
+            status=self._first_phase_status,
             states_to_record=StatesToRecord.ONLY_RELEVANT,
             state_machine_run_id=flow_id,
             sender_records=[
@@ -294,7 +298,7 @@ class ReceiveFinalityFlow(_FinalityFlowBase):
             case "STARTED":
                 return Advance("RECEIVED")
             case "RECEIVED":
-                ordered = verify_chain(self._fetch_backchain(), deps.store, deps.ledger.contracts)
+                ordered = deps.ledger.verify_chain(self._fetch_backchain())
                 return Advance("BACKCHAIN_RESOLVED", effect=lambda: self._record_chain(ordered))
             case "BACKCHAIN_RESOLVED":
                 deps.ledger.verify(stx, check_notary_signature=not needs_notary)
@@ -314,7 +318,7 @@ class ReceiveFinalityFlow(_FinalityFlowBase):
         raise FinalityError(f"{RECEIVE_FLOW} has no step after {progress_step}")
 
     def _record_chain(self, ordered: list[SignedTransaction]) -> None:
-        for dep in ordered:  # parents first, as verify_chain ordered them
+        for dep in ordered:  # parents first, as the ledger ordered them
             self.deps.store.record_transaction(dep)
 
     def _record_first_phase(self, flow_id: str) -> None:
@@ -327,7 +331,7 @@ class ReceiveFinalityFlow(_FinalityFlowBase):
         )
         self.deps.store.record_transaction(
             stx,
-            status=TransactionStatus.IN_FLIGHT if stx.tx.needs_notarisation else TransactionStatus.VERIFIED,
+            status=self._first_phase_status,
             states_to_record=how,
             state_machine_run_id=flow_id,
             receiver_record=record,
@@ -405,9 +409,7 @@ class ReceiveFinalityFlow(_FinalityFlowBase):
                         wanted.add(ref.txhash)
             if len(fetched) > MAX_BACKCHAIN:
                 raise FinalityError(f"back-chain of {stx.id} exceeds {MAX_BACKCHAIN} transactions")
-        return [
-            t for t in fetched.values() if store.transaction_status(t.id) is not TransactionStatus.VERIFIED
-        ]
+        return list(fetched.values())  # the ledger leaves out what is VERIFIED here meanwhile
 
 
 __all__ = [

@@ -629,13 +629,6 @@ class FlowEngine:
                 log.warning("flow %s: could not tell its counterparties of the kill: %s", flow_id, exc)
         return True
 
-    def _adopt_locked(self, flow: Flow, checkpoint: FlowCheckpoint) -> _Live:
-        handle = FlowHandle(self, checkpoint.flow_id)
-        handle.checkpoint = checkpoint
-        live = _Live(flow, checkpoint, handle)
-        self._live[checkpoint.flow_id] = live
-        return live
-
     def pause(self, flow_id: str) -> bool:
         """RUNNABLE or HOSPITALIZED -> PAUSED (between steps); False if it was not running."""
         checkpoint = self._checkpoint_for_verb(flow_id)
@@ -664,8 +657,9 @@ class FlowEngine:
         with self._lock:
             live = self._live.get(flow_id)
             if live is None:
-                live = self._adopt_locked(flow, runnable)
+                live = self._adopt(flow, runnable)  # the lock is re-entrant
             else:
+                live.flow = flow  # from its checkpoint, as after a restart
                 live.checkpoint = runnable
                 live.handle.checkpoint = runnable
         self._schedule(flow_id)

@@ -48,16 +48,24 @@ class LedgerService:
             receiver_record=receiver_record,
         )
 
+    def verify_chain(self, batch: Sequence[SignedTransaction]) -> list[SignedTransaction]:
+        """Verify a fetched back-chain as a whole; the transactions not yet VERIFIED here, parents first.
+
+        Apart from record_chain so that a flow verifies in its step and records in the step's commit.
+        """
+        missing = [
+            stx for stx in batch if self.store.transaction_status(stx.id) is not TransactionStatus.VERIFIED
+        ]
+        return verify_chain(missing, self.store, self.contracts)
+
     def record_chain(
         self,
         batch: Sequence[SignedTransaction],
         states_to_record: StatesToRecord = StatesToRecord.ONLY_RELEVANT,
     ) -> list[SignedTransaction]:
         """Verify a fetched back-chain as a whole, then record it parents first; returns what was new."""
-        missing = [
-            stx for stx in batch if self.store.transaction_status(stx.id) is not TransactionStatus.VERIFIED
-        ]
-        ordered = verify_chain(missing, self.store, self.contracts)
         return [
-            stx for stx in ordered if self.store.record_transaction(stx, states_to_record=states_to_record)
+            stx
+            for stx in self.verify_chain(batch)
+            if self.store.record_transaction(stx, states_to_record=states_to_record)
         ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import pytest
 
@@ -130,7 +129,10 @@ def test_the_old_job_queue_becomes_flows_at_start(net: Net) -> None:
     net[A].tokens.issue([(A, 100), (B, 40)], "GBP", observers=(C,))
     net.runtimes.pop(A).stop(5)
     net.network.detach(net.entry(A).p2p_address)
-    store = LedgerStoreFor(net, A)
+    from agent.config import load_node_config
+    from agent.store.ledger_store import LedgerStore
+
+    store = LedgerStore(load_node_config(net.entry(A).config).database_url)
     jobs = store.schema.reconciliation_jobs
     jobs.insert(party_name=str(B), both_directions=False, state=QUEUED, queued_at_ms=1).execute()
     jobs.insert(party_name=str(C), both_directions=True, state=RUNNING, queued_at_ms=2).execute()
@@ -143,18 +145,6 @@ def test_the_old_job_queue_becomes_flows_at_start(net: Net) -> None:
         C: ReconciliationStatusValue.DIFFERENCES_NOT_FOUND,
     }
     assert net[A].node.store.schema.reconciliation_jobs.select().count() == 0
-
-
-def LedgerStoreFor(net: Net, name: X500Name) -> Any:  # noqa: N802 (reads as the store it opens)
-    from agent.store.ledger_store import LedgerStore
-
-    return LedgerStore(net.entry(name) and net_db_url(net, name))
-
-
-def net_db_url(net: Net, name: X500Name) -> str:
-    from agent.config import load_node_config
-
-    return load_node_config(net.entry(name).config).database_url
 
 
 def test_an_unreachable_peer_fails_the_reconciliation_and_keeps_the_last_success(
