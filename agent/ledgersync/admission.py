@@ -122,7 +122,8 @@ class IncomingReconciliations:
         if self.engine is None:
             self.statuses.started(session.requester, False, session.state_machine_id, to_epoch_ms(now))
             return
-        flow = ReconcileWithPartyResponderFlow({"requester": str(session.requester)}, self)
+        state = {"requester": str(session.requester), "run_id": session.state_machine_id}
+        flow = ReconcileWithPartyResponderFlow(state, self)
         with self.engine.store.unit_of_work():
             handle = self.engine.create(flow, flow_id=session.state_machine_id)
             try:
@@ -308,6 +309,5 @@ class ReconcileWithPartyResponderFlow(Flow):
         )
 
     def on_killed(self) -> None:
-        session = self.incoming._sessions.get(str(self.requester))
-        if session is not None:
-            self.incoming.kill(session.state_machine_id)
+        # This flow's session only (its run id): a newer session of the same requester is not ours.
+        self.incoming.kill(str(self.state["run_id"]))
