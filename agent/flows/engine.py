@@ -9,9 +9,10 @@ first); a crash after it goes on with the next step. At start the engine resumes
 Flows run on the engine's bounded pool; a caller gets a FlowHandle to wait on with a timeout, or takes
 the id and goes. A flow parked on a message (`Await`) or on a retry holds no thread: a timer on the
 injectable clock wakes it. An error in a step goes to one function, the error policy
-(agent/flows/triage.py), which the flow hospital will replace.
+(agent/flows/triage.py; a node's is the flow hospital, agent.hospital), which retries the step from
+its checkpoint, keeps the flow for observation (HOSPITALIZED), kills it, or fails it.
 
-Operator verbs are methods here: flows (list and filter), kill, pause, resume.
+Operator verbs are methods here: flows (list and filter), kill, pause, resume, retry.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from agent.errors import AgentError
 from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
 from agent.flows.faults import FaultPlan
 from agent.flows.flow import STARTED, Advance, Await, Flow, FlowContext
-from agent.flows.triage import Decision, ErrorPolicy, Fail, Retry, default_policy
+from agent.flows.triage import Decision, ErrorPolicy, Fail, Kill, Observe, Retry, default_policy
 from agent.ledger import serialization as ser
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
@@ -161,6 +162,7 @@ class FlowEngine:
         self.policy = policy
         self._factories: dict[str, FlowFactory] = {}
         self._end_listeners: list[Callable[[FlowCheckpoint], None]] = []
+        self._status_listeners: list[Callable[[FlowCheckpoint], None]] = []
         self._live: dict[str, _Live] = {}
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -183,6 +185,22 @@ class FlowEngine:
     def on_end(self, listener: Callable[[FlowCheckpoint], None]) -> None:
         """listener(checkpoint) once a flow ends (COMPLETED, FAILED or KILLED), after its row says so."""
         self._end_listeners.append(listener)
+
+    def on_status(self, listener: Callable[[FlowCheckpoint], None]) -> None:
+        """listener(checkpoint) whenever a flow's status changes (paused, hospitalized, runnable again,
+        ended), after its row says so. Called with the engine's lock held: it must not wait on flows."""
+        self._status_listeners.append(listener)
+
+    def _status_changed(self, before: FlowStatus | None, checkpoint: FlowCheckpoint) -> None:
+        if before is checkpoint.status:
+            return
+        for listener in self._status_listeners:
+            try:
+                listener(checkpoint)
+            except Exception:  # a listener's failure must not undo or hide the change
+                log.exception(
+                    "a listener failed on flow %s becoming %s", checkpoint.flow_id, checkpoint.status.name
+                )
 
     def _ended(self, checkpoint: FlowCheckpoint) -> None:
         for listener in self._end_listeners:
@@ -278,8 +296,10 @@ class FlowEngine:
                     log.error("cannot resume flow %s: %s", checkpoint.flow_id, exc)
                     continue
                 if checkpoint.status is not FlowStatus.RUNNABLE:
-                    self.store.save_checkpoint(replace(checkpoint, status=FlowStatus.RUNNABLE, error=None))
-                    checkpoint = replace(checkpoint, status=FlowStatus.RUNNABLE, error=None)  # noqa: PLW2901
+                    # Corda: a flow kept for observation goes back to RUNNABLE, its error cleared.
+                    runnable = replace(checkpoint, status=FlowStatus.RUNNABLE, error=None)
+                    self._save_row(checkpoint, runnable)
+                    checkpoint = runnable  # noqa: PLW2901
                 log.info(
                     "resuming flow %s (%s) from step %s",
                     checkpoint.flow_id,
@@ -416,6 +436,7 @@ class FlowEngine:
             # Most steps move on without changing the state: the row then keeps its bytes.
             self.store.update_checkpoint(checkpoint, value_changed=value != live.checkpoint.value)
         with self._lock:
+            before = live.checkpoint.status
             for key in consumed:
                 live.mailbox.pop(key, None)
             live.attempts = 0
@@ -437,17 +458,21 @@ class FlowEngine:
                         checkpoint.error,
                     )
             self._changed.notify_all()
+            self._status_changed(before, checkpoint)
         if ended:
             self._ended(checkpoint)
 
     def _on_error(self, live: _Live, error: Exception) -> None:
-        """Every error in a step comes here; the policy decides."""
-        decision: Decision
-        try:
-            decision = self.policy(live.checkpoint, error, live.attempts)
-        except Exception:  # a broken policy must not lose the flow: fail it, visibly
-            log.exception("the error policy failed on flow %s", live.checkpoint.flow_id)
-            decision = Fail()
+        """Every error in a step comes here; the policy decides (a flow being killed is not asked
+        about: it ends KILLED, and never goes back to the hospital)."""
+        decision: Decision = Kill()
+        if not live.kill_requested:
+            try:
+                decision = self.policy(live.checkpoint, error, live.attempts)
+            except Exception:  # a broken policy must not lose the flow: keep it, visibly
+                log.exception("the error policy failed on flow %s", live.checkpoint.flow_id)
+                decision = Observe("the flow hospital (its policy failed: see the log)")
+        flow: Flow | None = None
         with self._lock:
             if isinstance(decision, Retry) and not live.kill_requested:
                 live.attempts += 1
@@ -469,17 +494,39 @@ class FlowEngine:
                 self._set_timer(live, self.clock.now() + timedelta(seconds=decision.delay))
                 self._changed.notify_all()
                 return
-            if live.kill_requested:
-                self._end(live, FlowStatus.KILLED, None)
+            if isinstance(decision, Observe) and not live.kill_requested:
+                live.attempts += 1
+                live.waiting_for = decision.waiting_for
+                live.handle.waiting_for = decision.waiting_for
+                live.wake_at = None
+                held = replace(
+                    live.checkpoint,
+                    status=FlowStatus.HOSPITALIZED,
+                    updated_at=self.clock.now(),
+                    error=_describe(error),
+                )
+                self._save(live, held)
                 return
-            log.warning(
-                "flow %s %s failed at %s: %s",
-                live.checkpoint.flow_name,
-                live.checkpoint.flow_id,
-                live.checkpoint.progress_step,
-                _describe(error),
-            )
-            self._end(live, FlowStatus.FAILED, error)
+            if live.kill_requested or isinstance(decision, Kill):
+                flow = None if live.kill_requested else live.flow
+                self._end(live, FlowStatus.KILLED, None)
+            else:
+                log.warning(
+                    "flow %s %s failed at %s: %s",
+                    live.checkpoint.flow_name,
+                    live.checkpoint.flow_id,
+                    live.checkpoint.progress_step,
+                    _describe(error),
+                )
+                self._end(live, FlowStatus.FAILED, error)
+        if flow is not None:
+            self._tell_killed(live.checkpoint.flow_id, flow)
+
+    def _tell_killed(self, flow_id: str, flow: Flow) -> None:
+        try:
+            flow.on_killed()
+        except Exception as exc:  # the kill stands; the counterparty will ask or time out
+            log.warning("flow %s: could not tell its counterparties of the kill: %s", flow_id, exc)
 
     def _end(self, live: _Live, status: FlowStatus, error: BaseException | None) -> None:
         """A terminal status outside a step's commit (failure, kill); called with the lock held."""
@@ -495,10 +542,18 @@ class FlowEngine:
         self._ended(checkpoint)
 
     def _save(self, live: _Live, checkpoint: FlowCheckpoint) -> None:
+        before = live.checkpoint.status
         self.store.save_checkpoint(checkpoint)
         live.checkpoint = checkpoint
         live.handle.checkpoint = checkpoint
         self._changed.notify_all()
+        self._status_changed(before, checkpoint)
+
+    def _save_row(self, before: FlowCheckpoint, checkpoint: FlowCheckpoint) -> None:
+        """A flow this engine does not hold (ended, or never adopted): its row only."""
+        self.store.save_checkpoint(checkpoint)
+        self._changed.notify_all()
+        self._status_changed(before.status, checkpoint)
 
     # -- messages and timers -------------------------------------------------------------------------
 
@@ -618,15 +673,11 @@ class FlowEngine:
                 except AgentError:
                     flow = None  # a flow this node cannot run can still be killed
                 killed = replace(checkpoint, status=FlowStatus.KILLED, updated_at=self.clock.now())
-                self.store.save_checkpoint(killed)
-                self._changed.notify_all()
+                self._save_row(checkpoint, killed)
                 self._ended(killed)
         log.warning("flow %s (%s) killed by an operator", flow_id, checkpoint.flow_name)
         if flow is not None:
-            try:
-                flow.on_killed()
-            except Exception as exc:  # the kill stands; the counterparty will ask or time out
-                log.warning("flow %s: could not tell its counterparties of the kill: %s", flow_id, exc)
+            self._tell_killed(flow_id, flow)
         return True
 
     def pause(self, flow_id: str) -> bool:
@@ -643,25 +694,35 @@ class FlowEngine:
             if live is not None:
                 self._save(live, paused)
             else:
-                self.store.save_checkpoint(paused)
+                self._save_row(checkpoint, paused)
         return True
 
     def resume(self, flow_id: str) -> bool:
         """PAUSED -> RUNNABLE, from its checkpoint; False if it was not paused."""
+        return self._run_again(flow_id, (FlowStatus.PAUSED,))
+
+    def retry(self, flow_id: str) -> bool:
+        """HOSPITALIZED or PAUSED -> RUNNABLE: the step after its checkpoint runs again now, with a
+        fresh retry budget (Corda Enterprise's `flow retry`); False if it was neither."""
+        return self._run_again(flow_id, (FlowStatus.HOSPITALIZED, FlowStatus.PAUSED))
+
+    def _run_again(self, flow_id: str, statuses: tuple[FlowStatus, ...]) -> bool:
         checkpoint = self._checkpoint_for_verb(flow_id)
-        if checkpoint.status is not FlowStatus.PAUSED:
+        if checkpoint.status not in statuses:
             return False
         flow = self._rebuild(checkpoint)
-        runnable = replace(checkpoint, status=FlowStatus.RUNNABLE, updated_at=self.clock.now())
-        self.store.save_checkpoint(runnable)
+        runnable = replace(checkpoint, status=FlowStatus.RUNNABLE, updated_at=self.clock.now(), error=None)
         with self._lock:
             live = self._live.get(flow_id)
             if live is None:
+                self._save_row(checkpoint, runnable)
                 live = self._adopt(flow, runnable)  # the lock is re-entrant
             else:
                 live.flow = flow  # from its checkpoint, as after a restart
-                live.checkpoint = runnable
-                live.handle.checkpoint = runnable
+                live.attempts = 0
+                live.waiting_for = None
+                live.handle.waiting_for = None
+                self._save(live, runnable)
         self._schedule(flow_id)
         return True
 

@@ -1,8 +1,11 @@
-"""The one place that decides what an error in a flow's step means: retry later, or fail.
+"""The one place that decides what an error in a flow's step means: retry later, keep for
+observation, kill, or fail.
 
-The flow hospital (its own issue) replaces this policy with its staff; until then the engine keeps
-Corda's messaging behaviour for peers that are down (a message to an offline node waits in its queue
-until the node is back, so the flow waits too, for ever, visibly) and fails the flow on anything else.
+The engine asks its ErrorPolicy; a node's is the flow hospital (agent.hospital), whose staff diagnose.
+`default_policy` is the engine's own, for an engine built without a hospital (tests of the engine):
+it keeps Corda's messaging behaviour for peers that are down (a message to an offline node waits in
+its queue until the node is back, so the flow waits too, for ever, visibly) and fails the flow on
+anything else.
 """
 
 from __future__ import annotations
@@ -31,7 +34,21 @@ class Fail:
     """End the flow FAILED with its error."""
 
 
-Decision = Retry | Fail
+@dataclass(frozen=True)
+class Observe:
+    """Keep the flow for observation: HOSPITALIZED at its last checkpoint until an operator retries,
+    pauses or kills it, or the node restarts (Corda's overnight observation)."""
+
+    waiting_for: str
+
+
+@dataclass(frozen=True)
+class Kill:
+    """End the flow KILLED (only where node.conf's hospital policy says so: the hospital's own staff
+    never terminate a flow)."""
+
+
+Decision = Retry | Fail | Observe | Kill
 
 
 class ErrorPolicy(Protocol):
