@@ -12,6 +12,7 @@ from pyparsing import ParseBaseException
 
 from agent.errors import ConfigurationError, InvalidNameError
 from agent.flows.faults import FaultPlan
+from agent.hospital.policy import HOSPITAL_KEYS, HospitalSettings, parse_hospital_settings
 from agent.ledger.identity import X500Name
 from agent.passwords import is_hash
 
@@ -30,6 +31,8 @@ _KEYS: dict[str, tuple[type, bool]] = {
     "ledgerSync.configFile": (str, False),
     "p2pThreads": (int, False),
     "managementThreads": (int, False),
+    # The flow hospital's rules and Corda's flowTimeout: checked by agent.hospital.policy.
+    **{key: (object, False) for key in HOSPITAL_KEYS},
 }
 # Where LedgerSync's own settings live unless ledgerSync.configFile says otherwise (beside node.conf,
 # as a CorDapp's config file sits in the node's directory); a missing file means the defaults.
@@ -73,6 +76,7 @@ class NodeConfig:
     ledgersync_config_file: Path | None = None
     p2p_threads: int = DEFAULT_P2P_THREADS
     management_threads: int = DEFAULT_MANAGEMENT_THREADS
+    hospital: HospitalSettings = field(default_factory=HospitalSettings)
 
     @property
     def base_directory(self) -> Path:
@@ -132,6 +136,7 @@ def load_node_config(path: Path) -> NodeConfig:
     base = path.resolve().parent
     faults = tuple(str(f) for f in flat.get("faultInjection", []))
     FaultPlan.parse(faults)  # refuse a bad entry now, naming the key
+    hospital = parse_hospital_settings(flat)
     return NodeConfig(
         path=path.resolve(),
         my_legal_name=name,
@@ -149,6 +154,7 @@ def load_node_config(path: Path) -> NodeConfig:
         ledgersync_config_file=base / flat.get("ledgerSync.configFile", DEFAULT_LEDGERSYNC_CONFIG),
         p2p_threads=int(flat.get("p2pThreads", DEFAULT_P2P_THREADS)),
         management_threads=int(flat.get("managementThreads", DEFAULT_MANAGEMENT_THREADS)),
+        hospital=hospital,
     )
 
 

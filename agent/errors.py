@@ -34,6 +34,8 @@
     ├── TransactionAccessDeniedError  a peer asked for a transaction it may not see
     ├── FinalityError                 finality cannot go on (a bad message, an unusable receiver)
     │   └── ReceiverBusyError             the receiver's flow is still at work: ask again later
+    ├── HospitalizeFlowError          a step asks to be kept for observation (Corda's HospitalizeFlowException)
+    ├── KeptForObservationError       the peer keeps our message's flow in its hospital: ask again later
     └── PeerError                     a message between agents went wrong
         ├── MessageRejectedError          the receiver refused the message itself (HTTP 400/404/413)
         │   ├── MalformedMessageError         not a well-formed sealed message
@@ -257,6 +259,24 @@ class FinalityError(AgentError):
 class ReceiverBusyError(FinalityError):
     """The receiver's flow has not reached the step the message waits for yet (a slow back-chain,
     a busy node); the sender asks again, as for a peer that is down."""
+
+
+class HospitalizeFlowError(AgentError):
+    """Raised by a step that cannot go on until someone looks (Corda's HospitalizeFlowException): the
+    flow hospital keeps the flow for observation."""
+
+
+class KeptForObservationError(AgentError):
+    """The peer keeps the flow our message started (or belongs to) in its flow hospital: a topic it does
+    not handle yet, or a receiving flow that failed there. We ask again later, as for a peer that is down."""
+
+    def __init__(self, peer: str, reason: str) -> None:
+        self.peer = peer
+        self.reason = reason
+        super().__init__(f"{peer} keeps it for observation: {reason}")
+
+    def details(self) -> dict[str, object]:
+        return {"peer": self.peer, "reason": self.reason}
 
 
 # -- peer protocol --

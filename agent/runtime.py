@@ -14,6 +14,8 @@ from agent.finality.service import FinalityService
 from agent.flows.checkpoints import FlowCheckpoint
 from agent.flows.engine import FlowEngine
 from agent.flows.faults import FaultPlan
+from agent.hospital.hospital import FlowHospital
+from agent.hospital.sessions import UnhandledSessions
 from agent.ledgersync.app import LedgerSync
 from agent.ledgersync.config import LedgerSyncConfig
 from agent.node import Node
@@ -37,6 +39,7 @@ class AgentRuntime:
     aes_keys: NodeAesKeys
     finality: FinalityService
     tokens: TokenService
+    hospital: FlowHospital
     ledgersync: LedgerSync | None = field(default=None)
     ledgersync_background: bool = False
     resumed: list[FlowCheckpoint] = field(default_factory=list)
@@ -55,6 +58,7 @@ class AgentRuntime:
         if self.ledgersync is not None:
             self.ledgersync.start(background=self.ledgersync_background)
         self.resumed = self.engine.resume_all()
+        self.hospital.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Let running flows finish (their checkpoints record where each is), then close the store."""
@@ -62,6 +66,7 @@ class AgentRuntime:
             # Running reconciliations finish; queued ones stay in the store for the next start.
             self.ledgersync.stop(timeout)
         self.engine.shutdown(timeout)
+        self.hospital.stop()
         self.node.close()
 
 
@@ -91,6 +96,17 @@ def build_runtime(
     peers = PeerClient(authenticator, node.network_map, transport, retry)
     plan = faults if faults is not None else FaultPlan.parse(node.config.fault_injection)
     engine = FlowEngine(node.store, clock, plan)
+    network_map = node.network_map
+    notaries = {str(info.name) for info in network_map.notaries}
+    hospital = FlowHospital(
+        node.store.hospital,
+        node.store.checkpoints,
+        clock,
+        node.config.hospital,
+        is_notary=lambda name: name in notaries,
+    )
+    hospital.attach(engine)
+    UnhandledSessions(engine, peer_service, peers).register()
     aes_keys = NodeAesKeys(node.store, node.identity.name)
     aes_keys.keys()  # ten keys at first start, as Corda does
     deps = FinalityDeps(node.identity, node.ledger, node.store, peers, aes_keys, clock)
@@ -111,6 +127,7 @@ def build_runtime(
         aes_keys,
         finality,
         tokens,
+        hospital,
         sync,
         ledgersync_background,
     )

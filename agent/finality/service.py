@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from agent.errors import (
     FinalityError,
+    KeptForObservationError,
     ReceiverBusyError,
     TransactionAccessDeniedError,
     TransactionNotFoundError,
@@ -147,9 +148,18 @@ class FinalityService:
         handle: FlowHandle | None = None
         with self._receiving:
             for cp in self._receive_flows(stx.id, sender):
-                if cp.status in (FlowStatus.COMPLETED, FlowStatus.PAUSED, FlowStatus.HOSPITALIZED):
+                if cp.status is FlowStatus.COMPLETED or (
+                    cp.status in (FlowStatus.PAUSED, FlowStatus.HOSPITALIZED)
+                    and cp.progress_step in FIRST_PHASE_STEPS
+                ):
                     # A repeated delivery: answer as before, start nothing new.
                     return {"ack": True, "flow_id": cp.flow_id}
+                if cp.status is FlowStatus.HOSPITALIZED:
+                    raise self._kept(cp.flow_id, cp.progress_step, cp.error)
+                if cp.status is FlowStatus.PAUSED:
+                    raise ReceiverBusyError(
+                        f"{RECEIVE_FLOW} {cp.flow_id} for {stx.id} is paused at {cp.progress_step}"
+                    )
                 if cp.status is FlowStatus.RUNNABLE:
                     handle = self.engine.handle(cp.flow_id)
                     if handle is None:
@@ -162,13 +172,27 @@ class FinalityService:
                 flow = ReceiveFinalityFlow.create(stx, sender, sealed, how, self.deps)
                 handle = self.engine.create(flow)
         self.engine.run_here(handle.flow_id)
-        if not handle.wait_for_step(FIRST_PHASE_STEPS, REPLY_WAIT_S):
+        if not handle.wait_for(lambda h: _recorded(h) or _held(h), REPLY_WAIT_S):
             raise ReceiverBusyError(
                 f"{RECEIVE_FLOW} {handle.flow_id} for {stx.id} is still at {_step(handle)}"
             )
         if handle.done:
             handle.result(0)  # its error, if it failed
+        now = handle.checkpoint
+        if now is not None and now.status is FlowStatus.HOSPITALIZED and not _recorded(handle):
+            raise self._kept(handle.flow_id, now.progress_step, now.error)
+        if now is not None and now.status is FlowStatus.PAUSED and not _recorded(handle):
+            raise ReceiverBusyError(
+                f"{RECEIVE_FLOW} {handle.flow_id} for {stx.id} is paused at {now.progress_step}"
+            )
         return {"ack": True, "flow_id": handle.flow_id}
+
+    def _kept(self, flow_id: str, step: str | None, error: str | None) -> KeptForObservationError:
+        """The sender waits, as for a peer that is down, until our operator retries or kills the flow."""
+        return KeptForObservationError(
+            str(self.identity.name),
+            f"{RECEIVE_FLOW} {flow_id} is in the flow hospital at {step} ({error})",
+        )
 
     def _live_receiver(self, tx_id: SecureHash, sender: X500Name) -> FlowHandle | None:
         for cp in self._receive_flows(tx_id, sender):
@@ -302,6 +326,16 @@ class FinalityService:
         stx = SignedTransaction.deserialize(ser.expect(payload.get("tx"), bytes, "tx"))
         signature = self.notary.notarise(stx, requester=requester)
         return {"signatures": encode_signatures([signature])}
+
+
+def _recorded(handle: FlowHandle) -> bool:
+    cp = handle.checkpoint
+    return cp is not None and cp.progress_step in FIRST_PHASE_STEPS
+
+
+def _held(handle: FlowHandle) -> bool:
+    cp = handle.checkpoint
+    return cp is not None and cp.status in (FlowStatus.HOSPITALIZED, FlowStatus.PAUSED)
 
 
 def _step(handle: FlowHandle) -> str:

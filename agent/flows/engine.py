@@ -163,6 +163,7 @@ class FlowEngine:
         self._factories: dict[str, FlowFactory] = {}
         self._end_listeners: list[Callable[[FlowCheckpoint], None]] = []
         self._status_listeners: list[Callable[[FlowCheckpoint], None]] = []
+        self._recovered_listeners: list[Callable[[FlowCheckpoint], None]] = []
         self._live: dict[str, _Live] = {}
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -190,6 +191,11 @@ class FlowEngine:
         """listener(checkpoint) whenever a flow's status changes (paused, hospitalized, runnable again,
         ended), after its row says so. Called with the engine's lock held: it must not wait on flows."""
         self._status_listeners.append(listener)
+
+    def on_recovered(self, listener: Callable[[FlowCheckpoint], None]) -> None:
+        """listener(checkpoint) when a flow commits a step after errors at its previous checkpoint
+        (the hospital discharges it); called after the commit, without the engine's lock."""
+        self._recovered_listeners.append(listener)
 
     def _status_changed(self, before: FlowStatus | None, checkpoint: FlowCheckpoint) -> None:
         if before is checkpoint.status:
@@ -391,7 +397,6 @@ class FlowEngine:
                 return
             try:
                 self._commit(live, outcome, consumed=ctx.mailbox)
-                self.faults.inject(live.checkpoint.flow_name, outcome.step)
             except Exception as exc:
                 self._on_error(live, exc)
                 return
@@ -437,6 +442,12 @@ class FlowEngine:
             self.store.update_checkpoint(checkpoint, value_changed=value != live.checkpoint.value)
         with self._lock:
             before = live.checkpoint.status
+            live.checkpoint = checkpoint  # the engine's own view first: a fault below meets this checkpoint
+        # A planned fault strikes after the commit and before anyone (a waiting caller, a listener)
+        # hears of the step: what a crash right after the commit leaves.
+        self.faults.inject(checkpoint.flow_name, outcome.step)
+        with self._lock:
+            recovered = live.attempts > 0
             for key in consumed:
                 live.mailbox.pop(key, None)
             live.attempts = 0
@@ -459,6 +470,12 @@ class FlowEngine:
                     )
             self._changed.notify_all()
             self._status_changed(before, checkpoint)
+        if recovered:
+            for listener in self._recovered_listeners:
+                try:
+                    listener(checkpoint)
+                except Exception:
+                    log.exception("a listener failed on the recovery of flow %s", checkpoint.flow_id)
         if ended:
             self._ended(checkpoint)
 
@@ -552,8 +569,9 @@ class FlowEngine:
     def _save_row(self, before: FlowCheckpoint, checkpoint: FlowCheckpoint) -> None:
         """A flow this engine does not hold (ended, or never adopted): its row only."""
         self.store.save_checkpoint(checkpoint)
-        self._changed.notify_all()
-        self._status_changed(before.status, checkpoint)
+        with self._lock:
+            self._changed.notify_all()
+            self._status_changed(before.status, checkpoint)
 
     # -- messages and timers -------------------------------------------------------------------------
 
@@ -617,6 +635,23 @@ class FlowEngine:
         with self._lock:
             live = self._live.get(flow_id)
             return None if live is None or live.running else live.wake_at
+
+    def wake_waiting(self, waiting_for: str) -> int:
+        """Retry now every parked flow whose waiting_for says this (a peer told us what we wait for
+        is over); how many."""
+        now = self.clock.now()
+        woken = []
+        with self._lock:
+            for flow_id, live in self._live.items():
+                if live.running or live.wake_at is None or live.waiting_for != waiting_for:
+                    continue
+                live.wake_at = None
+                live.timed_out = bool(live.awaiting)
+                woken.append(flow_id)
+        for flow_id in woken:
+            log.info("flow %s: %s is over at %s; running it now", flow_id, waiting_for, now.isoformat())
+            self._schedule(flow_id)
+        return len(woken)
 
     def waiting_for(self, flow_id: str) -> str | None:
         with self._lock:

@@ -6,7 +6,8 @@ the protocol's behaviour does not depend on the transport. Status codes follow H
     200  the handler's return value, sealed as topic "reply"
     400  the message itself is refused (malformed, unknown sender, bad signature, wrong recipient,
          stale, replayed)
-    404  no handler for the topic (UnknownTopicError)
+    404  no handler for the topic (UnknownTopicError), unless the flow hospital keeps it for
+         observation (on_unknown_topic): then 409 KeptForObservationError, and the sender asks again
     409  the handler refused with an AgentError (a double spend, a transaction that does not verify)
     413  over the network's maxMessageSize (MessageTooLargeError)
     500  anything else: "internal error", never a stack trace; the details stay in our log
@@ -28,6 +29,7 @@ from typing import Any
 from agent.errors import (
     AgentError,
     DatabaseError,
+    KeptForObservationError,
     MalformedMessageError,
     MessageRejectedError,
     MessageTooLargeError,
@@ -51,6 +53,8 @@ from agent.p2p.envelope import (
 log = logging.getLogger(__name__)
 
 Handler = Callable[[X500Name, Any], Any]
+UnknownTopicHook = Callable[[X500Name, str], str | None]
+"""(sender, topic) -> why the message is kept for observation, or None to refuse it (404)."""
 
 OK = 200
 BAD_REQUEST = 400
@@ -69,7 +73,12 @@ class PeerService:
         self.authenticator = authenticator
         self.max_message_size = max_message_size
         self._handlers: dict[str, Handler] = {}
+        self._unknown_topic: UnknownTopicHook | None = None
         self._lock = threading.Lock()
+
+    def on_unknown_topic(self, hook: UnknownTopicHook) -> None:
+        """Who decides about a message on a topic nobody handles (the flow hospital)."""
+        self._unknown_topic = hook
 
     def register(self, topic: str, handler: Handler) -> None:
         """Serve topic with handler(sender, payload) -> reply payload; a topic is served once."""
@@ -106,6 +115,15 @@ class PeerService:
             log.warning("refused a message on topic %r: %s", request.topic, exc)
             return BAD_REQUEST, self._error(request, type(exc).__name__, str(exc), error_details(exc))
         handler = self._handlers.get(envelope.topic)
+        if handler is None and self._unknown_topic is not None:
+            try:
+                reason = self._unknown_topic(envelope.sender, envelope.topic)
+            except Exception:
+                return self._internal(envelope, "could not be kept for observation")
+            if reason is not None:
+                kept = KeptForObservationError(str(self.authenticator.identity.name), reason)
+                log.warning("kept a message from %s for observation: %s", envelope.sender, reason)
+                return CONFLICT, self._error(envelope, type(kept).__name__, str(kept), kept.details())
         if handler is None:
             unknown = UnknownTopicError(envelope.topic)
             log.warning("refused a message from %s: %s", envelope.sender, unknown)

@@ -27,6 +27,7 @@ from agent.ledger.vault import RelevancyStatus, StateStatus, StatesToRecord, Tra
 from agent.ports.checkpoints import CheckpointCounts, Checkpoints
 from agent.ports.distribution import DistributionRecords
 from agent.ports.graph_scans import Blob, GraphScans
+from agent.ports.hospital import AuditLog, MedicalRecords
 from agent.ports.keys import AesKeyStore
 from agent.ports.paging import MAX_PAGE_SIZE, MIN_PAGE_SIZE, check_page_size
 from agent.ports.reconciliation import ReconciliationStatuses, RequestWindow
@@ -39,6 +40,7 @@ from agent.store.database import describe, is_sqlite, open_database
 from agent.store.db_errors import opening
 from agent.store.distribution import DistributionRepository
 from agent.store.graph_scans import GraphScanRepository
+from agent.store.hospital import AuditLogRepository, MedicalRecordRepository
 from agent.store.keys import AesKeyRepository
 from agent.store.migrations import migrate
 from agent.store.models import Schema, bind_schema
@@ -97,6 +99,8 @@ class LedgerStore:
         self.graph_scans: GraphScans = GraphScanRepository(self.schema, transactions, self.our_keys)
         self.reconciliation: ReconciliationStatuses = ReconciliationStatusRepository(self.schema)
         self.reconciliation_requests: RequestWindow = RequestWindowRepository(self.schema)
+        self.hospital: MedicalRecords = MedicalRecordRepository(self.schema)
+        self.audit: AuditLog = AuditLogRepository(self.schema)
 
     def unit_of_work(self) -> AbstractContextManager[None]:
         """One database transaction around several writes (a flow step's effects and its checkpoint).

@@ -69,12 +69,18 @@ def _v5_distribution_records_by_time(schema: Schema) -> None:
         )
 
 
+def _v6_flow_hospital_and_audit(schema: Schema) -> None:
+    schema.hospital_records.create_table(safe=False)
+    schema.audit_log.create_table(safe=False)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial node schema", _v1_initial),
     Migration(2, "LedgerSync cr_reconciliation_status", _v2_reconciliation_status),
     Migration(3, "LedgerSync cr_reconciliation_jobs", _v3_reconciliation_jobs),
     Migration(4, "LedgerSync cr_reconciliation_requests", _v4_reconciliation_requests),
     Migration(5, "distribution records by time", _v5_distribution_records_by_time),
+    Migration(6, "flow hospital records and the audit log", _v6_flow_hospital_and_audit),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -258,6 +258,44 @@ class ReconciliationRequest(_Template):
         indexes = ((("party_name", "requested_at_ms"), False),)
 
 
+class HospitalRecord(_Template):
+    """node_flow_hospital: one row per consultation of the flow hospital (a flow's error, the staff's
+    diagnosis, what was done); a flow's rows are its retry history."""
+
+    record_id = peewee.AutoField()
+    flow_id = peewee.CharField(max_length=36, index=True)
+    flow_name = peewee.CharField(max_length=255)
+    timestamp = UtcDateTimeField()
+    progress_step = peewee.CharField(max_length=255, null=True)
+    error_type = peewee.CharField(max_length=255, null=True)
+    error_message = peewee.TextField(null=True)
+    staff = peewee.CharField(max_length=255, null=True)
+    diagnosis = peewee.CharField(max_length=32, null=True)
+    outcome = peewee.CharField(max_length=32)
+    delay_s = peewee.FloatField(null=True)
+    attempt = peewee.IntegerField(default=0)
+
+    class Meta:
+        table_name = "node_flow_hospital"
+
+
+class AuditLogEntry(_Template):
+    """node_audit_log: every operator action on flows: who, when, what, why, the outcome."""
+
+    entry_id = peewee.AutoField()
+    timestamp = UtcDateTimeField(index=True)
+    username = peewee.CharField(max_length=255)
+    role = peewee.CharField(max_length=32)
+    action = peewee.CharField(max_length=255)
+    reason = peewee.TextField(null=True)
+    target = peewee.TextField()
+    outcome = peewee.TextField()
+    surface = peewee.CharField(max_length=32, default="")
+
+    class Meta:
+        table_name = "node_audit_log"
+
+
 class SchemaMigration(_Template):
     """ledger_agent_schema_migrations: the migrations applied, by version."""
 
@@ -292,6 +330,8 @@ class Schema:
     reconciliation_status: type[ReconciliationStatusRow]
     reconciliation_jobs: type[ReconciliationJob]
     reconciliation_requests: type[ReconciliationRequest]
+    hospital_records: type[HospitalRecord]
+    audit_log: type[AuditLogEntry]
 
     def models(self) -> list[type[peewee.Model]]:
         return [getattr(self, f.name) for f in fields(self) if f.name != "database"]
@@ -325,4 +365,6 @@ def bind_schema(database: peewee.Database) -> Schema:
         reconciliation_status=_bound(ReconciliationStatusRow, database),
         reconciliation_jobs=_bound(ReconciliationJob, database),
         reconciliation_requests=_bound(ReconciliationRequest, database),
+        hospital_records=_bound(HospitalRecord, database),
+        audit_log=_bound(AuditLogEntry, database),
     )

@@ -165,14 +165,28 @@ def test_a_failure_at_each_initiator_step_leaves_what_the_reference_says(
     assert failed.progress_step == step and failed.tx_id == move.id
 
 
-def test_a_receiver_failing_after_recording_fails_the_broadcast(net: Net) -> None:
+def test_a_receiver_failing_after_recording_is_kept_for_observation_and_finishes_on_retry(net: Net) -> None:
+    # Corda's FinalityDoctor: an error inside ReceiveFinalityFlow keeps it HOSPITALIZED, so the
+    # transaction is not lost. The initiator had its acknowledgement and finishes; the notary's
+    # signatures, which no running flow takes, finalise C's copy in the handler (as after a restart);
+    # a retry ends the kept flow.
     issue(net)
     net[C].engine.faults = FaultPlan.parse(["ReceiveFinalityFlow.RECORDED=fail"])
     move = a_pays_c(net, 5)
-    with pytest.raises((PeerRequestError, AgentError)):
-        net[A].finality.finalise(move)
-    assert net.status(A, move.id) is TransactionStatus.IN_FLIGHT
-    assert net.status(C, move.id) is TransactionStatus.IN_FLIGHT
+    net[A].finality.finalise(move)
+    assert net.status(A, move.id) is TransactionStatus.VERIFIED
+    assert net.status(C, move.id) is TransactionStatus.VERIFIED
+    (held,) = net[C].engine.flows(status=FlowStatus.HOSPITALIZED)
+    assert held.flow_name == "ReceiveFinalityFlow" and "InjectedFaultError" in (held.error or "")
+    (patient,) = net[C].hospital.patients()
+    assert (patient.staff, patient.diagnosis) == ("FinalityDoctor", "OVERNIGHT_OBSERVATION")
+    net[C].engine.faults = FaultPlan()
+    handle = net[C].engine.handle(held.flow_id)  # a kept flow stays with the engine
+    assert handle is not None
+    assert net[C].engine.retry(held.flow_id)
+    assert handle.wait_for(lambda h: h.done, 30)
+    assert net.status(C, move.id) is TransactionStatus.VERIFIED
+    assert net[C].hospital.patients() == []
 
 
 def test_the_sender_shows_only_the_back_chain_of_what_it_sent(net: Net) -> None:
