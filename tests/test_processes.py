@@ -321,7 +321,8 @@ def test_replayed_forged_and_oversize_messages_are_refused_by_a_running_agent(
 
     with HttpTransport() as transport:
         sealed = auth.seal(b, "no.such.topic", {})
-        assert refusal(transport.post(address, sealed, 10)) == (404, "UnknownTopicError")
+        # A topic B lacks is kept for observation, not refused (the flow hospital: a newer peer).
+        assert refusal(transport.post(address, sealed, 10)) == (409, "KeptForObservationError")
         assert refusal(transport.post(address, sealed, 10)) == (400, "ReplayedMessageError")
         forged = bytearray(auth.seal(b, TOPIC_TRANSACTION, {"tx": fresh.serialize()}))
         forged[-5] ^= 0x01  # inside the signature
@@ -334,7 +335,10 @@ def test_replayed_forged_and_oversize_messages_are_refused_by_a_running_agent(
     )
     assert huge.status_code == 413
     assert net.client(B).transaction(str(fresh.id)) is None
-    assert len(net.client(B).flows()) == flows_before
+    # Nothing ran but the kept session for the unknown topic, in the hospital.
+    (kept,) = [f for f in net.client(B).flows() if f["flowName"] == "UnhandledSessionFlow"]
+    assert kept["status"] == "HOSPITALIZED" and "no.such.topic" in kept["error"]
+    assert len(net.client(B).flows()) == flows_before + 1
 
 
 def test_an_agent_stops_cleanly_on_sigterm(network_factory: Callable[..., Network]) -> None:

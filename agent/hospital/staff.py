@@ -198,9 +198,7 @@ class DoctorTimeout:
             return _no(self.name)
         n = patient.discharges.get(self.name, 0)
         delay = notary_backoff(n, self.settings, rng)
-        return Consultation(
-            self.name, Diagnosis.DISCHARGE, delay, f"{peer} (notary not answering)", chronic=True
-        )
+        return Consultation(self.name, Diagnosis.DISCHARGE, delay, f"{peer} (unreachable)", chronic=True)
 
 
 class NotaryDoctor:
