@@ -164,6 +164,8 @@ class HospitalSettings:
 
 def _rule(i: int, entry: Mapping[str, Any], names: frozenset[str]) -> Rule:
     key = f"flowHospital.rules[{i}]"
+    if hasattr(entry, "as_plain_ordered_dict"):
+        entry = entry.as_plain_ordered_dict()  # pyhocon's ConfigTree.get raises on a missing key
     if not isinstance(entry, Mapping):
         raise ConfigurationError(
             key, entry, "allowed: { match = <ErrorClass>, action = retry|observe|kill|fail, ... }"
