@@ -435,6 +435,7 @@ class FlowEngine:
             value=value,
             error=None if outcome.fail is None else _describe(outcome.fail),
         )
+        self.faults.inject_before(live.checkpoint.flow_name, outcome.step)
         with self.store.unit_of_work():
             if outcome.effect is not None:
                 outcome.effect()

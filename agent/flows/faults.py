@@ -1,8 +1,11 @@
 """Fault injection, for tests only: `faultInjection = ["FinalityFlow.AFTER_NOTARISE=crash"]`.
 
-A fault names a (flow, step) point. The engine honours it right after that step's checkpoint has
-committed, so a crash there leaves exactly what a real crash between two steps leaves, and a restart
-resumes from that checkpoint (the fault is not met again by the resumed flow: it is past that step).
+A fault names a (flow, step) point. The engine honours `crash` and `fail` right after that step's
+checkpoint has committed, so a crash there leaves exactly what a real crash between two steps leaves,
+and a restart resumes from that checkpoint (the fault is not met again by the resumed flow: it is past
+that step). `crash-before` strikes once the step that reaches that point has done its work (its
+messages to peers are sent) but before its checkpoint commits: the restarted flow does the step again,
+sends again, and the peers must answer the repeat as the first.
 
 What a crash does is the plan's `crash` action: by default the process exits (what a kill -9 leaves);
 a simulation of many nodes in one process gives `simulate_crash` (or its own callable that also marks
@@ -29,6 +32,7 @@ CRASH_EXIT_CODE = 70  # what a process killed by an injected crash exits with
 class FaultAction(Enum):
     CRASH = "crash"
     FAIL = "fail"
+    CRASH_BEFORE = "crash-before"
 
 
 class InjectedFaultError(AgentError):
@@ -70,7 +74,7 @@ class FaultPlan:
         for entry in entries:
             point, sep, action = str(entry).partition("=")
             flow, dot, step = point.partition(".")
-            allowed = "allowed: entries like FinalityFlow.AFTER_NOTARISE=crash (actions: crash, fail)"
+            allowed = "allowed: entries like FinalityFlow.AFTER_NOTARISE=crash (actions: crash, fail, crash-before)"
             if not (sep and dot and flow and step):
                 raise ConfigurationError(key, entry, allowed)
             try:
@@ -89,3 +93,8 @@ class FaultPlan:
             self.crash(flow_name, step)
         if action is FaultAction.FAIL:
             raise InjectedFaultError(flow_name, step)
+
+    def inject_before(self, flow_name: str, step: str) -> None:
+        """Crash if `crash-before` is planned here: the step's work done, its checkpoint not committed."""
+        if self.faults.get((flow_name, step)) is FaultAction.CRASH_BEFORE:
+            self.crash(flow_name, f"{step} (before its commit)")

@@ -271,7 +271,11 @@ class Simulation:
         if slot.name != NOTARY and slot.crashes < self.max_crashes:
             chance = self.crash_chance if incarnation.number == 1 else self.crash_chance / 2
             if self._crash_rng.random() < chance:
-                faults[self._crash_rng.choice(CRASH_POINTS)] = FaultAction.CRASH
+                point = self._crash_rng.choice(CRASH_POINTS)
+                # A third of the crashes strike between a step's sends and its commit (the replayed
+                # step sends again). Its own generator, so every seed keeps the rest of its schedule.
+                mode = random.Random(f"{self.seed}:crash-mode:{slot.name}:{incarnation.number}")
+                faults[point] = FaultAction.CRASH_BEFORE if mode.random() < 1 / 3 else FaultAction.CRASH
 
         def crash(flow_name: str, step: str) -> NoReturn:
             self.kill(slot.name, f"crash at {flow_name}.{step}", incarnation)
@@ -298,8 +302,9 @@ class Simulation:
                 _fence(node.store)
                 return
             self.network.attach(slot.address, runtime.peer_service)
-        for flow_name, step in plan.faults:
-            self.events.append(f"{slot.name} #{incarnation.number} will crash at {flow_name}.{step}")
+        for (flow_name, step), action in plan.faults.items():
+            when = " (before its commit)" if action is FaultAction.CRASH_BEFORE else ""
+            self.events.append(f"{slot.name} #{incarnation.number} will crash at {flow_name}.{step}{when}")
 
     def kill(self, name: X500Name, why: str, incarnation: Incarnation | None = None) -> bool:
         """The node's process dies now (if it is that incarnation and alive); the restarter reboots it."""
