@@ -163,20 +163,29 @@ INITIATOR_STEPS = [
 RECEIVER_STEPS = ["RECEIVED", "BACKCHAIN_RESOLVED", "RECORDED", "BEFORE_FINALISE", "FINALISED"]
 # A pays C with B as observer: the payer runs FinalityFlow, the payee and the observer ReceiveFinalityFlow.
 CRASH_CASES = (
-    [("payer", A, "FinalityFlow", step) for step in INITIATOR_STEPS]
-    + [("payee", C, "ReceiveFinalityFlow", step) for step in RECEIVER_STEPS]
-    + [("observer", B, "ReceiveFinalityFlow", step) for step in RECEIVER_STEPS]
+    [("payer", A, "FinalityFlow", step, "crash") for step in INITIATOR_STEPS]
+    + [("payee", C, "ReceiveFinalityFlow", step, "crash") for step in RECEIVER_STEPS]
+    + [("observer", B, "ReceiveFinalityFlow", step, "crash") for step in RECEIVER_STEPS]
+    # Between a step's sends and its commit: the restarted flow sends again (to the receivers, the
+    # notary), and each answers the repeat as the first.
+    + [
+        ("payer", A, "FinalityFlow", step, "crash-before")
+        for step in ("AFTER_BROADCAST", "AFTER_NOTARISE", "AFTER_SEND_SIGNATURE", "FINALISED")
+    ]
+    + [("payee", C, "ReceiveFinalityFlow", step, "crash-before") for step in ("RECORDED", "FINALISED")]
 )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("role", "crashed", "flow", "step"), CRASH_CASES, ids=[f"{c[0]}-{c[3]}" for c in CRASH_CASES]
+    ("role", "crashed", "flow", "step", "action"),
+    CRASH_CASES,
+    ids=[f"{c[0]}-{c[3]}" + ("-before-commit" if c[4] == "crash-before" else "") for c in CRASH_CASES],
 )
 def test_a_payment_cut_by_a_crash_at_any_step_finishes_once_the_crashed_agent_restarts(
-    network_factory: Callable[..., Network], role: str, crashed: str, flow: str, step: str
+    network_factory: Callable[..., Network], role: str, crashed: str, flow: str, step: str, action: str
 ) -> None:
-    net = network_factory(faults={crashed: [f"{flow}.{step}=crash"]})
+    net = network_factory(faults={crashed: [f"{flow}.{step}={action}"]})
     net.client(B).issue([(A, 100)], "GBP")  # B's own FinalityFlow, to A alone: meets none of the faults
     try:
         net.client(A).pay(C, 10, "GBP", B, observers=[B], wait=3)
