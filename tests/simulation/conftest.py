@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from tests.simulation.network import Template
@@ -12,3 +14,12 @@ from tests.simulation.run import quiet_logs
 def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     quiet_logs()
     return Template.create(tmp_path_factory.mktemp("sim") / "template")
+
+
+@pytest.fixture(scope="session")
+def pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Template]:
+    """The same network on PostgreSQL: a template database per node, dropped at the end."""
+    quiet_logs()
+    template = Template.create(tmp_path_factory.mktemp("sim-pg") / "template", "postgresql")
+    yield template
+    template.drop()

@@ -1,7 +1,8 @@
 """A simulated network of real node runtimes: in-process transport, network faults, crashes, restarts, time.
 
-Each node runs as in production (agent.node.open_node + agent.runtime.build_runtime, SQLite file) over
-a transport stack of three layers:
+Each node runs as in production (agent.node.open_node + agent.runtime.build_runtime) on a SQLite file
+or, with backend "postgresql", a PostgreSQL database of its own (made per seed from a migrated template
+database: CREATE DATABASE ... TEMPLATE), over a transport stack of three layers:
 
     NodeLink        the caller's side: a dead incarnation sends nothing (its thread unwinds)
     FaultyTransport drop, delay, duplicate, reorder (agent/p2p/faulty.py), seeded per incarnation
@@ -24,6 +25,7 @@ stuck. `settle` heals the network and moves time until no flow is RUNNABLE.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
 import sys
@@ -35,6 +37,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
+
+import psycopg2
 
 from agent.clock import ManualClock
 from agent.errors import SimulatedCrash, TransientTransportError
@@ -111,22 +115,58 @@ class SimulationStuckError(AssertionError):
     """The harness could not bring the network to quiescence within its bounds."""
 
 
+PG_ADMIN_URL = os.environ.get("LEDGER_AGENT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _pg_admin(sql: str) -> None:
+    conn = psycopg2.connect(PG_ADMIN_URL, connect_timeout=5)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+def _pg_url(database: str) -> str:
+    return f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{database}"
+
+
 @dataclass(frozen=True)
 class Template:
     """Certificates, keys, the signed network map and a first-start database per node, made once per
-    process (init_network and the migrations take longer than a seed's whole workload)."""
+    process (init_network and the migrations take longer than a seed's whole workload). With backend
+    "postgresql", each node's first-start database is a PostgreSQL template database."""
 
     layout: NetworkLayout
+    backend: str = "sqlite"
+    pg_templates: dict[str, str] = field(default_factory=dict)  # node folder name -> template database
 
     @classmethod
-    def create(cls, directory: Path) -> Template:
+    def create(cls, directory: Path, backend: str = "sqlite") -> Template:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend {backend!r}: allowed {', '.join(BACKENDS)}")
         # Valid from the real now: every simulation's clock starts at the real now too.
         layout = init_network(directory, list(NODES), NOTARY)
-        for entry in layout.nodes:
-            store = LedgerStore(f"sqlite:///{entry.folder / DATABASE_FILE}")  # migrated here
+        templates: dict[str, str] = {}
+        for i, entry in enumerate(layout.nodes):
+            url = f"sqlite:///{entry.folder / DATABASE_FILE}"
+            if backend == "postgresql":
+                database = f"ledger_sim_tmpl_{os.getpid()}_{i}"
+                _pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+                _pg_admin(f'CREATE DATABASE "{database}"')
+                templates[entry.folder.name] = database
+                url = _pg_url(database)
+            store = LedgerStore(url)  # migrated here
             NodeAesKeys(store, entry.name).keys()  # the ten keys of a first start
-            store.close()  # the last connection: SQLite folds the WAL back into the file
-        return cls(layout)
+            store.close()  # the last connection: SQLite folds the WAL back; a template has no user
+        return cls(layout, backend, templates)
+
+    def drop(self) -> None:
+        """Drop the PostgreSQL template databases (nothing to do for SQLite)."""
+        for database in self.pg_templates.values():
+            _pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 def _fence(store: LedgerStore) -> None:
@@ -200,6 +240,7 @@ class Simulation:
         self._restarting = 0
         self._stopping = threading.Event()
         self._crash_rng = random.Random(f"{seed}:crashes")
+        self._pg_databases: list[str] = []
         self.slots: dict[X500Name, NodeSlot] = {}
         for entry in template.layout.nodes:
             config = self._node_folder(template, entry.name, entry.config, entry.p2p_address)
@@ -207,6 +248,18 @@ class Simulation:
         self._by_address = {slot.address: slot for slot in self.slots.values()}
         self._ticking = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    def _database_url(self, template: Template, folder: Path, config: Path) -> str:
+        """A fresh database for one node of this seed: a copy of the template's first-start one."""
+        if template.backend == "postgresql":
+            source = template.pg_templates[config.parent.name]
+            database = f"ledger_sim_{os.getpid()}_{self.seed}_{len(self._pg_databases)}"
+            _pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            _pg_admin(f'CREATE DATABASE "{database}" TEMPLATE "{source}"')
+            self._pg_databases.append(database)
+            return _pg_url(database)
+        shutil.copyfile(config.parent / DATABASE_FILE, folder / DATABASE_FILE)
+        return f"sqlite:///{folder / DATABASE_FILE}"
 
     def _node_folder(self, template: Template, name: X500Name, config: Path, address: str) -> Path:
         """A node.conf of our own (a fresh database) beside links to the template's certificates."""
@@ -216,10 +269,8 @@ class Simulation:
         map_link = self.workdir / NETWORK_MAP_FILE
         if not map_link.exists():
             map_link.symlink_to(template.layout.network_map)
-        shutil.copyfile(config.parent / DATABASE_FILE, folder / DATABASE_FILE)  # a fresh database
-        text = node_config(
-            name, address, "127.0.0.1:1", f"sqlite:///{folder / DATABASE_FILE}", notary=name == NOTARY
-        )
+        url = self._database_url(template, folder, config)
+        text = node_config(name, address, "127.0.0.1:1", url, notary=name == NOTARY)
         (folder / "node.conf").write_text(text)
         return folder / "node.conf"
 
@@ -253,6 +304,8 @@ class Simulation:
                 runtime.engine.shutdown(DRAIN_S)
                 runtime.node.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
+        for database in self._pg_databases:
+            _pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
     def runtime(self, name: X500Name) -> AgentRuntime:
         """The node's current runtime (it may die under the caller: SimulatedCrash then).

@@ -23,8 +23,9 @@ PROFILES = (
 )
 
 
-def replay_command(seed: int) -> str:
-    return f"python -m tests.simulation --seed {seed}"
+def replay_command(seed: int, backend: str = "sqlite") -> str:
+    db = "" if backend == "sqlite" else f" --db {backend}"
+    return f"python -m tests.simulation --seed {seed}{db}"
 
 
 @dataclass
@@ -35,13 +36,16 @@ class SeedResult:
     seconds: float
     log: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    backend: str = "sqlite"
 
     @property
     def ok(self) -> bool:
         return not self.violations
 
     def report(self) -> str:
-        lines = [f"seed {self.seed} ({self.profile}) failed; replay with: {replay_command(self.seed)}"]
+        lines = [
+            f"seed {self.seed} ({self.profile}) failed; replay with: {replay_command(self.seed, self.backend)}"
+        ]
         lines += [f"  violation: {v}" for v in self.violations]
         lines += [f"  operation: {entry}" for entry in self.log]
         lines += [f"  event: {entry}" for entry in self.events]
@@ -68,7 +72,8 @@ def run_seed(seed: int, template: Template, scratch: Path) -> SeedResult:
         violations = [f"the simulation failed:\n{traceback.format_exc()}"]
     finally:
         sim.close()
-    return SeedResult(seed, profile, violations, time.perf_counter() - began, log, list(sim.events))
+    seconds = time.perf_counter() - began
+    return SeedResult(seed, profile, violations, seconds, log, list(sim.events), template.backend)
 
 
 def quiet_logs() -> None:

@@ -23,3 +23,15 @@ PINNED: tuple[int, ...] = (204, 219, 366, 510, 756, 872)
 def test_seed_keeps_every_invariant(seed: int, template: Template, tmp_path: Path) -> None:
     result = run_seed(seed, template, tmp_path)
     assert result.ok, result.report()
+
+
+# The same stories on PostgreSQL (a database per node, per seed): fewer seeds, for its isolation and
+# locking rather than for more stories. `python -m tests.simulation --db postgresql --seeds N` runs more.
+PG_SEEDS = range(10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", PG_SEEDS)
+def test_seed_keeps_every_invariant_on_postgresql(seed: int, pg_template: Template, tmp_path: Path) -> None:
+    result = run_seed(seed, pg_template, tmp_path)
+    assert result.ok, result.report()
