@@ -268,7 +268,7 @@ class ReconciliationScheduler:
         """
         ids: list[str] = []
         try:
-            with self.engine.store.unit_of_work():
+            with self.engine.unit.unit_of_work():
                 jobs = self.statuses.take_legacy_jobs() if adopt_old_queue else []
                 wanted = [(name, both_directions, queued_at) for name in names]
                 wanted += [job for job in jobs if not self._flows(job[0])]
@@ -309,7 +309,7 @@ class ReconciliationScheduler:
 
     def kill(self, state_machine_id: str) -> str | None:
         """killFlow on one of our reconciliations: KILLED, its status FAILED; the party's name, or None."""
-        cp = self.engine.store.get_checkpoint(state_machine_id)
+        cp = self.engine.checkpoints.get_checkpoint(state_machine_id)
         if (
             cp is None
             or cp.flow_name != RECONCILE_FLOW
