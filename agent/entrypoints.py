@@ -61,14 +61,14 @@ def print_vault(config: Path, out: Callable[[str], None]) -> None:
 
     node = open_node(config)
     try:
-        store = node.store
+        transactions, vault = node.store.transactions, node.store.vault
         out(
-            f"\n{node.identity.name}  ({store.count_transactions(TransactionStatus.VERIFIED)} transactions, "
-            f"{store.count_vault_states(relevancy=RelevancyStatus.RELEVANT)} own unconsumed states, "
-            f"{store.count_vault_states(relevancy=RelevancyStatus.NOT_RELEVANT)} observed)"
+            f"\n{node.identity.name}  ({transactions.count_transactions(TransactionStatus.VERIFIED)} "
+            f"transactions, {vault.count_vault_states(relevancy=RelevancyStatus.RELEVANT)} own unconsumed "
+            f"states, {vault.count_vault_states(relevancy=RelevancyStatus.NOT_RELEVANT)} observed)"
         )
         totals: dict[tuple[str, str], tuple[int, int]] = {}
-        for rec in store.iter_vault_states(contract=token.TOKEN_CONTRACT):
+        for rec in vault.iter_vault_states(contract=token.TOKEN_CONTRACT):
             held = token.Token.from_state(rec.state)
             key = (held.currency, str(held.issuer.name))
             amount, count = totals.get(key, (0, 0))

@@ -60,14 +60,14 @@ def open_node(
     store = LedgerStore(config.database_url, our_keys=[key.public], clock=clock)
     notary = None
     if config.notary:
-        notary = NotaryService(identity, key, UniquenessProvider(store.uniqueness, store, clock), clock)
+        notary = NotaryService(identity, key, UniquenessProvider(store.uniqueness, store.unit, clock), clock)
     return Node(
         config=config,
         identity=identity,
         key=key,
         network_map=network_map,
         store=store,
-        ledger=LedgerService(store, contracts or default_contracts()),
+        ledger=LedgerService(store.transactions, contracts or default_contracts()),
         notary=notary,
         clock=clock,
     )

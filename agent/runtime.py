@@ -16,7 +16,7 @@ from agent.flows.engine import FlowEngine
 from agent.flows.faults import FaultPlan
 from agent.hospital.hospital import FlowHospital
 from agent.hospital.sessions import UnhandledSessions
-from agent.ledgersync.app import LedgerSync
+from agent.ledgersync.app import LedgerSync, LedgerSyncPorts
 from agent.ledgersync.config import LedgerSyncConfig
 from agent.node import Node
 from agent.p2p.authenticator import MessageAuthenticator
@@ -24,6 +24,7 @@ from agent.p2p.client import PeerClient, RawTransport
 from agent.p2p.retry import RetryPolicy
 from agent.p2p.service import PeerService
 from agent.recovery.aes_keys import NodeAesKeys
+from agent.store.ledger_store import LedgerStore
 from agent.tokens.service import TokenService
 
 log = logging.getLogger("ledger_agent.runtime")
@@ -70,6 +71,17 @@ class AgentRuntime:
         self.node.close()
 
 
+def ledgersync_ports(store: LedgerStore) -> LedgerSyncPorts:
+    """The store's repositories LedgerSync is given, one per port it uses."""
+    return LedgerSyncPorts(
+        transactions=store.transactions,
+        distribution=store.distribution,
+        scans=store.graph_scans,
+        statuses=store.reconciliation,
+        requests=store.reconciliation_requests,
+    )
+
+
 def build_runtime(
     node: Node,
     transport: RawTransport,
@@ -95,28 +107,39 @@ def build_runtime(
     peer_service = PeerService(authenticator, max_size)
     peers = PeerClient(authenticator, node.network_map, transport, retry)
     plan = faults if faults is not None else FaultPlan.parse(node.config.fault_injection)
-    engine = FlowEngine(node.store, clock, plan)
-    network_map = node.network_map
-    notaries = {str(info.name) for info in network_map.notaries}
+    store = node.store  # each service is given the repositories of the ports it uses
+    engine = FlowEngine(store.checkpoints, store.unit, clock, plan)
+    notaries = {str(info.name) for info in node.network_map.notaries}
     hospital = FlowHospital(
-        node.store.hospital,
-        node.store.checkpoints,
+        store.hospital,
+        store.checkpoints,
         clock,
         node.config.hospital,
         is_notary=lambda name: name in notaries,
     )
     hospital.attach(engine)
     UnhandledSessions(engine, peer_service, peers).register()
-    aes_keys = NodeAesKeys(node.store, node.identity.name)
+    aes_keys = NodeAesKeys(store.keys, node.identity.name)
     aes_keys.keys()  # ten keys at first start, as Corda does
-    deps = FinalityDeps(node.identity, node.ledger, node.store, peers, aes_keys, clock)
+    deps = FinalityDeps(
+        node.identity, node.ledger, store.transactions, store.distribution, peers, aes_keys, clock
+    )
     finality = FinalityService(deps, engine, node.notary)
     finality.register(peer_service)
-    tokens = TokenService(node.identity, node.key, node.store, finality, node.network_map)
+    tokens = TokenService(
+        node.identity, node.key, store.vault, store.transactions, finality, node.network_map
+    )
     sync = None
     if ledgersync:
-        sync_config = ledgersync_config or LedgerSyncConfig()
-        sync = LedgerSync(node.identity, node.store, peers, node.network_map, sync_config, clock, engine)
+        sync = LedgerSync(
+            node.identity,
+            ledgersync_ports(store),
+            peers,
+            node.network_map,
+            ledgersync_config or LedgerSyncConfig(),
+            clock,
+            engine,
+        )
         sync.register(peer_service)
     runtime = AgentRuntime(
         node,

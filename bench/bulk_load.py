@@ -48,7 +48,7 @@ def measure_baseline(args: argparse.Namespace, sample_n: int) -> dict[str, float
         store = open_fixture_store(scratch.url, parties=args.parties, seed=args.seed)
         started = time.perf_counter()
         for stx in sample:
-            store.record_transaction(stx)
+            store.transactions.record_transaction(stx)
         one_by_one = time.perf_counter() - started
         store.close()
     with scratch_database(args.db, pg_url=args.pg_url) as scratch:
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                 workers=args.workers,
             )
             seconds = time.perf_counter() - started
-        rows = store.count_transactions()
+        rows = store.transactions.count_transactions()
         store.close()
         size = scratch.size_bytes()
         kept = None

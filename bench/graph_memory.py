@@ -85,7 +85,7 @@ def measure_graph(path: str, page_size: int, pool_size: int, readers: str, our_k
     gc.collect()
     before = vm_rss_mb()
     started = time.perf_counter()
-    graph = LedgerGraph.build(store, page_size=page_size, pool_size=pool_size, readers=readers)  # type: ignore[arg-type]
+    graph = LedgerGraph.build(store.graph_scans, page_size=page_size, pool_size=pool_size, readers=readers)  # type: ignore[arg-type]
     seconds = time.perf_counter() - started
     gc.collect()
     after = vm_rss_mb()
@@ -94,12 +94,12 @@ def measure_graph(path: str, page_size: int, pool_size: int, readers: str, our_k
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     trimmed = vm_rss_mb()
     started = time.perf_counter()
-    report = check_consistency(graph, store, page_size=page_size)
+    report = check_consistency(graph, store.graph_scans, page_size=page_size)
     check_seconds = time.perf_counter() - started
     after_check, peak_check = vm_rss_mb(), peak_mb()
     # The CheckConsistency operation later on: the states are read again from the store.
     started = time.perf_counter()
-    again = check_consistency(graph, store, page_size=page_size, pool_size=pool_size)
+    again = check_consistency(graph, store.graph_scans, page_size=page_size, pool_size=pool_size)
     recheck_seconds = time.perf_counter() - started
     return {
         "transactions": graph.size,
@@ -131,7 +131,7 @@ def measure_reconciliation(
     from agent.ledgersync.riblt_numpy import FastEncoder
 
     store = open_read_only(path, our_keys)
-    graph = LedgerGraph.build(store, page_size=page_size, pool_size=pool_size, readers=readers)  # type: ignore[arg-type]
+    graph = LedgerGraph.build(store.graph_scans, page_size=page_size, pool_size=pool_size, readers=readers)  # type: ignore[arg-type]
     gc.collect()
     before = vm_rss_mb()
     reset_peak()

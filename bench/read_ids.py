@@ -44,7 +44,7 @@ from bench.fixture import load
 def keyset_pass(store: LedgerStore, page_size: int, rows: int | None = None) -> int:
     """All ids (or the first `rows`) by the store's keyset pages."""
     count = 0
-    for _ in store.iter_transaction_ids(page_size=page_size):
+    for _ in store.transactions.iter_transaction_ids(page_size=page_size):
         count += 1
         if count == rows:
             break
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(store.close)
         if db == "postgresql":
             say(f"VACUUM ANALYZE first, as autovacuum would have by now: {vacuum_analyze(url):.1f} s")
-        n = store.count_transactions()
+        n = store.transactions.count_transactions()
         page = args.page_size
 
         say(f"keyset pages (LedgerStore.iter_transaction_ids), {n:,} ids, page {page:,}")

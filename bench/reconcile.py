@@ -186,7 +186,7 @@ def pair_set(db: Path, me: X500Name, other: X500Name, key: KeyPair) -> npt.NDArr
 
     store = LedgerStore(f"sqlite:///{db}", our_keys={key.public})
     try:
-        graph = LedgerGraph.build(store, page_size=5000, pool_size=1, readers="thread")
+        graph = LedgerGraph.build(store.graph_scans, page_size=5000, pool_size=1, readers="thread")
         ids = agent_pair_set(graph, str(me), str(other))
         result = np.frombuffer(b"".join(ids), dtype="S32") if len(ids) else np.empty(0, dtype="S32")
     finally:

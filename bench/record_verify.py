@@ -46,7 +46,9 @@ def one_run(way: str, db: str, pg_url: str, n: int, parties: int, seed: int) -> 
     with scratch_database(db, pg_url=pg_url) as scratch:
         store = open_fixture_store(scratch.url, parties=parties, seed=seed)
         record = (
-            LedgerService(store, default_contracts()).record if way == VERIFY else store.record_transaction
+            LedgerService(store.transactions, default_contracts()).record
+            if way == VERIFY
+            else store.transactions.record_transaction
         )
         latencies = []
         started = time.perf_counter()
@@ -56,7 +58,7 @@ def one_run(way: str, db: str, pg_url: str, n: int, parties: int, seed: int) -> 
                 raise RuntimeError(f"{stx.id} was not recorded")
             latencies.append(time.perf_counter() - before)
         seconds = time.perf_counter() - started
-        recorded = store.count_transactions()
+        recorded = store.transactions.count_transactions()
         store.close()
     if recorded != n:
         raise RuntimeError(f"{recorded} rows after recording {n} transactions")

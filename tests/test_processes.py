@@ -234,7 +234,9 @@ def _latest_payment(net: Network) -> SecureHash:
     """The payment's id, from the payer's checkpoints (read from its store; it may be down)."""
     store = net.store(A)
     try:
-        flows = [c for c in store.iter_checkpoints(flow_name="FinalityFlow") if c.tx_id is not None]
+        flows = [
+            c for c in store.checkpoints.iter_checkpoints(flow_name="FinalityFlow") if c.tx_id is not None
+        ]
         latest = max(flows, key=lambda c: c.started_at)
         assert latest.tx_id is not None
         return latest.tx_id
@@ -285,8 +287,8 @@ def test_a_double_spend_is_refused_by_the_notary_process(network_factory: Callab
     paid = SecureHash.parse(net.client(A).pay(B, 10, "GBP", A))
     node, auth = _as_node(net, A)
     store = net.store(A)
-    spent = store.require_transaction(paid)
-    producer = store.require_transaction(spent.tx.inputs[0].txhash)
+    spent = store.transactions.require_transaction(paid)
+    producer = store.transactions.require_transaction(spent.tx.inputs[0].txhash)
     store.close()
     notary = next(n for n in node.network_map.notaries).party
     again = token.move(

@@ -38,10 +38,11 @@ from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import Party, X500Name
 from agent.ledger.transactions import SignedTransaction, decode_signatures, encode_signatures
 from agent.ledger.vault import StatesToRecord, TransactionStatus
+from agent.ports.distribution import DistributionRecords
+from agent.ports.transactions import TransactionStore
 from agent.recovery.aes_keys import NodeAesKeys
 from agent.recovery.distribution_list import DistributionList, PublicHeader, encrypt, read_header
 from agent.services.ledger_service import LedgerService
-from agent.store.ledger_store import LedgerStore
 
 log = logging.getLogger("ledger_agent.finality")
 
@@ -76,11 +77,12 @@ class Peers(Protocol):
 
 @dataclass(frozen=True)
 class FinalityDeps:
-    """What finality's flows use; one per node, given to every flow the engine rebuilds."""
+    """What finality's flows and peer handlers use; one per node, given to every flow the engine rebuilds."""
 
     identity: Party
     ledger: LedgerService
-    store: LedgerStore
+    transactions: TransactionStore
+    distribution: DistributionRecords
     peers: Peers
     aes_keys: NodeAesKeys
     clock: Clock
@@ -106,7 +108,7 @@ class _FinalityFlowBase(Flow):
     stx: SignedTransaction
 
     def _remove_in_flight(self) -> None:
-        self.deps.store.remove_in_flight(self.stx.id)
+        self.deps.transactions.remove_in_flight(self.stx.id)
 
     @property
     def _first_phase_status(self) -> TransactionStatus:
@@ -201,7 +203,7 @@ class FinalityFlow(_FinalityFlowBase):
         stx = self.stx
         timestamp = from_epoch_ms(int(self.state["timestamp"]))
         discriminator = int(self.state["discriminator"])
-        self.deps.store.record_transaction(
+        self.deps.transactions.record_transaction(
             stx,
             status=self._first_phase_status,
             states_to_record=StatesToRecord.ONLY_RELEVANT,
@@ -319,7 +321,7 @@ class ReceiveFinalityFlow(_FinalityFlowBase):
 
     def _record_chain(self, ordered: list[SignedTransaction]) -> None:
         for dep in ordered:  # parents first, as the ledger ordered them
-            self.deps.store.record_transaction(dep)
+            self.deps.transactions.record_transaction(dep)
 
     def _record_first_phase(self, flow_id: str) -> None:
         stx = self.stx
@@ -329,7 +331,7 @@ class ReceiveFinalityFlow(_FinalityFlowBase):
         record = ReceiverDistribution(
             stx.id, self.sender, header.sender_recorded_timestamp, header.time_discriminator, sealed, how
         )
-        self.deps.store.record_transaction(
+        self.deps.transactions.record_transaction(
             stx,
             status=self._first_phase_status,
             states_to_record=how,
@@ -363,7 +365,7 @@ class ReceiveFinalityFlow(_FinalityFlowBase):
                 effect=self._remove_in_flight,
                 fail=FinalityError(f"NotaryConflictError: {reason}"),
             )
-        if self.deps.store.transaction_status(self.stx.id) is TransactionStatus.VERIFIED:
+        if self.deps.transactions.transaction_status(self.stx.id) is TransactionStatus.VERIFIED:
             # Finalised meanwhile by another path (a later transaction's back-chain brought it).
             return Advance("FINALISED", done=True, result=self.stx)
         return Await(
@@ -387,10 +389,10 @@ class ReceiveFinalityFlow(_FinalityFlowBase):
         return None, None
 
     def _fetch_backchain(self) -> list[SignedTransaction]:
-        store, stx, sender = self.deps.store, self.stx, self.sender
+        transactions, stx, sender = self.deps.transactions, self.stx, self.sender
         fetched: dict[SecureHash, SignedTransaction] = {}
         wanted = {r.txhash for r in (*stx.tx.inputs, *stx.tx.references)}
-        wanted = {h for h in wanted if store.transaction_status(h) is not TransactionStatus.VERIFIED}
+        wanted = {h for h in wanted if transactions.transaction_status(h) is not TransactionStatus.VERIFIED}
         while wanted:
             batch = sorted(wanted)[:BACKCHAIN_BATCH]
             reply = self.deps.peers.request(
@@ -405,7 +407,10 @@ class ReceiveFinalityFlow(_FinalityFlowBase):
                 fetched[dep.id] = dep
                 for ref in (*dep.tx.inputs, *dep.tx.references):
                     known = ref.txhash in fetched or ref.txhash in wanted
-                    if not known and store.transaction_status(ref.txhash) is not TransactionStatus.VERIFIED:
+                    if (
+                        not known
+                        and transactions.transaction_status(ref.txhash) is not TransactionStatus.VERIFIED
+                    ):
                         wanted.add(ref.txhash)
             if len(fetched) > MAX_BACKCHAIN:
                 raise FinalityError(f"back-chain of {stx.id} exceeds {MAX_BACKCHAIN} transactions")

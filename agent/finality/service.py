@@ -69,7 +69,8 @@ class FinalityService:
         self.deps = deps
         self.identity = deps.identity
         self.ledger = deps.ledger
-        self.store = deps.store
+        self.transactions = deps.transactions
+        self.distribution = deps.distribution
         self.peers = deps.peers
         self.aes_keys = deps.aes_keys
         self.clock = deps.clock
@@ -97,7 +98,7 @@ class FinalityService:
         self, stx: SignedTransaction, observers: Iterable[X500Name]
     ) -> dict[X500Name, StatesToRecord]:
         """Participants of inputs and outputs get ONLY_RELEVANT, observers ALL_VISIBLE; never ourselves."""
-        ltx = resolve(stx.tx, self.store)
+        ltx = resolve(stx.tx, self.transactions)
         participants = {p.name for s in ltx.outputs for p in s.participants}
         participants |= {p.name for s in ltx.inputs for p in s.state.participants}
         chosen = {name: StatesToRecord.ONLY_RELEVANT for name in participants}
@@ -132,11 +133,7 @@ class FinalityService:
     # -- receiver ------------------------------------------------------------------------------------
 
     def _receive_flows(self, tx_id: SecureHash, sender: X500Name) -> list[FlowCheckpoint]:
-        return [
-            cp
-            for cp in self.store.iter_checkpoints(tx_id=tx_id, flow_name=RECEIVE_FLOW)
-            if sender in cp.counterparties
-        ]
+        return self.engine.flows(tx_id=tx_id, flow_name=RECEIVE_FLOW, counterparty=sender)
 
     def _on_transaction(self, sender: X500Name, payload: Any) -> dict[str, Any]:
         stx = SignedTransaction.deserialize(ser.expect(payload.get("tx"), bytes, "tx"))
@@ -165,8 +162,8 @@ class FinalityService:
                     if handle is None:
                         return {"ack": True, "flow_id": cp.flow_id}
             if handle is None:
-                if self.store.transaction_status(stx.id) is TransactionStatus.VERIFIED and (
-                    any(r.sender == sender for r in self.store.receiver_records(stx.id))
+                if self.transactions.transaction_status(stx.id) is TransactionStatus.VERIFIED and (
+                    any(r.sender == sender for r in self.distribution.receiver_records(stx.id))
                 ):
                     return {"ack": True, "flow_id": None}
                 flow = ReceiveFinalityFlow.create(stx, sender, sealed, how, self.deps)
@@ -215,12 +212,12 @@ class FinalityService:
                 )
             handle.result(0)
             return {"ack": True}
-        stored = self.store.get_stored(tx_id)
+        stored = self.transactions.get_stored(tx_id)
         if stored is None:
             raise TransactionNotFoundError(str(tx_id))
         if stored.status is not TransactionStatus.VERIFIED:
             # No flow holds it (its checkpoint is gone): finalise it here, verified in full.
-            if not any(r.sender == sender for r in self.store.receiver_records(tx_id)):
+            if not any(r.sender == sender for r in self.distribution.receiver_records(tx_id)):
                 raise TransactionAccessDeniedError(
                     str(sender), str(tx_id), "it did not send us that transaction"
                 )
@@ -233,19 +230,19 @@ class FinalityService:
     def _on_abort(self, sender: X500Name, payload: Any) -> dict[str, Any]:
         tx_id = SecureHash.parse(ser.expect(payload.get("tx_id"), str, "tx_id"), "tx_id")
         reason = str(payload.get("reason", ""))
-        if not any(r.sender == sender for r in self.store.receiver_records(tx_id)):
+        if not any(r.sender == sender for r in self.distribution.receiver_records(tx_id)):
             raise TransactionAccessDeniedError(str(sender), str(tx_id), "only its sender may withdraw it")
         handle = self._live_receiver(tx_id, sender)
         if handle is not None:
             self.engine.deliver(handle.flow_id, "abort", reason, here=True)
             handle.wait_for(lambda _: False, REPLY_WAIT_S)
-            return {"removed": self.store.transaction_status(tx_id) is None}
-        return {"removed": self.store.remove_in_flight(tx_id)}
+            return {"removed": self.transactions.transaction_status(tx_id) is None}
+        return {"removed": self.transactions.remove_in_flight(tx_id)}
 
     def _on_killed(self, sender: X500Name, payload: Any) -> dict[str, Any]:
         """The initiator's operator killed its FinalityFlow: our side ends, the row stays IN_FLIGHT."""
         tx_id = SecureHash.parse(ser.expect(payload.get("tx_id"), str, "tx_id"), "tx_id")
-        if not any(r.sender == sender for r in self.store.receiver_records(tx_id)):
+        if not any(r.sender == sender for r in self.distribution.receiver_records(tx_id)):
             raise TransactionAccessDeniedError(
                 str(sender), str(tx_id), "only its sender may end its finality"
             )
@@ -259,9 +256,11 @@ class FinalityService:
     def _on_outcome(self, requester: X500Name, payload: Any) -> dict[str, Any]:
         """A receiver asks how our finality of a transaction we sent it ended."""
         tx_id = SecureHash.parse(ser.expect(payload.get("tx_id"), str, "tx_id"), "tx_id")
-        ours = list(self.store.iter_checkpoints(tx_id=tx_id, flow_name=FINALITY_FLOW))
-        stored = self.store.get_stored(tx_id)
-        if stored is not None and not any(r.peer == requester for r in self.store.sender_records(tx_id)):
+        ours = self.engine.flows(tx_id=tx_id, flow_name=FINALITY_FLOW)
+        stored = self.transactions.get_stored(tx_id)
+        if stored is not None and not any(
+            r.peer == requester for r in self.distribution.sender_records(tx_id)
+        ):
             raise TransactionAccessDeniedError(
                 str(requester), str(tx_id), "we did not send it that transaction"
             )
@@ -280,7 +279,7 @@ class FinalityService:
             SecureHash.parse(ser.expect(h, str, "ids[]"), "ids[]")
             for h in ser.expect_list(payload.get("ids"), "ids")
         ]
-        if not any(r.peer == requester for r in self.store.sender_records(tx_id)):
+        if not any(r.peer == requester for r in self.distribution.sender_records(tx_id)):
             raise TransactionAccessDeniedError(
                 str(requester), str(tx_id), "we did not send it that transaction"
             )
@@ -291,7 +290,7 @@ class FinalityService:
                 raise TransactionAccessDeniedError(
                     str(requester), str(h), f"not in the back-chain of {tx_id}"
                 )
-            txs.append(self.store.require_transaction(h).serialize())
+            txs.append(self.transactions.require_transaction(h).serialize())
         return {"txs": txs}
 
     def _backchain_of(self, tx_id: SecureHash) -> frozenset[SecureHash]:
@@ -299,7 +298,7 @@ class FinalityService:
             if tx_id in self._closures:
                 self._closures.move_to_end(tx_id)
                 return self._closures[tx_id]
-        stored = self.store.get_stored(tx_id)
+        stored = self.transactions.get_stored(tx_id)
         if stored is None:
             raise TransactionNotFoundError(str(tx_id))
         seen: set[SecureHash] = set()
@@ -309,7 +308,7 @@ class FinalityService:
             if h in seen:
                 continue
             seen.add(h)
-            wire = self.store.producing_transaction(h)
+            wire = self.transactions.producing_transaction(h)
             if wire is not None:
                 stack.extend(r.txhash for r in (*wire.inputs, *wire.references))
         closure = frozenset(seen)

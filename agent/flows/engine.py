@@ -37,7 +37,8 @@ from agent.flows.triage import Decision, ErrorPolicy, Fail, Kill, Observe, Retry
 from agent.ledger import serialization as ser
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
-from agent.ports.checkpoints import CheckpointStore
+from agent.ports.checkpoints import Checkpoints
+from agent.ports.unit_of_work import UnitOfWork
 
 log = logging.getLogger("ledger_agent.flows")
 
@@ -149,14 +150,16 @@ class FlowHandle:
 class FlowEngine:
     def __init__(
         self,
-        store: CheckpointStore,
+        checkpoints: Checkpoints,
+        unit: UnitOfWork,
         clock: Clock,
         faults: FaultPlan | None = None,
         *,
         workers: int = 16,
         policy: ErrorPolicy = default_policy,
     ) -> None:
-        self.store = store
+        self.checkpoints = checkpoints
+        self.unit = unit  # of the checkpoints' store: a step's effects commit with its checkpoint
         self.clock = clock
         self.faults = faults or FaultPlan()
         self.policy = policy
@@ -254,7 +257,7 @@ class FlowEngine:
         with self._lock:
             if not self._accepting:
                 raise FlowError("the node is stopping and starts no new flows")
-        self.store.save_checkpoint(checkpoint)
+        self.checkpoints.save_checkpoint(checkpoint)
         return self._adopt(flow, checkpoint).handle
 
     def run_here(self, flow_id: str, *, until: tuple[str, ...] = ()) -> None:
@@ -291,7 +294,7 @@ class FlowEngine:
         """At start: every RUNNABLE (and HOSPITALIZED) flow goes on from its last checkpoint."""
         resumed = []
         for status in (FlowStatus.RUNNABLE, FlowStatus.HOSPITALIZED):
-            for checkpoint in list(self.store.iter_checkpoints(status)):
+            for checkpoint in list(self.checkpoints.iter_checkpoints(status)):
                 with self._lock:
                     if checkpoint.flow_id in self._live:
                         continue  # started in this process already (a service's start ran first)
@@ -436,11 +439,11 @@ class FlowEngine:
             error=None if outcome.fail is None else _describe(outcome.fail),
         )
         self.faults.inject_before(live.checkpoint.flow_name, outcome.step)
-        with self.store.unit_of_work():
+        with self.unit.unit_of_work():
             if outcome.effect is not None:
                 outcome.effect()
             # Most steps move on without changing the state: the row then keeps its bytes.
-            self.store.update_checkpoint(checkpoint, value_changed=value != live.checkpoint.value)
+            self.checkpoints.update_checkpoint(checkpoint, value_changed=value != live.checkpoint.value)
         with self._lock:
             before = live.checkpoint.status
             live.checkpoint = checkpoint  # the engine's own view first: a fault below meets this checkpoint
@@ -561,7 +564,7 @@ class FlowEngine:
 
     def _save(self, live: _Live, checkpoint: FlowCheckpoint) -> None:
         before = live.checkpoint.status
-        self.store.save_checkpoint(checkpoint)
+        self.checkpoints.save_checkpoint(checkpoint)
         live.checkpoint = checkpoint
         live.handle.checkpoint = checkpoint
         self._changed.notify_all()
@@ -569,7 +572,7 @@ class FlowEngine:
 
     def _save_row(self, before: FlowCheckpoint, checkpoint: FlowCheckpoint) -> None:
         """A flow this engine does not hold (ended, or never adopted): its row only."""
-        self.store.save_checkpoint(checkpoint)
+        self.checkpoints.save_checkpoint(checkpoint)
         with self._lock:
             self._changed.notify_all()
             self._status_changed(before.status, checkpoint)
@@ -672,7 +675,7 @@ class FlowEngine:
         """Checkpoints matching every filter given, oldest first."""
         now = self.clock.now()
         found = []
-        for cp in self.store.iter_checkpoints(status, tx_id=tx_id, flow_name=flow_name):
+        for cp in self.checkpoints.iter_checkpoints(status, tx_id=tx_id, flow_name=flow_name):
             if step is not None and cp.progress_step != step:
                 continue
             if counterparty is not None and counterparty not in cp.counterparties:
@@ -683,7 +686,7 @@ class FlowEngine:
         return found
 
     def _checkpoint_for_verb(self, flow_id: str) -> FlowCheckpoint:
-        checkpoint = self.store.get_checkpoint(flow_id)
+        checkpoint = self.checkpoints.get_checkpoint(flow_id)
         if checkpoint is None:
             raise FlowNotFoundError(flow_id)
         return checkpoint

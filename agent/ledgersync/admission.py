@@ -124,7 +124,7 @@ class IncomingReconciliations:
             return
         state = {"requester": str(session.requester), "run_id": session.state_machine_id}
         flow = ReconcileWithPartyResponderFlow(state, self)
-        with self.engine.store.unit_of_work():
+        with self.engine.unit.unit_of_work():
             handle = self.engine.create(flow, flow_id=session.state_machine_id)
             try:
                 self.statuses.started(session.requester, False, handle.flow_id, to_epoch_ms(now))

@@ -32,10 +32,24 @@ from agent.ledgersync.scheduler import ReconciliationScheduler
 from agent.ledgersync.timetable import ReconciliationTimetable
 from agent.network.network_map import NetworkMap
 from agent.operator_api.status import ReconciliationStatus, ReconciliationStatusValue
-from agent.store.ledger_store import LedgerStore
+from agent.ports.distribution import DistributionRecords
+from agent.ports.graph_scans import GraphScans
+from agent.ports.reconciliation import ReconciliationStatuses, RequestWindow
+from agent.ports.transactions import TransactionReader
 
 log = logging.getLogger("ledger_agent.ledgersync")
 refresh_log = logging.getLogger("ledger_agent.ledgersync.RefreshReconciliationStatusesFlow")
+
+
+@dataclass(frozen=True)
+class LedgerSyncPorts:
+    """The store's ports LedgerSync uses, each given its repository."""
+
+    transactions: TransactionReader  # the graph follows what is recorded; refresh asks what is there
+    distribution: DistributionRecords  # a recorded transaction's peers, for the graph
+    scans: GraphScans  # the graph's build and the consistency check
+    statuses: ReconciliationStatuses
+    requests: RequestWindow  # the responder's rate limit
 
 
 @dataclass(frozen=True)
@@ -57,7 +71,7 @@ class LedgerSync:
     def __init__(
         self,
         identity: Party,
-        store: LedgerStore,
+        ports: LedgerSyncPorts,
         peers: Peers,
         network_map: NetworkMap,
         config: LedgerSyncConfig,
@@ -65,17 +79,15 @@ class LedgerSync:
         engine: FlowEngine,
     ) -> None:
         self.identity = identity
-        self.store = store
+        self.ports = ports
         self.config = config
         self.clock = clock
-        self.statuses = store.reconciliation
-        self.incoming = IncomingReconciliations(
-            store.reconciliation_requests, self.statuses, config, clock, engine=engine
-        )
+        self.statuses = ports.statuses
+        self.incoming = IncomingReconciliations(ports.requests, self.statuses, config, clock, engine=engine)
         self.service = LedgerSyncService(
             identity,
             LedgerGraph(),  # empty and not initialised until the build below replaces it
-            store,
+            ports.scans,
             peers,
             config,
             network_map,
@@ -115,13 +127,13 @@ class LedgerSync:
     def _load(self) -> None:
         try:
             graph = LedgerGraph.build(
-                self.store,
+                self.ports.scans,
                 page_size=self.config.transaction_reader_page_size,
                 pool_size=self.config.transaction_reader_pool_size,
                 readers="thread",
                 me=str(self.identity.name),  # a pure observer's name cannot be inferred from its keys
             )
-            graph.attach(self.store)
+            graph.attach(self.ports.transactions, self.ports.distribution)
             self.service.graph = graph
             report = self.service.check_consistency()
         except Exception as exc:
@@ -174,7 +186,7 @@ class LedgerSync:
 
     def refresh_reconciliation_statuses(self) -> int:
         """RefreshReconciliationStatusesFlow: drop ids now in our ledger; how many were dropped."""
-        dropped = self.statuses.refresh(lambda tx_id: self.store.get_stored(tx_id) is not None)
+        dropped = self.statuses.refresh(lambda tx_id: self.ports.transactions.get_stored(tx_id) is not None)
         refresh_log.info("%d id(s) recovered since they were found missing", dropped)
         return dropped
 

@@ -12,8 +12,8 @@ Built from the store (`graph_build`) in two passes: the ids first (cheap, one in
 page), then the transactions a page at a time, parsed by a pool of readers (`graph_pages`), each
 page's refs resolved against the ids at once. A ref to an id that is not in the graph is kept as
 -(1 + k), k indexing `_missing`: the consistency check reports it, nothing here fails on it. After
-`attach(store)`, transactions that become VERIFIED are buffered and merged in batches before the
-next read.
+`attach(transactions, records)`, transactions that become VERIFIED are buffered and merged in
+batches before the next read.
 
 Parties are names: output participants, command signers known by name, distribution-record peers,
 and US, this node itself, for every transaction we took part in (one of our keys participates or
@@ -47,8 +47,10 @@ from agent.ledgersync.idset import IdSet, find_ids
 from agent.ledgersync.memory import release_freed_memory
 from agent.ledgersync.partysets import PartySets
 from agent.ledgersync.states import StateArrays, read_states
-from agent.ports.graph_scans import GraphFeed, GraphScans
+from agent.ports.distribution import DistributionRecords
+from agent.ports.graph_scans import GraphScans
 from agent.ports.paging import check_page_size
+from agent.ports.transactions import TransactionReader
 
 __all__ = [
     "MAX_OUTPUTS",
@@ -96,7 +98,7 @@ class LedgerGraph:
         self._key_ids: dict[bytes, int] = {}
         self._key_name = array("i")  # name id of each key id, -1 while unknown
         self._pending: list[tuple[bytes, Page, list[str]]] = []
-        self._feed: GraphFeed | None = None
+        self._records: DistributionRecords | None = None
 
     # -- building ------------------------------------------------------------------------------------
 
@@ -188,15 +190,16 @@ class LedgerGraph:
 
     # -- keeping up to date ----------------------------------------------------------------------------
 
-    def attach(self, store: GraphFeed) -> None:
-        """Add each transaction as it becomes VERIFIED, and any recorded since the build."""
-        self._feed = store
-        store.add_listener(self._on_recorded)
+    def attach(self, transactions: TransactionReader, records: DistributionRecords) -> None:
+        """Add each transaction as it becomes VERIFIED (its peers from its distribution records), and
+        any recorded since the build."""
+        self._records = records
+        transactions.add_listener(self._on_recorded)
         with self._lock:
-            for page in store.transaction_id_pages(status=TransactionStatus.VERIFIED):
+            for page in transactions.transaction_id_pages(status=TransactionStatus.VERIFIED):
                 found = self.lookup(bytes.fromhex("".join(page)))
                 for hex_id in (h for h, i in zip(page, found.tolist(), strict=True) if i < 0):
-                    stx = store.get_transaction(SecureHash(bytes.fromhex(hex_id)))
+                    stx = transactions.get_transaction(SecureHash(bytes.fromhex(hex_id)))
                     if stx is not None:
                         self.add(stx)
 
@@ -208,9 +211,9 @@ class LedgerGraph:
         """Add one VERIFIED transaction (buffered; a no-op when it is already in the graph)."""
         tx_id = bytes(stx.id)
         peers: list[str] = []
-        if self._feed is not None:
-            peers = [str(r.peer) for r in self._feed.sender_records(stx.id)]
-            peers += [str(r.sender) for r in self._feed.receiver_records(stx.id)]
+        if self._records is not None:
+            peers = [str(r.peer) for r in self._records.sender_records(stx.id)]
+            peers += [str(r.sender) for r in self._records.receiver_records(stx.id)]
         with self._lock:
             if self._index(tx_id) >= 0 or any(p[0] == tx_id for p in self._pending):
                 return

@@ -70,7 +70,7 @@ from agent.operator_api.flows import METHOD_LIST as METHOD_LIST  # noqa: PLC0414
 from agent.operator_api.flows import METHOD_RIBLT as METHOD_RIBLT  # noqa: PLC0414
 from agent.operator_api.flows import METHODS as METHODS  # noqa: PLC0414
 from agent.p2p.envelope import ERROR_CODECS, ErrorCodec, register_error_codec
-from agent.store.ledger_store import LedgerStore
+from agent.ports.graph_scans import GraphScans
 
 log = logging.getLogger("ledger_agent.ledgersync")
 
@@ -162,7 +162,7 @@ class LedgerSyncService:
         self,
         identity: Party,
         graph: LedgerGraph,
-        store: LedgerStore,
+        scans: GraphScans,
         peers: Peers,
         config: LedgerSyncConfig,
         network_map: NetworkMap,
@@ -173,7 +173,7 @@ class LedgerSyncService:
     ) -> None:
         self.identity = identity
         self.graph = graph
-        self.store = store
+        self.scans = scans
         self.peers = peers
         self.config = config
         self.network_map = network_map
@@ -202,7 +202,7 @@ class LedgerSyncService:
         """
         self._report = check_consistency(
             self.graph,
-            self.store,
+            self.scans,
             page_size=self.config.transaction_reader_page_size,
             pool_size=self.config.transaction_reader_pool_size,
         )

@@ -4,16 +4,24 @@
 database transaction (all or nothing), and returns at once. Each flow waits at QUEUED for one of
 maxNumberOfParallelReconciliationRequests slots (oldest first), then RUNNING reconciles, records the
 outcome in cr_reconciliation_status with the checkpoint that ends it, and frees its slot. Listing,
-killFlow and statuses are the engine's, as for every other flow.
+killFlow, pauseFlow, resumeFlow and statuses are the engine's, as for every other flow.
+
+One mechanism holds the slots: the engine's status listener. A flow that stops running (PAUSED,
+HOSPITALIZED, or ended) gives its slot back, or leaves the queue; a flow rebuilt from a checkpoint at
+RUNNING (a restart, a resume or retry, a step retried after an error) goes back to QUEUED and takes a
+slot as at start, so the limit holds whatever the operator does. killFlow and
+StopReconciliationForPartyFlow free the slot at once, not when the exchange under way returns.
 
 Choices where the reference is vague:
 
 - Queued reconciliations survive a restart (Corda loses them): they are RUNNABLE flows, which the
-  engine resumes; one cut off at RUNNING runs again from the beginning (a session is not resumable).
+  engine resumes; one cut off at RUNNING queues again and runs from the beginning (a session is not
+  resumable). So does one paused or hospitalized at RUNNING once it is resumed or retried; meanwhile
+  its status stays IN_PROGRESS and it counts as scheduled, not in progress.
   Rows of the old cr_reconciliation_jobs queue, from before the engine, become flows at start.
-- "Already scheduled or running, in either direction": a RUNNABLE or PAUSED ReconcileWithPartyFlow
-  of ours with that party, or a responder status row (a reconciliation that party asked of us)
-  IN_PROGRESS. A party named twice in one call is refused the same way.
+- "Already scheduled or running, in either direction": a RUNNABLE, PAUSED or HOSPITALIZED
+  ReconcileWithPartyFlow of ours with that party, or a responder status row (a reconciliation that
+  party asked of us) IN_PROGRESS. A party named twice in one call is refused the same way.
 - Slots are handed out only once the scheduler is started (after the ledger graph is built and
   checked), so a flow resumed at start waits for the graph instead of failing.
 - A responder that is busy (MaxIncomingSessionsExceededException) is asked again after a jittered
@@ -22,9 +30,9 @@ Choices where the reference is vague:
   and its status stays IN_PROGRESS meanwhile (parked on the clock, holding no thread). Other
   refusals and failures end it FAILED at once: asking again soon would meet the same answer.
 - killFlow ends the flow KILLED between two exchanges, marks its status FAILED
-  (KilledFlowException) and frees its slot at once (Corda leaves it IN_PROGRESS until
-  StopReconciliationForPartyFlow). StopReconciliationForPartyFlow kills it likewise, whether queued
-  or running, and marks the status STOPPED: the one-step stop.
+  (KilledFlowException) if it was IN_PROGRESS for that flow, and frees its slot at once (Corda
+  leaves it IN_PROGRESS until StopReconciliationForPartyFlow). StopReconciliationForPartyFlow kills
+  it likewise, whether queued or running, and marks the status STOPPED: the one-step stop.
 """
 
 from __future__ import annotations
@@ -67,6 +75,7 @@ FINISHED = "FINISHED"
 FIRST_RETRY_DELAY = 1.0  # seconds before asking a busy responder again; doubles up to the cap
 MAX_RETRY_DELAY = 60.0
 SLOT_WAIT = timedelta(hours=1)  # a queued flow looks again this often even if no slot was handed to it
+NOT_ENDED = (FlowStatus.RUNNABLE, FlowStatus.PAUSED, FlowStatus.HOSPITALIZED)
 
 
 class _Slots:
@@ -139,13 +148,18 @@ class ReconcileWithPartyFlow(Flow):
         match progress_step:
             case "STARTED":
                 return Advance(QUEUED)
-            case "QUEUED" | "RUNNING" if not scheduler.slots.acquire(
-                ctx.flow_id, int(self.state["queued_at"])
-            ):
+            case "RUNNING" if not self._started_here:
+                # Rebuilt from a checkpoint at RUNNING (a restart, a resume or retry after a pause or
+                # the hospital, a retried step): its session is gone, so back to the queue for a slot.
+                return Advance(QUEUED)
+            case "QUEUED" if not scheduler.slots.acquire(ctx.flow_id, int(self.state["queued_at"])):
                 used = scheduler.slots.in_use
+                if ctx.message("slot") is not None:
+                    # Woken for a slot another flow took first: consume the wake-up, then wait again.
+                    return Advance(QUEUED)
                 return Await(("slot",), ctx.now + SLOT_WAIT, f"a free reconciliation slot ({used} in use)")
-            case "QUEUED" | "RUNNING" if not self._started_here:
-                # Begun afresh (also after a restart cut a session off): IN_PROGRESS from now.
+            case "QUEUED":
+                # A slot of our own: IN_PROGRESS from now, begun afresh.
                 self._started_here = True
                 at = to_epoch_ms(ctx.now)
                 return Advance(
@@ -232,7 +246,7 @@ class ReconciliationScheduler:
         self.slots = _Slots(engine, config.max_number_of_parallel_reconciliation_requests)
         self._schedule_lock = threading.Lock()
         engine.register(RECONCILE_FLOW, lambda state: ReconcileWithPartyFlow(state, self))
-        engine.on_end(self._ended)
+        engine.on_status(self._status_changed)
 
     # -- the flows ---------------------------------------------------------------------------------
 
@@ -268,7 +282,7 @@ class ReconciliationScheduler:
         """
         ids: list[str] = []
         try:
-            with self.engine.store.unit_of_work():
+            with self.engine.unit.unit_of_work():
                 jobs = self.statuses.take_legacy_jobs() if adopt_old_queue else []
                 wanted = [(name, both_directions, queued_at) for name in names]
                 wanted += [job for job in jobs if not self._flows(job[0])]
@@ -282,12 +296,13 @@ class ReconciliationScheduler:
         return ids
 
     def _flows(self, party: str | None = None, step: str | None = None) -> list[FlowCheckpoint]:
+        """Our reconciliations not ended (RUNNABLE, PAUSED or HOSPITALIZED: each runs again later)."""
         found = self.engine.flows(
             flow_name=RECONCILE_FLOW,
             counterparty=None if party is None else X500Name.parse(party),
             step=step,
         )
-        return [cp for cp in found if cp.status in (FlowStatus.RUNNABLE, FlowStatus.PAUSED)]
+        return [cp for cp in found if cp.status in NOT_ENDED]
 
     def stop_for_party(self, party: X500Name) -> bool:
         """StopReconciliationForPartyFlow, outgoing half: kill its flow, mark the status STOPPED.
@@ -309,19 +324,17 @@ class ReconciliationScheduler:
 
     def kill(self, state_machine_id: str) -> str | None:
         """killFlow on one of our reconciliations: KILLED, its status FAILED; the party's name, or None."""
-        cp = self.engine.store.get_checkpoint(state_machine_id)
-        if (
-            cp is None
-            or cp.flow_name != RECONCILE_FLOW
-            or cp.status
-            not in (
-                FlowStatus.RUNNABLE,
-                FlowStatus.PAUSED,
-            )
-        ):
+        cp = self.engine.checkpoints.get_checkpoint(state_machine_id)
+        if cp is None or cp.flow_name != RECONCILE_FLOW or cp.status not in NOT_ENDED:
             return None
         party = cp.counterparties[0]
-        if cp.progress_step == RUNNING:
+        row = self.statuses.get(party, True)
+        # IN_PROGRESS for this flow: it runs, or ran and went back to the queue (paused, restarted).
+        if (
+            row is not None
+            and row.state_machine_run_id == state_machine_id
+            and row.last_reconciliation_status is ReconciliationStatusValue.IN_PROGRESS
+        ):
             error = KilledFlowException(state_machine_id)
             self.statuses.failed(party, True, self._now_ms(), f"{type(error).__name__}: {error}")
         self.engine.kill(state_machine_id)
@@ -338,7 +351,7 @@ class ReconciliationScheduler:
         return sum(cp.progress_step in ("STARTED", QUEUED) for cp in self._flows())
 
     def number_in_progress(self) -> int:
-        """Reconciliations holding a slot: a killed one leaves the count at once."""
+        """Reconciliations holding a slot: a killed, paused or hospitalized one leaves the count."""
         return self.slots.in_use
 
     # -- slots ---------------------------------------------------------------------------------------
@@ -353,8 +366,13 @@ class ReconciliationScheduler:
         """Hand out no more slots; flows stay checkpointed for the next start (the engine stops them)."""
         self.slots.open = False
 
-    def _ended(self, checkpoint: FlowCheckpoint) -> None:
-        if checkpoint.flow_name == RECONCILE_FLOW:
+    def _status_changed(self, checkpoint: FlowCheckpoint) -> None:
+        """A reconciliation that stops running (paused, hospitalized, ended) gives its slot back, or its
+        place in the queue; one RUNNABLE again goes back through the queue (its step does).
+
+        Called with the engine's lock held: releasing only hands the slot to the next flow (a message).
+        """
+        if checkpoint.flow_name == RECONCILE_FLOW and checkpoint.status is not FlowStatus.RUNNABLE:
             self.slots.release(checkpoint.flow_id)
 
     def _adopt_old_queue(self) -> None:

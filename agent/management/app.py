@@ -176,13 +176,13 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
                 {"currency": h.currency, "issuer": str(h.issuer), "amount": h.amount, "states": h.states}
                 for h in runtime.tokens.holdings()
             ],
-            transactions={s.name: node.store.count_transactions(s) for s in TransactionStatus},
+            transactions={s.name: node.store.transactions.count_transactions(s) for s in TransactionStatus},
         )
 
     @app.get("/api/transactions/<tx_id>")
     @authenticated
     def transaction(tx_id: str) -> tuple[Response, int]:
-        stored = node.store.get_stored(SecureHash.parse(tx_id, "tx_id"))
+        stored = node.store.transactions.get_stored(SecureHash.parse(tx_id, "tx_id"))
         if stored is None:
             return jsonify(error="TransactionNotFoundError", message=f"transaction {tx_id} not found"), 404
         return jsonify(

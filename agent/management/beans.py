@@ -28,6 +28,9 @@ from agent.ledgersync.app import LedgerSync
 from agent.management.commands import FlowArgumentError, NodeCommand, NodeCommands, result_json
 from agent.operator_api.catalogue import Param, Result
 from agent.operator_api.status import ReconciliationStatus
+from agent.ports.checkpoints import CheckpointCounts
+from agent.ports.transactions import TransactionReader
+from agent.ports.vault import VaultStore
 from agent.runtime import AgentRuntime
 from mbeans.errors import IllegalArgumentException
 from mbeans.model import Impact, JavaType, MBean
@@ -85,8 +88,8 @@ def plain(status: ReconciliationStatus | None) -> dict[str, Any] | None:
     return None if status is None else status.as_dict()
 
 
-def _flows_with(store: Any, status: FlowStatus) -> Callable[[], int]:
-    return lambda: int(store.count_checkpoints()[status])
+def _flows_with(counts: CheckpointCounts, status: FlowStatus) -> Callable[[], int]:
+    return lambda: int(counts.count_checkpoints()[status])
 
 
 def add_command(bean: MBean, command: NodeCommand) -> None:
@@ -142,32 +145,33 @@ def register_agent_beans(
 
 def node_bean(runtime: AgentRuntime) -> MBean:
     node = runtime.node
-    store = node.store
+    transactions: TransactionReader = node.store.transactions
+    vault: VaultStore = node.store.vault
 
     def by_status() -> dict[str, int]:
-        return {status.name: store.count_transactions(status) for status in TransactionStatus}
+        return {status.name: transactions.count_transactions(status) for status in TransactionStatus}
 
     bean = MBean(NODE, "The node this agent runs beside", "ledgeragent.Node")
     bean.attribute("Identity", S, "The node's X.500 name", lambda: str(node.identity.name))
     bean.attribute("Role", S, "node or notary", lambda: "notary" if node.notary else "node")
-    bean.attribute("Transactions", L, "Transactions recorded, any status", store.count_transactions)
+    bean.attribute("Transactions", L, "Transactions recorded, any status", transactions.count_transactions)
     bean.attribute("TransactionsByStatus", MAP, "Transactions by status", by_status)
     bean.attribute(
         "InFlightTransactions",
         L,
         "Transactions IN_FLIGHT (two-phase finality begun, not finished)",
-        lambda: store.count_transactions(TransactionStatus.IN_FLIGHT),
+        lambda: transactions.count_transactions(TransactionStatus.IN_FLIGHT),
     )
-    bean.attribute("UnconsumedStates", L, "Unconsumed states in the vault", store.count_vault_states)
+    bean.attribute("UnconsumedStates", L, "Unconsumed states in the vault", vault.count_vault_states)
     bean.attribute("Time", L, "The agent's clock, epoch milliseconds", lambda: to_epoch_ms(node.clock.now()))
     return bean
 
 
 def flows_bean(runtime: AgentRuntime, commands: NodeCommands) -> MBean:
-    store = runtime.node.store
+    counts: CheckpointCounts = runtime.node.store.checkpoint_counts
 
     def by_status() -> dict[str, int]:
-        return {status.name: count for status, count in store.count_checkpoints().items()}
+        return {status.name: count for status, count in counts.count_checkpoints().items()}
 
     bean = MBean(FLOWS, "The node's flows (checkpoints) and the verbs on them", "ledgeragent.Flows")
     bean.attribute("FlowsByStatus", MAP, "Flows by checkpoint status", by_status)
@@ -176,7 +180,7 @@ def flows_bean(runtime: AgentRuntime, commands: NodeCommands) -> MBean:
             f"NumberOf{status.name.title()}Flows",
             L,
             f"Flows whose checkpoint is {status.name}",
-            _flows_with(store, status),
+            _flows_with(counts, status),
         )
     return _commands_of(bean, commands)
 

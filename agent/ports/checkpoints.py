@@ -1,4 +1,4 @@
-"""The flows' checkpoints (node_checkpoints), and the store as the flow engine needs it."""
+"""The flows' checkpoints (node_checkpoints), as the flow engine needs them, and their counts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Protocol
 
 from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
 from agent.ledger.hashing import SecureHash
-from agent.ports.unit_of_work import UnitOfWork
 
 
 class Checkpoints(Protocol):
@@ -42,7 +41,3 @@ class CheckpointCounts(Protocol):
     def count_checkpoints(self) -> dict[FlowStatus, int]:
         """Every status present, zero included."""
         ...
-
-
-class CheckpointStore(Checkpoints, UnitOfWork, Protocol):
-    """The store as the flow engine needs it: checkpoints, and a step's effects committed with them."""

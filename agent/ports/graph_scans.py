@@ -12,12 +12,8 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
-from agent.ledger.hashing import SecureHash
 from agent.ledger.keys import PublicKey
-from agent.ledger.transactions import SignedTransaction
 from agent.ledger.vault import TransactionStatus
-from agent.ports.transactions import TransactionListener
 
 Blob = bytes | memoryview
 
@@ -58,30 +54,4 @@ class GraphScans(Protocol):
 
     def vault_status_pages(self, page_size: int) -> Iterator[list[tuple[str, int, int]]]:
         """(hex transaction id, output index, state status) of every vault state."""
-        ...
-
-
-class GraphFeed(Protocol):
-    """What keeps a built graph up to date: VERIFIED transactions as they are recorded."""
-
-    def add_listener(self, listener: TransactionListener) -> None:
-        """Called after each commit that records a transaction or changes its status."""
-        ...
-
-    def transaction_id_pages(
-        self, *, status: TransactionStatus | None = None, page_size: int | None = None
-    ) -> Iterator[list[str]]:
-        """Pages of hex ids in id order."""
-        ...
-
-    def get_transaction(self, tx_id: SecureHash) -> SignedTransaction | None:
-        """A VERIFIED transaction."""
-        ...
-
-    def sender_records(self, tx_id: SecureHash) -> list[SenderDistribution]:
-        """The transaction's sender records (their peers are its parties)."""
-        ...
-
-    def receiver_records(self, tx_id: SecureHash) -> list[ReceiverDistribution]:
-        """The transaction's receiver records."""
         ...

@@ -26,7 +26,11 @@ class StoredTransaction:
 
 
 class TransactionReader(Protocol):
-    """Reads of node_transactions; only VERIFIED rows count as the ledger."""
+    """Reads of node_transactions (only VERIFIED rows count as the ledger), and news of each change."""
+
+    def add_listener(self, listener: TransactionListener) -> None:
+        """Called after each commit that records a transaction or changes its status."""
+        ...
 
     def get_stored(self, tx_id: SecureHash) -> StoredTransaction | None:
         """The row in whatever status it is."""
@@ -97,8 +101,4 @@ class TransactionStore(TransactionReader, Protocol):
 
     def remove_in_flight(self, tx_id: SecureHash) -> bool:
         """Undo the first phase after a notary conflict: the IN_FLIGHT row and its distribution rows."""
-        ...
-
-    def add_listener(self, listener: TransactionListener) -> None:
-        """Called after each commit that records a transaction or changes its status."""
         ...

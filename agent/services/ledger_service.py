@@ -13,13 +13,13 @@ from agent.ports.transactions import TransactionStore
 
 
 class LedgerService:
-    def __init__(self, store: TransactionStore, contracts: ContractRegistry) -> None:
-        self.store = store
+    def __init__(self, transactions: TransactionStore, contracts: ContractRegistry) -> None:
+        self.transactions = transactions
         self.contracts = contracts
 
     def verify(self, stx: SignedTransaction, *, check_notary_signature: bool = True) -> None:
         """Verify against this node's ledger (its VERIFIED transactions are the back-chain)."""
-        verify(stx, self.store, self.contracts, check_notary_signature=check_notary_signature)
+        verify(stx, self.transactions, self.contracts, check_notary_signature=check_notary_signature)
 
     def record(
         self,
@@ -36,10 +36,10 @@ class LedgerService:
         IN_FLIGHT is the first phase of finality: everything is checked but the notary's signature.
         A transaction that fails verification leaves nothing behind.
         """
-        if self.store.transaction_status(stx.id) is TransactionStatus.VERIFIED:
+        if self.transactions.transaction_status(stx.id) is TransactionStatus.VERIFIED:
             return False
         self.verify(stx, check_notary_signature=status is TransactionStatus.VERIFIED)
-        return self.store.record_transaction(
+        return self.transactions.record_transaction(
             stx,
             status=status,
             states_to_record=states_to_record,
@@ -54,9 +54,11 @@ class LedgerService:
         Apart from record_chain so that a flow verifies in its step and records in the step's commit.
         """
         missing = [
-            stx for stx in batch if self.store.transaction_status(stx.id) is not TransactionStatus.VERIFIED
+            stx
+            for stx in batch
+            if self.transactions.transaction_status(stx.id) is not TransactionStatus.VERIFIED
         ]
-        return verify_chain(missing, self.store, self.contracts)
+        return verify_chain(missing, self.transactions, self.contracts)
 
     def record_chain(
         self,
@@ -67,5 +69,5 @@ class LedgerService:
         return [
             stx
             for stx in self.verify_chain(batch)
-            if self.store.record_transaction(stx, states_to_record=states_to_record)
+            if self.transactions.record_transaction(stx, states_to_record=states_to_record)
         ]

@@ -13,7 +13,8 @@ from agent.ledger.identity import Party, X500Name
 from agent.ledger.keys import KeyPair
 from agent.ledger.transactions import SignedTransaction, StateAndRef
 from agent.network.network_map import NetworkMap
-from agent.store.ledger_store import LedgerStore
+from agent.ports.transactions import TransactionReader
+from agent.ports.vault import VaultStore
 
 # FinalityFlow's step that records the transaction (and so soft-locks its inputs), or one past it.
 RECORDED_STEPS = ("AFTER_RECORD",)
@@ -36,13 +37,15 @@ class TokenService:
         self,
         identity: Party,
         key: KeyPair,
-        store: LedgerStore,
+        vault: VaultStore,
+        transactions: TransactionReader,
         finality: FinalityService,
         network_map: NetworkMap,
     ) -> None:
         self.identity = identity
         self.key = key
-        self.store = store
+        self.vault = vault
+        self.transactions = transactions  # for the inputs of our IN_FLIGHT transactions
         self.finality = finality
         self.network_map = network_map
         # Coin selection and the spend that follows are one step: two payments never pick one state.
@@ -74,8 +77,8 @@ class TokenService:
         total = in_flight = 0
         # Inputs of our IN_FLIGHT transactions are spent unless their finality is undone (Corda's
         # soft locks): a payment waiting for a peer must not lend its states to the next one.
-        locked = self.store.in_flight_inputs()
-        for rec in self.store.iter_vault_states(contract=token.TOKEN_CONTRACT):
+        locked = self.transactions.in_flight_inputs()
+        for rec in self.vault.iter_vault_states(contract=token.TOKEN_CONTRACT):
             held = token.Token.from_state(rec.state)
             if held.currency != currency or held.issuer.name != issuer or held.owner != self.identity:
                 continue
@@ -139,7 +142,7 @@ class TokenService:
 
     def holdings(self) -> list[Holding]:
         totals: dict[tuple[str, X500Name], tuple[int, int]] = {}
-        for rec in self.store.iter_vault_states(contract=token.TOKEN_CONTRACT):
+        for rec in self.vault.iter_vault_states(contract=token.TOKEN_CONTRACT):
             held = token.Token.from_state(rec.state)
             key = (held.currency, held.issuer.name)
             amount, states = totals.get(key, (0, 0))

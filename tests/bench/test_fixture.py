@@ -176,8 +176,8 @@ def test_load_writes_every_transaction_and_the_vault_of_our_party(
     store = LedgerStore(database_url, our_keys=fixture_store_keys())
     try:
         assert load(store, N, batch_size=64) == N
-        assert store.count_transactions() == N
-        assert sorted(store.iter_transaction_ids()) == sorted(stx.id for stx in ledger)
+        assert store.transactions.count_transactions() == N
+        assert sorted(store.transactions.iter_transaction_ids()) == sorted(stx.id for stx in ledger)
         ours = fixture_store_keys()
         outputs = {
             stx.tx.output_ref(i): out
@@ -186,10 +186,12 @@ def test_load_writes_every_transaction_and_the_vault_of_our_party(
             if out.participants[0].owning_key in ours
         }
         assert outputs, "the first party holds something"
-        assert store.count_vault_states(state_status=None) == len(outputs)
-        unconsumed = {rec.ref for rec in store.iter_vault_states(relevancy=RelevancyStatus.RELEVANT)}
+        assert store.vault.count_vault_states(state_status=None) == len(outputs)
+        unconsumed = {rec.ref for rec in store.vault.iter_vault_states(relevancy=RelevancyStatus.RELEVANT)}
         assert unconsumed == set(outputs) & unspent(ledger)
-        assert store.count_vault_states(state_status=StateStatus.CONSUMED) == len(outputs) - len(unconsumed)
+        assert store.vault.count_vault_states(state_status=StateStatus.CONSUMED) == len(outputs) - len(
+            unconsumed
+        )
     finally:
         store.close()
 
@@ -209,6 +211,6 @@ def test_skip_leaves_out_exactly_the_chosen_transactions(
         assert load(store, N, skip=every_tenth) == N - N // 10
         assert seen == list(range(N))
         expected = {stx.id for i, stx in enumerate(ledger) if i % 10 != 3}
-        assert set(store.iter_transaction_ids()) == expected
+        assert set(store.transactions.iter_transaction_ids()) == expected
     finally:
         store.close()

@@ -44,7 +44,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
 def store_ids(db: Path) -> set[str]:
     store = LedgerStore(peewee.SqliteDatabase(db.as_uri() + "?mode=ro", uri=True))
     try:
-        return {str(i) for i in store.iter_transaction_ids()}
+        return {str(i) for i in store.transactions.iter_transaction_ids()}
     finally:
         store.close()
 

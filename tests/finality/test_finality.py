@@ -33,7 +33,7 @@ class Net:
         return self.runtimes[name]
 
     def status(self, name: X500Name, tx_id: object) -> TransactionStatus | None:
-        return self.runtimes[name].node.store.transaction_status(tx_id)  # type: ignore[arg-type]
+        return self.runtimes[name].node.store.transactions.transaction_status(tx_id)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -58,11 +58,11 @@ def test_issuance_goes_straight_to_verified_with_records_for_observers(net: Net)
     stx = issue(net, observers=(C,))
     for name in (A, B, C):
         assert net.status(name, stx.id) is TransactionStatus.VERIFIED
-    assert net[C].node.store.count_vault_states(relevancy=RelevancyStatus.NOT_RELEVANT) == 2
-    assert net[C].node.store.count_vault_states(relevancy=RelevancyStatus.RELEVANT) == 0
-    assert [v.state.data["amount"] for v in net[B].node.store.iter_vault_states()] == [40]
+    assert net[C].node.store.vault.count_vault_states(relevancy=RelevancyStatus.NOT_RELEVANT) == 2
+    assert net[C].node.store.vault.count_vault_states(relevancy=RelevancyStatus.RELEVANT) == 0
+    assert [v.state.data["amount"] for v in net[B].node.store.vault.iter_vault_states()] == [40]
 
-    senders = net[A].node.store.sender_records(stx.id)
+    senders = net[A].node.store.distribution.sender_records(stx.id)
     assert {(r.peer, r.receiver_states_to_record) for r in senders} == {
         (B, StatesToRecord.ONLY_RELEVANT),
         (C, StatesToRecord.ALL_VISIBLE),
@@ -70,7 +70,7 @@ def test_issuance_goes_straight_to_verified_with_records_for_observers(net: Net)
     key = {(r.timestamp, r.timestamp_discriminator) for r in senders}
     assert len(key) == 1 and next(iter(key))[0].microsecond == 0  # truncated to the second, shared
     for receiver in (B, C):
-        (record,) = net[receiver].node.store.receiver_records(stx.id)
+        (record,) = net[receiver].node.store.distribution.receiver_records(stx.id)
         assert record.sender == A
         assert {(record.timestamp, record.timestamp_discriminator)} == key
         listed, _ = decrypt(record.distribution_list, net[A].aes_keys.keys())
@@ -85,14 +85,14 @@ def test_a_payment_is_notarised_and_final_everywhere(net: Net) -> None:
     stx = net[A].tokens.pay(C, 30, "GBP", A, observers=[B])
     for name in (A, B, C):
         assert net.status(name, stx.id) is TransactionStatus.VERIFIED
-    final = net[C].node.store.get_transaction(stx.id)
+    final = net[C].node.store.transactions.get_transaction(stx.id)
     notary_key = net[DEFAULT_NOTARY].node.identity.owning_key
     assert notary_key in final.signers()
-    assert [v.state.data["amount"] for v in net[C].node.store.iter_vault_states()] == [30]
-    flows = {cp.flow_name: cp for cp in net[A].node.store.iter_checkpoints(tx_id=stx.id)}
+    assert [v.state.data["amount"] for v in net[C].node.store.vault.iter_vault_states()] == [30]
+    flows = {cp.flow_name: cp for cp in net[A].node.store.checkpoints.iter_checkpoints(tx_id=stx.id)}
     assert flows["FinalityFlow"].status is FlowStatus.COMPLETED
     assert flows["FinalityFlow"].progress_step == "FINALISED"
-    (received,) = net[C].node.store.iter_checkpoints(tx_id=stx.id)
+    (received,) = net[C].node.store.checkpoints.iter_checkpoints(tx_id=stx.id)
     assert (received.flow_name, received.status, received.progress_step) == (
         "ReceiveFinalityFlow",
         FlowStatus.COMPLETED,
@@ -129,10 +129,10 @@ def test_a_double_spend_leaves_no_in_flight_anywhere(net: Net) -> None:
     assert str(first.id) in str(err.value)
     for name in (A, B, C):
         assert net.status(name, second.id) is None
-    assert net[A].node.store.sender_records(second.id) == []
-    (failed,) = net[A].node.store.iter_checkpoints(FlowStatus.FAILED)
+    assert net[A].node.store.distribution.sender_records(second.id) == []
+    (failed,) = net[A].node.store.checkpoints.iter_checkpoints(FlowStatus.FAILED)
     assert failed.progress_step == "ABORTED" and "NotaryConflictError" in (failed.error or "")
-    (aborted,) = net[C].node.store.iter_checkpoints(FlowStatus.FAILED)
+    (aborted,) = net[C].node.store.checkpoints.iter_checkpoints(FlowStatus.FAILED)
     assert aborted.flow_name == "ReceiveFinalityFlow"
 
 
@@ -159,9 +159,9 @@ def test_a_failure_at_each_initiator_step_leaves_what_the_reference_says(
         net[A].finality.finalise(move)
     assert (net.status(A, move.id), net.status(C, move.id)) == (at_a, at_c)
     expected_sender_records = 0 if at_a is None else 1
-    assert len(net[A].node.store.sender_records(move.id)) == expected_sender_records
-    assert len(net[C].node.store.receiver_records(move.id)) == (0 if at_c is None else 1)
-    (failed,) = net[A].node.store.iter_checkpoints(FlowStatus.FAILED)
+    assert len(net[A].node.store.distribution.sender_records(move.id)) == expected_sender_records
+    assert len(net[C].node.store.distribution.receiver_records(move.id)) == (0 if at_c is None else 1)
+    (failed,) = net[A].node.store.checkpoints.iter_checkpoints(FlowStatus.FAILED)
     assert failed.progress_step == step and failed.tx_id == move.id
 
 
@@ -207,7 +207,7 @@ def test_the_sender_shows_only_the_back_chain_of_what_it_sent(net: Net) -> None:
 
 def test_a_tampered_distribution_list_fails_at_the_sender(net: Net) -> None:
     stx = issue(net, observers=(C,))
-    (record,) = net[C].node.store.receiver_records(stx.id)
+    (record,) = net[C].node.store.distribution.receiver_records(stx.id)
     keys = net[A].aes_keys.keys()
     for position in (22, len(record.distribution_list) - 3):  # the header, then the ciphertext
         tampered = bytearray(record.distribution_list)
@@ -229,7 +229,7 @@ def _states(net: Net, name: X500Name) -> list[object]:
     from agent.ledger.transactions import StateAndRef
 
     notary = net[DEFAULT_NOTARY].node.identity
-    return [StateAndRef(v.state, v.ref, notary) for v in net[name].node.store.iter_vault_states()]
+    return [StateAndRef(v.state, v.ref, notary) for v in net[name].node.store.vault.iter_vault_states()]
 
 
 def test_a_repeated_delivery_is_acknowledged_without_a_second_flow(net: Net) -> None:
@@ -240,12 +240,12 @@ def test_a_repeated_delivery_is_acknowledged_without_a_second_flow(net: Net) -> 
     net[A].engine.faults = FaultPlan.parse(["FinalityFlow.AFTER_BROADCAST=fail"])
     with pytest.raises(InjectedFaultError):
         net[A].finality.finalise(move)
-    (sealed,) = net[C].node.store.receiver_records(move.id)
+    (sealed,) = net[C].node.store.distribution.receiver_records(move.id)
     payload = {"tx": move.serialize(), "distribution": sealed.distribution_list, "states_to_record": 2}
-    first = net[C].node.store.iter_checkpoints(tx_id=move.id)
+    first = net[C].node.store.checkpoints.iter_checkpoints(tx_id=move.id)
     again = net[A].peers.request(C, TOPIC_TRANSACTION, payload)
     assert again["flow_id"] == next(first).flow_id
-    assert len(list(net[C].node.store.iter_checkpoints(tx_id=move.id))) == 1
+    assert len(list(net[C].node.store.checkpoints.iter_checkpoints(tx_id=move.id))) == 1
 
 
 def test_a_receiver_that_hears_nothing_asks_its_initiator_for_the_outcome(
@@ -273,7 +273,7 @@ def test_a_receiver_that_hears_nothing_asks_its_initiator_for_the_outcome(
         net[A].engine.faults = FaultPlan.parse(["FinalityFlow.AFTER_BROADCAST=fail"])
         with pytest.raises(InjectedFaultError):
             net[A].finality.finalise(move)
-        (receiving,) = net[C].node.store.iter_checkpoints(tx_id=move.id)
+        (receiving,) = net[C].node.store.checkpoints.iter_checkpoints(tx_id=move.id)
         assert net[C].engine.waiting_for(receiving.flow_id) == f"the notary's signature from {A}"
         # B was not sent the transaction: it may not ask how it ended.
         with pytest.raises(PeerRequestError, match="TransactionAccessDeniedError"):
@@ -292,7 +292,7 @@ def test_a_receiver_that_hears_nothing_asks_its_initiator_for_the_outcome(
         net[C].engine.fire_due()  # or the engine's timer, whichever looks first
         assert handle.result(10).id == move.id
         assert net.status(C, move.id) is TransactionStatus.VERIFIED
-        assert [v.state.data["amount"] for v in net[C].node.store.iter_vault_states()] == [5]
+        assert [v.state.data["amount"] for v in net[C].node.store.vault.iter_vault_states()] == [5]
     finally:
         for runtime in runtimes.values():
             runtime.stop(5)
@@ -319,12 +319,12 @@ def test_killing_an_initiator_ends_its_receivers_side_and_keeps_the_transaction_
         assert net[A].engine.kill(handle.flow_id)
         with pytest.raises(AgentError, match="killed"):
             handle.result(10)
-        (received,) = net[C].node.store.iter_checkpoints(tx_id=move.id)
+        (received,) = net[C].node.store.checkpoints.iter_checkpoints(tx_id=move.id)
         assert received.status is FlowStatus.FAILED and "killed its FinalityFlow" in (received.error or "")
         # Nothing withdrawn: whether the notary signed is for finality recovery to find out.
         assert net.status(A, move.id) is TransactionStatus.IN_FLIGHT
         assert net.status(C, move.id) is TransactionStatus.IN_FLIGHT
-        killed = net[A].node.store.get_checkpoint(handle.flow_id)
+        killed = net[A].node.store.checkpoints.get_checkpoint(handle.flow_id)
         assert killed is not None and killed.status is FlowStatus.KILLED
     finally:
         for runtime in runtimes.values():

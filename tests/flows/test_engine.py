@@ -76,7 +76,7 @@ class Counter(Flow):
 def engine_for(
     store: LedgerStore, clock: ManualClock | None = None, faults: FaultPlan | None = None
 ) -> FlowEngine:
-    engine = FlowEngine(store, clock or ManualClock(T0), faults)
+    engine = FlowEngine(store.checkpoints, store.unit, clock or ManualClock(T0), faults)
     engine.register(Counter.name, lambda state: Counter(state, store))
     return engine
 
@@ -96,23 +96,23 @@ def test_a_flow_commits_each_step_with_its_state_parks_and_completes(store: Ledg
     try:
         handle = engine.start(Counter({}, store))
         wait_parked(engine, handle.flow_id)
-        cp = store.get_checkpoint(handle.flow_id)
+        cp = store.checkpoints.get_checkpoint(handle.flow_id)
         assert cp is not None and (cp.status, cp.progress_step) == (FlowStatus.RUNNABLE, "TWO")
         assert ser.decode(cp.value or b"", "state") == {"n": 2}
         assert cp.counterparties == (BOB,)
-        assert "k-1" in store.aes_keys()  # the effect committed with the checkpoint
+        assert "k-1" in store.keys.aes_keys()  # the effect committed with the checkpoint
         with pytest.raises(FlowTimeoutError, match="waiting for go from Bob"):
             handle.result(0.05)
         engine.deliver(handle.flow_id, "go", "now")
         assert handle.result(WAIT) == (2, "now", False)
-        done = store.get_checkpoint(handle.flow_id)
+        done = store.checkpoints.get_checkpoint(handle.flow_id)
         assert done is not None and (done.status, done.progress_step) == (FlowStatus.COMPLETED, "DONE")
     finally:
         engine.shutdown(5)
 
 
 def test_an_effect_that_fails_leaves_neither_its_writes_nor_the_checkpoint(store: LedgerStore) -> None:
-    store.add_aes_keys({"taken": b"x"})
+    store.keys.add_aes_keys({"taken": b"x"})
     engine = engine_for(store)
     try:
         # A real primary-key violation inside the step's effect: the row it collides with exists.
@@ -120,10 +120,10 @@ def test_an_effect_that_fails_leaves_neither_its_writes_nor_the_checkpoint(store
         with pytest.raises(Exception) as err:
             handle.result(WAIT)
         assert not isinstance(err.value, FlowTimeoutError)
-        cp = store.get_checkpoint(handle.flow_id)
+        cp = store.checkpoints.get_checkpoint(handle.flow_id)
         assert cp is not None and (cp.status, cp.progress_step) == (FlowStatus.FAILED, "ONE")
         assert ser.decode(cp.value or b"", "state") == {"n": 1, "key": "taken"}  # not the step's n = 2
-        assert store.aes_keys() == {"taken": b"x"}
+        assert store.keys.aes_keys() == {"taken": b"x"}
     finally:
         engine.shutdown(5)
 
@@ -141,7 +141,7 @@ def test_a_restarted_engine_resumes_a_runnable_flow_from_its_checkpoint(store: L
         wait_parked(second, handle.flow_id)
         again = second.deliver(handle.flow_id, "go", "later")
         assert again.result(WAIT) == (2, "later", False)
-        assert store.aes_keys() == {"k-1": b"material"}  # TWO's effect was not done twice
+        assert store.keys.aes_keys() == {"k-1": b"material"}  # TWO's effect was not done twice
     finally:
         second.shutdown(5)
 
@@ -169,7 +169,7 @@ def test_kill_pause_and_resume_are_verbs_of_the_engine(store: LedgerStore) -> No
         paused = engine.start(Counter({"key": "p"}, store))
         wait_parked(engine, paused.flow_id)
         assert engine.pause(paused.flow_id)
-        assert store.get_checkpoint(paused.flow_id).status is FlowStatus.PAUSED  # type: ignore[union-attr]
+        assert store.checkpoints.get_checkpoint(paused.flow_id).status is FlowStatus.PAUSED  # type: ignore[union-attr]
         assert engine.resume(paused.flow_id)
         wait_parked(engine, paused.flow_id)
         assert not engine.resume(paused.flow_id)  # RUNNABLE again: nothing to resume
@@ -178,7 +178,7 @@ def test_kill_pause_and_resume_are_verbs_of_the_engine(store: LedgerStore) -> No
         wait_parked(engine, killed.flow_id)
         Counter.killed.clear()
         assert engine.kill(killed.flow_id)
-        assert store.get_checkpoint(killed.flow_id).status is FlowStatus.KILLED  # type: ignore[union-attr]
+        assert store.checkpoints.get_checkpoint(killed.flow_id).status is FlowStatus.KILLED  # type: ignore[union-attr]
         assert Counter.killed == ["k"]  # its counterparties were told
         assert not engine.kill(killed.flow_id)  # ended already
         with pytest.raises(FlowNotFoundError, match="no flow with id nope"):
@@ -197,13 +197,13 @@ def test_a_checkpoint_of_a_flow_this_node_lacks_is_kept_and_can_be_killed(store:
     cp = FlowCheckpoint(
         "f-1", "FlowOfANewerAgent", FlowStatus.RUNNABLE, T0, T0, "STARTED", value=ser.encode({})
     )
-    store.save_checkpoint(cp)
+    store.checkpoints.save_checkpoint(cp)
     engine = engine_for(store)
     try:
         assert engine.resume_all() == []
-        assert store.get_checkpoint("f-1").status is FlowStatus.RUNNABLE  # type: ignore[union-attr]
+        assert store.checkpoints.get_checkpoint("f-1").status is FlowStatus.RUNNABLE  # type: ignore[union-attr]
         assert engine.kill("f-1")
-        assert store.get_checkpoint("f-1").status is FlowStatus.KILLED  # type: ignore[union-attr]
+        assert store.checkpoints.get_checkpoint("f-1").status is FlowStatus.KILLED  # type: ignore[union-attr]
     finally:
         engine.shutdown(5)
 
@@ -214,7 +214,7 @@ def test_an_injected_failure_fails_the_flow_at_that_step(store: LedgerStore) -> 
         handle = engine.start(Counter({}, store))
         with pytest.raises(InjectedFaultError, match="CounterFlow at ONE"):
             handle.result(WAIT)
-        (failed,) = store.iter_checkpoints(FlowStatus.FAILED)
+        (failed,) = store.checkpoints.iter_checkpoints(FlowStatus.FAILED)
         assert failed.progress_step == "ONE" and "InjectedFaultError" in (failed.error or "")
     finally:
         engine.shutdown(5)
@@ -226,15 +226,15 @@ def test_the_store_tells_listeners_of_a_unit_of_work_only_once_it_commits(
     from agent.ledger import token
 
     heard: list[object] = []
-    store.add_listener(lambda stx, status: heard.append(stx.id))
+    store.transactions.add_listener(lambda stx, status: heard.append(stx.id))
     issued = token.issue(alice.party, notary_actor.party, [(alice.party, 5)], "GBP").sign([alice.key])
-    with pytest.raises(RuntimeError), store.unit_of_work():  # the unit aborts after the record
-        store.record_transaction(issued)
+    with pytest.raises(RuntimeError), store.unit.unit_of_work():  # the unit aborts after the record
+        store.transactions.record_transaction(issued)
         assert heard == []
         raise RuntimeError("the step stops before its checkpoint")
-    assert heard == [] and store.transaction_status(issued.id) is None
-    with store.unit_of_work():
-        store.record_transaction(issued)
+    assert heard == [] and store.transactions.transaction_status(issued.id) is None
+    with store.unit.unit_of_work():
+        store.transactions.record_transaction(issued)
     assert heard == [issued.id]
 
 

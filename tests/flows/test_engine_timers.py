@@ -69,7 +69,7 @@ class TimerLooksInTheWindow(FlowEngine):
 @pytest.mark.parametrize("park", [False, True], ids=["retry", "await"])
 def test_a_timer_due_while_its_flow_finishes_its_run_still_wakes_it(store: LedgerStore, park: bool) -> None:
     FAILED_ONCE.clear()
-    engine = TimerLooksInTheWindow(store, ManualClock(T0), policy=retry_at_once)
+    engine = TimerLooksInTheWindow(store.checkpoints, store.unit, ManualClock(T0), policy=retry_at_once)
     engine.register(Flaky.name, Flaky)
     try:
         handle = engine.start(Flaky({"park": park}))

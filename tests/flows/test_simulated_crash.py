@@ -29,10 +29,10 @@ def test_a_simulated_crash_leaves_the_checkpoint_committed_and_the_engine_free(s
     handle = first.create(Counter({}, store))
     with pytest.raises(SimulatedCrash, match=r"CounterFlow\.ONE"):
         first.run_here(handle.flow_id)
-    cp = store.get_checkpoint(handle.flow_id)
+    cp = store.checkpoints.get_checkpoint(handle.flow_id)
     assert cp is not None and (cp.status, cp.progress_step) == (FlowStatus.RUNNABLE, "ONE")
     assert first.wait_idle(WAIT)  # not wedged, and nothing rescheduled it
-    assert store.aes_keys() == {}  # TWO's effect did not run after the crash
+    assert store.keys.aes_keys() == {}  # TWO's effect did not run after the crash
     first.shutdown(WAIT)
 
     second = engine_for(store)  # the restart, over the same store
@@ -41,7 +41,7 @@ def test_a_simulated_crash_leaves_the_checkpoint_committed_and_the_engine_free(s
         assert resumed.progress_step == "ONE"
         wait_parked(second, handle.flow_id)
         assert second.deliver(handle.flow_id, "go", 1).result(WAIT) == (2, 1, False)
-        assert store.aes_keys() == {"k-1": b"material"}
+        assert store.keys.aes_keys() == {"k-1": b"material"}
     finally:
         second.shutdown(WAIT)
 

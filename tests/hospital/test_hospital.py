@@ -48,7 +48,7 @@ class KeyFlow(Flow):
                 key = str(self.state["key"])
                 return Advance("INSERTED", effect=lambda: self._insert(key))
             case "INSERTED":
-                if self.state.get("sedate") and not self.store.aes_keys().get("cured"):
+                if self.state.get("sedate") and not self.store.keys.aes_keys().get("cured"):
                     raise HospitalizeFlowError("waiting for the cure")
                 second = self.state.get("second")
                 if second is not None:
@@ -66,7 +66,7 @@ class Ward:
     def __init__(self, store: LedgerStore, conf: dict[str, Any] | None = None) -> None:
         self.store = store
         self.clock = ManualClock(T0)
-        self.engine = FlowEngine(store, self.clock)
+        self.engine = FlowEngine(store.checkpoints, store.unit, self.clock)
         self.engine.register(KeyFlow.name, lambda state: KeyFlow(state, store))
         settings = parse_hospital_settings(conf or {})
         self.hospital = FlowHospital(
@@ -111,7 +111,7 @@ def ward(store: LedgerStore) -> Iterator[Ward]:
 
 
 def test_a_constraint_violation_is_retried_three_times_at_its_checkpoint_then_kept(ward: Ward) -> None:
-    ward.store.add_aes_keys({"taken": b"x"})
+    ward.store.keys.add_aes_keys({"taken": b"x"})
     handle = ward.start(key="taken")
     flow_id = handle.flow_id
     for n in (2, 3):  # the first retry is at once (no back-off), on the engine's own timer
@@ -151,7 +151,7 @@ def test_a_constraint_violation_is_retried_three_times_at_its_checkpoint_then_ke
 def test_progress_resets_the_budget_and_records_the_recovery(ward: Ward) -> None:
     # The second step collides twice, then the operator's fix lets it through: every step's budget
     # is its own (retries count per checkpoint).
-    ward.store.add_aes_keys({"second": b"x"})
+    ward.store.keys.add_aes_keys({"second": b"x"})
     handle = ward.start(key="first", second="second")
     ward.wait_records(handle.flow_id, 2)  # the first retry is at once
     ward.store.schema.aes_encryption_keys.delete().where(
@@ -178,7 +178,7 @@ def test_a_step_that_asks_is_kept_and_a_restart_retries_it(
     assert any("1 patient(s)" in r.getMessage() and handle.flow_id in r.getMessage() for r in caplog.records)
     first.stop()
 
-    store.add_aes_keys({"cured": b"1"})
+    store.keys.add_aes_keys({"cured": b"1"})
     second = Ward(store)
     try:
         (resumed,) = second.engine.resume_all()  # HOSPITALIZED goes back to RUNNABLE (Corda)
@@ -212,7 +212,7 @@ def test_pause_then_retry_a_patient(ward: Ward) -> None:
     assert ward.status(handle.flow_id) is FlowStatus.PAUSED
     (patient,) = ward.hospital.patients(PatientFilter(status=FlowStatus.PAUSED))
     assert patient.staff == "SedationNurse"
-    ward.store.add_aes_keys({"cured": b"1"})
+    ward.store.keys.add_aes_keys({"cured": b"1"})
     assert ward.engine.retry(handle.flow_id)
     assert handle.result(WAIT) == "done"
 
@@ -231,7 +231,7 @@ def test_a_node_conf_rule_decides_before_the_staff(store: LedgerStore) -> None:
     }
     ward = Ward(store, conf)
     try:
-        store.add_aes_keys({"taken": b"x"})
+        store.keys.add_aes_keys({"taken": b"x"})
         handle = ward.start(key="taken")
         ward.wait_records(handle.flow_id, 1)  # a rule's back-off has no free first retry
         ward.advance_to_retry(handle.flow_id)
@@ -253,7 +253,7 @@ def test_a_node_conf_rule_decides_before_the_staff(store: LedgerStore) -> None:
 
 
 def test_a_recovery_is_recorded_and_ends_the_stay(ward: Ward) -> None:
-    ward.store.add_aes_keys({"taken": b"x"})
+    ward.store.keys.add_aes_keys({"taken": b"x"})
     # A flow with a second step that waits: after the first step recovers it is still running.
     handle = ward.start(key="taken", sedate=True)
     ward.wait_records(handle.flow_id, 2)  # retried at once, then waiting 10 s or more

@@ -18,7 +18,7 @@ from agent.network.bootstrap import DEFAULT_NOTARY, init_network
 from agent.node import open_node
 from agent.operator_api.status import ReconciliationStatus, ReconciliationStatusValue
 from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
-from agent.runtime import build_runtime
+from agent.runtime import build_runtime, ledgersync_ports
 from tests.ledgersync.conftest import A, B, C, Net
 
 
@@ -37,7 +37,7 @@ def test_nothing_is_scheduled_or_served_before_the_graph_is_ready(tmp_path: Path
     try:
         sync = LedgerSync(
             node.identity,
-            node.store,
+            ledgersync_ports(node.store),
             runtime.peers,
             node.network_map,
             LedgerSyncConfig(),

@@ -69,7 +69,7 @@ def reference_check(graph: StateArrays, store: LedgerStore, max_errors: int) -> 
         errors.add(f"state {state} is consumed twice: by {by}")
     consumed, consumer = keys[starts], consumers[starts]
     present = array("q")
-    for hex_ids, outs, statuses in _vault_pages(store, 100):
+    for hex_ids, outs, statuses in _vault_pages(store.graph_scans, 100):
         tx = graph.lookup(bytes.fromhex("".join(hex_ids)))
         vault_keys = _state_key(tx, outs)
         present.extend(vault_keys[tx >= 0].tolist())
@@ -112,8 +112,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LedgerStore]:
 @pytest.fixture(scope="module")
 def graph(store: LedgerStore) -> StateArrays:
     """The states the check reads, as read again from the store (not those the build kept)."""
-    built = LedgerGraph.build(store, page_size=50, pool_size=1, readers="thread")
-    return built.read_states(store, page_size=50)
+    built = LedgerGraph.build(store.graph_scans, page_size=50, pool_size=1, readers="thread")
+    return built.read_states(store.graph_scans, page_size=50)
 
 
 # A ref turned into another ref's state (a double spend when both are inputs), into an output its
@@ -186,8 +186,8 @@ def test_chunked_check_finds_what_one_pass_finds(
         damage(graph, edits)
         with store.database.atomic() as transaction:
             damage_vault(store, graph, vault_edits)
-            chunked = check_states(graph, store, page_size=7, max_errors=max_errors, chunk=chunk)
-            whole = check_states(graph, store, page_size=1000, max_errors=max_errors, chunk=10**7)
+            chunked = check_states(graph, store.graph_scans, page_size=7, max_errors=max_errors, chunk=chunk)
+            whole = check_states(graph, store.graph_scans, page_size=1000, max_errors=max_errors, chunk=10**7)
             expected = reference_check(graph, store, max_errors)
             transaction.rollback()
     finally:
@@ -199,9 +199,9 @@ def test_chunked_check_finds_what_one_pass_finds(
 def test_an_undamaged_ledger_is_consistent_whatever_the_chunk(store: LedgerStore, graph: StateArrays) -> None:
     assert reference_check(graph, store, 1000) == ([], 0)
     for chunk in (1, 2, 1000):
-        assert check_states(graph, store, chunk=chunk).is_self_consistent
+        assert check_states(graph, store.graph_scans, chunk=chunk).is_self_consistent
 
 
 def test_chunk_must_be_positive(store: LedgerStore, graph: StateArrays) -> None:
     with pytest.raises(ValueError, match="chunk must be positive"):
-        check_states(graph, store, chunk=0)
+        check_states(graph, store.graph_scans, chunk=0)

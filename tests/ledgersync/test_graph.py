@@ -46,18 +46,18 @@ def ledger(tmp_path: Path, alice: Actor, bob: Actor, charlie: Actor, notary_acto
     merged = move([issued.tx.out_ref(1), paid.tx.out_ref(0)], [(charlie.party, 80)], bob.party, notary).sign(
         [bob.key]
     )
-    store.record_transaction(issued)
+    store.transactions.record_transaction(issued)
     sent = SenderDistribution(
         paid.id, AUDITOR, WHEN, 0, StatesToRecord.ONLY_RELEVANT, StatesToRecord.ALL_VISIBLE
     )
-    store.record_transaction(paid, sender_records=[sent])
-    store.record_transaction(merged, states_to_record=StatesToRecord.ALL_VISIBLE)
+    store.transactions.record_transaction(paid, sender_records=[sent])
+    store.transactions.record_transaction(merged, states_to_record=StatesToRecord.ALL_VISIBLE)
     yield Ledger(store, issued, paid, merged)
     store.close()
 
 
 def build(store: LedgerStore, page_size: int = 100, pool_size: int = 1) -> LedgerGraph:
-    return LedgerGraph.build(store, page_size=page_size, pool_size=pool_size, readers="thread")
+    return LedgerGraph.build(store.graph_scans, page_size=page_size, pool_size=pool_size, readers="thread")
 
 
 def test_sizes_parents_and_backchain(ledger: Ledger) -> None:
@@ -94,7 +94,7 @@ def test_signer_named_through_a_key_seen_in_another_transaction(
     store = LedgerStore(f"sqlite:///{tmp_path / 'n.db'}", our_keys=[bob.party.owning_key])
     issued = issue(alice.party, notary_actor.party, [(bob.party, 5)], "EUR").sign([alice.key])
     # alice signs the issuance but owns no output anywhere: her name is not known from a key.
-    store.record_transaction(issued)
+    store.transactions.record_transaction(issued)
     assert build(store).parties(issued.id) == {str(bob.name)}
 
 
@@ -115,26 +115,26 @@ def snapshot(graph: LedgerGraph) -> dict[str, Any]:
 
 @pytest.mark.parametrize("readers", ["thread", "process"])
 def test_paged_build_with_readers_equals_one_reader(fixture_store: LedgerStore, readers: str) -> None:
-    one = LedgerGraph.build(fixture_store, page_size=10_000, pool_size=1)
-    many = LedgerGraph.build(fixture_store, page_size=10, pool_size=3, readers=readers)  # type: ignore[arg-type]
+    one = LedgerGraph.build(fixture_store.graph_scans, page_size=10_000, pool_size=1)
+    many = LedgerGraph.build(fixture_store.graph_scans, page_size=10, pool_size=3, readers=readers)  # type: ignore[arg-type]
     assert one.size == many.size == 600
     assert snapshot(one) == snapshot(many)
     some = one.ids(range(0, 600, 37))
     assert [many.parties(t) for t in some] == [one.parties(t) for t in some]
-    assert check_consistency(many, fixture_store).errors == []
+    assert check_consistency(many, fixture_store.graph_scans).errors == []
 
 
 def test_incremental_add_through_the_listener(
     ledger: Ledger, alice: Actor, bob: Actor, notary_actor: Actor
 ) -> None:
     graph = build(ledger.store)
-    graph.attach(ledger.store)
+    graph.attach(ledger.store.transactions, ledger.store.distribution)
     more = move([ledger.paid.tx.out_ref(1)], [(bob.party, 10)], alice.party, notary_actor.party).sign(
         [alice.key]
     )
-    ledger.store.record_transaction(more, status=TransactionStatus.IN_FLIGHT)
+    ledger.store.transactions.record_transaction(more, status=TransactionStatus.IN_FLIGHT)
     assert not graph.contains(more.id)  # not part of the graph until VERIFIED
-    ledger.store.record_transaction(more)
+    ledger.store.transactions.record_transaction(more)
     assert graph.size == 4 and graph.contains(more.id)
     assert graph.parents(more.id) == {ledger.paid.id}
     assert graph.backchain([more.id]) == {ledger.issued.id, ledger.paid.id}
@@ -144,7 +144,7 @@ def test_incremental_add_through_the_listener(
         ledger.merged.id,
         more.id,
     }
-    report = check_consistency(graph, ledger.store)
+    report = check_consistency(graph, ledger.store.graph_scans)
     assert report.errors == [] and report.is_self_consistent
     # Built again from the store, it is the same graph up to the order of the transactions.
     fresh = build(ledger.store)
@@ -160,8 +160,8 @@ def test_attach_catches_up_with_transactions_recorded_since_the_build(
     more = move([ledger.paid.tx.out_ref(1)], [(bob.party, 10)], alice.party, notary_actor.party).sign(
         [alice.key]
     )
-    ledger.store.record_transaction(more)
-    graph.attach(ledger.store)
+    ledger.store.transactions.record_transaction(more)
+    graph.attach(ledger.store.transactions, ledger.store.distribution)
     assert graph.contains(more.id) and graph.size == 4
 
 
@@ -169,27 +169,27 @@ def test_a_missing_parent_that_arrives_later_is_linked(
     tmp_path: Path, alice: Actor, bob: Actor, notary_actor: Actor, ledger: Ledger
 ) -> None:
     store = LedgerStore(f"sqlite:///{tmp_path / 'late.db'}", our_keys=[alice.party.owning_key])
-    store.record_transaction(ledger.paid)  # its parent is not here yet
+    store.transactions.record_transaction(ledger.paid)  # its parent is not here yet
     graph = build(store)
-    graph.attach(store)
+    graph.attach(store.transactions, store.distribution)
     assert graph.parents(ledger.paid.id) == {ledger.issued.id}
     assert not graph.contains(ledger.issued.id)
-    store.record_transaction(ledger.issued)
+    store.transactions.record_transaction(ledger.issued)
     assert graph.contains(ledger.issued.id)
     assert graph.backchain([ledger.paid.id]) == {ledger.issued.id}
-    assert not any("not recorded" in e for e in check_consistency(graph, store).errors)
+    assert not any("not recorded" in e for e in check_consistency(graph, store.graph_scans).errors)
 
 
 def test_a_repair_leaves_the_refs_a_check_is_reading_as_they_were(
     tmp_path: Path, alice: Actor, ledger: Ledger
 ) -> None:
     store = LedgerStore(f"sqlite:///{tmp_path / 'late.db'}", our_keys=[alice.party.owning_key])
-    store.record_transaction(ledger.paid)  # its parent is not here yet
+    store.transactions.record_transaction(ledger.paid)  # its parent is not here yet
     graph = build(store)
-    graph.attach(store)
+    graph.attach(store.transactions, store.distribution)
     reading = graph.arrays()["ref_tx"]  # what read_states hands a check, without a copy
     assert reading.tolist() == [-1]
-    store.record_transaction(ledger.issued)
+    store.transactions.record_transaction(ledger.issued)
     assert reading.tolist() == [-1]  # the repair wrote a new array
     assert graph.arrays()["ref_tx"].tolist() == [graph.index(ledger.issued.id)]
     store.close()
@@ -202,7 +202,7 @@ def test_a_read_that_disagrees_with_the_graph_is_refused(ledger: Ledger) -> None
     ref_off[1:] += 1  # as if the first transaction had one ref more than the store now gives it
     with pytest.raises(StoreError, match="changed under the consistency check's read"):
         read_states(
-            ledger.store,
+            ledger.store.graph_scans,
             graph.our_keys,
             arrays["ids"],
             None,
@@ -216,18 +216,18 @@ def test_a_read_that_disagrees_with_the_graph_is_refused(ledger: Ledger) -> None
     nt.delete().where(nt.tx_id == str(ledger.merged.id)).execute()
     # Rows after the one deleted no longer line up with the graph's; a last one deleted is counted.
     with pytest.raises(StoreError, match=r"changed under the consistency check's read|read 2 .*, expected 3"):
-        graph.read_states(ledger.store, page_size=2)
+        graph.read_states(ledger.store.graph_scans, page_size=2)
 
 
 def test_a_consistent_ledger_reports_no_errors(ledger: Ledger) -> None:
-    report = check_consistency(build(ledger.store), ledger.store)
+    report = check_consistency(build(ledger.store), ledger.store.graph_scans)
     assert report.is_initialized and report.is_self_consistent
     assert report.errors == [] and report.error_count == 0
     require_ready(report)
 
 
 def test_not_initialised(ledger: Ledger) -> None:
-    report = check_consistency(LedgerGraph(), ledger.store)
+    report = check_consistency(LedgerGraph(), ledger.store.graph_scans)
     assert not report.is_initialized and not report.is_self_consistent
     with pytest.raises(LedgerGraphNotReadyException, match="not initialised"):
         require_ready(report)
@@ -236,7 +236,7 @@ def test_not_initialised(ledger: Ledger) -> None:
 def test_missing_parent_is_named(ledger: Ledger) -> None:
     nt = ledger.store.schema.node_transactions
     nt.delete().where(nt.tx_id == str(ledger.issued.id)).execute()
-    report = check_consistency(build(ledger.store), ledger.store)
+    report = check_consistency(build(ledger.store), ledger.store.graph_scans)
     assert not report.is_self_consistent
     issued = str(ledger.issued.id)
     assert (
@@ -258,9 +258,9 @@ def test_state_consumed_twice_names_both_consumers(
     change = ledger.paid.tx.out_ref(1)
     first = move([change], [(bob.party, 70)], alice.party, notary_actor.party).sign([alice.key])
     second = move([change], [(charlie.party, 70)], alice.party, notary_actor.party).sign([alice.key])
-    ledger.store.record_transaction(first)
-    ledger.store.record_transaction(second)  # no notary here: the store records the double spend
-    report = check_consistency(build(ledger.store), ledger.store)
+    ledger.store.transactions.record_transaction(first)
+    ledger.store.transactions.record_transaction(second)  # no notary here: the store records the double spend
+    report = check_consistency(build(ledger.store), ledger.store.graph_scans)
     consumers = " and ".join(sorted([str(first.id), str(second.id)], key=bytes.fromhex))
     assert report.errors == [f"state {ledger.paid.id}(1) is consumed twice: by {consumers}"]
 
@@ -273,7 +273,7 @@ def test_vault_status_disagreeing_with_the_graph(ledger: Ledger) -> None:
     vs.update(state_status=StateStatus.UNCONSUMED).where(
         (vs.transaction_id == str(ledger.issued.id)) & (vs.output_index == 0)
     ).execute()
-    report = check_consistency(build(ledger.store), ledger.store)
+    report = check_consistency(build(ledger.store), ledger.store.graph_scans)
     assert sorted(report.errors) == sorted(
         [
             f"vault state {ledger.paid.id}(1) is CONSUMED but no VERIFIED transaction consumes it",
@@ -285,7 +285,7 @@ def test_vault_status_disagreeing_with_the_graph(ledger: Ledger) -> None:
 def test_relevant_output_missing_from_the_vault(ledger: Ledger) -> None:
     vs = ledger.store.schema.vault_states
     vs.delete().where((vs.transaction_id == str(ledger.paid.id)) & (vs.output_index == 1)).execute()
-    report = check_consistency(build(ledger.store), ledger.store)
+    report = check_consistency(build(ledger.store), ledger.store.graph_scans)
     paid = ledger.paid.id
     assert report.errors == [f"transaction {paid}: relevant output {paid}(1) is not in the vault"]
 
@@ -293,7 +293,7 @@ def test_relevant_output_missing_from_the_vault(ledger: Ledger) -> None:
 def test_errors_are_capped_but_counted(ledger: Ledger) -> None:
     vs = ledger.store.schema.vault_states
     vs.delete().execute()
-    report = check_consistency(build(ledger.store), ledger.store, max_errors=1)
+    report = check_consistency(build(ledger.store), ledger.store.graph_scans, max_errors=1)
     assert len(report.errors) == 1 and report.error_count == 2  # issued(0) and paid(1)
 
 
@@ -303,18 +303,20 @@ def test_an_observer_names_itself_through_its_distribution_records(
     # charlie's node received paid through finality; no state or signature of it names charlie.
     store = LedgerStore(f"sqlite:///{tmp_path / 'observer.db'}", our_keys=[charlie.party.owning_key])
     received = ReceiverDistribution(ledger.paid.id, alice.name, WHEN, 0, b"", StatesToRecord.ALL_VISIBLE)
-    store.record_transaction(ledger.issued)
-    store.record_transaction(ledger.paid, receiver_record=received)
+    store.transactions.record_transaction(ledger.issued)
+    store.transactions.record_transaction(ledger.paid, receiver_record=received)
     anonymous = build(store)
     assert set(anonymous.ids(anonymous.involving_us())) == {ledger.paid.id}
     assert anonymous.parties(ledger.paid.id) == {str(alice.name), str(bob.name)}  # ours is unknown
-    named = LedgerGraph.build(store, page_size=100, pool_size=1, readers="thread", me=str(charlie.name))
+    named = LedgerGraph.build(
+        store.graph_scans, page_size=100, pool_size=1, readers="thread", me=str(charlie.name)
+    )
     assert named.parties(ledger.paid.id) == {str(alice.name), str(bob.name), str(charlie.name)}
     assert set(named.ids(named.involving(str(charlie.name)))) == {ledger.paid.id}
     assert set(named.ids(named.involving(str(alice.name)))) == {ledger.issued.id, ledger.paid.id}
     # Added later, through the listener: the same.
-    named.attach(store)
-    store.record_transaction(
+    named.attach(store.transactions, store.distribution)
+    store.transactions.record_transaction(
         ledger.merged,
         receiver_record=ReceiverDistribution(
             ledger.merged.id, alice.name, WHEN, 1, b"", StatesToRecord.ALL_VISIBLE
@@ -341,8 +343,8 @@ def test_a_signer_named_only_in_a_later_page(
         signed = issue(alice.party, notary_actor.party, [(bob.party, 5)], "EUR").sign([alice.key])
         if bytes(signed.id) < bytes(naming.id):
             break
-    store.record_transaction(signed)
-    store.record_transaction(naming)
+    store.transactions.record_transaction(signed)
+    store.transactions.record_transaction(naming)
     one_page, page_each = build(store, page_size=100), build(store, page_size=1)
     assert page_each.parties(signed.id) == one_page.parties(signed.id) == {str(alice.name), str(bob.name)}
     assert snapshot(page_each) == snapshot(one_page)
@@ -353,7 +355,7 @@ def test_party_set_ids_widen_past_65536_sets(
     ledger: Ledger, alice: Actor, bob: Actor, charlie: Actor, notary_actor: Actor
 ) -> None:
     graph = build(ledger.store)
-    graph.attach(ledger.store)
+    graph.attach(ledger.store.transactions, ledger.store.distribution)
     assert graph.arrays()["party_set"].dtype == np.uint16
     for i in range(70_000):  # as if the ledger had seen that many sets of parties already
         name = graph.name_id(f"O=Party {i}, L=Oslo, C=NO")
@@ -362,7 +364,7 @@ def test_party_set_ids_widen_past_65536_sets(
     more = move([ledger.paid.tx.out_ref(1)], [(bob.party, 10)], alice.party, notary_actor.party).sign(
         [alice.key]
     )
-    ledger.store.record_transaction(more)
+    ledger.store.transactions.record_transaction(more)
     assert graph.arrays()["party_set"].dtype == np.int32
     assert graph.parties(more.id) == {str(alice.name), str(bob.name)}
     assert graph.parties(ledger.merged.id) == {str(bob.name), str(charlie.name)}
@@ -375,17 +377,17 @@ def test_merges_append_ids_without_copying_them(
     ledger: Ledger, alice: Actor, bob: Actor, notary_actor: Actor
 ) -> None:
     graph = build(ledger.store)
-    graph.attach(ledger.store)
+    graph.attach(ledger.store.transactions, ledger.store.distribution)
     before = graph.id_set(np.ones(graph.size, dtype=bool))
     held = list(before)
     change = ledger.paid.tx.out_ref(1)
     first = move([change], [(bob.party, 10), (alice.party, 60)], alice.party, notary_actor.party).sign(
         [alice.key]
     )
-    ledger.store.record_transaction(first)
+    ledger.store.transactions.record_transaction(first)
     grown = graph.arrays()["ids"]  # the first merge moves the ids into a buffer with room
     second = move([first.tx.out_ref(1)], [(bob.party, 60)], alice.party, notary_actor.party).sign([alice.key])
-    ledger.store.record_transaction(second)
+    ledger.store.transactions.record_transaction(second)
     after = graph.arrays()["ids"]
     assert np.shares_memory(grown, after) and len(after) == len(grown) + 1 == 5
     assert list(before) == held  # a set handed out before the merges is unchanged
@@ -396,23 +398,23 @@ def test_the_states_kept_from_the_build_are_those_read_again_after_merges(
     ledger: Ledger, alice: Actor, bob: Actor, notary_actor: Actor
 ) -> None:
     graph = build(ledger.store)
-    graph.attach(ledger.store)
+    graph.attach(ledger.store.transactions, ledger.store.distribution)
     highest = max(bytes(t) for t in graph.ids(range(graph.size)))
     change = ledger.paid.tx.out_ref(1)
     spend = move([change], [(bob.party, 10), (alice.party, 60)], alice.party, notary_actor.party)
-    ledger.store.record_transaction(spend.sign([alice.key]))
+    ledger.store.transactions.record_transaction(spend.sign([alice.key]))
     while True:  # one that sorts before an id of the build: the graph's order is then no longer the identity
         lower = issue(alice.party, notary_actor.party, [(bob.party, 5), (alice.party, 1)], "EUR").sign(
             [alice.key]
         )
         if bytes(lower.id) < highest:
             break
-    ledger.store.record_transaction(lower)
+    ledger.store.transactions.record_transaction(lower)
     kept = graph.take_states()
-    again = graph.read_states(ledger.store, page_size=2)
+    again = graph.read_states(ledger.store.graph_scans, page_size=2)
     assert kept is not None and graph.take_states() is None  # handed over once
     assert graph.arrays()["order"].size == graph.size == 5
     for name in ("ref_off", "ref_tx", "ref_out", "inputs", "out_off", "rel_counts", "rel_out"):
         assert np.array_equal(getattr(kept, name), getattr(again, name)), name
     assert int(kept.outputs[graph.index(lower.id)]) == 2 and len(kept.rel_out) > 0
-    assert check_consistency(graph, ledger.store).errors == []
+    assert check_consistency(graph, ledger.store.graph_scans).errors == []

@@ -34,7 +34,7 @@ def graph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LedgerGraph]:
     path = tmp_path_factory.mktemp("pairset") / "ledger.db"
     store = LedgerStore(f"sqlite:///{path}", our_keys=fixture_store_keys(parties=5))
     load(store, 400, parties=5)
-    yield LedgerGraph.build(store, page_size=50, pool_size=1, readers="thread")
+    yield LedgerGraph.build(store.graph_scans, page_size=50, pool_size=1, readers="thread")
     store.close()
 
 
@@ -56,11 +56,11 @@ def test_sorted_after_transactions_added_out_of_id_order(tmp_path: Path) -> None
     store = LedgerStore(f"sqlite:///{tmp_path / 'late.db'}", our_keys=fixture_store_keys(parties=3))
     txs = list(generate_ledger(60, parties=3))
     for stx in txs[:30]:
-        store.record_transaction(stx)
-    graph = LedgerGraph.build(store, page_size=7, pool_size=1, readers="thread")
-    graph.attach(store)
+        store.transactions.record_transaction(stx)
+    graph = LedgerGraph.build(store.graph_scans, page_size=7, pool_size=1, readers="thread")
+    graph.attach(store.transactions, store.distribution)
     for stx in txs[30:]:
-        store.record_transaction(stx)
+        store.transactions.record_transaction(stx)
     got = pair_set(graph, party_name(0), party_name(1))
     assert list(got) == sorted(by_definition(graph, party_name(0), party_name(1)))
     assert {SecureHash(i) for i in got} <= set(graph.ids(range(graph.size)))

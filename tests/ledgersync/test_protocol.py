@@ -103,7 +103,7 @@ def test_the_id_list_is_the_fallback_when_symbols_do_not_decode_in_time(
 
     ours = net.sync(A)
     service = LedgerSyncService(
-        ours.identity, ours.graph, ours.store, FirstSymbolOnly(),
+        ours.identity, ours.graph, ours.scans, FirstSymbolOnly(),
         LedgerSyncConfig(max_number_of_ibf_filter_flows=1), ours.network_map, ours.clock,
     )  # fmt: skip
     result = service.reconcile(B)
@@ -123,7 +123,7 @@ def _tampered_list(net: Net, tamper: Any) -> LedgerSyncService:
 
     ours = net.sync(A)
     return LedgerSyncService(
-        ours.identity, ours.graph, ours.store, Tampering(), LedgerSyncConfig(), ours.network_map, ours.clock
+        ours.identity, ours.graph, ours.scans, Tampering(), LedgerSyncConfig(), ours.network_map, ours.clock
     )
 
 
@@ -180,7 +180,7 @@ def test_malformed_symbols_end_the_session_with_a_codec_error(
 
     ours = net.sync(A)
     service = LedgerSyncService(
-        ours.identity, ours.graph, ours.store, Truncating(), ours.config, ours.network_map, ours.clock
+        ours.identity, ours.graph, ours.scans, Truncating(), ours.config, ours.network_map, ours.clock
     )
     with pytest.raises(ReconciliationCodecError, match="truncated"):
         service.reconcile(B)

@@ -109,11 +109,11 @@ def test_queued_and_interrupted_reconciliations_survive_a_restart(net: Net) -> N
         handle = net[A].engine.handle(flow_id)
         assert handle is not None and handle.wait_for(lambda h: h.waiting_for is not None, DEADLINE)
     # As a crash in the middle of C's reconciliation leaves it: RUNNABLE at RUNNING.
-    cut = store.get_checkpoint(with_c)
+    cut = store.checkpoints.get_checkpoint(with_c)
     assert cut is not None and cut.progress_step == QUEUED
     net.runtimes.pop(A).stop(5)
     net.network.detach(net.entry(A).p2p_address)
-    store.update_checkpoint(replace(cut, progress_step=RUNNING), value_changed=False)
+    store.checkpoints.update_checkpoint(replace(cut, progress_step=RUNNING), value_changed=False)
     store.close()
 
     net.start(A)  # the engine resumes both flows; they run once the graph is ready
@@ -121,7 +121,7 @@ def test_queued_and_interrupted_reconciliations_survive_a_restart(net: Net) -> N
     for party, flow_id in ((B, with_b), (C, with_c)):
         assert done[party].last_reconciliation_status is ReconciliationStatusValue.DIFFERENCES_NOT_FOUND
         assert done[party].state_machine_run_id == flow_id
-        finished = net[A].node.store.get_checkpoint(flow_id)
+        finished = net[A].node.store.checkpoints.get_checkpoint(flow_id)
         assert finished is not None and finished.status is FlowStatus.COMPLETED
 
 
@@ -184,7 +184,7 @@ def test_a_responder_restarted_mid_session_leaves_no_row_that_blocks_the_next_re
     sync_b = net[B].ledgersync
     assert sync_b is not None
     session = sync_b.incoming.admit(A)  # A's session with B has begun
-    flow = net[B].node.store.get_checkpoint(session.state_machine_id)
+    flow = net[B].node.store.checkpoints.get_checkpoint(session.state_machine_id)
     assert flow is not None and (flow.flow_name, flow.status) == (RESPONDER_FLOW, FlowStatus.RUNNABLE)
     assert flow.counterparties == (A,)
 
@@ -192,7 +192,7 @@ def test_a_responder_restarted_mid_session_leaves_no_row_that_blocks_the_next_re
     handle = net[B].engine.handle(session.state_machine_id)
     if handle is not None:
         assert handle.wait_for(lambda h: h.done, DEADLINE)
-    row = net[B].node.store.get_checkpoint(session.state_machine_id)
+    row = net[B].node.store.checkpoints.get_checkpoint(session.state_machine_id)
     assert row is not None and row.status is FlowStatus.FAILED
     status = net.scheduler(B).statuses.get(A, False)
     assert status is not None and status.last_reconciliation_status is ReconciliationStatusValue.FAILED
@@ -223,7 +223,7 @@ def test_killflow_ends_an_incoming_session_through_the_engine(net: Net) -> None:
     assert net[B].engine.kill(session.state_machine_id)
     assert handle.wait_for(lambda h: h.done, DEADLINE)  # at once, or when its step under way returns
     assert not sync_b.is_responding_to_reconciliation_for_party(C)
-    killed = net[B].node.store.get_checkpoint(session.state_machine_id)
+    killed = net[B].node.store.checkpoints.get_checkpoint(session.state_machine_id)
     assert killed is not None and killed.status is FlowStatus.KILLED
     status = sync_b.statuses.get(C, False)
     assert status is not None and status.last_reconciliation_error.startswith("KilledFlowException")

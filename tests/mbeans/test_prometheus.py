@@ -105,9 +105,9 @@ def test_the_exposition_after_a_restore_and_a_reconciliation(tmp_path: Path, net
     assert value(samples, m.LEDGER_GRAPH_INITIALIZED) == 1
     assert value(samples, m.LEDGER_GRAPH_SELF_CONSISTENT) == 1
     assert value(samples, m.LEDGER_GRAPH_ERRORS) == 0
-    assert value(samples, m.TRANSACTIONS, status="VERIFIED") == net[A].node.store.count_transactions(
-        TransactionStatus.VERIFIED
-    )
+    assert value(samples, m.TRANSACTIONS, status="VERIFIED") == net[
+        A
+    ].node.store.transactions.count_transactions(TransactionStatus.VERIFIED)
     assert value(samples, m.SCRAPE_ERRORS) == 0
     # The peer's side: it answered, it requested nothing.
     _, peer = scrape(net[B], monitor(net, B))

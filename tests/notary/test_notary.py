@@ -36,7 +36,7 @@ def notary(notary_store: LedgerStore, notary_actor: Actor, clock: ManualClock) -
     return NotaryService(
         notary_actor.party,
         notary_actor.key,
-        UniquenessProvider(notary_store.uniqueness, notary_store, clock),
+        UniquenessProvider(notary_store.uniqueness, notary_store.unit, clock),
         clock,
     )
 
@@ -184,7 +184,10 @@ def test_commitments_survive_a_restart(
     notary.notarise(spend(issued, alice, bob, notary_actor))
     reopened = LedgerStore(database_url)
     again = NotaryService(
-        notary_actor.party, notary_actor.key, UniquenessProvider(reopened.uniqueness, reopened, clock), clock
+        notary_actor.party,
+        notary_actor.key,
+        UniquenessProvider(reopened.uniqueness, reopened.unit, clock),
+        clock,
     )
     with pytest.raises(NotaryConflictError):
         again.notarise(spend(issued, alice, charlie, notary_actor))

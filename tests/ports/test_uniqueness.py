@@ -26,7 +26,7 @@ def states(store: LedgerStore) -> CommittedStates:
 
 @pytest.fixture
 def provider(store: LedgerStore, states: CommittedStates, clock: ManualClock) -> UniquenessProvider:
-    return UniquenessProvider(states, store, clock)
+    return UniquenessProvider(states, store.unit, clock)
 
 
 def test_commit_records_consumers_and_the_transaction(states: CommittedStates) -> None:

@@ -32,7 +32,7 @@ def write_everything(store: LedgerStore, alice: Actor, notary: Actor) -> SecureH
 def test_a_raise_rolls_back_every_port(store: LedgerStore, alice: Actor, notary_actor: Actor) -> None:
     heard: list[object] = []
     store.transactions.add_listener(lambda stx, status: heard.append(stx.id))
-    with pytest.raises(Boom), store.unit_of_work():
+    with pytest.raises(Boom), store.unit.unit_of_work():
         tx_id = write_everything(store, alice, notary_actor)
         raise Boom
     assert store.transactions.transaction_status(tx_id) is None
@@ -50,9 +50,9 @@ def test_a_commit_keeps_everything_and_then_notifies(
 ) -> None:
     heard: list[tuple[object, TransactionStatus]] = []
     store.transactions.add_listener(lambda stx, status: heard.append((stx.id, status)))
-    with store.unit_of_work():
+    with store.unit.unit_of_work():
         tx_id = write_everything(store, alice, notary_actor)
-        with store.unit_of_work():  # nested: a savepoint, still one commit
+        with store.unit.unit_of_work():  # nested: a savepoint, still one commit
             store.keys.add_aes_keys({KEY.replace("a", "b"): b"more"})
         assert heard == []  # recorded, but not committed yet
     assert heard == [(tx_id, TransactionStatus.VERIFIED)]
@@ -65,9 +65,9 @@ def test_a_commit_keeps_everything_and_then_notifies(
 def test_an_inner_failure_caught_inside_rolls_back_only_its_savepoint(
     store: LedgerStore, alice: Actor, notary_actor: Actor
 ) -> None:
-    with store.unit_of_work():
+    with store.unit.unit_of_work():
         store.keys.add_aes_keys({KEY: b"kept"})
-        with pytest.raises(Boom), store.unit_of_work():
+        with pytest.raises(Boom), store.unit.unit_of_work():
             store.checkpoints.save_checkpoint(
                 FlowCheckpoint(FLOW, "FinalityFlow", FlowStatus.RUNNABLE, NOW, NOW)
             )

@@ -113,14 +113,14 @@ def test_round_trip(dl: DistributionList, discriminator: int, millis: int) -> No
 def test_node_keys_are_made_once_and_stored_wrapped(tmp_path: object) -> None:
     url = f"sqlite:///{tmp_path}/node.db"
     store = LedgerStore(url)
-    keys = NodeAesKeys(store, BOB).keys()
+    keys = NodeAesKeys(store.keys, BOB).keys()
     assert len(keys) == KEY_COUNT
-    stored = store.aes_keys()
+    stored = store.keys.aes_keys()
     assert len(stored) == KEY_COUNT
     for key_id, key in keys.items():
         assert len(key) == 16
         assert key not in stored[str(key_id)]  # wrapped, not in clear
-    again = NodeAesKeys(LedgerStore(url), BOB).keys()
+    again = NodeAesKeys(LedgerStore(url).keys, BOB).keys()
     assert again == keys
     assert wrapping_key(BOB, KEY_ID) != wrapping_key(CHARLIE, KEY_ID)
 
@@ -129,6 +129,6 @@ def test_keys_of_another_node_do_not_unwrap(tmp_path: object) -> None:
     from agent.errors import IdentityError
 
     store = LedgerStore(f"sqlite:///{tmp_path}/node.db")
-    NodeAesKeys(store, BOB).keys()
+    NodeAesKeys(store.keys, BOB).keys()
     with pytest.raises(IdentityError, match="does not unwrap"):
-        NodeAesKeys(store, CHARLIE).keys()
+        NodeAesKeys(store.keys, CHARLIE).keys()

@@ -44,7 +44,7 @@ def store(database_url: str, alice: Actor) -> LedgerStore:
 
 @pytest.fixture
 def ledger(store: LedgerStore) -> LedgerService:
-    return LedgerService(store, default_contracts())
+    return LedgerService(store.transactions, default_contracts())
 
 
 @pytest.fixture
@@ -58,8 +58,8 @@ def funded(ledger: LedgerService, alice: Actor, bob: Actor, notary_actor: Actor)
 
 def snapshot(store: LedgerStore) -> tuple[object, ...]:
     return (
-        list(store.iter_transaction_ids()),
-        [(v.ref, v.state_status) for v in store.iter_vault_states(state_status=None, relevancy=None)],
+        list(store.transactions.iter_transaction_ids()),
+        [(v.ref, v.state_status) for v in store.vault.iter_vault_states(state_status=None, relevancy=None)],
         store.schema.state_party.select().count(),
         store.schema.sender_distr_recs.select().count(),
     )
@@ -83,10 +83,10 @@ def test_a_good_chain_is_recorded_once(
     move = notarised(move, notary_actor)
     assert ledger.record(move) is True
     assert ledger.record(move) is False
-    assert store.transaction_status(move.id) is TransactionStatus.VERIFIED
-    consumed = [v.ref for v in store.iter_vault_states(state_status=StateStatus.CONSUMED)]
+    assert store.transactions.transaction_status(move.id) is TransactionStatus.VERIFIED
+    consumed = [v.ref for v in store.vault.iter_vault_states(state_status=StateStatus.CONSUMED)]
     assert consumed == [funded.tx.output_ref(0)]
-    assert [v.state.data["amount"] for v in store.iter_vault_states()] == [40]  # Alice's change
+    assert [v.state.data["amount"] for v in store.vault.iter_vault_states()] == [40]  # Alice's change
 
 
 def test_in_flight_needs_every_signature_but_the_notarys(
@@ -182,7 +182,7 @@ def test_bad_transactions_are_refused_by_name_and_leave_nothing(
         ledger.record(stx)
     assert str(stx.id) in str(err.value)
     assert snapshot(store) == before
-    assert store.transaction_status(stx.id) is None
+    assert store.transactions.transaction_status(stx.id) is None
 
 
 def test_a_malformed_name_never_reaches_the_ledger(funded: SignedTransaction) -> None:
@@ -213,7 +213,7 @@ def test_a_double_spend_is_refused_and_recorded_nowhere(
     notary = NotaryService(
         notary_actor.party,
         notary_actor.key,
-        UniquenessProvider(notary_store.uniqueness, notary_store, clock),
+        UniquenessProvider(notary_store.uniqueness, notary_store.unit, clock),
         clock,
     )
     first = token.move([funded.tx.out_ref(0)], [(bob.party, 10)], alice.party, notary_actor.party).sign(
@@ -245,5 +245,5 @@ def test_record_chain_verifies_a_fetched_back_chain_parents_first(
     )
     recorded = ledger.record_chain([last, origin, hop], StatesToRecord.ONLY_RELEVANT)
     assert [s.id for s in recorded] == [origin.id, hop.id, last.id]
-    assert [v.state.data["amount"] for v in store.iter_vault_states()] == [30]
+    assert [v.state.data["amount"] for v in store.vault.iter_vault_states()] == [30]
     assert ledger.record_chain([last, origin, hop]) == []

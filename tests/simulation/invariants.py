@@ -41,7 +41,7 @@ def _status(txs: dict[SecureHash, StoredTransaction], tx_id: SecureHash) -> Tran
 def check(sim: Simulation, record: Record) -> list[str]:
     stores: dict[X500Name, LedgerStore] = {name: sim.runtime(name).node.store for name in NODES}
     held: dict[X500Name, dict[SecureHash, StoredTransaction]] = {
-        name: {s.stx.id: s for s in store.iter_transactions()} for name, store in stores.items()
+        name: {s.stx.id: s for s in store.transactions.iter_transactions()} for name, store in stores.items()
     }
     violations = [f"unexpected error: {e}" for e in record.unexpected]
 
@@ -88,7 +88,7 @@ def check(sim: Simulation, record: Record) -> list[str]:
             if producer is not None:
                 parties |= _owners(producer, ref.index)
         for name, store in stores.items():
-            records = store.sender_records(tx_id)
+            records = store.distribution.sender_records(tx_id)
             if records:
                 parties |= {name, *(r.peer for r in records)}
         for party in sorted(parties & set(NODES)):
@@ -105,7 +105,7 @@ def check(sim: Simulation, record: Record) -> list[str]:
             for index in range(len(stx.tx.outputs))
             if name in _owners(stx, index) and StateRef(tx_id, index) not in spent
         }
-        actual = {v.ref for v in store.iter_vault_states(relevancy=RelevancyStatus.RELEVANT)}
+        actual = {v.ref for v in store.vault.iter_vault_states(relevancy=RelevancyStatus.RELEVANT)}
         for ref in sorted(expected - actual, key=str):
             violations.append(f"{name.organisation}'s vault lacks unconsumed {ref}")
         for ref in sorted(actual - expected, key=str):
@@ -127,7 +127,7 @@ def check(sim: Simulation, record: Record) -> list[str]:
 
     # No flow failed but by a notary conflict.
     for name, store in stores.items():
-        for cp in store.iter_checkpoints(FlowStatus.FAILED):
+        for cp in store.checkpoints.iter_checkpoints(FlowStatus.FAILED):
             if cp.progress_step != "ABORTED":
                 violations.append(
                     f"{name.organisation}: {cp.flow_name} {cp.flow_id[:8]} for {cp.tx_id} failed at "

@@ -98,17 +98,14 @@ TICK = timedelta(seconds=1)  # and moves the clock this far when nothing did
 SETTLE_STEP = timedelta(seconds=10)
 SETTLE_SIM = timedelta(hours=6)  # simulated time bound on reaching quiescence
 
-# LedgerStore's writers: a dead incarnation's store refuses them all.
-_STORE_WRITES = (
-    "unit_of_work",
-    "record_transaction",
-    "remove_in_flight",
-    "save_checkpoint",
-    "update_checkpoint",
-    "add_aes_keys",
-    "add_aes_keys_if_none",
-    "bulk_record",
-)
+# A dead incarnation's store refuses every write a node's services make: by the store's attribute it
+# goes through (a repository, the unit of work), and the store's own bulk_record.
+_STORE_WRITES = {
+    "unit": ("unit_of_work",),
+    "transactions": ("record_transaction", "remove_in_flight"),
+    "checkpoints": ("save_checkpoint", "update_checkpoint"),
+    "keys": ("add_aes_keys", "add_aes_keys_if_none"),
+}
 
 
 class SimulationStuckError(AssertionError):
@@ -159,7 +156,7 @@ class Template:
                 templates[entry.folder.name] = database
                 url = _pg_url(database)
             store = LedgerStore(url)  # migrated here
-            NodeAesKeys(store, entry.name).keys()  # the ten keys of a first start
+            NodeAesKeys(store.keys, entry.name).keys()  # the ten keys of a first start
             store.close()  # the last connection: SQLite folds the WAL back; a template has no user
         return cls(layout, backend, templates)
 
@@ -175,8 +172,11 @@ def _fence(store: LedgerStore) -> None:
     def refuse(*_args: Any, **_kwargs: Any) -> NoReturn:
         raise SimulatedCrash("a write by a dead node")
 
-    for name in _STORE_WRITES:
-        setattr(store, name, refuse)
+    setattr(store, "bulk_record", refuse)  # noqa: B010
+    for attribute, names in _STORE_WRITES.items():
+        target = getattr(store, attribute)
+        for name in names:
+            setattr(target, name, refuse)
 
 
 @dataclass(eq=False)
@@ -445,7 +445,7 @@ class Simulation:
             flows = [
                 f"{cp.flow_name} {cp.flow_id[:8]} at {cp.progress_step} "
                 f"waiting for {runtime.engine.waiting_for(cp.flow_id)}"
-                for cp in runtime.node.store.iter_checkpoints(FlowStatus.RUNNABLE)
+                for cp in runtime.node.store.checkpoints.iter_checkpoints(FlowStatus.RUNNABLE)
             ]
             if flows:
                 found[slot.name] = flows

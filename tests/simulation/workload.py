@@ -123,10 +123,10 @@ def double_spend(sim: Simulation, rng: random.Random, record: Record) -> None:
     def start() -> list[tuple[X500Name, SignedTransaction, FlowHandle]] | None:
         runtime = sim.runtime(payer)
         store = runtime.node.store
-        locked = store.in_flight_inputs()
+        locked = store.transactions.in_flight_inputs()
         mine = [
             v
-            for v in store.iter_vault_states(contract=token.TOKEN_CONTRACT)
+            for v in store.vault.iter_vault_states(contract=token.TOKEN_CONTRACT)
             if v.ref not in locked and token.Token.from_state(v.state).owner.name == payer
         ]
         if not mine:

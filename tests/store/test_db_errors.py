@@ -221,9 +221,9 @@ def test_a_read_on_a_connection_the_server_terminated_is_transient_and_the_next_
         cur.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))
     # A plain read, outside any write transaction: named too, for the hospital to diagnose.
     with pytest.raises(TransientConnectionError) as caught:
-        pg_store.get_stored(SecureHash.of(b"absent"))
+        pg_store.transactions.get_stored(SecureHash.of(b"absent"))
     assert isinstance(caught.value.__cause__, peewee.OperationalError | peewee.InterfaceError)
-    assert pg_store.get_stored(SecureHash.of(b"absent")) is None  # the next read connects afresh
+    assert pg_store.transactions.get_stored(SecureHash.of(b"absent")) is None  # the next read connects afresh
     still_usable(pg_store, "after a read met the dead connection")
 
 
@@ -245,7 +245,7 @@ def test_a_read_that_fails_on_sqlite_raises_a_named_database_error(sqlite_store:
     # A real failure of a read: the table it reads is gone (as a damaged or foreign file would be).
     sqlite_store.database.execute_sql('DROP TABLE "node_transactions"')
     with pytest.raises(DatabaseError) as caught:
-        sqlite_store.get_stored(SecureHash.of(b"anything"))
+        sqlite_store.transactions.get_stored(SecureHash.of(b"anything"))
     assert "no such table" in caught.value.message
     assert isinstance(caught.value.__cause__, peewee.OperationalError)
 

@@ -142,10 +142,10 @@ def test_recording_an_issuance_keeps_only_our_states(
     store: LedgerStore, alice: Actor, bob: Actor, notary_actor: Actor
 ) -> None:
     stx = issue(alice, bob, notary_actor)
-    assert store.record_transaction(stx) is True
-    assert store.transaction_status(stx.id) is TransactionStatus.VERIFIED
-    assert store.get_transaction(stx.id) == stx
-    states = list(store.iter_vault_states(relevancy=None))
+    assert store.transactions.record_transaction(stx) is True
+    assert store.transactions.transaction_status(stx.id) is TransactionStatus.VERIFIED
+    assert store.transactions.get_transaction(stx.id) == stx
+    states = list(store.vault.iter_vault_states(relevancy=None))
     assert [(s.ref.index, s.state.data["amount"]) for s in states] == [(0, 100)]
     assert states[0].relevancy_status is RelevancyStatus.RELEVANT
     assert states[0].notary_name == str(notary_actor.name)
@@ -157,12 +157,12 @@ def test_recording_twice_is_a_no_op(
     store: LedgerStore, alice: Actor, bob: Actor, notary_actor: Actor
 ) -> None:
     stx = issue(alice, bob, notary_actor)
-    assert store.record_transaction(stx)
-    assert store.record_transaction(stx) is False
-    assert store.record_transaction(stx, status=TransactionStatus.IN_FLIGHT) is False
-    assert store.count_transactions() == 1
-    assert store.count_vault_states() == 1
-    assert store.transaction_status(stx.id) is TransactionStatus.VERIFIED
+    assert store.transactions.record_transaction(stx)
+    assert store.transactions.record_transaction(stx) is False
+    assert store.transactions.record_transaction(stx, status=TransactionStatus.IN_FLIGHT) is False
+    assert store.transactions.count_transactions() == 1
+    assert store.vault.count_vault_states() == 1
+    assert store.transactions.transaction_status(stx.id) is TransactionStatus.VERIFIED
 
 
 def test_all_visible_keeps_states_of_others_as_not_relevant(
@@ -171,20 +171,20 @@ def test_all_visible_keeps_states_of_others_as_not_relevant(
     stx = token.issue(bob.party, notary_actor.party, [(bob.party, 7), (charlie.party, 3)], "USD").sign(
         [bob.key]
     )
-    store.record_transaction(stx, states_to_record=StatesToRecord.ALL_VISIBLE)
-    assert store.count_vault_states(relevancy=RelevancyStatus.RELEVANT) == 0
-    assert store.count_vault_states(relevancy=RelevancyStatus.NOT_RELEVANT) == 2
+    store.transactions.record_transaction(stx, states_to_record=StatesToRecord.ALL_VISIBLE)
+    assert store.vault.count_vault_states(relevancy=RelevancyStatus.RELEVANT) == 0
+    assert store.vault.count_vault_states(relevancy=RelevancyStatus.NOT_RELEVANT) == 2
 
 
 def test_a_move_consumes_its_input(store: LedgerStore, alice: Actor, bob: Actor, notary_actor: Actor) -> None:
     first = issue(alice, bob, notary_actor)
-    store.record_transaction(first)
+    store.transactions.record_transaction(first)
     move = pay(first, 0, alice, bob, 30, notary_actor)
-    store.record_transaction(move)
-    consumed = list(store.iter_vault_states(state_status=StateStatus.CONSUMED))
+    store.transactions.record_transaction(move)
+    consumed = list(store.vault.iter_vault_states(state_status=StateStatus.CONSUMED))
     assert [(c.ref, c.consuming_tx_id) for c in consumed] == [(first.tx.output_ref(0), move.id)]
     assert consumed[0].consumed_timestamp == NOW
-    unconsumed = list(store.iter_vault_states())
+    unconsumed = list(store.vault.iter_vault_states())
     assert [(u.ref, u.state.data["amount"]) for u in unconsumed] == [(move.tx.output_ref(1), 70)]
 
 
@@ -192,45 +192,45 @@ def test_in_flight_is_hidden_until_finalised(
     store: LedgerStore, alice: Actor, bob: Actor, notary_actor: Actor
 ) -> None:
     first = issue(alice, bob, notary_actor)
-    store.record_transaction(first)
+    store.transactions.record_transaction(first)
     move = token.move([first.tx.out_ref(0)], [(bob.party, 30)], alice.party, notary_actor.party).sign(
         [alice.key]
     )
-    assert store.record_transaction(move, status=TransactionStatus.IN_FLIGHT)
-    assert store.get_transaction(move.id) is None
-    assert store.get_stored(move.id).status is TransactionStatus.IN_FLIGHT
-    assert store.producing_transaction(move.id) is None
-    assert store.count_vault_states() == 1  # the vault waits for finality
+    assert store.transactions.record_transaction(move, status=TransactionStatus.IN_FLIGHT)
+    assert store.transactions.get_transaction(move.id) is None
+    assert store.transactions.get_stored(move.id).status is TransactionStatus.IN_FLIGHT
+    assert store.transactions.producing_transaction(move.id) is None
+    assert store.vault.count_vault_states() == 1  # the vault waits for finality
     with pytest.raises(TransactionNotFoundError, match=str(move.id)):
-        store.require_transaction(move.id)
+        store.transactions.require_transaction(move.id)
 
     notary_sig = sign(move.id, notary_actor.key)
     finalised = SignedTransaction(move.tx, (notary_sig,))
-    assert store.record_transaction(finalised) is True
-    stored = store.get_transaction(move.id)
+    assert store.transactions.record_transaction(finalised) is True
+    stored = store.transactions.get_transaction(move.id)
     assert stored is not None
     assert stored.signers() == {alice.party.owning_key, notary_actor.party.owning_key}
-    assert [s.state.data["amount"] for s in store.iter_vault_states()] == [70]
+    assert [s.state.data["amount"] for s in store.vault.iter_vault_states()] == [70]
 
 
 def test_remove_in_flight_takes_its_distribution_records(
     store: LedgerStore, alice: Actor, bob: Actor, notary_actor: Actor
 ) -> None:
     first = issue(alice, bob, notary_actor)
-    store.record_transaction(first)
+    store.transactions.record_transaction(first)
     move = token.move([first.tx.out_ref(0)], [(bob.party, 30)], alice.party, notary_actor.party).sign(
         [alice.key]
     )
     record = SenderDistribution(
         move.id, bob.name, NOW, 0, StatesToRecord.ONLY_RELEVANT, StatesToRecord.ONLY_RELEVANT
     )
-    store.record_transaction(move, status=TransactionStatus.IN_FLIGHT, sender_records=[record])
-    assert store.sender_records(move.id) == [record]
-    assert store.remove_in_flight(move.id) is True
-    assert store.transaction_status(move.id) is None
-    assert store.sender_records(move.id) == []
-    assert store.remove_in_flight(first.id) is False  # a VERIFIED transaction is never removed
-    assert store.transaction_status(first.id) is TransactionStatus.VERIFIED
+    store.transactions.record_transaction(move, status=TransactionStatus.IN_FLIGHT, sender_records=[record])
+    assert store.distribution.sender_records(move.id) == [record]
+    assert store.transactions.remove_in_flight(move.id) is True
+    assert store.transactions.transaction_status(move.id) is None
+    assert store.distribution.sender_records(move.id) == []
+    assert store.transactions.remove_in_flight(first.id) is False  # a VERIFIED transaction is never removed
+    assert store.transactions.transaction_status(first.id) is TransactionStatus.VERIFIED
 
 
 def test_a_failed_write_leaves_nothing(
@@ -241,13 +241,13 @@ def test_a_failed_write_leaves_nothing(
         stx.id, bob.name, None, 0, StatesToRecord.ONLY_RELEVANT, StatesToRecord.ALL_VISIBLE
     )  # type: ignore[arg-type]
     with pytest.raises(ConstraintViolationError):
-        store.record_transaction(stx, sender_records=[broken])
-    assert store.transaction_status(stx.id) is None
-    assert store.count_vault_states(state_status=None) == 0
+        store.transactions.record_transaction(stx, sender_records=[broken])
+    assert store.transactions.transaction_status(stx.id) is None
+    assert store.vault.count_vault_states(state_status=None) == 0
     assert list(store.schema.state_party.select()) == []
     assert list(store.schema.recovery_party_info.select()) == []
     # and the store is still usable afterwards (corda/corda#3482)
-    assert store.record_transaction(stx) is True
+    assert store.transactions.record_transaction(stx) is True
 
 
 def test_concurrent_recording_of_one_transaction(
@@ -261,7 +261,7 @@ def test_concurrent_recording_of_one_transaction(
     def record() -> None:
         try:
             barrier.wait(timeout=10)
-            results.append(store.record_transaction(stx))
+            results.append(store.transactions.record_transaction(stx))
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -274,7 +274,7 @@ def test_concurrent_recording_of_one_transaction(
         t.join(timeout=30)
     assert errors == []
     assert sorted(results) == [False, False, False, True]
-    assert store.count_vault_states() == 1
+    assert store.vault.count_vault_states() == 1
 
 
 # -- distribution records -----------------------------------------------------------------------------
@@ -293,19 +293,19 @@ def test_distribution_records_round_trip(
         ),
     ]
     receiver = ReceiverDistribution(stx.id, bob.name, NOW, 3, b"\x01sealed", StatesToRecord.ONLY_RELEVANT)
-    store.record_transaction(stx, sender_records=senders, receiver_record=receiver)
-    assert sorted(store.sender_records(stx.id), key=lambda r: str(r.peer)) == sorted(
+    store.transactions.record_transaction(stx, sender_records=senders, receiver_record=receiver)
+    assert sorted(store.distribution.sender_records(stx.id), key=lambda r: str(r.peer)) == sorted(
         senders, key=lambda r: str(r.peer)
     )
-    assert store.receiver_records(stx.id) == [receiver]
+    assert store.distribution.receiver_records(stx.id) == [receiver]
     info = {r.party_id: r.party_name for r in store.schema.recovery_party_info.select()}
     assert info[bob.name.peer_id] == str(bob.name)
 
     # Writing again: sender rows are kept as they are, the receiver row is updated (saveOrUpdate).
     newer = ReceiverDistribution(stx.id, bob.name, NOW, 3, b"\x01resealed", StatesToRecord.ALL_VISIBLE)
-    store.record_transaction(stx, sender_records=senders, receiver_record=newer)
-    assert store.receiver_records(stx.id) == [newer]
-    assert len(store.sender_records(stx.id)) == 2
+    store.transactions.record_transaction(stx, sender_records=senders, receiver_record=newer)
+    assert store.distribution.receiver_records(stx.id) == [newer]
+    assert len(store.distribution.sender_records(stx.id)) == 2
 
 
 # -- paged reads --------------------------------------------------------------------------------------
@@ -315,7 +315,7 @@ def _ledger(store: LedgerStore, alice: Actor, bob: Actor, notary: Actor, n: int)
     txs = []
     for i in range(n):
         stx = token.issue(alice.party, notary.party, [(alice.party, i + 1)], "GBP").sign([alice.key])
-        store.record_transaction(stx)
+        store.transactions.record_transaction(stx)
         txs.append(stx)
     return txs
 
@@ -324,36 +324,38 @@ def test_ids_come_in_pages_in_id_order(
     store: LedgerStore, alice: Actor, bob: Actor, notary_actor: Actor
 ) -> None:
     txs = _ledger(store, alice, bob, notary_actor, 23)
-    pages = list(store.transaction_id_pages(page_size=5))
+    pages = list(store.transactions.transaction_id_pages(page_size=5))
     assert [len(p) for p in pages] == [5, 5, 5, 5, 3]
-    ids = list(store.iter_transaction_ids(page_size=5))
+    ids = list(store.transactions.iter_transaction_ids(page_size=5))
     assert ids == sorted(stx.id for stx in txs)
-    assert [s.stx.id for s in store.iter_transactions(page_size=4)] == ids
-    assert list(store.iter_transaction_ids(status=TransactionStatus.IN_FLIGHT, page_size=5)) == []
+    assert [s.stx.id for s in store.transactions.iter_transactions(page_size=4)] == ids
+    assert (
+        list(store.transactions.iter_transaction_ids(status=TransactionStatus.IN_FLIGHT, page_size=5)) == []
+    )
 
 
 def test_vault_pages_cross_the_composite_key(store: LedgerStore, alice: Actor, notary_actor: Actor) -> None:
     stx = token.issue(alice.party, notary_actor.party, [(alice.party, a) for a in range(1, 8)], "GBP").sign(
         [alice.key]
     )
-    store.record_transaction(stx)
+    store.transactions.record_transaction(stx)
     other = token.issue(alice.party, notary_actor.party, [(alice.party, 50)], "EUR").sign([alice.key])
-    store.record_transaction(other)
-    got = [s.ref for s in store.iter_vault_states(page_size=3)]
+    store.transactions.record_transaction(other)
+    got = [s.ref for s in store.vault.iter_vault_states(page_size=3)]
     assert got == sorted([stx.tx.output_ref(i) for i in range(7)] + [other.tx.output_ref(0)])
 
 
 @pytest.mark.parametrize("bad", [0, -1, 10_000_001, True, "100"])
 def test_page_size_out_of_range_names_the_key(store: LedgerStore, bad: object) -> None:
     with pytest.raises(ConfigurationError, match="pageSize") as err:
-        list(store.iter_transaction_ids(page_size=bad))  # type: ignore[arg-type]
+        list(store.transactions.iter_transaction_ids(page_size=bad))  # type: ignore[arg-type]
     assert "1 to 10000000" in str(err.value)
 
 
 def test_a_scan_keeps_the_threads_sqlite_cache_small_and_gives_it_back(
     store: LedgerStore, alice: Actor, bob: Actor, notary_actor: Actor
 ) -> None:
-    store.record_transaction(issue(alice, bob, notary_actor))
+    store.transactions.record_transaction(issue(alice, bob, notary_actor))
     sqlite = is_sqlite(store.database)
 
     def cache_size() -> int | None:
@@ -362,7 +364,7 @@ def test_a_scan_keeps_the_threads_sqlite_cache_small_and_gives_it_back(
     before = cache_size()
     with scanning(store.database):
         during = cache_size()
-        assert len(list(store.iter_vault_states())) == 1  # queries run as usual (alice's state)
+        assert len(list(store.vault.iter_vault_states())) == 1  # queries run as usual (alice's state)
     assert cache_size() == before
     if sqlite:
         assert (before, during) == (SQLITE_PRAGMAS["cache_size"], -SCAN_CACHE_KIB)
@@ -376,9 +378,9 @@ def test_a_scan_keeps_the_threads_sqlite_cache_small_and_gives_it_back(
 
 def test_aes_keys_are_added_once(store: LedgerStore) -> None:
     keys = {f"00000000-0000-0000-0000-00000000000{i}": bytes([i]) * 24 for i in range(3)}
-    store.add_aes_keys(keys)
-    store.add_aes_keys({next(iter(keys)): b"other"})
-    assert store.aes_keys() == keys
+    store.keys.add_aes_keys(keys)
+    store.keys.add_aes_keys({next(iter(keys)): b"other"})
+    assert store.keys.aes_keys() == keys
 
 
 def test_checkpoints_are_upserted_and_listed(store: LedgerStore, bob: Actor) -> None:
@@ -393,15 +395,15 @@ def test_checkpoints_are_upserted_and_listed(store: LedgerStore, bob: Actor) -> 
         tx_id=SecureHash.of(b"tx"),
         value=b"\x00state",
     )
-    store.save_checkpoint(cp)
+    store.checkpoints.save_checkpoint(cp)
     failed = FlowCheckpoint(
         **{**cp.__dict__, "status": FlowStatus.FAILED, "error": "boom", "progress_step": "NOTARISING"}
     )
-    store.save_checkpoint(failed)
-    assert store.get_checkpoint(cp.flow_id) == failed
-    assert list(store.iter_checkpoints(FlowStatus.FAILED)) == [failed]
-    assert list(store.iter_checkpoints(FlowStatus.RUNNABLE)) == []
-    assert store.get_checkpoint("nope") is None
+    store.checkpoints.save_checkpoint(failed)
+    assert store.checkpoints.get_checkpoint(cp.flow_id) == failed
+    assert list(store.checkpoints.iter_checkpoints(FlowStatus.FAILED)) == [failed]
+    assert list(store.checkpoints.iter_checkpoints(FlowStatus.RUNNABLE)) == []
+    assert store.checkpoints.get_checkpoint("nope") is None
 
 
 # -- bulk path and isolation --------------------------------------------------------------------------
@@ -419,18 +421,18 @@ def test_bulk_record_leaves_what_record_transaction_leaves(
     )
     bulk = LedgerStore(database_url, our_keys=[alice.party.owning_key], clock=ManualClock(NOW))
     for stx in chain:
-        one.record_transaction(stx)
+        one.transactions.record_transaction(stx)
     assert bulk.bulk_record(chain, batch_size=2, timestamp=NOW) == 3
 
     def vault(s: LedgerStore) -> list[tuple[object, ...]]:
         return [
             (v.ref, v.state_status, v.relevancy_status, v.consuming_tx_id, v.state.data["amount"])
-            for v in s.iter_vault_states(state_status=None, relevancy=None)
+            for v in s.vault.iter_vault_states(state_status=None, relevancy=None)
         ]
 
     assert vault(bulk) == vault(one)
-    assert list(bulk.iter_transaction_ids()) == list(one.iter_transaction_ids())
-    assert bulk.get_transaction(third.id) == third
+    assert list(bulk.transactions.iter_transaction_ids()) == list(one.transactions.iter_transaction_ids())
+    assert bulk.transactions.get_transaction(third.id) == third
     one.close()
     bulk.close()
 
@@ -441,11 +443,11 @@ def test_two_stores_in_one_process_do_not_share_models(
     a = LedgerStore(database_url, our_keys=[alice.party.owning_key])
     b = LedgerStore(f"sqlite:///{tmp_path}/other.db", our_keys=[bob.party.owning_key])
     stx = issue(alice, bob, notary_actor)
-    a.record_transaction(stx)
-    assert b.count_transactions() == 0
-    b.record_transaction(stx)
-    assert [v.state.data["amount"] for v in a.iter_vault_states()] == [100]
-    assert [v.state.data["amount"] for v in b.iter_vault_states()] == [50]
+    a.transactions.record_transaction(stx)
+    assert b.transactions.count_transactions() == 0
+    b.transactions.record_transaction(stx)
+    assert [v.state.data["amount"] for v in a.vault.iter_vault_states()] == [100]
+    assert [v.state.data["amount"] for v in b.vault.iter_vault_states()] == [50]
     a.close()
     b.close()
 
@@ -468,15 +470,15 @@ def test_listeners_hear_of_each_change_once(
     store: LedgerStore, alice: Actor, bob: Actor, notary_actor: Actor
 ) -> None:
     heard: list[tuple[object, TransactionStatus]] = []
-    store.add_listener(lambda stx, status: heard.append((stx.id, status)))
+    store.transactions.add_listener(lambda stx, status: heard.append((stx.id, status)))
     first = issue(alice, bob, notary_actor)
-    store.record_transaction(first)
-    store.record_transaction(first)
+    store.transactions.record_transaction(first)
+    store.transactions.record_transaction(first)
     move = token.move([first.tx.out_ref(0)], [(bob.party, 1)], alice.party, notary_actor.party).sign(
         [alice.key]
     )
-    store.record_transaction(move, status=TransactionStatus.IN_FLIGHT)
-    store.record_transaction(move.signed_by(notary_actor.key))
+    store.transactions.record_transaction(move, status=TransactionStatus.IN_FLIGHT)
+    store.transactions.record_transaction(move.signed_by(notary_actor.key))
     assert heard == [
         (first.id, TransactionStatus.VERIFIED),
         (move.id, TransactionStatus.IN_FLIGHT),
