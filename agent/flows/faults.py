@@ -74,7 +74,9 @@ class FaultPlan:
         for entry in entries:
             point, sep, action = str(entry).partition("=")
             flow, dot, step = point.partition(".")
-            allowed = "allowed: entries like FinalityFlow.AFTER_NOTARISE=crash (actions: crash, fail, crash-before)"
+            allowed = (
+                "allowed: entries like FinalityFlow.AFTER_NOTARISE=crash (actions: crash, fail, crash-before)"
+            )
             if not (sep and dot and flow and step):
                 raise ConfigurationError(key, entry, allowed)
             try:
