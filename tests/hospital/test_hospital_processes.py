@@ -3,7 +3,8 @@
 - FinalityDoctor: the payee's database role loses its INSERT and UPDATE grants on node_transactions,
   so its ReceiveFinalityFlow fails for real and is kept; the payer waits for it. A restart (killed by
   PID) retries the kept flow from its checkpoint; once the grant is back and the payee restarted,
-  every party ends VERIFIED.
+  every party ends VERIFIED. The same refusal in the node's own FinalityFlow is the
+  DatabaseEndocrinologist's.
 - DoctorTimeout: the notary's process is stopped by its PID; a payment waits for it and finishes once
   it is started again.
 - UnknownFlowSpecialist: PartyA reconciles with peers that have LedgerSync switched off. One peer's
@@ -324,6 +325,29 @@ def test_a_payee_whose_database_refuses_writes_keeps_the_payment_until_put_right
         assert receiver()["flowId"] == kept["flowId"]  # the kept flow finished, no other
         assert [h["amount"] for h in net.client(B).vault()["holdings"]] == [10]
         assert [h["amount"] for h in net.client(A).vault()["holdings"]] == [90]
+
+        # The same refusal in B's own FinalityFlow (not a receiver): the DatabaseEndocrinologist's.
+        execute(superuser, f'REVOKE INSERT ON node_transactions FROM "{role}"')
+        back = net.client(B).pay(A, 4, "GBP", A, wait=2)
+        (own,) = net.flows(B, flowName="FinalityFlow", txId=back)
+        until(
+            lambda: net.flow(B, own["flowId"])["status"] == "HOSPITALIZED", lambda: net.flow(B, own["flowId"])
+        )
+        (endocrine,) = net.records(B, own["flowId"])
+        assert (endocrine.staff, endocrine.diagnosis, endocrine.step) == (
+            "DatabaseEndocrinologist",
+            "OVERNIGHT_OBSERVATION",
+            "VERIFIED",  # its IN_FLIGHT row (AFTER_RECORD) could not be written
+        )
+        assert (
+            net.flow(B, own["flowId"])["waitingFor"]
+            == "the flow hospital (DatabaseEndocrinologist: DatabaseError)"
+        )
+        execute(superuser, f'GRANT INSERT ON node_transactions TO "{role}"')
+        assert net.stop(B) == 0
+        net.start(B)
+        until(lambda: verified(net, back, A, B), lambda: net.flow(B, own["flowId"]))
+        assert [h["amount"] for h in net.client(B).vault()["holdings"]] == [6]
     finally:
         superuser.close()
 
