@@ -424,7 +424,7 @@ def test_an_operator_lists_pauses_and_resumes_a_payment_waiting_for_the_notary(
     listed = cli("list", "--status", "RUNNABLE", "--flow-name", "FinalityFlow")
     assert listed.returncode == 0, listed.stderr
     (row,) = [line for line in listed.stdout.splitlines() if paid in line]
-    assert "AFTER_BROADCAST" in row and f"{notary} (unreachable)" in row
+    assert "AFTER_BROADCAST" in row and f"{notary} (notary not answering)" in row
     flow_id = row.split()[0]
     paused = cli("pause", flow_id)
     assert (paused.returncode, paused.stdout.strip()) == (0, f"Paused flow [{flow_id}]")
