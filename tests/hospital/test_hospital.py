@@ -184,7 +184,9 @@ def test_a_step_that_asks_is_kept_and_a_restart_retries_it(
         (resumed,) = second.engine.resume_all()  # HOSPITALIZED goes back to RUNNABLE (Corda)
         assert resumed.flow_id == handle.flow_id and resumed.error is None
         again = second.engine.handle(handle.flow_id)
-        assert again is not None and again.result(WAIT) == "done"
+        if again is not None:  # else it ended already, on the pool, and the engine let it go
+            assert again.result(WAIT) == "done"
+        assert second.status(handle.flow_id) is FlowStatus.COMPLETED
     finally:
         second.stop()
 
