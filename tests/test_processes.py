@@ -321,7 +321,8 @@ def test_replayed_forged_and_oversize_messages_are_refused_by_a_running_agent(
 
     with HttpTransport() as transport:
         sealed = auth.seal(b, "no.such.topic", {})
-        assert refusal(transport.post(address, sealed, 10)) == (404, "UnknownTopicError")
+        # A topic B lacks is kept for observation, not refused (docs/hospital.md): one flow keeps it.
+        assert refusal(transport.post(address, sealed, 10)) == (409, "KeptForObservationError")
         assert refusal(transport.post(address, sealed, 10)) == (400, "ReplayedMessageError")
         forged = bytearray(auth.seal(b, TOPIC_TRANSACTION, {"tx": fresh.serialize()}))
         forged[-5] ^= 0x01  # inside the signature
@@ -334,7 +335,12 @@ def test_replayed_forged_and_oversize_messages_are_refused_by_a_running_agent(
     )
     assert huge.status_code == 413
     assert net.client(B).transaction(str(fresh.id)) is None
-    assert len(net.client(B).flows()) == flows_before
+    assert len(net.client(B).flows()) == flows_before + 1
+    _wait_until(
+        lambda: [f["flowName"] for f in net.client(B).flows("HOSPITALIZED")] == ["UnhandledSessionFlow"],
+        30,
+        lambda: net.client(B).flows(),
+    )
 
 
 def test_an_agent_stops_cleanly_on_sigterm(network_factory: Callable[..., Network]) -> None:
