@@ -198,7 +198,9 @@ class DoctorTimeout:
             return _no(self.name)
         n = patient.discharges.get(self.name, 0)
         delay = notary_backoff(n, self.settings, rng)
-        return Consultation(self.name, Diagnosis.DISCHARGE, delay, f"{peer} (unreachable)", chronic=True)
+        return Consultation(
+            self.name, Diagnosis.DISCHARGE, delay, f"{peer} (notary not answering)", chronic=True
+        )
 
 
 class NotaryDoctor:

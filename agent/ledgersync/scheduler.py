@@ -27,8 +27,12 @@ Choices where the reference is vague:
 - A responder that is busy (MaxIncomingSessionsExceededException) is asked again after a jittered
   back-off (1 s doubling to 1 min, each wait cut by up to half at random) until
   maxReconciliationRetryAttemptTimeout has passed since the first attempt; the flow keeps its slot
-  and its status stays IN_PROGRESS meanwhile (parked on the clock, holding no thread). Other
-  refusals and failures end it FAILED at once: asking again soon would meet the same answer.
+  and its status stays IN_PROGRESS meanwhile (parked on the clock, holding no thread). A responder
+  that keeps the session for observation (KeptForObservationError: it lacks LedgerSync's topics, say)
+  is the flow hospital's: the flow waits at RUNNING and asks again, as for a peer keeping any other
+  message (docs/hospital.md), until that peer is upgraded or its operator kills the kept flow (we
+  are told, ask again at once and are refused). Other refusals and failures end it FAILED at once:
+  asking again soon would meet the same answer.
 - killFlow ends the flow KILLED between two exchanges, marks its status FAILED
   (KilledFlowException) if it was IN_PROGRESS for that flow, and frees its slot at once (Corda
   leaves it IN_PROGRESS until StopReconciliationForPartyFlow). StopReconciliationForPartyFlow kills
@@ -48,8 +52,10 @@ from agent.clock import Clock, to_epoch_ms
 from agent.errors import (
     AgentError,
     CannotReconcileWithSelfException,
+    KeptForObservationError,
     KilledFlowException,
     MaxIncomingSessionsExceededException,
+    PeerRequestError,
     ReconciliationAlreadyScheduledException,
 )
 from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
@@ -137,7 +143,6 @@ class ReconcileWithPartyFlow(Flow):
         self._first_attempt: Any = None
         self._delay = FIRST_RETRY_DELAY
         self._attempt = 1
-        self._started_here = False  # False in a flow resumed at RUNNING: its session did not survive
 
     @property
     def counterparties(self) -> tuple[X500Name, ...]:
@@ -148,9 +153,10 @@ class ReconcileWithPartyFlow(Flow):
         match progress_step:
             case "STARTED":
                 return Advance(QUEUED)
-            case "RUNNING" if not self._started_here:
-                # Rebuilt from a checkpoint at RUNNING (a restart, a resume or retry after a pause or
-                # the hospital, a retried step): its session is gone, so back to the queue for a slot.
+            case "RUNNING" if ctx.flow_id not in scheduler.begun:
+                # Rebuilt from a checkpoint at RUNNING without its slot (a restart; a resume or retry
+                # after a pause or the hospital's observation, which gave the slot back): back to the
+                # queue. A retry of the hospital's back-off keeps the slot and goes on below.
                 return Advance(QUEUED)
             case "QUEUED" if not scheduler.slots.acquire(ctx.flow_id, int(self.state["queued_at"])):
                 used = scheduler.slots.in_use
@@ -159,12 +165,16 @@ class ReconcileWithPartyFlow(Flow):
                     return Advance(QUEUED)
                 return Await(("slot",), ctx.now + SLOT_WAIT, f"a free reconciliation slot ({used} in use)")
             case "QUEUED":
-                # A slot of our own: IN_PROGRESS from now, begun afresh.
-                self._started_here = True
+                # A slot of our own: IN_PROGRESS from now, begun afresh. Not again when the hospital
+                # retries the flow in this process (rebuilt from its checkpoint, slot kept): a commit at
+                # each retry would reset its budget, so its back-off would never grow.
                 at = to_epoch_ms(ctx.now)
-                return Advance(
-                    RUNNING, effect=lambda: scheduler.statuses.started(self.party, True, ctx.flow_id, at)
-                )
+
+                def begin() -> None:
+                    scheduler.statuses.started(self.party, True, ctx.flow_id, at)
+                    scheduler.begun.add(ctx.flow_id)
+
+                return Advance(RUNNING, effect=begin)
             case "RUNNING":
                 return self._reconcile(ctx)
         raise AgentError(f"{RECONCILE_FLOW} has no step after {progress_step}")
@@ -191,6 +201,10 @@ class ReconcileWithPartyFlow(Flow):
             self._delay *= 2
             self._attempt += 1
             return Await(("never",), ctx.now + timedelta(seconds=wait), f"{party} (busy: asking again)")
+        except PeerRequestError as refused:
+            if refused.error_type == KeptForObservationError.__name__ and not ctx.cancelled.is_set():
+                raise  # the hospital's: wait for that peer and ask again (its status stays IN_PROGRESS)
+            return self._failed(ctx, refused)
         except Exception as exc:
             return self._failed(ctx, exc)
         if ctx.cancelled.is_set():  # killed or stopped meanwhile: they wrote the status
@@ -244,6 +258,9 @@ class ReconciliationScheduler:
         self.identity_name = str(X500Name.parse(identity_name))
         self.rng = rng or random.Random()
         self.slots = _Slots(engine, config.max_number_of_parallel_reconciliation_requests)
+        # Flows whose session began in this process (their RUNNING was committed here): a hospital
+        # retry goes on with them; after a restart, none has, and each begins afresh.
+        self.begun: set[str] = set()
         self._schedule_lock = threading.Lock()
         engine.register(RECONCILE_FLOW, lambda state: ReconcileWithPartyFlow(state, self))
         engine.on_status(self._status_changed)
@@ -373,6 +390,7 @@ class ReconciliationScheduler:
         Called with the engine's lock held: releasing only hands the slot to the next flow (a message).
         """
         if checkpoint.flow_name == RECONCILE_FLOW and checkpoint.status is not FlowStatus.RUNNABLE:
+            self.begun.discard(checkpoint.flow_id)
             self.slots.release(checkpoint.flow_id)
 
     def _adopt_old_queue(self) -> None:
