@@ -178,6 +178,11 @@ class FlowEngine:
         self._timer_thread = threading.Thread(target=self._timer_loop, name="flow-timer", daemon=True)
         self._timer_thread.start()
 
+    @property
+    def stopping(self) -> bool:
+        """shutdown() was called: nothing new runs (a service's own threads stop with the engine)."""
+        return self._stopping.is_set()
+
     # -- registration and start ----------------------------------------------------------------------
 
     def register(self, name: str, factory: FlowFactory) -> None:

@@ -405,6 +405,8 @@ class FlowHospital:
         interval = timedelta(seconds=self.settings.patients_log_interval_s)
         due = self.clock.now() + interval
         while not self._stop.wait(min(1.0, self.settings.patients_log_interval_s)):
+            if self._engine is not None and self._engine.stopping:
+                return  # its engine was shut down (a stopped or crashed node): nothing more to watch
             if self.clock.now() < due:
                 continue
             due = self.clock.now() + interval

@@ -281,3 +281,15 @@ def test_patients_age_counts_on_the_clock(ward: Ward) -> None:
     (patient,) = ward.hospital.patients(PatientFilter(min_age_s=180))
     assert patient.age_s(ward.clock.now()) == 180
     assert ward.hospital.patients(PatientFilter(min_age_s=181)) == []
+
+
+def test_the_patients_log_thread_ends_with_its_engine(store: LedgerStore) -> None:
+    # A node that crashed in a simulation never calls hospital.stop(): its thread must not outlive
+    # the engine (thousands of seeds would pile them up).
+    ward = Ward(store)
+    ward.hospital.start()
+    logger = ward.hospital._logger
+    assert logger is not None and logger.is_alive()
+    ward.engine.shutdown(5)
+    logger.join(WAIT)
+    assert not logger.is_alive()
