@@ -183,8 +183,10 @@ def test_a_step_that_asks_is_kept_and_a_restart_retries_it(
     try:
         (resumed,) = second.engine.resume_all()  # HOSPITALIZED goes back to RUNNABLE (Corda)
         assert resumed.flow_id == handle.flow_id and resumed.error is None
+        # The resumed flow may have completed already (then the engine holds no handle of it).
         again = second.engine.handle(handle.flow_id)
-        assert again is not None and again.result(WAIT) == "done"
+        assert again is None or again.result(WAIT) == "done"
+        assert second.status(handle.flow_id) is FlowStatus.COMPLETED
     finally:
         second.stop()
 
