@@ -7,8 +7,9 @@ as strings from Jolokia's GET URLs, and are coerced to the parameter's type here
 IllegalArgumentException naming the parameter otherwise.
 
 Access: reading an attribute and an INFO operation need the read-only role; writing an attribute and
-an ACTION operation need the operator role (see mbeans.access). An operation built with checks_caller
-is handed the Caller (first, before its arguments) and checks the role itself.
+an ACTION operation need the operator role (see mbeans.access). An operation built with a guard
+checks its caller itself: the guard sees the caller and the arguments as given before anything else
+is looked at (a refusal comes before a bad argument), and the call is handed the caller first.
 """
 
 from __future__ import annotations
@@ -120,6 +121,10 @@ class Parameter:
     description: str
 
 
+Guard = Callable[[Caller | None, Mapping[str, Any]], None]
+"""Checks the caller (None: code in this process) and the arguments as given, by name; raises to refuse."""
+
+
 @dataclass(frozen=True)
 class Operation:
     name: str
@@ -128,7 +133,12 @@ class Operation:
     description: str
     call: Callable[..., Any]
     impact: Impact = Impact.INFO
-    checks_caller: bool = False  # call(caller, *arguments): it checks the caller's role itself
+    guard: Guard | None = None  # with one, call(caller, *arguments): it checks the caller itself
+
+    @property
+    def checks_caller(self) -> bool:
+        """The adapters leave the role to its guard, and hand it the caller."""
+        return self.guard is not None
 
     @property
     def signature(self) -> str:
@@ -143,6 +153,11 @@ class Operation:
         params = self.parameters
         if arguments is None:
             arguments = []
+        if self.guard is not None:
+            # By name as given; a wrong count is refused below, after the guard.
+            names = (p.name for p in params)
+            given = arguments if isinstance(arguments, Mapping) else dict(zip(names, arguments, strict=False))
+            self.guard(caller, given)
         if isinstance(arguments, Mapping):
             unknown = set(arguments) - {p.name for p in params}
             if unknown:
@@ -164,7 +179,7 @@ class Operation:
             coerce(p.type, v, f"{self.name} parameter {p.name!r}")
             for p, v in zip(params, values, strict=True)
         ]
-        if self.checks_caller:
+        if self.guard is not None:
             return self.call(caller, *coerced)
         return self.call(*coerced)
 
@@ -201,10 +216,10 @@ class MBean:
         call: Callable[..., Any],
         impact: Impact = Impact.INFO,
         *,
-        checks_caller: bool = False,
+        guard: Guard | None = None,
     ) -> MBean:
         op = Operation(
-            name, tuple(Parameter(*p) for p in parameters), returns, description, call, impact, checks_caller
+            name, tuple(Parameter(*p) for p in parameters), returns, description, call, impact, guard
         )
         overloads = self.operations.setdefault(name, [])
         if any(o.signature == op.signature for o in overloads):

@@ -51,21 +51,31 @@ class CommandGate:
         self.audit = audit
         self.clock = clock
 
+    def authorize(self, command: NodeCommand, arguments: Mapping[str, Any], caller: Caller | None) -> None:
+        """Refuse a command that acts to a caller without the operator role, and record the refusal
+        (before its arguments are checked: a read-only user learns nothing more than no)."""
+        declared = command.command
+        if not declared.act or caller is None:
+            return
+        try:
+            require_action(caller.principal, declared.name)
+        except SecurityException as exc:
+            self._record(
+                self.clock.now(), actor_of(caller), declared.name, arguments, None, f"refused: {exc}"
+            )
+            raise
+
     def run(self, command: NodeCommand, arguments: Mapping[str, Any], caller: Caller | None) -> Any:
         """command with its named arguments, for caller (None: this process)."""
         declared = command.command
         actor = actor_of(caller)
+        self.authorize(command, arguments, caller)
         if not declared.act:
             return command.start(arguments, actor)
         asked_at = self.clock.now()  # the entry's time: when it was asked (a job may end before we record)
         record = partial(self._record, asked_at, actor, declared.name, arguments)
         try:
-            if caller is not None:
-                require_action(caller.principal, declared.name)
             result = command.start(arguments, actor)
-        except SecurityException as exc:
-            record(None, f"refused: {exc}")
-            raise
         except FlowTimeoutError as exc:
             record(None, f"accepted: flow {exc.flow_id} still running")
             raise

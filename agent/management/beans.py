@@ -15,9 +15,9 @@ check`) reads and calls the services only through these; the beans' names are mb
 
 Operations of catalogue commands are built from the catalogue (agent.operator_api.catalogue): its
 operation name, parameters, impact (ACTION for an operator's command) and return type. They check
-their caller themselves (`checks_caller`): each runs through the gate of agent.management.audit,
-which refuses an ACTION to a read-only user and writes the audit log, the refusal included. A bad
-argument is an IllegalArgumentException, as for any bean.
+their caller themselves (a guard): each runs through the gate of agent.management.audit, which
+refuses an ACTION to a read-only user before its arguments are looked at and writes the audit log,
+the refusal included. A bad argument is an IllegalArgumentException, as for any bean.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def add_command(bean: MBean, command: NodeCommand, gate: CommandGate) -> None:
             declared.description,
             _runner(command, params, gate),
             impact,
-            checks_caller=True,
+            guard=lambda caller, given: gate.authorize(command, given, caller),
         )
 
 
