@@ -180,7 +180,7 @@ def _follow(client: ManagementClient, job: dict[str, Any], args: argparse.Namesp
     from agent.client.tables import progress_line
 
     def show(now: dict[str, Any]) -> None:
-        if not args.json:
+        if not args.json and not now.get("finished"):  # the finished job is printed whole after
             print(progress_line(now), flush=True)
 
     def unreachable(exc: Exception) -> None:
