@@ -241,6 +241,7 @@ def test_json_rpc_and_jolokia_retry_patients_and_refuse_the_read_only_user(serve
     assert isinstance(early, Error) and early.code == -32003
     done = rpc("FlowHospital.retryFlow", {"id": first, "reason": "from JSON-RPC"}, served.operator, "shell")
     assert isinstance(done, Ok) and done.result is True
+    wait_until(lambda: served.status(first) is FlowStatus.COMPLETED, "the retried flow completed")
     dry = rpc(
         "FlowHospital.bulkAction", ["retry", {"errorType": "InjectedFaultError"}, "a look"], served.operator
     )
