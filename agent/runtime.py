@@ -14,6 +14,7 @@ from agent.finality.service import FinalityService
 from agent.flows.checkpoints import FlowCheckpoint
 from agent.flows.engine import FlowEngine
 from agent.flows.faults import FaultPlan
+from agent.hospital.bulk import BulkActions
 from agent.hospital.hospital import FlowHospital
 from agent.hospital.sessions import UnhandledSessions
 from agent.ledgersync.app import LedgerSync, LedgerSyncPorts
@@ -41,6 +42,7 @@ class AgentRuntime:
     finality: FinalityService
     tokens: TokenService
     hospital: FlowHospital
+    bulk: BulkActions
     ledgersync: LedgerSync | None = field(default=None)
     ledgersync_background: bool = False
     resumed: list[FlowCheckpoint] = field(default_factory=list)
@@ -141,6 +143,16 @@ def build_runtime(
             engine,
         )
         sync.register(peer_service)
+    bulk = BulkActions(
+        engine,
+        node.store.checkpoints,
+        node.store.hospital,
+        node.store.audit,
+        clock,
+        # killFlow's own rule: a reconciliation is LedgerSync's to kill, any other flow the engine's.
+        lambda flow_id: (sync is not None and sync.kill_flow(flow_id)) or engine.kill(flow_id),
+    )
+    bulk.register()
     runtime = AgentRuntime(
         node,
         authenticator,
@@ -151,6 +163,7 @@ def build_runtime(
         finality,
         tokens,
         hospital,
+        bulk,
         sync,
         ledgersync_background,
     )

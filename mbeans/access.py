@@ -2,31 +2,25 @@
 
 read-only: read attributes, INFO operations (statuses, "Is..." questions), search, list, metrics.
 operator: all of that, and write attributes and ACTION operations (schedule, stop, kill, refresh).
+
+An adapter checks the role itself before it touches a bean, except for an operation that checks its
+caller itself (`Operation.checks_caller`: the agent's catalogue commands, whose one gate also writes
+the refusal to the audit log); to that one the adapter hands the Caller: who, and through what.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import Enum
 
 from werkzeug.datastructures import Authorization
 
+from mbeans.caller import Caller, Principal, Role, client_of
 from mbeans.errors import SecurityException
-from mbeans.model import Impact
+from mbeans.model import Impact, Operation
+
+__all__ = ["REALM", "Authenticator", "Caller", "Principal", "Role", "authorize", "client_of"]
 
 REALM = 'Basic realm="ledger-agent"'  # WWW-Authenticate of every 401 the adapters answer
-
-
-class Role(Enum):
-    READ_ONLY = "read-only"
-    OPERATOR = "operator"
-
-
-@dataclass(frozen=True)
-class Principal:
-    username: str
-    role: Role
 
 
 Authenticator = Callable[[Authorization | None], Principal | None]
@@ -50,3 +44,10 @@ def require_operation(principal: Principal, impact: Impact, what: str) -> None:
         require_action(principal, what)
     else:
         require_read(principal, what)
+
+
+def authorize(caller: Caller, operation: Operation, what: str) -> None:
+    """What an adapter checks before invoking operation (with the caller): the role its impact needs,
+    unless the operation checks its caller itself."""
+    if not operation.checks_caller:
+        require_operation(caller.principal, operation.impact, what)

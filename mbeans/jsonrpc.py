@@ -34,7 +34,16 @@ from oslash.either import Left  # type: ignore[import-untyped]  # jsonrpcserver'
 
 from agent import __version__
 from agent.errors import AgentError, DatabaseError
-from mbeans.access import REALM, Authenticator, Principal, require_action, require_operation, require_read
+from mbeans.access import (
+    REALM,
+    Authenticator,
+    Caller,
+    Principal,
+    authorize,
+    client_of,
+    require_action,
+    require_read,
+)
 from mbeans.errors import (
     AttributeNotFoundException,
     AttributeNotWritableException,
@@ -70,6 +79,7 @@ UNAUTHENTICATED = -32005  # only with HTTP 401: credentials missing or wrong
 
 ALIASED_TYPE = str(LEDGER_SYNC.key("type"))  # whose members also go by their bare (the reference's JMX) names
 INTERNAL_MESSAGE = "internal error; see the agent's log"
+SURFACE = "jsonrpc"  # what the audit log records of a call that came this way
 
 Method = Callable[..., Result]
 
@@ -146,12 +156,15 @@ def _checked(result: Any) -> Any:
     return result
 
 
-def _guarded(what: str, call: Callable[[Principal, Sequence[Any], Mapping[str, Any]], Any]) -> Method:
+Call = Callable[[Caller, Sequence[Any], Mapping[str, Any]], Any]
+
+
+def _guarded(what: str, call: Call) -> Method:
     """A jsonrpcserver method that maps every error itself, so nothing internal reaches `data`."""
 
-    def method(principal: Principal, /, *args: Any, **kwargs: Any) -> Result:
+    def method(caller: Caller, /, *args: Any, **kwargs: Any) -> Result:
         try:
-            return Success(_checked(call(principal, args, kwargs)))
+            return Success(_checked(call(caller, args, kwargs)))
         except JsonRpcError:
             raise
         except DatabaseError:  # the store failed: its text stays in the log
@@ -199,6 +212,7 @@ _SCHEMA = {
     JavaType.BOOLEAN: "boolean",
     JavaType.DOUBLE: "number",
     JavaType.DOUBLE_OBJECT: "number",
+    JavaType.INTEGER_OBJECT: "integer",
     JavaType.LIST: "array",
     JavaType.MAP: "object",
 }
@@ -322,33 +336,33 @@ class MethodTable:
     def _add_generic(self, add: Callable[[str, Method, list[MethodInfo]], None]) -> None:
         registry = self._registry
 
-        def read(principal: Principal, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        def read(caller: Caller, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
             mbean, attribute = _bind("read", ("mbean", "attribute"), 2, args, kwargs)
             bean = registry.get(_text(mbean, "mbean"))
-            require_read(principal, f"read {attribute}")
+            require_read(caller.principal, f"read {attribute}")
             return bean.get(_text(attribute, "attribute"))
 
-        def write(principal: Principal, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        def write(caller: Caller, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
             mbean, attribute, value = _bind("write", ("mbean", "attribute", "value"), 3, args, kwargs)
             bean = registry.get(_text(mbean, "mbean"))
-            require_action(principal, f"write {attribute}")
+            require_action(caller.principal, f"write {attribute}")
             return bean.set(_text(attribute, "attribute"), value)
 
-        def exec_(principal: Principal, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        def exec_(caller: Caller, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
             mbean, spec, arguments = _bind("exec", ("mbean", "operation", "arguments"), 2, args, kwargs)
             bean = registry.get(_text(mbean, "mbean"))
             if arguments is not None and not isinstance(arguments, list | dict):
                 raise IllegalArgumentException(f"exec arguments: {arguments!r} is not a list or an object")
             arity = len(arguments) if isinstance(arguments, list) else None
             op = bean.find_operation(_text(spec, "operation"), arity)
-            require_operation(principal, op.impact, op.signature)
-            return op.invoke(arguments)
+            authorize(caller, op, op.signature)
+            return op.invoke(arguments, caller)
 
-        def list_methods(principal: Principal, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        def list_methods(caller: Caller, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
             _bind("list_methods", (), 0, args, kwargs)
             return [i.as_dict() for i in self._infos]
 
-        def discover(principal: Principal, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        def discover(caller: Caller, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
             _bind("rpc.discover", (), 0, args, kwargs)
             return {
                 "openrpc": "1.2.6",
@@ -406,29 +420,29 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
-def _getter(bean: MBean, name: str) -> Callable[[Principal, Sequence[Any], Mapping[str, Any]], Any]:
-    def get(principal: Principal, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+def _getter(bean: MBean, name: str) -> Call:
+    def get(caller: Caller, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         _bind(name, (), 0, args, kwargs)
-        require_read(principal, name)
+        require_read(caller.principal, name)
         return bean.get(name)
 
     return get
 
 
-def _setter(bean: MBean, name: str) -> Callable[[Principal, Sequence[Any], Mapping[str, Any]], Any]:
-    def set_(principal: Principal, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+def _setter(bean: MBean, name: str) -> Call:
+    def set_(caller: Caller, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         (value,) = _bind(f"set{name}", ("value",), 1, args, kwargs)
-        require_action(principal, f"set{name}")
+        require_action(caller.principal, f"set{name}")
         return bean.set(name, value)
 
     return set_
 
 
-def _operation(bean: MBean, name: str) -> Callable[[Principal, Sequence[Any], Mapping[str, Any]], Any]:
-    def call(principal: Principal, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+def _operation(bean: MBean, name: str) -> Call:
+    def call(caller: Caller, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         op = _choose_overload(name, bean.operations[name], args, kwargs)
-        require_operation(principal, op.impact, name)
-        return op.invoke(dict(kwargs) if kwargs else list(args))
+        authorize(caller, op, name)
+        return op.invoke(dict(kwargs) if kwargs else list(args), caller)
 
     return call
 
@@ -458,10 +472,12 @@ def _serialisable(response: Any) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "error": body, "id": error.id}
 
 
-def handle(body: str, table: MethodTable, principal: Principal) -> Any:
+def handle(body: str, table: MethodTable, caller: Caller | Principal) -> Any:
     """The JSON reply to one HTTP body (a dict, a list for a batch), or None for notifications only."""
+    if isinstance(caller, Principal):
+        caller = Caller(caller, SURFACE)
     try:
-        return dispatch_to_response(body, table.methods(), context=principal, post_process=_serialisable)
+        return dispatch_to_response(body, table.methods(), context=caller, post_process=_serialisable)
     except Exception:  # not reached unless jsonrpcserver itself breaks; still no traceback out
         log.exception("JSON-RPC dispatch failed")
         return {"jsonrpc": "2.0", "error": {"code": INTERNAL_ERROR, "message": INTERNAL_MESSAGE}, "id": None}
@@ -486,7 +502,8 @@ def jsonrpc_blueprint(registry: MBeanRegistry, authenticate: Authenticator) -> B
             )
             response.headers["WWW-Authenticate"] = REALM
             return response
-        reply = handle(request.get_data(as_text=True), table, principal)
+        caller = Caller(principal, SURFACE, client_of(request.headers.get("User-Agent")))
+        reply = handle(request.get_data(as_text=True), table, caller)
         if reply is None:
             return Response(status=204)
         return Response(json.dumps(reply), content_type="application/json")

@@ -7,7 +7,9 @@ as strings from Jolokia's GET URLs, and are coerced to the parameter's type here
 IllegalArgumentException naming the parameter otherwise.
 
 Access: reading an attribute and an INFO operation need the read-only role; writing an attribute and
-an ACTION operation need the operator role (see mbeans.access).
+an ACTION operation need the operator role (see mbeans.access). An operation built with a guard
+checks its caller itself: the guard sees the caller and the arguments as given before anything else
+is looked at (a refusal comes before a bad argument), and the call is handed the caller first.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from mbeans.caller import Caller
 from mbeans.errors import (
     AttributeNotFoundException,
     AttributeNotWritableException,
@@ -33,6 +36,7 @@ class JavaType(Enum):
     BOOLEAN = "boolean"
     DOUBLE = "double"
     DOUBLE_OBJECT = "java.lang.Double"  # boxed, so it may be null (an optional number)
+    INTEGER_OBJECT = "java.lang.Integer"  # boxed, so it may be null (an optional whole number)
     LIST = "java.util.List"
     MAP = "java.util.Map"
     OBJECT = "java.lang.Object"
@@ -60,12 +64,12 @@ def coerce(kind: JavaType, value: Any, what: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise refuse("a string")
         return str(value)
-    if kind in (JavaType.INT, JavaType.LONG):
+    if kind in (JavaType.INT, JavaType.LONG, JavaType.INTEGER_OBJECT):
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise refuse(f"an integer ({kind.value})")
-        bits = 31 if kind is JavaType.INT else 63
+        bits = 63 if kind is JavaType.LONG else 31
         if not -(2**bits) <= value < 2**bits:
             raise refuse(f"within the range of a Java {kind.value}")
         return value
@@ -117,6 +121,10 @@ class Parameter:
     description: str
 
 
+Guard = Callable[[Caller | None, Mapping[str, Any]], None]
+"""Checks the caller (None: code in this process) and the arguments as given, by name; raises to refuse."""
+
+
 @dataclass(frozen=True)
 class Operation:
     name: str
@@ -125,17 +133,31 @@ class Operation:
     description: str
     call: Callable[..., Any]
     impact: Impact = Impact.INFO
+    guard: Guard | None = None  # with one, call(caller, *arguments): it checks the caller itself
+
+    @property
+    def checks_caller(self) -> bool:
+        """The adapters leave the role to its guard, and hand it the caller."""
+        return self.guard is not None
 
     @property
     def signature(self) -> str:
         """Jolokia's overload syntax: `name(java.lang.String,int)`."""
         return f"{self.name}({','.join(p.type.value for p in self.parameters)})"
 
-    def invoke(self, arguments: Sequence[Any] | Mapping[str, Any] | None) -> Any:
-        """Call with positional (a list) or named (a map) arguments, each coerced to its type."""
+    def invoke(
+        self, arguments: Sequence[Any] | Mapping[str, Any] | None, caller: Caller | None = None
+    ) -> Any:
+        """Call with positional (a list) or named (a map) arguments, each coerced to its type; caller
+        is who asked, through which adapter (None: code in this process, as tests call beans)."""
         params = self.parameters
         if arguments is None:
             arguments = []
+        if self.guard is not None:
+            # By name as given; a wrong count is refused below, after the guard.
+            names = (p.name for p in params)
+            given = arguments if isinstance(arguments, Mapping) else dict(zip(names, arguments, strict=False))
+            self.guard(caller, given)
         if isinstance(arguments, Mapping):
             unknown = set(arguments) - {p.name for p in params}
             if unknown:
@@ -157,6 +179,8 @@ class Operation:
             coerce(p.type, v, f"{self.name} parameter {p.name!r}")
             for p, v in zip(params, values, strict=True)
         ]
+        if self.guard is not None:
+            return self.call(caller, *coerced)
         return self.call(*coerced)
 
 
@@ -191,8 +215,12 @@ class MBean:
         description: str,
         call: Callable[..., Any],
         impact: Impact = Impact.INFO,
+        *,
+        guard: Guard | None = None,
     ) -> MBean:
-        op = Operation(name, tuple(Parameter(*p) for p in parameters), returns, description, call, impact)
+        op = Operation(
+            name, tuple(Parameter(*p) for p in parameters), returns, description, call, impact, guard
+        )
         overloads = self.operations.setdefault(name, [])
         if any(o.signature == op.signature for o in overloads):
             raise ValueError(f"operation {op.signature} defined twice on {self.name}")
@@ -256,7 +284,10 @@ class MBean:
             "overloaded: give the signature, one of " + ", ".join(o.signature for o in overloads),
         )
 
-    def invoke(self, spec: str, arguments: Sequence[Any] | Mapping[str, Any] | None) -> Any:
+    def invoke(
+        self, spec: str, arguments: Sequence[Any] | Mapping[str, Any] | None, caller: Caller | None = None
+    ) -> Any:
         if isinstance(arguments, Mapping):
-            return self.find_operation(spec, names=frozenset(arguments)).invoke(arguments)
-        return self.find_operation(spec, 0 if arguments is None else len(arguments)).invoke(arguments)
+            return self.find_operation(spec, names=frozenset(arguments)).invoke(arguments, caller)
+        arity = 0 if arguments is None else len(arguments)
+        return self.find_operation(spec, arity).invoke(arguments, caller)

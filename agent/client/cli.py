@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__
 from agent.client.arguments import parse_flow_arguments
@@ -70,23 +71,22 @@ def _vault(args: argparse.Namespace) -> int:
 
 
 def _management(config_path: Path, user: str) -> ManagementClient:
-    """A client of the node's management endpoint; the password from the environment or the node folder."""
-    from agent.client.launcher import ManagementClient, read_password
+    """A client of the node's management endpoint; the password from the environment or the node folder
+    (`monitor-password` for the read-only monitor, `management-password` for anyone else)."""
+    from agent.client.launcher import ManagementClient
     from agent.client.nodeconf import read_node_conf
+    from agent.operator_api.layout import MONITOR_PASSWORD_FILE, MONITOR_USER, PASSWORD_FILE
 
     config = read_node_conf(config_path)
     password = os.environ.get(PASSWORD_ENV)
     if password is None:
+        file = config.base_directory / (MONITOR_PASSWORD_FILE if user == MONITOR_USER else PASSWORD_FILE)
         try:
-            password = read_password(config.base_directory)
+            password = file.read_text().strip()
         except OSError as exc:
-            raise ConfigurationError(
-                PASSWORD_ENV,
-                None,
-                f"set it, or keep the password in {config.base_directory}/management-password",
-            ) from exc
+            raise ConfigurationError(PASSWORD_ENV, None, f"set it, or keep the password in {file}") from exc
     host, port = config.management_address
-    return ManagementClient(f"{host}:{port}", user, password)
+    return ManagementClient(f"{host}:{port}", user, password, tool="cli")
 
 
 def _flow_start(args: argparse.Namespace) -> int:
@@ -99,30 +99,201 @@ def _flow_start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _flow_kill(args: argparse.Namespace) -> int:
-    client = _management(args.config, args.user)
-    try:
-        killed = client.kill_flow(args.id)
-    finally:
-        client.close()
-    print(f"Killed flow [{args.id}]" if killed else f"Failed to kill flow [{args.id}]: no such flow running")
-    return 0 if killed else 1
+# Each verb on one flow: what it is called when done, and the statuses it takes.
+VERBS = {
+    "kill": ("Killed", "running (RUNNABLE, PAUSED or HOSPITALIZED)"),
+    "pause": ("Paused", "RUNNABLE or HOSPITALIZED"),
+    "resume": ("Resumed", "PAUSED"),
+    "retry": ("Retried", "HOSPITALIZED or PAUSED"),
+}
 
 
 def _flow_verb(args: argparse.Namespace) -> int:
     client = _management(args.config, args.user)
+    verb = args.flow_command
+    call = {
+        "kill": client.kill_flow,
+        "pause": client.pause_flow,
+        "resume": client.resume_flow,
+        "retry": client.retry_flow,
+    }[verb]
     try:
-        done = client.pause_flow(args.id) if args.flow_command == "pause" else client.resume_flow(args.id)
+        done = call(args.id, args.reason)
     finally:
         client.close()
-    verb = "Paused" if args.flow_command == "pause" else "Resumed"
-    state = "RUNNABLE or HOSPITALIZED" if args.flow_command == "pause" else "PAUSED"
-    print(
-        f"{verb} flow [{args.id}]"
-        if done
-        else f"Failed to {args.flow_command} flow [{args.id}]: it is not {state}"
-    )
+    did, takes = VERBS[verb]
+    if args.json:
+        print(json.dumps({"id": args.id, "action": verb, "done": done}))
+    else:
+        print(f"{did} flow [{args.id}]" if done else f"Failed to {verb} flow [{args.id}]: it is not {takes}")
     return 0 if done else 1
+
+
+FILTER_FLAGS = (  # --flag, the filter's name
+    ("status", "status"),
+    ("diagnosis", "diagnosis"),
+    ("staff", "staff"),
+    ("error_type", "errorType"),
+    ("flow_name", "flowName"),
+    ("peer", "peer"),
+    ("step", "step"),
+    ("min_age", "minAgeSeconds"),
+    ("min_attempts", "minAttempts"),
+    ("under_care", "underCare"),
+)
+
+
+def _filters(args: argparse.Namespace) -> dict[str, Any]:
+    """The flow filter the flags give (only those given)."""
+    return {
+        name: getattr(args, flag) for flag, name in FILTER_FLAGS if getattr(args, flag) not in (None, False)
+    }
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _flow_hospital(args: argparse.Namespace) -> int:
+    from agent.client.tables import patient_text, patients_table
+
+    client = _management(args.config, args.user)
+    try:
+        if args.id:
+            if _filters(args) or args.failed:
+                raise ConfigurationError("flow hospital", args.id, "give a flow's id or filters, not both")
+            found: Any = client.patient(args.id)
+        else:
+            found = client.patients(include_failed=args.failed, **_filters(args))
+    finally:
+        client.close()
+    if args.json:
+        _print_json(found)
+    else:
+        print(patient_text(found) if args.id else patients_table(found))
+    return 0
+
+
+def _follow(client: ManagementClient, job: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """--wait: the job's progress, a line each time it moves, until it has finished."""
+    from agent.client.launcher import follow_job
+    from agent.client.tables import progress_line
+
+    def show(now: dict[str, Any]) -> None:
+        if not args.json and not now.get("finished"):  # the finished job is printed whole after
+            print(progress_line(now), flush=True)
+
+    def unreachable(exc: Exception) -> None:
+        print(f"the agent does not answer ({exc}); the job goes on there: still waiting", file=sys.stderr)
+
+    return follow_job(lambda: client.job(job["jobId"]), args.timeout, show, unreachable)
+
+
+def _finished(job: dict[str, Any], args: argparse.Namespace) -> int:
+    """Print a job that has finished; exit 1 if it did not complete, or any flow failed."""
+    from agent.client.tables import job_text
+
+    if args.json:
+        _print_json(job)
+    else:
+        print(job_text(job))
+    failed = (job.get("counts") or {}).get("failed", 0)
+    return 0 if job.get("status") == "COMPLETED" and not failed else 1
+
+
+def _job_started(client: ManagementClient, job: dict[str, Any], args: argparse.Namespace) -> int:
+    from agent.client.tables import job_started_text
+
+    if not args.wait:
+        if args.json:
+            _print_json(job)
+        else:
+            print(job_started_text(job))
+            print(f"Follow it: ledger-agent flow jobs --config {args.config} {job['jobId']} --wait")
+        return 0
+    if not args.json:
+        print(job_started_text(job), flush=True)
+    return _finished(_follow(client, job, args), args)
+
+
+def _flow_bulk(args: argparse.Namespace) -> int:
+    from agent.client.tables import dry_run_text
+
+    if args.batch_size is not None and not 1 <= args.batch_size <= 1000:
+        raise ConfigurationError("--batch-size", args.batch_size, "allowed: 1 to 1000")
+    client = _management(args.config, args.user)
+    try:
+        answer = client.bulk(
+            args.action,
+            _filters(args),
+            args.reason,
+            dry_run=args.dry_run,
+            batch_size=args.batch_size,
+            batch_interval=args.batch_interval,
+        )
+        if answer.get("dryRun"):
+            if args.json:
+                _print_json(answer)
+            else:
+                print(dry_run_text(answer))
+                print("Nothing changed (a dry run). To do it, run the same command without --dry-run.")
+            return 0
+        return _job_started(client, answer, args)
+    finally:
+        client.close()
+
+
+def _flow_corda_bulk(args: argparse.Namespace) -> int:
+    client = _management(args.config, args.user)
+    try:
+        return _job_started(client, client.corda_bulk(args.flow_command, args.reason), args)
+    finally:
+        client.close()
+
+
+def _flow_jobs(args: argparse.Namespace) -> int:
+    from agent.client.tables import jobs_table
+
+    client = _management(args.config, args.user)
+    try:
+        if args.id is None:
+            jobs = client.jobs()
+            if args.json:
+                _print_json(jobs)
+            else:
+                print(jobs_table(jobs))
+            return 0
+        job = client.job(args.id)
+        if args.wait and not job.get("finished"):
+            job = _follow(client, job, args)
+        return _finished(job, args) if job.get("finished") or args.wait else _unfinished(job, args)
+    finally:
+        client.close()
+
+
+def _unfinished(job: dict[str, Any], args: argparse.Namespace) -> int:
+    from agent.client.tables import job_text
+
+    if args.json:
+        _print_json(job)
+    else:
+        print(job_text(job))
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from agent.client.tables import audit_table
+
+    client = _management(args.config, args.user)
+    try:
+        entries = client.audit(user=args.by, action=args.action, limit=args.limit)
+    finally:
+        client.close()
+    if args.json:
+        _print_json(entries)
+    else:
+        print(audit_table(entries))
+    return 0
 
 
 FLOW_COLUMNS = ("flowId", "flowName", "status", "step", "waitingFor", "txId")
@@ -148,6 +319,29 @@ def _shell(args: argparse.Namespace) -> int:
     from agent.client.shell import run_shell
 
     return run_shell(args.config, args.url, args.user)
+
+
+def _seconds(text: str) -> float:
+    from agent.client.tables import parse_age
+
+    try:
+        return parse_age(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds, or a number with s, m, h or d") from None
+
+
+def _filter_flags(sub: argparse.ArgumentParser) -> None:
+    group = sub.add_argument_group("filters (every one given must match)")
+    group.add_argument("--status", help="RUNNABLE, HOSPITALIZED, PAUSED, FAILED, COMPLETED or KILLED")
+    group.add_argument("--diagnosis", help="OVERNIGHT_OBSERVATION, DISCHARGE, TERMINAL, ...")
+    group.add_argument("--staff", help="who diagnosed it, e.g. FinalityDoctor or rules[0]")
+    group.add_argument("--error-type", help="the error's class, e.g. InjectedFaultError")
+    group.add_argument("--flow-name", help="e.g. FinalityFlow")
+    group.add_argument("--peer", help="a counterparty's X.500 name")
+    group.add_argument("--step", help="the step it reached, e.g. AFTER_RECORD")
+    group.add_argument("--min-age", type=_seconds, help="at least this long in the hospital: 90, 10m, 2h, 1d")
+    group.add_argument("--min-attempts", type=int, help="at least this many errors since its checkpoint")
+    group.add_argument("--under-care", action="store_true", help="only the flows the hospital is keeping")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,7 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     vault.set_defaults(handler=_vault)
 
     flow = commands.add_parser(
-        "flow", help="start, list, kill, pause or resume flows on a running agent, as the Corda shell does"
+        "flow",
+        help="start, list, kill, pause, resume or retry flows on a running agent, as the Corda shell does; "
+        "the flow hospital's patients, bulk actions and jobs",
     )
     flow_commands = flow.add_subparsers(dest="flow_command", required=True, metavar="SUBCOMMAND")
     start = flow_commands.add_parser(
@@ -202,25 +398,92 @@ def build_parser() -> argparse.ArgumentParser:
     kill = flow_commands.add_parser("kill", help="kill a running flow by its id (killFlow)")
     pause = flow_commands.add_parser("pause", help="pause a RUNNABLE or HOSPITALIZED flow between two steps")
     resume = flow_commands.add_parser("resume", help="resume a PAUSED flow from its checkpoint")
+    retry = flow_commands.add_parser(
+        "retry", help="retry a HOSPITALIZED or PAUSED flow now from its checkpoint (retryFlow)"
+    )
     listing = flow_commands.add_parser("list", help="the node's flows (checkpoints), oldest first")
-    for sub in (start, kill, pause, resume, listing):
+    hospital = flow_commands.add_parser(
+        "hospital",
+        help="the flow hospital's patients with their filters, or one flow's retry history",
+        description="Without an id: the flows the hospital is keeping (HOSPITALIZED, or RUNNABLE/PAUSED "
+        "and under its care), longest in first; with --failed the FAILED ones too. With an id: that "
+        "flow and its retry history.",
+    )
+    bulk = flow_commands.add_parser(
+        "bulk",
+        help="retry, pause or kill every flow a filter selects: --dry-run first, then a job on the agent",
+        description="A bulk action by filter. With --dry-run nothing changes: how many flows, what would "
+        "happen to each, a sample. Without it the agent starts a job (its own id, progress, a result per "
+        "flow) that survives a restart of the agent or of this command; --wait follows it.",
+    )
+    corda_bulk = {
+        name: flow_commands.add_parser(name, help=text)
+        for name, text in (
+            ("pauseAll", "pause every RUNNABLE and HOSPITALIZED flow (a bulk job)"),
+            ("pauseAllHospitalized", "pause every HOSPITALIZED flow (a bulk job)"),
+            ("retryAllPaused", "retry every PAUSED flow (a bulk job)"),
+            ("retryAllPausedHospitalized", "retry every PAUSED flow the hospital was keeping (a bulk job)"),
+        )
+    }
+    jobs = flow_commands.add_parser("jobs", help="the bulk jobs, or one job's progress and results")
+    subs = (start, kill, pause, resume, retry, listing, hospital, bulk, jobs, *corda_bulk.values())
+    for sub in subs:
         sub.add_argument("--config", type=Path, required=True, help="the node's node.conf")
         sub.add_argument("--user", default="operator", help="management user (default operator)")
+    for sub in (kill, pause, resume, retry, hospital, bulk, jobs, *corda_bulk.values()):
+        sub.add_argument("--json", action="store_true", help="print the agent's JSON answer")
     start.add_argument("name", help="the flow, e.g. ScheduleReconciliationFlow")
     start.add_argument(
         "arguments", nargs=argparse.REMAINDER, help='name: value, ... (e.g. parties: ["O=..."])'
     )
     start.set_defaults(handler=_flow_start)
-    kill.add_argument("id", help="the flow's id (stateMachineRunId)")
-    kill.set_defaults(handler=_flow_kill)
-    for sub in (pause, resume):
+    for sub in (kill, pause, resume, retry):
         sub.add_argument("id", help="the flow's id (stateMachineRunId)")
+        sub.add_argument("--reason", help="why (the audit log keeps it)")
         sub.set_defaults(handler=_flow_verb)
+    hospital.add_argument("id", nargs="?", help="one flow's id: its retry history")
+    hospital.add_argument("--failed", action="store_true", help="also the FAILED flows with a history")
+    hospital.set_defaults(handler=_flow_hospital)
+    bulk.add_argument("action", choices=("retry", "pause", "kill"), help="what to do to each flow")
+    bulk.add_argument("--dry-run", action="store_true", help="only say what would happen")
+    bulk.add_argument("--batch-size", type=int, help="flows per batch (1 to 1000, default 50)")
+    bulk.add_argument(
+        "--batch-interval", type=_seconds, help="seconds between two batches (default 0), e.g. 2 or 1m"
+    )
+    bulk.set_defaults(handler=_flow_bulk)
+    for sub in (hospital, bulk):
+        _filter_flags(sub)
+    for sub in (bulk, *corda_bulk.values()):
+        sub.add_argument("--reason", required=True, help="why (required: the audit log keeps it)")
+    for name, sub in corda_bulk.items():
+        sub.set_defaults(handler=_flow_corda_bulk, flow_command=name)
+    jobs.add_argument("id", nargs="?", help="a job's id: its progress and a result per flow")
+    jobs.set_defaults(handler=_flow_jobs)
+    for sub in (bulk, jobs, *corda_bulk.values()):
+        sub.add_argument("--wait", action="store_true", help="follow the job until it has finished")
+        sub.add_argument(
+            "--timeout",
+            type=_seconds,
+            default=3600.0,
+            help="how long --wait waits (default 1h; the job goes on after)",
+        )
     listing.add_argument("--status", help="RUNNABLE, FAILED, COMPLETED, HOSPITALIZED, KILLED or PAUSED")
     listing.add_argument("--flow-name", help="e.g. FinalityFlow")
     listing.add_argument("--step", help="the step it reached, e.g. RECORDED")
     listing.add_argument("--counterparty", help="an X.500 name")
     listing.set_defaults(handler=_flow_list)
+
+    audit = commands.add_parser(
+        "audit",
+        help="the audit log: who did what to which flows, when, why, and how it went (newest first)",
+    )
+    audit.add_argument("--config", type=Path, required=True, help="the node's node.conf")
+    audit.add_argument("--user", default="operator", help="management user (default operator)")
+    audit.add_argument("--by", help="only this user's actions")
+    audit.add_argument("--action", help="only this command, e.g. retryFlow, bulkAction")
+    audit.add_argument("--limit", type=int, help="at most this many entries (default 100)")
+    audit.add_argument("--json", action="store_true", help="print the agent's JSON answer")
+    audit.set_defaults(handler=_audit)
 
     shell = commands.add_parser(
         "shell", help="the Corda shell's flow and run commands against a running agent (JSON-RPC)"

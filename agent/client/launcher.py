@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from agent import __version__
 from agent.errors import AgentError
 from agent.operator_api.layout import PASSWORD_FILE
 
@@ -62,6 +63,7 @@ class ManagementClient:
     username: str
     password: str = field(repr=False)
     timeout: float = 60.0
+    tool: str | None = None  # the operator tool calling (cli): its User-Agent, which the audit log records
     _client: httpx.Client | None = field(default=None, repr=False, compare=False)
 
     def close(self) -> None:
@@ -80,8 +82,12 @@ class ManagementClient:
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         if self._client is None:
+            headers = {"User-Agent": f"ledger-agent-{self.tool}/{__version__}"} if self.tool else None
             self._client = httpx.Client(
-                timeout=self.timeout, transport=httpx.HTTPTransport(socket_options=NO_DELAY), trust_env=False
+                timeout=self.timeout,
+                transport=httpx.HTTPTransport(socket_options=NO_DELAY),
+                trust_env=False,
+                headers=headers,
             )
         response = self._client.request(
             method, self._url(path), json=body, auth=(self.username, self.password)
@@ -132,19 +138,80 @@ class ManagementClient:
         result: list[dict[str, Any]] = self.call("GET", path)
         return result
 
-    def pause_flow(self, flow_id: str) -> bool:
-        return bool(self.call("POST", f"/api/flows/pause/{flow_id}")["paused"])
+    def pause_flow(self, flow_id: str, reason: str | None = None) -> bool:
+        return bool(self.call("POST", f"/api/flows/pause/{flow_id}", _reason(reason))["paused"])
 
-    def resume_flow(self, flow_id: str) -> bool:
-        return bool(self.call("POST", f"/api/flows/resume/{flow_id}")["resumed"])
+    def resume_flow(self, flow_id: str, reason: str | None = None) -> bool:
+        return bool(self.call("POST", f"/api/flows/resume/{flow_id}", _reason(reason))["resumed"])
+
+    def retry_flow(self, flow_id: str, reason: str | None = None) -> bool:
+        """retryFlow: a HOSPITALIZED or PAUSED flow runs again from its checkpoint; False if neither."""
+        return bool(self.call("POST", f"/api/flows/retry/{flow_id}", _reason(reason))["retried"])
+
+    def patients(self, *, include_failed: bool = False, **filters: Any) -> list[dict[str, Any]]:
+        """GET /api/hospital: the flow hospital's patients, with their history; filters by their
+        names (status, diagnosis, staff, errorType, flowName, peer, step, minAgeSeconds, minAttempts)."""
+        query = {k: _query_value(v) for k, v in filters.items() if v is not None}
+        if include_failed:
+            query["includeFailed"] = "true"
+        result: list[dict[str, Any]] = self.call("GET", "/api/hospital" + _query(query))
+        return result
+
+    def patient(self, flow_id: str) -> dict[str, Any]:
+        """GET /api/hospital/<id>: one flow with its retry history."""
+        result: dict[str, Any] = self.call("GET", f"/api/hospital/{flow_id}")
+        return result
+
+    def bulk(
+        self,
+        action: str,
+        filters: dict[str, Any],
+        reason: str,
+        *,
+        dry_run: bool = True,
+        batch_size: int | None = None,
+        batch_interval: float | None = None,
+    ) -> dict[str, Any]:
+        """POST /api/flows/bulk: the dry run (by default), or the job it started."""
+        body: dict[str, Any] = {"action": action, "filter": filters, "reason": reason, "dryRun": dry_run}
+        if batch_size is not None:
+            body["batchSize"] = batch_size
+        if batch_interval is not None:
+            body["batchIntervalSeconds"] = batch_interval
+        result: dict[str, Any] = self.call("POST", "/api/flows/bulk", body)
+        return result
+
+    def corda_bulk(self, verb: str, reason: str) -> dict[str, Any]:
+        """pauseAll, pauseAllHospitalized, retryAllPaused or retryAllPausedHospitalized: the job."""
+        result: dict[str, Any] = self.call("POST", f"/api/flows/{verb}", {"reason": reason})
+        return result
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """GET /api/flows/bulk/<id>: a bulk job's progress and its result per flow."""
+        result: dict[str, Any] = self.call("GET", f"/api/flows/bulk/{job_id}")
+        return result
+
+    def jobs(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.call("GET", "/api/flows/bulk")
+        return result
+
+    def audit(
+        self, *, user: str | None = None, action: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """GET /api/audit: the audit log, newest first."""
+        query = {
+            k: str(v) for k, v in (("user", user), ("action", action), ("limit", limit)) if v is not None
+        }
+        result: list[dict[str, Any]] = self.call("GET", "/api/audit" + _query(query))
+        return result
 
     def start_flow(self, name: str, **arguments: Any) -> dict[str, Any]:
         """`flow start name key: value, ...`: {"flow", "result" (JSON), "text" (as the shell prints)}."""
         result: dict[str, Any] = self.call("POST", f"/api/flows/start/{name}", arguments)
         return result
 
-    def kill_flow(self, flow_id: str) -> bool:
-        return bool(self.call("POST", f"/api/flows/kill/{flow_id}")["killed"])
+    def kill_flow(self, flow_id: str, reason: str | None = None) -> bool:
+        return bool(self.call("POST", f"/api/flows/kill/{flow_id}", _reason(reason))["killed"])
 
     def ledgersync(self) -> dict[str, Any]:
         """The ledger graph's state and the reconciliation counts (GET /api/ledgersync)."""
@@ -171,6 +238,54 @@ class ManagementClient:
                 return None
             raise
         return result
+
+
+def _reason(reason: str | None) -> dict[str, Any] | None:
+    return None if reason is None else {"reason": reason}
+
+
+def _query_value(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _query(query: dict[str, str]) -> str:
+    return "?" + urlencode(query) if query else ""
+
+
+def follow_job(
+    read: Callable[[], dict[str, Any]],
+    timeout: float,
+    on_change: Callable[[dict[str, Any]], None] | None = None,
+    on_unreachable: Callable[[Exception], None] | None = None,
+    poll_s: float = 0.5,
+    transient: tuple[type[Exception], ...] = (),
+) -> dict[str, Any]:
+    """Read a bulk job until it has finished; its last state. on_change hears each new progress. The
+    job lives on the agent: an agent that stops answering for a while (a restart: an HTTP error, or one
+    of transient) is waited for, until timeout; AgentProcessError then."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    unreachable: tuple[type[Exception], ...] = (httpx.HTTPError, OSError, *transient)
+    seen: tuple[Any, ...] | None = None
+    down = False
+    while True:
+        try:
+            job = read()
+        except unreachable as exc:
+            if not down and on_unreachable is not None:
+                on_unreachable(exc)
+            down = True
+        else:
+            down = False
+            now = (job.get("status"), job.get("processed"), job.get("waitingFor"))
+            if now != seen and on_change is not None:
+                on_change(job)
+            seen = now
+            if job.get("finished"):
+                return job
+        if time.monotonic() > deadline:
+            raise AgentProcessError(f"the bulk job had not finished after {timeout:.0f} s; it goes on")
+        pause.wait(poll_s)
 
 
 @dataclass

@@ -4,7 +4,13 @@
     flow start ScheduleReconciliationFlow parties: ["O=PartyB, L=London, C=GB"]
     flow start GetReconciliationStatusForPartyFlow party: "O=PartyB, L=London, C=GB", isRequester: true
     flow watch [status: FAILED, flowName: FinalityFlow, ...]
-    flow kill <id>, flow pause <id>, flow resume <id>
+    flow kill <id>, flow pause <id>, flow resume <id>, flow retry <id>   [reason: "..."]
+    flow pauseAll, flow pauseAllHospitalized, flow retryAllPaused, flow retryAllPausedHospitalized
+                                                   (Corda Enterprise's; reason: "..." is required)
+    flow hospital [status: HOSPITALIZED, ...], flow hospital <id>
+    flow bulk retry|pause|kill [filters..., reason: "...", dryRun: false]
+    flow jobs [<jobId>]
+    audit [user: ..., action: ..., limit: ...]
     run killFlow id: <id>                          (any verb of the catalogue by its name)
     run NumberOfReconciliationsInProgress          (any JSON-RPC method, with name: value arguments)
     help, bye, exit
@@ -29,9 +35,21 @@ from typing import Any, TextIO
 
 import httpx
 
+from agent import __version__
 from agent.client.arguments import parse_flow_arguments
+from agent.client.launcher import follow_job
+from agent.client.tables import (
+    audit_table,
+    dry_run_text,
+    job_started_text,
+    job_text,
+    jobs_table,
+    patient_text,
+    patients_table,
+    progress_line,
+)
 from agent.errors import AgentError, ConfigurationError
-from agent.operator_api.catalogue import COMMANDS, Command, Kind, flows
+from agent.operator_api.catalogue import COMMANDS, FILTER_KEYS, Command, Kind, flows
 from agent.operator_api.flows import result_text
 from agent.operator_api.layout import PASSWORD_FILE
 from agent.operator_api.status import ReconciliationStatus
@@ -58,10 +76,14 @@ class RpcUnavailableError(AgentError):
 class RpcClient:
     """JSON-RPC calls to one agent's /rpc with HTTP basic auth."""
 
-    def __init__(self, url: str, username: str, password: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, username: str, password: str, timeout: float = 30.0, tool: str | None = None
+    ) -> None:
         self.url = url.rstrip("/") + "/rpc"
         self._auth = (username, password)
-        self._client = httpx.Client(timeout=timeout, trust_env=False)
+        # The tool calling (shell): its User-Agent, which the agent's audit log records.
+        headers = {"User-Agent": f"ledger-agent-{tool}/{__version__}"} if tool else None
+        self._client = httpx.Client(timeout=timeout, trust_env=False, headers=headers)
         self._next_id = 0
 
     def close(self) -> None:
@@ -185,12 +207,28 @@ HELP = """Commands:
   flow list                                 the flows this node offers
   flow start <Flow> [name: value, ...]      e.g. flow start ScheduleReconciliationFlow parties: ["O=PartyB, L=London, C=GB"]
   flow watch [name: value, ...]             the node's flows, filtered by status, flowName, step, counterparty, txId, olderThan (s)
-  flow kill <id>                            kill a running flow
+  flow kill <id> [reason: "..."]            kill a running flow (every verb takes an optional reason: the audit log keeps it)
   flow pause <id>, flow resume <id>         pause a flow between two steps, resume a paused one
-  run killFlow id: <id>                     the same as flow kill, printing true or false (also pauseFlow, resumeFlow, listFlows)
+  flow retry <id>                           retry a HOSPITALIZED or PAUSED flow from its checkpoint
+  flow pauseAll reason: "..."               pause every RUNNABLE and HOSPITALIZED flow (a bulk job; followed to its end)
+  flow pauseAllHospitalized reason: "..."   pause every HOSPITALIZED flow
+  flow retryAllPaused reason: "..."         retry every PAUSED flow
+  flow retryAllPausedHospitalized reason: "..."  retry every PAUSED flow the hospital was keeping
+  flow hospital [name: value, ...]          the hospital's patients, filtered by status, diagnosis, staff, errorType, flowName,
+                                            peer, step, minAgeSeconds, minAttempts, underCare; includeFailed: true for FAILED too
+  flow hospital <id>                        one flow and its retry history
+  flow bulk <retry|pause|kill> [name: value, ...]  a dry run by filter (the filters above, reason: "..."); dryRun: false starts
+                                            the job (batchSize, batchIntervalSeconds), followed to its end
+  flow jobs [<jobId>]                       the bulk jobs, or one job with a result per flow
+  audit [user: ..., action: ..., limit: n]  the audit log, newest first
+  run killFlow id: <id>                     the same as flow kill, printing true or false (also pauseFlow, resumeFlow, retryFlow, listFlows)
   run <Method> [name: value, ...]           any JSON-RPC method, e.g. run NumberOfReconciliationsInProgress
   help                                      this text
   bye | exit                                leave the shell"""
+
+
+CORDA_BULK_VERBS = ("pauseAll", "pauseAllHospitalized", "retryAllPaused", "retryAllPausedHospitalized")
+JOB_WAIT_S = 3600.0  # how long the shell follows a bulk job it started (the job goes on after)
 
 
 class Shell:
@@ -207,9 +245,46 @@ class Shell:
             self._methods = {m["name"] for m in self.client.call("list_methods")}
         return [flow.name for flow in flows() if flow.method in self._methods]
 
-    def verb(self, name: str, flow_id: str) -> bool:
-        """A verb of the catalogue on one flow (killFlow, pauseFlow, resumeFlow): whether it applied."""
-        return bool(self.client.call(COMMANDS[name].method, {"id": flow_id}))
+    def verb(self, name: str, flow_id: str, reason: str | None = None) -> bool:
+        """A verb of the catalogue on one flow (killFlow, pauseFlow, resumeFlow, retryFlow): whether it
+        applied."""
+        params = {"id": flow_id} if reason is None else {"id": flow_id, "reason": reason}
+        return bool(self.client.call(COMMANDS[name].method, params))
+
+    def call(self, name: str, given: dict[str, Any]) -> Any:
+        """A catalogue command with every parameter named (the defaults filled in): JSON-RPC picks the
+        overload by the set of names."""
+        command = COMMANDS[name]
+        return self.client.call(command.method, flow_arguments(command, given))
+
+    def filtered(self, name: str, words: list[str], extra: tuple[str, ...]) -> dict[str, Any]:
+        """`name: value, ...` split into a filter (FILTER_KEYS) and the command's other parameters."""
+        given = parse_flow_arguments(words)
+        arguments = {k: v for k, v in given.items() if k not in FILTER_KEYS}
+        unknown = sorted(set(arguments) - set(extra))
+        if unknown:
+            allowed = ", ".join([*FILTER_KEYS, *extra])
+            raise ConfigurationError(
+                f"{name} parameter {unknown[0]!r}", given[unknown[0]], f"unknown; allowed: {allowed}"
+            )
+        arguments["filter"] = {k: v for k, v in given.items() if k in FILTER_KEYS}
+        return arguments
+
+    def follow(self, job: dict[str, Any]) -> dict[str, Any]:
+        """A bulk job until it has finished (an agent that restarts meanwhile is waited for)."""
+        job_id = job["jobId"]
+        return follow_job(
+            lambda: dict(self.client.call(COMMANDS["bulkJob"].method, {"id": job_id})),
+            JOB_WAIT_S,
+            transient=(RpcUnavailableError,),
+        )
+
+    def started(self, job: dict[str, Any]) -> None:
+        self.print(job_started_text(job))
+        done = self.follow(job)
+        self.print(progress_line(done))
+        if done.get("status") != "COMPLETED" or (done.get("counts") or {}).get("failed"):
+            self.failed = True
 
     def execute(self, line: str) -> bool:
         """Run one command; False when the shell should end."""
@@ -238,15 +313,54 @@ class Shell:
             # Every filter named, null when not given: JSON-RPC picks an overload by the set of names.
             arguments = flow_arguments(listing, parse_flow_arguments(words[2:]))
             self.print(watch_table(self.client.call(listing.method, arguments)))
-        elif command == "flow" and words[1:2] in (["kill"], ["pause"], ["resume"]) and len(words) == 3:
-            action, flow_id = words[1], words[2].strip()
-            if self.verb(f"{action}Flow", flow_id):
-                done = {"kill": "Killed", "pause": "Paused", "resume": "Resumed"}[action]
+        elif (
+            command == "flow"
+            and words[1:2] in (["kill"], ["pause"], ["resume"], ["retry"])
+            and len(words) == 3
+        ):
+            action = words[1]
+            flow_id, _, rest = words[2].strip().partition(" ")
+            reason = self.reason(rest, required=False)
+            if self.verb(f"{action}Flow", flow_id, reason):
+                done = {"kill": "Killed", "pause": "Paused", "resume": "Resumed", "retry": "Retried"}[action]
                 self.print(f"{done} flow [{flow_id}]")
             else:
                 self.failed = True
-                state = "paused" if action == "resume" else "running"
+                state = {"resume": "paused", "retry": "hospitalized or paused"}.get(action, "running")
                 self.print(f"Failed to {action} flow [{flow_id}]: no such flow {state}")
+        elif command == "flow" and len(words) >= 2 and words[1] in CORDA_BULK_VERBS:
+            reason = self.reason(words[2] if len(words) == 3 else "", required=True, verb=words[1])
+            self.started(self.client.call(COMMANDS[words[1]].method, {"reason": reason}))
+        elif command == "flow" and words[1:2] == ["hospital"]:
+            rest = words[2].strip() if len(words) == 3 else ""
+            if rest and ":" not in rest:
+                found = self.call("flowHistory", {"id": rest})
+                if found is None:
+                    raise ConfigurationError("flow", rest, "no such flow on this node")
+                self.print(patient_text(found))
+            else:
+                arguments = self.filtered("listPatients", words[2:], ("includeFailed",))
+                self.print(patients_table(self.call("listPatients", arguments)))
+        elif command == "flow" and words[1:2] == ["bulk"] and len(words) == 3:
+            action, _, rest = words[2].strip().partition(" ")
+            extra = ("reason", "dryRun", "batchSize", "batchIntervalSeconds")
+            arguments = self.filtered("bulkAction", [rest], extra)
+            answer = self.call("bulkAction", {"action": action, **arguments})
+            if answer.get("dryRun"):
+                self.print(dry_run_text(answer))
+                self.print("Nothing changed (a dry run); add dryRun: false to do it.")
+            else:
+                self.started(answer)
+        elif command == "flow" and words[1:2] == ["jobs"]:
+            if len(words) == 3:
+                job = self.call("bulkJob", {"id": words[2].strip()})
+                if job is None:
+                    raise ConfigurationError("flow jobs", words[2].strip(), "no such bulk job on this node")
+                self.print(job_text(job))
+            else:
+                self.print(jobs_table(self.call("listBulkJobs", {})))
+        elif command == "audit":
+            self.print(audit_table(self.call("auditLog", parse_flow_arguments(words[1:]))))
         elif command == "run" and len(words) >= 2:
             verb = COMMANDS.get(words[1])
             # The catalogue's verbs go by their bare names (Corda's `run killFlow id: ...`).
@@ -258,6 +372,21 @@ class Shell:
         else:
             raise ConfigurationError("command", line.strip(), "type help for the commands")
         return True
+
+    def reason(self, text: str, *, required: bool, verb: str = "flow") -> str | None:
+        """The `reason: "..."` after a verb's id (or alone, after a bulk verb)."""
+        given = parse_flow_arguments([text]) if text.strip() else {}
+        unknown = sorted(set(given) - {"reason"})
+        if unknown:
+            raise ConfigurationError(
+                f"parameter {unknown[0]!r}", given[unknown[0]], 'unknown; allowed: reason: "..."'
+            )
+        reason = given.get("reason")
+        if reason is None and required:
+            raise ConfigurationError(
+                f"{verb} parameter 'reason'", None, 'required: the audit log keeps why (reason: "...")'
+            )
+        return None if reason is None else str(reason)
 
     def run(self, lines: Iterator[str]) -> int:
         for line in lines:
@@ -294,7 +423,7 @@ def run_shell(config: Path | None, url: str | None, user: str, stdin: TextIO | N
     """The shell on stdin (interactive on a terminal); the exit status."""
     base, password = endpoint(config, url, None, PASSWORD_FILE, PASSWORD_ENV)
     source = stdin if stdin is not None else sys.stdin
-    client = RpcClient(base, user, password)
+    client = RpcClient(base, user, password, tool="shell")
     try:
         shell = Shell(client, sys.stdout, sys.stderr)
         if source.isatty():

@@ -93,6 +93,16 @@ class PatientView:
         return len(self.current_stay)
 
     @property
+    def under_care(self) -> bool:
+        """The hospital has it: it is not over (COMPLETED, FAILED, KILLED) and its last record is a
+        consultation, not a recovery."""
+        return (
+            self.checkpoint.status in UNDER_CARE
+            and bool(self.history)
+            and self.history[-1].outcome != RECOVERED
+        )
+
+    @property
     def staff(self) -> str | None:
         last = self.last
         return None if last is None else last.staff
@@ -138,7 +148,7 @@ class PatientView:
 @dataclass(frozen=True)
 class PatientFilter:
     """Every field given must match (operators' filters: status, diagnosis, staff, error class, flow
-    name, peer, step, age in the hospital, attempts)."""
+    name, peer, step, age in the hospital, attempts; under_care: only the hospital's patients)."""
 
     status: FlowStatus | None = None
     diagnosis: str | None = None
@@ -149,6 +159,7 @@ class PatientFilter:
     step: str | None = None
     min_age_s: float | None = None
     min_attempts: int | None = None
+    under_care: bool = False
 
     def accepts(self, patient: PatientView, now: datetime) -> bool:
         cp = patient.checkpoint
@@ -162,6 +173,7 @@ class PatientFilter:
             and (self.step is None or cp.progress_step == self.step)
             and (self.min_age_s is None or patient.age_s(now) >= self.min_age_s)
             and (self.min_attempts is None or patient.attempts >= self.min_attempts)
+            and (not self.under_care or patient.under_care)
         )
 
 
@@ -345,9 +357,6 @@ class FlowHospital:
             checkpoint = self.checkpoints.get_checkpoint(flow_id)
             if checkpoint is None:
                 continue
-            under_care = checkpoint.status in UNDER_CARE and records[-1].outcome != RECOVERED
-            if not under_care and not (failed and checkpoint.status is FlowStatus.FAILED):
-                continue
             engine = self._engine
             view = PatientView(
                 checkpoint,
@@ -355,6 +364,8 @@ class FlowHospital:
                 None if engine is None else engine.waiting_for(flow_id),
                 None if engine is None else engine.wake_at(flow_id),
             )
+            if not view.under_care and not (failed and checkpoint.status is FlowStatus.FAILED):
+                continue
             if where.accepts(view, now):
                 found.append(view)
         found.sort(key=lambda p: (p.admitted_at or now, p.checkpoint.flow_id))

@@ -162,6 +162,14 @@ class HospitalSettings:
     flow_timeout: FlowTimeoutSettings = field(default_factory=FlowTimeoutSettings)
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _rule(i: int, entry: Mapping[str, Any], names: frozenset[str]) -> Rule:
     key = f"flowHospital.rules[{i}]"
     if hasattr(entry, "as_plain_ordered_dict"):
@@ -170,6 +178,9 @@ def _rule(i: int, entry: Mapping[str, Any], names: frozenset[str]) -> Rule:
         raise ConfigurationError(
             key, entry, "allowed: { match = <ErrorClass>, action = retry|observe|kill|fail, ... }"
         )
+    # Plain dicts: a rule read from a HOCON file is a pyhocon ConfigTree, whose get(key) without a
+    # default raises for a key the rule leaves out (flowName, maxAttempts, ...).
+    entry = _plain(entry)
     unknown = sorted(set(entry) - set(RULE_KEYS))
     if unknown:
         raise ConfigurationError(

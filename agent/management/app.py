@@ -2,10 +2,13 @@
 adapters (JSON-RPC /rpc, Jolokia /jolokia, Prometheus /metrics) over the agent's beans.
 
 The REST API starts the catalogue's commands (agent.management.commands): every flow by name at
-`POST /api/flows/start/<Flow>`, the token flows also at their own routes, and the engine's verbs
-(`GET /api/flows`, `POST /api/flows/{kill,pause,resume}/<id>`); the role each needs is the catalogue's.
-Every /api call needs HTTP basic auth with a user from node.conf's managementUsers. Errors are JSON
-{"error": <named error>, "message": ...}; never a stack trace.
+`POST /api/flows/start/<Flow>`, the token flows also at their own routes, the engine's verbs
+(`GET /api/flows`, `POST /api/flows/{kill,pause,resume,retry}/<id>`) and the flow hospital's
+(`GET /api/hospital`, `POST /api/flows/bulk`, `GET /api/audit`, ...: docs/hospital.md). Each runs
+through the gate (agent.management.audit): the role it needs is the catalogue's, and what acts goes
+to the audit log, refusals included. Every /api call needs HTTP basic auth with a user from
+node.conf's managementUsers. Errors are JSON {"error": <named error>, "message": ...}; never a stack
+trace.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from werkzeug.exceptions import HTTPException
 
 from agent.errors import AgentError, ConfigurationError, DatabaseError, IdentityError, InvalidNameError
 from agent.flows.checkpoints import FlowStatus
-from agent.flows.engine import FlowTimeoutError
+from agent.flows.engine import FlowNotFoundError, FlowTimeoutError
 from agent.ledger.hashing import SecureHash
 from agent.ledger.vault import TransactionStatus
+from agent.management.audit import CommandGate
 from agent.management.auth import ManagementAuth
 from agent.management.beans import register_agent_beans
 from agent.management.commands import (
@@ -33,8 +37,9 @@ from agent.management.commands import (
     result_text,
 )
 from agent.management.flow_replies import flow_reply
+from agent.operator_api.catalogue import FILTER_KEYS, Command
 from agent.runtime import AgentRuntime
-from mbeans.access import REALM, require_action
+from mbeans.access import REALM, Caller, client_of
 from mbeans.errors import SecurityException
 from mbeans.jolokia import jolokia_blueprint
 from mbeans.jsonrpc import jsonrpc_blueprint
@@ -49,6 +54,9 @@ class BadRequestError(AgentError):
     """A management call with a missing or malformed field."""
 
 
+SURFACE = "rest"  # what the audit log records of a call that came this way
+
+
 def _body() -> dict[str, Any]:
     body = request.get_json(force=True, silent=True)
     if not isinstance(body, dict):
@@ -56,50 +64,87 @@ def _body() -> dict[str, Any]:
     return body
 
 
+def _optional_body() -> dict[str, Any]:
+    """The body of a call whose fields are all optional (a verb's reason): none at all is {}."""
+    return _body() if request.get_data() else {}
+
+
+def _query_value(command: str, name: str, value: str, kind: str) -> Any:
+    """A query string's value as the JSON the parameter (or filter key) takes."""
+    try:
+        if kind in ("seconds", "minAgeSeconds"):
+            return float(value)
+        if kind in ("limit", "batchSize", "minAttempts"):
+            return int(value)
+    except ValueError:
+        raise FlowArgumentError(command, name, value, "a number") from None
+    if kind in ("bool", "underCare"):
+        if value.lower() not in ("true", "false"):
+            raise FlowArgumentError(command, name, value, "true or false")
+        return value.lower() == "true"
+    return value
+
+
+def _query(command: Command, *, filter_keys: bool = False) -> dict[str, Any]:
+    """The query string as command's named arguments (the filter's keys go into its `filter`)."""
+    params = {p.name: p.kind for p in command.params if not (filter_keys and p.kind == "flowFilter")}
+    keys = dict(params, **({k: k for k in FILTER_KEYS} if filter_keys else {}))
+    unknown = sorted(set(request.args) - set(keys))
+    if unknown:
+        raise BadRequestError(f"unknown query parameter(s) {', '.join(unknown)}; allowed: {', '.join(keys)}")
+    arguments: dict[str, Any] = {}
+    found: dict[str, Any] = {}
+    for name, value in request.args.items():
+        if value == "":
+            continue
+        converted = _query_value(command.name, name, value, keys[name])
+        (arguments if name in params else found)[name] = converted
+    if filter_keys:
+        arguments["filter"] = found
+    return arguments
+
+
 def create_management_app(runtime: AgentRuntime) -> Flask:
     app = Flask("ledger_agent.management")
     app.url_map.strict_slashes = False
     auth = ManagementAuth(runtime.node.config.management_users)
     commands = NodeCommands(runtime)
+    gate = CommandGate(runtime.node.store.audit, runtime.node.clock)
     registry = MBeanRegistry()
-    register_agent_beans(registry, runtime, commands)
+    register_agent_beans(registry, runtime, commands, gate)
     app.extensions["ledger_agent.mbeans"] = registry  # for tests and benchmarks that read the beans
     app.register_blueprint(jolokia_blueprint(registry, auth.principal))
     app.register_blueprint(jsonrpc_blueprint(registry, auth.principal))
     app.register_blueprint(metrics_blueprint(registry, auth.principal))
     node = runtime.node
 
-    def guarded(view: F, *, act: bool) -> F:
+    def authenticated(view: F) -> F:
+        """Any management user; what the call needs beyond that is the gate's to check (start)."""
+
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            principal = auth.principal(request.authorization)
-            if principal is None:
+            if auth.principal(request.authorization) is None:
                 response = jsonify(
                     error="AuthenticationRequired", message="management calls need credentials"
                 )
                 response.status_code = 401
                 response.headers["WWW-Authenticate"] = REALM
                 return response
-            if act:
-                require_action(principal, f"{request.method} {request.path}")
             return view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 
-    def authenticated(view: F) -> F:
-        """Any management user: reads."""
-        return guarded(view, act=False)
-
-    def operator(view: F) -> F:
-        """Users with the operator role: calls that change something."""
-        return guarded(view, act=True)
+    def caller() -> Caller:
+        principal = auth.principal(request.authorization)
+        assert principal is not None  # checked by @authenticated
+        return Caller(principal, SURFACE, client_of(request.headers.get("User-Agent")))
 
     @app.errorhandler(AgentError)
     def agent_error(exc: AgentError) -> tuple[Response, int]:
         # A bad request is 400, an unknown party 404, a refusal by the ledger or the notary 409.
         bad = BadRequestError | ConfigurationError | InvalidNameError | FlowArgumentError
         status = 400 if isinstance(exc, bad) else 409
-        if isinstance(exc, IdentityError | UnknownFlowError):
+        if isinstance(exc, IdentityError | UnknownFlowError | FlowNotFoundError):
             status = 404
         if isinstance(exc, SecurityException):
             status = 403
@@ -137,12 +182,8 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
         return jsonify(status="UP", node=str(node.identity.name), role="notary" if node.notary else "node")
 
     def start(command: NodeCommand, body: dict[str, Any]) -> Any:
-        """The command, once the caller's role allows it (the catalogue's `act`)."""
-        if command.command.act:
-            principal = auth.principal(request.authorization)
-            assert principal is not None  # checked by @authenticated
-            require_action(principal, command.command.name)
-        return command.start(body)
+        """The command for this request's caller, through the gate (its role, the audit log)."""
+        return gate.run(command, body, caller())
 
     def token_flow(name: str) -> Response:
         try:
@@ -153,17 +194,17 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
         return jsonify(txId=tx_id)
 
     @app.post("/api/flows/issue")
-    @operator
+    @authenticated
     def issue() -> Response:
         return token_flow("IssueTokensFlow")
 
     @app.post("/api/flows/pay")
-    @operator
+    @authenticated
     def pay() -> Response:
         return token_flow("PayTokensFlow")
 
     @app.post("/api/flows/exit")
-    @operator
+    @authenticated
     def exit_tokens() -> Response:
         return token_flow("ExitTokensFlow")
 
@@ -207,23 +248,81 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
         return flow_reply(name, result, text)
 
     def verb(name: str, flow_id: str, answer: str) -> Response:
-        done = start(commands[name], {"id": flow_id})
+        reason = _optional_body().get("reason")
+        done = start(commands[name], {"id": flow_id, "reason": reason})
         return jsonify({"id": flow_id, answer: done})
 
     @app.post("/api/flows/kill/<flow_id>")
-    @operator
+    @authenticated
     def kill_flow(flow_id: str) -> Response:
         return verb("killFlow", flow_id, "killed")
 
     @app.post("/api/flows/pause/<flow_id>")
-    @operator
+    @authenticated
     def pause_flow(flow_id: str) -> Response:
         return verb("pauseFlow", flow_id, "paused")
 
     @app.post("/api/flows/resume/<flow_id>")
-    @operator
+    @authenticated
     def resume_flow(flow_id: str) -> Response:
         return verb("resumeFlow", flow_id, "resumed")
+
+    @app.post("/api/flows/retry/<flow_id>")
+    @authenticated
+    def retry_flow(flow_id: str) -> Response:
+        return verb("retryFlow", flow_id, "retried")
+
+    def job_reply(job: dict[str, Any]) -> tuple[Response, int]:
+        """A started job: 202, and where to follow it."""
+        response = jsonify(job)
+        response.headers["Location"] = f"/api/flows/bulk/{job['jobId']}"
+        return response, 202
+
+    @app.post(
+        "/api/flows/<any(pauseAll, pauseAllHospitalized, retryAllPaused, retryAllPausedHospitalized):name>"
+    )
+    @authenticated
+    def corda_bulk_verb(name: str) -> tuple[Response, int]:
+        return job_reply(start(commands[name], {"reason": _optional_body().get("reason")}))
+
+    @app.post("/api/flows/bulk")
+    @authenticated
+    def bulk_action() -> tuple[Response, int]:
+        answer = start(commands["bulkAction"], _body())
+        return (jsonify(answer), 200) if answer.get("dryRun") else job_reply(answer)
+
+    @app.get("/api/flows/bulk")
+    @authenticated
+    def bulk_jobs() -> Response:
+        return jsonify(start(commands["listBulkJobs"], {}))
+
+    @app.get("/api/flows/bulk/<job_id>")
+    @authenticated
+    def bulk_job(job_id: str) -> tuple[Response, int]:
+        job = start(commands["bulkJob"], {"id": job_id})
+        if job is None:
+            return jsonify(error="BulkJobNotFoundError", message=f"no bulk job with id {job_id}"), 404
+        return jsonify(job), 200
+
+    @app.get("/api/hospital")
+    @authenticated
+    def patients() -> Response:
+        listing = commands["listPatients"]
+        return jsonify(start(listing, _query(listing.command, filter_keys=True)))
+
+    @app.get("/api/hospital/<flow_id>")
+    @authenticated
+    def patient(flow_id: str) -> tuple[Response, int]:
+        found = start(commands["flowHistory"], {"id": flow_id})
+        if found is None:
+            raise FlowNotFoundError(flow_id)
+        return jsonify(found), 200
+
+    @app.get("/api/audit")
+    @authenticated
+    def audit_log() -> Response:
+        reading = commands["auditLog"]
+        return jsonify(start(reading, _query(reading.command)))
 
     @app.get("/api/ledgersync")
     @authenticated
@@ -252,22 +351,7 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     @authenticated
     def flows() -> Response:
         # The query's keys are listFlows's parameters (?status=FAILED&flowName=FinalityFlow&olderThan=60).
-        listing = commands["listFlows"].command
-        arguments: dict[str, Any] = {}
-        for param in listing.params:
-            value: Any = request.args.get(param.name) or None
-            if value is not None and param.kind == "seconds":
-                try:
-                    value = float(value)
-                except ValueError:
-                    raise FlowArgumentError(listing.name, param.name, value, param.allowed) from None
-            arguments[param.name] = value
-        unknown = sorted(set(request.args) - {p.name for p in listing.params})
-        if unknown:
-            raise BadRequestError(
-                f"unknown query parameter(s) {', '.join(unknown)}; allowed: "
-                + ", ".join(p.name for p in listing.params)
-            )
-        return jsonify(start(commands["listFlows"], arguments))
+        listing = commands["listFlows"]
+        return jsonify(start(listing, _query(listing.command)))
 
     return app

@@ -9,10 +9,15 @@ check`) reads and calls the services only through these; the beans' names are mb
     ledgeragent:type=LedgerGraph IsInitialized, IsSelfConsistent, Errors, ErrorCount, Size
     ledgeragent:type=LedgerSync  the reference's JMX attributes and ReconciliationStatus(party), and
                                  the catalogue's LedgerSync flows as operations (ScheduleReconciliation, ...)
+    ledgeragent:type=FlowHospital the catalogue's hospital commands: listPatients, flowHistory,
+                                 retryFlow, pauseAll, ..., bulkAction, bulkJob, listBulkJobs, auditLog;
+                                 and killFlow, pauseFlow, resumeFlow
 
 Operations of catalogue commands are built from the catalogue (agent.operator_api.catalogue): its
-operation name, parameters, impact (ACTION for an operator's command) and return type, run through
-agent.management.commands. A bad argument is an IllegalArgumentException, as for any bean.
+operation name, parameters, impact (ACTION for an operator's command) and return type. They check
+their caller themselves (a guard): each runs through the gate of agent.management.audit, which
+refuses an ACTION to a read-only user before its arguments are looked at and writes the audit log,
+the refusal included. A bad argument is an IllegalArgumentException, as for any bean.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from agent.flows.checkpoints import FlowStatus
 from agent.ledger.identity import X500Name
 from agent.ledger.vault import TransactionStatus
 from agent.ledgersync.app import LedgerSync
+from agent.management.audit import CommandGate
 from agent.management.commands import FlowArgumentError, NodeCommand, NodeCommands, result_json
 from agent.operator_api.catalogue import Param, Result
 from agent.operator_api.status import ReconciliationStatus
@@ -32,9 +38,10 @@ from agent.ports.checkpoints import CheckpointCounts
 from agent.ports.transactions import TransactionReader
 from agent.ports.vault import VaultStore
 from agent.runtime import AgentRuntime
+from mbeans.caller import Caller
 from mbeans.errors import IllegalArgumentException
 from mbeans.model import Impact, JavaType, MBean
-from mbeans.names import FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE, TOKENS
+from mbeans.names import FLOW_HOSPITAL, FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE, TOKENS
 from mbeans.registry import MBeanRegistry
 
 S, INT, L, B, LIST, MAP = (
@@ -62,6 +69,11 @@ PARAM_TYPES: dict[str, JavaType] = {
     "flowStatus": S,
     "text": S,
     "txId": S,
+    "reason": S,
+    "flowFilter": MAP,
+    "bulkAction": S,
+    "batchSize": JavaType.INTEGER_OBJECT,  # null: the parameter's default
+    "limit": JavaType.INTEGER_OBJECT,
 }
 RESULT_TYPES: dict[Result, JavaType] = {
     Result.UNIT: JavaType.VOID,
@@ -72,6 +84,12 @@ RESULT_TYPES: dict[Result, JavaType] = {
     Result.SESSION: MAP,
     Result.TX_ID: S,
     Result.FLOWS: LIST,
+    Result.PATIENTS: LIST,
+    Result.PATIENT: MAP,
+    Result.BULK: MAP,
+    Result.JOB: MAP,
+    Result.JOBS: LIST,
+    Result.AUDIT: LIST,
 }
 
 
@@ -92,9 +110,9 @@ def _flows_with(counts: CheckpointCounts, status: FlowStatus) -> Callable[[], in
     return lambda: int(counts.count_checkpoints()[status])
 
 
-def add_command(bean: MBean, command: NodeCommand) -> None:
+def add_command(bean: MBean, command: NodeCommand, gate: CommandGate) -> None:
     """The catalogue command as an operation of bean: its full signature, and each shorter overload the
-    catalogue names (the parameters left out take their defaults)."""
+    catalogue names (the parameters left out take their defaults), run through gate for its caller."""
     declared = command.command
     impact = Impact.ACTION if declared.act else Impact.INFO
     returns = RESULT_TYPES[declared.result]
@@ -105,15 +123,16 @@ def add_command(bean: MBean, command: NodeCommand) -> None:
             [(p.name, PARAM_TYPES[p.kind], p.description) for p in params],
             returns,
             declared.description,
-            _runner(command, params),
+            _runner(command, params, gate),
             impact,
+            guard=lambda caller, given: gate.authorize(command, given, caller),
         )
 
 
-def _runner(command: NodeCommand, params: list[Param]) -> Callable[..., Any]:
-    def run(*values: Any) -> Any:
+def _runner(command: NodeCommand, params: list[Param], gate: CommandGate) -> Callable[..., Any]:
+    def run(caller: Caller | None, *values: Any) -> Any:
         try:
-            result = command.start(dict(zip((p.name for p in params), values, strict=True)))
+            result = gate.run(command, dict(zip((p.name for p in params), values, strict=True)), caller)
         except FlowArgumentError as exc:
             # To a bean's caller a bad argument is what JMX calls it (JSON-RPC -32002, Jolokia 400).
             raise IllegalArgumentException(f"{exc.parameter}: {exc.value!r}; {exc.allowed}") from exc
@@ -122,25 +141,31 @@ def _runner(command: NodeCommand, params: list[Param]) -> Callable[..., Any]:
     return run
 
 
-def _commands_of(bean: MBean, commands: NodeCommands) -> MBean:
+def _commands_of(bean: MBean, commands: NodeCommands, gate: CommandGate) -> MBean:
     bean_type = bean.name.key("type")
     for command in commands:
         if command.command.bean == bean_type:
-            add_command(bean, command)
+            add_command(bean, command, gate)
     return bean
 
 
 def register_agent_beans(
-    registry: MBeanRegistry, runtime: AgentRuntime, commands: NodeCommands | None = None
+    registry: MBeanRegistry,
+    runtime: AgentRuntime,
+    commands: NodeCommands | None = None,
+    gate: CommandGate | None = None,
 ) -> None:
-    """Register the beans of every service the runtime has; commands are the catalogue's on it."""
+    """Register the beans of every service the runtime has; commands are the catalogue's on it, run
+    through gate (one on the node's audit log unless given)."""
     commands = commands or NodeCommands(runtime)
+    gate = gate or _gate(runtime)
     registry.register(node_bean(runtime))
-    registry.register(flows_bean(runtime, commands))
-    registry.register(tokens_bean(runtime, commands))
+    registry.register(flows_bean(runtime, commands, gate))
+    registry.register(tokens_bean(runtime, commands, gate))
+    registry.register(flow_hospital_bean(commands, gate))
     if runtime.ledgersync is not None:
         registry.register(ledger_graph_bean(runtime.ledgersync))
-        registry.register(ledger_sync_bean(runtime.ledgersync, commands))
+        registry.register(ledger_sync_bean(runtime.ledgersync, commands, gate))
 
 
 def node_bean(runtime: AgentRuntime) -> MBean:
@@ -167,8 +192,13 @@ def node_bean(runtime: AgentRuntime) -> MBean:
     return bean
 
 
-def flows_bean(runtime: AgentRuntime, commands: NodeCommands) -> MBean:
+def _gate(runtime: AgentRuntime) -> CommandGate:
+    return CommandGate(runtime.node.store.audit, runtime.node.clock)
+
+
+def flows_bean(runtime: AgentRuntime, commands: NodeCommands, gate: CommandGate | None = None) -> MBean:
     counts: CheckpointCounts = runtime.node.store.checkpoint_counts
+    gate = gate or _gate(runtime)
 
     def by_status() -> dict[str, int]:
         return {status.name: count for status, count in counts.count_checkpoints().items()}
@@ -182,11 +212,26 @@ def flows_bean(runtime: AgentRuntime, commands: NodeCommands) -> MBean:
             f"Flows whose checkpoint is {status.name}",
             _flows_with(counts, status),
         )
-    return _commands_of(bean, commands)
+    _commands_of(bean, commands, gate)
+    add_command(bean, commands["retryFlow"], gate)  # the engine's fifth verb, with its four
+    return bean
 
 
-def tokens_bean(runtime: AgentRuntime, commands: NodeCommands) -> MBean:
+def flow_hospital_bean(commands: NodeCommands, gate: CommandGate) -> MBean:
+    bean = MBean(
+        FLOW_HOSPITAL,
+        "The flow hospital: its patients and their histories, the verbs on them, bulk jobs, the audit log",
+        "ledgeragent.FlowHospital",
+    )
+    _commands_of(bean, commands, gate)
+    for verb in ("killFlow", "pauseFlow", "resumeFlow"):  # the Flows bean's too: one bean has them all
+        add_command(bean, commands[verb], gate)
+    return bean
+
+
+def tokens_bean(runtime: AgentRuntime, commands: NodeCommands, gate: CommandGate | None = None) -> MBean:
     tokens = runtime.tokens
+    gate = gate or _gate(runtime)
 
     def holdings() -> list[dict[str, Any]]:
         return [
@@ -196,7 +241,7 @@ def tokens_bean(runtime: AgentRuntime, commands: NodeCommands) -> MBean:
 
     bean = MBean(TOKENS, "The node's tokens and the flows that move them", "ledgeragent.Tokens")
     bean.attribute("Holdings", LIST, "Tokens held, by currency and issuer: amount and states", holdings)
-    return _commands_of(bean, commands)
+    return _commands_of(bean, commands, gate)
 
 
 def ledger_graph_bean(sync: LedgerSync) -> MBean:
@@ -224,7 +269,7 @@ def ledger_graph_bean(sync: LedgerSync) -> MBean:
     return bean
 
 
-def ledger_sync_bean(sync: LedgerSync, commands: NodeCommands) -> MBean:
+def ledger_sync_bean(sync: LedgerSync, commands: NodeCommands, gate: CommandGate) -> MBean:
     bean = MBean(LEDGER_SYNC, "LedgerSync: reconciliations with peers", "ledgeragent.LedgerSync")
     # Each attribute asks the store one question: reading one count must not compute them all.
     statuses, scheduler = sync.statuses, sync.scheduler
@@ -278,7 +323,7 @@ def ledger_sync_bean(sync: LedgerSync, commands: NodeCommands) -> MBean:
         "The status of this node's reconciliation with party, or null",
         lambda p: plain(sync.get_reconciliation_status_for_party(party(p), True)),
     )
-    _commands_of(bean, commands)
+    _commands_of(bean, commands, gate)
     # The reference's JMX has killFlow here too (a reconciliation's stateMachineRunId): the same verb.
-    add_command(bean, commands["killFlow"])
+    add_command(bean, commands["killFlow"], gate)
     return bean

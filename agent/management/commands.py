@@ -5,7 +5,9 @@ gets its implementation on the node's services (LedgerSync, the token service, t
 arguments are checked against the declaration and converted (X.500 names parsed, statuses looked up)
 before anything runs. A bad argument is refused naming the command, the parameter, the value and what
 is allowed (FlowArgumentError); every adapter (REST, the beans, so JSON-RPC and Jolokia) starts a
-command through `NodeCommands.start`.
+command through the gate of agent.management.audit, which checks the caller's role, runs
+`NodeCommand.start` and writes the audit log. The flow hospital's commands are
+agent.management.hospital_commands's.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ from typing import Any
 from agent.errors import AgentError, InvalidNameError
 from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
 from agent.flows.engine import FlowEngine, FlowNotFoundError
+from agent.hospital.bulk import Actor
+from agent.hospital.hospital import PatientFilter
+from agent.hospital.selection import filter_from_json
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledgersync.app import LedgerSync
 from agent.ledgersync.protocol import ReconciliationResult
+from agent.management.hospital_commands import WITH_ACTOR, hospital_commands
 from agent.operator_api.catalogue import COMMANDS, Command, Kind, Param
 from agent.operator_api.flows import result_text as _plain_text
 from agent.operator_api.status import ReconciliationStatus, ReconciliationStatusValue
@@ -41,9 +47,19 @@ class UnknownFlowError(AgentError):
     """No command of that name is offered on this node."""
 
 
+def _flow_filter(command: str, value: Mapping[str, Any]) -> PatientFilter:
+    given = {k: v for k, v in value.items() if v is not None}
+    if "peer" in given:
+        try:
+            given["peer"] = str(X500Name.parse(given["peer"]))
+        except InvalidNameError as exc:
+            raise FlowArgumentError(command, "filter.peer", given["peer"], str(exc)) from exc
+    return filter_from_json(given)
+
+
 def _convert(command: str, param: Param, value: Any) -> Any:
     if not param.accepts(value):
-        raise FlowArgumentError(command, param.name, value, "allowed: " + param.allowed)
+        raise FlowArgumentError(command, param.name, value, param.problem(value))
     try:
         if param.kind == "party":
             return X500Name.parse(value)
@@ -61,6 +77,8 @@ def _convert(command: str, param: Param, value: Any) -> Any:
         return SecureHash.parse(value, param.name)
     if param.kind == "seconds":
         return float(value)
+    if param.kind == "flowFilter":
+        return _flow_filter(command, value)
     return value
 
 
@@ -149,26 +167,35 @@ def _verbs(engine: FlowEngine, sync: LedgerSync | None) -> dict[str, Callable[..
         )
         return [flow_json(cp, engine.waiting_for(cp.flow_id)) for cp in found]
 
-    def by_id(verb: Callable[[str], bool]) -> Callable[[str], bool]:
-        def call(flow_id: str) -> bool:
-            try:
-                return verb(flow_id)
-            except FlowNotFoundError:
-                return False  # Corda's killFlow answers false for a flow it does not know
-
-        return call
-
     def kill(flow_id: str) -> bool:
         # Reconciliations still run on LedgerSync's own workers (docs/flows.md); every other flow
         # is the engine's.
-        return (sync is not None and sync.kill_flow(flow_id)) or by_id(engine.kill)(flow_id)
+        return (sync is not None and sync.kill_flow(flow_id)) or engine.kill(flow_id)
 
     return {
         "listFlows": list_flows,
-        "killFlow": kill,
+        "killFlow": by_id(kill),
         "pauseFlow": by_id(engine.pause),
         "resumeFlow": by_id(engine.resume),
+        "retryFlow": by_id(engine.retry),
     }
+
+
+def by_id(verb: Callable[[str], bool]) -> Callable[[str, str | None], bool]:
+    """A verb on one flow by id, taking the reason the gate records; false for a flow it does not know
+    (as Corda's killFlow answers)."""
+
+    def call(flow_id: str, reason: str | None = None) -> bool:
+        del reason  # the audit log's, written by the gate
+        try:
+            return verb(flow_id)
+        except FlowNotFoundError:
+            return False
+
+    return call
+
+
+IN_PROCESS = Actor("(in-process)", "-", "in-process")
 
 
 @dataclass(frozen=True)
@@ -177,21 +204,35 @@ class NodeCommand:
 
     command: Command
     run: Callable[..., Any]  # the converted arguments, in the order of the command's params
+    with_actor: bool = False  # run also takes who asked (a bulk job records it), after the arguments
 
-    def start(self, arguments: Mapping[str, Any]) -> Any:
-        """Check and convert the named arguments, then run the command."""
-        return self.run(*convert_arguments(self.command, arguments))
+    def start(self, arguments: Mapping[str, Any], actor: Actor | None = None) -> Any:
+        """Check and convert the named arguments, then run the command for actor (this process's own
+        call when None). Adapters go through agent.management.audit.CommandGate, which checks the
+        caller's role and records what acts."""
+        values = convert_arguments(self.command, arguments)
+        if self.with_actor:
+            return self.run(*values, actor or IN_PROCESS)
+        return self.run(*values)
 
 
 class NodeCommands:
     """Every catalogue command this node offers (LedgerSync's only where LedgerSync runs)."""
 
     def __init__(self, runtime: AgentRuntime) -> None:
-        bound = {**_tokens(runtime.tokens), **_verbs(runtime.engine, runtime.ledgersync)}
+        bound = {
+            **_tokens(runtime.tokens),
+            **_verbs(runtime.engine, runtime.ledgersync),
+            **hospital_commands(runtime),
+        }
         if runtime.ledgersync is not None:
             bound.update(_ledgersync(runtime.ledgersync))
         # In the catalogue's order; an entry with no implementation here is not offered.
-        self._commands = {name: NodeCommand(c, bound[name]) for name, c in COMMANDS.items() if name in bound}
+        self._commands = {
+            name: NodeCommand(c, bound[name], name in WITH_ACTOR)
+            for name, c in COMMANDS.items()
+            if name in bound
+        }
 
     def __iter__(self) -> Iterator[NodeCommand]:
         return iter(self._commands.values())

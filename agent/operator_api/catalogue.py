@@ -10,142 +10,60 @@ agent.management.commands's; this module is pure, so the operator tools import i
     LedgerSync's flows (the reference's)   ScheduleReconciliationFlow ... IsRespondingToReconciliation...
     the token flows                        IssueTokensFlow, PayTokensFlow, ExitTokensFlow
     the engine's verbs                     listFlows, killFlow, pauseFlow, resumeFlow
+    the flow hospital's (docs/hospital.md) retryFlow, listPatients, flowHistory, pauseAll,
+                                           pauseAllHospitalized, retryAllPaused,
+                                           retryAllPausedHospitalized, bulkAction, bulkJob,
+                                           listBulkJobs, auditLog
+
+Every command that acts (`act`) needs the operator role and goes to the audit log, refused or not;
+each takes a `reason`, required for the bulk ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from enum import Enum
+from collections.abc import Iterator
 from typing import Any
 
-from agent.operator_api.status import ReconciliationStatusValue
+from agent.operator_api.kinds import (
+    BULK_ACTIONS,
+    DEFAULT_AUDIT_LIMIT,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_FLOW_WAIT_S,
+    DIAGNOSES,
+    FILTER_KEYS,
+    FLOW_STATUSES,
+    KINDS,
+    MAX_FLOW_WAIT_S,
+    METHOD_LIST,
+    METHOD_RIBLT,
+    METHODS,
+    Command,
+    Kind,
+    Param,
+    Result,
+)
 
-METHOD_RIBLT = "riblt"
-METHOD_LIST = "list"
-METHODS = (METHOD_RIBLT, METHOD_LIST)  # how ReconcileWithPartyFlow may find differences
+# The parts commands are made of (agent.operator_api.kinds), re-exported: the adapters read them here.
+__all__ = [
+    "BULK_ACTIONS",
+    "COMMANDS",
+    "DIAGNOSES",
+    "FILTER_KEYS",
+    "FLOW_STATUSES",
+    "KINDS",
+    "MAX_FLOW_WAIT_S",
+    "METHODS",
+    "METHOD_LIST",
+    "METHOD_RIBLT",
+    "Command",
+    "Kind",
+    "Param",
+    "Result",
+    "flows",
+    "verbs",
+]
 
-# Corda's checkpoint statuses, by name (agent.flows.checkpoints.FlowStatus; a test keeps them equal).
-FLOW_STATUSES = ("RUNNABLE", "FAILED", "COMPLETED", "HOSPITALIZED", "KILLED", "PAUSED")
-DEFAULT_FLOW_WAIT_S = 60.0
-MAX_FLOW_WAIT_S = 3600.0
-
-
-def _names(value: Any, *, empty: bool) -> bool:
-    return isinstance(value, list) and (empty or bool(value)) and all(isinstance(p, str) for p in value)
-
-
-def _int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _holdings(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and bool(value)
-        and all(
-            isinstance(h, dict) and isinstance(h.get("owner"), str) and _int(h.get("amount")) for h in value
-        )
-    )
-
-
-def _seconds(value: Any) -> bool:
-    return (_int(value) or isinstance(value, float)) and 0 <= value <= MAX_FLOW_WAIT_S
-
-
-# What each kind of parameter accepts as JSON, and how that is said.
-KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "party": (lambda v: isinstance(v, str), 'an X.500 name such as "O=PartyB, L=London, C=GB"'),
-    "parties": (
-        lambda v: _names(v, empty=False),
-        'a list of X.500 names such as ["O=PartyB, L=London, C=GB"]',
-    ),
-    "bool": (lambda v: isinstance(v, bool), "true or false"),
-    "status": (
-        lambda v: isinstance(v, str) and v in ReconciliationStatusValue.__members__,
-        "one of " + ", ".join(ReconciliationStatusValue.__members__),
-    ),
-    "method": (lambda v: v in METHODS, "one of " + ", ".join(METHODS)),
-    "observers": (
-        lambda v: _names(v, empty=True),
-        'a list of X.500 names, possibly empty, such as ["O=PartyC, L=Paris, C=FR"]',
-    ),
-    "holdings": (
-        _holdings,
-        'a list of {owner, amount} such as [{"owner": "O=PartyB, L=London, C=GB", "amount": 5}]',
-    ),
-    "amount": (lambda v: _int(v) and v > 0, "a positive whole number"),
-    "currency": (lambda v: isinstance(v, str) and bool(v), "a currency code such as GBP"),
-    "seconds": (_seconds, f"seconds from 0 to {MAX_FLOW_WAIT_S:.0f}"),
-    "flowId": (lambda v: isinstance(v, str) and bool(v), "a flow's id (a UUID, as stateMachineRunId)"),
-    "flowStatus": (lambda v: v in FLOW_STATUSES, "one of " + ", ".join(FLOW_STATUSES)),
-    "text": (lambda v: isinstance(v, str), "a string"),
-    "txId": (
-        lambda v: isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdefABCDEF" for c in v),
-        "a transaction id: 64 hex digits",
-    ),
-}
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    kind: str  # a key of KINDS
-    required: bool = True
-    default: Any = None
-    description: str = ""
-
-    def accepts(self, value: Any) -> bool:
-        """value is JSON of this parameter's kind (names are not parsed here)."""
-        return KINDS[self.kind][0](value)
-
-    @property
-    def allowed(self) -> str:
-        return KINDS[self.kind][1]
-
-
-class Kind(Enum):
-    FLOW = "flow"  # started by name: `flow start <Flow>`, POST /api/flows/start/<Flow>
-    VERB = "verb"  # an engine verb on flows by id, or the listing of flows
-
-
-class Result(Enum):
-    """What a command returns, as its adapters carry it (the beans' JMX return types follow)."""
-
-    UNIT = "unit"  # nothing (the bean's void)
-    BOOL = "bool"
-    INT = "int"
-    STATUS = "status"  # a ReconciliationStatus, or null
-    STATUSES = "statuses"  # a list of them
-    SESSION = "session"  # a ReconciliationResult: the session's figures and ids
-    TX_ID = "txId"  # the id of the transaction the flow finalised
-    FLOWS = "flows"  # a list of flows (checkpoints): flowId, flowName, status, step, ...
-
-
-@dataclass(frozen=True)
-class Command:
-    name: str  # the Corda name: a flow's class name, or the RPC verb (killFlow)
-    kind: Kind
-    bean: str  # the `type` of the ledgeragent bean that has the operation
-    operation: str  # the bean's operation, taking the same named params; JSON-RPC `<bean>.<operation>`
-    params: tuple[Param, ...]
-    result: Result
-    description: str
-    act: bool = False  # changes something: needs the operator role
-    unit: bool = False  # Corda's flow returns nothing: the shell prints kotlin.Unit, whatever we return
-    overloads: tuple[tuple[str, ...], ...] = ()  # shorter bean signatures (the rest take their defaults)
-
-    @property
-    def role(self) -> str:
-        return "operator" if self.act else "read-only"
-
-    @property
-    def method(self) -> str:
-        """Its JSON-RPC method."""
-        return f"{self.bean}.{self.operation}"
-
-
-LEDGER_SYNC, TOKENS, FLOWS_BEAN = "LedgerSync", "Tokens", "Flows"
+LEDGER_SYNC, TOKENS, FLOWS_BEAN, FLOW_HOSPITAL = "LedgerSync", "Tokens", "Flows", "FlowHospital"
 
 _PARTY = Param("party", "party", description="The party's X.500 name")
 _IS_REQUESTER = Param(
@@ -174,6 +92,31 @@ _TIMEOUT = Param(
 )
 _CURRENCY = Param("currency", "currency", description="The tokens' currency, e.g. GBP")
 _FLOW_ID = Param("id", "flowId", description="The flow's id (a reconciliation's stateMachineRunId)")
+_REASON = Param("reason", "reason", required=False, description="Why (optional; the audit log keeps it)")
+_BULK_REASON = Param(
+    "reason", "reason", description="Why (required for a bulk action; the audit log keeps it)"
+)
+_FILTER = Param(
+    "filter",
+    "flowFilter",
+    required=False,
+    description="Every filter given must match: status, diagnosis, staff, errorType, flowName, peer, "
+    "step, minAgeSeconds (in the hospital), minAttempts (errors since the last checkpoint)",
+)
+_BATCH_SIZE = Param(
+    "batchSize",
+    "batchSize",
+    required=False,
+    default=DEFAULT_BATCH_SIZE,
+    description="Flows per batch; the job records its progress after each",
+)
+_BATCH_INTERVAL = Param(
+    "batchIntervalSeconds",
+    "seconds",
+    required=False,
+    default=0.0,
+    description="A pause between two batches, so a bulk retry does not storm the notary or the peers",
+)
 
 
 def _flow(
@@ -182,8 +125,20 @@ def _flow(
     return Command(name, Kind.FLOW, bean, name.removesuffix("Flow"), params, result, description, **kw)
 
 
-def _verb(name: str, params: tuple[Param, ...], result: Result, description: str, **kw: Any) -> Command:
-    return Command(name, Kind.VERB, FLOWS_BEAN, name, params, result, description, **kw)
+def _verb(
+    name: str,
+    params: tuple[Param, ...],
+    result: Result,
+    description: str,
+    bean: str = FLOWS_BEAN,
+    **kw: Any,
+) -> Command:
+    return Command(name, Kind.VERB, bean, name, params, result, description, **kw)
+
+
+def _bulk_verb(name: str, description: str) -> Command:
+    """One of Corda Enterprise's bulk verbs: a bulk job at once (no dry run), its filter fixed."""
+    return _verb(name, (_BULK_REASON,), Result.JOB, description, FLOW_HOSPITAL, act=True)
 
 
 COMMANDS: dict[str, Command] = {
@@ -342,24 +297,126 @@ COMMANDS: dict[str, Command] = {
         ),
         _verb(
             "killFlow",
-            (_FLOW_ID,),
+            (_FLOW_ID, _REASON),
             Result.BOOL,
             "Kill a running flow; true if one was running (Corda's killFlow)",
             act=True,
+            overloads=(("id",),),
         ),
         _verb(
             "pauseFlow",
-            (_FLOW_ID,),
+            (_FLOW_ID, _REASON),
             Result.BOOL,
             "Pause a RUNNABLE or HOSPITALIZED flow between two steps; true if it was running",
             act=True,
+            overloads=(("id",),),
         ),
         _verb(
             "resumeFlow",
-            (_FLOW_ID,),
+            (_FLOW_ID, _REASON),
             Result.BOOL,
             "Resume a PAUSED flow from its checkpoint; true if it was paused",
             act=True,
+            overloads=(("id",),),
+        ),
+        _verb(
+            "retryFlow",
+            (_FLOW_ID, _REASON),
+            Result.BOOL,
+            "Retry a HOSPITALIZED or PAUSED flow now from its checkpoint, with a fresh retry budget "
+            "(Corda Enterprise's flow retry); true if it was either",
+            FLOW_HOSPITAL,
+            act=True,
+            overloads=(("id",),),
+        ),
+        _verb(
+            "listPatients",
+            (
+                _FILTER,
+                Param(
+                    "includeFailed",
+                    "bool",
+                    required=False,
+                    default=False,
+                    description="Also the FAILED flows with a history (status FAILED implies it)",
+                ),
+            ),
+            Result.PATIENTS,
+            "The flow hospital's patients (HOSPITALIZED, and RUNNABLE or PAUSED ones under its care), "
+            "longest in first, each with its retry history",
+            FLOW_HOSPITAL,
+            overloads=((), ("filter",)),
+        ),
+        _verb(
+            "flowHistory",
+            (_FLOW_ID,),
+            Result.PATIENT,
+            "One flow (any status) with its retry history; null if there is no such flow",
+            FLOW_HOSPITAL,
+        ),
+        _bulk_verb("pauseAll", "Pause every RUNNABLE and HOSPITALIZED flow (a bulk job); the job"),
+        _bulk_verb("pauseAllHospitalized", "Pause every HOSPITALIZED flow (a bulk job); the job"),
+        _bulk_verb("retryAllPaused", "Retry every PAUSED flow (a bulk job); the job"),
+        _bulk_verb(
+            "retryAllPausedHospitalized",
+            "Retry every PAUSED flow that the hospital was keeping (a bulk job); the job",
+        ),
+        _verb(
+            "bulkAction",
+            (
+                Param("action", "bulkAction", description="retry, pause or kill: what to do to each flow"),
+                Param(
+                    "filter",
+                    "flowFilter",
+                    description="Which flows: every filter given must match ({} is every flow); "
+                    "status, diagnosis, staff, errorType, flowName, peer, step, minAgeSeconds, minAttempts",
+                ),
+                _BULK_REASON,
+                Param(
+                    "dryRun",
+                    "bool",
+                    required=False,
+                    default=True,
+                    description="true (the default): only say what would happen; false: start the job",
+                ),
+                _BATCH_SIZE,
+                _BATCH_INTERVAL,
+            ),
+            Result.BULK,
+            "A bulk action by filter: the dry run (how many, a sample, what would happen to each), or "
+            "with dryRun false a job on the node with its own id, progress and a result per flow",
+            FLOW_HOSPITAL,
+            act=True,
+            overloads=(("action", "filter", "reason"), ("action", "filter", "reason", "dryRun")),
+        ),
+        _verb(
+            "bulkJob",
+            (Param("id", "flowId", description="The job's id"),),
+            Result.JOB,
+            "A bulk job: its progress and a result per flow; null if there is no such job",
+            FLOW_HOSPITAL,
+        ),
+        _verb(
+            "listBulkJobs", (), Result.JOBS, "Every bulk job, oldest first, with its progress", FLOW_HOSPITAL
+        ),
+        _verb(
+            "auditLog",
+            (
+                Param("user", "text", required=False, description="Only this user's actions"),
+                Param("action", "text", required=False, description="Only this command, e.g. retryFlow"),
+                Param(
+                    "limit",
+                    "limit",
+                    required=False,
+                    default=DEFAULT_AUDIT_LIMIT,
+                    description="At most this many entries",
+                ),
+            ),
+            Result.AUDIT,
+            "The audit log: every operator action and refusal (user, role, time, action, reason, "
+            "target, outcome, surface), newest first",
+            FLOW_HOSPITAL,
+            overloads=((),),
         ),
     )
 }

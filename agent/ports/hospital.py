@@ -41,5 +41,6 @@ class AuditLog(Protocol):
         action: str | None = None,
         limit: int = 1000,
     ) -> list[AuditEntry]:
-        """Entries matching every filter given, newest first, at most limit."""
+        """Entries matching every filter given, newest first (by their time, then as appended), at most
+        limit."""
         ...

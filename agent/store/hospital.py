@@ -104,7 +104,9 @@ class AuditLogRepository:
         limit: int = 1000,
     ) -> list[AuditEntry]:
         table = self.schema.audit_log
-        query = table.select().order_by(table.entry_id.desc()).limit(limit)
+        # By time: an entry is stamped when its call was asked, so a bulk job's "started" precedes its
+        # "finished" even when the job ended (and wrote) before the call that started it recorded.
+        query = table.select().order_by(table.timestamp.desc(), table.entry_id.desc()).limit(limit)
         if since is not None:
             query = query.where(table.timestamp >= since)
         if user is not None:

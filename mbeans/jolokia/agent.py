@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent.errors import AgentError, DatabaseError
-from mbeans.access import Principal, require_action, require_operation, require_read
+from mbeans.access import Caller, Principal, authorize, require_action, require_read
 from mbeans.errors import IllegalArgumentException
 from mbeans.jolokia import operations
 from mbeans.jolokia.config import flag, max_depth
@@ -16,6 +16,8 @@ from mbeans.jolokia.errors import UnsupportedOperationException, jolokia_error
 from mbeans.jolokia.urls import path_elements
 from mbeans.objectname import ObjectName
 from mbeans.registry import MBeanRegistry, as_name
+
+SURFACE = "jolokia"  # what the audit log records of a call that came this way
 
 log = logging.getLogger("ledger_agent.jolokia")
 
@@ -32,12 +34,14 @@ class JolokiaAgent:
     def handle(
         self,
         req: Any,
-        principal: Principal,
+        caller: Caller | Principal,
         url_config: Mapping[str, Any] | None = None,
         *,
         from_url: bool = False,
     ) -> dict[str, Any]:
         """One request's response, a success or an error: never raises."""
+        if isinstance(caller, Principal):
+            caller = Caller(caller, SURFACE)
         echo = {k: v for k, v in req.items() if k != "config"} if isinstance(req, dict) else req
         config: dict[str, Any] = dict(url_config or {})
         try:
@@ -46,7 +50,7 @@ class JolokiaAgent:
             if req.get("config") not in (None, "") and not isinstance(req.get("config"), dict):
                 raise IllegalArgumentException("config must be an object")
             config.update(req.get("config") or {})
-            value = self._dispatch(req, principal, config, from_url)
+            value = self._dispatch(req, caller, config, from_url)
             return {"request": echo, "value": value, "status": 200, "timestamp": int(self.clock())}
         except Exception as exc:
             return self.error(exc, echo, config)
@@ -69,9 +73,8 @@ class JolokiaAgent:
             response["error_value"] = {"message": message, "errorType": error_type}
         return response
 
-    def _dispatch(
-        self, req: dict[str, Any], principal: Principal, config: dict[str, Any], from_url: bool
-    ) -> Any:
+    def _dispatch(self, req: dict[str, Any], caller: Caller, config: dict[str, Any], from_url: bool) -> Any:
+        principal = caller.principal
         kind = req.get("type")
         if isinstance(kind, str):
             kind = kind.lower()
@@ -110,8 +113,8 @@ class JolokiaAgent:
             raise IllegalArgumentException("exec needs an operation")
         arguments = operations.exec_arguments(req.get("arguments"))
         op = bean.find_operation(operation, len(arguments) if isinstance(arguments, list) else None)
-        require_operation(principal, op.impact, f"exec {name} {op.signature}")
-        return operations.execute(op, arguments, from_url)
+        authorize(caller, op, f"exec {name} {op.signature}")
+        return operations.execute(op, arguments, from_url, caller)
 
 
 def _mbean(req: Mapping[str, Any]) -> ObjectName:

@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, request
 
-from mbeans.access import REALM, Authenticator
+from mbeans.access import REALM, Authenticator, Caller, client_of
 from mbeans.errors import IllegalArgumentException
-from mbeans.jolokia.agent import JolokiaAgent
+from mbeans.jolokia.agent import SURFACE, JolokiaAgent
 from mbeans.jolokia.config import URL_KEYS
 from mbeans.jolokia.urls import get_request, split_path, split_raw_uri_path, trimmed
 from mbeans.registry import MBeanRegistry
@@ -53,6 +53,7 @@ def jolokia_blueprint(registry: MBeanRegistry, authenticate: Authenticator) -> B
             response.headers["WWW-Authenticate"] = REALM
             return response
         agent = JolokiaAgent(registry)
+        caller = Caller(principal, SURFACE, client_of(request.headers.get("User-Agent")))
         if request.method == "POST":
             try:
                 payload = json.loads(request.get_data(as_text=True))
@@ -60,8 +61,8 @@ def jolokia_blueprint(registry: MBeanRegistry, authenticate: Authenticator) -> B
                 failed = IllegalArgumentException(f"the body is not valid JSON: {exc}")
                 return _answer(agent.error(failed, config=url_config), url_config)
             if isinstance(payload, list):
-                return _answer([agent.handle(r, principal, url_config) for r in payload], url_config)
-            return _answer(agent.handle(payload, principal, url_config), url_config)
+                return _answer([agent.handle(r, caller, url_config) for r in payload], url_config)
+            return _answer(agent.handle(payload, caller, url_config), url_config)
         if "p" in request.args:
             parts = trimmed(split_path(request.args["p"]))
         else:
@@ -70,7 +71,7 @@ def jolokia_blueprint(registry: MBeanRegistry, authenticate: Authenticator) -> B
             req = get_request(parts)
         except IllegalArgumentException as exc:
             return _answer(agent.error(exc, {"type": parts[0]}, url_config), url_config)
-        return _answer(agent.handle(req, principal, url_config, from_url=True), url_config)
+        return _answer(agent.handle(req, caller, url_config, from_url=True), url_config)
 
     for rule in ("/jolokia", "/jolokia/", "/jolokia/<path:rest>"):
         blueprint.add_url_rule(

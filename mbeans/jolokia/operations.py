@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent import __version__
+from mbeans.caller import Caller
 from mbeans.errors import IllegalArgumentException, InstanceNotFoundException, MalformedObjectNameException
 from mbeans.jolokia.config import flag
 from mbeans.jolokia.errors import jolokia_error
@@ -89,11 +90,14 @@ def exec_arguments(arguments: Any) -> list[Any] | dict[str, Any]:
     return arguments
 
 
-def execute(op: Operation, arguments: list[Any] | dict[str, Any], url: bool) -> Any:
-    """Invoke the operation; url: the arguments come from a GET URL (lists and maps may be JSON)."""
+def execute(
+    op: Operation, arguments: list[Any] | dict[str, Any], url: bool, caller: Caller | None = None
+) -> Any:
+    """Invoke the operation for caller; url: the arguments come from a GET URL (lists and maps may be
+    JSON)."""
     if url and isinstance(arguments, list) and len(arguments) == len(op.parameters):
         arguments = [from_url(p.type, a) for p, a in zip(op.parameters, arguments, strict=True)]
-    return op.invoke(arguments)
+    return op.invoke(arguments, caller)
 
 
 def search(registry: MBeanRegistry, pattern: ObjectName) -> list[str]:

@@ -11,7 +11,7 @@ from agent.errors import CannotReconcileWithSelfException
 from agent.management.beans import register_agent_beans
 from mbeans.errors import IllegalArgumentException
 from mbeans.model import Impact
-from mbeans.names import FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE, TOKENS
+from mbeans.names import FLOW_HOSPITAL, FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE, TOKENS
 from mbeans.registry import MBeanRegistry
 from tests.ledgersync.conftest import A, B, C, Net, net
 
@@ -26,7 +26,9 @@ def beans(net: Net) -> MBeanRegistry:
 
 
 def test_every_attribute_reads_a_plain_value(beans: MBeanRegistry) -> None:
-    assert beans.names() == sorted(str(n) for n in (FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE, TOKENS))
+    assert beans.names() == sorted(
+        str(n) for n in (FLOWS, FLOW_HOSPITAL, LEDGER_GRAPH, LEDGER_SYNC, NODE, TOKENS)
+    )
     for bean in beans.query():
         for name in bean.attributes:
             value = bean.get(name)

@@ -6,9 +6,21 @@ from __future__ import annotations
 import pytest
 
 from agent.flows.checkpoints import FlowStatus
+from agent.hospital.selection import VERBS
+from agent.hospital.staff import Diagnosis
 from agent.management.beans import PARAM_TYPES, RESULT_TYPES, register_agent_beans
 from agent.management.commands import FlowArgumentError, NodeCommands, UnknownFlowError
-from agent.operator_api.catalogue import COMMANDS, FLOW_STATUSES, KINDS, Kind, Result, flows, verbs
+from agent.operator_api.catalogue import (
+    BULK_ACTIONS,
+    COMMANDS,
+    DIAGNOSES,
+    FLOW_STATUSES,
+    KINDS,
+    Kind,
+    Result,
+    flows,
+    verbs,
+)
 from mbeans.errors import IllegalArgumentException
 from mbeans.model import Impact
 from mbeans.names import DOMAIN
@@ -19,7 +31,7 @@ __all__ = ["net"]  # the fixture, from the LedgerSync tests
 
 
 def test_the_catalogue_holds_every_flow_and_verb_with_a_role_and_a_result() -> None:
-    assert [c.name for c in verbs()] == ["listFlows", "killFlow", "pauseFlow", "resumeFlow"]
+    assert [c.name for c in verbs()][:5] == ["listFlows", "killFlow", "pauseFlow", "resumeFlow", "retryFlow"]
     assert {"IssueTokensFlow", "PayTokensFlow", "ExitTokensFlow"} <= {c.name for c in flows()}
     assert len([c for c in flows() if c.bean == "LedgerSync"]) == 8
     for command in COMMANDS.values():
@@ -30,6 +42,9 @@ def test_the_catalogue_holds_every_flow_and_verb_with_a_role_and_a_result() -> N
         assert all(set(o) <= names for o in command.overloads), command.name
     assert not COMMANDS["listFlows"].act and COMMANDS["killFlow"].act
     assert tuple(FlowStatus.__members__) == FLOW_STATUSES  # the pure copy of the engine's statuses
+    highest_first = sorted(Diagnosis, key=lambda d: -d.value)
+    assert tuple(d.name for d in highest_first) == DIAGNOSES  # and of the hospital's diagnoses
+    assert set(BULK_ACTIONS) == set(VERBS)
 
 
 def test_every_command_runs_on_a_ledgersync_node(net: Net) -> None:

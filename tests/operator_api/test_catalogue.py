@@ -9,6 +9,7 @@ from agent.ledger.hashing import SecureHash
 from agent.management.commands import result_text as agent_result_text
 from agent.operator_api.catalogue import KINDS
 from agent.operator_api.flows import result_text
+from agent.operator_api.kinds import filter_problem
 from agent.operator_api.status import ReconciliationStatus, ReconciliationStatusValue
 
 NAME = "O=PartyB, L=London, C=GB"
@@ -33,6 +34,33 @@ NAME = "O=PartyB, L=London, C=GB"
         ("seconds", [0, 2.5, 3600], [-1, 3601, True, "60"]),
         ("flowStatus", ["RUNNABLE", "PAUSED"], ["DONE", ["FAILED"]]),
         ("txId", ["AB" * 32], ["AB", "zz" * 32, 3]),
+        ("reason", ["the contract is installed"], ["", "   ", None, 3, "x" * 1001]),
+        ("bulkAction", ["retry", "pause", "kill"], ["resume", "", None, ["kill"]]),
+        ("batchSize", [1, 1000], [0, 1001, 2.5, True]),
+        ("limit", [1, 10_000], [0, 10_001, "5"]),
+        (
+            "flowFilter",
+            [
+                {},
+                {
+                    "status": "PAUSED",
+                    "minAgeSeconds": 60.5,
+                    "minAttempts": 2,
+                    "underCare": True,
+                    "peer": NAME,
+                },
+            ],
+            [
+                [],
+                {"colour": "red"},
+                {"status": "DONE"},
+                {"diagnosis": "BAD"},
+                {"minAgeSeconds": -1},
+                {"minAttempts": 1.5},
+                {"underCare": "yes"},
+                {"staff": ""},
+            ],
+        ),
     ],
 )
 def test_each_kind_accepts_what_it_says_it_allows(
@@ -42,6 +70,18 @@ def test_each_kind_accepts_what_it_says_it_allows(
     assert allowed
     assert all(accepts(v) for v in accepted), kind
     assert not any(accepts(v) for v in refused), kind
+
+
+def test_a_bad_filter_is_refused_naming_its_key_and_what_it_allows() -> None:
+    assert filter_problem({"diagnosis": "BAD"}) == (
+        "filter diagnosis: 'BAD'; allowed: one of RESUSCITATE, TERMINAL, DISCHARGE, OVERNIGHT_OBSERVATION, "
+        "NOT_MY_SPECIALTY"
+    )
+    assert filter_problem({"colour": "red"}) == (
+        "unknown filter 'colour'; filters: status, diagnosis, staff, errorType, flowName, peer, step, "
+        "minAgeSeconds, minAttempts, underCare"
+    )
+    assert filter_problem({"status": None}) is None  # null: not given
 
 
 def _status(ids: tuple[SecureHash, ...]) -> ReconciliationStatus:

@@ -1,0 +1,213 @@
+"""What the catalogue's commands are made of: the kinds of parameter (what each accepts as JSON, and
+how that is said), a parameter, a command, and the kinds of result. Pure, as the catalogue is.
+
+The filter of the flow hospital's listings and bulk actions is one parameter, a map (`{"status":
+"HOSPITALIZED", "flowName": "FinalityFlow"}`), so that a bean operation keeps a short signature and
+every surface passes it the same way; FILTER_KEYS says what each of its keys accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from agent.operator_api.status import ReconciliationStatusValue
+
+METHOD_RIBLT = "riblt"
+METHOD_LIST = "list"
+METHODS = (METHOD_RIBLT, METHOD_LIST)  # how ReconcileWithPartyFlow may find differences
+
+# Corda's checkpoint statuses, by name (agent.flows.checkpoints.FlowStatus; a test keeps them equal).
+FLOW_STATUSES = ("RUNNABLE", "FAILED", "COMPLETED", "HOSPITALIZED", "KILLED", "PAUSED")
+# The flow hospital's diagnoses, highest first (agent.hospital.staff.Diagnosis; a test keeps them equal).
+DIAGNOSES = ("RESUSCITATE", "TERMINAL", "DISCHARGE", "OVERNIGHT_OBSERVATION", "NOT_MY_SPECIALTY")
+# What a bulk action does to each flow it selected (there is no default: an operator names it).
+BULK_ACTIONS = ("retry", "pause", "kill")
+DEFAULT_FLOW_WAIT_S = 60.0
+MAX_FLOW_WAIT_S = 3600.0
+MAX_REASON_CHARS = 1000
+MAX_BATCH_SIZE = 1000
+DEFAULT_BATCH_SIZE = 50
+MAX_AUDIT_LIMIT = 10_000
+DEFAULT_AUDIT_LIMIT = 100
+
+
+def _names(value: Any, *, empty: bool) -> bool:
+    return isinstance(value, list) and (empty or bool(value)) and all(isinstance(p, str) for p in value)
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return _int(value) or isinstance(value, float)
+
+
+def _holdings(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(
+            isinstance(h, dict) and isinstance(h.get("owner"), str) and _int(h.get("amount")) for h in value
+        )
+    )
+
+
+def _seconds(value: Any) -> bool:
+    return _number(value) and 0 <= value <= MAX_FLOW_WAIT_S
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+# The keys of a flow filter: what each accepts, and how that is said.
+FILTER_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "status": (lambda v: v in FLOW_STATUSES, "one of " + ", ".join(FLOW_STATUSES)),
+    "diagnosis": (lambda v: v in DIAGNOSES, "one of " + ", ".join(DIAGNOSES)),
+    "staff": (_text, "a member of the staff or a rule, e.g. FinalityDoctor, rules[0]"),
+    "errorType": (_text, "an error's class name, e.g. InjectedFaultError"),
+    "flowName": (_text, "a flow's name, e.g. FinalityFlow"),
+    "peer": (_text, 'a counterparty\'s X.500 name, e.g. "O=PartyB, L=London, C=GB"'),
+    "step": (_text, "the step it reached, e.g. AFTER_RECORD"),
+    "minAgeSeconds": (lambda v: _number(v) and v >= 0, "seconds in the hospital, 0 or more"),
+    "minAttempts": (lambda v: _int(v) and v >= 0, "errors since its last checkpoint, 0 or more"),
+    "underCare": (lambda v: isinstance(v, bool), "true: only the flows the hospital is keeping"),
+}
+
+
+def filter_problem(value: Any) -> str | None:
+    """What is wrong with a flow filter (naming the key and what it allows), or None if nothing is."""
+    if not isinstance(value, Mapping):
+        return f"a map of filters with the keys {', '.join(FILTER_KEYS)}"
+    for key, given in value.items():
+        if key not in FILTER_KEYS:
+            return f"unknown filter {key!r}; filters: {', '.join(FILTER_KEYS)}"
+        accepts, allowed = FILTER_KEYS[key]
+        if given is not None and not accepts(given):
+            return f"filter {key}: {given!r}; allowed: {allowed}"
+    return None
+
+
+# What each kind of parameter accepts as JSON, and how that is said.
+KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "party": (lambda v: isinstance(v, str), 'an X.500 name such as "O=PartyB, L=London, C=GB"'),
+    "parties": (
+        lambda v: _names(v, empty=False),
+        'a list of X.500 names such as ["O=PartyB, L=London, C=GB"]',
+    ),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "status": (
+        lambda v: isinstance(v, str) and v in ReconciliationStatusValue.__members__,
+        "one of " + ", ".join(ReconciliationStatusValue.__members__),
+    ),
+    "method": (lambda v: v in METHODS, "one of " + ", ".join(METHODS)),
+    "observers": (
+        lambda v: _names(v, empty=True),
+        'a list of X.500 names, possibly empty, such as ["O=PartyC, L=Paris, C=FR"]',
+    ),
+    "holdings": (
+        _holdings,
+        'a list of {owner, amount} such as [{"owner": "O=PartyB, L=London, C=GB", "amount": 5}]',
+    ),
+    "amount": (lambda v: _int(v) and v > 0, "a positive whole number"),
+    "currency": (lambda v: isinstance(v, str) and bool(v), "a currency code such as GBP"),
+    "seconds": (_seconds, f"seconds from 0 to {MAX_FLOW_WAIT_S:.0f}"),
+    "flowId": (lambda v: isinstance(v, str) and bool(v), "a flow's id (a UUID, as stateMachineRunId)"),
+    "flowStatus": (lambda v: v in FLOW_STATUSES, "one of " + ", ".join(FLOW_STATUSES)),
+    "text": (lambda v: isinstance(v, str), "a string"),
+    "txId": (
+        lambda v: isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdefABCDEF" for c in v),
+        "a transaction id: 64 hex digits",
+    ),
+    "reason": (
+        lambda v: isinstance(v, str) and bool(v.strip()) and len(v) <= MAX_REASON_CHARS,
+        f"why, in words (1 to {MAX_REASON_CHARS} characters): the audit log keeps it",
+    ),
+    "flowFilter": (
+        lambda v: filter_problem(v) is None,
+        "a map of filters, every one given must match: "
+        + "; ".join(f"{key} ({allowed})" for key, (_, allowed) in FILTER_KEYS.items()),
+    ),
+    "bulkAction": (lambda v: v in BULK_ACTIONS, "one of " + ", ".join(BULK_ACTIONS)),
+    "batchSize": (
+        lambda v: _int(v) and 1 <= v <= MAX_BATCH_SIZE,
+        f"a whole number from 1 to {MAX_BATCH_SIZE}",
+    ),
+    "limit": (lambda v: _int(v) and 1 <= v <= MAX_AUDIT_LIMIT, f"a whole number from 1 to {MAX_AUDIT_LIMIT}"),
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str  # a key of KINDS
+    required: bool = True
+    default: Any = None
+    description: str = ""
+
+    def accepts(self, value: Any) -> bool:
+        """value is JSON of this parameter's kind (names are not parsed here)."""
+        return KINDS[self.kind][0](value)
+
+    @property
+    def allowed(self) -> str:
+        if self.kind == "flowFilter":
+            return "a map of filters: " + ", ".join(FILTER_KEYS)
+        return KINDS[self.kind][1]
+
+    def problem(self, value: Any) -> str:
+        """Why value is refused: the filter's key at fault, or what the kind allows."""
+        if self.kind == "flowFilter":
+            return filter_problem(value) or self.allowed
+        return "allowed: " + self.allowed
+
+
+class Kind(Enum):
+    FLOW = "flow"  # started by name: `flow start <Flow>`, POST /api/flows/start/<Flow>
+    VERB = "verb"  # an engine verb on flows by id, or the listing of flows
+
+
+class Result(Enum):
+    """What a command returns, as its adapters carry it (the beans' JMX return types follow)."""
+
+    UNIT = "unit"  # nothing (the bean's void)
+    BOOL = "bool"
+    INT = "int"
+    STATUS = "status"  # a ReconciliationStatus, or null
+    STATUSES = "statuses"  # a list of them
+    SESSION = "session"  # a ReconciliationResult: the session's figures and ids
+    TX_ID = "txId"  # the id of the transaction the flow finalised
+    FLOWS = "flows"  # a list of flows (checkpoints): flowId, flowName, status, step, ...
+    PATIENTS = "patients"  # a list of the hospital's patients, each with its history
+    PATIENT = "patient"  # one flow with its history, or null
+    BULK = "bulk"  # a bulk action's dry run, or the job it started
+    JOB = "job"  # a bulk job: its progress and a result per flow, or null
+    JOBS = "jobs"  # a list of bulk jobs (without the results per flow)
+    AUDIT = "audit"  # a list of audit log entries, newest first
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # the Corda name: a flow's class name, or the RPC verb (killFlow)
+    kind: Kind
+    bean: str  # the `type` of the ledgeragent bean that has the operation
+    operation: str  # the bean's operation, taking the same named params; JSON-RPC `<bean>.<operation>`
+    params: tuple[Param, ...]
+    result: Result
+    description: str
+    act: bool = False  # changes something: needs the operator role, and goes to the audit log
+    unit: bool = False  # Corda's flow returns nothing: the shell prints kotlin.Unit, whatever we return
+    overloads: tuple[tuple[str, ...], ...] = ()  # shorter bean signatures (the rest take their defaults)
+
+    @property
+    def role(self) -> str:
+        return "operator" if self.act else "read-only"
+
+    @property
+    def method(self) -> str:
+        """Its JSON-RPC method."""
+        return f"{self.bean}.{self.operation}"
