@@ -9,6 +9,8 @@ check`) reads and calls the services only through these; the beans' names are mb
     ledgeragent:type=LedgerGraph IsInitialized, IsSelfConsistent, Errors, ErrorCount, Size
     ledgeragent:type=LedgerSync  the reference's JMX attributes and ReconciliationStatus(party), and
                                  the catalogue's LedgerSync flows as operations (ScheduleReconciliation, ...)
+    ledgeragent:type=FlowHospital Patients, OldestPatientAgeSeconds, PatientGroups, Admissions, Retries
+                                 (what /metrics and `ledger-agent check` read of the flow hospital)
 
 Operations of catalogue commands are built from the catalogue (agent.operator_api.catalogue): its
 operation name, parameters, impact (ACTION for an operator's command) and return type, run through
@@ -22,6 +24,8 @@ from typing import Any
 
 from agent.clock import to_epoch_ms
 from agent.flows.checkpoints import FlowStatus
+from agent.hospital.census import census, oldest_age_s
+from agent.hospital.hospital import FlowHospital
 from agent.ledger.identity import X500Name
 from agent.ledger.vault import TransactionStatus
 from agent.ledgersync.app import LedgerSync
@@ -31,7 +35,7 @@ from agent.operator_api.status import ReconciliationStatus
 from agent.runtime import AgentRuntime
 from mbeans.errors import IllegalArgumentException
 from mbeans.model import Impact, JavaType, MBean
-from mbeans.names import FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE, TOKENS
+from mbeans.names import FLOW_HOSPITAL, FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE, TOKENS
 from mbeans.registry import MBeanRegistry
 
 S, INT, L, B, LIST, MAP = (
@@ -135,6 +139,7 @@ def register_agent_beans(
     registry.register(node_bean(runtime))
     registry.register(flows_bean(runtime, commands))
     registry.register(tokens_bean(runtime, commands))
+    registry.register(flow_hospital_bean(runtime.hospital, commands))
     if runtime.ledgersync is not None:
         registry.register(ledger_graph_bean(runtime.ledgersync))
         registry.register(ledger_sync_bean(runtime.ledgersync, commands))
@@ -193,6 +198,57 @@ def tokens_bean(runtime: AgentRuntime, commands: NodeCommands) -> MBean:
     bean = MBean(TOKENS, "The node's tokens and the flows that move them", "ledgeragent.Tokens")
     bean.attribute("Holdings", LIST, "Tokens held, by currency and issuer: amount and states", holdings)
     return _commands_of(bean, commands)
+
+
+def flow_hospital_bean(hospital: FlowHospital, commands: NodeCommands | None = None) -> MBean:
+    """The hospital as monitoring reads it (each read lists the patients once, from node_flow_hospital),
+    with the catalogue's commands on it."""
+
+    def groups() -> list[dict[str, Any]]:
+        return [g.as_dict() for g in census(hospital.patients(), hospital.clock.now())]
+
+    def admissions() -> list[dict[str, Any]]:
+        counted, _ = hospital.counts()
+        return [{"staff": s, "diagnosis": d, "count": n} for (s, d), n in sorted(counted.items())]
+
+    bean = MBean(
+        FLOW_HOSPITAL,
+        "The flow hospital: its patients and what its staff decided",
+        "ledgeragent.FlowHospital",
+    )
+    bean.attribute(
+        "Patients",
+        INT,
+        "Flows under the hospital's care: kept for observation, or waiting for a retry of the step "
+        "that failed",
+        lambda: len(hospital.patients()),
+    )
+    bean.attribute(
+        "OldestPatientAgeSeconds",
+        JavaType.DOUBLE,
+        "Seconds since the longest-staying patient's first error at its current checkpoint; 0 without patients",
+        lambda: round(oldest_age_s(census(hospital.patients(), hospital.clock.now())), 3),
+    )
+    bean.attribute(
+        "PatientGroups",
+        LIST,
+        "Patients by checkpoint status, diagnosis and staff (or node.conf rule): patients, "
+        "oldestAgeSeconds, mostAttempts (errors at the current checkpoint)",
+        groups,
+    )
+    bean.attribute(
+        "Admissions",
+        LIST,
+        "Errors diagnosed since the agent started, by staff (or rule) and diagnosis: staff, diagnosis, count",
+        admissions,
+    )
+    bean.attribute(
+        "Retries",
+        MAP,
+        "Retries ordered since the agent started, by staff member or retry rule (0 for those that have not)",
+        lambda: hospital.counts()[1],
+    )
+    return bean if commands is None else _commands_of(bean, commands)
 
 
 def ledger_graph_bean(sync: LedgerSync) -> MBean:

@@ -11,7 +11,7 @@ from agent.errors import CannotReconcileWithSelfException
 from agent.management.beans import register_agent_beans
 from mbeans.errors import IllegalArgumentException
 from mbeans.model import Impact
-from mbeans.names import FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE, TOKENS
+from mbeans.names import FLOW_HOSPITAL, FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE, TOKENS
 from mbeans.registry import MBeanRegistry
 from tests.ledgersync.conftest import A, B, C, Net, net
 
@@ -26,11 +26,16 @@ def beans(net: Net) -> MBeanRegistry:
 
 
 def test_every_attribute_reads_a_plain_value(beans: MBeanRegistry) -> None:
-    assert beans.names() == sorted(str(n) for n in (FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE, TOKENS))
+    assert beans.names() == sorted(
+        str(n) for n in (FLOW_HOSPITAL, FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE, TOKENS)
+    )
     for bean in beans.query():
         for name in bean.attributes:
             value = bean.get(name)
-            assert value is None or isinstance(value, str | int | bool | list | dict), (bean.name, name)
+            assert value is None or isinstance(value, str | int | float | bool | list | dict), (
+                bean.name,
+                name,
+            )
 
 
 def test_node_and_graph_beans_follow_the_ledger(net: Net, beans: MBeanRegistry) -> None:
