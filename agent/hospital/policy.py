@@ -162,12 +162,23 @@ class HospitalSettings:
     flow_timeout: FlowTimeoutSettings = field(default_factory=FlowTimeoutSettings)
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _rule(i: int, entry: Mapping[str, Any], names: frozenset[str]) -> Rule:
     key = f"flowHospital.rules[{i}]"
     if not isinstance(entry, Mapping):
         raise ConfigurationError(
             key, entry, "allowed: { match = <ErrorClass>, action = retry|observe|kill|fail, ... }"
         )
+    # Plain dicts: a rule read from a HOCON file is a pyhocon ConfigTree, whose get(key) without a
+    # default raises for a key the rule leaves out (flowName, maxAttempts, ...).
+    entry = _plain(entry)
     unknown = sorted(set(entry) - set(RULE_KEYS))
     if unknown:
         raise ConfigurationError(
@@ -225,16 +236,6 @@ def _rule(i: int, entry: Mapping[str, Any], names: frozenset[str]) -> Rule:
     return Rule(i, match, str(action), flow_name, backoff, max_attempts, duration_s, str(then))
 
 
-def _plain(value: Any) -> Any:
-    """A HOCON object as plain dicts and lists: pyhocon's ConfigTree.get(key) raises on a missing key
-    instead of answering None, so a rule read from a node.conf without flowName stopped the agent."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def parse_hospital_settings(flat: Mapping[str, Any]) -> HospitalSettings:
     """The flowHospital.* and flowTimeout.* keys of a flattened node.conf (agent.config.flatten)."""
     entries = flat.get("flowHospital.rules", [])
@@ -243,7 +244,7 @@ def parse_hospital_settings(flat: Mapping[str, Any]) -> HospitalSettings:
             "flowHospital.rules", entries, "allowed: a list [ { match = ..., action = ... } ]"
         )
     names = error_class_names()
-    rules = tuple(_rule(i, _plain(entry), names) for i, entry in enumerate(entries))
+    rules = tuple(_rule(i, entry, names) for i, entry in enumerate(entries))
     interval = parse_duration(
         "flowHospital.patientsLogInterval",
         flat.get("flowHospital.patientsLogInterval", DEFAULT_PATIENTS_LOG_INTERVAL_S),
