@@ -24,12 +24,12 @@ from typing import Any
 
 from agent.clock import to_epoch_ms
 from agent.flows.checkpoints import FlowStatus
-from agent.hospital.census import census, oldest_age_s
 from agent.hospital.hospital import FlowHospital
 from agent.ledger.identity import X500Name
 from agent.ledger.vault import TransactionStatus
 from agent.ledgersync.app import LedgerSync
 from agent.management.commands import FlowArgumentError, NodeCommand, NodeCommands, result_json
+from agent.management.hospital_monitoring import add_monitoring_attributes
 from agent.operator_api.catalogue import Param, Result
 from agent.operator_api.status import ReconciliationStatus
 from agent.runtime import AgentRuntime
@@ -201,53 +201,14 @@ def tokens_bean(runtime: AgentRuntime, commands: NodeCommands) -> MBean:
 
 
 def flow_hospital_bean(hospital: FlowHospital, commands: NodeCommands | None = None) -> MBean:
-    """The hospital as monitoring reads it (each read lists the patients once, from node_flow_hospital),
-    with the catalogue's commands on it."""
-
-    def groups() -> list[dict[str, Any]]:
-        return [g.as_dict() for g in census(hospital.patients(), hospital.clock.now())]
-
-    def admissions() -> list[dict[str, Any]]:
-        counted, _ = hospital.counts()
-        return [{"staff": s, "diagnosis": d, "count": n} for (s, d), n in sorted(counted.items())]
-
+    """What monitoring reads of the hospital (agent.management.hospital_monitoring), with the
+    catalogue's FlowHospital commands."""
     bean = MBean(
         FLOW_HOSPITAL,
         "The flow hospital: its patients and what its staff decided",
         "ledgeragent.FlowHospital",
     )
-    bean.attribute(
-        "Patients",
-        INT,
-        "Flows under the hospital's care: kept for observation, or waiting for a retry of the step "
-        "that failed",
-        lambda: len(hospital.patients()),
-    )
-    bean.attribute(
-        "OldestPatientAgeSeconds",
-        JavaType.DOUBLE,
-        "Seconds since the longest-staying patient's first error at its current checkpoint; 0 without patients",
-        lambda: round(oldest_age_s(census(hospital.patients(), hospital.clock.now())), 3),
-    )
-    bean.attribute(
-        "PatientGroups",
-        LIST,
-        "Patients by checkpoint status, diagnosis and staff (or node.conf rule): patients, "
-        "oldestAgeSeconds, mostAttempts (errors at the current checkpoint)",
-        groups,
-    )
-    bean.attribute(
-        "Admissions",
-        LIST,
-        "Errors diagnosed since the agent started, by staff (or rule) and diagnosis: staff, diagnosis, count",
-        admissions,
-    )
-    bean.attribute(
-        "Retries",
-        MAP,
-        "Retries ordered since the agent started, by staff member or retry rule (0 for those that have not)",
-        lambda: hospital.counts()[1],
-    )
+    add_monitoring_attributes(bean, hospital)
     return bean if commands is None else _commands_of(bean, commands)
 
 

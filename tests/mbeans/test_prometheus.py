@@ -22,14 +22,15 @@ from agent.ledger.identity import X500Name
 from agent.ledger.vault import TransactionStatus
 from agent.ledgersync.app import LedgerSync
 from agent.management.app import create_management_app
-from agent.management.beans import flow_hospital_bean, flows_bean, node_bean
+from agent.management.beans import flows_bean, node_bean
 from agent.management.commands import NodeCommands
+from agent.management.hospital_monitoring import add_monitoring_attributes
 from agent.network.bootstrap import MONITOR_PASSWORD_FILE, MONITOR_USER
 from agent.runtime import AgentRuntime
 from agent.store.ledger_store import LedgerStore
 from mbeans import metrics as m
 from mbeans.model import JavaType, MBean
-from mbeans.names import NODE
+from mbeans.names import FLOW_HOSPITAL, NODE
 from mbeans.prometheus import OUTCOMES, BeanCollector, collector_registry, hospital_metrics, status_metrics
 from mbeans.registry import MBeanRegistry
 from tests.hospital.test_hospital import Ward
@@ -216,10 +217,14 @@ class HospitalCollector(Collector):
         )
 
 
+def monitoring_bean(hospital: FlowHospital) -> MBean:
+    return add_monitoring_attributes(MBean(FLOW_HOSPITAL, "the hospital, as monitoring reads it"), hospital)
+
+
 def hospital_samples(hospital: FlowHospital) -> Samples:
     """The hospital's metrics through the FlowHospital bean, in the text format and parsed back."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(HospitalCollector(flow_hospital_bean(hospital)))
+    registry.register(HospitalCollector(monitoring_bean(hospital)))
     samples: Samples = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
         assert family.type == KINDS[family.name], family.name
@@ -269,7 +274,7 @@ def test_the_hospital_metrics_follow_its_patients(store: LedgerStore) -> None:
         }
         retries = {s["staff"]: v for s, v in samples[m.HOSPITAL_RETRIES.name]}
         assert retries["DuplicateInsertSpecialist"] == 2 and retries["SedationNurse"] == 0
-        bean = flow_hospital_bean(ward.hospital)
+        bean = monitoring_bean(ward.hospital)
         assert (bean.get("Patients"), bean.get("OldestPatientAgeSeconds")) == (2, 95.0)
 
         # Both leave: one killed, the other through once its collision is removed. The groups go;
