@@ -27,7 +27,7 @@ def beans(net: Net) -> MBeanRegistry:
 
 def test_every_attribute_reads_a_plain_value(beans: MBeanRegistry) -> None:
     assert beans.names() == sorted(
-        str(n) for n in (FLOW_HOSPITAL, FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE, TOKENS)
+        str(n) for n in (FLOWS, FLOW_HOSPITAL, LEDGER_GRAPH, LEDGER_SYNC, NODE, TOKENS)
     )
     for bean in beans.query():
         for name in bean.attributes:
