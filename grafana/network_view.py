@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from grafanalib.core import Dashboard, Template, Templating
 
+from grafana.hospital_rows import network_row
 from grafana.panels import DATASOURCE, Row, layout, prometheus_input, selector, series, stat
 from mbeans import metrics as m
 
@@ -129,7 +130,7 @@ def dashboard() -> Dashboard:
     return Dashboard(
         title="ledger-agent: network",
         uid=UID,
-        description="Every ledger-agent of the network: health, reconciliation, finality",
+        description="Every ledger-agent of the network: health, reconciliation, finality, the flow hospital",
         tags=["ledger-agent"],
         inputs=[prometheus_input()],
         templating=Templating(
@@ -146,5 +147,5 @@ def dashboard() -> Dashboard:
                 )
             ]
         ),
-        panels=layout([health, reconciliation, activity]),
+        panels=layout([health, reconciliation, activity, network_row(on)]),
     ).auto_panel_ids()

@@ -1,9 +1,11 @@
-"""One agent: LedgerSync, the ledger graph's health, flows, and finality (transactions IN_FLIGHT)."""
+"""One agent: LedgerSync, the ledger graph's health, flows, the flow hospital, and finality (transactions
+IN_FLIGHT)."""
 
 from __future__ import annotations
 
 from grafanalib.core import Dashboard, Template, Templating
 
+from grafana.hospital_rows import node_row
 from grafana.panels import DATASOURCE, Row, layout, prometheus_input, selector, series, stat
 from mbeans import metrics as m
 
@@ -141,7 +143,7 @@ def dashboard() -> Dashboard:
     return Dashboard(
         title="ledger-agent: node",
         uid=UID,
-        description="One ledger-agent: LedgerSync, the ledger graph, flows and finality",
+        description="One ledger-agent: LedgerSync, the ledger graph, flows, the flow hospital and finality",
         tags=["ledger-agent"],
         inputs=[prometheus_input()],
         templating=Templating(
@@ -154,5 +156,5 @@ def dashboard() -> Dashboard:
                 )
             ]
         ),
-        panels=layout([ledgersync, graph, flows, finality]),
+        panels=layout([ledgersync, graph, flows, node_row(on), finality]),
     ).auto_panel_ids()

@@ -1,10 +1,12 @@
 """Every Prometheus metric the agent exposes, in one place.
 
 The collectors (mbeans.prometheus), the dashboards (grafana/) and the alert rules (alerts/) take
-their names from here, and tests check that every name they use is one of these. All are gauges:
-each reads the current state of a bean at scrape time, so none is a counter and none ends in
-`_total`. Labels are bounded: status names, outcome names and peer party names (a network's peers
-are few and known), never transaction or flow ids.
+their names from here, and tests check that every name they use is one of these. Almost all are
+gauges, each reading the current state of a bean at scrape time; the flow hospital's admissions and
+retries are counters (the hospital counts them in memory since the agent started), named `_total` as
+exposed. Labels are bounded: status names, outcome names, peer party names (a network's peers are few
+and known), the hospital's diagnoses and staff names (its members and node.conf's `rules[i]`), never
+transaction or flow ids.
 """
 
 from __future__ import annotations
@@ -14,15 +16,25 @@ from dataclasses import dataclass
 PREFIX = "ledgeragent_"
 
 
+GAUGE = "gauge"
+COUNTER = "counter"
+
+
 @dataclass(frozen=True)
 class Metric:
-    name: str
+    name: str  # as exposed and queried: a counter's ends in _total
     help: str
     labels: tuple[str, ...] = ()
+    kind: str = GAUGE
 
 
 def _gauge(suffix: str, help: str, *labels: str) -> Metric:
     return Metric(PREFIX + suffix, help, labels)
+
+
+def _counter(suffix: str, help: str, *labels: str) -> Metric:
+    assert suffix.endswith("_total"), suffix
+    return Metric(PREFIX + suffix, help, labels, COUNTER)
 
 
 # -- LedgerSync (the reference's JMX counts, from requester rows' last_reconciliation_status) -------
@@ -75,6 +87,45 @@ LEDGER_GRAPH_TRANSACTIONS = _gauge("ledger_graph_transactions", "Transactions in
 TRANSACTIONS = _gauge("transactions", "Transactions recorded, by status (VERIFIED, IN_FLIGHT, ...)", "status")
 FLOWS = _gauge("flows", "Flows by checkpoint status (RUNNABLE, FAILED, HOSPITALIZED, ...)", "status")
 VAULT_UNCONSUMED_STATES = _gauge("vault_unconsumed_states", "Unconsumed states in the vault")
+
+# -- the flow hospital (agent.hospital; docs/hospital.md, "Monitoring the hospital") -----------------
+HOSPITAL_PATIENTS = _gauge(
+    "hospital_patients",
+    "Flows under the flow hospital's care (kept for observation, or waiting for a retry of the step "
+    "that failed), by checkpoint status, last diagnosis and the staff member or node.conf rule that gave it",
+    "status",
+    "diagnosis",
+    "staff",
+)
+HOSPITAL_OLDEST_PATIENT_AGE = _gauge(
+    "hospital_oldest_patient_age_seconds",
+    "Seconds since the first error, at its current checkpoint, of the longest-staying patient of the group "
+    "(progress to a new checkpoint starts it again)",
+    "status",
+    "diagnosis",
+    "staff",
+)
+HOSPITAL_PATIENT_ATTEMPTS_MAX = _gauge(
+    "hospital_patient_attempts_max",
+    "The most errors any patient of the group has had at its current checkpoint",
+    "status",
+    "diagnosis",
+    "staff",
+)
+HOSPITAL_ADMISSIONS = _counter(
+    "hospital_admissions_total",
+    "Flow errors the hospital diagnosed since the agent started, by the staff member or node.conf rule "
+    "that decided (- when nobody's specialty) and the diagnosis",
+    "staff",
+    "diagnosis",
+)
+HOSPITAL_RETRIES = _counter(
+    "hospital_retries_total",
+    "Retries the hospital ordered (DISCHARGE) since the agent started, by staff member or node.conf rule; "
+    "0 for every member and retry rule until its first",
+    "staff",
+)
+
 SCRAPE_ERRORS = _gauge(
     "scrape_errors", "Bean reads that failed during this scrape (their metrics are left out; see the log)"
 )
@@ -97,6 +148,21 @@ ALL: tuple[Metric, ...] = (
     TRANSACTIONS,
     FLOWS,
     VAULT_UNCONSUMED_STATES,
+    HOSPITAL_PATIENTS,
+    HOSPITAL_OLDEST_PATIENT_AGE,
+    HOSPITAL_PATIENT_ATTEMPTS_MAX,
+    HOSPITAL_ADMISSIONS,
+    HOSPITAL_RETRIES,
     SCRAPE_ERRORS,
 )
 NAMES: frozenset[str] = frozenset(m.name for m in ALL)
+# No sample at all until the hospital has a patient (the gauges by group) or has diagnosed an error.
+HOSPITAL_EVENT_NAMES: frozenset[str] = frozenset(
+    m.name
+    for m in (
+        HOSPITAL_PATIENTS,
+        HOSPITAL_OLDEST_PATIENT_AGE,
+        HOSPITAL_PATIENT_ATTEMPTS_MAX,
+        HOSPITAL_ADMISSIONS,
+    )
+)

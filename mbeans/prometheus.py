@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -24,7 +24,7 @@ from mbeans import metrics as m
 from mbeans.access import REALM, Authenticator
 from mbeans.errors import InstanceNotFoundException
 from mbeans.model import MBean
-from mbeans.names import FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE
+from mbeans.names import FLOW_HOSPITAL, FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE
 from mbeans.registry import MBeanRegistry
 
 log = logging.getLogger("ledger_agent.management.prometheus")
@@ -41,6 +41,15 @@ def _single(metric: m.Metric, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(metric.name, metric.help, value=value)
 
 
+def _counter(metric: m.Metric) -> CounterMetricFamily:
+    # The family drops the _total of metric.name; the exposition puts it back on the samples.
+    return CounterMetricFamily(metric.name, metric.help, labels=list(metric.labels))
+
+
+def _family(metric: m.Metric) -> Metric:
+    return _counter(metric) if metric.kind == m.COUNTER else _gauge(metric)
+
+
 class BeanCollector(Collector):
     """The metrics of mbeans.metrics, read from the beans of one agent's MBeanRegistry."""
 
@@ -50,11 +59,11 @@ class BeanCollector(Collector):
     def describe(self) -> Iterator[Metric]:
         # Lets CollectorRegistry refuse a second collector with the same names.
         for metric in m.ALL:
-            yield _gauge(metric)
+            yield _family(metric)
 
     def collect(self) -> Iterator[Metric]:
         errors = 0
-        for read in (self._node, self._flows, self._ledger_graph, self._ledger_sync):
+        for read in (self._node, self._flows, self._hospital, self._ledger_graph, self._ledger_sync):
             try:
                 # Listed before yielding: a failed read leaves out the whole group, not half of it.
                 families = list(read())
@@ -84,6 +93,14 @@ class BeanCollector(Collector):
         for status, count in sorted(self._beans.get(FLOWS).get("FlowsByStatus").items()):
             flows.add_metric([status], count)
         yield flows
+
+    def _hospital(self) -> Iterator[Metric]:
+        hospital = self._bean(FLOW_HOSPITAL)
+        if hospital is None:
+            return
+        yield from hospital_metrics(
+            hospital.get("PatientGroups"), hospital.get("Admissions"), hospital.get("Retries")
+        )
 
     def _ledger_graph(self) -> Iterator[Metric]:
         graph = self._bean(LEDGER_GRAPH)
@@ -137,6 +154,32 @@ def status_metrics(statuses: list[dict[str, Any]], now_ms: int) -> Iterator[Metr
     yield _single(m.MISSING_TRANSACTIONS, len(missing))
     if oldest_ms is not None:
         yield _single(m.MISSING_TRANSACTIONS_OLDEST_AGE, max(0, now_ms - oldest_ms) / 1000)
+
+
+def hospital_metrics(
+    groups: list[dict[str, Any]], admissions: list[dict[str, Any]], retries: dict[str, int]
+) -> Iterator[Metric]:
+    """The flow hospital's gauges by patient group and its counters (the FlowHospital bean's
+    PatientGroups, Admissions and Retries)."""
+    families = {
+        "patients": _gauge(m.HOSPITAL_PATIENTS),
+        "oldestAgeSeconds": _gauge(m.HOSPITAL_OLDEST_PATIENT_AGE),
+        "mostAttempts": _gauge(m.HOSPITAL_PATIENT_ATTEMPTS_MAX),
+    }
+    # No patient, no sample: a group that empties goes stale, as a flow leaving the hospital should.
+    for group in groups:
+        labels = [group["status"], group["diagnosis"], group["staff"]]
+        for field, family in families.items():
+            family.add_metric(labels, group[field])
+    yield from families.values()
+    admitted = _counter(m.HOSPITAL_ADMISSIONS)
+    for row in admissions:
+        admitted.add_metric([row["staff"], row["diagnosis"]], row["count"])
+    yield admitted
+    retried = _counter(m.HOSPITAL_RETRIES)
+    for staff, count in sorted(retries.items()):
+        retried.add_metric([staff], count)
+    yield retried
 
 
 def collector_registry(beans: MBeanRegistry) -> CollectorRegistry:

@@ -79,3 +79,29 @@ def test_a_missing_file_and_bad_hocon_are_named(tmp_path: Path) -> None:
         load_node_config(tmp_path / "absent.conf")
     with pytest.raises(ConfigurationError, match="valid HOCON"):
         load_node_config(write(tmp_path, "myLegalName = {"))
+
+
+def test_flow_hospital_rules_from_hocon(tmp_path: Path) -> None:
+    # Optional keys left out (flowName, backoff's factor): pyhocon's objects raise on a missing key.
+    config = load_node_config(
+        write(
+            tmp_path,
+            GOOD
+            + "flowHospital.rules = [\n"
+            + "  { match = InjectedFaultError, action = observe }\n"
+            + "  { match = DeadlockError, action = retry, backoff { initial = 2s } }\n"
+            + "]\n",
+        )
+    )
+    observe, retry = config.hospital.rules
+    assert (observe.match, observe.action, observe.flow_name) == ("InjectedFaultError", "observe", None)
+    assert (retry.action, retry.backoff.initial_s, retry.backoff.factor, retry.retries_for_ever) == (
+        "retry",
+        2.0,
+        1.5,
+        True,
+    )
+    with pytest.raises(ConfigurationError, match=r"flowHospital.rules\[0\].action"):
+        load_node_config(
+            write(tmp_path, GOOD + "flowHospital.rules = [{ match = DeadlockError, action = retyr }]\n")
+        )

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from grafana import hospital_rows
 from grafana.__main__ import main
 from grafana.render import DASHBOARDS, OUT, as_json, stale
 from mbeans import metrics as m
@@ -41,6 +42,16 @@ def targets(dashboard: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     for panel in panels(dashboard):
         for target in panel.get("targets", []):
             yield panel["title"], target
+
+
+def row_targets(dashboard: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(row title, panel title, target) of every query; a panel follows its row (none is collapsed)."""
+    row = ""
+    for panel in panels(dashboard):
+        if panel["type"] == "row":
+            row = panel["title"]
+        for target in panel.get("targets", []):
+            yield row, panel["title"], target
 
 
 def concrete(expr: str, node: str) -> str:
@@ -104,6 +115,21 @@ def test_the_structure(name: str) -> None:
         assert names and names <= m.NAMES, f"{title}: unknown metrics {sorted(names - m.NAMES)}"
     refs = [[t["refId"] for t in p.get("targets", [])] for p in all_panels]
     assert all(len(r) == len(set(r)) for r in refs), "refIds are unique within a panel"
+
+
+def test_a_flow_hospital_row_on_each_dashboard_shows_every_hospital_metric() -> None:
+    hospital = {metric.name for metric in m.ALL if metric.name.startswith(m.PREFIX + "hospital_")}
+    assert len(hospital) == 5
+    for name, dashboard in dashboards().items():
+        used = {
+            found
+            for row, _, target in row_targets(dashboard)
+            if row == hospital_rows.TITLE
+            for found in re.findall(r"\b(ledgeragent_[a-z_]+)", target["expr"])
+        }
+        assert used, f"{name} has no {hospital_rows.TITLE!r} row"
+        if "node" in name:
+            assert used == hospital, sorted(hospital - used)
 
 
 @pytest.mark.skipif(

@@ -1,4 +1,5 @@
-"""`ledger-agent check`: a monitoring plugin (Nagios, Icinga, Zabbix) for one MBean attribute.
+"""`ledger-agent check`: a monitoring plugin (Nagios, Icinga, Zabbix) for one MBean attribute, or for
+the flow hospital's patients.
 
 It follows the Monitoring Plugins guidelines (https://www.monitoring-plugins.org/doc/guidelines.html):
 one status line `LEDGERAGENT <STATE> - <text> | <perfdata>`, exit 0 OK, 1 WARNING, 2 CRITICAL,
@@ -9,6 +10,10 @@ and threshold ranges `10` (outside 0..10), `10:` (below 10), `~:10` (above 10), 
 Numbers are compared with -w/-c; booleans and strings with --expect (CRITICAL when different); lists
 by their length (with the first items named in the text). The attribute is read through the agent's
 JSON-RPC `read` method, as the read-only user `monitor` by default.
+
+With --patients-warning/--patients-critical (how many patients) or --oldest-patient-warning/-critical
+(the longest stay at one checkpoint, in seconds), it reads the FlowHospital bean's PatientGroups once
+and judges both figures, each with its perfdata; the worse verdict wins.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 LABEL = "LEDGERAGENT"
+FLOW_HOSPITAL = "ledgeragent:type=FlowHospital"
+DEFAULT_MBEAN = "ledgeragent:type=LedgerSync"
 
 
 class State(IntEnum):
@@ -79,9 +86,14 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def _perfdata(label: str, value: float, warning: Range | None, critical: Range | None, tail: str) -> str:
+def _perfdata(
+    label: str, value: float, warning: Range | None, critical: Range | None, tail: str, unit: str = ""
+) -> str:
     quoted = label if re.fullmatch(r"[A-Za-z0-9_.()-]+", label) else "'" + label.replace("'", "''") + "'"
-    return f"{quoted}={_number(value)};{warning.text if warning else ''};{critical.text if critical else ''};{tail}"
+    return (
+        f"{quoted}={_number(value)}{unit};{warning.text if warning else ''};"
+        f"{critical.text if critical else ''};{tail}"
+    )
 
 
 @dataclass(frozen=True)
@@ -128,6 +140,45 @@ def judge(
     )
 
 
+@dataclass(frozen=True)
+class PatientThresholds:
+    """The ranges on the flow hospital's patients: how many, and the oldest's age in seconds."""
+
+    patients_warning: Range | None = None
+    patients_critical: Range | None = None
+    age_warning: Range | None = None
+    age_critical: Range | None = None
+
+
+def judge_patients(groups: Any, thresholds: PatientThresholds) -> Outcome:
+    """The verdict on the FlowHospital bean's PatientGroups: the worse of the count's and the age's."""
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        return Outcome(State.UNKNOWN, f"PatientGroups of {FLOW_HOSPITAL} is not a list of groups: {groups!r}")
+    try:
+        count = sum(int(g["patients"]) for g in groups)
+        oldest = max(groups, key=lambda g: float(g["oldestAgeSeconds"]), default=None)
+        age = 0.0 if oldest is None else round(float(oldest["oldestAgeSeconds"]), 3)
+    except (KeyError, TypeError, ValueError) as exc:
+        return Outcome(State.UNKNOWN, f"PatientGroups of {FLOW_HOSPITAL}: unexpected group ({exc})")
+    t = thresholds
+    state = max(
+        evaluate(count, t.patients_warning, t.patients_critical), evaluate(age, t.age_warning, t.age_critical)
+    )
+    text = f"{count} patient{'' if count == 1 else 's'} in the flow hospital"
+    if oldest is not None:
+        text += (
+            f", the oldest for {age:.0f} s ({oldest.get('staff')}: {oldest.get('diagnosis')}, "
+            f"{oldest.get('status')})"
+        )
+    perfdata = " ".join(
+        (
+            _perfdata("patients", count, t.patients_warning, t.patients_critical, "0;"),
+            _perfdata("oldest_patient_age", age, t.age_warning, t.age_critical, "0;", unit="s"),
+        )
+    )
+    return Outcome(State(state), text, perfdata)
+
+
 class _UsageError(Exception):
     pass
 
@@ -142,7 +193,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ledger-agent check",
-        description="Monitoring plugin: one MBean attribute against thresholds (Nagios/Icinga/Zabbix).",
+        description="Monitoring plugin: one MBean attribute, or the flow hospital's patients, against "
+        "thresholds (Nagios/Icinga/Zabbix).",
         epilog="Ranges: 10 (alert outside 0..10), 10: (below 10), ~:10 (above 10), 10:20 (outside), "
         "@10:20 (inside). Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
     )
@@ -150,11 +202,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help="the node's node.conf (URL; monitor-password beside it)")
     parser.add_argument("--user", default="monitor", help="management user (default monitor, read-only)")
     parser.add_argument("--password-file", type=Path, help="file holding the user's password")
-    parser.add_argument("--mbean", default="ledgeragent:type=LedgerSync", help="the MBean's ObjectName")
-    parser.add_argument("--attribute", "-a", required=True, help="e.g. NumberOfFailedReconciliations")
+    parser.add_argument("--mbean", help=f"the MBean's ObjectName (default {DEFAULT_MBEAN})")
+    parser.add_argument("--attribute", "-a", help="e.g. NumberOfFailedReconciliations")
     parser.add_argument("--warning", "-w", help="warning range")
     parser.add_argument("--critical", "-c", help="critical range")
     parser.add_argument("--expect", help="the expected value of a boolean or string (true, false, ...)")
+    hospital = parser.add_argument_group(
+        "the flow hospital (instead of --mbean/--attribute; both figures in the perfdata)"
+    )
+    hospital.add_argument("--patients-warning", help="warning range on the number of patients")
+    hospital.add_argument("--patients-critical", help="critical range on the number of patients")
+    hospital.add_argument(
+        "--oldest-patient-warning", help="warning range on the oldest patient's stay at its checkpoint (s)"
+    )
+    hospital.add_argument(
+        "--oldest-patient-critical", help="critical range on the oldest patient's stay at its checkpoint (s)"
+    )
     parser.add_argument("--timeout", "-t", type=float, default=10.0, help="seconds (default 10)")
     return parser
 
@@ -170,24 +233,44 @@ def run_check(argv: Sequence[str]) -> Outcome:
         args = build_parser().parse_args(argv)
     except _UsageError as exc:
         return Outcome(State.UNKNOWN, str(exc))
+    patient_ranges = (
+        args.patients_warning,
+        args.patients_critical,
+        args.oldest_patient_warning,
+        args.oldest_patient_critical,
+    )
+    on_patients = any(r is not None for r in patient_ranges)
+    if on_patients and (args.attribute or args.mbean or args.warning or args.critical or args.expect):
+        return Outcome(
+            State.UNKNOWN,
+            "the patient thresholds read the FlowHospital bean: give them without --mbean, --attribute, "
+            "-w, -c or --expect (one check at a time)",
+        )
+    if not on_patients and not args.attribute:
+        return Outcome(State.UNKNOWN, "give --attribute (with -w/-c or --expect), or patient thresholds")
     try:
         warning = None if args.warning is None else Range.parse(args.warning)
         critical = None if args.critical is None else Range.parse(args.critical)
+        thresholds = PatientThresholds(*(None if r is None else Range.parse(r) for r in patient_ranges))
         url, password = endpoint(args.config, args.url, args.password_file, MONITOR_PASSWORD_FILE, None)
     except (ThresholdError, AgentError) as exc:
         return Outcome(State.UNKNOWN, str(exc))
+    mbean = FLOW_HOSPITAL if on_patients else args.mbean or DEFAULT_MBEAN
+    attribute = "PatientGroups" if on_patients else args.attribute
     client = RpcClient(url, args.user, password, timeout=args.timeout)
     try:
-        value = client.call("read", {"mbean": args.mbean, "attribute": args.attribute})
+        value = client.call("read", {"mbean": mbean, "attribute": attribute})
     except RpcAuthenticationError:
         return Outcome(State.UNKNOWN, f"the agent at {url} refused the credentials of user {args.user!r}")
     except RpcUnavailableError as exc:
         return Outcome(State.UNKNOWN, str(exc))
     except RpcError as exc:
-        return Outcome(State.UNKNOWN, f"cannot read {args.attribute} of {args.mbean}: {exc.message}")
+        return Outcome(State.UNKNOWN, f"cannot read {attribute} of {mbean}: {exc.message}")
     finally:
         client.close()
-    return judge(args.attribute, value, warning, critical, args.expect)
+    if on_patients:
+        return judge_patients(value, thresholds)
+    return judge(attribute, value, warning, critical, args.expect)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

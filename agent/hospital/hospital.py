@@ -399,6 +399,18 @@ class FlowHospital:
             log.warning("flow hospital: %d patient(s): %s", len(patients), lines)
         return patients
 
+    def counts(self) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+        """Copies of the counters since start: admissions by (staff, diagnosis), and retries by staff,
+        where every member of the staff and every retry rule is present (0 before its first retry), so
+        that a rate over them sees the first one."""
+        with self._lock:
+            admissions = dict(self.admissions)
+            retried = dict(self.retries)
+        retries = {member.name: 0 for member in self.staff}
+        retries.update({rule.name: 0 for rule in self.rules if rule.action == "retry"})
+        retries.update(retried)
+        return admissions, retries
+
     # -- the periodic WARN ---------------------------------------------------------------------------
 
     def start(self) -> None:

@@ -9,9 +9,10 @@ check`) reads and calls the services only through these; the beans' names are mb
     ledgeragent:type=LedgerGraph IsInitialized, IsSelfConsistent, Errors, ErrorCount, Size
     ledgeragent:type=LedgerSync  the reference's JMX attributes and ReconciliationStatus(party), and
                                  the catalogue's LedgerSync flows as operations (ScheduleReconciliation, ...)
-    ledgeragent:type=FlowHospital the catalogue's hospital commands: listPatients, flowHistory,
-                                 retryFlow, pauseAll, ..., bulkAction, bulkJob, listBulkJobs, auditLog;
-                                 and killFlow, pauseFlow, resumeFlow
+    ledgeragent:type=FlowHospital Patients, OldestPatientAgeSeconds, PatientGroups, Admissions, Retries
+                                 (what /metrics and `ledger-agent check` read), and the catalogue's
+                                 hospital commands: listPatients, flowHistory, retryFlow, pauseAll, ...,
+                                 bulkAction, bulkJob, listBulkJobs, auditLog; killFlow, pauseFlow, resumeFlow
 
 Operations of catalogue commands are built from the catalogue (agent.operator_api.catalogue): its
 operation name, parameters, impact (ACTION for an operator's command) and return type. They check
@@ -27,11 +28,13 @@ from typing import Any
 
 from agent.clock import to_epoch_ms
 from agent.flows.checkpoints import FlowStatus
+from agent.hospital.hospital import FlowHospital
 from agent.ledger.identity import X500Name
 from agent.ledger.vault import TransactionStatus
 from agent.ledgersync.app import LedgerSync
 from agent.management.audit import CommandGate
 from agent.management.commands import FlowArgumentError, NodeCommand, NodeCommands, result_json
+from agent.management.hospital_monitoring import add_monitoring_attributes
 from agent.operator_api.catalogue import Param, Result
 from agent.operator_api.status import ReconciliationStatus
 from agent.ports.checkpoints import CheckpointCounts
@@ -162,7 +165,7 @@ def register_agent_beans(
     registry.register(node_bean(runtime))
     registry.register(flows_bean(runtime, commands, gate))
     registry.register(tokens_bean(runtime, commands, gate))
-    registry.register(flow_hospital_bean(commands, gate))
+    registry.register(flow_hospital_bean(runtime.hospital, commands, gate))
     if runtime.ledgersync is not None:
         registry.register(ledger_graph_bean(runtime.ledgersync))
         registry.register(ledger_sync_bean(runtime.ledgersync, commands, gate))
@@ -217,18 +220,6 @@ def flows_bean(runtime: AgentRuntime, commands: NodeCommands, gate: CommandGate 
     return bean
 
 
-def flow_hospital_bean(commands: NodeCommands, gate: CommandGate) -> MBean:
-    bean = MBean(
-        FLOW_HOSPITAL,
-        "The flow hospital: its patients and their histories, the verbs on them, bulk jobs, the audit log",
-        "ledgeragent.FlowHospital",
-    )
-    _commands_of(bean, commands, gate)
-    for verb in ("killFlow", "pauseFlow", "resumeFlow"):  # the Flows bean's too: one bean has them all
-        add_command(bean, commands[verb], gate)
-    return bean
-
-
 def tokens_bean(runtime: AgentRuntime, commands: NodeCommands, gate: CommandGate | None = None) -> MBean:
     tokens = runtime.tokens
     gate = gate or _gate(runtime)
@@ -242,6 +233,25 @@ def tokens_bean(runtime: AgentRuntime, commands: NodeCommands, gate: CommandGate
     bean = MBean(TOKENS, "The node's tokens and the flows that move them", "ledgeragent.Tokens")
     bean.attribute("Holdings", LIST, "Tokens held, by currency and issuer: amount and states", holdings)
     return _commands_of(bean, commands, gate)
+
+
+def flow_hospital_bean(
+    hospital: FlowHospital, commands: NodeCommands | None = None, gate: CommandGate | None = None
+) -> MBean:
+    """What monitoring reads of the hospital (agent.management.hospital_monitoring) and, given the
+    commands and their gate, the catalogue's FlowHospital commands with the Flows verbs too."""
+    bean = MBean(
+        FLOW_HOSPITAL,
+        "The flow hospital: its patients and their histories, the verbs on them, bulk jobs, the audit log",
+        "ledgeragent.FlowHospital",
+    )
+    add_monitoring_attributes(bean, hospital)
+    if commands is None or gate is None:
+        return bean
+    _commands_of(bean, commands, gate)
+    for verb in ("killFlow", "pauseFlow", "resumeFlow"):  # the Flows bean's too: one bean has them all
+        add_command(bean, commands[verb], gate)
+    return bean
 
 
 def ledger_graph_bean(sync: LedgerSync) -> MBean:

@@ -4,6 +4,7 @@ against a served management app through its JSON-RPC endpoint."""
 from __future__ import annotations
 
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -11,8 +12,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.client.check import Range, State, ThresholdError, evaluate, judge
+from agent.client.check import (
+    PatientThresholds,
+    Range,
+    State,
+    ThresholdError,
+    evaluate,
+    judge,
+    judge_patients,
+)
 from agent.client.cli import main
+from agent.flows.checkpoints import FlowStatus
+from tests.hospital.test_hospital import KeyFlow
 from tests.mbeans.test_jsonrpc import B, Served
 from tests.mbeans.test_jsonrpc import served as served  # noqa: PLC0414  (the fixture)
 
@@ -92,6 +103,46 @@ def test_judging_each_kind_of_value() -> None:
     assert judge("ReconciliationStatus", None, None, None, None).state is State.UNKNOWN
 
 
+def test_judging_the_patients_by_count_and_oldest_age() -> None:
+    groups = [
+        {
+            "status": "RUNNABLE",
+            "diagnosis": "DISCHARGE",
+            "staff": "DoctorTimeout",
+            "patients": 2,
+            "oldestAgeSeconds": 420.5,
+            "mostAttempts": 4,
+        },
+        {
+            "status": "HOSPITALIZED",
+            "diagnosis": "OVERNIGHT_OBSERVATION",
+            "staff": "rules[0]",
+            "patients": 1,
+            "oldestAgeSeconds": 7200.0,
+            "mostAttempts": 1,
+        },
+    ]
+    count = PatientThresholds(Range.parse("0"), Range.parse("5"))
+    assert judge_patients(groups, count).line() == (
+        "LEDGERAGENT WARNING - 3 patients in the flow hospital, the oldest for 7200 s "
+        "(rules[0]: OVERNIGHT_OBSERVATION, HOSPITALIZED) | patients=3;0;5;0; oldest_patient_age=7200s;;;0;"
+    )
+    assert (
+        judge_patients(groups, PatientThresholds(patients_critical=Range.parse("2"))).state is State.CRITICAL
+    )
+    ages = PatientThresholds(age_warning=Range.parse("3600"), age_critical=Range.parse("14400"))
+    assert judge_patients(groups, ages).state is State.WARNING
+    assert judge_patients(groups[:1], ages).state is State.OK
+    # The worse of the two verdicts: a warning on the count, a critical on the age.
+    both = PatientThresholds(Range.parse("0"), None, None, Range.parse("3600"))
+    assert judge_patients(groups, both).state is State.CRITICAL
+    assert judge_patients([], count).line() == (
+        "LEDGERAGENT OK - 0 patients in the flow hospital | patients=0;0;5;0; oldest_patient_age=0s;;;0;"
+    )
+    assert judge_patients(None, count).state is State.UNKNOWN
+    assert judge_patients([{"patients": 1}], count).state is State.UNKNOWN
+
+
 # -- end to end ---------------------------------------------------------------------------------------
 
 
@@ -164,3 +215,47 @@ def test_the_plugin_has_its_own_help(capsys: pytest.CaptureFixture[str]) -> None
         main(["check", "--help"])
     assert exited.value.code == 0 and "@10:20" in capsys.readouterr().out
     assert sys.argv  # untouched
+
+
+def test_patient_thresholds_against_a_served_agent_with_a_patient(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = ["--config", str(served.node.config)]
+    assert check(served, capsys, *config, "--patients-warning", "0") == (
+        0,
+        "LEDGERAGENT OK - 0 patients in the flow hospital | patients=0;0;;0; oldest_patient_age=0s;;;0;",
+    )
+    # A real patient: a flow whose step asks to be kept, so SedationNurse keeps it HOSPITALIZED.
+    runtime, store = served.runtime, served.runtime.node.store
+    runtime.engine.register(KeyFlow.name, lambda state: KeyFlow(state, store))
+    handle = runtime.engine.start(KeyFlow({"key": "k", "sedate": True}, store))
+    assert handle.wait_for(
+        lambda h: h.checkpoint is not None and h.checkpoint.status is FlowStatus.HOSPITALIZED, 10
+    )
+
+    code, line = check(served, capsys, *config, "--patients-warning", "0", "--patients-critical", "5")
+    assert code == 1, line
+    assert re.fullmatch(
+        r"LEDGERAGENT WARNING - 1 patient in the flow hospital, the oldest for \d+ s "
+        r"\(SedationNurse: OVERNIGHT_OBSERVATION, HOSPITALIZED\) "
+        r"\| patients=1;0;5;0; oldest_patient_age=[\d.]+s;;;0;",
+        line,
+    ), line
+    assert check(served, capsys, *config, "--patients-warning", "0", "--patients-critical", "0")[0] == 2
+    assert check(served, capsys, *config, "--oldest-patient-critical", "3600")[0] == 0
+    code, line = check(served, capsys, *config, "--oldest-patient-warning", "@0:3600")
+    assert code == 1 and "oldest_patient_age=" in line and ";@0:3600;;0;" in line
+    assert runtime.engine.kill(handle.flow_id)
+    assert check(served, capsys, *config, "--patients-critical", "0")[0] == 0
+
+
+def test_patient_thresholds_are_a_check_of_their_own(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = ["--config", str(served.node.config)]
+    code, line = check(served, capsys, *config, "-a", "FailedParties", "--patients-warning", "0")
+    assert code == 3 and "one check at a time" in line
+    code, line = check(served, capsys, *config)
+    assert code == 3 and "give --attribute" in line
+    code, line = check(served, capsys, *config, "--oldest-patient-critical", "1:0")
+    assert code == 3 and "threshold '1:0'" in line

@@ -32,7 +32,10 @@ def test_every_attribute_reads_a_plain_value(beans: MBeanRegistry) -> None:
     for bean in beans.query():
         for name in bean.attributes:
             value = bean.get(name)
-            assert value is None or isinstance(value, str | int | bool | list | dict), (bean.name, name)
+            assert value is None or isinstance(value, str | int | float | bool | list | dict), (
+                bean.name,
+                name,
+            )
 
 
 def test_node_and_graph_beans_follow_the_ledger(net: Net, beans: MBeanRegistry) -> None:

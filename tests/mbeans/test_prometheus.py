@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import prometheus_client
 import pytest
+from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector, CollectorRegistry, Metric
 
 from agent.flows.checkpoints import FlowStatus
+from agent.hospital.hospital import FlowHospital
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.vault import TransactionStatus
@@ -19,18 +24,24 @@ from agent.ledgersync.app import LedgerSync
 from agent.management.app import create_management_app
 from agent.management.beans import flows_bean, node_bean
 from agent.management.commands import NodeCommands
+from agent.management.hospital_monitoring import add_monitoring_attributes
 from agent.network.bootstrap import MONITOR_PASSWORD_FILE, MONITOR_USER
 from agent.runtime import AgentRuntime
+from agent.store.ledger_store import LedgerStore
 from mbeans import metrics as m
 from mbeans.model import JavaType, MBean
-from mbeans.names import NODE
-from mbeans.prometheus import OUTCOMES, BeanCollector, collector_registry, status_metrics
+from mbeans.names import FLOW_HOSPITAL, NODE
+from mbeans.prometheus import OUTCOMES, BeanCollector, collector_registry, hospital_metrics, status_metrics
 from mbeans.registry import MBeanRegistry
+from tests.hospital.test_hospital import Ward
+from tests.hospital.test_hospital import store as store  # noqa: PLC0414  (the fixture)
 from tests.ledgersync.conftest import A, B, C, Net, net
 
 __all__ = ["net"]  # the fixture, from the LedgerSync tests
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
+# A family's type by its name in the text format (a counter's family name has no _total).
+KINDS = {metric.name.removesuffix("_total"): metric.kind for metric in m.ALL}
 
 
 def sync_of(runtime: AgentRuntime) -> LedgerSync:
@@ -53,7 +64,7 @@ def scrape(runtime: AgentRuntime, auth: tuple[str, str]) -> tuple[str, Samples]:
     assert response.status_code == 200, response.text
     samples: Samples = {}
     for family in text_string_to_metric_families(response.text):
-        assert family.type == "gauge", family.name
+        assert family.type == KINDS[family.name], family.name
         for sample in family.samples:
             samples.setdefault(sample.name, []).append((sample.labels, sample.value))
     return response.headers["Content-Type"], samples
@@ -78,7 +89,8 @@ def test_the_exposition_after_a_restore_and_a_reconciliation(tmp_path: Path, net
 
     content_type, samples = scrape(net[A], monitor(net, A))
     assert content_type == "text/plain; version=0.0.4; charset=utf-8"
-    assert set(samples) == m.NAMES, "every metric of mbeans.metrics, and only those"
+    # Every metric of mbeans.metrics, and only those (the hospital's by group once it has patients).
+    assert m.NAMES - m.HOSPITAL_EVENT_NAMES <= set(samples) <= m.NAMES
 
     assert {s["status"] for s, _ in samples[m.TRANSACTIONS.name]} == {s.name for s in TransactionStatus}
     assert {s["status"] for s, _ in samples[m.FLOWS.name]} == {s.name for s in FlowStatus}
@@ -193,3 +205,105 @@ def test_a_failing_bean_leaves_out_its_metrics_and_is_counted(net: Net) -> None:
     assert m.TRANSACTIONS.name not in families and m.VAULT_UNCONSUMED_STATES.name not in families
     assert m.FLOWS.name in families
     assert families[m.SCRAPE_ERRORS.name].samples[0].value == 1
+
+
+class HospitalCollector(Collector):
+    def __init__(self, bean: MBean) -> None:
+        self.bean = bean
+
+    def collect(self) -> Iterator[Metric]:
+        return hospital_metrics(
+            self.bean.get("PatientGroups"), self.bean.get("Admissions"), self.bean.get("Retries")
+        )
+
+
+def monitoring_bean(hospital: FlowHospital) -> MBean:
+    return add_monitoring_attributes(MBean(FLOW_HOSPITAL, "the hospital, as monitoring reads it"), hospital)
+
+
+def hospital_samples(hospital: FlowHospital) -> Samples:
+    """The hospital's metrics through the FlowHospital bean, in the text format and parsed back."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HospitalCollector(monitoring_bean(hospital)))
+    samples: Samples = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        assert family.type == KINDS[family.name], family.name
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def test_the_hospital_metrics_follow_its_patients(store: LedgerStore) -> None:
+    ward = Ward(store)
+    try:
+        before = hospital_samples(ward.hospital)
+        # Before any error: no patient, no admission, and a retry count of 0 for every member.
+        assert set(before) == {m.HOSPITAL_RETRIES.name}
+        assert {s["staff"]: v for s, v in before[m.HOSPITAL_RETRIES.name]} == {
+            member.name: 0 for member in ward.hospital.staff
+        }
+
+        # A step that asks to be kept (SedationNurse), then 90 s later a real primary-key violation
+        # (DuplicateInsertSpecialist: retried at once, then after a back-off on the manual clock).
+        kept = ward.start(key="k", sedate=True)
+        ward.wait_records(kept.flow_id, 1)
+        assert kept.wait_for(
+            lambda h: h.checkpoint is not None and h.checkpoint.status is FlowStatus.HOSPITALIZED, 10
+        )
+        ward.clock.advance(timedelta(seconds=90))
+        store.add_aes_keys({"taken": b"x"})
+        retried = ward.start(key="taken")
+        ward.wait_records(retried.flow_id, 2)
+        assert retried.wait_for(lambda _: ward.engine.wake_at(retried.flow_id) is not None, 10)
+        ward.clock.advance(timedelta(seconds=5))  # less than its back-off (10 s or more): it waits
+
+        samples = hospital_samples(ward.hospital)
+        kept_group = {
+            "status": "HOSPITALIZED",
+            "diagnosis": "OVERNIGHT_OBSERVATION",
+            "staff": "SedationNurse",
+        }
+        retried_group = {"status": "RUNNABLE", "diagnosis": "DISCHARGE", "staff": "DuplicateInsertSpecialist"}
+        assert samples[m.HOSPITAL_PATIENTS.name] == [(kept_group, 1), (retried_group, 1)]
+        assert samples[m.HOSPITAL_OLDEST_PATIENT_AGE.name] == [(kept_group, 95), (retried_group, 5)]
+        assert samples[m.HOSPITAL_PATIENT_ATTEMPTS_MAX.name] == [(kept_group, 1), (retried_group, 2)]
+        admissions = {(s["staff"], s["diagnosis"]): v for s, v in samples[m.HOSPITAL_ADMISSIONS.name]}
+        assert admissions == {
+            ("DuplicateInsertSpecialist", "DISCHARGE"): 2,
+            ("SedationNurse", "OVERNIGHT_OBSERVATION"): 1,
+        }
+        retries = {s["staff"]: v for s, v in samples[m.HOSPITAL_RETRIES.name]}
+        assert retries["DuplicateInsertSpecialist"] == 2 and retries["SedationNurse"] == 0
+        bean = monitoring_bean(ward.hospital)
+        assert (bean.get("Patients"), bean.get("OldestPatientAgeSeconds")) == (2, 95.0)
+
+        # Both leave: one killed, the other through once its collision is removed. The groups go;
+        # the counters keep what happened.
+        assert ward.engine.kill(kept.flow_id)
+        store.schema.aes_encryption_keys.delete().execute()
+        ward.advance_to_retry(retried.flow_id)
+        assert retried.result(10) == "done"
+        after = hospital_samples(ward.hospital)
+        assert not (m.HOSPITAL_EVENT_NAMES - {m.HOSPITAL_ADMISSIONS.name}) & set(after)
+        assert {(s["staff"], s["diagnosis"]): v for s, v in after[m.HOSPITAL_ADMISSIONS.name]} == admissions
+        assert {s["staff"]: v for s, v in after[m.HOSPITAL_RETRIES.name]}["DuplicateInsertSpecialist"] == 2
+        assert (bean.get("Patients"), bean.get("OldestPatientAgeSeconds")) == (0, 0.0)
+    finally:
+        ward.stop()
+
+
+def test_retry_rules_are_counted_from_zero(store: LedgerStore) -> None:
+    ward = Ward(
+        store,
+        {
+            "flowHospital.rules": [
+                {"match": "DeadlockError", "action": "retry"},
+                {"match": "HospitalizeFlowError", "action": "observe"},
+            ]
+        },
+    )
+    try:
+        retries = {s["staff"]: v for s, v in hospital_samples(ward.hospital)[m.HOSPITAL_RETRIES.name]}
+        assert retries["rules[0]"] == 0 and "rules[1]" not in retries
+    finally:
+        ward.stop()
