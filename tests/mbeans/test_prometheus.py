@@ -251,7 +251,7 @@ def test_the_hospital_metrics_follow_its_patients(store: LedgerStore) -> None:
             lambda h: h.checkpoint is not None and h.checkpoint.status is FlowStatus.HOSPITALIZED, 10
         )
         ward.clock.advance(timedelta(seconds=90))
-        store.add_aes_keys({"taken": b"x"})
+        store.keys.add_aes_keys({"taken": b"x"})
         retried = ward.start(key="taken")
         ward.wait_records(retried.flow_id, 2)
         assert retried.wait_for(lambda _: ward.engine.wake_at(retried.flow_id) is not None, 10)
