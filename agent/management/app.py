@@ -33,6 +33,7 @@ from agent.management.commands import (
     result_text,
 )
 from agent.management.flow_replies import flow_reply
+from agent.management.recovery_routes import recovery_blueprint
 from agent.runtime import AgentRuntime
 from mbeans.access import REALM, require_action
 from mbeans.errors import SecurityException
@@ -67,6 +68,7 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     app.register_blueprint(jolokia_blueprint(registry, auth.principal))
     app.register_blueprint(jsonrpc_blueprint(registry, auth.principal))
     app.register_blueprint(metrics_blueprint(registry, auth.principal))
+    app.register_blueprint(recovery_blueprint(runtime, auth))  # finality recovery, until the catalogue has it
     node = runtime.node
 
     def guarded(view: F, *, act: bool) -> F:
