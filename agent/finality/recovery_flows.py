@@ -140,6 +140,7 @@ class FinalityRecoveryFlow(Flow):
             if stored.status is TransactionStatus.VERIFIED:
                 log.warning("%s: %s", VERIFIED_MESSAGE, self.id)
                 return Advance("NOTHING_TO_RECOVER", done=True, result=False)
+            log.info("recovering %s as a peer of %s (%s)", self.id, received[0].sender, self.role_flow)
             return Advance("PEER")
         sent = finality.distribution.sender_records(self.id)
         self.state.update(
@@ -156,6 +157,7 @@ class FinalityRecoveryFlow(Flow):
         elif stored.status is TransactionStatus.VERIFIED:
             log.warning("%s: %s", VERIFIED_MESSAGE, self.id)
             return Advance("NOTHING_TO_RECOVER", done=True, result=False)
+        log.info("recovering %s as its initiator (%s)", self.id, self.role_flow)
         return Advance("INITIATOR")
 
     # -- initiator -----------------------------------------------------------------------------------
@@ -163,7 +165,7 @@ class FinalityRecoveryFlow(Flow):
     def _notarise(self) -> StepOutcome:
         finality = self.deps.finality
         stored = finality.transactions.get_stored(self.id)
-        if stored is None:  # undone meanwhile (a receiver's abort reached us? we are the initiator)
+        if stored is None:  # removed meanwhile: an earlier recovery met a notary conflict
             return Advance("NOTHING_TO_RECOVER", done=True, result=False)
         stx = stored.stx
         self.state["was_in_flight"] = stored.status is TransactionStatus.IN_FLIGHT

@@ -8,13 +8,14 @@ copy taken before, a checkpoint gone, a crash in the middle of a recovery.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from agent.client.launcher import scratch_postgres_databases
 from agent.errors import FlowRecoveryException
 from agent.finality.queries import FlowRecoveryQuery, FlowTimeWindow
 from agent.flows.checkpoints import FlowStatus
@@ -30,6 +31,7 @@ from agent.node import open_node
 from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
 from agent.runtime import AgentRuntime, build_runtime
 from agent.store.database import backup_sqlite
+from tests.conftest import PG_ADMIN_URL
 
 A, B, C = default_node_names(3)
 PARTIES = (A, B, C)
@@ -83,13 +85,25 @@ class Net:
 
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[Net]:
-    layout = init_network(tmp_path / "net", [A, B, C], DEFAULT_NOTARY)
+    yield from _network(tmp_path, None)
+
+
+@pytest.fixture
+def pg_net(tmp_path: Path) -> Iterator[Net]:
+    with scratch_postgres_databases(PG_ADMIN_URL) as url_for:
+        yield from _network(tmp_path, url_for)
+
+
+def _network(tmp_path: Path, url_for: Callable[[X500Name], str] | None) -> Iterator[Net]:
+    layout = init_network(tmp_path / "net", [A, B, C], DEFAULT_NOTARY, database_url_for=url_for)
     n = Net(layout, InProcessNetwork())
-    for entry in layout.nodes:
-        n.start(entry.name)
-    yield n
-    for runtime in n.runtimes.values():
-        runtime.stop(5)
+    try:
+        for entry in layout.nodes:
+            n.start(entry.name)
+        yield n
+    finally:
+        for runtime in n.runtimes.values():
+            runtime.stop(5)
 
 
 def issue(
@@ -214,6 +228,23 @@ def test_a_notary_conflict_undoes_the_transaction_everywhere(net: Net) -> None:
     assert recovery.progress_step == "RECEIVERS_ABORTED"
     assert net.status(B, other.id) is TransactionStatus.VERIFIED and net.amounts(A) == [93]
     assert [f.status for f in net[C].engine.flows(tx_id=stuck.id)] == [FlowStatus.KILLED]
+
+
+def test_recovery_on_postgresql_finishes_one_payment_and_undoes_a_double_spend(pg_net: Net) -> None:
+    net = pg_net
+    issue(net, (A, 100), (A, 50))
+    fail_at(net, A, "FinalityFlow", "AFTER_BROADCAST")
+    kept, lost = a_pays(net, C, 5, index=0), a_pays(net, C, 6, index=1)
+    for move in (kept, lost):
+        with pytest.raises(InjectedFaultError):
+            net[A].finality.finalise(move, [B])
+    no_faults(net)
+    spent = net[A].finality.finalise(a_pays(net, B, 7, index=1))  # lost's input, spent elsewhere
+    results = net[A].recovery.recover_all_finality_flows(timeout=WAIT)
+    assert results == {failed_flow(net, A, kept.id): True, failed_flow(net, A, lost.id): True}
+    assert_final_everywhere(net, kept.id)
+    assert_gone_everywhere(net, lost.id)
+    assert net.status(B, spent.id) is TransactionStatus.VERIFIED
 
 
 # -- peers -----------------------------------------------------------------------------------------
