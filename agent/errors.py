@@ -33,7 +33,8 @@
     │   └── LedgerGraphNotReadyException
     ├── TransactionAccessDeniedError  a peer asked for a transaction it may not see
     ├── FinalityError                 finality cannot go on (a bad message, an unusable receiver)
-    │   └── ReceiverBusyError             the receiver's flow is still at work: ask again later
+    │   ├── ReceiverBusyError             the receiver's flow is still at work: ask again later
+    │   └── FlowRecoveryException         finality recovery could not recover (a receiver alone: not notarised)
     ├── HospitalizeFlowError          a step asks to be kept for observation (Corda's HospitalizeFlowException)
     ├── KeptForObservationError       the peer keeps our message's flow in its hospital: ask again later
     └── PeerError                     a message between agents went wrong
@@ -259,6 +260,12 @@ class FinalityError(AgentError):
 class ReceiverBusyError(FinalityError):
     """The receiver's flow has not reached the step the message waits for yet (a slow back-chain,
     a busy node); the sender asks again, as for a peer that is down."""
+
+
+class FlowRecoveryException(FinalityError):
+    """Finality recovery could not recover a transaction (Corda's name): no such flow or transaction,
+    a flow still running without forceRecover, a receiver's transaction the notary never signed (only
+    its initiator can recover it), or the recovery flow itself failed (its error is the cause)."""
 
 
 class HospitalizeFlowError(AgentError):

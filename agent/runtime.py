@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 
 from agent.finality.flows import FinalityDeps
+from agent.finality.recovery import FinalityRecoveryService
 from agent.finality.service import FinalityService
 from agent.flows.checkpoints import FlowCheckpoint
 from agent.flows.engine import FlowEngine
@@ -43,6 +44,7 @@ class AgentRuntime:
     tokens: TokenService
     hospital: FlowHospital
     bulk: BulkActions
+    recovery: FinalityRecoveryService
     ledgersync: LedgerSync | None = field(default=None)
     ledgersync_background: bool = False
     resumed: list[FlowCheckpoint] = field(default_factory=list)
@@ -128,6 +130,8 @@ def build_runtime(
     )
     finality = FinalityService(deps, engine, node.notary)
     finality.register(peer_service)
+    recovery = FinalityRecoveryService(deps, engine, node.key)
+    recovery.register(peer_service)
     tokens = TokenService(
         node.identity, node.key, store.vault, store.transactions, finality, node.network_map
     )
@@ -164,6 +168,7 @@ def build_runtime(
         tokens,
         hospital,
         bulk,
+        recovery,
         sync,
         ledgersync_background,
     )

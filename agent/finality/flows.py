@@ -389,32 +389,40 @@ class ReceiveFinalityFlow(_FinalityFlowBase):
         return None, None
 
     def _fetch_backchain(self) -> list[SignedTransaction]:
-        transactions, stx, sender = self.deps.transactions, self.stx, self.sender
-        fetched: dict[SecureHash, SignedTransaction] = {}
-        wanted = {r.txhash for r in (*stx.tx.inputs, *stx.tx.references)}
-        wanted = {h for h in wanted if transactions.transaction_status(h) is not TransactionStatus.VERIFIED}
-        while wanted:
-            batch = sorted(wanted)[:BACKCHAIN_BATCH]
-            reply = self.deps.peers.request(
-                sender, TOPIC_BACKCHAIN, {"tx_id": str(stx.id), "ids": [str(h) for h in batch]}
-            )
-            got = [SignedTransaction.deserialize(b) for b in ser.expect_list(reply.get("txs"), "txs")]
-            missing = set(batch) - {t.id for t in got}
-            if missing or len(got) != len(batch):
-                raise TransactionResolutionError(str(stx.id), sorted(str(h) for h in missing))
-            wanted -= set(batch)
-            for dep in got:
-                fetched[dep.id] = dep
-                for ref in (*dep.tx.inputs, *dep.tx.references):
-                    known = ref.txhash in fetched or ref.txhash in wanted
-                    if (
-                        not known
-                        and transactions.transaction_status(ref.txhash) is not TransactionStatus.VERIFIED
-                    ):
-                        wanted.add(ref.txhash)
-            if len(fetched) > MAX_BACKCHAIN:
-                raise FinalityError(f"back-chain of {stx.id} exceeds {MAX_BACKCHAIN} transactions")
-        return list(fetched.values())  # the ledger leaves out what is VERIFIED here meanwhile
+        return fetch_backchain(self.deps, self.stx, self.sender)
+
+
+def fetch_backchain(deps: FinalityDeps, stx: SignedTransaction, sender: X500Name) -> list[SignedTransaction]:
+    """The transactions of stx's back-chain not VERIFIED here, fetched from its sender, unordered.
+
+    The sender serves only the back-chain of a transaction it sent us (its sender records say so).
+    """
+    transactions = deps.transactions
+    fetched: dict[SecureHash, SignedTransaction] = {}
+    wanted = {r.txhash for r in (*stx.tx.inputs, *stx.tx.references)}
+    wanted = {h for h in wanted if transactions.transaction_status(h) is not TransactionStatus.VERIFIED}
+    while wanted:
+        batch = sorted(wanted)[:BACKCHAIN_BATCH]
+        reply = deps.peers.request(
+            sender, TOPIC_BACKCHAIN, {"tx_id": str(stx.id), "ids": [str(h) for h in batch]}
+        )
+        got = [SignedTransaction.deserialize(b) for b in ser.expect_list(reply.get("txs"), "txs")]
+        missing = set(batch) - {t.id for t in got}
+        if missing or len(got) != len(batch):
+            raise TransactionResolutionError(str(stx.id), sorted(str(h) for h in missing))
+        wanted -= set(batch)
+        for dep in got:
+            fetched[dep.id] = dep
+            for ref in (*dep.tx.inputs, *dep.tx.references):
+                known = ref.txhash in fetched or ref.txhash in wanted
+                if (
+                    not known
+                    and transactions.transaction_status(ref.txhash) is not TransactionStatus.VERIFIED
+                ):
+                    wanted.add(ref.txhash)
+        if len(fetched) > MAX_BACKCHAIN:
+            raise FinalityError(f"back-chain of {stx.id} exceeds {MAX_BACKCHAIN} transactions")
+    return list(fetched.values())  # the ledger leaves out what is VERIFIED here meanwhile
 
 
 __all__ = [
@@ -424,4 +432,5 @@ __all__ = [
     "FinalityDeps",
     "FinalityFlow",
     "ReceiveFinalityFlow",
+    "fetch_backchain",
 ]

@@ -206,12 +206,14 @@ class FinalityService:
         handle = self._live_receiver(tx_id, sender)
         if handle is not None:
             self.engine.deliver(handle.flow_id, "signatures", sigs, here=True)
-            if not handle.wait_for(lambda _: False, REPLY_WAIT_S):
+            if not handle.wait_for(_held, REPLY_WAIT_S):
                 raise ReceiverBusyError(
                     f"{RECEIVE_FLOW} {handle.flow_id} for {tx_id} is still at {_step(handle)}"
                 )
-            handle.result(0)
-            return {"ack": True}
+            if handle.done:
+                handle.result(0)
+                return {"ack": True}
+            # Kept in the hospital (or paused) on the way: finalised here, as when no flow holds it.
         stored = self.transactions.get_stored(tx_id)
         if stored is None:
             raise TransactionNotFoundError(str(tx_id))

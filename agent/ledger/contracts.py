@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from agent.errors import UnknownContractError
+from agent.errors import ContractRejection, UnknownContractError
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import Party
 from agent.ledger.transactions import Command, StateAndRef, TimeWindow, TransactionState
@@ -70,3 +70,37 @@ class ContractRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._by_name)
+
+
+RECOVERY_CONTRACT = "ledger_agent.contracts.RecoveryContract"
+RECOVERY_CHECK = "Check"
+
+
+class RecoveryContract:
+    """Finality recovery's notarisation check (Corda's RecoveryContract): a transaction that holds the
+    states it asks about as references, so the notary reports who consumed them and consumes nothing.
+
+    Its one output (participants: the asking node) and its one Check command, signed by those
+    participants, only give the notary a well-formed transaction to refuse or sign; it never enters a
+    ledger, and it may consume nothing.
+    """
+
+    name = RECOVERY_CONTRACT
+
+    def verify(self, ltx: LedgerTransaction) -> None:
+        def reject(reason: str) -> ContractRejection:
+            return ContractRejection(str(ltx.id), self.name, reason)
+
+        if ltx.inputs:
+            raise reject("a notarisation check consumes nothing")
+        if not ltx.references:
+            raise reject("a notarisation check holds at least one state as a reference")
+        commands = ltx.commands_of(self.name)
+        if len(commands) != 1 or commands[0].name != RECOVERY_CHECK:
+            raise reject(f"expected exactly one {RECOVERY_CHECK} command")
+        outputs = ltx.outputs_of(self.name)
+        if len(outputs) != 1:
+            raise reject("a notarisation check creates exactly one output")
+        signers = set(commands[0].signers)
+        if not signers or any(p.owning_key not in signers for p in outputs[0].participants):
+            raise reject("the output's participants must sign the check")

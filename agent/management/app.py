@@ -37,6 +37,7 @@ from agent.management.commands import (
     result_text,
 )
 from agent.management.flow_replies import flow_reply
+from agent.management.recovery_routes import recovery_blueprint
 from agent.operator_api.catalogue import FILTER_KEYS, Command
 from agent.runtime import AgentRuntime
 from mbeans.access import REALM, Caller, client_of
@@ -116,6 +117,7 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     app.register_blueprint(jolokia_blueprint(registry, auth.principal))
     app.register_blueprint(jsonrpc_blueprint(registry, auth.principal))
     app.register_blueprint(metrics_blueprint(registry, auth.principal))
+    app.register_blueprint(recovery_blueprint(runtime, auth))  # finality recovery, until the catalogue has it
     node = runtime.node
 
     def authenticated(view: F) -> F:

@@ -189,6 +189,25 @@ def test_a_receiver_failing_after_recording_is_kept_for_observation_and_finishes
     assert net[C].hospital.patients() == []
 
 
+@pytest.mark.parametrize("step", ["BEFORE_FINALISE", "FINALISED"])
+def test_a_receiver_kept_for_observation_while_finalising_does_not_hold_up_its_sender(
+    net: Net, step: str
+) -> None:
+    # The signatures' handler waits for the flow it woke to end or to be kept: kept, it finalises the
+    # copy itself (as when no flow holds it) and answers at once, instead of ReceiverBusyError after 25 s.
+    import time
+
+    issue(net)
+    net[C].engine.faults = FaultPlan.parse([f"ReceiveFinalityFlow.{step}=fail"])
+    move = a_pays_c(net, 5)
+    started = time.monotonic()
+    net[A].finality.finalise(move, timeout=60)
+    assert time.monotonic() - started < 20
+    assert (net.status(A, move.id), net.status(C, move.id)) == (TransactionStatus.VERIFIED,) * 2
+    (held,) = net[C].engine.flows(status=FlowStatus.HOSPITALIZED)
+    assert held.progress_step == step
+
+
 def test_the_sender_shows_only_the_back_chain_of_what_it_sent(net: Net) -> None:
     issued = issue(net)
     unrelated = net[A].tokens.issue([(A, 7)], "CHF")

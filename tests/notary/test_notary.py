@@ -225,3 +225,58 @@ def test_racing_spends_let_exactly_one_through(
     assert sorted(outcomes) == ["conflict", "conflict", "conflict", "signed"]
     winner = notary.uniqueness.consumer_of(issued.tx.output_ref(0))
     assert winner in {s.id for s in spends}
+
+
+def test_a_transaction_it_signed_is_signed_again_after_its_time_window_closed(
+    notary: NotaryService,
+    clock: ManualClock,
+    issued: SignedTransaction,
+    alice: Actor,
+    bob: Actor,
+    notary_actor: Actor,
+) -> None:
+    # Finality recovery re-notarises, perhaps long after the window: the notary answers as before.
+    builder = token.move([issued.tx.out_ref(0)], [(bob.party, 1)], alice.party, notary_actor.party)
+    builder.time_window = TimeWindow(None, NOW + timedelta(minutes=5))
+    move = builder.sign([alice.key])
+    first = notary.notarise(move)
+    clock.advance(timedelta(hours=1))
+    assert notary.notarise(move) == first
+    late = token.move([issued.tx.out_ref(1)], [(alice.party, 10)], bob.party, notary_actor.party)
+    late.time_window = TimeWindow(None, NOW + timedelta(minutes=5))
+    with pytest.raises(NotaryRejectionError, match="time window"):  # one it never signed is refused
+        notary.notarise(late.sign([bob.key]))
+
+
+def test_the_notarisation_check_learns_who_consumed_the_inputs_and_consumes_nothing(
+    notary: NotaryService,
+    notary_store: LedgerStore,
+    issued: SignedTransaction,
+    alice: Actor,
+    bob: Actor,
+    charlie: Actor,
+    notary_actor: Actor,
+) -> None:
+    from agent.finality.notarisation_check import Notarisation, check_transaction, interpret
+
+    def ask(original: SignedTransaction) -> Notarisation:
+        try:
+            notary.notarise(
+                check_transaction(original.tx, charlie.party, charlie.key), requester=charlie.name
+            )
+        except NotaryConflictError as conflict:
+            return interpret(original.tx, conflict).status
+        return interpret(original.tx, None).status
+
+    move = spend(issued, alice, bob, notary_actor)
+    assert ask(move) is Notarisation.NOT_NOTARISED
+    assert ask(move) is Notarisation.NOT_NOTARISED  # asked twice: still nothing consumed
+    assert notary.uniqueness.consumer_of(issued.tx.output_ref(0)) is None
+    notary.notarise(move)
+    assert ask(move) is Notarisation.NOTARISED
+    rival = spend(issued, alice, charlie, notary_actor, amount=20)  # same input, never notarisable now
+    assert ask(rival) is Notarisation.CONSUMED_ELSEWHERE
+    assert notary.uniqueness.consumer_of(issued.tx.output_ref(0)) == move.id
+    assert interpret(issued.tx, None).status is Notarisation.UNKNOWN  # no inputs to ask about
+    requesters = {r.requesting_party_name for r in notary_store.schema.notary_request_log.select()}
+    assert str(charlie.name) in requesters
