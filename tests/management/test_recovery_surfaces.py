@@ -160,6 +160,7 @@ flow recoverFinality {flow_id}
 flow recoverFinality {flow_id} --force-recover reason: "kept at AFTER_RECORD"
 flow recoverFinalityByTxnId {tx}
 flow recoverAllFinality --force-recover
+run recoverFinalityFlowByTxnIds txnIds: ["{tx}"]
 flow recoverFinalityMatching \\
 flowStartFromTime: "2023-12-04T10:15:30.00", \\
 flowStartUntilTime: "2099-12-05T10:15:30.00Z", \\
@@ -181,13 +182,14 @@ counterParties: ["{me}"]
         f"Failed to recover finality flow {tx}",
         "Recovered finality flow(s)",
         f"Results: [[{flow_id}]=false]",
+        f'{{"{tx}": false}}',
         "Recovered finality flow(s)",
         "Results: []",
     ], out
     assert err == "" and code == 1  # 1: a recovery answered false
     assert [e["surface"] for e in served.audit() if e["action"].startswith("recover")] == [
         "jsonrpc (shell)"
-    ] * 5
+    ] * 6
 
     address = served.url.removeprefix("http://")
     monkeypatch.setattr(
