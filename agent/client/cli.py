@@ -159,6 +159,7 @@ def _flow_recover(args: argparse.Namespace) -> int:
         }
         body.update({k: v for k, v in criteria.items() if v is not None})
     client = _management(args.config, args.user)
+    client.timeout = 90.0  # longer than the recovery's own wait (60 s), so that its answer arrives
     try:
         answer = client.call("POST", f"/api/finality/{name}", body)
     finally:

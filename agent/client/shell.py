@@ -249,6 +249,7 @@ QUERIES = {
     "queryFinalityByTxnId": ("getFlowTransactionByTxnId", "txnId"),
 }
 CORDA_BULK_VERBS = ("pauseAll", "pauseAllHospitalized", "retryAllPaused", "retryAllPausedHospitalized")
+WAIT_FOR_ANSWER_S = 90.0
 JOB_WAIT_S = 3600.0  # how long the shell follows a bulk job it started (the job goes on after)
 
 
@@ -496,7 +497,8 @@ def run_shell(config: Path | None, url: str | None, user: str, stdin: TextIO | N
     """The shell on stdin (interactive on a terminal); the exit status."""
     base, password = endpoint(config, url, None, PASSWORD_FILE, PASSWORD_ENV)
     source = stdin if stdin is not None else sys.stdin
-    client = RpcClient(base, user, password, tool="shell")
+    # Longer than a flow's or a recovery's default wait (60 s), so that its own answer arrives.
+    client = RpcClient(base, user, password, timeout=WAIT_FOR_ANSWER_S, tool="shell")
     try:
         shell = Shell(client, sys.stdout, sys.stderr)
         if source.isatty():

@@ -100,6 +100,8 @@ def test_rest_queries_recovers_and_answers_with_the_references_lines(served: Ser
         ("operator", "recoverFinalityFlowsMatching", "done", "rest"),
     ]
     assert not any(r[1].startswith("getFlowTransaction") for r in rows)  # reads are not recorded
+    outcomes = [e["outcome"] for e in served.audit() if e["action"] == "recoverAllFinalityFlows"]
+    assert outcomes == ["done: 0 of 0 recovered", "done: 0 of 1 recovered"]
     (reasoned,) = [e for e in served.audit() if e["reason"] == "kept at AFTER_RECORD"]
     assert reasoned["target"] == flow_id
 
