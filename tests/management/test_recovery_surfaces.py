@@ -68,6 +68,8 @@ def test_rest_queries_recovers_and_answers_with_the_references_lines(served: Ser
     }
     again = rest(served, "POST", "/api/finality/recoverFinalityFlowByTxnId", {"txnId": tx}).json()
     assert again == {"txnId": tx, "recovered": False, "text": f"Failed to recover finality flow {tx}"}
+    by_ids = rest(served, "POST", "/api/finality/recoverFinalityFlows", {"ids": [flow_id, "no-such-flow"]})
+    assert by_ids.json()["results"] == {flow_id: False, "no-such-flow": False}
     every = rest(served, "POST", "/api/finality/recoverAllFinalityFlows").json()
     assert every == {"results": {}, "text": "Recovered finality flow(s)\nResults: []"}  # none FAILED
     forced = rest(served, "POST", "/api/finality/recoverAllFinalityFlows", {"forceRecover": True}).json()
@@ -93,6 +95,7 @@ def test_rest_queries_recovers_and_answers_with_the_references_lines(served: Ser
         ("monitor", "recoverFinalityFlow", "refused", "rest"),
         ("operator", "recoverFinalityFlow", "not applied (false)", "rest"),
         ("operator", "recoverFinalityFlowByTxnId", "not applied (false)", "rest"),
+        ("operator", "recoverFinalityFlows", "done", "rest"),
         ("operator", "recoverAllFinalityFlows", "done", "rest"),
         ("operator", "recoverAllFinalityFlows", "done", "rest"),
         ("operator", "recoverFinalityFlowByTxnIds", "done", "rest"),
@@ -123,6 +126,19 @@ def test_json_rpc_and_jolokia_have_flow_rpc_ops_and_node_flow_status_rpc_ops(ser
     assert isinstance(short, Ok) and short.result is False
     bad = rpc("FlowRPCOps.recoverFinalityFlowByTxnId", {"txnId": "not-a-hash"}, served.operator)
     assert isinstance(bad, Error) and bad.code == -32002
+    by_tx = rpc("NodeFlowStatusRpcOps.getFlowTransactionByTxnId", {"txnId": tx}, served.monitor)
+    assert isinstance(by_tx, Ok) and by_tx.result == info.result
+    none = rpc("NodeFlowStatusRpcOps.getFlowTransaction", {"flowId": "no-such-flow"}, served.monitor)
+    assert isinstance(none, Ok) and none.result is None
+    by_txs = rpc("FlowRPCOps.recoverFinalityFlowByTxnIds", {"txnIds": [tx]}, served.operator)
+    assert isinstance(by_txs, Ok) and by_txs.result == {tx: False}
+    me = str(served.runtime.node.identity.name)
+    matching = rpc(
+        "FlowRPCOps.recoverFinalityFlowsMatching",
+        {"flowStartFromTime": None, "flowStartUntilTime": None, "initiatedBy": [me], "counterParties": None},
+        served.operator,
+    )
+    assert isinstance(matching, Ok) and matching.result == {}
 
     jolokia = JolokiaClient(served.url + "/jolokia", *served.operator)
     monitor = JolokiaClient(served.url + "/jolokia", *served.monitor)
@@ -144,6 +160,8 @@ def test_json_rpc_and_jolokia_have_flow_rpc_ops_and_node_flow_status_rpc_ops(ser
         ("operator", "recoverFinalityFlows", "done", "jsonrpc"),
         ("operator", "recoverFinalityFlow", "not applied (false)", "jsonrpc"),
         ("operator", "recoverFinalityFlowByTxnId", "error", "jsonrpc"),
+        ("operator", "recoverFinalityFlowByTxnIds", "done", "jsonrpc"),
+        ("operator", "recoverFinalityFlowsMatching", "done", "jsonrpc"),
         ("monitor", "recoverFinalityFlowByTxnId", "refused", "jolokia"),
         ("operator", "recoverFinalityFlowByTxnId", "not applied (false)", "jolokia"),
     ]
