@@ -1,4 +1,6 @@
-"""Finality recovery on real agent processes (issue 14's "Done when"), through the REST routes.
+"""Finality recovery on real agent processes (issue 14's "Done when"), through the REST routes (the
+catalogue's FlowRPCOps commands, run through the gate; every other surface: tests.management.
+test_recovery_surfaces).
 
 For every named finality step and role, A pays C 10 (B, the issuer, observes) and the flow fails
 there (`fail` in node.conf's faultInjection); for the payee, its store is also restored from a copy of
@@ -202,11 +204,12 @@ def _queries_and_roles(net: Network, flow_id: str, tx: str) -> None:
         recover(net, C, "recoverFinalityFlowByTxnId", txnId=tx)
     # Every recovery call is in the audit log: the read-only user's refusal and the operator's call.
     entries = [e for e in net.client(A).audit() if e["action"] == "recoverFinalityFlowsMatching"]
-    assert entries and entries[0]["outcome"].startswith("HTTP 400") and entries[0]["surface"] == "rest"
+    assert entries and entries[0]["outcome"].startswith("error: FlowArgumentError")
+    assert entries[0]["surface"] == "rest"
     (refusal,) = [
         e for e in net.client(A).audit() if e["action"] == "recoverFinalityFlow" and e["user"] == MONITOR_USER
     ]
-    assert refusal["outcome"].startswith("HTTP 403") and flow_id in refusal["target"]
+    assert refusal["outcome"].startswith("refused") and refusal["target"] == flow_id
 
 
 # -- a receiver (payee C, observer B) fails at each step ------------------------------------------

@@ -129,6 +129,71 @@ def _flow_verb(args: argparse.Namespace) -> int:
     return 0 if done else 1
 
 
+# `ledger-agent flow <command>`: the catalogue's operation, and the parameter its argument is.
+RECOVERIES = {
+    "recoverFinality": ("recoverFinalityFlow", "id"),
+    "recoverFinalityByTxnId": ("recoverFinalityFlowByTxnId", "txnId"),
+    "recoverAllFinality": ("recoverAllFinalityFlows", None),
+    "recoverFinalityMatching": ("recoverFinalityFlowsMatching", None),
+}
+QUERIES = {
+    "queryFinalityById": ("getFlowTransaction", "flowId"),
+    "queryFinalityByTxnId": ("getFlowTransactionByTxnId", "txnId"),
+}
+
+
+def _flow_recover(args: argparse.Namespace) -> int:
+
+    name, key = RECOVERIES[args.flow_command]
+    body: dict[str, Any] = {"forceRecover": args.force_recover}
+    if args.reason is not None:
+        body["reason"] = args.reason
+    if key is not None:
+        body[key] = args.target
+    if args.flow_command == "recoverFinalityMatching":
+        criteria = {
+            "flowStartFromTime": args.from_time,
+            "flowStartUntilTime": args.until_time,
+            "initiatedBy": args.initiated_by,
+            "counterParties": args.counter_party,
+        }
+        body.update({k: v for k, v in criteria.items() if v is not None})
+    client = _management(args.config, args.user)
+    client.timeout = 90.0  # longer than the recovery's own wait (60 s), so that its answer arrives
+    try:
+        answer = client.call("POST", f"/api/finality/{name}", body)
+    finally:
+        client.close()
+    if args.json:
+        _print_json(answer)
+    else:
+        print(answer["text"])
+    if key is None:
+        return 0 if all(answer["results"].values()) else 1
+    return 0 if answer["recovered"] else 1
+
+
+def _flow_status(args: argparse.Namespace) -> int:
+    from agent.client.launcher import AgentProcessError
+    from agent.operator_api.recovery import flow_transaction_text
+
+    name, _ = QUERIES[args.query]
+    client = _management(args.config, args.user)
+    try:
+        info = client.call("GET", f"/api/finality/{name}/{args.target}")
+    except AgentProcessError as exc:
+        if "TransactionNotFoundError" not in str(exc):
+            raise
+        info = None
+    finally:
+        client.close()
+    if args.json:
+        _print_json(info)
+    else:
+        print(flow_transaction_text(info))
+    return 0 if info is not None else 1
+
+
 FILTER_FLAGS = (  # --flag, the filter's name
     ("status", "status"),
     ("diagnosis", "diagnosis"),
@@ -467,11 +532,59 @@ def build_parser() -> argparse.ArgumentParser:
             default=3600.0,
             help="how long --wait waits (default 1h; the job goes on after)",
         )
+    recoveries = {
+        name: flow_commands.add_parser(name, help=text)
+        for name, text in (
+            ("recoverFinality", "recover a failed finality flow by its id (recoverFinalityFlow)"),
+            ("recoverFinalityByTxnId", "recover a failed finality flow by its transaction's id"),
+            ("recoverAllFinality", "recover every failed finality flow (recoverAllFinalityFlows)"),
+            (
+                "recoverFinalityMatching",
+                "recover the failed finality flows matching a query (at least one criterion)",
+            ),
+        )
+    }
+    for name, sub in recoveries.items():
+        sub.add_argument("--config", type=Path, required=True, help="the node's node.conf")
+        sub.add_argument("--user", default="operator", help="management user (default operator)")
+        sub.add_argument("--json", action="store_true", help="print the agent's JSON answer")
+        sub.add_argument("--reason", help="why (the audit log keeps it)")
+        sub.add_argument(
+            "--force-recover",
+            action="store_true",
+            help="also recover flows that are RUNNABLE, PAUSED or HOSPITALIZED",
+        )
+        sub.set_defaults(handler=_flow_recover, flow_command=name)
+    recoveries["recoverFinality"].add_argument("target", metavar="id", help="the finality flow's id")
+    recoveries["recoverFinalityByTxnId"].add_argument("target", metavar="txId", help="the transaction's id")
+    matching = recoveries["recoverFinalityMatching"]
+    matching.add_argument("--from-time", help="flowStartFromTime: ISO-8601, e.g. 2023-12-04T10:15:30Z")
+    matching.add_argument("--until-time", help="flowStartUntilTime: ISO-8601")
+    matching.add_argument("--initiated-by", action="append", help="initiatedBy: an X.500 name (repeatable)")
+    matching.add_argument(
+        "--counter-party", action="append", help="counterParties: an X.500 name (repeatable)"
+    )
+
     listing.add_argument("--status", help="RUNNABLE, FAILED, COMPLETED, HOSPITALIZED, KILLED or PAUSED")
     listing.add_argument("--flow-name", help="e.g. FinalityFlow")
     listing.add_argument("--step", help="the step it reached, e.g. RECORDED")
     listing.add_argument("--counterparty", help="an X.500 name")
     listing.set_defaults(handler=_flow_list)
+
+    flow_status = commands.add_parser(
+        "flowStatus", help="a finality flow's FlowTransactionInfo, by flow id or transaction id"
+    )
+    status_queries = flow_status.add_subparsers(dest="query", required=True, metavar="QUERY")
+    for name, what in (
+        ("queryFinalityById", "the flow's id"),
+        ("queryFinalityByTxnId", "the transaction's id"),
+    ):
+        query = status_queries.add_parser(name, help=f"FlowTransactionInfo by {what}")
+        query.add_argument("target", help=what)
+        query.add_argument("--config", type=Path, required=True, help="the node's node.conf")
+        query.add_argument("--user", default="operator", help="management user (default operator)")
+        query.add_argument("--json", action="store_true", help="print the agent's JSON answer")
+        query.set_defaults(handler=_flow_status)
 
     audit = commands.add_parser(
         "audit",

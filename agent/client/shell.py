@@ -11,6 +11,10 @@
     flow bulk retry|pause|kill [filters..., reason: "...", dryRun: false]
     flow jobs [<jobId>]
     audit [user: ..., action: ..., limit: ...]
+    flowStatus queryFinalityById <id>, flowStatus queryFinalityByTxnId <txId>
+    flow recoverFinality <id>, flow recoverFinalityByTxnId <txId>, flow recoverAllFinality
+    flow recoverFinalityMatching flowStartFromTime: "...", flowStartUntilTime: "...", initiatedBy: "...",
+        counterParties: [...]          (each recovery takes --force-recover and reason: "...")
     run killFlow id: <id>                          (any verb of the catalogue by its name)
     run NumberOfReconciliationsInProgress          (any JSON-RPC method, with name: value arguments)
     help, bye, exit
@@ -52,6 +56,7 @@ from agent.errors import AgentError, ConfigurationError
 from agent.operator_api.catalogue import COMMANDS, FILTER_KEYS, Command, Kind, flows
 from agent.operator_api.flows import result_text
 from agent.operator_api.layout import PASSWORD_FILE
+from agent.operator_api.recovery import flow_transaction_text, recovered_text, results_text
 from agent.operator_api.status import ReconciliationStatus
 
 PASSWORD_ENV = "LEDGER_AGENT_PASSWORD"
@@ -221,13 +226,30 @@ HELP = """Commands:
                                             the job (batchSize, batchIntervalSeconds), followed to its end
   flow jobs [<jobId>]                       the bulk jobs, or one job with a result per flow
   audit [user: ..., action: ..., limit: n]  the audit log, newest first
+  flowStatus queryFinalityById <id>         a finality flow's FlowTransactionInfo (flowStatus queryFinalityByTxnId <txId>)
+  flow recoverFinality <id>                 recover a failed finality flow (also recoverFinalityByTxnId <txId>,
+                                            recoverAllFinality, recoverFinalityMatching flowStartFromTime: "...",
+                                            flowStartUntilTime: "...", initiatedBy: "...", counterParties: [...]);
+                                            --force-recover also takes RUNNABLE, PAUSED, HOSPITALIZED flows; reason: "..."
   run killFlow id: <id>                     the same as flow kill, printing true or false (also pauseFlow, resumeFlow, retryFlow, listFlows)
   run <Method> [name: value, ...]           any JSON-RPC method, e.g. run NumberOfReconciliationsInProgress
   help                                      this text
   bye | exit                                leave the shell"""
 
 
+FORCE_RECOVER = "--force-recover"
+RECOVERIES = {  # the shell's command: the operation, and the parameter its first word is
+    "recoverFinality": ("recoverFinalityFlow", "id"),
+    "recoverFinalityByTxnId": ("recoverFinalityFlowByTxnId", "txnId"),
+    "recoverAllFinality": ("recoverAllFinalityFlows", None),
+    "recoverFinalityMatching": ("recoverFinalityFlowsMatching", None),
+}
+QUERIES = {
+    "queryFinalityById": ("getFlowTransaction", "flowId"),
+    "queryFinalityByTxnId": ("getFlowTransactionByTxnId", "txnId"),
+}
 CORDA_BULK_VERBS = ("pauseAll", "pauseAllHospitalized", "retryAllPaused", "retryAllPausedHospitalized")
+WAIT_FOR_ANSWER_S = 90.0
 JOB_WAIT_S = 3600.0  # how long the shell follows a bulk job it started (the job goes on after)
 
 
@@ -359,6 +381,11 @@ class Shell:
                 self.print(job_text(job))
             else:
                 self.print(jobs_table(self.call("listBulkJobs", {})))
+        elif command == "flowStatus" and words[1:2] and words[1] in QUERIES and len(words) == 3:
+            name, key = QUERIES[words[1]]
+            self.print(flow_transaction_text(self.call(name, {key: words[2].strip()})))
+        elif command == "flow" and words[1:2] and words[1] in RECOVERIES:
+            self.recover(words[1], words[2] if len(words) == 3 else "")
         elif command == "audit":
             self.print(audit_table(self.call("auditLog", parse_flow_arguments(words[1:]))))
         elif command == "run" and len(words) >= 2:
@@ -372,6 +399,39 @@ class Shell:
         else:
             raise ConfigurationError("command", line.strip(), "type help for the commands")
         return True
+
+    def recover(self, verb: str, rest: str) -> None:
+        """One of the reference's recovery commands, printing what the reference's shell prints."""
+        name, key = RECOVERIES[verb]
+        words = rest.split()
+        force = FORCE_RECOVER in words
+        rest = " ".join(w for w in words if w != FORCE_RECOVER)
+        target = None
+        if key is not None:
+            target, _, rest = rest.partition(" ")
+            if not target:
+                raise ConfigurationError(f"flow {verb}", None, f"give the {key}: flow {verb} <{key}>")
+        given = parse_flow_arguments([rest]) if rest.strip() else {}
+        for name_, value in given.items():  # YAML reads an unquoted time as a datetime
+            if hasattr(value, "isoformat"):
+                given[name_] = value.isoformat()
+        if key is not None:
+            given[key] = target
+        given["forceRecover"] = bool(given.get("forceRecover", False)) or force
+        if "reason" in given:
+            given["reason"] = str(given["reason"])
+        result = self.call(name, given)
+        if key is None:
+            self.print(results_text(result))
+            self.failed = self.failed or not all(result.values())
+            return
+        assert target is not None
+        flow_id = target
+        if result and key == "txnId":  # the reference names the recovered flow by its id
+            info = self.call("getFlowTransactionByTxnId", {"txnId": target})
+            flow_id = (info or {}).get("stateMachineRunId") or target
+        self.print(recovered_text(target, bool(result), flow_id=flow_id))
+        self.failed = self.failed or not result
 
     def reason(self, text: str, *, required: bool, verb: str = "flow") -> str | None:
         """The `reason: "..."` after a verb's id (or alone, after a bulk verb)."""
@@ -389,7 +449,7 @@ class Shell:
         return None if reason is None else str(reason)
 
     def run(self, lines: Iterator[str]) -> int:
-        for line in lines:
+        for line in _joined(lines):
             try:
                 if not self.execute(line):
                     break
@@ -397,6 +457,20 @@ class Shell:
                 self.failed = True
                 print(f"Error: {exc}", file=self.err, flush=True)
         return 1 if self.failed else 0
+
+
+def _joined(lines: Iterator[str]) -> Iterator[str]:
+    """Lines ending in a backslash joined to the next, as the reference writes a long command."""
+    pending = ""
+    for line in lines:
+        stripped = line.rstrip("\n").rstrip()
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        yield pending + line
+        pending = ""
+    if pending:
+        yield pending
 
 
 def _interactive(history: Path) -> Iterator[str]:
@@ -423,7 +497,8 @@ def run_shell(config: Path | None, url: str | None, user: str, stdin: TextIO | N
     """The shell on stdin (interactive on a terminal); the exit status."""
     base, password = endpoint(config, url, None, PASSWORD_FILE, PASSWORD_ENV)
     source = stdin if stdin is not None else sys.stdin
-    client = RpcClient(base, user, password, tool="shell")
+    # Longer than a flow's or a recovery's default wait (60 s), so that its own answer arrives.
+    client = RpcClient(base, user, password, timeout=WAIT_FOR_ANSWER_S, tool="shell")
     try:
         shell = Shell(client, sys.stdout, sys.stderr)
         if source.isatty():

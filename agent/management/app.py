@@ -4,7 +4,9 @@ adapters (JSON-RPC /rpc, Jolokia /jolokia, Prometheus /metrics) over the agent's
 The REST API starts the catalogue's commands (agent.management.commands): every flow by name at
 `POST /api/flows/start/<Flow>`, the token flows also at their own routes, the engine's verbs
 (`GET /api/flows`, `POST /api/flows/{kill,pause,resume,retry}/<id>`) and the flow hospital's
-(`GET /api/hospital`, `POST /api/flows/bulk`, `GET /api/audit`, ...: docs/hospital.md). Each runs
+(`GET /api/hospital`, `POST /api/flows/bulk`, `GET /api/audit`, ...: docs/hospital.md), finality
+recovery's under their FlowRPCOps and NodeFlowStatusRpcOps names (`POST /api/finality/<operation>`,
+`GET /api/finality/getFlowTransaction/<flowId>`, ...: docs/finality-recovery.md). Each runs
 through the gate (agent.management.audit): the role it needs is the catalogue's, and what acts goes
 to the audit log, refusals included. Every /api call needs HTTP basic auth with a user from
 node.conf's managementUsers. Errors are JSON {"error": <named error>, "message": ...}; never a stack
@@ -37,8 +39,8 @@ from agent.management.commands import (
     result_text,
 )
 from agent.management.flow_replies import flow_reply
-from agent.management.recovery_routes import recovery_blueprint
 from agent.operator_api.catalogue import FILTER_KEYS, Command
+from agent.operator_api.recovery import recovered_text, results_text
 from agent.runtime import AgentRuntime
 from mbeans.access import REALM, Caller, client_of
 from mbeans.errors import SecurityException
@@ -117,7 +119,6 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     app.register_blueprint(jolokia_blueprint(registry, auth.principal))
     app.register_blueprint(jsonrpc_blueprint(registry, auth.principal))
     app.register_blueprint(metrics_blueprint(registry, auth.principal))
-    app.register_blueprint(recovery_blueprint(runtime, auth))  # finality recovery, until the catalogue has it
     node = runtime.node
 
     def authenticated(view: F) -> F:
@@ -348,6 +349,44 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
             failedParties=counts.failed_parties,
             partiesWithDifference=counts.parties_with_difference,
         )
+
+    # Finality recovery: the operation's named arguments as the body, its answer with the reference's text.
+    recover_one = {"recoverFinalityFlow": "id", "recoverFinalityFlowByTxnId": "txnId"}
+    recover_many = (
+        "recoverFinalityFlows",
+        "recoverAllFinalityFlows",
+        "recoverFinalityFlowByTxnIds",
+        "recoverFinalityFlowsMatching",
+    )
+
+    @app.post(f"/api/finality/<any({', '.join([*recover_one, *recover_many])}):name>")
+    @authenticated
+    def recover_finality(name: str) -> Response:
+        body = _optional_body()
+        result = start(commands[name], body)
+        if name not in recover_one:
+            return jsonify(results=result, text=results_text(result))
+        key = recover_one[name]
+        target = str(body[key])
+        flow_id = target
+        if key == "txnId" and result:  # the reference names the recovered flow, by its id
+            info = start(commands["getFlowTransactionByTxnId"], {"txnId": target})
+            flow_id = (info or {}).get("stateMachineRunId") or target
+        return jsonify(
+            {key: target, "recovered": result, "text": recovered_text(target, result, flow_id=flow_id)}
+        )
+
+    @app.get("/api/finality/<any(getFlowTransaction, getFlowTransactionByTxnId):name>/<key>")
+    @authenticated
+    def flow_transaction(name: str, key: str) -> tuple[Response, int]:
+        argument = "flowId" if name == "getFlowTransaction" else "txnId"
+        info = start(commands[name], {argument: key})
+        if info is None:
+            what = f"flow {key}" if argument == "flowId" else f"transaction {key}"
+            return jsonify(
+                error="TransactionNotFoundError", message=f"no finality transaction for {what}"
+            ), 404
+        return jsonify(info), 200
 
     @app.get("/api/flows")
     @authenticated

@@ -141,6 +141,9 @@ def outcome_of(result: Any) -> str:
         )
     if isinstance(result, dict) and result.get("jobId"):
         return f"job started: {result.get('total')} flow(s)"
+    if isinstance(result, dict) and all(isinstance(v, bool) for v in result.values()):
+        # finality recovery's map of id -> recovered
+        return f"done: {sum(result.values())} of {len(result)} recovered"
     if result is None:
         return "done"
     if isinstance(result, str | int):

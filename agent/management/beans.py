@@ -13,6 +13,9 @@ check`) reads and calls the services only through these; the beans' names are mb
                                  (what /metrics and `ledger-agent check` read), and the catalogue's
                                  hospital commands: listPatients, flowHistory, retryFlow, pauseAll, ...,
                                  bulkAction, bulkJob, listBulkJobs, auditLog; killFlow, pauseFlow, resumeFlow
+    ledgeragent:type=FlowRPCOps  finality recovery, Corda's FlowRPCOps: recoverFinalityFlow, ...Flows,
+                                 recoverAllFinalityFlows, ...ByTxnId, ...ByTxnIds, recoverFinalityFlowsMatching
+    ledgeragent:type=NodeFlowStatusRpcOps  getFlowTransaction, getFlowTransactionByTxnId (read-only)
 
 Operations of catalogue commands are built from the catalogue (agent.operator_api.catalogue): its
 operation name, parameters, impact (ACTION for an operator's command) and return type. They check
@@ -44,7 +47,16 @@ from agent.runtime import AgentRuntime
 from mbeans.caller import Caller
 from mbeans.errors import IllegalArgumentException
 from mbeans.model import Impact, JavaType, MBean
-from mbeans.names import FLOW_HOSPITAL, FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE, TOKENS
+from mbeans.names import (
+    FLOW_HOSPITAL,
+    FLOW_RPC_OPS,
+    FLOWS,
+    LEDGER_GRAPH,
+    LEDGER_SYNC,
+    NODE,
+    NODE_FLOW_STATUS_RPC_OPS,
+    TOKENS,
+)
 from mbeans.registry import MBeanRegistry
 
 S, INT, L, B, LIST, MAP = (
@@ -77,6 +89,10 @@ PARAM_TYPES: dict[str, JavaType] = {
     "bulkAction": S,
     "batchSize": JavaType.INTEGER_OBJECT,  # null: the parameter's default
     "limit": JavaType.INTEGER_OBJECT,
+    "flowIds": LIST,
+    "txIds": LIST,
+    "instant": S,
+    "initiators": JavaType.OBJECT,  # one X.500 name or a list of them
 }
 RESULT_TYPES: dict[Result, JavaType] = {
     Result.UNIT: JavaType.VOID,
@@ -93,6 +109,8 @@ RESULT_TYPES: dict[Result, JavaType] = {
     Result.JOB: MAP,
     Result.JOBS: LIST,
     Result.AUDIT: LIST,
+    Result.RECOVERED: MAP,
+    Result.FLOW_TRANSACTION: MAP,
 }
 
 
@@ -166,6 +184,24 @@ def register_agent_beans(
     registry.register(flows_bean(runtime, commands, gate))
     registry.register(tokens_bean(runtime, commands, gate))
     registry.register(flow_hospital_bean(runtime.hospital, commands, gate))
+    registry.register(
+        _commands_of(
+            MBean(FLOW_RPC_OPS, "Finality recovery (Corda's FlowRPCOps)", "ledgeragent.FlowRPCOps"),
+            commands,
+            gate,
+        )
+    )
+    registry.register(
+        _commands_of(
+            MBean(
+                NODE_FLOW_STATUS_RPC_OPS,
+                "Finality flows' transactions (Corda's NodeFlowStatusRpcOps)",
+                "ledgeragent.NodeFlowStatusRpcOps",
+            ),
+            commands,
+            gate,
+        )
+    )
     if runtime.ledgersync is not None:
         registry.register(ledger_graph_bean(runtime.ledgersync))
         registry.register(ledger_sync_bean(runtime.ledgersync, commands, gate))

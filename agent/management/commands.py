@@ -7,14 +7,14 @@ before anything runs. A bad argument is refused naming the command, the paramete
 is allowed (FlowArgumentError); every adapter (REST, the beans, so JSON-RPC and Jolokia) starts a
 command through the gate of agent.management.audit, which checks the caller's role, runs
 `NodeCommand.start` and writes the audit log. The flow hospital's commands are
-agent.management.hospital_commands's.
+agent.management.hospital_commands's, finality recovery's agent.management.recovery_commands's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from agent.errors import AgentError, InvalidNameError
@@ -28,6 +28,7 @@ from agent.ledger.identity import X500Name
 from agent.ledgersync.app import LedgerSync
 from agent.ledgersync.protocol import ReconciliationResult
 from agent.management.hospital_commands import WITH_ACTOR, hospital_commands
+from agent.management.recovery_commands import RecoveryQueryError, recovery_commands
 from agent.operator_api.catalogue import COMMANDS, Command, Kind, Param
 from agent.operator_api.flows import result_text as _plain_text
 from agent.operator_api.status import ReconciliationStatus, ReconciliationStatusValue
@@ -67,6 +68,8 @@ def _convert(command: str, param: Param, value: Any) -> Any:
             return [X500Name.parse(v) for v in value]
         if param.kind == "holdings":
             return [(X500Name.parse(h["owner"]), h["amount"]) for h in value]
+        if param.kind == "initiators":
+            return X500Name.parse(value) if isinstance(value, str) else [X500Name.parse(v) for v in value]
     except InvalidNameError as exc:
         raise FlowArgumentError(command, param.name, value, str(exc)) from exc
     if param.kind == "status":
@@ -75,6 +78,10 @@ def _convert(command: str, param: Param, value: Any) -> Any:
         return FlowStatus[value]
     if param.kind == "txId":
         return SecureHash.parse(value, param.name)
+    if param.kind == "txIds":
+        return [SecureHash.parse(v, param.name) for v in value]
+    if param.kind == "instant":
+        return datetime.fromisoformat(value)
     if param.kind == "seconds":
         return float(value)
     if param.kind == "flowFilter":
@@ -195,6 +202,20 @@ def by_id(verb: Callable[[str], bool]) -> Callable[[str, str | None], bool]:
     return call
 
 
+def _recovery(runtime: AgentRuntime) -> dict[str, Callable[..., Any]]:
+    bound = recovery_commands(runtime.recovery)
+    matching = bound["recoverFinalityFlowsMatching"]
+
+    def checked(*values: Any) -> Any:
+        try:
+            return matching(*values)
+        except RecoveryQueryError as exc:  # no criterion: a bad argument, not a refusal
+            criteria = "flowStartFromTime, flowStartUntilTime, initiatedBy, counterParties"
+            raise FlowArgumentError("recoverFinalityFlowsMatching", criteria, None, str(exc)) from exc
+
+    return {**bound, "recoverFinalityFlowsMatching": checked}
+
+
 IN_PROCESS = Actor("(in-process)", "-", "in-process")
 
 
@@ -224,6 +245,7 @@ class NodeCommands:
             **_tokens(runtime.tokens),
             **_verbs(runtime.engine, runtime.ledgersync),
             **hospital_commands(runtime),
+            **_recovery(runtime),
         }
         if runtime.ledgersync is not None:
             bound.update(_ledgersync(runtime.ledgersync))

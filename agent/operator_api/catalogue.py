@@ -14,6 +14,10 @@ agent.management.commands's; this module is pure, so the operator tools import i
                                            pauseAllHospitalized, retryAllPaused,
                                            retryAllPausedHospitalized, bulkAction, bulkJob,
                                            listBulkJobs, auditLog
+    finality recovery (docs/finality-       recoverFinalityFlow, recoverFinalityFlows,
+    recovery.md), Corda's FlowRPCOps and    recoverAllFinalityFlows, recoverFinalityFlowByTxnId,
+    NodeFlowStatusRpcOps                    recoverFinalityFlowByTxnIds, recoverFinalityFlowsMatching;
+                                           getFlowTransaction, getFlowTransactionByTxnId
 
 Every command that acts (`act`) needs the operator role and goes to the audit log, refused or not;
 each takes a `reason`, required for the bulk ones.
@@ -64,6 +68,8 @@ __all__ = [
 ]
 
 LEDGER_SYNC, TOKENS, FLOWS_BEAN, FLOW_HOSPITAL = "LedgerSync", "Tokens", "Flows", "FlowHospital"
+# Corda's extension RPC interfaces that have finality recovery (the reference's names).
+FLOW_RPC_OPS, FLOW_STATUS_RPC_OPS = "FlowRPCOps", "NodeFlowStatusRpcOps"
 
 _PARTY = Param("party", "party", description="The party's X.500 name")
 _IS_REQUESTER = Param(
@@ -134,6 +140,104 @@ def _verb(
     **kw: Any,
 ) -> Command:
     return Command(name, Kind.VERB, bean, name, params, result, description, **kw)
+
+
+_FORCE_RECOVER = Param(
+    "forceRecover",
+    "bool",
+    required=False,
+    default=False,
+    description="Also recover flows that are RUNNABLE, PAUSED or HOSPITALIZED (they are stopped first)",
+)
+_RECOVERY_TIMEOUT = Param(
+    "timeout",
+    "seconds",
+    required=False,
+    default=DEFAULT_FLOW_WAIT_S,
+    description="How long to wait for each recovery; one still running then goes on (its flow id says where)",
+)
+_TX_ID = Param("txnId", "txId", description="The transaction's id (64 hex digits)")
+
+
+def _recovery(name: str, params: tuple[Param, ...], result: Result, description: str) -> Command:
+    """One of FlowRPCOps's recovery operations: the operator role, forceRecover, a timeout, a reason."""
+    names = tuple(p.name for p in params)
+    return _verb(
+        name,
+        (*params, _FORCE_RECOVER, _RECOVERY_TIMEOUT, _REASON),
+        result,
+        description,
+        FLOW_RPC_OPS,
+        act=True,
+        overloads=(names, (*names, "forceRecover")),
+    )
+
+
+_RECOVERY_COMMANDS = (
+    _recovery(
+        "recoverFinalityFlow",
+        (Param("id", "flowId", description="The failed finality flow's id (stateMachineRunId)"),),
+        Result.BOOL,
+        "Recover a failed finality flow by id: true if recovered, false if it needs no recovery",
+    ),
+    _recovery(
+        "recoverFinalityFlows",
+        (Param("ids", "flowIds", description="The failed finality flows' ids"),),
+        Result.RECOVERED,
+        "Recover failed finality flows by id: a map of flow id to whether it was recovered",
+    ),
+    _recovery(
+        "recoverAllFinalityFlows",
+        (),
+        Result.RECOVERED,
+        "Recover every failed finality flow (FAILED, or its transaction IN_FLIGHT): a map of flow id to "
+        "whether it was recovered",
+    ),
+    _recovery(
+        "recoverFinalityFlowByTxnId",
+        (_TX_ID,),
+        Result.BOOL,
+        "Recover a failed finality flow by transaction id (at the initiator also its failed peers): true if "
+        "recovered, false if it needs no recovery",
+    ),
+    _recovery(
+        "recoverFinalityFlowByTxnIds",
+        (Param("txnIds", "txIds", description="The transactions' ids"),),
+        Result.RECOVERED,
+        "Recover failed finality flows by transaction id: a map of transaction id to whether it was recovered",
+    ),
+    _recovery(
+        "recoverFinalityFlowsMatching",
+        (
+            Param("flowStartFromTime", "instant", required=False, description="Flows started at or after"),
+            Param("flowStartUntilTime", "instant", required=False, description="Flows started at or before"),
+            Param(
+                "initiatedBy", "initiators", required=False, description="Initiated by this party (or these)"
+            ),
+            Param(
+                "counterParties", "parties", required=False, description="With any of these counterparties"
+            ),
+        ),
+        Result.RECOVERED,
+        "Recover the failed finality flows matching a FlowRecoveryQuery (at least one criterion): a map of "
+        "flow id to whether it was recovered",
+    ),
+    _verb(
+        "getFlowTransaction",
+        (Param("flowId", "flowId", description="The finality flow's id (stateMachineRunId)"),),
+        Result.FLOW_TRANSACTION,
+        "FlowTransactionInfo of a finality flow (stateMachineRunId, txId, status, timestamp, initiator, "
+        "peers; peers null on a receiver), or null",
+        FLOW_STATUS_RPC_OPS,
+    ),
+    _verb(
+        "getFlowTransactionByTxnId",
+        (_TX_ID,),
+        Result.FLOW_TRANSACTION,
+        "FlowTransactionInfo of a transaction's finality flow, or null",
+        FLOW_STATUS_RPC_OPS,
+    ),
+)
 
 
 def _bulk_verb(name: str, description: str) -> Command:
@@ -418,6 +522,7 @@ COMMANDS: dict[str, Command] = {
             FLOW_HOSPITAL,
             overloads=((),),
         ),
+        *_RECOVERY_COMMANDS,
     )
 }
 """Every operator command: the flows in the order `flow list` shows them, then the verbs."""

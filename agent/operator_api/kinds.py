@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -62,6 +63,20 @@ def _seconds(value: Any) -> bool:
 
 def _text(value: Any) -> bool:
     return isinstance(value, str) and bool(value)
+
+
+def _tx_id(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value)
+
+
+def _instant(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 # The keys of a flow filter: what each accepts, and how that is said.
@@ -119,9 +134,19 @@ KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "flowId": (lambda v: isinstance(v, str) and bool(v), "a flow's id (a UUID, as stateMachineRunId)"),
     "flowStatus": (lambda v: v in FLOW_STATUSES, "one of " + ", ".join(FLOW_STATUSES)),
     "text": (lambda v: isinstance(v, str), "a string"),
-    "txId": (
-        lambda v: isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdefABCDEF" for c in v),
-        "a transaction id: 64 hex digits",
+    "txId": (_tx_id, "a transaction id: 64 hex digits"),
+    "flowIds": (
+        lambda v: isinstance(v, list) and all(isinstance(i, str) and i for i in v),
+        "a list of flow ids (stateMachineRunIds)",
+    ),
+    "txIds": (
+        lambda v: isinstance(v, list) and all(_tx_id(t) for t in v),
+        "a list of transaction ids (64 hex digits each)",
+    ),
+    "instant": (_instant, 'an ISO-8601 time such as "2023-12-04T10:15:30Z" (UTC when no zone is given)'),
+    "initiators": (
+        lambda v: isinstance(v, str) or _names(v, empty=False),
+        'an X.500 name, or a list of them, such as "O=PartyA, L=London, C=GB"',
     ),
     "reason": (
         lambda v: isinstance(v, str) and bool(v.strip()) and len(v) <= MAX_REASON_CHARS,
@@ -188,6 +213,8 @@ class Result(Enum):
     JOB = "job"  # a bulk job: its progress and a result per flow, or null
     JOBS = "jobs"  # a list of bulk jobs (without the results per flow)
     AUDIT = "audit"  # a list of audit log entries, newest first
+    RECOVERED = "recovered"  # finality recovery: a map of flow (or transaction) id -> recovered
+    FLOW_TRANSACTION = "flowTransaction"  # a FlowTransactionInfo, or null
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,16 @@ from agent.errors import CannotReconcileWithSelfException
 from agent.management.beans import register_agent_beans
 from mbeans.errors import IllegalArgumentException
 from mbeans.model import Impact
-from mbeans.names import FLOW_HOSPITAL, FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE, TOKENS
+from mbeans.names import (
+    FLOW_HOSPITAL,
+    FLOW_RPC_OPS,
+    FLOWS,
+    LEDGER_GRAPH,
+    LEDGER_SYNC,
+    NODE,
+    NODE_FLOW_STATUS_RPC_OPS,
+    TOKENS,
+)
 from mbeans.registry import MBeanRegistry
 from tests.ledgersync.conftest import A, B, C, Net, net
 
@@ -27,7 +36,17 @@ def beans(net: Net) -> MBeanRegistry:
 
 def test_every_attribute_reads_a_plain_value(beans: MBeanRegistry) -> None:
     assert beans.names() == sorted(
-        str(n) for n in (FLOWS, FLOW_HOSPITAL, LEDGER_GRAPH, LEDGER_SYNC, NODE, TOKENS)
+        str(n)
+        for n in (
+            FLOWS,
+            FLOW_HOSPITAL,
+            FLOW_RPC_OPS,
+            LEDGER_GRAPH,
+            LEDGER_SYNC,
+            NODE,
+            NODE_FLOW_STATUS_RPC_OPS,
+            TOKENS,
+        )
     )
     for bean in beans.query():
         for name in bean.attributes:

@@ -1,0 +1,48 @@
+"""How finality recovery's answers print, as the reference's shell prints them (pure: the shell, the CLI
+and the REST API's `text` share it).
+
+    Recovered finality flow [821884be-8e9f-486d-8228-70d97e215218]
+    Failed to recover finality flow 821884be-8e9f-486d-8228-70d97e215218
+    Recovered finality flow(s)
+    Results: [[4cbfa031-90de-4564-a375-30141a18bbba]=true]
+    FlowTransactionInfo(stateMachineRunId=[e0d781be-...], txId=19BE...2F, status=IN_FLIGHT,
+        timestamp=2023-03-29T11:16:29.477Z, initiator=O=Alice Corp, L=Madrid, C=ES, peers=[O=Bob Plc, ...])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+
+def recovered_text(target: str, recovered: bool, *, flow_id: str | None = None) -> str:
+    """One recovery's line: the flow's id when recovered (by transaction id too, when it is known)."""
+    if recovered:
+        return f"Recovered finality flow [{flow_id or target}]"
+    return f"Failed to recover finality flow {target}"
+
+
+def results_text(results: Mapping[str, bool]) -> str:
+    """A map of recoveries, as `flow recoverAllFinality` prints it."""
+    listed = ", ".join(f"[{key}]={'true' if done else 'false'}" for key, done in results.items())
+    return f"Recovered finality flow(s)\nResults: [{listed}]"
+
+
+def _instant(text: str) -> str:
+    """An ISO-8601 time as Java's Instant prints it (UTC, milliseconds, Z)."""
+    moment = datetime.fromisoformat(text).astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def flow_transaction_text(info: Mapping[str, Any] | None) -> str:
+    """A FlowTransactionInfo (as JSON) as Kotlin's data class prints it; null for none."""
+    if info is None:
+        return "null"
+    peers = info.get("peers")
+    return (
+        f"FlowTransactionInfo(stateMachineRunId=[{info.get('stateMachineRunId')}], txId={info['txId']}, "
+        f"status={info['status']}, timestamp={_instant(info['timestamp'])}, "
+        f"initiator={info.get('initiator') or 'null'}, "
+        f"peers={'null' if peers is None else '[' + ', '.join(peers) + ']'})"
+    )
