@@ -129,9 +129,12 @@ class FinalityRecoveryService:
         self, query: FlowRecoveryQuery, force_recover: bool = False, *, timeout: float | None = None
     ) -> dict[str, bool]:
         """As recover_all_finality_flows, for those matching every criterion of the query."""
-        return self._recover_each(
-            [m for m in self.queries.candidates() if m.matches(query)], force_recover, timeout
-        )
+        return self._recover_each(self.matching(query), force_recover, timeout)
+
+    def matching(self, query: FlowRecoveryQuery) -> list[FinalityMetadata]:
+        """The candidates (recover_all_finality_flows's) matching every criterion, ages measured now."""
+        now = self.deps.clock.now()
+        return [m for m in self.queries.candidates() if m.matches(query, now)]
 
     # -- the work ------------------------------------------------------------------------------------
 
