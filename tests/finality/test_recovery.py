@@ -518,7 +518,7 @@ def test_recovery_by_query_takes_only_the_flows_matching_every_criterion(net: Ne
     assert recovery.recover_finality_flows_matching(FlowRecoveryQuery(max_age=timedelta(0))) == {}
     young = FlowRecoveryQuery(min_age=timedelta(0), max_age=timedelta(hours=1))
     assert {m.tx_id for m in recovery.matching(young)} == {to_c.id, to_b.id}
-    with pytest.raises(FlowRecoveryException, match="minAge .* must not exceed its maxAge"):
+    with pytest.raises(FlowRecoveryException, match=r"minAge .* must not exceed its maxAge"):
         FlowRecoveryQuery(min_age=timedelta(hours=2), max_age=timedelta(hours=1))
     with pytest.raises(FlowRecoveryException, match="maxAge must not be negative"):
         FlowRecoveryQuery(max_age=timedelta(seconds=-1))
