@@ -90,7 +90,7 @@ def parse_auto_recovery_settings(flat: Mapping[str, Any]) -> AutoRecoverySetting
 
 
 def recoverable(plan: RecoveryPlan) -> bool:
-    """Only the finalise path, of an IN_FLIGHT transaction the notary signed, with no flow running."""
+    """Only the finalise path, of an IN_FLIGHT transaction the notary signed, with no flow running here."""
     return (
         plan.status is TransactionStatus.IN_FLIGHT
         and plan.notarisation is Notarisation.NOTARISED
@@ -132,7 +132,8 @@ class AutoRecovery:
         self.scans += 1
         query = FlowRecoveryQuery(min_age=timedelta(seconds=self.settings.minimum_age_s))
         results: dict[str, bool] = {}
-        for plan in self.service.dry_run(query=query):
+        # Those still running here are left out before the notary is asked: recovery leaves them too.
+        for plan in self.service.dry_run(query=query, running=False):
             if not recoverable(plan):
                 log.info(
                     "automatic finality recovery leaves %s to an operator: %s, %s, %s (%s)%s",

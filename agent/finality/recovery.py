@@ -146,14 +146,17 @@ class FinalityRecoveryService:
         tx_ids: Iterable[SecureHash] | None = None,
         query: FlowRecoveryQuery | None = None,
         check_notary: bool = True,
+        running: bool = True,
     ) -> list[RecoveryPlan]:
         """What recovering would do, changing nothing (agent.finality.dry_run): for the finality flows
         ids, the transactions tx_ids, those matching query, or else every candidate of
-        recover_all_finality_flows (running ones included)."""
+        recover_all_finality_flows; without running, leaving out those whose finality still runs here
+        (recovery without force_recover would too), so the notary is not asked about them."""
         now = self.deps.clock.now()
         return [
             classify(meta, self.deps, self._deps.key, now, check_notary=check_notary)
             for meta in self._selected(ids, tx_ids, query)
+            if running or not meta.live_flows
         ]
 
     def _selected(
