@@ -11,6 +11,11 @@ from pyhocon.exceptions import ConfigException
 from pyparsing import ParseBaseException
 
 from agent.errors import ConfigurationError, InvalidNameError
+from agent.finality.auto_recovery import (
+    AUTO_RECOVERY_KEYS,
+    AutoRecoverySettings,
+    parse_auto_recovery_settings,
+)
 from agent.flows.faults import FaultPlan
 from agent.hospital.policy import HOSPITAL_KEYS, HospitalSettings, parse_hospital_settings
 from agent.ledger.identity import X500Name
@@ -33,6 +38,8 @@ _KEYS: dict[str, tuple[type, bool]] = {
     "managementThreads": (int, False),
     # The flow hospital's rules and Corda's flowTimeout: checked by agent.hospital.policy.
     **{key: (object, False) for key in HOSPITAL_KEYS},
+    # Automatic finality recovery: checked by agent.finality.auto_recovery.
+    **{key: (object, False) for key in AUTO_RECOVERY_KEYS},
 }
 # Where LedgerSync's own settings live unless ledgerSync.configFile says otherwise (beside node.conf,
 # as a CorDapp's config file sits in the node's directory); a missing file means the defaults.
@@ -77,6 +84,7 @@ class NodeConfig:
     p2p_threads: int = DEFAULT_P2P_THREADS
     management_threads: int = DEFAULT_MANAGEMENT_THREADS
     hospital: HospitalSettings = field(default_factory=HospitalSettings)
+    finality_recovery: AutoRecoverySettings = field(default_factory=AutoRecoverySettings)
 
     @property
     def base_directory(self) -> Path:
@@ -137,6 +145,7 @@ def load_node_config(path: Path) -> NodeConfig:
     faults = tuple(str(f) for f in flat.get("faultInjection", []))
     FaultPlan.parse(faults)  # refuse a bad entry now, naming the key
     hospital = parse_hospital_settings(flat)
+    finality_recovery = parse_auto_recovery_settings(flat)
     return NodeConfig(
         path=path.resolve(),
         my_legal_name=name,
@@ -155,6 +164,7 @@ def load_node_config(path: Path) -> NodeConfig:
         p2p_threads=int(flat.get("p2pThreads", DEFAULT_P2P_THREADS)),
         management_threads=int(flat.get("managementThreads", DEFAULT_MANAGEMENT_THREADS)),
         hospital=hospital,
+        finality_recovery=finality_recovery,
     )
 
 

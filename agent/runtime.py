@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from agent.finality.auto_recovery import AutoRecovery
 from agent.finality.flows import FinalityDeps
 from agent.finality.recovery import FinalityRecoveryService
 from agent.finality.service import FinalityService
@@ -49,6 +50,7 @@ class AgentRuntime:
     ledgersync_background: bool = False
     resumed: list[FlowCheckpoint] = field(default_factory=list)
     started: bool = False
+    auto_recovery: AutoRecovery | None = None
 
     @property
     def max_message_size(self) -> int:
@@ -64,12 +66,16 @@ class AgentRuntime:
             self.ledgersync.start(background=self.ledgersync_background)
         self.resumed = self.engine.resume_all()
         self.hospital.start()
+        if self.auto_recovery is not None:
+            self.auto_recovery.start()  # a thread only when node.conf's finalityRecovery.autoRecover
 
     def stop(self, timeout: float = 30.0) -> None:
         """Let running flows finish (their checkpoints record where each is), then close the store."""
         if self.ledgersync is not None:
             # Running reconciliations finish; queued ones stay in the store for the next start.
             self.ledgersync.stop(timeout)
+        if self.auto_recovery is not None:
+            self.auto_recovery.stop()
         self.engine.shutdown(timeout)
         self.hospital.stop()
         self.node.close()
@@ -171,6 +177,7 @@ def build_runtime(
         recovery,
         sync,
         ledgersync_background,
+        auto_recovery=AutoRecovery(recovery, node.config.finality_recovery, clock, engine),
     )
     if start:
         runtime.start()

@@ -138,6 +138,26 @@ def dashboard() -> Dashboard:
             ),
             (stat("Unconsumed states", on(m.VAULT_UNCONSUMED_STATES)), 4, 8),
             (series("Transactions by status", (on(m.TRANSACTIONS), "{{status}}")), 16, 8),
+            (
+                stat(
+                    "Oldest IN_FLIGHT",
+                    on(m.IN_FLIGHT_OLDEST_AGE),
+                    unit="s",
+                    description=m.IN_FLIGHT_OLDEST_AGE.help
+                    + " (FinalityInFlightTooLong fires over 30 minutes)",
+                ),
+                4,
+                8,
+            ),
+            (
+                series(
+                    "IN_FLIGHT by age (at most)",
+                    (on(m.IN_FLIGHT_BY_AGE), "<= {{age}}"),
+                    description=m.IN_FLIGHT_BY_AGE.help,
+                ),
+                20,
+                8,
+            ),
         ],
     )
     return Dashboard(

@@ -88,6 +88,19 @@ TRANSACTIONS = _gauge("transactions", "Transactions recorded, by status (VERIFIE
 FLOWS = _gauge("flows", "Flows by checkpoint status (RUNNABLE, FAILED, HOSPITALIZED, ...)", "status")
 VAULT_UNCONSUMED_STATES = _gauge("vault_unconsumed_states", "Unconsumed states in the vault")
 
+# -- finality (agent.finality.ages; docs/finality-recovery.md, "Monitoring finality") ---------------
+IN_FLIGHT_OLDEST_AGE = _gauge(
+    "in_flight_oldest_age_seconds",
+    "Seconds since the oldest transaction IN_FLIGHT here (two-phase finality begun, not finished) was "
+    "recorded; 0 without one",
+)
+IN_FLIGHT_BY_AGE = _gauge(
+    "in_flight_transactions_by_age",
+    "Transactions IN_FLIGHT here at most `age` old (1m, 10m, 1h, 1d; +Inf is all of them): cumulative, "
+    "like a histogram's buckets",
+    "age",
+)
+
 # -- the flow hospital (agent.hospital; docs/hospital.md, "Monitoring the hospital") -----------------
 HOSPITAL_PATIENTS = _gauge(
     "hospital_patients",
@@ -148,6 +161,8 @@ ALL: tuple[Metric, ...] = (
     TRANSACTIONS,
     FLOWS,
     VAULT_UNCONSUMED_STATES,
+    IN_FLIGHT_OLDEST_AGE,
+    IN_FLIGHT_BY_AGE,
     HOSPITAL_PATIENTS,
     HOSPITAL_OLDEST_PATIENT_AGE,
     HOSPITAL_PATIENT_ATTEMPTS_MAX,

@@ -87,6 +87,12 @@ class BeanCollector(Collector):
             transactions.add_metric([status], count)
         yield transactions
         yield _single(m.VAULT_UNCONSUMED_STATES, node.get("UnconsumedStates"))
+        if "InFlightByAge" in node.attributes:  # agent.management.finality_monitoring's
+            yield _single(m.IN_FLIGHT_OLDEST_AGE, node.get("OldestInFlightAgeSeconds"))
+            by_age = _gauge(m.IN_FLIGHT_BY_AGE)
+            for age, count in node.get("InFlightByAge").items():
+                by_age.add_metric([age], count)
+            yield by_age
 
     def _flows(self) -> Iterator[Metric]:
         flows = _gauge(m.FLOWS)

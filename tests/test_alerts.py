@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "alerts"
 RULES = sorted(ALERTS.glob("*.rules.yml"))
 UNIT_TESTS = sorted(ALERTS.glob("*.rules.test.yml"))
-RUNBOOK_PAGES = ("docs/management.md", "docs/hospital.md")
+RUNBOOK_PAGES = ("docs/management.md", "docs/hospital.md", "docs/finality-recovery.md")
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool is not installed (.ci/run installs it)"
@@ -51,6 +51,7 @@ def test_there_are_rules_and_unit_tests() -> None:
         "PeerNotReconciled",
         "ReconciliationSchedulerSaturated",
         "TransactionsStuckInFlight",
+        "FinalityInFlightTooLong",
         "FlowsHospitalized",
         "FlowRetryLoop",
     }

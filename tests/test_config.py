@@ -105,3 +105,21 @@ def test_flow_hospital_rules_from_hocon(tmp_path: Path) -> None:
         load_node_config(
             write(tmp_path, GOOD + "flowHospital.rules = [{ match = DeadlockError, action = retyr }]\n")
         )
+
+
+def test_finality_recovery_is_off_unless_asked(tmp_path: Path) -> None:
+    assert load_node_config(write(tmp_path, GOOD)).finality_recovery.auto_recover is False
+    text = (
+        GOOD + "finalityRecovery { autoRecover = true, minimumAge = 45m, scanInterval = 5m, jitter = 0.1 }\n"
+    )
+    given = load_node_config(write(tmp_path, text)).finality_recovery
+    assert (given.auto_recover, given.minimum_age_s, given.scan_interval_s, given.jitter) == (
+        True,
+        2700,
+        300,
+        0.1,
+    )
+    with pytest.raises(ConfigurationError, match=r"finalityRecovery.minimumAge.*from 1m to 30d"):
+        load_node_config(write(tmp_path, GOOD + "finalityRecovery.minimumAge = 0s\n"))
+    with pytest.raises(ConfigurationError, match="unknown key"):
+        load_node_config(write(tmp_path, GOOD + "finalityRecovery.autoRecovery = true\n"))

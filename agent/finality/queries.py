@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from agent.errors import FlowRecoveryException
 from agent.finality.flows import FINALITY_FLOW, RECEIVE_FLOW
@@ -49,17 +49,42 @@ class FlowTimeWindow:
 
 @dataclass(frozen=True)
 class FlowRecoveryQuery:
-    """Corda's FlowRecoveryQuery: at least one criterion; initiated_by one name or several."""
+    """Corda's FlowRecoveryQuery: at least one criterion; initiated_by one name or several.
+
+    min_age and max_age (ours, not Corda's) bound how long the transaction has been IN_FLIGHT here,
+    both ends included: min_age=30 minutes leaves out finality that may still finish by itself.
+    """
 
     timeframe: FlowTimeWindow | None = None
     initiated_by: X500Name | Sequence[X500Name] | None = None
     counter_parties: Sequence[X500Name] | None = None
+    min_age: timedelta | None = None
+    max_age: timedelta | None = None
 
     def __post_init__(self) -> None:
-        if self.timeframe is None and self.initiated_by is None and self.counter_parties is None:
+        criteria = (self.timeframe, self.initiated_by, self.counter_parties, self.min_age, self.max_age)
+        if all(c is None for c in criteria):
             raise FlowRecoveryException(
-                "a FlowRecoveryQuery needs at least one criterion: timeframe, initiatedBy or counterParties"
+                "a FlowRecoveryQuery needs at least one criterion: timeframe, initiatedBy, counterParties, "
+                "minAge or maxAge"
             )
+        for name, age in (("minAge", self.min_age), ("maxAge", self.max_age)):
+            if age is not None and age < timedelta(0):
+                raise FlowRecoveryException(f"a FlowRecoveryQuery's {name} must not be negative, not {age}")
+        if self.min_age is not None and self.max_age is not None and self.min_age > self.max_age:
+            raise FlowRecoveryException(
+                f"a FlowRecoveryQuery's minAge ({self.min_age}) must not exceed its maxAge ({self.max_age})"
+            )
+
+    def admits_age(self, age: timedelta | None) -> bool:
+        """Whether an IN_FLIGHT age (None: unknown) is within [min_age, max_age]."""
+        if self.min_age is None and self.max_age is None:
+            return True
+        if age is None:
+            return False
+        if self.min_age is not None and age < self.min_age:
+            return False
+        return self.max_age is None or age <= self.max_age
 
     @property
     def initiators(self) -> frozenset[X500Name] | None:
@@ -121,6 +146,15 @@ class FinalityMetadata:
             return flow.started_at
         return None if self.stored is None else self.stored.timestamp
 
+    def age(self, now: datetime) -> timedelta | None:
+        """How long it has been IN_FLIGHT here (since its row was written so); for one not IN_FLIGHT
+        (an issuance whose distribution stopped), since its finality started here; None if unknown."""
+        if self.stored is not None and self.stored.status is TransactionStatus.IN_FLIGHT:
+            since: datetime | None = self.stored.timestamp
+        else:
+            since = self.started_at
+        return None if since is None else max(timedelta(0), now - since)
+
     @property
     def counterparties(self) -> frozenset[X500Name]:
         """The other parties of its finality as known here: the peers, or the initiator."""
@@ -128,7 +162,13 @@ class FinalityMetadata:
             return self.peers
         return frozenset() if self.initiator is None else frozenset({self.initiator})
 
-    def matches(self, query: FlowRecoveryQuery) -> bool:
+    def matches(self, query: FlowRecoveryQuery, now: datetime | None = None) -> bool:
+        """Every criterion of query; its ages are measured at now (needed when it has any)."""
+        if query.min_age is not None or query.max_age is not None:
+            if now is None:
+                raise FlowRecoveryException("a FlowRecoveryQuery by age needs the time to measure it at")
+            if not query.admits_age(self.age(now)):
+                return False
         if query.timeframe is not None:
             start = self.started_at
             if start is None or not query.timeframe.contains(start):

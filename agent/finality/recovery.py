@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from agent.errors import AgentError, FlowRecoveryException
+from agent.finality.dry_run import RecoveryPlan, classify
 from agent.finality.flows import FinalityDeps
 from agent.finality.queries import (
     FINALITY_FLOWS,
@@ -129,9 +130,54 @@ class FinalityRecoveryService:
         self, query: FlowRecoveryQuery, force_recover: bool = False, *, timeout: float | None = None
     ) -> dict[str, bool]:
         """As recover_all_finality_flows, for those matching every criterion of the query."""
-        return self._recover_each(
-            [m for m in self.queries.candidates() if m.matches(query)], force_recover, timeout
-        )
+        return self._recover_each(self.matching(query), force_recover, timeout)
+
+    def matching(self, query: FlowRecoveryQuery) -> list[FinalityMetadata]:
+        """The candidates (recover_all_finality_flows's) matching every criterion, ages measured now."""
+        now = self.deps.clock.now()
+        return [m for m in self.queries.candidates() if m.matches(query, now)]
+
+    # -- dry run -------------------------------------------------------------------------------------
+
+    def dry_run(
+        self,
+        *,
+        ids: Iterable[str] | None = None,
+        tx_ids: Iterable[SecureHash] | None = None,
+        query: FlowRecoveryQuery | None = None,
+        check_notary: bool = True,
+        running: bool = True,
+    ) -> list[RecoveryPlan]:
+        """What recovering would do, changing nothing (agent.finality.dry_run): for the finality flows
+        ids, the transactions tx_ids, those matching query, or else every candidate of
+        recover_all_finality_flows; without running, leaving out those whose finality still runs here
+        (recovery without force_recover would too), so the notary is not asked about them."""
+        now = self.deps.clock.now()
+        return [
+            classify(meta, self.deps, self._deps.key, now, check_notary=check_notary)
+            for meta in self._selected(ids, tx_ids, query)
+            if running or not meta.live_flows
+        ]
+
+    def _selected(
+        self,
+        ids: Iterable[str] | None,
+        tx_ids: Iterable[SecureHash] | None,
+        query: FlowRecoveryQuery | None,
+    ) -> list[FinalityMetadata]:
+        if ids is None and tx_ids is None:
+            return self.matching(query) if query is not None else self.queries.candidates()
+        found: list[FinalityMetadata] = []
+        for flow_id in ids or ():
+            checkpoint = self.engine.checkpoints.get_checkpoint(flow_id)
+            if checkpoint is None or checkpoint.flow_name not in FINALITY_FLOWS or checkpoint.tx_id is None:
+                raise FlowRecoveryException(f"no finality flow with id {flow_id}")
+            found.append(self.queries.metadata(checkpoint.tx_id))
+        found.extend(self.queries.metadata(tx_id) for tx_id in tx_ids or ())
+        if query is not None:
+            now = self.deps.clock.now()
+            found = [m for m in found if m.matches(query, now)]
+        return found
 
     # -- the work ------------------------------------------------------------------------------------
 

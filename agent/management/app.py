@@ -38,6 +38,7 @@ from agent.management.commands import (
     UnknownFlowError,
     result_text,
 )
+from agent.management.finality_monitoring import add_in_flight_attributes
 from agent.management.flow_replies import flow_reply
 from agent.operator_api.catalogue import FILTER_KEYS, Command
 from agent.operator_api.recovery import recovered_text, results_text
@@ -46,6 +47,7 @@ from mbeans.access import REALM, Caller, client_of
 from mbeans.errors import SecurityException
 from mbeans.jolokia import jolokia_blueprint
 from mbeans.jsonrpc import jsonrpc_blueprint
+from mbeans.names import NODE
 from mbeans.prometheus import metrics_blueprint
 from mbeans.registry import MBeanRegistry
 
@@ -115,6 +117,7 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     gate = CommandGate(runtime.node.store.audit, runtime.node.clock)
     registry = MBeanRegistry()
     register_agent_beans(registry, runtime, commands, gate)
+    add_in_flight_attributes(registry.get(NODE), runtime.node.store.transactions, runtime.node.clock)
     app.extensions["ledger_agent.mbeans"] = registry  # for tests and benchmarks that read the beans
     app.register_blueprint(jolokia_blueprint(registry, auth.principal))
     app.register_blueprint(jsonrpc_blueprint(registry, auth.principal))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -23,6 +23,16 @@ class StoredTransaction:
     status: TransactionStatus
     timestamp: datetime
     state_machine_run_id: str | None
+
+
+@dataclass(frozen=True)
+class StatusTimes:
+    """When the rows in one status were recorded (or last changed status): how many, the oldest, and
+    per cut-off asked for, how many at or after it."""
+
+    count: int
+    oldest: datetime | None
+    since: tuple[int, ...] = ()
 
 
 class TransactionReader(Protocol):
@@ -54,6 +64,11 @@ class TransactionReader(Protocol):
 
     def count_transactions(self, status: TransactionStatus | None = None) -> int:
         """Rows in that status (all when None)."""
+        ...
+
+    def status_times(self, status: TransactionStatus, since: Sequence[datetime] = ()) -> StatusTimes:
+        """One aggregate query: the rows in status, the oldest timestamp, and per cut-off in since the
+        rows whose timestamp is at or after it (the finality ages monitoring reads at each scrape)."""
         ...
 
     def iter_transaction_ids(

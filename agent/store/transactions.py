@@ -8,8 +8,11 @@ ledger of millions of transactions is never loaded whole.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from functools import lru_cache
+
+import peewee
 
 from agent.clock import Clock
 from agent.errors import TransactionNotFoundError
@@ -18,7 +21,7 @@ from agent.ledger.hashing import SecureHash
 from agent.ledger.transactions import SignedTransaction, StateRef, WireTransaction, decode_signatures
 from agent.ledger.vault import StatesToRecord, TransactionStatus
 from agent.ports.paging import check_page_size
-from agent.ports.transactions import StoredTransaction, TransactionListener
+from agent.ports.transactions import StatusTimes, StoredTransaction, TransactionListener
 from agent.store.database import write_transaction
 from agent.store.distribution import DistributionRepository
 from agent.store.models import NodeTransaction, Schema
@@ -187,6 +190,18 @@ class TransactionRepository:
         if status is not None:
             query = query.where(nt.status == status.value)
         return int(query.count())
+
+    def status_times(self, status: TransactionStatus, since: Sequence[datetime] = ()) -> StatusTimes:
+        nt = self.schema.node_transactions
+        columns: list[peewee.Node] = [
+            peewee.fn.COUNT(nt.tx_id),
+            peewee.fn.MIN(nt.timestamp).python_value(nt.timestamp.python_value),
+        ]
+        columns += [peewee.fn.SUM(peewee.Case(None, [(nt.timestamp >= cut, 1)], 0)) for cut in since]
+        row = nt.select(*columns).where(nt.status == status.value).tuples().first()
+        count, oldest, *counts = row if row is not None else (0, None, *([None] * len(since)))
+        assert oldest is None or isinstance(oldest, datetime)
+        return StatusTimes(int(count or 0), oldest, tuple(int(c or 0) for c in counts))
 
     def iter_transaction_ids(
         self, *, status: TransactionStatus | None = None, page_size: int | None = None

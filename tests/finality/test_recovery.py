@@ -513,6 +513,15 @@ def test_recovery_by_query_takes_only_the_flows_matching_every_criterion(net: Ne
     assert recovery.recover_finality_flows_matching(FlowRecoveryQuery(initiated_by=[B, C])) == {}
     # C's side: A initiated it, and A is its counterparty.
     assert net[C].recovery.recover_finality_flows_matching(FlowRecoveryQuery(initiated_by=B)) == {}
+    # By how long they have been IN_FLIGHT (seconds, here): none an hour old yet.
+    assert recovery.recover_finality_flows_matching(FlowRecoveryQuery(min_age=timedelta(hours=1))) == {}
+    assert recovery.recover_finality_flows_matching(FlowRecoveryQuery(max_age=timedelta(0))) == {}
+    young = FlowRecoveryQuery(min_age=timedelta(0), max_age=timedelta(hours=1))
+    assert {m.tx_id for m in recovery.matching(young)} == {to_c.id, to_b.id}
+    with pytest.raises(FlowRecoveryException, match=r"minAge .* must not exceed its maxAge"):
+        FlowRecoveryQuery(min_age=timedelta(hours=2), max_age=timedelta(hours=1))
+    with pytest.raises(FlowRecoveryException, match="maxAge must not be negative"):
+        FlowRecoveryQuery(max_age=timedelta(seconds=-1))
     by_b = recovery.recover_finality_flows_matching(
         FlowRecoveryQuery(initiated_by=A, counter_parties=[B]), timeout=WAIT
     )

@@ -121,6 +121,15 @@ def test_the_exposition_after_a_restore_and_a_reconciliation(tmp_path: Path, net
         A
     ].node.store.transactions.count_transactions(TransactionStatus.VERIFIED)
     assert value(samples, m.SCRAPE_ERRORS) == 0
+    # Nothing IN_FLIGHT after those payments: every bucket 0, and no age.
+    assert value(samples, m.IN_FLIGHT_OLDEST_AGE) == 0
+    assert {s["age"]: v for s, v in samples[m.IN_FLIGHT_BY_AGE.name]} == {
+        "1m": 0,
+        "10m": 0,
+        "1h": 0,
+        "1d": 0,
+        "+Inf": 0,
+    }
     # The peer's side: it answered, it requested nothing.
     _, peer = scrape(net[B], monitor(net, B))
     assert m.RECONCILIATION_LAST_OUTCOME.name not in peer

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 
+from agent.clock import ManualClock
 from agent.errors import ConfigurationError, TransactionNotFoundError
 from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
 from agent.ledger.vault import StatesToRecord, TransactionStatus
 from agent.ports.distribution import DistributionRecords
-from agent.ports.transactions import TransactionStore
+from agent.ports.transactions import StatusTimes, TransactionStore
 from agent.store.ledger_store import LedgerStore
 from tests.conftest import Actor
 from tests.ports.conftest import NOW, issue, pay
@@ -119,6 +121,30 @@ def test_removing_in_flight_takes_its_records_and_spares_verified(
     assert transactions.remove_in_flight(move.id) is False
     assert transactions.remove_in_flight(first.id) is False
     assert transactions.transaction_status(first.id) is TransactionStatus.VERIFIED
+
+
+def test_status_times_count_and_age_the_rows_of_one_status(
+    transactions: TransactionStore, clock: ManualClock, alice: Actor, bob: Actor, notary_actor: Actor
+) -> None:
+    assert transactions.status_times(TransactionStatus.IN_FLIGHT, [NOW]) == StatusTimes(0, None, (0,))
+    first = issue(alice, notary_actor, 100, 100, 100)
+    transactions.record_transaction(first)
+    moves = [pay(first, i, alice, bob, 10, notary_actor) for i in range(3)]
+    for move in moves:  # recorded IN_FLIGHT at NOW, NOW + 10 min, NOW + 20 min
+        transactions.record_transaction(move, status=TransactionStatus.IN_FLIGHT)
+        clock.advance(timedelta(minutes=10))
+    minute = timedelta(minutes=1)
+    times = transactions.status_times(
+        TransactionStatus.IN_FLIGHT, [NOW + 25 * minute, NOW + 10 * minute, NOW - minute]
+    )
+    assert (times.count, times.oldest, times.since) == (3, NOW, (0, 2, 3))
+    # Finalising one moves it out of IN_FLIGHT (and stamps its VERIFIED time).
+    notarised = type(moves[0])(moves[0].tx, (moves[0].signed_by(notary_actor.key).sigs[-1],))
+    transactions.record_transaction(notarised)
+    times = transactions.status_times(TransactionStatus.IN_FLIGHT)
+    assert (times.count, times.oldest, times.since) == (2, NOW + 10 * minute, ())
+    verified = transactions.status_times(TransactionStatus.VERIFIED, [NOW + 30 * minute])
+    assert (verified.count, verified.oldest, verified.since) == (2, NOW, (1,))
 
 
 def test_ids_and_rows_come_in_pages_in_id_order(
