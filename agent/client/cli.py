@@ -95,6 +95,10 @@ def _flow_start(args: argparse.Namespace) -> int:
         reply = client.start_flow(args.name, **parse_flow_arguments(args.arguments))
     finally:
         client.close()
+    if "text" not in reply:  # 202: accepted, still running (waiting, or kept in the hospital)
+        print(f"Not finished yet: {reply.get('message')}")
+        print(f"Follow it with: ledger-agent flow list --config {args.config} (or flow hospital)")
+        return 0
     print(reply["text"])
     return 0
 

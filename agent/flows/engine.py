@@ -68,14 +68,21 @@ class FlowTimeoutError(FlowError):
     """The caller stopped waiting; the flow goes on (its id says where to look)."""
 
     def __init__(
-        self, flow_id: str, step: str | None, waiting_for: str | None, tx_id: SecureHash | None = None
+        self,
+        flow_id: str,
+        step: str | None,
+        waiting_for: str | None,
+        tx_id: SecureHash | None = None,
+        status: FlowStatus = FlowStatus.RUNNABLE,
     ) -> None:
         self.flow_id = flow_id
         self.step = step
         self.waiting_for = waiting_for
         self.tx_id = tx_id
+        self.status = status
         waiting = f", waiting for {waiting_for}" if waiting_for else ""
-        super().__init__(f"flow {flow_id} is still running at step {step}{waiting}")
+        how = "is still running" if status is FlowStatus.RUNNABLE else f"is {status.name}"
+        super().__init__(f"flow {flow_id} {how} at step {step}{waiting}")
 
 
 class UnknownFlowNameError(FlowError):
@@ -115,6 +122,14 @@ class FlowHandle:
     def done(self) -> bool:
         return self.checkpoint is not None and self.checkpoint.status in TERMINAL
 
+    @property
+    def held(self) -> bool:
+        """Kept for observation or paused: it goes on only when an operator (or a restart) says so."""
+        return self.checkpoint is not None and self.checkpoint.status in (
+            FlowStatus.HOSPITALIZED,
+            FlowStatus.PAUSED,
+        )
+
     def wait_for(self, predicate: Callable[[FlowHandle], bool], timeout: float | None) -> bool:
         """Wait (real time) until predicate(handle) holds or the flow ends; False on timeout.
 
@@ -134,11 +149,13 @@ class FlowHandle:
         )
 
     def result(self, timeout: float | None = None) -> Any:
-        """The flow's result; its error if it FAILED; FlowTimeoutError if it is still running."""
-        if not self.wait_for(lambda _: False, timeout):
+        """The flow's result; its error if it FAILED; FlowTimeoutError if it is still running, at once
+        when it is HOSPITALIZED or PAUSED (it waits for an operator, not for the caller's timeout)."""
+        if not self.wait_for(lambda h: h.held, timeout) or self.held:
             cp = self.checkpoint
             step, tx_id = (None, None) if cp is None else (cp.progress_step, cp.tx_id)
-            raise FlowTimeoutError(self.flow_id, step, self.waiting_for, tx_id)
+            status = FlowStatus.RUNNABLE if cp is None else cp.status
+            raise FlowTimeoutError(self.flow_id, step, self.waiting_for, tx_id, status)
         assert self.checkpoint is not None
         if self._error is not None:
             raise self._error

@@ -24,7 +24,6 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from agent.errors import AgentError, ConfigurationError, DatabaseError, IdentityError, InvalidNameError
-from agent.flows.checkpoints import FlowStatus
 from agent.flows.engine import FlowNotFoundError, FlowTimeoutError
 from agent.ledger.hashing import SecureHash
 from agent.ledger.vault import TransactionStatus
@@ -168,7 +167,7 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
         return jsonify(
             flowId=exc.flow_id,
             txId=None if exc.tx_id is None else str(exc.tx_id),
-            status=FlowStatus.RUNNABLE.name,
+            status=exc.status.name,
             step=exc.step,
             waitingFor=exc.waiting_for,
             message=str(exc),
