@@ -147,6 +147,7 @@ QUERIES = {
 
 
 def _flow_recover(args: argparse.Namespace) -> int:
+    from agent.operator_api.recovery import dry_run_arguments
 
     name, key = RECOVERIES[args.flow_command]
     body: dict[str, Any] = {"forceRecover": args.force_recover}
@@ -162,6 +163,10 @@ def _flow_recover(args: argparse.Namespace) -> int:
             "counterParties": args.counter_party,
         }
         body.update({k: v for k, v in criteria.items() if v is not None})
+    if args.dry_run:
+        body = dry_run_arguments(body, key)
+        body["checkNotary"] = not args.no_check_notary
+        name = "recoverFinalityDryRun"
     client = _management(args.config, args.user)
     client.timeout = 90.0  # longer than the recovery's own wait (60 s), so that its answer arrives
     try:
@@ -172,6 +177,8 @@ def _flow_recover(args: argparse.Namespace) -> int:
         _print_json(answer)
     else:
         print(answer["text"])
+    if args.dry_run:
+        return 0
     if key is None:
         return 0 if all(answer["results"].values()) else 1
     return 0 if answer["recovered"] else 1
@@ -557,6 +564,16 @@ def build_parser() -> argparse.ArgumentParser:
             "--force-recover",
             action="store_true",
             help="also recover flows that are RUNNABLE, PAUSED or HOSPITALIZED",
+        )
+        sub.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="only say what it would do per transaction (recoverFinalityDryRun); nothing changes",
+        )
+        sub.add_argument(
+            "--no-check-notary",
+            action="store_true",
+            help="with --dry-run: do not ask the notary (UNKNOWN where only it can tell)",
         )
         sub.set_defaults(handler=_flow_recover, flow_command=name)
     recoveries["recoverFinality"].add_argument("target", metavar="id", help="the finality flow's id")

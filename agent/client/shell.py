@@ -14,7 +14,8 @@
     flowStatus queryFinalityById <id>, flowStatus queryFinalityByTxnId <txId>
     flow recoverFinality <id>, flow recoverFinalityByTxnId <txId>, flow recoverAllFinality
     flow recoverFinalityMatching flowStartFromTime: "...", flowStartUntilTime: "...", initiatedBy: "...",
-        counterParties: [...]          (each recovery takes --force-recover and reason: "...")
+        counterParties: [...]          (each recovery takes --force-recover and reason: "...", and
+                                       --dry-run: what it would do, changing nothing)
     run killFlow id: <id>                          (any verb of the catalogue by its name)
     run NumberOfReconciliationsInProgress          (any JSON-RPC method, with name: value arguments)
     help, bye, exit
@@ -56,7 +57,13 @@ from agent.errors import AgentError, ConfigurationError
 from agent.operator_api.catalogue import COMMANDS, FILTER_KEYS, Command, Kind, flows
 from agent.operator_api.flows import result_text
 from agent.operator_api.layout import PASSWORD_FILE
-from agent.operator_api.recovery import flow_transaction_text, recovered_text, results_text
+from agent.operator_api.recovery import (
+    dry_run_arguments,
+    flow_transaction_text,
+    recovered_text,
+    recovery_dry_run_text,
+    results_text,
+)
 from agent.operator_api.status import ReconciliationStatus
 
 PASSWORD_ENV = "LEDGER_AGENT_PASSWORD"
@@ -230,7 +237,8 @@ HELP = """Commands:
   flow recoverFinality <id>                 recover a failed finality flow (also recoverFinalityByTxnId <txId>,
                                             recoverAllFinality, recoverFinalityMatching flowStartFromTime: "...",
                                             flowStartUntilTime: "...", initiatedBy: "...", counterParties: [...]);
-                                            --force-recover also takes RUNNABLE, PAUSED, HOSPITALIZED flows; reason: "..."
+                                            --force-recover also takes RUNNABLE, PAUSED, HOSPITALIZED flows; reason: "...";
+                                            --dry-run says what it would do per transaction, changing nothing
   run killFlow id: <id>                     the same as flow kill, printing true or false (also pauseFlow, resumeFlow, retryFlow, listFlows)
   run <Method> [name: value, ...]           any JSON-RPC method, e.g. run NumberOfReconciliationsInProgress
   help                                      this text
@@ -238,6 +246,7 @@ HELP = """Commands:
 
 
 FORCE_RECOVER = "--force-recover"
+DRY_RUN = "--dry-run"
 RECOVERIES = {  # the shell's command: the operation, and the parameter its first word is
     "recoverFinality": ("recoverFinalityFlow", "id"),
     "recoverFinalityByTxnId": ("recoverFinalityFlowByTxnId", "txnId"),
@@ -405,7 +414,8 @@ class Shell:
         name, key = RECOVERIES[verb]
         words = rest.split()
         force = FORCE_RECOVER in words
-        rest = " ".join(w for w in words if w != FORCE_RECOVER)
+        dry = DRY_RUN in words
+        rest = " ".join(w for w in words if w not in (FORCE_RECOVER, DRY_RUN))
         target = None
         if key is not None:
             target, _, rest = rest.partition(" ")
@@ -420,6 +430,10 @@ class Shell:
         given["forceRecover"] = bool(given.get("forceRecover", False)) or force
         if "reason" in given:
             given["reason"] = str(given["reason"])
+        if dry:
+            plans = self.call("recoverFinalityDryRun", dry_run_arguments(given, key))
+            self.print(recovery_dry_run_text(plans))
+            return
         result = self.call(name, given)
         if key is None:
             self.print(results_text(result))

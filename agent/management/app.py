@@ -40,7 +40,7 @@ from agent.management.commands import (
 from agent.management.finality_monitoring import add_in_flight_attributes
 from agent.management.flow_replies import flow_reply
 from agent.operator_api.catalogue import FILTER_KEYS, Command
-from agent.operator_api.recovery import recovered_text, results_text
+from agent.operator_api.recovery import recovered_text, recovery_dry_run_text, results_text
 from agent.runtime import AgentRuntime
 from mbeans.access import REALM, Caller, client_of
 from mbeans.errors import SecurityException
@@ -377,6 +377,12 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
         return jsonify(
             {key: target, "recovered": result, "text": recovered_text(target, result, flow_id=flow_id)}
         )
+
+    @app.post("/api/finality/recoverFinalityDryRun")
+    @authenticated
+    def recover_finality_dry_run() -> Response:
+        plans = start(commands["recoverFinalityDryRun"], _optional_body())
+        return jsonify(dryRun=True, plans=plans, text=recovery_dry_run_text(plans))
 
     @app.get("/api/finality/<any(getFlowTransaction, getFlowTransactionByTxnId):name>/<key>")
     @authenticated

@@ -111,6 +111,7 @@ RESULT_TYPES: dict[Result, JavaType] = {
     Result.AUDIT: LIST,
     Result.RECOVERED: MAP,
     Result.FLOW_TRANSACTION: MAP,
+    Result.RECOVERY_PLANS: LIST,
 }
 
 

@@ -213,7 +213,20 @@ def _recovery(runtime: AgentRuntime) -> dict[str, Callable[..., Any]]:
             criteria = "flowStartFromTime, flowStartUntilTime, initiatedBy, counterParties"
             raise FlowArgumentError("recoverFinalityFlowsMatching", criteria, None, str(exc)) from exc
 
-    return {**bound, "recoverFinalityFlowsMatching": checked}
+    dry_run = bound["recoverFinalityDryRun"]
+
+    def checked_dry_run(*values: Any) -> Any:
+        try:
+            return dry_run(*values)
+        except RecoveryQueryError as exc:
+            criteria = "flowStartFromTime, flowStartUntilTime"
+            raise FlowArgumentError("recoverFinalityDryRun", criteria, None, str(exc)) from exc
+
+    return {
+        **bound,
+        "recoverFinalityFlowsMatching": checked,
+        "recoverFinalityDryRun": checked_dry_run,
+    }
 
 
 IN_PROCESS = Actor("(in-process)", "-", "in-process")

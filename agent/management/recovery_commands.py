@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.errors import FlowRecoveryException
+from agent.finality.dry_run import RecoveryPlan
 from agent.finality.queries import FlowRecoveryQuery, FlowTimeWindow, FlowTransactionInfo
 from agent.finality.recovery import FinalityRecoveryService
 from agent.ledger.hashing import SecureHash
@@ -31,6 +32,21 @@ def info_json(info: FlowTransactionInfo | None) -> dict[str, Any] | None:
         "timestamp": info.timestamp.isoformat(),
         "initiator": None if info.initiator is None else str(info.initiator),
         "peers": None if info.peers is None else sorted(str(p) for p in info.peers),
+    }
+
+
+def plan_json(plan: RecoveryPlan) -> dict[str, Any]:
+    """One transaction of a dry run: what recovering it would do, and why."""
+    return {
+        "txId": str(plan.tx_id),
+        "flowId": None if plan.key == str(plan.tx_id) else plan.key,
+        "status": None if plan.status is None else plan.status.name,
+        "role": plan.role,
+        "notarisation": plan.notarisation.name,
+        "side": None if plan.side is None else plan.side.name,
+        "action": plan.action.name,
+        "reason": plan.reason,
+        "running": list(plan.running),
     }
 
 
@@ -95,7 +111,25 @@ def recovery_commands(recovery: FinalityRecoveryService) -> dict[str, Callable[.
         query = recovery_query(start, until, initiated_by, counter_parties)
         return _plain(recovery.recover_finality_flows_matching(query, force, timeout=timeout))
 
+    def dry_run(
+        ids: list[str] | None,
+        tx_ids: list[SecureHash] | None,
+        start: datetime | None,
+        until: datetime | None,
+        initiated_by: X500Name | list[X500Name] | None,
+        counter_parties: list[X500Name] | None,
+        force: bool,
+        check_notary: bool,
+    ) -> list[dict[str, Any]]:
+        criteria = (start, until, initiated_by, counter_parties)
+        query = recovery_query(*criteria) if any(c is not None for c in criteria) else None
+        plans = recovery.dry_run(
+            ids=ids, tx_ids=tx_ids, query=query, check_notary=check_notary, running=force
+        )
+        return [plan_json(p) for p in plans]
+
     return {
+        "recoverFinalityDryRun": dry_run,
         "recoverFinalityFlow": one,
         "recoverFinalityFlows": many,
         "recoverAllFinalityFlows": every,

@@ -16,8 +16,8 @@ agent.management.commands's; this module is pure, so the operator tools import i
                                            listBulkJobs, auditLog
     finality recovery (docs/finality-       recoverFinalityFlow, recoverFinalityFlows,
     recovery.md), Corda's FlowRPCOps and    recoverAllFinalityFlows, recoverFinalityFlowByTxnId,
-    NodeFlowStatusRpcOps                    recoverFinalityFlowByTxnIds, recoverFinalityFlowsMatching;
-                                           getFlowTransaction, getFlowTransactionByTxnId
+    NodeFlowStatusRpcOps                    recoverFinalityFlowByTxnIds, recoverFinalityFlowsMatching,
+                                           recoverFinalityDryRun; getFlowTransaction, getFlowTransactionByTxnId
 
 Every command that acts (`act`) needs the operator role and goes to the audit log, refused or not;
 each takes a `reason`, required for the bulk ones.
@@ -157,6 +157,12 @@ _RECOVERY_TIMEOUT = Param(
     description="How long to wait for each recovery; one still running then goes on (its flow id says where)",
 )
 _TX_ID = Param("txnId", "txId", description="The transaction's id (64 hex digits)")
+_QUERY_PARAMS = (  # a FlowRecoveryQuery's criteria
+    Param("flowStartFromTime", "instant", required=False, description="Flows started at or after"),
+    Param("flowStartUntilTime", "instant", required=False, description="Flows started at or before"),
+    Param("initiatedBy", "initiators", required=False, description="Initiated by this party (or these)"),
+    Param("counterParties", "parties", required=False, description="With any of these counterparties"),
+)
 
 
 def _recovery(name: str, params: tuple[Param, ...], result: Result, description: str) -> Command:
@@ -208,19 +214,39 @@ _RECOVERY_COMMANDS = (
     ),
     _recovery(
         "recoverFinalityFlowsMatching",
-        (
-            Param("flowStartFromTime", "instant", required=False, description="Flows started at or after"),
-            Param("flowStartUntilTime", "instant", required=False, description="Flows started at or before"),
-            Param(
-                "initiatedBy", "initiators", required=False, description="Initiated by this party (or these)"
-            ),
-            Param(
-                "counterParties", "parties", required=False, description="With any of these counterparties"
-            ),
-        ),
+        _QUERY_PARAMS,
         Result.RECOVERED,
         "Recover the failed finality flows matching a FlowRecoveryQuery (at least one criterion): a map of "
         "flow id to whether it was recovered",
+    ),
+    _verb(
+        "recoverFinalityDryRun",
+        (
+            Param("ids", "flowIds", required=False, description="Only these finality flows (by id)"),
+            Param("txnIds", "txIds", required=False, description="Only these transactions (by id)"),
+            *_QUERY_PARAMS,
+            Param(
+                "forceRecover",
+                "bool",
+                required=False,
+                default=False,
+                description="Also those whose finality still runs here (as a recovery with forceRecover)",
+            ),
+            Param(
+                "checkNotary",
+                "bool",
+                required=False,
+                default=True,
+                description="Ask the notary (the notarisation check, which consumes nothing) where only "
+                "it can tell; false answers UNKNOWN there",
+            ),
+        ),
+        Result.RECOVERY_PLANS,
+        "What a recovery would do, changing nothing: per transaction its txId, flowId, notarisation "
+        "(NOTARISED, NOT_NOTARISED, CONSUMED_ELSEWHERE, UNKNOWN), side (INITIATOR_HERE, PEER_HERE, "
+        "INITIATOR_ELSEWHERE), action (FINALISE, UNDO, REDISTRIBUTE, NOTHING) and reason; without ids, "
+        "txnIds or a criterion, every transaction recoverAllFinalityFlows would take",
+        FLOW_RPC_OPS,
     ),
     _verb(
         "getFlowTransaction",

@@ -215,6 +215,7 @@ class Result(Enum):
     AUDIT = "audit"  # a list of audit log entries, newest first
     RECOVERED = "recovered"  # finality recovery: a map of flow (or transaction) id -> recovered
     FLOW_TRANSACTION = "flowTransaction"  # a FlowTransactionInfo, or null
+    RECOVERY_PLANS = "recoveryPlans"  # finality recovery's dry run: what it would do, per transaction
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,34 @@ def results_text(results: Mapping[str, bool]) -> str:
     return f"Recovered finality flow(s)\nResults: [{listed}]"
 
 
+def dry_run_arguments(given: Mapping[str, Any], key: str | None) -> dict[str, Any]:
+    """A recovery command's arguments as recoverFinalityDryRun's: its one id (key) as a list of one, its
+    criteria and forceRecover as they are; the reason left out (a dry run changes nothing)."""
+    arguments = {k: v for k, v in given.items() if k not in ("reason", "timeout", "id", "txnId")}
+    if key == "id":
+        arguments["ids"] = [given["id"]]
+    elif key == "txnId":
+        arguments["txnIds"] = [given["txnId"]]
+    return arguments
+
+
+def recovery_dry_run_text(plans: list[Mapping[str, Any]]) -> str:
+    """A recovery's dry run, one transaction a line, then a count of what would be done."""
+    if not plans:
+        return "Dry run: no finality flow to recover. Nothing changed."
+    lines = [f"Dry run of finality recovery: {len(plans)} transaction(s). Nothing changed."]
+    for plan in plans:
+        lines.append(
+            f"  {plan['txId']} flow {plan.get('flowId') or '-'}: {plan['action']} "
+            f"(notarisation {plan['notarisation']}, side {plan.get('side') or '-'}): {plan['reason']}"
+        )
+    counts: dict[str, int] = {}
+    for plan in plans:
+        counts[plan["action"]] = counts.get(plan["action"], 0) + 1
+    lines.append("Would: " + ", ".join(f"{action} {n}" for action, n in sorted(counts.items())))
+    return "\n".join(lines)
+
+
 def _instant(text: str) -> str:
     """An ISO-8601 time as Java's Instant prints it (UTC, milliseconds, Z)."""
     moment = datetime.fromisoformat(text).astimezone(UTC)

@@ -12,6 +12,7 @@ from agent.finality.notarisation_check import Notarisation
 from agent.finality.queries import INITIATOR, PEER, FlowRecoveryQuery
 from agent.flows.faults import InjectedFaultError
 from agent.ledger.vault import TransactionStatus
+from agent.management.recovery_commands import recovery_commands
 from agent.network.bootstrap import DEFAULT_NOTARY
 from tests.finality.test_recovery import (
     PARTIES,
@@ -111,6 +112,25 @@ def test_the_dry_run_classifies_each_side_and_changes_nothing(net: Net) -> None:
     assert net[C].recovery.dry_run(running=False) == []
     with pytest.raises(FlowRecoveryException, match="no finality flow with id nope"):
         net[A].recovery.dry_run(ids=["nope"])
+    assert snapshot(net) == before
+
+    # The catalogue's recoverFinalityDryRun (every surface's): the same, as JSON.
+    dry_run = recovery_commands(net[A].recovery)["recoverFinalityDryRun"]
+    listed = dry_run(None, [conflicted.id], None, None, None, None, False, True)
+    assert listed == [
+        {
+            "txId": str(conflicted.id),
+            "flowId": failed_flow(net, A, conflicted.id),
+            "status": "IN_FLIGHT",
+            "role": INITIATOR,
+            "notarisation": "CONSUMED_ELSEWHERE",
+            "side": "INITIATOR_HERE",
+            "action": "UNDO",
+            "reason": at_a[conflicted.id].reason,
+            "running": [],
+        }
+    ]
+    assert len(dry_run(None, None, None, None, None, None, False, True)) == 3
     assert snapshot(net) == before
 
     # What it said is what recovery does.

@@ -109,6 +109,66 @@ def test_rest_queries_recovers_and_answers_with_the_references_lines(served: Ser
     assert reasoned["target"] == flow_id
 
 
+def test_the_dry_run_on_rest_the_shell_and_the_cli_changes_nothing(
+    served: Served, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flow_id, tx = failed_issuance(served)
+    store = served.runtime.node.store
+
+    def state() -> tuple[Any, ...]:
+        return (
+            sorted((str(s.stx.id), s.status.name) for s in store.transactions.iter_transactions()),
+            sorted((c.flow_id, c.status.name, c.progress_step) for c in store.checkpoints.iter_checkpoints()),
+        )
+
+    before = state()
+    # Its finality is HOSPITALIZED (live): left out unless forceRecover, as the recovery would.
+    live = rest(served, "POST", "/api/finality/recoverFinalityDryRun", {"checkNotary": False})
+    assert live.status_code == 200, live.text
+    assert live.json()["plans"] == []
+    forced = rest(
+        served, "POST", "/api/finality/recoverFinalityDryRun", {"forceRecover": True, "txnIds": [tx]}
+    ).json()
+    (plan,) = forced["plans"]
+    assert (plan["txId"], plan["flowId"], plan["action"], plan["running"]) == (
+        tx,
+        flow_id,
+        "NOTHING",
+        [flow_id],
+    )
+    assert plan["notarisation"] == "NOTARISED" and "VERIFIED here" in plan["reason"]
+    assert forced["dryRun"] is True and "NOTHING 1" in forced["text"]
+    by_id = rest(
+        served, "POST", "/api/finality/recoverFinalityDryRun", {"ids": [flow_id], "forceRecover": True}
+    )
+    assert by_id.json()["plans"] == forced["plans"]
+    monitor = rest(served, "POST", "/api/finality/recoverFinalityDryRun", {}, who="monitor")
+    assert monitor.status_code == 200  # it changes nothing: a read
+    assert state() == before
+    assert not [e for e in served.audit() if e["action"] == "recoverFinalityDryRun"]
+
+    code, out, err = shell(
+        served,
+        f"flow recoverAllFinality --dry-run --force-recover\nflow recoverFinalityByTxnId {tx} --dry-run\n",
+        monkeypatch,
+        capsys,
+    )
+    assert (code, err) == (0, ""), err
+    assert f"{tx} flow {flow_id}: NOTHING" in out and "Dry run: no finality flow to recover" in out
+
+    address = served.url.removeprefix("http://")
+    monkeypatch.setattr(
+        cli,
+        "_management",
+        lambda config, user: ManagementClient(address, user, dict([served.operator])[user], tool="cli"),
+    )
+    config = str(served.config)
+    assert main(["flow", "recoverAllFinality", "--dry-run", "--force-recover", "--config", config]) == 0
+    printed = capsys.readouterr().out
+    assert f"{tx} flow {flow_id}: NOTHING" in printed and "Nothing changed" in printed
+    assert state() == before
+
+
 def test_json_rpc_and_jolokia_have_flow_rpc_ops_and_node_flow_status_rpc_ops(served: Served) -> None:
     flow_id, tx = failed_issuance(served)
 
