@@ -32,6 +32,7 @@ from typing import Any
 from agent.errors import AgentError, FlowRecoveryException
 from agent.finality.dry_run import RecoveryPlan, classify
 from agent.finality.flows import FinalityDeps
+from agent.finality.jobs import RecoveryJobs
 from agent.finality.queries import (
     FINALITY_FLOWS,
     INITIATOR,
@@ -74,6 +75,8 @@ class FinalityRecoveryService:
         engine.register(RECOVERY_FLOW, lambda state: FinalityRecoveryFlow(state, recovery_deps))
         self._deps = recovery_deps
         self._starting = threading.Lock()  # one decision at a time: two recoveries never start for one tx
+        self.jobs = RecoveryJobs(self, engine, engine.checkpoints, deps.clock)  # agent.finality.jobs
+        self.jobs.register()
 
     def register(self, handlers: Handlers) -> None:
         """The receiver's side of an initiator's recovery (finality.recovery.finalise and .abort)."""
@@ -158,6 +161,27 @@ class FinalityRecoveryService:
             for meta in self._selected(ids, tx_ids, query)
             if running or not meta.live_flows
         ]
+
+    def start_job(
+        self,
+        *,
+        ids: Iterable[str] | None = None,
+        tx_ids: Iterable[SecureHash] | None = None,
+        query: FlowRecoveryQuery | None = None,
+        force: bool = False,
+        timeout: float = 60.0,
+        reason: str | None = None,
+        user: str = "(in-process)",
+    ) -> dict[str, Any]:
+        """Recover the selection (as dry_run selects: without force, leaving out those whose finality
+        still runs here) one transaction at a time in a job on the engine (agent.finality.jobs): the
+        job, at once; its progress and results by its id from jobs.job."""
+        chosen = [
+            (meta.key, meta.tx_id)
+            for meta in self._selected(ids, tx_ids, query)
+            if force or not meta.live_flows
+        ]
+        return self.jobs.start(chosen, force=force, timeout=timeout, reason=reason, user=user)
 
     def _selected(
         self,
