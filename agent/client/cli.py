@@ -167,6 +167,10 @@ def _flow_recover(args: argparse.Namespace) -> int:
         body = dry_run_arguments(body, key)
         body["checkNotary"] = not args.no_check_notary
         name = "recoverFinalityDryRun"
+    elif args.job or args.wait:
+        return _recovery_job(
+            args, {**dry_run_arguments(body, key), **({"reason": args.reason} if args.reason else {})}
+        )
     client = _management(args.config, args.user)
     client.timeout = 90.0  # longer than the recovery's own wait (60 s), so that its answer arrives
     try:
@@ -182,6 +186,30 @@ def _flow_recover(args: argparse.Namespace) -> int:
     if key is None:
         return 0 if all(answer["results"].values()) else 1
     return 0 if answer["recovered"] else 1
+
+
+def _recovery_job(args: argparse.Namespace, body: dict[str, Any]) -> int:
+    """Start a finality recovery job (recoverFinalityJob); with --wait, follow it to its end."""
+    from agent.client.launcher import follow_job
+
+    client = _management(args.config, args.user)
+    try:
+        job = client.call("POST", "/api/finality/recoverFinalityJob", body)
+        if args.wait and not job.get("finished"):
+            path = f"/api/finality/jobs/{job['jobId']}"
+            job = follow_job(lambda: dict(client.call("GET", path)), args.timeout)
+    finally:
+        client.close()
+    if args.json:
+        _print_json(job)
+    else:
+        print(f"Finality recovery job {job['jobId']}: {job['status']}, {job['processed']} of {job['total']}")
+        for row in job.get("results", []):
+            detail = f": {row['detail']}" if row["detail"] else ""
+            print(f"  {row['txId']} [{row['key']}] {row['outcome']}{detail}")
+    if not job.get("finished"):
+        return 0
+    return 0 if all(r["outcome"] in ("recovered", "notNeeded") for r in job.get("results", [])) else 1
 
 
 def _flow_status(args: argparse.Namespace) -> int:
@@ -574,6 +602,18 @@ def build_parser() -> argparse.ArgumentParser:
             "--no-check-notary",
             action="store_true",
             help="with --dry-run: do not ask the notary (UNKNOWN where only it can tell)",
+        )
+        sub.add_argument(
+            "--job",
+            action="store_true",
+            help="recover in a job on the agent (recoverFinalityJob): its id at once, a result per transaction",
+        )
+        sub.add_argument("--wait", action="store_true", help="start the job (--job) and follow it to its end")
+        sub.add_argument(
+            "--timeout",
+            type=float,
+            default=3600.0,
+            help="how long --wait waits (default 1h; the job goes on)",
         )
         sub.set_defaults(handler=_flow_recover, flow_command=name)
     recoveries["recoverFinality"].add_argument("target", metavar="id", help="the finality flow's id")

@@ -111,7 +111,8 @@ class RecoveryJobs:
         )
         found: dict[str, Any] = {
             "jobId": checkpoint.flow_id,
-            "kind": "finalityRecovery",
+            "action": "recoverFinality",
+            "filter": None,
             "reason": state.get("reason"),
             "user": state.get("user"),
             "forceRecover": state.get("force"),

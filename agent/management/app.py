@@ -384,6 +384,27 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
         plans = start(commands["recoverFinalityDryRun"], _optional_body())
         return jsonify(dryRun=True, plans=plans, text=recovery_dry_run_text(plans))
 
+    @app.post("/api/finality/recoverFinalityJob")
+    @authenticated
+    def recover_finality_job() -> tuple[Response, int]:
+        job = start(commands["recoverFinalityJob"], _optional_body())
+        response = jsonify(job)
+        response.headers["Location"] = f"/api/finality/jobs/{job['jobId']}"
+        return response, 202
+
+    @app.get("/api/finality/jobs")
+    @authenticated
+    def recovery_jobs() -> Response:
+        return jsonify(start(commands["listRecoveryJobs"], {}))
+
+    @app.get("/api/finality/jobs/<job_id>")
+    @authenticated
+    def recovery_job(job_id: str) -> tuple[Response, int]:
+        job = start(commands["recoveryJob"], {"id": job_id})
+        if job is None:
+            return jsonify(error="JobNotFoundError", message=f"no finality recovery job {job_id}"), 404
+        return jsonify(job), 200
+
     @app.get("/api/finality/<any(getFlowTransaction, getFlowTransactionByTxnId):name>/<key>")
     @authenticated
     def flow_transaction(name: str, key: str) -> tuple[Response, int]:

@@ -28,6 +28,7 @@ from agent.ledger.identity import X500Name
 from agent.ledgersync.app import LedgerSync
 from agent.ledgersync.protocol import ReconciliationResult
 from agent.management.hospital_commands import WITH_ACTOR, hospital_commands
+from agent.management.recovery_commands import WITH_ACTOR as RECOVERY_WITH_ACTOR
 from agent.management.recovery_commands import RecoveryQueryError, recovery_commands
 from agent.operator_api.catalogue import COMMANDS, Command, Kind, Param
 from agent.operator_api.flows import result_text as _plain_text
@@ -264,7 +265,7 @@ class NodeCommands:
             bound.update(_ledgersync(runtime.ledgersync))
         # In the catalogue's order; an entry with no implementation here is not offered.
         self._commands = {
-            name: NodeCommand(c, bound[name], name in WITH_ACTOR)
+            name: NodeCommand(c, bound[name], name in WITH_ACTOR | RECOVERY_WITH_ACTOR)
             for name, c in COMMANDS.items()
             if name in bound
         }

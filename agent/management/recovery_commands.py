@@ -16,6 +16,8 @@ from agent.finality.recovery import FinalityRecoveryService
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 
+WITH_ACTOR = frozenset({"recoverFinalityJob"})  # the job records who started it
+
 
 class RecoveryQueryError(FlowRecoveryException):
     """A FlowRecoveryQuery without any criterion: the caller's mistake (a bad argument)."""
@@ -128,8 +130,29 @@ def recovery_commands(recovery: FinalityRecoveryService) -> dict[str, Callable[.
         )
         return [plan_json(p) for p in plans]
 
+    def job(
+        ids: list[str] | None,
+        tx_ids: list[SecureHash] | None,
+        start: datetime | None,
+        until: datetime | None,
+        initiated_by: X500Name | list[X500Name] | None,
+        counter_parties: list[X500Name] | None,
+        force: bool,
+        timeout: float,
+        reason: str | None,
+        actor: Any,
+    ) -> dict[str, Any]:
+        criteria = (start, until, initiated_by, counter_parties)
+        query = recovery_query(*criteria) if any(c is not None for c in criteria) else None
+        return recovery.start_job(
+            ids=ids, tx_ids=tx_ids, query=query, force=force, timeout=timeout, reason=reason, user=actor.user
+        )
+
     return {
         "recoverFinalityDryRun": dry_run,
+        "recoverFinalityJob": job,
+        "recoveryJob": recovery.jobs.job,
+        "listRecoveryJobs": recovery.jobs.jobs,
         "recoverFinalityFlow": one,
         "recoverFinalityFlows": many,
         "recoverAllFinalityFlows": every,

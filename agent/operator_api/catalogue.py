@@ -17,7 +17,8 @@ agent.management.commands's; this module is pure, so the operator tools import i
     finality recovery (docs/finality-       recoverFinalityFlow, recoverFinalityFlows,
     recovery.md), Corda's FlowRPCOps and    recoverAllFinalityFlows, recoverFinalityFlowByTxnId,
     NodeFlowStatusRpcOps                    recoverFinalityFlowByTxnIds, recoverFinalityFlowsMatching,
-                                           recoverFinalityDryRun; getFlowTransaction, getFlowTransactionByTxnId
+                                           recoverFinalityDryRun, recoverFinalityJob,
+                                           recoveryJob, listRecoveryJobs; getFlowTransaction, getFlowTransactionByTxnId
 
 Every command that acts (`act`) needs the operator role and goes to the audit log, refused or not;
 each takes a `reason`, required for the bulk ones.
@@ -248,6 +249,30 @@ _RECOVERY_COMMANDS = (
         "txnIds or a criterion, every transaction recoverAllFinalityFlows would take",
         FLOW_RPC_OPS,
     ),
+    _verb(
+        "recoverFinalityJob",
+        (
+            Param("ids", "flowIds", required=False, description="Only these finality flows (by id)"),
+            Param("txnIds", "txIds", required=False, description="Only these transactions (by id)"),
+            *_QUERY_PARAMS,
+            _FORCE_RECOVER,
+            _RECOVERY_TIMEOUT,
+            _REASON,
+        ),
+        Result.JOB,
+        "Recover what recoverFinalityDryRun selects in a job on the node, one transaction at a time, "
+        "each result kept; survives a restart. The job at once (its jobId); follow it with recoveryJob",
+        FLOW_RPC_OPS,
+        act=True,
+    ),
+    _verb(
+        "recoveryJob",
+        (Param("id", "flowId", description="The job's id"),),
+        Result.JOB,
+        "A finality recovery job: its progress and a result per transaction; null if there is no such job",
+        FLOW_RPC_OPS,
+    ),
+    _verb("listRecoveryJobs", (), Result.JOBS, "Every finality recovery job, oldest first", FLOW_RPC_OPS),
     _verb(
         "getFlowTransaction",
         (Param("flowId", "flowId", description="The finality flow's id (stateMachineRunId)"),),

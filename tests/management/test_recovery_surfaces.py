@@ -11,6 +11,7 @@ tests.test_finality_recovery_processes's, on agent processes through the same ga
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -167,6 +168,57 @@ def test_the_dry_run_on_rest_the_shell_and_the_cli_changes_nothing(
     printed = capsys.readouterr().out
     assert f"{tx} flow {flow_id}: NOTHING" in printed and "Nothing changed" in printed
     assert state() == before
+
+
+def test_a_recovery_job_over_rest_and_the_cli(
+    served: Served, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flow_id, tx = failed_issuance(served)
+    started = rest(
+        served,
+        "POST",
+        "/api/finality/recoverFinalityJob",
+        {"txnIds": [tx], "forceRecover": True, "reason": "r"},
+    )
+    assert started.status_code == 202, started.text
+    job = started.json()
+    assert started.headers["Location"] == f"/api/finality/jobs/{job['jobId']}"
+    assert (job["total"], job["user"], job["reason"]) == (1, "operator", "r")
+    deadline = time.monotonic() + 30
+    while not (now := rest(served, "GET", f"/api/finality/jobs/{job['jobId']}", who="monitor").json())[
+        "finished"
+    ]:
+        assert time.monotonic() < deadline, now
+        time.sleep(0.05)
+    assert now["status"] == "COMPLETED"
+    assert now["results"] == [
+        {
+            "key": flow_id,
+            "txId": tx,
+            "outcome": "notNeeded",
+            "detail": "nothing to recover here (see the agent's log)",
+        }
+    ]
+    listed = rest(served, "GET", "/api/finality/jobs").json()
+    assert [j["jobId"] for j in listed] == [job["jobId"]]
+    assert rest(served, "GET", "/api/finality/jobs/nope").status_code == 404
+    refused = rest(served, "POST", "/api/finality/recoverFinalityJob", {}, who="monitor")
+    assert refused.status_code == 403
+    (entry,) = [e for e in served.audit() if e["action"] == "recoverFinalityJob" and e["user"] == "operator"]
+    assert entry["outcome"] == "job started: 1 flow(s)" and entry["reason"] == "r"
+
+    address = served.url.removeprefix("http://")
+    monkeypatch.setattr(
+        cli,
+        "_management",
+        lambda config, user: ManagementClient(address, user, dict([served.operator])[user], tool="cli"),
+    )
+    capsys.readouterr()
+    config = str(served.config)
+    args = ["flow", "recoverFinalityByTxnId", tx, "--wait", "--force-recover", "--config", config]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "COMPLETED, 1 of 1" in printed and f"{tx} [{flow_id}] notNeeded" in printed
 
 
 def test_json_rpc_and_jolokia_have_flow_rpc_ops_and_node_flow_status_rpc_ops(served: Served) -> None:
