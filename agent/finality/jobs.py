@@ -6,8 +6,8 @@ and the keys the bulk recoveries would answer by), forceRecover, the wait per re
 and a result per transaction so far. Each step recovers one transaction (recover_finality_flow_by_txn_id,
 waiting for its FinalityRecoveryFlow on another worker) and commits its result with the checkpoint,
 so after a crash or a restart the engine resumes the job at the first transaction without a result.
-A transaction cut off half way is recovered again: its recovery flow, resumed by the engine too, then
-makes it answer "failed: still under way" unless forceRecover, or "not needed" once it has finished.
+A transaction cut off half way is not recovered twice: its recovery flow, resumed by the engine too,
+is waited for (or, if it has finished, the transaction needs nothing more).
 
 Each result is [outcome, detail]: recovered, notNeeded (nothing to recover: VERIFIED here), timedOut
 (its recovery goes on: the detail says where), failed (why).
@@ -22,7 +22,8 @@ from typing import Any
 
 from agent.clock import Clock
 from agent.errors import AgentError
-from agent.flows.checkpoints import FlowCheckpoint
+from agent.finality.queries import RECOVERY_FLOW
+from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
 from agent.flows.engine import TERMINAL, FlowEngine, FlowTimeoutError
 from agent.flows.flow import Advance, Flow, FlowContext, StepOutcome
 from agent.ledger import serialization as ser
@@ -94,7 +95,21 @@ class RecoveryJobs:
 
     def recover(self, tx_id: SecureHash, force: bool, timeout: float) -> list[str]:
         """Recover one transaction: [outcome, detail]."""
+        resumed = [
+            f
+            for f in self.engine.flows(tx_id=tx_id, flow_name=RECOVERY_FLOW)
+            if f.status is FlowStatus.RUNNABLE
+        ]
         try:
+            if resumed:  # this job's own recovery, cut off by a restart and resumed by the engine
+                handle = self.engine.handle(resumed[-1].flow_id)
+                if handle is not None:
+                    done = bool(handle.result(timeout))
+                    return (
+                        [RECOVERED, f"by {RECOVERY_FLOW} {handle.flow_id}, resumed"]
+                        if done
+                        else [NOT_NEEDED, ""]
+                    )
             done = self.recovery.recover_finality_flow_by_txn_id(tx_id, force, timeout=timeout)
         except FlowTimeoutError as exc:
             return [TIMED_OUT, str(exc)]
