@@ -191,11 +191,12 @@ def _flow_recover(args: argparse.Namespace) -> int:
 def _recovery_job(args: argparse.Namespace, body: dict[str, Any]) -> int:
     """Start a finality recovery job (recoverFinalityJob); with --wait, follow it to its end."""
     from agent.client.launcher import follow_job
+    from agent.operator_api.recovery import recovery_job_ok, recovery_job_text
 
     client = _management(args.config, args.user)
     try:
         job = client.call("POST", "/api/finality/recoverFinalityJob", body)
-        if args.wait and not job.get("finished"):
+        if args.wait:  # read again even when it has finished already: the start has no results
             path = f"/api/finality/jobs/{job['jobId']}"
             job = follow_job(lambda: dict(client.call("GET", path)), args.timeout)
     finally:
@@ -203,13 +204,8 @@ def _recovery_job(args: argparse.Namespace, body: dict[str, Any]) -> int:
     if args.json:
         _print_json(job)
     else:
-        print(f"Finality recovery job {job['jobId']}: {job['status']}, {job['processed']} of {job['total']}")
-        for row in job.get("results", []):
-            detail = f": {row['detail']}" if row["detail"] else ""
-            print(f"  {row['txId']} [{row['key']}] {row['outcome']}{detail}")
-    if not job.get("finished"):
-        return 0
-    return 0 if all(r["outcome"] in ("recovered", "notNeeded") for r in job.get("results", [])) else 1
+        print(recovery_job_text(job))
+    return 0 if not job.get("finished") or recovery_job_ok(job) else 1
 
 
 def _flow_status(args: argparse.Namespace) -> int:

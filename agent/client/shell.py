@@ -62,6 +62,8 @@ from agent.operator_api.recovery import (
     flow_transaction_text,
     recovered_text,
     recovery_dry_run_text,
+    recovery_job_ok,
+    recovery_job_text,
     results_text,
 )
 from agent.operator_api.status import ReconciliationStatus
@@ -238,7 +240,8 @@ HELP = """Commands:
                                             recoverAllFinality, recoverFinalityMatching flowStartFromTime: "...",
                                             flowStartUntilTime: "...", initiatedBy: "...", counterParties: [...]);
                                             --force-recover also takes RUNNABLE, PAUSED, HOSPITALIZED flows; reason: "...";
-                                            --dry-run says what it would do per transaction, changing nothing
+                                            --dry-run says what it would do per transaction, changing nothing;
+                                            --job recovers in a job on the agent (a result per transaction)
   run killFlow id: <id>                     the same as flow kill, printing true or false (also pauseFlow, resumeFlow, retryFlow, listFlows)
   run <Method> [name: value, ...]           any JSON-RPC method, e.g. run NumberOfReconciliationsInProgress
   help                                      this text
@@ -247,6 +250,7 @@ HELP = """Commands:
 
 FORCE_RECOVER = "--force-recover"
 DRY_RUN = "--dry-run"
+JOB = "--job"  # a recovery as a job on the agent, followed to its end
 RECOVERIES = {  # the shell's command: the operation, and the parameter its first word is
     "recoverFinality": ("recoverFinalityFlow", "id"),
     "recoverFinalityByTxnId": ("recoverFinalityFlowByTxnId", "txnId"),
@@ -414,8 +418,8 @@ class Shell:
         name, key = RECOVERIES[verb]
         words = rest.split()
         force = FORCE_RECOVER in words
-        dry = DRY_RUN in words
-        rest = " ".join(w for w in words if w not in (FORCE_RECOVER, DRY_RUN))
+        dry, job = DRY_RUN in words, JOB in words
+        rest = " ".join(w for w in words if w not in (FORCE_RECOVER, DRY_RUN, JOB))
         target = None
         if key is not None:
             target, _, rest = rest.partition(" ")
@@ -433,6 +437,19 @@ class Shell:
         if dry:
             plans = self.call("recoverFinalityDryRun", dry_run_arguments(given, key))
             self.print(recovery_dry_run_text(plans))
+            return
+        if job:
+            arguments = dry_run_arguments(given, key)
+            if "reason" in given:
+                arguments["reason"] = given["reason"]
+            started = dict(self.call("recoverFinalityJob", arguments))
+            job_id = started["jobId"]
+            self.print(f"Started finality recovery job {job_id} ({started['total']} transaction(s))")
+            done = follow_job(
+                lambda: dict(self.client.call(COMMANDS["recoveryJob"].method, {"id": job_id})), JOB_WAIT_S
+            )
+            self.print(recovery_job_text(done))
+            self.failed = self.failed or not recovery_job_ok(done)
             return
         result = self.call(name, given)
         if key is None:

@@ -57,6 +57,20 @@ def recovery_dry_run_text(plans: list[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def recovery_job_text(job: Mapping[str, Any]) -> str:
+    """A finality recovery job: its status and progress, then a line per transaction done."""
+    lines = [f"Finality recovery job {job['jobId']}: {job['status']}, {job['processed']} of {job['total']}"]
+    for row in job.get("results", []):
+        detail = f": {row['detail']}" if row["detail"] else ""
+        lines.append(f"  {row['txId']} [{row['key']}] {row['outcome']}{detail}")
+    return "\n".join(lines)
+
+
+def recovery_job_ok(job: Mapping[str, Any]) -> bool:
+    """Whether every transaction a job has done was recovered or needed nothing."""
+    return all(r["outcome"] in ("recovered", "notNeeded") for r in job.get("results", []))
+
+
 def _instant(text: str) -> str:
     """An ISO-8601 time as Java's Instant prints it (UTC, milliseconds, Z)."""
     moment = datetime.fromisoformat(text).astimezone(UTC)

@@ -220,6 +220,16 @@ def test_a_recovery_job_over_rest_and_the_cli(
     printed = capsys.readouterr().out
     assert "COMPLETED, 1 of 1" in printed and f"{tx} [{flow_id}] notNeeded" in printed
 
+    code, out, err = shell(
+        served,
+        f'flow recoverFinalityByTxnId {tx} --job --force-recover reason: "again"\n',
+        monkeypatch,
+        capsys,
+    )
+    assert (code, err) == (0, ""), err
+    assert "Started finality recovery job" in out and f"{tx} [{flow_id}] notNeeded" in out
+    assert len(rest(served, "GET", "/api/finality/jobs").json()) == 3
+
 
 def test_json_rpc_and_jolokia_have_flow_rpc_ops_and_node_flow_status_rpc_ops(served: Served) -> None:
     flow_id, tx = failed_issuance(served)
