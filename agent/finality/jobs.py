@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from agent.clock import Clock
-from agent.errors import AgentError
+from agent.errors import AgentError, FlowRecoveryException
 from agent.finality.queries import RECOVERY_FLOW
 from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
 from agent.flows.engine import TERMINAL, FlowEngine, FlowTimeoutError
@@ -34,6 +34,7 @@ log = logging.getLogger("ledger_agent.finality.jobs")
 
 RECOVERY_JOB_FLOW = "FinalityRecoveryJobFlow"
 DONE = "DONE"
+MAX_TRANSACTIONS_PER_JOB = 10_000  # its snapshot and results live in its checkpoint
 RECOVERED, NOT_NEEDED, TIMED_OUT, FAILED = "recovered", "notNeeded", "timedOut", "failed"
 
 
@@ -61,6 +62,11 @@ class RecoveryJobs:
     ) -> dict[str, Any]:
         """Start a job on the transactions selected now (key, tx id); the job, without its results."""
         chosen = list(selected)
+        if len(chosen) > MAX_TRANSACTIONS_PER_JOB:
+            raise FlowRecoveryException(
+                f"{len(chosen)} transactions selected; one recovery job takes {MAX_TRANSACTIONS_PER_JOB} at "
+                "most: narrow the selection (flowStartFromTime, flowStartUntilTime, initiatedBy, ...)"
+            )
         state: dict[str, Any] = {
             "keys": [key for key, _ in chosen],
             "txIds": [str(tx_id) for _, tx_id in chosen],
