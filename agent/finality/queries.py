@@ -23,6 +23,7 @@ from agent.finality.flows import FINALITY_FLOW, RECEIVE_FLOW
 from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
+from agent.ledger.transactions import TimeWindow
 from agent.ledger.vault import TransactionStatus
 from agent.ports.checkpoints import Checkpoints
 from agent.ports.distribution import DistributionRecords
@@ -35,16 +36,8 @@ INITIATOR, PEER = "initiator", "peer"
 
 
 @dataclass(frozen=True)
-class FlowTimeWindow:
-    """[from_time, until_time) of a flow's start; either end open."""
-
-    from_time: datetime | None = None
-    until_time: datetime | None = None
-
-    def contains(self, moment: datetime) -> bool:
-        if self.from_time is not None and moment < self.from_time:
-            return False
-        return self.until_time is None or moment < self.until_time
+class FlowTimeWindow(TimeWindow):
+    """[from_time, until_time) of a flow's start; either end open (a transaction's TimeWindow's rule)."""
 
 
 @dataclass(frozen=True)

@@ -181,7 +181,6 @@ class FlowEngine:
         self.faults = faults or FaultPlan()
         self.policy = policy
         self._factories: dict[str, FlowFactory] = {}
-        self._end_listeners: list[Callable[[FlowCheckpoint], None]] = []
         self._status_listeners: list[Callable[[FlowCheckpoint], None]] = []
         self._recovered_listeners: list[Callable[[FlowCheckpoint], None]] = []
         self._live: dict[str, _Live] = {}
@@ -208,10 +207,6 @@ class FlowEngine:
             raise ValueError(f"flow {name!r} is already registered")
         self._factories[name] = factory
 
-    def on_end(self, listener: Callable[[FlowCheckpoint], None]) -> None:
-        """listener(checkpoint) once a flow ends (COMPLETED, FAILED or KILLED), after its row says so."""
-        self._end_listeners.append(listener)
-
     def on_status(self, listener: Callable[[FlowCheckpoint], None]) -> None:
         """listener(checkpoint) whenever a flow's status changes (paused, hospitalized, runnable again,
         ended), after its row says so. Called with the engine's lock held: it must not wait on flows."""
@@ -232,13 +227,6 @@ class FlowEngine:
                 log.exception(
                     "a listener failed on flow %s becoming %s", checkpoint.flow_id, checkpoint.status.name
                 )
-
-    def _ended(self, checkpoint: FlowCheckpoint) -> None:
-        for listener in self._end_listeners:
-            try:
-                listener(checkpoint)
-            except Exception:  # a listener's failure must not undo or hide the flow's end
-                log.exception("a listener failed on the end of flow %s", checkpoint.flow_id)
 
     @staticmethod
     def new_flow_id() -> str:
@@ -440,7 +428,6 @@ class FlowEngine:
         return False
 
     def _commit(self, live: _Live, outcome: Advance, consumed: dict[str, Any]) -> None:
-        ended = False
         status = FlowStatus.RUNNABLE
         if outcome.done:
             status = FlowStatus.COMPLETED
@@ -485,7 +472,6 @@ class FlowEngine:
                 live.handle._result = outcome.result
                 live.handle._error = outcome.fail
                 self._live.pop(checkpoint.flow_id, None)
-                ended = True
                 if outcome.fail is not None:
                     log.warning(
                         "flow %s %s failed at %s: %s",
@@ -502,8 +488,6 @@ class FlowEngine:
                     listener(checkpoint)
                 except Exception:
                     log.exception("a listener failed on the recovery of flow %s", checkpoint.flow_id)
-        if ended:
-            self._ended(checkpoint)
 
     def _on_error(self, live: _Live, error: Exception) -> None:
         """Every error in a step comes here; the policy decides (a flow being killed is not asked
@@ -582,7 +566,6 @@ class FlowEngine:
         self._save(live, checkpoint)
         live.handle._error = error
         self._live.pop(checkpoint.flow_id, None)
-        self._ended(checkpoint)
 
     def _save(self, live: _Live, checkpoint: FlowCheckpoint) -> None:
         before = live.checkpoint.status
@@ -735,7 +718,6 @@ class FlowEngine:
                     flow = None  # a flow this node cannot run can still be killed
                 killed = replace(checkpoint, status=FlowStatus.KILLED, updated_at=self.clock.now())
                 self._save_row(checkpoint, killed)
-                self._ended(killed)
         log.warning("flow %s (%s) killed by an operator", flow_id, checkpoint.flow_name)
         if flow is not None:
             self._tell_killed(flow_id, flow)
