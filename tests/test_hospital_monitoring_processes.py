@@ -219,9 +219,12 @@ def test_a_real_patient_in_metrics_the_check_plugin_prometheus_and_the_alerts(
         f'{m.HOSPITAL_PATIENTS.name}{{instance="{instance_b}", status="RUNNABLE"}} == 1', "B's patient"
     )
     # rate() needs two samples of each counter in its window.
-    prometheus.wait_for(
-        f'count_over_time({m.HOSPITAL_ADMISSIONS.name}{{instance="{instance_b}"}}[30s]) > 1', "B's admissions"
-    )
+    # The node dashboard's rate panels are queried for A: its counters need two samples as well.
+    for instance, who in ((instance_b, "B's"), (instance_a, "A's")):
+        for counter in (m.HOSPITAL_ADMISSIONS, m.HOSPITAL_RETRIES):
+            prometheus.wait_for(
+                f'count_over_time({counter.name}{{instance="{instance}"}}[30s]) > 1', f"{who} {counter.name}"
+            )
     empty = []
     for name, dashboard in dashboards().items():
         node = instance_a if "node" in name else ".*"
