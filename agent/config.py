@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from agent.finality.auto_recovery import (
     parse_auto_recovery_settings,
 )
 from agent.flows.faults import FaultPlan
-from agent.hospital.policy import HOSPITAL_KEYS, HospitalSettings, parse_hospital_settings
+from agent.hospital.policy import HOSPITAL_KEYS, HospitalSettings, parse_duration, parse_hospital_settings
 from agent.ledger.identity import X500Name
 from agent.passwords import is_hash
 
@@ -36,6 +37,8 @@ _KEYS: dict[str, tuple[type, bool]] = {
     "ledgerSync.configFile": (str, False),
     "p2pThreads": (int, False),
     "managementThreads": (int, False),
+    # Ledger Recovery's default time window: this far back from now (a HOCON duration).
+    "transactionRecoveryPeriod": (object, False),
     # The flow hospital's rules and Corda's flowTimeout: checked by agent.hospital.policy.
     **{key: (object, False) for key in HOSPITAL_KEYS},
     # Automatic finality recovery: checked by agent.finality.auto_recovery.
@@ -85,6 +88,7 @@ class NodeConfig:
     management_threads: int = DEFAULT_MANAGEMENT_THREADS
     hospital: HospitalSettings = field(default_factory=HospitalSettings)
     finality_recovery: AutoRecoverySettings = field(default_factory=AutoRecoverySettings)
+    transaction_recovery_period: timedelta | None = None
 
     @property
     def base_directory(self) -> Path:
@@ -146,6 +150,12 @@ def load_node_config(path: Path) -> NodeConfig:
     FaultPlan.parse(faults)  # refuse a bad entry now, naming the key
     hospital = parse_hospital_settings(flat)
     finality_recovery = parse_auto_recovery_settings(flat)
+    period = None
+    if "transactionRecoveryPeriod" in flat:
+        seconds = parse_duration(
+            "transactionRecoveryPeriod", flat["transactionRecoveryPeriod"], allow_zero=False
+        )
+        period = timedelta(seconds=seconds)
     return NodeConfig(
         path=path.resolve(),
         my_legal_name=name,
@@ -165,6 +175,7 @@ def load_node_config(path: Path) -> NodeConfig:
         management_threads=int(flat.get("managementThreads", DEFAULT_MANAGEMENT_THREADS)),
         hospital=hospital,
         finality_recovery=finality_recovery,
+        transaction_recovery_period=period,
     )
 
 

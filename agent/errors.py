@@ -35,6 +35,7 @@
     ├── FinalityError                 finality cannot go on (a bad message, an unusable receiver)
     │   ├── ReceiverBusyError             the receiver's flow is still at work: ask again later
     │   └── FlowRecoveryException         finality recovery could not recover (a receiver alone: not notarised)
+    ├── LedgerRecoveryException       Ledger Recovery cannot go on (a peer unreachable); what it did is kept
     ├── HospitalizeFlowError          a step asks to be kept for observation (Corda's HospitalizeFlowException)
     ├── KeptForObservationError       the peer keeps our message's flow in its hospital: ask again later
     └── PeerError                     a message between agents went wrong
@@ -266,6 +267,11 @@ class FlowRecoveryException(FinalityError):
     """Finality recovery could not recover a transaction (Corda's name): no such flow or transaction,
     a flow still running without forceRecover, a receiver's transaction the notary never signed (only
     its initiator can recover it), or the recovery flow itself failed (its error is the cause)."""
+
+
+class LedgerRecoveryException(AgentError):
+    """Ledger Recovery cannot go on (Corda's name): a recovery peer unreachable or refusing. What the
+    run recovered before is kept, with its cursors, so running it again resumes there."""
 
 
 class HospitalizeFlowError(AgentError):

@@ -27,6 +27,7 @@ from agent.p2p.client import PeerClient, RawTransport
 from agent.p2p.retry import RetryPolicy
 from agent.p2p.service import PeerService
 from agent.recovery.aes_keys import NodeAesKeys
+from agent.recovery.service import LedgerRecoveryService
 from agent.store.ledger_store import LedgerStore
 from agent.tokens.service import TokenService
 
@@ -46,6 +47,7 @@ class AgentRuntime:
     hospital: FlowHospital
     bulk: BulkActions
     recovery: FinalityRecoveryService
+    ledger_recovery: LedgerRecoveryService
     ledgersync: LedgerSync | None = field(default=None)
     ledgersync_background: bool = False
     resumed: list[FlowCheckpoint] = field(default_factory=list)
@@ -138,6 +140,24 @@ def build_runtime(
     finality.register(peer_service)
     recovery = FinalityRecoveryService(deps, engine, node.key)
     recovery.register(peer_service)
+    ledger_recovery = LedgerRecoveryService(
+        node.identity.name,
+        store.transactions,
+        store.distribution,
+        store.recovery,
+        store.unit,
+        peers,
+        node.ledger.contracts,
+        aes_keys,
+        node.network_map,
+        clock,
+        engine,
+        recovery_period=node.config.transaction_recovery_period,
+        # alsoFinalize: finality recovery of what came back IN_FLIGHT (forceRecover: no flow of ours
+        # runs it here, the restored store lost them).
+        finalize=lambda tx_id: recovery.recover_finality_flow_by_txn_id(tx_id, True, timeout=60.0),
+    )
+    ledger_recovery.register(peer_service)
     tokens = TokenService(
         node.identity, node.key, store.vault, store.transactions, finality, node.network_map
     )
@@ -175,6 +195,7 @@ def build_runtime(
         hospital,
         bulk,
         recovery,
+        ledger_recovery,
         sync,
         ledgersync_background,
         auto_recovery=AutoRecovery(recovery, node.config.finality_recovery, clock, engine),

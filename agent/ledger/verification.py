@@ -121,7 +121,7 @@ def verify(
     return ltx
 
 
-class _ChainResolver:
+class ChainResolver:
     """The store's resolver, overlaid with the batch being verified (its earlier members)."""
 
     def __init__(self, base: TransactionResolver) -> None:
@@ -132,10 +132,8 @@ class _ChainResolver:
         return self.verified.get(txhash) or self.base.producing_transaction(txhash)
 
 
-def verify_chain(
-    batch: Sequence[SignedTransaction], resolver: TransactionResolver, contracts: ContractRegistry
-) -> list[SignedTransaction]:
-    """Verify a back-chain fetched from a peer: returns it in dependency order, parents first."""
+def dependency_order(batch: Sequence[SignedTransaction]) -> list[SignedTransaction]:
+    """The batch with each transaction after those of the batch it spends or references."""
     by_id = {stx.id: stx for stx in batch}
     ordered: list[SignedTransaction] = []
     state: dict[SecureHash, int] = {}  # 1 visiting, 2 done
@@ -163,7 +161,15 @@ def verify_chain(
     for stx in batch:
         if state.get(stx.id) != 2:
             visit(stx)
-    chain = _ChainResolver(resolver)
+    return ordered
+
+
+def verify_chain(
+    batch: Sequence[SignedTransaction], resolver: TransactionResolver, contracts: ContractRegistry
+) -> list[SignedTransaction]:
+    """Verify a back-chain fetched from a peer: returns it in dependency order, parents first."""
+    ordered = dependency_order(batch)
+    chain = ChainResolver(resolver)
     for stx in ordered:
         verify(stx, chain, contracts)
         chain.verified[stx.id] = stx.tx

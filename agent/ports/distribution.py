@@ -60,6 +60,13 @@ class DistributionRecords(Protocol):
         """The records of a transaction we received, one per sender."""
         ...
 
+    def record_keys(
+        self, record_type: str, peer: X500Name, tx_ids: Collection[str]
+    ) -> set[tuple[str, datetime, int]]:
+        """Of our records with that peer (SENDER: sent to it; RECEIVER: received from it) for these
+        transactions, the keys (transaction id, timestamp, discriminator) that exist."""
+        ...
+
     def sender_records_page(
         self,
         *,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -56,6 +56,10 @@ class TransactionReader(Protocol):
 
     def transaction_status(self, tx_id: SecureHash) -> TransactionStatus | None:
         """The row's status, None when there is no row."""
+        ...
+
+    def transaction_statuses(self, tx_ids: Collection[SecureHash]) -> dict[SecureHash, TransactionStatus]:
+        """The status of each of these that has a row, in a few queries (Ledger Recovery's batches)."""
         ...
 
     def producing_transaction(self, txhash: SecureHash) -> WireTransaction | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import peewee
@@ -92,6 +93,19 @@ class DistributionRepository:
         rdr = self.schema.receiver_distr_recs
         rows = self._with_names(rdr).where(rdr.transaction_id == str(tx_id)).order_by(rdr.peer_party_id)
         return [_receiver(r, _Names()) for r in rows]
+
+    def record_keys(
+        self, record_type: str, peer: X500Name, tx_ids: Collection[str]
+    ) -> set[tuple[str, datetime, int]]:
+        model = self.schema.sender_distr_recs if record_type == "SENDER" else self.schema.receiver_distr_recs
+        ids = sorted(set(tx_ids))
+        found: set[tuple[str, datetime, int]] = set()
+        for i in range(0, len(ids), 500):
+            query = model.select(model.transaction_id, model.timestamp, model.timestamp_discriminator).where(
+                (model.peer_party_id == peer.peer_id) & model.transaction_id.in_(ids[i : i + 500])
+            )
+            found.update((r.transaction_id, r.timestamp, r.timestamp_discriminator) for r in query)
+        return found
 
     def sender_records_page(
         self,

@@ -27,6 +27,7 @@ from agent.ports.hospital import AuditLog, MedicalRecords
 from agent.ports.keys import AesKeyStore
 from agent.ports.paging import MAX_PAGE_SIZE, MIN_PAGE_SIZE, check_page_size
 from agent.ports.reconciliation import ReconciliationStatuses, RequestWindow
+from agent.ports.recovery import RecoveryLog
 from agent.ports.transactions import StoredTransaction, TransactionStore
 from agent.ports.uniqueness import CommittedStates
 from agent.ports.unit_of_work import UnitOfWork
@@ -42,6 +43,7 @@ from agent.store.keys import AesKeyRepository
 from agent.store.migrations import migrate
 from agent.store.models import Schema, bind_schema
 from agent.store.reconciliation import ReconciliationStatusRepository, RequestWindowRepository
+from agent.store.recovery import RecoveryLogRepository
 from agent.store.transactions import TransactionRepository
 from agent.store.uniqueness import CommittedStatesRepository
 from agent.store.unit_of_work import PeeweeUnitOfWork
@@ -99,6 +101,7 @@ class LedgerStore:
         self.reconciliation_requests: RequestWindow = RequestWindowRepository(self.schema)
         self.hospital: MedicalRecords = MedicalRecordRepository(self.schema)
         self.audit: AuditLog = AuditLogRepository(self.schema)
+        self.recovery: RecoveryLog = RecoveryLogRepository(self.schema)
 
     def close(self) -> None:
         """Close this thread's connection."""

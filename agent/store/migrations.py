@@ -74,6 +74,11 @@ def _v6_flow_hospital_and_audit(schema: Schema) -> None:
     schema.audit_log.create_table(safe=False)
 
 
+def _v7_ledger_recovery(schema: Schema) -> None:
+    for model in (schema.recovery_missing, schema.recovery_results, schema.recovery_cursors):
+        model.create_table(safe=False)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial node schema", _v1_initial),
     Migration(2, "LedgerSync cr_reconciliation_status", _v2_reconciliation_status),
@@ -81,6 +86,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "LedgerSync cr_reconciliation_requests", _v4_reconciliation_requests),
     Migration(5, "distribution records by time", _v5_distribution_records_by_time),
     Migration(6, "flow hospital records and the audit log", _v6_flow_hospital_and_audit),
+    Migration(7, "Ledger Recovery's missing transactions, results and cursors", _v7_ledger_recovery),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -296,6 +296,64 @@ class AuditLogEntry(_Template):
         table_name = "node_audit_log"
 
 
+class RecoveryMissingTransaction(_Template):
+    """node_recovery_missing: what Ledger Recovery found missing, before and after it fetched it."""
+
+    transaction_id = peewee.CharField(max_length=TX_ID)
+    peer_name = peewee.CharField(max_length=255)
+    record_type = peewee.CharField(max_length=8)
+    transaction_role = peewee.CharField(max_length=16)
+    timestamp = UtcDateTimeField()
+    timestamp_discriminator = peewee.IntegerField()
+    states_to_record = peewee.SmallIntegerField()
+    distribution_list = peewee.BlobField()
+    flow_id = peewee.CharField(max_length=36)
+    status = peewee.CharField(max_length=16, default="PENDING")
+    failure_cause = peewee.TextField(null=True)
+    attempts = peewee.IntegerField(default=0)
+    updated_at = UtcDateTimeField()
+
+    class Meta:
+        table_name = "node_recovery_missing"
+        primary_key = peewee.CompositeKey("transaction_id", "peer_name", "record_type")
+        indexes = ((("status", "timestamp", "timestamp_discriminator"), False),)
+
+
+class RecoveryResultRecord(_Template):
+    """node_recovery_results: Corda's RecoveryResult per transaction and run, kept for analysis."""
+
+    result_id = peewee.AutoField()
+    flow_id = peewee.CharField(max_length=36, index=True)
+    transaction_id = peewee.CharField(max_length=TX_ID, index=True)
+    peer_name = peewee.CharField(max_length=255)
+    transaction_role = peewee.CharField(max_length=16)
+    synchronised = peewee.BooleanField()
+    synchronised_initiated = peewee.BooleanField(default=False)
+    failure_cause = peewee.TextField(null=True)
+    timestamp = UtcDateTimeField()
+
+    class Meta:
+        table_name = "node_recovery_results"
+
+
+class RecoveryCursorRecord(_Template):
+    """node_recovery_cursors: per (peer, record type, time window), the last record walked."""
+
+    peer_name = peewee.CharField(max_length=255)
+    record_type = peewee.CharField(max_length=8)
+    from_ms = peewee.BigIntegerField()  # -1: an open end
+    until_ms = peewee.BigIntegerField()
+    cursor_timestamp = UtcDateTimeField()
+    cursor_discriminator = peewee.IntegerField()
+    cursor_transaction_id = peewee.CharField(max_length=TX_ID)
+    cursor_peer_party_id = peewee.CharField(max_length=PARTY_ID)
+    updated_at = UtcDateTimeField()
+
+    class Meta:
+        table_name = "node_recovery_cursors"
+        primary_key = peewee.CompositeKey("peer_name", "record_type", "from_ms", "until_ms")
+
+
 class SchemaMigration(_Template):
     """ledger_agent_schema_migrations: the migrations applied, by version."""
 
@@ -332,6 +390,9 @@ class Schema:
     reconciliation_requests: type[ReconciliationRequest]
     hospital_records: type[HospitalRecord]
     audit_log: type[AuditLogEntry]
+    recovery_missing: type[RecoveryMissingTransaction]
+    recovery_results: type[RecoveryResultRecord]
+    recovery_cursors: type[RecoveryCursorRecord]
 
     def models(self) -> list[type[peewee.Model]]:
         return [getattr(self, f.name) for f in fields(self) if f.name != "database"]
@@ -367,4 +428,7 @@ def bind_schema(database: peewee.Database) -> Schema:
         reconciliation_requests=_bound(ReconciliationRequest, database),
         hospital_records=_bound(HospitalRecord, database),
         audit_log=_bound(AuditLogEntry, database),
+        recovery_missing=_bound(RecoveryMissingTransaction, database),
+        recovery_results=_bound(RecoveryResultRecord, database),
+        recovery_cursors=_bound(RecoveryCursorRecord, database),
     )

@@ -8,7 +8,7 @@ ledger of millions of transactions is never loaded whole.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from functools import lru_cache
 
@@ -27,6 +27,8 @@ from agent.store.distribution import DistributionRepository
 from agent.store.models import NodeTransaction, Schema
 from agent.store.unit_of_work import PeeweeUnitOfWork
 from agent.store.vault import VaultRepository
+
+_IN_CHUNK = 500  # ids per IN (...): well under SQLite's variable limit
 
 
 @lru_cache(maxsize=8192)
@@ -174,6 +176,19 @@ class TransactionRepository:
         nt = self.schema.node_transactions
         row = nt.select(nt.status).where(nt.tx_id == str(tx_id)).first()
         return None if row is None else TransactionStatus(row.status)
+
+    def transaction_statuses(self, tx_ids: Collection[SecureHash]) -> dict[SecureHash, TransactionStatus]:
+        nt = self.schema.node_transactions
+        wanted = {str(h): h for h in tx_ids}
+        ids = sorted(wanted)
+        found: dict[SecureHash, TransactionStatus] = {}
+        for i in range(0, len(ids), _IN_CHUNK):
+            rows: Iterator[tuple[str, int]] = (
+                nt.select(nt.tx_id, nt.status).where(nt.tx_id.in_(ids[i : i + _IN_CHUNK])).tuples().iterator()
+            )
+            for tx_id, status in rows:
+                found[wanted[str(tx_id)]] = TransactionStatus(status)
+        return found
 
     def producing_transaction(self, txhash: SecureHash) -> WireTransaction | None:
         nt = self.schema.node_transactions

@@ -153,9 +153,9 @@ def repo(schema: Schema) -> ReconciliationStatusRepository:
 def test_a_fresh_database_runs_every_migration_in_order(database_url: str) -> None:
     db = open_database(database_url)
     s = bind_schema(db)
-    assert migrate(s) == [1, 2, 3, 4, 5, 6]
-    assert LATEST_VERSION == 6
-    assert applied_versions(s) == [1, 2, 3, 4, 5, 6]
+    assert migrate(s) == [1, 2, 3, 4, 5, 6, 7]
+    assert LATEST_VERSION == 7
+    assert applied_versions(s) == [1, 2, 3, 4, 5, 6, 7]
     tables = db.get_tables()
     for table in ("cr_reconciliation_status", "cr_reconciliation_jobs", "cr_reconciliation_requests"):
         assert table in tables
@@ -179,14 +179,17 @@ def test_a_version_1_database_runs_migration_2_only(database_url: str) -> None:
     assert "cr_reconciliation_status" not in tables_v1
     assert {"node_transactions", "node_recovery_party_info", "node_notary_request_log"} <= tables_v1
 
-    assert migrate(s) == [2, 3, 4, 5, 6]
-    assert applied_versions(s) == [1, 2, 3, 4, 5, 6]
+    assert migrate(s) == [2, 3, 4, 5, 6, 7]
+    assert applied_versions(s) == [1, 2, 3, 4, 5, 6, 7]
     assert set(db.get_tables()) == tables_v1 | {
         "cr_reconciliation_status",
         "cr_reconciliation_jobs",
         "cr_reconciliation_requests",
         "node_flow_hospital",
         "node_audit_log",
+        "node_recovery_missing",
+        "node_recovery_results",
+        "node_recovery_cursors",
     }
     assert s.recovery_party_info.get_by_id("AB" * 32).party_name == PARTY_B
     db.close()

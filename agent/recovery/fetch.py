@@ -1,0 +1,126 @@
+"""Fetching transactions from a recovery peer, with the back-chains we lack, and verifying them.
+
+The peer answers each id with the transaction (VERIFIED or IN_FLIGHT), a refusal naming why, or
+unknown. Then the inputs and references of what came back that we do not hold VERIFIED are asked for
+in turn, as the back-chain of what we asked first, until nothing is missing or the peer cannot supply
+it. Verification is per transaction, parents first, each against our ledger overlaid with the
+verified ones of the batch: one bad transaction (or one whose back-chain did not come) fails alone,
+with its descendants, and the rest go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.errors import AgentError
+from agent.ledger import serialization as ser
+from agent.ledger.contracts import ContractRegistry
+from agent.ledger.hashing import SecureHash
+from agent.ledger.identity import X500Name
+from agent.ledger.transactions import SignedTransaction
+from agent.ledger.vault import TransactionStatus
+from agent.ledger.verification import ChainResolver, dependency_order, verify
+from agent.p2p.client import PeerClient
+from agent.ports.transactions import TransactionReader
+from agent.recovery.protocol import TOPIC_TRANSACTIONS
+
+REQUEST_IDS = 500  # a reply of 500 transactions stays far below the network's maxMessageSize
+
+
+@dataclass
+class Fetched:
+    """What one peer gave for the ids asked: verified, parents first, and why the others failed."""
+
+    verified: list[tuple[SignedTransaction, TransactionStatus]] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # asked id (or back-chain id) -> cause
+    back_chain: set[SecureHash] = field(default_factory=set)  # fetched only as back-chain
+    transactions_fetched: int = 0
+
+
+class TransactionFetcher:
+    def __init__(
+        self, peers: PeerClient, transactions: TransactionReader, contracts: ContractRegistry
+    ) -> None:
+        self.peers = peers
+        self.transactions = transactions
+        self.contracts = contracts
+
+    def _ask(self, peer: X500Name, ids: Sequence[str], roots: Sequence[str]) -> dict[str, Any]:
+        txs: list[Any] = []
+        denied: list[Any] = []
+        unknown: list[Any] = []
+        for i in range(0, len(ids), REQUEST_IDS):
+            reply = self.peers.request(
+                peer, TOPIC_TRANSACTIONS, {"ids": list(ids[i : i + REQUEST_IDS]), "roots": list(roots)}
+            )
+            txs.extend(ser.expect_list(reply.get("txs"), "txs"))
+            denied.extend(ser.expect_list(reply.get("denied", []), "denied"))
+            unknown.extend(ser.expect_list(reply.get("unknown", []), "unknown"))
+        return {"txs": txs, "denied": denied, "unknown": unknown}
+
+    def fetch(self, peer: X500Name, ids: Sequence[str]) -> Fetched:
+        """Ask peer for ids and their missing back-chains; PeerError when the peer cannot be asked."""
+        result = Fetched()
+        got: dict[SecureHash, tuple[SignedTransaction, TransactionStatus]] = {}
+        wanted = list(dict.fromkeys(ids))
+        self._absorb(self._ask(peer, wanted, ()), got, result)
+        roots = [str(h) for h in got]
+        asked: set[SecureHash] = set(got)
+        while True:
+            deps = {
+                ref.txhash
+                for stx, _ in got.values()
+                for ref in (*stx.tx.inputs, *stx.tx.references)
+                if ref.txhash not in got and ref.txhash not in asked
+            }
+            if not deps:
+                break
+            held = self.transactions.transaction_statuses(deps)
+            need = sorted(str(d) for d in deps if held.get(d) is not TransactionStatus.VERIFIED)
+            asked |= deps
+            if not need:
+                break
+            before = set(got)
+            self._absorb(self._ask(peer, need, roots), got, result)
+            result.back_chain |= set(got) - before
+        result.transactions_fetched = len(got)
+        self._verify(got, result)
+        return result
+
+    def _absorb(
+        self,
+        reply: dict[str, Any],
+        got: dict[SecureHash, tuple[SignedTransaction, TransactionStatus]],
+        result: Fetched,
+    ) -> None:
+        for item in reply["txs"]:
+            tx_id, status, raw = ser.expect_list(item, "txs[]")
+            stx = SignedTransaction.deserialize(ser.expect(raw, bytes, "txs[].tx"))
+            if str(stx.id) != tx_id:
+                result.failed[str(tx_id)] = f"the peer sent transaction {stx.id} for {tx_id}"
+                continue
+            got[stx.id] = (stx, TransactionStatus[ser.expect(status, str, "txs[].status")])
+        for item in reply["denied"]:
+            tx_id, reason = ser.expect_list(item, "denied[]")
+            result.failed[str(tx_id)] = f"refused by the peer: {reason}"
+        for tx_id in reply["unknown"]:
+            result.failed[str(tx_id)] = "the peer does not hold it"
+
+    def _verify(
+        self, got: dict[SecureHash, tuple[SignedTransaction, TransactionStatus]], result: Fetched
+    ) -> None:
+        chain = ChainResolver(self.transactions)
+        for stx in dependency_order([stx for stx, _ in got.values()]):
+            status = got[stx.id][1]
+            try:
+                verify(
+                    stx, chain, self.contracts, check_notary_signature=status is TransactionStatus.VERIFIED
+                )
+            except AgentError as exc:
+                result.failed[str(stx.id)] = f"{type(exc).__name__}: {exc}"
+                continue
+            if status is TransactionStatus.VERIFIED:  # only a VERIFIED transaction is back-chain
+                chain.verified[stx.id] = stx.tx
+            result.verified.append((stx, status))

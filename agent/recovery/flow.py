@@ -1,0 +1,593 @@
+"""LedgerRecoveryFlow: a restored node gets back, from its peers' records, what it lost.
+
+A durable flow on the engine. Its steps:
+
+1. PLANNED: the lanes. A lane is one peer and one record type (SENDER: the peer's sender records
+   naming us, which rebuild our receiver records; RECEIVER: its receiver records from us, whose
+   encrypted lists rebuild our sender records), as transactionRole asks. With
+   useTimeWindowNarrowing, the window is cut in sub-windows and the peer's count and hash of each is
+   compared with ours: only the ones that differ are walked. Each lane starts at its cursor
+   (node_recovery_cursors), so a second run walks nothing twice.
+2. IDENTIFIED_n: a page (recoveryBatchSize) of each lane's records, peers in parallel, in ascending
+   (timestamp, discriminator) order; the ones we lack go to node_recovery_missing as PENDING, committed
+   with the lane's cursor.
+3. RECOVERED_n: a batch of PENDING rows per peer, peers in parallel: their transactions fetched with
+   the back-chains we lack, verified, and recorded (vault updated, records rebuilt), each row marked
+   and a RecoveryResult written, all in the step's commit. Rows left PENDING by an interrupted run
+   are taken first. A transaction no peer supplies is UNRECOVERABLE with its cause: it never blocks
+   the rest (LedgerRecoveryService retries those on a slow interval).
+4. PUSHED (optimisticInitiatorRecovery): the transactions we initiated are pushed to the other peers
+   of their distribution lists. FINALISED (alsoFinalize): finality recovery on the IN_FLIGHT ones.
+5. DONE: the totals and the results.
+
+A dry run walks the same records and writes nothing but its checkpoint: its results say what would be
+recovered. A peer that cannot be reached ends the flow FAILED with LedgerRecoveryException, naming it;
+what was recovered stays, and running the flow again resumes from the cursors.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from agent.clock import Clock, from_epoch_ms, to_epoch_ms
+from agent.errors import AgentError, LedgerRecoveryException, PeerError
+from agent.flows.flow import Advance, Flow, FlowContext, StepOutcome
+from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
+from agent.ledger.hashing import SecureHash
+from agent.ledger.identity import X500Name
+from agent.ledger.transactions import SignedTransaction
+from agent.ledger.vault import StatesToRecord, TransactionStatus
+from agent.ledger.verification import dependency_order
+from agent.network.network_map import NetworkMap
+from agent.p2p.client import PeerClient
+from agent.ports.distribution import DistributionRecords, RecordCursor, TimeWindow
+from agent.ports.recovery import (
+    RECOVERED,
+    UNRECOVERABLE,
+    LaneKey,
+    MissingTransaction,
+    RecoveryLog,
+    RecoveryResultRow,
+)
+from agent.ports.transactions import TransactionStore
+from agent.recovery.aes_keys import NodeAesKeys
+from agent.recovery.distribution_list import DistributionListError, decrypt
+from agent.recovery.fetch import Fetched, TransactionFetcher
+from agent.recovery.parameters import LedgerRecoveryParameters
+from agent.recovery.protocol import (
+    RECEIVER,
+    SENDER,
+    TOPIC_RECORDS,
+    TOPIC_WINDOW_HASHES,
+    WireRecord,
+    cursor_from_obj,
+    cursor_to_obj,
+    keys_digest,
+    split_window,
+    window_from_obj,
+    window_to_obj,
+)
+
+log = logging.getLogger("ledger_agent.recovery")
+
+LEDGER_RECOVERY_FLOW = "LedgerRecoveryFlow"
+NARROWING_PARTS = 64
+MAX_RESULTS_RETURNED = 10_000  # the rest stay in node_recovery_results
+
+
+@dataclass
+class RecoveryDeps:
+    """What the flow uses of the node."""
+
+    me: X500Name
+    transactions: TransactionStore
+    distribution: DistributionRecords
+    log: RecoveryLog
+    peers: PeerClient
+    fetcher: TransactionFetcher
+    aes_keys: NodeAesKeys
+    network_map: NetworkMap
+    clock: Clock
+    push: Callable[[X500Name, SignedTransaction], None]  # optimisticInitiatorRecovery's push to one peer
+    finalize: Callable[[SecureHash], bool]
+
+
+def role_of(record_type: str, receiver_states_to_record: int) -> str:
+    if record_type == RECEIVER:
+        return "INITIATOR"
+    return "OBSERVER" if receiver_states_to_record == StatesToRecord.ALL_VISIBLE else "PEER"
+
+
+class LedgerRecoveryFlow(Flow):
+    name = LEDGER_RECOVERY_FLOW
+
+    def __init__(self, state: dict[str, Any], deps: RecoveryDeps) -> None:
+        super().__init__(state)
+        self.deps = deps
+        self.params = LedgerRecoveryParameters.from_state(state["params"])
+
+    @classmethod
+    def initial_state(cls, params: LedgerRecoveryParameters) -> dict[str, Any]:
+        return {
+            "params": params.to_state(),
+            "lanes": [],
+            "batch": 0,
+            "totals": {"records": 0, "transactions": 0, "inFlight": 0, "errors": 0},
+            "dryResults": [],
+            "push": [],
+            "inFlight": [],
+        }
+
+    @property
+    def counterparties(self) -> tuple[X500Name, ...]:
+        return self.params.recovery_peers
+
+    # -- steps ---------------------------------------------------------------------------------------
+
+    def step(self, progress_step: str, ctx: FlowContext) -> StepOutcome:
+        try:
+            if progress_step == "STARTED":
+                return self._plan()
+            if not self.params.dry_run:
+                pending = self._pending()
+                if pending:
+                    return self._recover(pending, ctx.flow_id)
+            if any(not lane["done"] for lane in self.state["lanes"]):
+                return self._identify(ctx.flow_id)
+            if self.state["push"]:
+                return self._push(ctx.flow_id)
+            if self.params.also_finalize and self.state["inFlight"]:
+                return self._finalize()
+        except PeerError as exc:
+            peer = getattr(exc, "peer", None) or "a recovery peer"
+            error = LedgerRecoveryException(
+                f"cannot go on: {peer} could not be asked ({type(exc).__name__}: {exc}); "
+                f"{self.state['totals']['transactions']} transaction(s) recovered so far are kept, "
+                "and running LedgerRecoveryFlow again resumes where this run stopped"
+            )
+            return Advance("PEER_FAILED", fail=error)
+        return Advance("DONE", done=True, result=self.summary(ctx.flow_id))
+
+    def _pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=max(1, min(8, len(self.params.recovery_peers))))
+
+    def _plan(self) -> StepOutcome:
+        window = self.params.time_window
+        # Corda's ComparableRecoveryTimeWindow: from the second of fromTime to the end of untilTime's.
+        start = from_epoch_ms(to_epoch_ms(window.from_time) // 1000 * 1000)
+        until = from_epoch_ms((to_epoch_ms(window.until_time) // 1000 + 1) * 1000)
+        whole = TimeWindow(start, until)
+        role = self.params.transaction_role
+        types = []
+        if role.covers("PEER") or role.covers("OBSERVER"):
+            types.append(SENDER)
+        if role.covers("INITIATOR"):
+            types.append(RECEIVER)
+        lanes = [(peer, t) for peer in self.params.recovery_peers for t in types]
+
+        def windows_of(lane: tuple[X500Name, str]) -> list[TimeWindow]:
+            if not self.params.use_time_window_narrowing:
+                return [whole]
+            return self._narrow(lane[0], lane[1], whole)
+
+        with self._pool() as pool:
+            planned = list(pool.map(windows_of, lanes))
+        self.state["lanes"] = [
+            {
+                "peer": str(peer),
+                "type": record_type,
+                "windows": [window_to_obj(w) for w in windows],
+                "at": 0,
+                "after": self._cursor_obj(peer, record_type, windows[0]) if windows else None,
+                "done": not windows,
+            }
+            for (peer, record_type), windows in zip(lanes, planned, strict=True)
+        ]
+        walked = sum(len(w) for w in planned)
+        log.info(
+            "LedgerRecoveryFlow: %s; %d lane(s), %d window(s) to walk",
+            self.params.describe(),
+            len(lanes),
+            walked,
+        )
+        return Advance("PLANNED")
+
+    def _narrow(self, peer: X500Name, record_type: str, whole: TimeWindow) -> list[TimeWindow]:
+        """The sub-windows where the peer's records and ours differ (by count and hash)."""
+        reply = self.deps.peers.request(
+            peer,
+            TOPIC_WINDOW_HASHES,
+            {"type": record_type, "window": window_to_obj(whole), "parts": NARROWING_PARTS},
+        )
+        theirs = reply.get("hashes", [])
+        subs = split_window(whole, NARROWING_PARTS)
+        differ = []
+        for sub, their in zip(subs, theirs, strict=False):
+            if int(their[0]) == 0:
+                continue
+            ours = self._our_keys(peer, record_type, sub)
+            if list(keys_digest(ours)) != [int(their[0]), str(their[1])]:
+                differ.append(sub)
+        return differ
+
+    def _our_keys(
+        self, peer: X500Name, record_type: str, window: TimeWindow
+    ) -> list[tuple[str, datetime, int]]:
+        """Our records that pair with the peer's of record_type in window."""
+        keys: list[tuple[str, datetime, int]] = []
+        after: RecordCursor | None = None
+        while True:
+            if record_type == SENDER:  # its sender records naming us <-> our receiver records from it
+                page: Any = self.deps.distribution.receiver_records_page(
+                    peers=[peer], window=window, after=after
+                )
+            else:
+                page = self.deps.distribution.sender_records_page(peers=[peer], window=window, after=after)
+            keys.extend((str(r.tx_id), r.timestamp, r.timestamp_discriminator) for r in page.records)
+            after = page.next
+            if after is None:
+                return keys
+
+    def _cursor_obj(self, peer: X500Name, record_type: str, window: TimeWindow) -> Any:
+        if self.params.dry_run:
+            return None  # a dry run looks at everything, from the start, and moves no cursor
+        return cursor_to_obj(self.deps.log.cursor(_lane_key(str(peer), record_type, window)))
+
+    # -- identifying ---------------------------------------------------------------------------------
+
+    def _identify(self, flow_id: str) -> StepOutcome:
+        active = [lane for lane in self.state["lanes"] if not lane["done"]]
+
+        def page_of(lane: dict[str, Any]) -> tuple[list[WireRecord], Any]:
+            window = window_from_obj(lane["windows"][lane["at"]])
+            reply = self.deps.peers.request(
+                X500Name.parse(lane["peer"]),
+                TOPIC_RECORDS,
+                {
+                    "type": lane["type"],
+                    "window": window_to_obj(window),
+                    "after": lane["after"],
+                    "limit": self.params.recovery_batch_size,
+                },
+            )
+            return [WireRecord.from_obj(r) for r in reply.get("records", [])], reply.get("next")
+
+        with self._pool() as pool:
+            pages = list(pool.map(page_of, active))
+        now = self.deps.clock.now()
+        rows: list[MissingTransaction] = []
+        cursors: list[tuple[LaneKey, RecordCursor]] = []
+        for lane, (records, following) in zip(active, pages, strict=True):
+            peer = X500Name.parse(lane["peer"])
+            ours_type = RECEIVER if lane["type"] == SENDER else SENDER
+            have = self.deps.distribution.record_keys(ours_type, peer, [r.tx_id for r in records])
+            for record in records:
+                role = role_of(lane["type"], record.receiver_states_to_record)
+                if record.key in have or not self.params.transaction_role.covers(role):
+                    continue
+                rows.append(
+                    MissingTransaction(
+                        tx_id=record.tx_id,
+                        peer=lane["peer"],
+                        record_type=lane["type"],
+                        role=role,
+                        timestamp=record.timestamp,
+                        timestamp_discriminator=record.timestamp_discriminator,
+                        states_to_record=(record.receiver_states_to_record if lane["type"] == SENDER else -1),
+                        distribution_list=record.distribution_list,
+                        flow_id=flow_id,
+                        updated_at=now,
+                    )
+                )
+            window = window_from_obj(lane["windows"][lane["at"]])
+            if records and following is not None:
+                lane["after"] = following
+                cursors.append((_lane_key(lane["peer"], lane["type"], window), cursor_from_obj(following)))  # type: ignore[arg-type]
+            else:
+                if records:  # the window's last page: its cursor is its last record
+                    last = records[-1]
+                    end = RecordCursor(last.timestamp, last.timestamp_discriminator, last.tx_id, peer.peer_id)
+                    cursors.append((_lane_key(lane["peer"], lane["type"], window), end))
+                lane["at"] += 1
+                if lane["at"] >= len(lane["windows"]):
+                    lane["done"] = True
+                    lane["after"] = None
+                else:
+                    nxt = window_from_obj(lane["windows"][lane["at"]])
+                    lane["after"] = self._cursor_obj(peer, lane["type"], nxt)
+        self.state["batch"] += 1
+        if self.params.verbose_logging:
+            log.info("LedgerRecoveryFlow: batch %d identified %d missing", self.state["batch"], len(rows))
+        if self.params.dry_run:
+            self.state["dryResults"].extend([r.tx_id, r.peer, r.role, False, False, None] for r in rows)
+            return Advance(f"IDENTIFIED_{self.state['batch']}")
+
+        def effect() -> None:
+            self.deps.log.add_missing(rows)
+            for key, cursor in cursors:
+                self.deps.log.save_cursor(key, cursor, now)
+
+        return Advance(f"IDENTIFIED_{self.state['batch']}", effect=effect)
+
+    # -- recovering ----------------------------------------------------------------------------------
+
+    def _pending(self) -> dict[str, list[MissingTransaction]]:
+        batch = self.params.recovery_batch_size
+        pending = {}
+        for peer in self.params.recovery_peers:
+            rows = self.deps.log.pending(peer=str(peer), limit=batch)
+            if rows:
+                pending[str(peer)] = rows
+        return pending
+
+    def _recover(self, pending: dict[str, list[MissingTransaction]], flow_id: str) -> StepOutcome:
+        def fetch(item: tuple[str, list[MissingTransaction]]) -> Fetched:
+            peer, rows = item
+            held = self.deps.transactions.transaction_statuses([SecureHash.parse(r.tx_id) for r in rows])
+            need = [
+                r.tx_id for r in rows if held.get(SecureHash.parse(r.tx_id)) is not TransactionStatus.VERIFIED
+            ]
+            if not need:
+                return Fetched()
+            return self.deps.fetcher.fetch(X500Name.parse(peer), need)
+
+        with self._pool() as pool:
+            fetched = dict(zip(pending, pool.map(fetch, pending.items()), strict=True))
+        now = self.deps.clock.now()
+        plan = _RecordingPlan(self.deps, now, flow_id)
+        for peer, rows in pending.items():
+            plan.add(peer, rows, fetched[peer])
+        totals = self.state["totals"]
+        totals["records"] += plan.records
+        totals["transactions"] += plan.transactions
+        totals["inFlight"] += len(plan.in_flight)
+        totals["errors"] += plan.errors
+        if self.params.optimistic_initiator_recovery:
+            self.state["push"].extend(plan.to_push)
+        self.state["inFlight"].extend(plan.in_flight)
+        self.state["batch"] += 1
+        if self.params.verbose_logging:
+            log.info(
+                "LedgerRecoveryFlow: batch %d recovered %d transaction(s), %d record(s), %d error(s)",
+                self.state["batch"],
+                plan.transactions,
+                plan.records,
+                plan.errors,
+            )
+        return Advance(f"RECOVERED_{self.state['batch']}", effect=plan.commit)
+
+    # -- after -----------------------------------------------------------------------------------------
+
+    def _push(self, flow_id: str) -> StepOutcome:
+        """Push what we initiated to the other peers of its list (optimisticInitiatorRecovery)."""
+        pushed: list[RecoveryResultRow] = []
+        now = self.deps.clock.now()
+        for tx_id, targets, from_peer in self.state["push"]:
+            stored = self.deps.transactions.get_stored(SecureHash.parse(tx_id))
+            if stored is None:
+                continue
+            ok = True
+            causes = []
+            for target in targets:
+                try:
+                    self.deps.push(X500Name.parse(target), stored.stx)
+                except AgentError as exc:
+                    ok = False
+                    causes.append(f"push to {target}: {type(exc).__name__}: {exc}")
+            pushed.append(
+                RecoveryResultRow(
+                    flow_id, tx_id, from_peer, "INITIATOR", True, ok, "; ".join(causes) or None, now
+                )
+            )
+        self.state["push"] = []
+        return Advance("PUSHED", effect=lambda: self.deps.log.add_results(pushed))
+
+    def _finalize(self) -> StepOutcome:
+        done = 0
+        for tx_id in self.state["inFlight"]:
+            try:
+                if self.deps.finalize(SecureHash.parse(tx_id)):
+                    done += 1
+            except AgentError as exc:
+                log.warning("LedgerRecoveryFlow: alsoFinalize could not recover %s: %s", tx_id, exc)
+        log.info(
+            "LedgerRecoveryFlow: alsoFinalize recovered %d of %d IN_FLIGHT", done, len(self.state["inFlight"])
+        )
+        self.state["inFlight"] = []
+        return Advance("FINALISED")
+
+    def summary(self, flow_id: str) -> dict[str, Any]:
+        totals = self.state["totals"]
+        if self.params.dry_run:
+            results = [
+                {
+                    "transactionId": r[0],
+                    "recoveryPeer": r[1],
+                    "transactionRole": r[2],
+                    "synchronised": False,
+                    "synchronisedInitiated": False,
+                    "failureCause": None,
+                }
+                for r in self.state["dryResults"]
+            ]
+        else:
+            results = [result_json(r) for r in self.deps.log.results(flow_id, limit=MAX_RESULTS_RETURNED + 1)]
+        truncated = len(results) > MAX_RESULTS_RETURNED
+        return {
+            "flowId": flow_id,
+            "dryRun": self.params.dry_run,
+            "totalRecoveredRecords": totals["records"],
+            "totalRecoveredTransactions": totals["transactions"],
+            "totalRecoveredInFlightTransactions": totals["inFlight"],
+            "totalErrors": totals["errors"],
+            "missing": len(self.state["dryResults"]) if self.params.dry_run else None,
+            "results": results[:MAX_RESULTS_RETURNED],
+            "resultsTruncated": truncated,
+        }
+
+
+def result_json(row: RecoveryResultRow) -> dict[str, Any]:
+    return {
+        "transactionId": row.tx_id,
+        "recoveryPeer": row.peer,
+        "transactionRole": row.role,
+        "synchronised": row.synchronised,
+        "synchronisedInitiated": row.synchronised_initiated,
+        "failureCause": row.failure_cause,
+    }
+
+
+def _lane_key(peer: str, record_type: str, window: TimeWindow) -> LaneKey:
+    frm, until = window_to_obj(window)
+    return LaneKey(peer, record_type, frm, until)
+
+
+class _RecordingPlan:
+    """One batch's writes, worked out before the commit: what to record, with which records."""
+
+    def __init__(self, deps: RecoveryDeps, now: datetime, flow_id: str) -> None:
+        self.deps = deps
+        self.now = now
+        self.flow_id = flow_id
+        self.writes: list[
+            tuple[
+                SignedTransaction,
+                TransactionStatus,
+                StatesToRecord,
+                list[SenderDistribution],
+                ReceiverDistribution | None,
+            ]
+        ] = []
+        self.back_chain: list[SignedTransaction] = []
+        self.marks: list[tuple[MissingTransaction, str, str | None]] = []
+        self.results: list[RecoveryResultRow] = []
+        self.records = 0
+        self.transactions = 0
+        self.errors = 0
+        self.in_flight: list[str] = []
+        self.to_push: list[list[Any]] = []
+        self._seen: set[SecureHash] = set()
+
+    def add(self, peer: str, rows: Sequence[MissingTransaction], fetched: Fetched) -> None:
+        verified = {stx.id: (stx, status) for stx, status in fetched.verified}
+        asked = {SecureHash.parse(r.tx_id) for r in rows}
+        for stx, _status in fetched.verified:  # parents first
+            if stx.id in fetched.back_chain and stx.id not in asked and stx.id not in self._seen:
+                self._count(stx.id)
+                self.back_chain.append(stx)
+        for row in rows:
+            tx_id = SecureHash.parse(row.tx_id)
+            try:
+                sender_records, receiver_record, states = self._records_of(row, tx_id)
+            except (DistributionListError, AgentError) as exc:
+                self._fail(row, f"{type(exc).__name__}: {exc}")
+                continue
+            found = verified.get(tx_id)
+            held = self.deps.transactions.transaction_status(tx_id)
+            if (
+                found is None
+                and held is not TransactionStatus.VERIFIED
+                and held is not TransactionStatus.IN_FLIGHT
+            ):
+                self._fail(row, fetched.failed.get(row.tx_id) or _chain_cause(row.tx_id, fetched))
+                continue
+            if found is not None:
+                stx, status = found
+                self.writes.append((stx, status, states, sender_records, receiver_record))
+                if self._count(tx_id) and status is TransactionStatus.IN_FLIGHT:
+                    self.in_flight.append(row.tx_id)
+            else:  # we hold the transaction: only its records were lost
+                stored = self.deps.transactions.get_stored(tx_id)
+                assert stored is not None
+                self.writes.append((stored.stx, stored.status, states, sender_records, receiver_record))
+            self.records += len(sender_records) + (receiver_record is not None)
+            self.marks.append((row, RECOVERED, None))
+            self.results.append(
+                RecoveryResultRow(self.flow_id, row.tx_id, peer, row.role, True, False, None, self.now)
+            )
+            if row.record_type == RECEIVER and sender_records:
+                targets = sorted({str(r.peer) for r in sender_records} - {peer, str(self.deps.me)})
+                if targets:
+                    self.to_push.append([row.tx_id, targets, peer])
+
+    def _count(self, tx_id: SecureHash) -> bool:
+        """Count a transaction recovered once, whichever peer or back-chain brought it."""
+        if tx_id in self._seen:
+            return False
+        self._seen.add(tx_id)
+        self.transactions += 1
+        return True
+
+    def _fail(self, row: MissingTransaction, cause: str) -> None:
+        self.errors += 1
+        self.marks.append((row, UNRECOVERABLE, cause))
+        self.results.append(
+            RecoveryResultRow(self.flow_id, row.tx_id, row.peer, row.role, False, False, cause, self.now)
+        )
+        log.warning("LedgerRecoveryFlow: %s from %s not recovered: %s", row.tx_id, row.peer, cause)
+
+    def _records_of(
+        self, row: MissingTransaction, tx_id: SecureHash
+    ) -> tuple[list[SenderDistribution], ReceiverDistribution | None, StatesToRecord]:
+        peer = X500Name.parse(row.peer)
+        if row.record_type == SENDER:
+            how = StatesToRecord(row.states_to_record)
+            return (
+                [],
+                ReceiverDistribution(
+                    tx_id, peer, row.timestamp, row.timestamp_discriminator, row.distribution_list, how
+                ),
+                how,
+            )
+        # Our own list, kept by the peer: only we can open it, and a changed byte is refused.
+        listed, header = decrypt(row.distribution_list, self.deps.aes_keys.keys())
+        if (header.sender_recorded_timestamp, header.time_discriminator) != (
+            row.timestamp,
+            row.timestamp_discriminator,
+        ):
+            raise DistributionListError("its header does not match the record's key: tampered with")
+        records = []
+        for peer_id, how in sorted(listed.peers.items()):
+            name = self.deps.network_map.by_peer_id(peer_id).name
+            records.append(
+                SenderDistribution(
+                    tx_id,
+                    name,
+                    row.timestamp,
+                    row.timestamp_discriminator,
+                    listed.sender_states_to_record,
+                    how,
+                )
+            )
+        return records, None, listed.sender_states_to_record
+
+    def commit(self) -> None:
+        transactions = self.deps.transactions
+        for stx in self.back_chain:
+            transactions.record_transaction(stx, states_to_record=StatesToRecord.ONLY_RELEVANT)
+        order = {stx.id: i for i, stx in enumerate(dependency_order([w[0] for w in self.writes]))}
+        for stx, status, states, sender_records, receiver_record in sorted(
+            self.writes, key=lambda w: order[w[0].id]
+        ):
+            transactions.record_transaction(
+                stx,
+                status=status,
+                states_to_record=states,
+                sender_records=sender_records,
+                receiver_record=receiver_record,
+            )
+        for row, outcome, cause in self.marks:
+            self.deps.log.mark(row.tx_id, row.peer, row.record_type, outcome, cause, self.now)
+        self.deps.log.add_results(self.results)
+
+
+def _chain_cause(tx_id: str, fetched: Fetched) -> str:
+    if fetched.failed:
+        first = sorted(fetched.failed.items())[0]
+        return f"its back-chain did not come: {first[0]}: {first[1]}"
+    return "the peer did not supply it"

@@ -1,0 +1,268 @@
+"""The peer's side of Ledger Recovery: its records that concern the requester, and transactions only
+to a party entitled to them.
+
+A party is entitled to a transaction when our distribution records say it took part (we sent it the
+transaction, or it sent it to us), when the transaction itself names it (a participant of an input,
+reference or output state, or a required signer), or when the transaction is in the back-chain of one
+of those (named by the request as its root). Everything else is refused by name: the requester
+learns which id and why, and our log says who asked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
+
+from agent.clock import Clock
+from agent.errors import IdentityError, SerializationError
+from agent.ledger import serialization as ser
+from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
+from agent.ledger.hashing import SecureHash
+from agent.ledger.identity import X500Name
+from agent.ledger.transactions import SignedTransaction
+from agent.network.network_map import NetworkMap
+from agent.ports.distribution import DistributionRecords, RecordCursor, TimeWindow
+from agent.ports.transactions import TransactionReader
+from agent.recovery.aes_keys import NodeAesKeys
+from agent.recovery.distribution_list import DistributionList, PublicHeader, encrypt
+from agent.recovery.protocol import (
+    MAX_IDS,
+    MAX_PARTS,
+    RECORD_TYPES,
+    SENDER,
+    TOPIC_RECORDS,
+    TOPIC_TRANSACTIONS,
+    TOPIC_WINDOW_HASHES,
+    WireRecord,
+    cursor_from_obj,
+    cursor_to_obj,
+    keys_digest,
+    split_window,
+    window_from_obj,
+)
+
+log = logging.getLogger("ledger_agent.recovery")
+
+MAX_PAGE = 10_000
+_SCAN_PAGE = 5_000
+
+
+class Handlers(Protocol):
+    def register(self, topic: str, handler: Any) -> None: ...
+
+
+class RecoveryResponder:
+    """Answers a recovering peer: window hashes, record pages, and the transactions it may have."""
+
+    def __init__(
+        self,
+        me: X500Name,
+        transactions: TransactionReader,
+        distribution: DistributionRecords,
+        aes_keys: NodeAesKeys,
+        network_map: NetworkMap,
+        clock: Clock,
+    ) -> None:
+        self.me = me
+        self.transactions = transactions
+        self.distribution = distribution
+        self.aes_keys = aes_keys
+        self.network_map = network_map
+        self.clock = clock
+
+    def register(self, handlers: Handlers) -> None:
+        handlers.register(TOPIC_WINDOW_HASHES, self._on_window_hashes)
+        handlers.register(TOPIC_RECORDS, self._on_records)
+        handlers.register(TOPIC_TRANSACTIONS, self._on_transactions)
+
+    # -- records -------------------------------------------------------------------------------------
+
+    def _on_window_hashes(self, requester: X500Name, payload: Any) -> dict[str, Any]:
+        record_type = _record_type(payload)
+        window = window_from_obj(payload.get("window"))
+        parts = ser.expect(payload.get("parts"), int, "parts")
+        if window.from_time is None or window.until_time is None or not 1 <= parts <= MAX_PARTS:
+            raise SerializationError("parts", f"a closed window and 1 to {MAX_PARTS} parts")
+        hashes = []
+        for sub in split_window(window, parts):
+            records = self._all(record_type, requester, sub)
+            count, digest = keys_digest(
+                (str(r.tx_id), r.timestamp, r.timestamp_discriminator) for r in records
+            )
+            hashes.append([count, digest])
+        return {"hashes": hashes}
+
+    def _all(
+        self, record_type: str, requester: X500Name, window: TimeWindow
+    ) -> Iterator[SenderDistribution | ReceiverDistribution]:
+        after: RecordCursor | None = None
+        while True:
+            page = self._page(record_type, requester, window, after, _SCAN_PAGE)
+            yield from page[0]
+            after = page[1]
+            if after is None:
+                return
+
+    def _page(
+        self, record_type: str, requester: X500Name, window: TimeWindow, after: RecordCursor | None, size: int
+    ) -> tuple[list[SenderDistribution] | list[ReceiverDistribution], RecordCursor | None]:
+        if record_type == SENDER:
+            sent = self.distribution.sender_records_page(
+                peers=[requester], window=window, after=after, page_size=size
+            )
+            return sent.records, sent.next
+        received = self.distribution.receiver_records_page(
+            peers=[requester], window=window, after=after, page_size=size
+        )
+        return received.records, received.next
+
+    def _on_records(self, requester: X500Name, payload: Any) -> dict[str, Any]:
+        record_type = _record_type(payload)
+        window = window_from_obj(payload.get("window"))
+        after = cursor_from_obj(payload.get("after"))
+        limit = ser.expect(payload.get("limit"), int, "limit")
+        if not 1 <= limit <= MAX_PAGE:
+            raise SerializationError("limit", f"from 1 to {MAX_PAGE}")
+        records, following = self._page(record_type, requester, window, after, limit)
+        wire: list[Any] = []
+        for record in records:
+            if isinstance(record, SenderDistribution):
+                wire.append(self._sealed_for(record).to_obj())
+            else:
+                wire.append(
+                    WireRecord(
+                        str(record.tx_id),
+                        record.timestamp,
+                        record.timestamp_discriminator,
+                        int(record.receiver_states_to_record),
+                        0,
+                        record.distribution_list,
+                    ).to_obj()
+                )
+        return {"records": wire, "next": cursor_to_obj(following)}
+
+    def _sealed_for(self, record: SenderDistribution) -> WireRecord:
+        """Our sender record naming the requester, with the receiver record it lost: our distribution
+        list sealed afresh under one of our keys, with the same header (the key both sides share)."""
+        sent = self.distribution.sender_records(record.tx_id)
+        header = PublicHeader(record.timestamp, record.timestamp_discriminator)
+        key_id, key = self.aes_keys.pick()
+        sealed = encrypt(
+            DistributionList(
+                record.sender_states_to_record, {r.peer.peer_id: r.receiver_states_to_record for r in sent}
+            ),
+            header,
+            key_id,
+            key,
+        )
+        return WireRecord(
+            str(record.tx_id),
+            record.timestamp,
+            record.timestamp_discriminator,
+            int(record.receiver_states_to_record),
+            int(record.sender_states_to_record),
+            sealed,
+        )
+
+    # -- transactions --------------------------------------------------------------------------------
+
+    def _on_transactions(self, requester: X500Name, payload: Any) -> dict[str, Any]:
+        ids = [
+            SecureHash.parse(ser.expect(h, str, "ids[]"), "ids[]")
+            for h in ser.expect_list(payload.get("ids"), "ids")
+        ]
+        roots = [
+            SecureHash.parse(ser.expect(h, str, "roots[]"), "roots[]")
+            for h in ser.expect_list(payload.get("roots", []), "roots")
+        ]
+        if len(ids) > MAX_IDS or len(roots) > MAX_IDS:
+            raise SerializationError("ids", f"at most {MAX_IDS} ids a request")
+        found: list[Any] = []
+        denied: list[Any] = []
+        unknown: list[str] = []
+        entitled_roots = [r for r in roots if self._entitled(requester, r)]
+        closure: set[SecureHash] | None = None
+        for tx_id in ids:
+            stored = self.transactions.get_stored(tx_id)
+            if stored is None:
+                unknown.append(str(tx_id))
+                continue
+            if not self._entitled(requester, tx_id, stored.stx):
+                if closure is None:
+                    closure = self._closure(entitled_roots)
+                if tx_id not in closure:
+                    denied.append(
+                        [
+                            str(tx_id),
+                            f"{requester} is not entitled to {tx_id}: no distribution record, "
+                            "state or signature of its names it, nor is it in such a transaction's back-chain",
+                        ]
+                    )
+                    continue
+            found.append([str(tx_id), stored.status.name, stored.stx.serialize()])
+        if denied:
+            log.warning(
+                "refused %d transaction(s) to %s, which is not entitled to them: %s",
+                len(denied),
+                requester,
+                ", ".join(d[0] for d in denied[:10]),
+            )
+        return {"txs": found, "denied": denied, "unknown": unknown}
+
+    def _entitled(self, requester: X500Name, tx_id: SecureHash, stx: SignedTransaction | None = None) -> bool:
+        if any(r.peer == requester for r in self.distribution.sender_records(tx_id)):
+            return True
+        if any(r.sender == requester for r in self.distribution.receiver_records(tx_id)):
+            return True
+        if stx is None:
+            stored = self.transactions.get_stored(tx_id)
+            if stored is None:
+                return False
+            stx = stored.stx
+        return self._names(requester, stx)
+
+    def _names(self, requester: X500Name, stx: SignedTransaction) -> bool:
+        tx = stx.tx
+        if any(p.name == requester for state in tx.outputs for p in state.participants):
+            return True
+        try:
+            key = self.network_map.node(requester).party.owning_key
+        except IdentityError:  # not in the map: it cannot be a signer we know of
+            key = None
+        if key is not None and key in tx.required_signers():
+            return True
+        for ref in (*tx.inputs, *tx.references):
+            wire = self.transactions.producing_transaction(ref.txhash)
+            if (
+                wire is not None
+                and ref.index < len(wire.outputs)
+                and any(p.name == requester for p in wire.outputs[ref.index].participants)
+            ):
+                return True
+        return False
+
+    def _closure(self, roots: Iterable[SecureHash]) -> set[SecureHash]:
+        """Every transaction in the back-chains of these roots."""
+        seen: set[SecureHash] = set()
+        stack: list[SecureHash] = []
+        for root in roots:
+            stored = self.transactions.get_stored(root)
+            if stored is not None:
+                stack.extend(r.txhash for r in (*stored.stx.tx.inputs, *stored.stx.tx.references))
+        while stack:
+            h = stack.pop()
+            if h in seen:
+                continue
+            seen.add(h)
+            wire = self.transactions.producing_transaction(h)
+            if wire is not None:
+                stack.extend(r.txhash for r in (*wire.inputs, *wire.references))
+        return seen
+
+
+def _record_type(payload: Any) -> str:
+    record_type = ser.expect(payload.get("type"), str, "type")
+    if record_type not in RECORD_TYPES:
+        raise SerializationError("type", f"allowed: {', '.join(RECORD_TYPES)}")
+    return str(record_type)

@@ -1,0 +1,193 @@
+"""Ledger Recovery on a node: LedgerRecoveryFlow started and answered, the peer's side served, and the
+pushes of optimisticInitiatorRecovery received (docs/ledger-recovery.md)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any, Protocol
+
+from agent.clock import Clock, from_epoch_ms, to_epoch_ms
+from agent.errors import AgentError, SerializationError
+from agent.flows.engine import FlowEngine, FlowHandle
+from agent.ledger import serialization as ser
+from agent.ledger.contracts import ContractRegistry
+from agent.ledger.distribution import ReceiverDistribution
+from agent.ledger.hashing import SecureHash
+from agent.ledger.identity import X500Name
+from agent.ledger.transactions import SignedTransaction
+from agent.ledger.vault import StatesToRecord, TransactionStatus
+from agent.network.network_map import NetworkMap
+from agent.p2p.client import PeerClient
+from agent.ports.distribution import DistributionRecords
+from agent.ports.recovery import RecoveryLog, RecoveryResultRow
+from agent.ports.transactions import TransactionStore
+from agent.ports.unit_of_work import UnitOfWork
+from agent.recovery.aes_keys import NodeAesKeys
+from agent.recovery.distribution_list import DistributionList, PublicHeader, encrypt
+from agent.recovery.fetch import TransactionFetcher
+from agent.recovery.flow import LEDGER_RECOVERY_FLOW, LedgerRecoveryFlow, RecoveryDeps, result_json
+from agent.recovery.parameters import LedgerRecoveryParameters, parse_parameters
+from agent.recovery.protocol import TOPIC_PUSH
+from agent.recovery.responder import RecoveryResponder
+
+log = logging.getLogger("ledger_agent.recovery")
+
+PUSHED_RUN = "PUSH"  # node_recovery_results.flow_id of what a peer's optimisticInitiatorRecovery pushed
+
+
+class Handlers(Protocol):
+    def register(self, topic: str, handler: Any) -> None: ...
+
+
+class LedgerRecoveryService:
+    def __init__(
+        self,
+        me: X500Name,
+        transactions: TransactionStore,
+        distribution: DistributionRecords,
+        recovery_log: RecoveryLog,
+        unit: UnitOfWork,
+        peers: PeerClient,
+        contracts: ContractRegistry,
+        aes_keys: NodeAesKeys,
+        network_map: NetworkMap,
+        clock: Clock,
+        engine: FlowEngine,
+        *,
+        recovery_period: timedelta | None = None,
+        finalize: Callable[[SecureHash], bool] | None = None,
+    ) -> None:
+        self.me = me
+        self.transactions = transactions
+        self.distribution = distribution
+        self.log = recovery_log
+        self.unit = unit
+        self.peers = peers
+        self.aes_keys = aes_keys
+        self.network_map = network_map
+        self.clock = clock
+        self.engine = engine
+        self.recovery_period = recovery_period
+        self.fetcher = TransactionFetcher(peers, transactions, contracts)
+        self.responder = RecoveryResponder(me, transactions, distribution, aes_keys, network_map, clock)
+        self.deps = RecoveryDeps(
+            me=me,
+            transactions=transactions,
+            distribution=distribution,
+            log=recovery_log,
+            peers=peers,
+            fetcher=self.fetcher,
+            aes_keys=aes_keys,
+            network_map=network_map,
+            clock=clock,
+            push=self.push,
+            finalize=finalize or (lambda _tx: False),
+        )
+
+    def register(self, handlers: Handlers) -> None:
+        self.responder.register(handlers)
+        handlers.register(TOPIC_PUSH, self._on_push)
+        self.engine.register(LEDGER_RECOVERY_FLOW, lambda state: LedgerRecoveryFlow(state, self.deps))
+
+    # -- starting ------------------------------------------------------------------------------------
+
+    def parameters(self, given: Mapping[str, Any]) -> LedgerRecoveryParameters:
+        def known(name: X500Name) -> bool:
+            try:
+                self.network_map.node(name)
+            except AgentError:
+                return False
+            return True
+
+        return parse_parameters(
+            given,
+            now=self.clock.now(),
+            me=self.me,
+            network_nodes=lambda: [n.name for n in self.network_map.nodes if not n.is_notary],
+            known=known,
+            recovery_period=self.recovery_period,
+        )
+
+    def start(self, params: LedgerRecoveryParameters) -> FlowHandle:
+        handle = self.engine.start(LedgerRecoveryFlow(LedgerRecoveryFlow.initial_state(params), self.deps))
+        log.warning("LedgerRecoveryFlow %s started: %s", handle.flow_id, params.describe())
+        return handle
+
+    def recover(self, given: Mapping[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        """Run LedgerRecoveryFlow to its end (FlowTimeoutError with its id if it outlasts timeout)."""
+        result: dict[str, Any] = self.start(self.parameters(given)).result(timeout)
+        return result
+
+    def results(self, flow_id: str | None = None, *, limit: int | None = None) -> list[dict[str, Any]]:
+        return [result_json(r) for r in self.log.results(flow_id, limit=limit)]
+
+    def progress(self) -> dict[str, dict[str, int]]:
+        """peer -> status (PENDING, RECOVERED, UNRECOVERABLE) -> transactions."""
+        return self.log.count_missing()
+
+    # -- optimisticInitiatorRecovery -----------------------------------------------------------------
+
+    def push(self, target: X500Name, stx: SignedTransaction) -> None:
+        """Tell target, a peer of a transaction we initiated, to fetch it from us with its record."""
+        sent = [r for r in self.distribution.sender_records(stx.id)]
+        mine = [r for r in sent if r.peer == target]
+        if not mine:
+            raise SerializationError("push", f"{target} is not in the distribution list of {stx.id}")
+        record = mine[0]
+        key_id, key = self.aes_keys.pick()
+        sealed = encrypt(
+            DistributionList(
+                record.sender_states_to_record, {r.peer.peer_id: r.receiver_states_to_record for r in sent}
+            ),
+            PublicHeader(record.timestamp, record.timestamp_discriminator),
+            key_id,
+            key,
+        )
+        self.peers.request(
+            target,
+            TOPIC_PUSH,
+            {
+                "txId": str(stx.id),
+                "timestamp": to_epoch_ms(record.timestamp),
+                "discriminator": record.timestamp_discriminator,
+                "statesToRecord": int(record.receiver_states_to_record),
+                "distributionList": sealed,
+            },
+        )
+
+    def _on_push(self, pusher: X500Name, payload: Any) -> dict[str, Any]:
+        tx_id = SecureHash.parse(ser.expect(payload.get("txId"), str, "txId"), "txId")
+        if self.transactions.transaction_status(tx_id) is TransactionStatus.VERIFIED:
+            return {"recorded": False}
+        how = StatesToRecord(ser.expect(payload.get("statesToRecord"), int, "statesToRecord"))
+        record = ReceiverDistribution(
+            tx_id,
+            pusher,
+            from_epoch_ms(ser.expect(payload.get("timestamp"), int, "timestamp")),
+            ser.expect(payload.get("discriminator"), int, "discriminator"),
+            ser.expect(payload.get("distributionList"), bytes, "distributionList"),
+            how,
+        )
+        # We fetch it from the pusher like any recovery: verified, with the back-chain we lack.
+        fetched = self.fetcher.fetch(pusher, [str(tx_id)])
+        found = {stx.id: status for stx, status in fetched.verified}
+        if tx_id not in found:
+            cause = fetched.failed.get(str(tx_id), "its back-chain did not come")
+            raise SerializationError("txId", f"{tx_id} pushed by {pusher} cannot be recorded: {cause}")
+        now = self.clock.now()
+        with self.unit.unit_of_work():
+            for stx, status in fetched.verified:
+                if stx.id == tx_id:
+                    self.transactions.record_transaction(
+                        stx, status=status, states_to_record=how, receiver_record=record
+                    )
+                else:
+                    self.transactions.record_transaction(stx, states_to_record=StatesToRecord.ONLY_RELEVANT)
+            role = "OBSERVER" if how is StatesToRecord.ALL_VISIBLE else "PEER"
+            self.log.add_results(
+                [RecoveryResultRow(PUSHED_RUN, str(tx_id), str(pusher), role, True, False, None, now)]
+            )
+        log.warning("recovered %s, pushed by %s (its optimisticInitiatorRecovery)", tx_id, pusher)
+        return {"recorded": True}

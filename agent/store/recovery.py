@@ -1,0 +1,244 @@
+"""node_recovery_missing, node_recovery_results and node_recovery_cursors (agent.ports.recovery)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import peewee
+
+from agent.ports.distribution import RecordCursor
+from agent.ports.recovery import (
+    PENDING,
+    UNRECOVERABLE,
+    LaneKey,
+    MissingTransaction,
+    RecoveryResultRow,
+)
+from agent.store.database import write_transaction
+from agent.store.models import Schema
+
+_CHUNK = 500  # ids per IN (...): well under SQLite's variable limit
+_OPEN = -1
+
+
+class RecoveryLogRepository:
+    """Implements agent.ports.recovery.RecoveryLog."""
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+
+    # -- the missing transactions --------------------------------------------------------------------
+
+    def add_missing(self, rows: Sequence[MissingTransaction]) -> int:
+        table = self.schema.recovery_missing
+        inserted = 0
+        with write_transaction(self.schema.database):
+            for row in rows:
+                inserted += (
+                    table.insert(
+                        transaction_id=row.tx_id,
+                        peer_name=row.peer,
+                        record_type=row.record_type,
+                        transaction_role=row.role,
+                        timestamp=row.timestamp,
+                        timestamp_discriminator=row.timestamp_discriminator,
+                        states_to_record=row.states_to_record,
+                        distribution_list=row.distribution_list,
+                        flow_id=row.flow_id,
+                        status=row.status,
+                        failure_cause=row.failure_cause,
+                        attempts=row.attempts,
+                        updated_at=row.updated_at or row.timestamp,
+                    )
+                    .on_conflict(action="NOTHING")
+                    .as_rowcount()
+                    .execute()
+                )
+        return inserted
+
+    def pending(self, *, peer: str | None = None, limit: int = 1000) -> list[MissingTransaction]:
+        table = self.schema.recovery_missing
+        query = table.select().where(table.status == PENDING)
+        if peer is not None:
+            query = query.where(table.peer_name == peer)
+        order = (table.timestamp, table.timestamp_discriminator, table.transaction_id, table.peer_name)
+        return [_missing(r) for r in query.order_by(*order).limit(limit)]
+
+    def missing(
+        self, *, status: str | None = None, tx_ids: Collection[str] = (), limit: int | None = None
+    ) -> list[MissingTransaction]:
+        table = self.schema.recovery_missing
+        order = (table.timestamp, table.timestamp_discriminator, table.transaction_id, table.peer_name)
+        if tx_ids:
+            ids = sorted(set(tx_ids))
+            found: list[MissingTransaction] = []
+            for i in range(0, len(ids), _CHUNK):
+                query = table.select().where(table.transaction_id.in_(ids[i : i + _CHUNK]))
+                if status is not None:
+                    query = query.where(table.status == status)
+                found.extend(_missing(r) for r in query.order_by(*order))
+            return found[:limit] if limit is not None else found
+        query = table.select()
+        if status is not None:
+            query = query.where(table.status == status)
+        query = query.order_by(*order)
+        if limit is not None:
+            query = query.limit(limit)
+        return [_missing(r) for r in query]
+
+    def mark(
+        self, tx_id: str, peer: str, record_type: str, status: str, failure_cause: str | None, at: datetime
+    ) -> None:
+        table = self.schema.recovery_missing
+        counted = status in (PENDING, UNRECOVERABLE)
+        with write_transaction(self.schema.database):
+            table.update(
+                status=status,
+                failure_cause=failure_cause,
+                updated_at=at,
+                attempts=table.attempts + (1 if counted else 0),
+            ).where(
+                (table.transaction_id == tx_id)
+                & (table.peer_name == peer)
+                & (table.record_type == record_type)
+            ).execute()
+
+    def count_missing(self) -> dict[str, dict[str, int]]:
+        table = self.schema.recovery_missing
+        counts: dict[str, dict[str, int]] = defaultdict(dict)
+        rows: Iterator[tuple[str, str, int]] = (
+            table.select(table.peer_name, table.status, peewee.fn.COUNT(table.transaction_id))
+            .group_by(table.peer_name, table.status)
+            .tuples()
+            .iterator()
+        )
+        for peer, status, count in rows:
+            counts[str(peer)][str(status)] = int(count)
+        return dict(counts)
+
+    # -- results -------------------------------------------------------------------------------------
+
+    def add_results(self, rows: Sequence[RecoveryResultRow]) -> None:
+        if not rows:
+            return
+        table = self.schema.recovery_results
+        with write_transaction(self.schema.database):
+            for i in range(0, len(rows), 100):
+                table.insert_many(
+                    [
+                        {
+                            "flow_id": r.flow_id,
+                            "transaction_id": r.tx_id,
+                            "peer_name": r.peer,
+                            "transaction_role": r.role,
+                            "synchronised": r.synchronised,
+                            "synchronised_initiated": r.synchronised_initiated,
+                            "failure_cause": r.failure_cause,
+                            "timestamp": r.at,
+                        }
+                        for r in rows[i : i + 100]
+                    ]
+                ).execute()
+
+    def results(self, flow_id: str | None = None, *, limit: int | None = None) -> list[RecoveryResultRow]:
+        table = self.schema.recovery_results
+        query = table.select()
+        if flow_id is not None:
+            query = query.where(table.flow_id == flow_id)
+        query = query.order_by(table.result_id)
+        if limit is not None:
+            query = query.limit(limit)
+        return [
+            RecoveryResultRow(
+                flow_id=r.flow_id,
+                tx_id=r.transaction_id,
+                peer=r.peer_name,
+                role=r.transaction_role,
+                synchronised=bool(r.synchronised),
+                synchronised_initiated=bool(r.synchronised_initiated),
+                failure_cause=r.failure_cause,
+                at=r.timestamp,
+            )
+            for r in query
+        ]
+
+    def recovered(self, tx_ids: Collection[str]) -> set[str]:
+        table = self.schema.recovery_results
+        ids = sorted(set(tx_ids))
+        found: set[str] = set()
+        for i in range(0, len(ids), _CHUNK):
+            rows: Iterator[tuple[str]] = (
+                table.select(table.transaction_id)
+                .where(table.transaction_id.in_(ids[i : i + _CHUNK]) & table.synchronised)
+                .tuples()
+                .iterator()
+            )
+            found.update(str(r[0]) for r in rows)
+        return found
+
+    # -- cursors -------------------------------------------------------------------------------------
+
+    def _where(self, lane: LaneKey) -> Any:
+        table = self.schema.recovery_cursors
+        return (
+            (table.peer_name == lane.peer)
+            & (table.record_type == lane.record_type)
+            & (table.from_ms == _end(lane.from_ms))
+            & (table.until_ms == _end(lane.until_ms))
+        )
+
+    def cursor(self, lane: LaneKey) -> RecordCursor | None:
+        table = self.schema.recovery_cursors
+        row = table.select().where(self._where(lane)).first()
+        if row is None:
+            return None
+        return RecordCursor(
+            row.cursor_timestamp,
+            row.cursor_discriminator,
+            row.cursor_transaction_id,
+            row.cursor_peer_party_id,
+        )
+
+    def save_cursor(self, lane: LaneKey, cursor: RecordCursor, at: datetime) -> None:
+        table = self.schema.recovery_cursors
+        values = {
+            "cursor_timestamp": cursor.timestamp,
+            "cursor_discriminator": cursor.timestamp_discriminator,
+            "cursor_transaction_id": cursor.transaction_id,
+            "cursor_peer_party_id": cursor.peer_party_id,
+            "updated_at": at,
+        }
+        with write_transaction(self.schema.database):
+            if not table.update(**values).where(self._where(lane)).execute():
+                table.insert(
+                    peer_name=lane.peer,
+                    record_type=lane.record_type,
+                    from_ms=_end(lane.from_ms),
+                    until_ms=_end(lane.until_ms),
+                    **values,
+                ).execute()
+
+
+def _end(ms: int | None) -> int:
+    return _OPEN if ms is None else ms
+
+
+def _missing(row: Any) -> MissingTransaction:
+    return MissingTransaction(
+        tx_id=row.transaction_id,
+        peer=row.peer_name,
+        record_type=row.record_type,
+        role=row.transaction_role,
+        timestamp=row.timestamp,
+        timestamp_discriminator=row.timestamp_discriminator,
+        states_to_record=row.states_to_record,
+        distribution_list=bytes(row.distribution_list),
+        flow_id=row.flow_id,
+        status=row.status,
+        failure_cause=row.failure_cause,
+        attempts=row.attempts,
+        updated_at=row.updated_at,
+    )

@@ -1,0 +1,201 @@
+"""LedgerRecoveryFlow among real node runtimes on the in-process network.
+
+A node is restored from a copy of its store taken half way through the trading (SQLite's backup API),
+then recovers from its peers. What it must get back is what it had before the disaster, found by
+reading its store before and after; what no peer holds (an exit it made alone) stays lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.errors import ConfigurationError
+from agent.ledger.hashing import SecureHash
+from agent.ledger.identity import X500Name
+from agent.network.bootstrap import DEFAULT_NOTARY, NetworkLayout, default_node_names, init_network
+from agent.node import open_node
+from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
+from agent.recovery.protocol import TOPIC_TRANSACTIONS
+from agent.runtime import AgentRuntime, build_runtime
+from agent.store.database import backup_sqlite
+
+A, B, C = default_node_names(3)
+WAIT = 60.0
+
+
+@dataclass
+class Net:
+    layout: NetworkLayout
+    network: InProcessNetwork
+    runtimes: dict[X500Name, AgentRuntime] = field(default_factory=dict)
+
+    def __getitem__(self, name: X500Name) -> AgentRuntime:
+        return self.runtimes[name]
+
+    def start(self, name: X500Name) -> AgentRuntime:
+        entry = next(e for e in self.layout.nodes if e.name == name)
+        runtime = build_runtime(open_node(entry.config), InProcessTransport(self.network))
+        self.network.attach(entry.p2p_address, runtime.peer_service)
+        self.runtimes[name] = runtime
+        return runtime
+
+    def stop(self, name: X500Name) -> Path:
+        entry = next(e for e in self.layout.nodes if e.name == name)
+        self.network.detach(entry.p2p_address)
+        runtime = self.runtimes.pop(name)
+        runtime.stop(5)
+        return Path(runtime.node.config.database_url.removeprefix("sqlite:///"))
+
+    def restore(self, name: X500Name, backup: Path) -> None:
+        backup_sqlite(backup, self.stop(name))
+        self.start(name)
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[Net]:
+    layout = init_network(tmp_path / "net", [A, B, C], DEFAULT_NOTARY)
+    n = Net(layout, InProcessNetwork())
+    try:
+        for entry in layout.nodes:
+            n.start(entry.name)
+        yield n
+    finally:
+        for runtime in n.runtimes.values():
+            runtime.stop(5)
+
+
+def ledger(runtime: AgentRuntime) -> dict[str, Any]:
+    """What a node holds: transactions by status, vault rows, distribution records."""
+    store = runtime.node.store
+    txs = {str(s.stx.id): s.status.name for s in store.transactions.iter_transactions()}
+    vault = sorted(
+        (
+            str(v.ref),
+            v.state.data["amount"],
+            v.state_status.name,
+            v.relevancy_status.name,
+            str(v.consuming_tx_id),
+        )
+        for v in store.vault.iter_vault_states(state_status=None, relevancy=None)
+    )
+    sent = sorted(
+        (str(r.tx_id), str(r.peer), r.timestamp, r.timestamp_discriminator, int(r.receiver_states_to_record))
+        for tx in txs
+        for r in store.distribution.sender_records(SecureHash.parse(tx))
+    )
+    received = sorted(
+        (
+            str(r.tx_id),
+            str(r.sender),
+            r.timestamp,
+            r.timestamp_discriminator,
+            int(r.receiver_states_to_record),
+        )
+        for tx in txs
+        for r in store.distribution.receiver_records(SecureHash.parse(tx))
+    )
+    return {"transactions": txs, "vault": vault, "sent": sent, "received": received}
+
+
+def trade(net: Net, rounds: int) -> None:
+    for i in range(rounds):
+        net[A].tokens.pay(C, 3, "GBP", B, observers=[B] if i % 2 else [])
+        net[C].tokens.pay(A, 2, "GBP", B)
+        net[B].tokens.pay(A, 1, "GBP", B, observers=[C])
+
+
+def window() -> dict[str, Any]:
+    return {"timeWindow": {"fromTime": "2020-01-01T00:00:00Z"}}
+
+
+def test_a_restored_node_recovers_everything_its_peers_hold_and_a_second_run_finds_nothing(
+    net: Net, tmp_path: Path
+) -> None:
+    net[B].tokens.issue([(A, 100), (C, 100), (B, 100)], "GBP", [])
+    trade(net, 3)
+    backup = tmp_path / "A-backup.db"
+    backup_sqlite(Path(net[A].node.config.database_url.removeprefix("sqlite:///")), backup)
+    trade(net, 4)
+    net[A].tokens.issue([(A, 50)], "EUR", [])  # A alone: no peer holds it
+    before = ledger(net[A])
+    net.restore(A, backup)
+    lost = set(before["transactions"]) - set(ledger(net[A])["transactions"])
+    assert len(lost) >= 12
+
+    # A dry run says what is missing and writes nothing.
+    dry = net[A].ledger_recovery.recover(
+        {"recoveryPeers": [str(B), str(C)], "dryRun": True, **window()}, timeout=WAIT
+    )
+    assert dry["dryRun"] and all(r["synchronised"] is False for r in dry["results"])
+    assert {r["transactionId"] for r in dry["results"]} == lost - {_eur_issue(before)}
+    assert ledger(net[A]) != before and net[A].node.store.recovery.pending() == []
+
+    result = net[A].ledger_recovery.recover({"recoveryPeers": [str(B), str(C)], **window()}, timeout=WAIT)
+    assert result["totalErrors"] == 0
+    after = ledger(net[A])
+    eur = _eur_issue(before)
+    expected = {k: v for k, v in before["transactions"].items() if k != eur}
+    assert after["transactions"] == expected
+    assert after["sent"] == before["sent"] and after["received"] == before["received"]
+    assert after["vault"] == [v for v in before["vault"] if not v[0].startswith(eur)]
+    assert {r["transactionId"] for r in result["results"] if r["synchronised"]} == lost - {eur}
+    assert result["totalRecoveredTransactions"] == len(lost - {eur})
+    # A can trade again: its vault offers no spent state.
+    net[A].tokens.pay(C, 1, "GBP", B)
+
+    again = net[A].ledger_recovery.recover({"recoveryPeers": [str(B), str(C)], **window()}, timeout=WAIT)
+    assert again["totalRecoveredTransactions"] == 0 and again["results"] == []
+
+
+def _eur_issue(before: dict[str, Any]) -> str:
+    # The only transaction A holds that has no distribution record at all: its issuance to itself.
+    with_records = {r[0] for r in before["sent"]} | {r[0] for r in before["received"]}
+    (eur,) = [t for t in before["transactions"] if t not in with_records]
+    return eur
+
+
+def test_a_peer_refuses_a_transaction_the_requester_is_not_entitled_to(net: Net) -> None:
+    issued = net[B].tokens.issue([(C, 100)], "GBP", [])
+    paid = net[C].tokens.pay(B, 10, "GBP", B)
+    reply = net[A].peers.request(B, TOPIC_TRANSACTIONS, {"ids": [str(issued.id), str(paid.id)], "roots": []})
+    assert reply["txs"] == []
+    assert [d[0] for d in reply["denied"]] == [str(issued.id), str(paid.id)]
+    assert "O=PartyA" in reply["denied"][0][1] and "not entitled" in reply["denied"][0][1]
+    # C, a participant, is served.
+    reply = net[C].peers.request(B, TOPIC_TRANSACTIONS, {"ids": [str(paid.id)], "roots": []})
+    assert [t[0] for t in reply["txs"]] == [str(paid.id)]
+
+
+def test_bad_parameters_are_named(net: Net) -> None:
+    service = net[A].ledger_recovery
+    with pytest.raises(ConfigurationError, match="timeWindow"):
+        service.parameters({"recoveryPeers": [str(B)]})
+    with pytest.raises(ConfigurationError, match="recoveryBatchSize"):
+        service.parameters({"recoveryPeers": [str(B)], "recoveryBatchSize": 0, **window()})
+    with pytest.raises(ConfigurationError, match="recoveryPeers"):
+        service.parameters({"recoveryPeers": ["O=Nobody, L=Nowhere, C=GB"], **window()})
+    with pytest.raises(ConfigurationError, match="transactionRole"):
+        service.parameters({"recoveryPeers": [str(B)], "transactionRole": "BOSS", **window()})
+    shipped = service.parameters(
+        {"parameters": {"recoveryPeers": [str(B)], "recoveryBatchSize": 10, **window()}}
+    )
+    assert shipped.recovery_batch_size == 10 and shipped.use_time_window_narrowing
+    every = service.parameters({"useAllNetworkNodes": True, **window()})
+    assert set(every.recovery_peers) == {B, C}
+    assert service.parameters(
+        {
+            "recoveryPeers": [str(B)],
+            "timeWindow": {"fromTime": "2026-01-01T00:00:00Z", "untilTime": "2026-01-02T00:00:00Z"},
+        }
+    ).time_window.until_time - service.parameters(
+        {
+            "recoveryPeers": [str(B)],
+            "timeWindow": {"fromTime": "2026-01-01T00:00:00Z", "untilTime": "2026-01-02T00:00:00Z"},
+        }
+    ).time_window.from_time == timedelta(days=1)
