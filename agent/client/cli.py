@@ -133,10 +133,13 @@ def _flow_verb(args: argparse.Namespace) -> int:
     return 0 if done else 1
 
 
-# `ledger-agent flow <command>`: the catalogue's operation, and the parameter its argument is.
+# `ledger-agent flow <command>`: the catalogue's operation, and the parameter its argument is (a list
+# for ids and txnIds: the command takes several).
 RECOVERIES = {
     "recoverFinality": ("recoverFinalityFlow", "id"),
+    "recoverFinalityFlows": ("recoverFinalityFlows", "ids"),
     "recoverFinalityByTxnId": ("recoverFinalityFlowByTxnId", "txnId"),
+    "recoverFinalityByTxnIds": ("recoverFinalityFlowByTxnIds", "txnIds"),
     "recoverAllFinality": ("recoverAllFinalityFlows", None),
     "recoverFinalityMatching": ("recoverFinalityFlowsMatching", None),
 }
@@ -183,7 +186,7 @@ def _flow_recover(args: argparse.Namespace) -> int:
         print(answer["text"])
     if args.dry_run:
         return 0
-    if key is None:
+    if "results" in answer:  # a map of id -> recovered
         return 0 if all(answer["results"].values()) else 1
     return 0 if answer["recovered"] else 1
 
@@ -210,7 +213,7 @@ def _recovery_job(args: argparse.Namespace, body: dict[str, Any]) -> int:
 
 def _flow_status(args: argparse.Namespace) -> int:
     from agent.client.launcher import AgentProcessError
-    from agent.operator_api.recovery import flow_transaction_text
+    from agent.operator_api.recovery import flow_transaction_report
 
     name, _ = QUERIES[args.query]
     client = _management(args.config, args.user)
@@ -225,7 +228,7 @@ def _flow_status(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(info)
     else:
-        print(flow_transaction_text(info))
+        print(flow_transaction_report(info))
     return 0 if info is not None else 1
 
 
@@ -571,7 +574,12 @@ def build_parser() -> argparse.ArgumentParser:
         name: flow_commands.add_parser(name, help=text)
         for name, text in (
             ("recoverFinality", "recover a failed finality flow by its id (recoverFinalityFlow)"),
+            ("recoverFinalityFlows", "recover failed finality flows by their ids (recoverFinalityFlows)"),
             ("recoverFinalityByTxnId", "recover a failed finality flow by its transaction's id"),
+            (
+                "recoverFinalityByTxnIds",
+                "recover failed finality flows by their transactions' ids (recoverFinalityFlowByTxnIds)",
+            ),
             ("recoverAllFinality", "recover every failed finality flow (recoverAllFinalityFlows)"),
             (
                 "recoverFinalityMatching",
@@ -614,6 +622,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=_flow_recover, flow_command=name)
     recoveries["recoverFinality"].add_argument("target", metavar="id", help="the finality flow's id")
     recoveries["recoverFinalityByTxnId"].add_argument("target", metavar="txId", help="the transaction's id")
+    recoveries["recoverFinalityFlows"].add_argument(
+        "target", metavar="id", nargs="+", help="the finality flows' ids"
+    )
+    recoveries["recoverFinalityByTxnIds"].add_argument(
+        "target", metavar="txId", nargs="+", help="the transactions' ids"
+    )
     matching = recoveries["recoverFinalityMatching"]
     matching.add_argument("--from-time", help="flowStartFromTime: ISO-8601, e.g. 2023-12-04T10:15:30Z")
     matching.add_argument("--until-time", help="flowStartUntilTime: ISO-8601")

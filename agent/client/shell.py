@@ -13,6 +13,7 @@
     audit [user: ..., action: ..., limit: ...]
     flowStatus queryFinalityById <id>, flowStatus queryFinalityByTxnId <txId>
     flow recoverFinality <id>, flow recoverFinalityByTxnId <txId>, flow recoverAllFinality
+    flow recoverFinalityFlows <id> <id> ..., flow recoverFinalityByTxnIds <txId> <txId> ...
     flow recoverFinalityMatching flowStartFromTime: "...", flowStartUntilTime: "...", initiatedBy: "...",
         counterParties: [...]          (each recovery takes --force-recover and reason: "...", and
                                        --dry-run: what it would do, changing nothing)
@@ -59,7 +60,7 @@ from agent.operator_api.flows import result_text
 from agent.operator_api.layout import PASSWORD_FILE
 from agent.operator_api.recovery import (
     dry_run_arguments,
-    flow_transaction_text,
+    flow_transaction_report,
     recovered_text,
     recovery_dry_run_text,
     recovery_job_ok,
@@ -235,8 +236,9 @@ HELP = """Commands:
                                             the job (batchSize, batchIntervalSeconds), followed to its end
   flow jobs [<jobId>]                       the bulk jobs, or one job with a result per flow
   audit [user: ..., action: ..., limit: n]  the audit log, newest first
-  flowStatus queryFinalityById <id>         a finality flow's FlowTransactionInfo (flowStatus queryFinalityByTxnId <txId>)
+  flowStatus queryFinalityById <id>         a finality flow's FlowTransactionInfo and its YAML (flowStatus queryFinalityByTxnId <txId>)
   flow recoverFinality <id>                 recover a failed finality flow (also recoverFinalityByTxnId <txId>,
+                                            recoverFinalityFlows <id> <id> ..., recoverFinalityByTxnIds <txId> <txId> ...,
                                             recoverAllFinality, recoverFinalityMatching flowStartFromTime: "...",
                                             flowStartUntilTime: "...", initiatedBy: "...", counterParties: [...]);
                                             --force-recover also takes RUNNABLE, PAUSED, HOSPITALIZED flows; reason: "...";
@@ -251,9 +253,12 @@ HELP = """Commands:
 FORCE_RECOVER = "--force-recover"
 DRY_RUN = "--dry-run"
 JOB = "--job"  # a recovery as a job on the agent, followed to its end
-RECOVERIES = {  # the shell's command: the operation, and the parameter its first word is
+MANY = ("ids", "txnIds")  # the recovery commands taking several ids: a map of results, as recoverAllFinality
+RECOVERIES = {  # the shell's command: the operation, and the parameter its first word (or words) is
     "recoverFinality": ("recoverFinalityFlow", "id"),
+    "recoverFinalityFlows": ("recoverFinalityFlows", "ids"),
     "recoverFinalityByTxnId": ("recoverFinalityFlowByTxnId", "txnId"),
+    "recoverFinalityByTxnIds": ("recoverFinalityFlowByTxnIds", "txnIds"),
     "recoverAllFinality": ("recoverAllFinalityFlows", None),
     "recoverFinalityMatching": ("recoverFinalityFlowsMatching", None),
 }
@@ -396,7 +401,7 @@ class Shell:
                 self.print(jobs_table(self.call("listBulkJobs", {})))
         elif command == "flowStatus" and words[1:2] and words[1] in QUERIES and len(words) == 3:
             name, key = QUERIES[words[1]]
-            self.print(flow_transaction_text(self.call(name, {key: words[2].strip()})))
+            self.print(flow_transaction_report(self.call(name, {key: words[2].strip()})))
         elif command == "flow" and words[1:2] and words[1] in RECOVERIES:
             self.recover(words[1], words[2] if len(words) == 3 else "")
         elif command == "audit":
@@ -421,7 +426,15 @@ class Shell:
         dry, job = DRY_RUN in words, JOB in words
         rest = " ".join(w for w in words if w not in (FORCE_RECOVER, DRY_RUN, JOB))
         target = None
-        if key is not None:
+        targets: list[str] = []
+        if key in MANY:  # the ids: every word up to the first `name: value`
+            parts = rest.split()
+            while parts and ":" not in parts[0]:
+                targets.append(parts.pop(0))
+            rest = " ".join(parts)
+            if not targets:
+                raise ConfigurationError(f"flow {verb}", None, f"give the {key}: flow {verb} <id> <id> ...")
+        elif key is not None:
             target, _, rest = rest.partition(" ")
             if not target:
                 raise ConfigurationError(f"flow {verb}", None, f"give the {key}: flow {verb} <{key}>")
@@ -429,7 +442,9 @@ class Shell:
         for name_, value in given.items():  # YAML reads an unquoted time as a datetime
             if hasattr(value, "isoformat"):
                 given[name_] = value.isoformat()
-        if key is not None:
+        if key in MANY:
+            given[key] = targets
+        elif key is not None:
             given[key] = target
         given["forceRecover"] = bool(given.get("forceRecover", False)) or force
         if "reason" in given:
@@ -452,7 +467,7 @@ class Shell:
             self.failed = self.failed or not recovery_job_ok(done)
             return
         result = self.call(name, given)
-        if key is None:
+        if key is None or key in MANY:
             self.print(results_text(result))
             self.failed = self.failed or not all(result.values())
             return

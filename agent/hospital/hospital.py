@@ -23,7 +23,7 @@ import logging
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -441,7 +441,3 @@ class FlowHospital:
 
 def _remote(error: BaseException) -> str | None:
     return error.error_type if isinstance(error, PeerRequestError) else None
-
-
-def flow_ids(patients: Iterable[PatientView]) -> list[str]:
-    return [p.checkpoint.flow_id for p in patients]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, overload
 
 from agent.errors import FlowRecoveryException
 from agent.finality.dry_run import RecoveryPlan
@@ -62,13 +62,43 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)  # the reference's "2023-12-04T10:15:30.00": taken as UTC
 
 
+Initiators = X500Name | Sequence[X500Name] | None
+
+
+@overload
 def recovery_query(
     start: datetime | None,
     until: datetime | None,
-    initiated_by: X500Name | Sequence[X500Name] | None,
+    initiated_by: Initiators,
     counter_parties: Sequence[X500Name] | None,
-) -> FlowRecoveryQuery:
-    """Corda's FlowRecoveryQuery from the operation's arguments (RecoveryQueryError without any)."""
+    *,
+    required: Literal[True] = ...,
+) -> FlowRecoveryQuery: ...
+
+
+@overload
+def recovery_query(
+    start: datetime | None,
+    until: datetime | None,
+    initiated_by: Initiators,
+    counter_parties: Sequence[X500Name] | None,
+    *,
+    required: Literal[False],
+) -> FlowRecoveryQuery | None: ...
+
+
+def recovery_query(
+    start: datetime | None,
+    until: datetime | None,
+    initiated_by: Initiators,
+    counter_parties: Sequence[X500Name] | None,
+    *,
+    required: bool = True,
+) -> FlowRecoveryQuery | None:
+    """Corda's FlowRecoveryQuery from an operation's four criteria. Without any: RecoveryQueryError when
+    required (recoverFinalityFlowsMatching), else None (a dry run's or a job's whole selection)."""
+    if not required and start is None and until is None and initiated_by is None and counter_parties is None:
+        return None
     start, until = _utc(start), _utc(until)
     try:
         return FlowRecoveryQuery(
@@ -123,8 +153,7 @@ def recovery_commands(recovery: FinalityRecoveryService) -> dict[str, Callable[.
         force: bool,
         check_notary: bool,
     ) -> list[dict[str, Any]]:
-        criteria = (start, until, initiated_by, counter_parties)
-        query = recovery_query(*criteria) if any(c is not None for c in criteria) else None
+        query = recovery_query(start, until, initiated_by, counter_parties, required=False)
         plans = recovery.dry_run(
             ids=ids, tx_ids=tx_ids, query=query, check_notary=check_notary, running=force
         )
@@ -142,8 +171,7 @@ def recovery_commands(recovery: FinalityRecoveryService) -> dict[str, Callable[.
         reason: str | None,
         actor: Any,
     ) -> dict[str, Any]:
-        criteria = (start, until, initiated_by, counter_parties)
-        query = recovery_query(*criteria) if any(c is not None for c in criteria) else None
+        query = recovery_query(start, until, initiated_by, counter_parties, required=False)
         return recovery.start_job(
             ids=ids, tx_ids=tx_ids, query=query, force=force, timeout=timeout, reason=reason, user=actor.user
         )

@@ -7,10 +7,16 @@ and the REST API's `text` share it).
     Results: [[4cbfa031-90de-4564-a375-30141a18bbba]=true]
     FlowTransactionInfo(stateMachineRunId=[e0d781be-...], txId=19BE...2F, status=IN_FLIGHT,
         timestamp=2023-03-29T11:16:29.477Z, initiator=O=Alice Corp, L=Madrid, C=ES, peers=[O=Bob Plc, ...])
+    ---
+    - stateMachineRunId:
+        uuid: "e0d781be-..."
+      txId: "19BE...2F"
+      ...
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -88,3 +94,51 @@ def flow_transaction_text(info: Mapping[str, Any] | None) -> str:
         f"initiator={info.get('initiator') or 'null'}, "
         f"peers={'null' if peers is None else '[' + ', '.join(peers) + ']'})"
     )
+
+
+def _quoted(value: str | None) -> str:
+    """A YAML double-quoted scalar (a JSON string is one), or null."""
+    return "null" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _principal(name: str, indent: str) -> list[str]:
+    """An X.500 name as Jackson writes CordaX500Name: its x500Principal's RFC 2253 name (no spaces after
+    the commas; the name's values never hold a comma, so splitting on them is exact)."""
+    rfc2253 = ",".join(part.strip() for part in name.split(","))
+    return [f"{indent}x500Principal:", f"{indent}  name: {_quoted(rfc2253)}"]
+
+
+def flow_transaction_yaml(info: Mapping[str, Any]) -> str:
+    """The YAML block the reference's shell prints after FlowTransactionInfo's line, with the reference's
+    fields: a list of one, peers a list of names (null on a receiver), every string double-quoted."""
+    run_id = info.get("stateMachineRunId")
+    lines = ["---"]
+    if run_id is None:
+        lines.append("- stateMachineRunId: null")
+    else:
+        lines += ["- stateMachineRunId:", f"    uuid: {_quoted(run_id)}"]
+    lines += [f"  txId: {_quoted(info['txId'])}", f"  status: {_quoted(info['status'])}"]
+    initiator = info.get("initiator")
+    if initiator is None:
+        lines.append("  initiator: null")
+    else:
+        lines += ["  initiator:", *_principal(initiator, "    ")]
+    peers = info.get("peers")
+    if peers is None:
+        lines.append("  peers: null")
+    elif not peers:
+        lines.append("  peers: []")
+    else:
+        lines.append("  peers:")
+        for peer in peers:
+            first, *more = _principal(peer, "    ")
+            lines += ["  - " + first.lstrip(), *more]
+    return "\n".join(lines)
+
+
+def flow_transaction_report(info: Mapping[str, Any] | None) -> str:
+    """What `flowStatus queryFinalityById|ByTxnId` prints: FlowTransactionInfo's line, then its YAML
+    block; null alone for none."""
+    if info is None:
+        return flow_transaction_text(None)
+    return flow_transaction_text(info) + "\n" + flow_transaction_yaml(info)

@@ -11,11 +11,13 @@ tests.test_finality_recovery_processes's, on agent processes through the same ga
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import pytest
 import requests
+import yaml
 from jolokia import JolokiaClient  # type: ignore[import-untyped]
 from jsonrpcclient import Error, Ok, parse, request
 
@@ -150,12 +152,14 @@ def test_the_dry_run_on_rest_the_shell_and_the_cli_changes_nothing(
 
     code, out, err = shell(
         served,
-        f"flow recoverAllFinality --dry-run --force-recover\nflow recoverFinalityByTxnId {tx} --dry-run\n",
+        f"flow recoverAllFinality --dry-run --force-recover\nflow recoverFinalityByTxnId {tx} --dry-run\n"
+        f"flow recoverFinalityFlows {flow_id} --dry-run --force-recover\n",
         monkeypatch,
         capsys,
     )
     assert (code, err) == (0, ""), err
     assert f"{tx} flow {flow_id}: NOTHING" in out and "Dry run: no finality flow to recover" in out
+    assert out.count(f"{tx} flow {flow_id}: NOTHING") == 2  # all, and by flow ids
 
     address = served.url.removeprefix("http://")
     monkeypatch.setattr(
@@ -302,6 +306,8 @@ flow recoverFinality {flow_id}
 flow recoverFinality {flow_id} --force-recover reason: "kept at AFTER_RECORD"
 flow recoverFinalityByTxnId {tx}
 flow recoverAllFinality --force-recover
+flow recoverFinalityFlows {flow_id} no-such-flow --force-recover reason: "both at once"
+flow recoverFinalityByTxnIds {tx}
 run recoverFinalityFlowByTxnIds txnIds: ["{tx}"]
 flow recoverFinalityMatching \\
 flowStartFromTime: "2023-12-04T10:15:30.00", \\
@@ -317,21 +323,52 @@ counterParties: ["{me}"]
         f"FlowTransactionInfo(stateMachineRunId=[{flow_id}], txId={tx}, status=VERIFIED, "
     )
     assert lines[0].endswith(f"initiator={me}, peers=[])") and "Z, initiator=" in lines[0]
-    assert lines[1] == lines[0]
-    assert lines[2:] == [
+    # Then the reference's YAML block: a list of one, the initiator as its x500Principal (RFC 2253).
+    block = lines[1:10]
+    assert block == [
+        "---",
+        "- stateMachineRunId:",
+        f'    uuid: "{flow_id}"',
+        f'  txId: "{tx}"',
+        '  status: "VERIFIED"',
+        "  initiator:",
+        "    x500Principal:",
+        f'      name: "{me.replace(", ", ",")}"',
+        "  peers: []",  # an issuance has no peers
+    ], out
+    assert yaml.safe_load("\n".join(block)) == [
+        {
+            "stateMachineRunId": {"uuid": flow_id},
+            "txId": tx,
+            "status": "VERIFIED",
+            "initiator": {"x500Principal": {"name": me.replace(", ", ",")}},
+            "peers": [],
+        }
+    ]
+    assert lines[10:20] == lines[0:10]  # by transaction id: the same
+    assert lines[20:] == [
         f"Failed to recover finality flow {flow_id}",
         f"Failed to recover finality flow {flow_id}",
         f"Failed to recover finality flow {tx}",
         "Recovered finality flow(s)",
         f"Results: [[{flow_id}]=false]",
+        "Recovered finality flow(s)",
+        f"Results: [[{flow_id}]=false, [no-such-flow]=false]",
+        "Recovered finality flow(s)",
+        f"Results: [[{tx}]=false]",
         f'{{"{tx}": false}}',
         "Recovered finality flow(s)",
         "Results: []",
     ], out
     assert err == "" and code == 1  # 1: a recovery answered false
-    assert [e["surface"] for e in served.audit() if e["action"].startswith("recover")] == [
-        "jsonrpc (shell)"
-    ] * 6
+    shell_rows = [(e["action"], e["surface"]) for e in served.audit() if e["action"].startswith("recover")]
+    assert [surface for _, surface in shell_rows] == ["jsonrpc (shell)"] * 8
+    assert [action for action, _ in shell_rows][4:6] == [
+        "recoverFinalityFlows",
+        "recoverFinalityFlowByTxnIds",
+    ]
+    (both,) = [e for e in served.audit() if e["reason"] == "both at once"]
+    assert both["action"] == "recoverFinalityFlows"
 
     address = served.url.removeprefix("http://")
     monkeypatch.setattr(
@@ -347,6 +384,7 @@ counterParties: ["{me}"]
     assert printed.startswith(
         f"FlowTransactionInfo(stateMachineRunId=[{flow_id}], txId={tx}, status=VERIFIED"
     )
+    assert printed.splitlines()[1:] == block
     assert main(["flowStatus", "queryFinalityById", "nope", "--config", config, "--json"]) == 1
     assert capsys.readouterr().out.strip() == "null"
     assert main(["flow", "recoverFinality", flow_id, "--config", config, "--user", "monitor"]) == 2
@@ -356,6 +394,21 @@ counterParties: ["{me}"]
     assert capsys.readouterr().out == f"Failed to recover finality flow {tx}\n"
     assert main(["flow", "recoverAllFinality", "--config", config, "--json"]) == 0
     assert '"results": {}' in capsys.readouterr().out
+    argv = ["flow", "recoverFinalityFlows", flow_id, "no-such-flow", "--config", config, "--force-recover"]
+    assert main(argv) == 1  # 1: not every one was recovered
+    assert capsys.readouterr().out == (
+        f"Recovered finality flow(s)\nResults: [[{flow_id}]=false, [no-such-flow]=false]\n"
+    )
+    argv = ["flow", "recoverFinalityByTxnIds", tx, "--config", config, "--reason", "r", "--json"]
+    assert main(argv) == 1
+    assert json.loads(capsys.readouterr().out)["results"] == {tx: False}
+    argv = ["flow", "recoverFinalityByTxnIds", tx, "--config", config, "--dry-run", "--force-recover"]
+    assert main(argv) == 0
+    assert f"{tx} flow {flow_id}: NOTHING" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as usage:  # argparse: one id at least
+        main(["flow", "recoverFinalityFlows", "--config", config])
+    assert usage.value.code == 2
+    assert "the following arguments are required: id" in capsys.readouterr().err
     argv = [
         "flow",
         "recoverFinalityMatching",
@@ -377,5 +430,7 @@ counterParties: ["{me}"]
         ("monitor", "recoverFinalityFlow", "refused"),
         ("operator", "recoverFinalityFlowByTxnId", "not applied (false)"),
         ("operator", "recoverAllFinalityFlows", "done"),
+        ("operator", "recoverFinalityFlows", "done"),
+        ("operator", "recoverFinalityFlowByTxnIds", "done"),
         ("operator", "recoverFinalityFlowsMatching", "done"),
     ]
