@@ -100,6 +100,11 @@ IN_FLIGHT_BY_AGE = _gauge(
     "like a histogram's buckets",
     "age",
 )
+FINALITY_AUTO_RECOVERY_SCANS = _counter(
+    "finality_auto_recovery_scans_total",
+    "Scans of the automatic finality recovery (node.conf's finalityRecovery.autoRecover) begun since the "
+    "agent started; 0 while it is off",
+)
 
 # -- the flow hospital (agent.hospital; docs/hospital.md, "Monitoring the hospital") -----------------
 HOSPITAL_PATIENTS = _gauge(
@@ -163,6 +168,7 @@ ALL: tuple[Metric, ...] = (
     VAULT_UNCONSUMED_STATES,
     IN_FLIGHT_OLDEST_AGE,
     IN_FLIGHT_BY_AGE,
+    FINALITY_AUTO_RECOVERY_SCANS,
     HOSPITAL_PATIENTS,
     HOSPITAL_OLDEST_PATIENT_AGE,
     HOSPITAL_PATIENT_ATTEMPTS_MAX,

@@ -93,6 +93,10 @@ class BeanCollector(Collector):
             for age, count in node.get("InFlightByAge").items():
                 by_age.add_metric([age], count)
             yield by_age
+        if "AutoRecoveryScans" in node.attributes:  # the same module's, when the runtime has the policy
+            scans = _counter(m.FINALITY_AUTO_RECOVERY_SCANS)
+            scans.add_metric([], node.get("AutoRecoveryScans"))
+            yield scans
 
     def _flows(self) -> Iterator[Metric]:
         flows = _gauge(m.FLOWS)

@@ -119,7 +119,7 @@ def test_finality_recovery_is_off_unless_asked(tmp_path: Path) -> None:
         300,
         0.1,
     )
-    with pytest.raises(ConfigurationError, match=r"finalityRecovery.minimumAge.*from 1m to 30d"):
+    with pytest.raises(ConfigurationError, match=r"finalityRecovery.minimumAge.*from 1s to 30d"):
         load_node_config(write(tmp_path, GOOD + "finalityRecovery.minimumAge = 0s\n"))
     with pytest.raises(ConfigurationError, match="unknown key"):
         load_node_config(write(tmp_path, GOOD + "finalityRecovery.autoRecovery = true\n"))

@@ -17,20 +17,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from agent.client.launcher import AgentProcessError, read_password
 from agent.client.nodeconf import read_node_conf
-from agent.ledger.hashing import SecureHash
-from agent.network.bootstrap import DEFAULT_NOTARY, MONITOR_PASSWORD_FILE, MONITOR_USER
+from agent.network.bootstrap import MONITOR_PASSWORD_FILE, MONITOR_USER
 from agent.store.database import backup_sqlite
-from tests.test_processes import CRASHED, Network, _drop_faults, _latest_payment, _start, _wait_until
+from tests.agent_processes import flows_of, holdings, notarised, recover, restart, status
+from tests.test_processes import CRASHED, Network, _latest_payment, _start, _wait_until
 
 A, B, C = "O=PartyA, L=London, C=GB", "O=PartyB, L=New York, C=US", "O=PartyC, L=Paris, C=FR"
-NOTARY = str(DEFAULT_NOTARY)
 INITIATOR_STEPS = [
     "VERIFIED",
     "AFTER_RECORD",
@@ -78,44 +76,6 @@ def networks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Networks]:
     shared = Networks(tmp_path_factory.mktemp("recovery"))
     yield shared
     shared.stop()
-
-
-def restart(net: Network, name: str, faults: list[str]) -> None:
-    """Stop the node by its PID and start it again with these faults (none: a clean node)."""
-    proc = net.processes[name]
-    proc.stop()
-    _drop_faults(net, name)
-    if faults:
-        node = next(n for n in net.layout.nodes if str(n.name) == name)
-        with node.config.open("a") as conf:
-            conf.write("faultInjection = [" + ", ".join(f'"{f}"' for f in faults) + "]\n")
-    proc.start()
-    proc.wait_ready()
-
-
-def recover(net: Network, name: str, operation: str, **body: Any) -> Any:
-    return net.client(name).call("POST", f"/api/finality/{operation}", body)
-
-
-def status(net: Network, name: str, tx: str) -> str | None:
-    info = net.client(name).transaction(tx)
-    return None if info is None else str(info["status"])
-
-
-def holdings(net: Network, name: str, currency: str) -> list[int]:
-    return sorted(h["amount"] for h in net.client(name).vault()["holdings"] if h["currency"] == currency)
-
-
-def notarised(net: Network, tx: str) -> bool:
-    store = net.store(NOTARY)
-    try:
-        return store.uniqueness.is_committed(SecureHash.parse(tx))
-    finally:
-        store.close()
-
-
-def flows_of(net: Network, name: str, tx: str, **filters: str) -> list[dict[str, Any]]:
-    return net.client(name).flows(txId=tx, **filters)
 
 
 def pay(net: Network, currency: str) -> str:

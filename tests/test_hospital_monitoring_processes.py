@@ -20,16 +20,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from agent.client.launcher import AgentProcess, ManagementClient, free_port_range, read_password
 from agent.network.bootstrap import (
     DEFAULT_NOTARY,
-    MONITOR_PASSWORD_FILE,
-    MONITOR_USER,
     OPERATOR_USER,
     NetworkLayout,
     NodeLayout,
@@ -38,6 +34,7 @@ from agent.network.bootstrap import (
 )
 from grafana import hospital_rows
 from mbeans import metrics as m
+from tests.agent_processes import scrape, value
 from tests.test_grafana import concrete, dashboards, row_targets
 from tests.test_monitoring_processes import Prometheus, scrape_config
 
@@ -53,8 +50,6 @@ NOTARY = str(DEFAULT_NOTARY)
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_S = 30.0
 KEPT = {"status": "HOSPITALIZED", "diagnosis": "OVERNIGHT_OBSERVATION", "staff": "rules[0]"}
-
-Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
 def wait_until(what: str, condition: Callable[[], Any]) -> Any:
@@ -72,29 +67,6 @@ def wait_until(what: str, condition: Callable[[], Any]) -> Any:
 
 def node_of(layout: NetworkLayout, name: str) -> NodeLayout:
     return next(n for n in layout.nodes if str(n.name) == name)
-
-
-def scrape(node: NodeLayout) -> Samples:
-    """GET /metrics as the read-only monitor, parsed by prometheus_client."""
-    password = (node.folder / MONITOR_PASSWORD_FILE).read_text().strip()
-    reply = httpx.get(
-        f"http://{node.management_address}/metrics",
-        auth=(MONITOR_USER, password),
-        timeout=10,
-        trust_env=False,
-    )
-    assert reply.status_code == 200, reply.text
-    samples: Samples = {}
-    for family in text_string_to_metric_families(reply.text):
-        for sample in family.samples:
-            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
-    return samples
-
-
-def value(samples: Samples, metric: m.Metric, **labels: str) -> float | None:
-    found = [v for got, v in samples.get(metric.name, []) if got == labels]
-    assert len(found) <= 1, found
-    return found[0] if found else None
 
 
 def check(node: NodeLayout, *thresholds: str) -> tuple[int, str]:

@@ -2,8 +2,8 @@
 
     finalityRecovery {
         autoRecover = false    # true: scan and recover in the background
-        minimumAge = 30m       # only transactions IN_FLIGHT at least this long (1m to 30d)
-        scanInterval = 10m     # between scans (10s to 1d)
+        minimumAge = 30m       # only transactions IN_FLIGHT at least this long (1s to 30d)
+        scanInterval = 10m     # between scans (1s to 1d)
         jitter = 0.2           # each interval drawn from scanInterval * (1 +- jitter), 0 to 0.5
     }
 
@@ -17,6 +17,10 @@ that started together from scanning (and asking the notary) together.
 
 The scan runs in a thread tied to the engine: it ends when the runtime stops or the engine is shut
 down. Time is the node's clock, so tests drive scans with a ManualClock and `poll()`.
+
+The lower bounds are a second: safety rests on recoverable() (notarised, the finalise path, no flow
+running here), never on the age, which is the operator's grace period; the interval only sets how often
+the notary is asked. Production values are minutes; seconds serve tests and demos of real processes.
 """
 
 from __future__ import annotations
@@ -43,8 +47,8 @@ log = logging.getLogger("ledger_agent.finality.auto_recovery")
 
 SECTION = "finalityRecovery"
 AUTO_RECOVERY_KEYS = tuple(f"{SECTION}.{k}" for k in ("autoRecover", "minimumAge", "scanInterval", "jitter"))
-MINIMUM_AGE_RANGE_S = (60.0, 30 * 86400.0)
-SCAN_INTERVAL_RANGE_S = (10.0, 86400.0)
+MINIMUM_AGE_RANGE_S = (1.0, 30 * 86400.0)
+SCAN_INTERVAL_RANGE_S = (1.0, 86400.0)
 MAX_JITTER = 0.5
 RECOVERY_TIMEOUT_S = 60.0  # how long a scan waits for one recovery before going on to the next
 
@@ -73,12 +77,12 @@ def parse_auto_recovery_settings(flat: Mapping[str, Any]) -> AutoRecoverySetting
     key = f"{SECTION}.minimumAge"
     value = flat.get(key, default.minimum_age_s)
     minimum_age = _within(
-        key, parse_duration(key, value), value, MINIMUM_AGE_RANGE_S, "a duration from 1m to 30d"
+        key, parse_duration(key, value), value, MINIMUM_AGE_RANGE_S, "a duration from 1s to 30d"
     )
     key = f"{SECTION}.scanInterval"
     value = flat.get(key, default.scan_interval_s)
     interval = _within(
-        key, parse_duration(key, value), value, SCAN_INTERVAL_RANGE_S, "a duration from 10s to 1d"
+        key, parse_duration(key, value), value, SCAN_INTERVAL_RANGE_S, "a duration from 1s to 1d"
     )
     key = f"{SECTION}.jitter"
     jitter = flat.get(key, default.jitter)
@@ -119,7 +123,7 @@ class AutoRecovery:
         self.rng = rng or random.Random()
         self.recovery_timeout = recovery_timeout
         self.due: datetime | None = None
-        self.scans = 0
+        self.scans = 0  # begun since the start (the scans_total counter of /metrics)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

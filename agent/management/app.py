@@ -37,7 +37,7 @@ from agent.management.commands import (
     UnknownFlowError,
     result_text,
 )
-from agent.management.finality_monitoring import add_in_flight_attributes
+from agent.management.finality_monitoring import add_auto_recovery_attributes, add_in_flight_attributes
 from agent.management.flow_replies import flow_reply
 from agent.operator_api.catalogue import FILTER_KEYS, Command
 from agent.operator_api.recovery import recovered_text, recovery_dry_run_text, results_text
@@ -117,6 +117,8 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     registry = MBeanRegistry()
     register_agent_beans(registry, runtime, commands, gate)
     add_in_flight_attributes(registry.get(NODE), runtime.node.store.transactions, runtime.node.clock)
+    if runtime.auto_recovery is not None:
+        add_auto_recovery_attributes(registry.get(NODE), runtime.auto_recovery)
     app.extensions["ledger_agent.mbeans"] = registry  # for tests and benchmarks that read the beans
     app.register_blueprint(jolokia_blueprint(registry, auth.principal))
     app.register_blueprint(jsonrpc_blueprint(registry, auth.principal))

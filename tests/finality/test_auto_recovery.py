@@ -38,8 +38,8 @@ def test_off_by_default_and_each_key_checked_by_name() -> None:
     ) == (AutoRecoverySettings(auto_recover=True, minimum_age_s=3600, scan_interval_s=30, jitter=0))
     bad = {
         "finalityRecovery.autoRecover = yes": ("finalityRecovery.autoRecover", "true or false"),
-        "finalityRecovery.minimumAge = 10s": ("finalityRecovery.minimumAge", "from 1m to 30d"),
-        "finalityRecovery.scanInterval = 2d": ("finalityRecovery.scanInterval", "from 10s to 1d"),
+        "finalityRecovery.minimumAge = 0s": ("finalityRecovery.minimumAge", "from 1s to 30d"),
+        "finalityRecovery.scanInterval = 2d": ("finalityRecovery.scanInterval", "from 1s to 1d"),
         "finalityRecovery.scanInterval = soon": ("finalityRecovery.scanInterval", "allowed"),
         "finalityRecovery.jitter = 0.9": ("finalityRecovery.jitter", "from 0 to 0.5"),
     }
