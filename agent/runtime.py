@@ -27,6 +27,7 @@ from agent.p2p.client import PeerClient, RawTransport
 from agent.p2p.retry import RetryPolicy
 from agent.p2p.service import PeerService
 from agent.recovery.aes_keys import NodeAesKeys
+from agent.recovery.reconcile import LedgerSyncReconciler
 from agent.recovery.service import LedgerRecoveryService
 from agent.store.ledger_store import LedgerStore
 from agent.tokens.service import TokenService
@@ -173,6 +174,8 @@ def build_runtime(
             engine,
         )
         sync.register(peer_service)
+    if sync is not None:
+        ledger_recovery.deps.reconciler = LedgerSyncReconciler(sync)
     bulk = BulkActions(
         engine,
         node.store.checkpoints,

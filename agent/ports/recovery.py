@@ -19,6 +19,7 @@ from typing import Protocol
 from agent.ports.distribution import RecordCursor
 
 PENDING, RECOVERED, UNRECOVERABLE = "PENDING", "RECOVERED", "UNRECOVERABLE"
+LEDGERSYNC = "LEDGERSYNC"  # the record type of a row LedgerSync found: no distribution record of it
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,11 @@ class RecoveryLog(Protocol):
         """Insert what is not there yet (key: tx id, peer, record type); the rows inserted."""
         ...
 
-    def pending(self, *, peer: str | None = None, limit: int = 1000) -> list[MissingTransaction]:
-        """PENDING rows, oldest record first (timestamp, discriminator)."""
+    def pending(
+        self, *, peer: str | None = None, limit: int = 1000, ledgersync: bool | None = None
+    ) -> list[MissingTransaction]:
+        """PENDING rows, oldest record first (timestamp, discriminator); ledgersync True or False for
+        only, or none of, the rows LedgerSync found (record type LEDGERSYNC)."""
         ...
 
     def missing(

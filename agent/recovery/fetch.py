@@ -47,14 +47,29 @@ class TransactionFetcher:
         self.transactions = transactions
         self.contracts = contracts
 
-    def _ask(self, peer: X500Name, ids: Sequence[str], roots: Sequence[str]) -> dict[str, Any]:
+    def sizes(self, peer: X500Name, ids: Sequence[str]) -> dict[str, Any]:
+        """A dry run's question: how many of ids the peer would give us, their bytes, and the others
+        with why (refused, or not held); nothing is fetched."""
+        reply = self._ask(peer, ids, (), sizes_only=True)
+        failed = [[str(d[0]), f"refused by the peer: {d[1]}"] for d in reply["denied"]]
+        failed += [[str(u), "the peer does not hold it"] for u in reply["unknown"]]
+        return {
+            "available": len(reply["txs"]),
+            "bytes": sum(int(t[2]) for t in reply["txs"]),
+            "failed": failed,
+        }
+
+    def _ask(
+        self, peer: X500Name, ids: Sequence[str], roots: Sequence[str], *, sizes_only: bool = False
+    ) -> dict[str, Any]:
         txs: list[Any] = []
         denied: list[Any] = []
         unknown: list[Any] = []
         for i in range(0, len(ids), REQUEST_IDS):
-            reply = self.peers.request(
-                peer, TOPIC_TRANSACTIONS, {"ids": list(ids[i : i + REQUEST_IDS]), "roots": list(roots)}
-            )
+            ask: dict[str, Any] = {"ids": list(ids[i : i + REQUEST_IDS]), "roots": list(roots)}
+            if sizes_only:
+                ask["sizesOnly"] = True
+            reply = self.peers.request(peer, TOPIC_TRANSACTIONS, ask)
             txs.extend(ser.expect_list(reply.get("txs"), "txs"))
             denied.extend(ser.expect_list(reply.get("denied", []), "denied"))
             unknown.extend(ser.expect_list(reply.get("unknown", []), "unknown"))

@@ -31,12 +31,12 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from agent.clock import Clock, from_epoch_ms, to_epoch_ms
 from agent.errors import AgentError, LedgerRecoveryException, PeerError
-from agent.flows.flow import Advance, Flow, FlowContext, StepOutcome
+from agent.flows.flow import Advance, Await, Flow, FlowContext, StepOutcome
 from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
@@ -47,6 +47,7 @@ from agent.network.network_map import NetworkMap
 from agent.p2p.client import PeerClient
 from agent.ports.distribution import DistributionRecords, RecordCursor, TimeWindow
 from agent.ports.recovery import (
+    LEDGERSYNC,
     RECOVERED,
     UNRECOVERABLE,
     LaneKey,
@@ -72,11 +73,15 @@ from agent.recovery.protocol import (
     window_from_obj,
     window_to_obj,
 )
+from agent.recovery.reconcile import Reconciled, Reconciler
 
 log = logging.getLogger("ledger_agent.recovery")
 
 LEDGER_RECOVERY_FLOW = "LedgerRecoveryFlow"
 NARROWING_PARTS = 64
+RECONCILE_POLL_S = 0.5
+# What a dry run's time estimate assumes: the recovery rate measured by bench/recover.py (BENCHMARKS.md).
+ESTIMATED_TX_PER_S = 1000
 MAX_RESULTS_RETURNED = 10_000  # the rest stay in node_recovery_results
 
 
@@ -95,6 +100,7 @@ class RecoveryDeps:
     clock: Clock
     push: Callable[[X500Name, SignedTransaction], None]  # optimisticInitiatorRecovery's push to one peer
     finalize: Callable[[SecureHash], bool]
+    reconciler: Reconciler | None = None
 
 
 def role_of(record_type: str, receiver_states_to_record: int) -> str:
@@ -131,14 +137,24 @@ class LedgerRecoveryFlow(Flow):
 
     def step(self, progress_step: str, ctx: FlowContext) -> StepOutcome:
         try:
-            if progress_step == "STARTED":
+            if progress_step == "STARTED" and self.params.reconcile_first:
+                return self._reconcile(ctx)
+            if progress_step == "RECONCILING":
+                return self._reconciled(ctx)
+            if progress_step in ("STARTED", "RECONCILED"):
                 return self._plan()
             if not self.params.dry_run:
-                pending = self._pending()
+                pending = self._pending(ledgersync=False)
                 if pending:
                     return self._recover(pending, ctx.flow_id)
             if any(not lane["done"] for lane in self.state["lanes"]):
                 return self._identify(ctx.flow_id)
+            if not self.params.dry_run:
+                pending = self._pending(ledgersync=True)  # what records did not already bring
+                if pending:
+                    return self._recover(pending, ctx.flow_id)
+            if self.params.dry_run and "plan" not in self.state:
+                return self._size_plan()
             if self.state["push"]:
                 return self._push(ctx.flow_id)
             if self.params.also_finalize and self.state["inFlight"]:
@@ -152,6 +168,105 @@ class LedgerRecoveryFlow(Flow):
             )
             return Advance("PEER_FAILED", fail=error)
         return Advance("DONE", done=True, result=self.summary(ctx.flow_id))
+
+    # -- reconciling first ---------------------------------------------------------------------------
+
+    def _reconcile(self, ctx: FlowContext) -> StepOutcome:
+        if self.deps.reconciler is None:
+            raise LedgerRecoveryException("reconcileFirst needs LedgerSync, which is off on this node")
+        for peer in self.params.recovery_peers:
+            self.deps.reconciler.schedule(peer)
+        self.state["reconcile"] = {"since": to_epoch_ms(ctx.now), "outcomes": {}}
+        log.info("LedgerRecoveryFlow: reconciling with %d peer(s) first", len(self.params.recovery_peers))
+        return Advance("RECONCILING")
+
+    def _reconciled(self, ctx: FlowContext) -> StepOutcome:
+        reconciler = self.deps.reconciler
+        assert reconciler is not None
+        since = int(self.state["reconcile"]["since"])
+        waiting = []
+        outcomes: dict[str, Reconciled] = {}
+        for peer in self.params.recovery_peers:
+            found = reconciler.outcome(peer, since)
+            if found is None:
+                waiting.append(str(peer))
+            else:
+                outcomes[str(peer)] = found
+        if waiting:
+            return Await(
+                (), ctx.now + timedelta(seconds=RECONCILE_POLL_S), f"LedgerSync with {', '.join(waiting)}"
+            )
+        failed = {p: o.error for p, o in outcomes.items() if o.status == "FAILED"}
+        if failed:
+            raise LedgerRecoveryException(
+                "LedgerSync failed with " + "; ".join(f"{p}: {e}" for p, e in sorted(failed.items()))
+            )
+        now = self.deps.clock.now()
+        wanted = self.params.transaction_role.covers("PEER")
+        rows = [
+            MissingTransaction(
+                tx_id=tx_id,
+                peer=peer,
+                record_type=LEDGERSYNC,
+                role="PEER",
+                timestamp=now,
+                timestamp_discriminator=0,
+                states_to_record=int(StatesToRecord.ONLY_RELEVANT),
+                distribution_list=b"",
+                flow_id=ctx.flow_id,
+                updated_at=now,
+            )
+            for peer, outcome in sorted(outcomes.items())
+            for tx_id in outcome.missing
+            if wanted
+        ]
+        self.state["reconcile"]["outcomes"] = {p: [o.status, len(o.missing)] for p, o in outcomes.items()}
+        log.info(
+            "LedgerRecoveryFlow: LedgerSync found %s",
+            ", ".join(f"{len(o.missing)} missing with {p}" for p, o in sorted(outcomes.items())),
+        )
+        if self.params.dry_run:
+            self.state["dryResults"].extend([r.tx_id, r.peer, r.role, False, False, None] for r in rows)
+            return Advance("RECONCILED")
+        return Advance("RECONCILED", effect=lambda: self.deps.log.add_missing(rows))
+
+    # -- a dry run's plan ----------------------------------------------------------------------------
+
+    def _size_plan(self) -> StepOutcome:
+        """Per peer: what is missing, its bytes, and what the peer would not or could not give."""
+        by_peer: dict[str, list[str]] = {}
+        held: set[str] = set()
+        for tx_id, peer, *_ in self.state["dryResults"]:
+            if tx_id not in held:  # the first peer to name a transaction would supply it
+                held.add(tx_id)
+                by_peer.setdefault(peer, []).append(tx_id)
+        ours = self.deps.transactions.transaction_statuses([SecureHash.parse(t) for t in held])
+        for ids in by_peer.values():
+            ids[:] = [t for t in ids if ours.get(SecureHash.parse(t)) is not TransactionStatus.VERIFIED]
+
+        def sized(item: tuple[str, list[str]]) -> dict[str, Any]:
+            peer, ids = item
+            return self.deps.fetcher.sizes(X500Name.parse(peer), ids)
+
+        with self._pool() as pool:
+            sizes = dict(zip(by_peer, pool.map(sized, by_peer.items()), strict=True))
+        total = sum(s["bytes"] for s in sizes.values())
+        count = sum(s["available"] for s in sizes.values())
+        self.state["plan"] = {
+            "peers": {
+                peer: {
+                    "missing": len(by_peer[peer]),
+                    "available": s["available"],
+                    "bytes": s["bytes"],
+                    "cannotRecover": s["failed"],
+                }
+                for peer, s in sorted(sizes.items())
+            },
+            "transactions": count,
+            "bytes": total,
+            "estimatedSeconds": -(-count // ESTIMATED_TX_PER_S),  # whole seconds, rounded up
+        }
+        return Advance("PLANNED_RECOVERY")
 
     def _pool(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=max(1, min(8, len(self.params.recovery_peers))))
@@ -316,11 +431,11 @@ class LedgerRecoveryFlow(Flow):
 
     # -- recovering ----------------------------------------------------------------------------------
 
-    def _pending(self) -> dict[str, list[MissingTransaction]]:
+    def _pending(self, *, ledgersync: bool) -> dict[str, list[MissingTransaction]]:
         batch = self.params.recovery_batch_size
         pending = {}
         for peer in self.params.recovery_peers:
-            rows = self.deps.log.pending(peer=str(peer), limit=batch)
+            rows = self.deps.log.pending(peer=str(peer), limit=batch, ledgersync=ledgersync)
             if rows:
                 pending[str(peer)] = rows
         return pending
@@ -426,6 +541,8 @@ class LedgerRecoveryFlow(Flow):
             "totalRecoveredInFlightTransactions": totals["inFlight"],
             "totalErrors": totals["errors"],
             "missing": len(self.state["dryResults"]) if self.params.dry_run else None,
+            "plan": self.state.get("plan"),
+            "ledgerSync": self.state.get("reconcile", {}).get("outcomes"),
             "results": results[:MAX_RESULTS_RETURNED],
             "resultsTruncated": truncated,
         }
@@ -501,6 +618,9 @@ class _RecordingPlan:
                 self.writes.append((stx, status, states, sender_records, receiver_record))
                 if self._count(tx_id) and status is TransactionStatus.IN_FLIGHT:
                     self.in_flight.append(row.tx_id)
+            elif row.record_type == LEDGERSYNC:  # its records already brought it back
+                self.marks.append((row, RECOVERED, None))
+                continue
             else:  # we hold the transaction: only its records were lost
                 stored = self.deps.transactions.get_stored(tx_id)
                 assert stored is not None
@@ -535,6 +655,8 @@ class _RecordingPlan:
         self, row: MissingTransaction, tx_id: SecureHash
     ) -> tuple[list[SenderDistribution], ReceiverDistribution | None, StatesToRecord]:
         peer = X500Name.parse(row.peer)
+        if row.record_type == LEDGERSYNC:  # no record to rebuild: it never had one with that peer
+            return [], None, StatesToRecord(row.states_to_record)
         if row.record_type == SENDER:
             how = StatesToRecord(row.states_to_record)
             return (

@@ -64,6 +64,7 @@ class LedgerRecoveryParameters:
     also_finalize: bool = False
     verbose_logging: bool = False
     force_recover_flow_ids: tuple[str, ...] = field(default=())
+    reconcile_first: bool = False  # ours: LedgerSync with each peer first (`ledger-agent recover`)
 
     def to_state(self) -> dict[str, Any]:
         """As a checkpoint holds it (CBOR values only)."""
@@ -79,6 +80,7 @@ class LedgerRecoveryParameters:
             "alsoFinalize": self.also_finalize,
             "verboseLogging": self.verbose_logging,
             "forceRecoverFlowIds": list(self.force_recover_flow_ids),
+            "reconcileFirst": self.reconcile_first,
         }
 
     @classmethod
@@ -96,6 +98,7 @@ class LedgerRecoveryParameters:
             also_finalize=bool(state["alsoFinalize"]),
             verbose_logging=bool(state["verboseLogging"]),
             force_recover_flow_ids=tuple(state.get("forceRecoverFlowIds", ())),
+            reconcile_first=bool(state.get("reconcileFirst", False)),
         )
 
     def describe(self) -> str:
@@ -104,6 +107,7 @@ class LedgerRecoveryParameters:
             f"peers [{', '.join(str(p) for p in self.recovery_peers)}], timeWindow "
             f"{window.from_time.isoformat()} to {window.until_time.isoformat()}, "
             f"transactionRole {self.transaction_role.value}, dryRun {str(self.dry_run).lower()}"
+            + (", reconciling first" if self.reconcile_first else "")
         )
 
 
@@ -119,6 +123,7 @@ _FIELDS = {
     "alsoFinalize",
     "verboseLogging",
     "forceRecoverFlowIds",
+    "reconcileFirst",
 }
 
 
@@ -195,6 +200,7 @@ def parse_parameters(
         also_finalize=_bool(args, "alsoFinalize", False),
         verbose_logging=_bool(args, "verboseLogging", False),
         force_recover_flow_ids=tuple(force),
+        reconcile_first=_bool(args, "reconcileFirst", False),
     )
 
 

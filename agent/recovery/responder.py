@@ -176,6 +176,7 @@ class RecoveryResponder:
             SecureHash.parse(ser.expect(h, str, "roots[]"), "roots[]")
             for h in ser.expect_list(payload.get("roots", []), "roots")
         ]
+        sizes_only = payload.get("sizesOnly", False) is True  # a dry run's plan: sizes, not bytes
         if len(ids) > MAX_IDS or len(roots) > MAX_IDS:
             raise SerializationError("ids", f"at most {MAX_IDS} ids a request")
         found: list[Any] = []
@@ -200,7 +201,8 @@ class RecoveryResponder:
                         ]
                     )
                     continue
-            found.append([str(tx_id), stored.status.name, stored.stx.serialize()])
+            raw = stored.stx.serialize()
+            found.append([str(tx_id), stored.status.name, len(raw) if sizes_only else raw])
         if denied:
             log.warning(
                 "refused %d transaction(s) to %s, which is not entitled to them: %s",

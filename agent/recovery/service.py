@@ -120,6 +120,16 @@ class LedgerRecoveryService:
         result: dict[str, Any] = self.start(self.parameters(given)).result(timeout)
         return result
 
+    def reconcile_then_recover_parameters(self, given: Mapping[str, Any]) -> LedgerRecoveryParameters:
+        """`ledger-agent recover`: LedgerSync first, a dry run unless dryRun is false, and, with no
+        timeWindow and no transactionRecoveryPeriod, the whole history."""
+        args = dict(given)
+        args.setdefault("reconcileFirst", True)
+        args.setdefault("dryRun", True)
+        if "timeWindow" not in args and self.recovery_period is None:
+            args["timeWindow"] = {"fromTime": 0}
+        return self.parameters(args)
+
     def results(self, flow_id: str | None = None, *, limit: int | None = None) -> list[dict[str, Any]]:
         return [result_json(r) for r in self.log.results(flow_id, limit=limit)]
 

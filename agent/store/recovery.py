@@ -11,6 +11,7 @@ import peewee
 
 from agent.ports.distribution import RecordCursor
 from agent.ports.recovery import (
+    LEDGERSYNC,
     PENDING,
     UNRECOVERABLE,
     LaneKey,
@@ -59,9 +60,15 @@ class RecoveryLogRepository:
                 )
         return inserted
 
-    def pending(self, *, peer: str | None = None, limit: int = 1000) -> list[MissingTransaction]:
+    def pending(
+        self, *, peer: str | None = None, limit: int = 1000, ledgersync: bool | None = None
+    ) -> list[MissingTransaction]:
         table = self.schema.recovery_missing
         query = table.select().where(table.status == PENDING)
+        if ledgersync is True:
+            query = query.where(table.record_type == LEDGERSYNC)
+        elif ledgersync is False:
+            query = query.where(table.record_type != LEDGERSYNC)
         if peer is not None:
             query = query.where(table.peer_name == peer)
         order = (table.timestamp, table.timestamp_discriminator, table.transaction_id, table.peer_name)

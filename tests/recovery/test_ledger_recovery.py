@@ -38,9 +38,15 @@ class Net:
     def __getitem__(self, name: X500Name) -> AgentRuntime:
         return self.runtimes[name]
 
+    ledgersync: bool = False
+
     def start(self, name: X500Name) -> AgentRuntime:
         entry = next(e for e in self.layout.nodes if e.name == name)
-        runtime = build_runtime(open_node(entry.config), InProcessTransport(self.network))
+        runtime = build_runtime(
+            open_node(entry.config),
+            InProcessTransport(self.network),
+            ledgersync=self.ledgersync and name != DEFAULT_NOTARY,
+        )
         self.network.attach(entry.p2p_address, runtime.peer_service)
         self.runtimes[name] = runtime
         return runtime
@@ -57,10 +63,10 @@ class Net:
         self.start(name)
 
 
-@pytest.fixture
-def net(tmp_path: Path) -> Iterator[Net]:
+@pytest.fixture(params=[False], ids=["records"])
+def net(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Net]:
     layout = init_network(tmp_path / "net", [A, B, C], DEFAULT_NOTARY)
-    n = Net(layout, InProcessNetwork())
+    n = Net(layout, InProcessNetwork(), ledgersync=request.param)
     try:
         for entry in layout.nodes:
             n.start(entry.name)
@@ -199,3 +205,47 @@ def test_bad_parameters_are_named(net: Net) -> None:
             "timeWindow": {"fromTime": "2026-01-01T00:00:00Z", "untilTime": "2026-01-02T00:00:00Z"},
         }
     ).time_window.from_time == timedelta(days=1)
+
+
+@pytest.mark.parametrize("net", [True], ids=["ledgersync"], indirect=True)
+def test_recover_reconciles_first_and_fetches_what_no_record_names(net: Net, tmp_path: Path) -> None:
+    net[B].tokens.issue([(A, 100), (C, 100)], "GBP", [])
+    backup = tmp_path / "A-backup.db"
+    backup_sqlite(Path(net[A].node.config.database_url.removeprefix("sqlite:///")), backup)
+    net[C].tokens.pay(A, 7, "GBP", B)
+    # A transaction from before distribution records: recorded on both sides with none.
+    old = _unrecorded_issue(net, to=A, amount=11)
+    before = ledger(net[A])
+    net.restore(A, backup)
+    service = net[A].ledger_recovery
+
+    records_only = service.recover(
+        {"recoveryPeers": [str(B), str(C)], "dryRun": True, **window()}, timeout=WAIT
+    )
+    assert str(old.id) not in {r["transactionId"] for r in records_only["results"]}
+
+    plan = service.start(
+        service.reconcile_then_recover_parameters({"recoveryPeers": [str(B), str(C)]})
+    ).result(WAIT)
+    assert plan["dryRun"] and plan["ledgerSync"] is not None
+    assert str(old.id) in {r["transactionId"] for r in plan["results"]}
+    assert plan["plan"]["transactions"] == 2 and plan["plan"]["bytes"] > 0
+    assert ledger(net[A])["transactions"] != before["transactions"]
+
+    applied = service.start(
+        service.reconcile_then_recover_parameters({"recoveryPeers": [str(B), str(C)], "dryRun": False})
+    ).result(WAIT)
+    assert applied["totalErrors"] == 0
+    assert ledger(net[A])["transactions"] == before["transactions"]
+    assert ledger(net[A])["vault"] == before["vault"]
+
+
+def _unrecorded_issue(net: Net, *, to: X500Name, amount: int) -> Any:
+    from agent.ledger import token
+
+    issuer = net[B].node
+    notary = net[DEFAULT_NOTARY].node.identity
+    stx = token.issue(issuer.identity, notary, [(net[to].node.identity, amount)], "USD").sign([issuer.key])
+    for name in (B, to):
+        net[name].node.ledger.record(stx)
+    return stx
