@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from agent.errors import ConfigurationError
-from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.network.bootstrap import DEFAULT_NOTARY, NetworkLayout, default_node_names, init_network
 from agent.node import open_node
@@ -24,6 +23,7 @@ from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
 from agent.recovery.protocol import TOPIC_TRANSACTIONS
 from agent.runtime import AgentRuntime, build_runtime
 from agent.store.database import backup_sqlite
+from tests.recovery.snapshot import ledger_of
 
 A, B, C = default_node_names(3)
 WAIT = 60.0
@@ -77,36 +77,7 @@ def net(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Net]:
 
 
 def ledger(runtime: AgentRuntime) -> dict[str, Any]:
-    """What a node holds: transactions by status, vault rows, distribution records."""
-    store = runtime.node.store
-    txs = {str(s.stx.id): s.status.name for s in store.transactions.iter_transactions()}
-    vault = sorted(
-        (
-            str(v.ref),
-            v.state.data["amount"],
-            v.state_status.name,
-            v.relevancy_status.name,
-            str(v.consuming_tx_id),
-        )
-        for v in store.vault.iter_vault_states(state_status=None, relevancy=None)
-    )
-    sent = sorted(
-        (str(r.tx_id), str(r.peer), r.timestamp, r.timestamp_discriminator, int(r.receiver_states_to_record))
-        for tx in txs
-        for r in store.distribution.sender_records(SecureHash.parse(tx))
-    )
-    received = sorted(
-        (
-            str(r.tx_id),
-            str(r.sender),
-            r.timestamp,
-            r.timestamp_discriminator,
-            int(r.receiver_states_to_record),
-        )
-        for tx in txs
-        for r in store.distribution.receiver_records(SecureHash.parse(tx))
-    )
-    return {"transactions": txs, "vault": vault, "sent": sent, "received": received}
+    return ledger_of(runtime.node.store)
 
 
 def trade(net: Net, rounds: int) -> None:
