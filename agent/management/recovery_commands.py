@@ -145,7 +145,15 @@ def recovery_commands(recovery: FinalityRecoveryService) -> dict[str, Callable[.
         criteria = (start, until, initiated_by, counter_parties)
         query = recovery_query(*criteria) if any(c is not None for c in criteria) else None
         return recovery.start_job(
-            ids=ids, tx_ids=tx_ids, query=query, force=force, timeout=timeout, reason=reason, user=actor.user
+            ids=ids,
+            tx_ids=tx_ids,
+            query=query,
+            force=force,
+            timeout=timeout,
+            reason=reason,
+            user=actor.user,
+            role=actor.role,
+            surface=actor.surface,
         )
 
     return {
