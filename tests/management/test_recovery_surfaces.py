@@ -260,6 +260,10 @@ def test_a_recovery_job_over_rest_and_the_cli(
     assert (code, err) == (0, ""), err
     assert "Started finality recovery job" in out and f"{tx} [{flow_id}] notNeeded" in out
     assert len(rest(served, "GET", "/api/finality/jobs").json()) == 3
+    code, out, err = shell(served, f"flow jobs {job['jobId']}\nflow jobs\n", monkeypatch, capsys)
+    assert (code, err) == (0, ""), err
+    assert f"Finality recovery job {job['jobId']}: COMPLETED, 1 of 1" in out
+    assert out.count("FinalityRecoveryJobFlow") == 3  # the listing: every job, of this kind here
 
 
 def test_json_rpc_and_jolokia_have_flow_rpc_ops_and_node_flow_status_rpc_ops(served: Served) -> None:
