@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from agent.finality.auto_recovery import AutoRecovery
 from agent.finality.flows import FinalityDeps
+from agent.finality.jobs import RECOVERY_JOB_FLOW
 from agent.finality.recovery import FinalityRecoveryService
 from agent.finality.service import FinalityService
 from agent.flows.checkpoints import FlowCheckpoint
@@ -139,7 +140,7 @@ def build_runtime(
     )
     finality = FinalityService(deps, engine, node.notary)
     finality.register(peer_service)
-    recovery = FinalityRecoveryService(deps, engine, node.key)
+    recovery = FinalityRecoveryService(deps, engine, node.key, audit=node.store.audit)
     recovery.register(peer_service)
     ledger_recovery = LedgerRecoveryService(
         node.identity.name,
@@ -186,6 +187,7 @@ def build_runtime(
         lambda flow_id: (sync is not None and sync.kill_flow(flow_id)) or engine.kill(flow_id),
     )
     bulk.register()
+    bulk.list_also(RECOVERY_JOB_FLOW, recovery.jobs.summary)  # the operator's one listing of jobs
     runtime = AgentRuntime(
         node,
         authenticator,

@@ -294,14 +294,13 @@ def _follow(client: ManagementClient, job: dict[str, Any], args: argparse.Namesp
 
 def _finished(job: dict[str, Any], args: argparse.Namespace) -> int:
     """Print a job that has finished; exit 1 if it did not complete, or any flow failed."""
-    from agent.client.tables import job_text
+    from agent.client.tables import job_ok, job_text
 
     if args.json:
         _print_json(job)
     else:
         print(job_text(job))
-    failed = (job.get("counts") or {}).get("failed", 0)
-    return 0 if job.get("status") == "COMPLETED" and not failed else 1
+    return 0 if job_ok(job) else 1
 
 
 def _job_started(client: ManagementClient, job: dict[str, Any], args: argparse.Namespace) -> int:
@@ -528,7 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
             ("retryAllPausedHospitalized", "retry every PAUSED flow the hospital was keeping (a bulk job)"),
         )
     }
-    jobs = flow_commands.add_parser("jobs", help="the bulk jobs, or one job's progress and results")
+    jobs = flow_commands.add_parser(
+        "jobs", help="every job (bulk actions, finality recovery), or one job's progress and results"
+    )
     subs = (start, kill, pause, resume, retry, listing, hospital, bulk, jobs, *corda_bulk.values())
     for sub in subs:
         sub.add_argument("--config", type=Path, required=True, help="the node's node.conf")
@@ -560,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--reason", required=True, help="why (required: the audit log keeps it)")
     for name, sub in corda_bulk.items():
         sub.set_defaults(handler=_flow_corda_bulk, flow_command=name)
-    jobs.add_argument("id", nargs="?", help="a job's id: its progress and a result per flow")
+    jobs.add_argument("id", nargs="?", help="a job's id: its progress and a result per flow (or transaction)")
     jobs.set_defaults(handler=_flow_jobs)
     for sub in (bulk, jobs, *corda_bulk.values()):
         sub.add_argument("--wait", action="store_true", help="follow the job until it has finished")

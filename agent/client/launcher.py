@@ -28,6 +28,8 @@ from agent import __version__
 from agent.errors import AgentError
 from agent.operator_api.layout import PASSWORD_FILE
 
+NOT_FOUND = 404
+
 # As agent.p2p.http's (which the tools do not import): headers and body go out as two writes, and
 # without TCP_NODELAY Nagle's algorithm holds the second until the server's delayed ACK (40 ms).
 NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
@@ -80,7 +82,8 @@ class ManagementClient:
         result: dict[str, Any] = response.json()
         return result
 
-    def call(self, method: str, path: str, body: Any = None) -> Any:
+    def call(self, method: str, path: str, body: Any = None, *, missing: Any = None) -> Any:
+        """The agent's answer; missing instead of an error on a 404 when given."""
         if self._client is None:
             headers = {"User-Agent": f"ledger-agent-{self.tool}/{__version__}"} if self.tool else None
             self._client = httpx.Client(
@@ -93,6 +96,8 @@ class ManagementClient:
             method, self._url(path), json=body, auth=(self.username, self.password)
         )
         payload = response.json()
+        if response.status_code == NOT_FOUND and missing is not None:
+            return missing
         if response.status_code >= 400:
             raise AgentProcessError(f"{payload.get('error')}: {payload.get('message')}")
         return payload
@@ -187,8 +192,11 @@ class ManagementClient:
         return result
 
     def job(self, job_id: str) -> dict[str, Any]:
-        """GET /api/flows/bulk/<id>: a bulk job's progress and its result per flow."""
-        result: dict[str, Any] = self.call("GET", f"/api/flows/bulk/{job_id}")
+        """GET /api/flows/bulk/<id>: a bulk job's progress and its result per flow; a finality recovery
+        job's from GET /api/finality/jobs/<id> (the listing of jobs shows both kinds)."""
+        result: dict[str, Any] = self.call("GET", f"/api/flows/bulk/{job_id}", missing={})
+        if not result:
+            result = self.call("GET", f"/api/finality/jobs/{job_id}")
         return result
 
     def jobs(self) -> list[dict[str, Any]]:

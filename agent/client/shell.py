@@ -234,7 +234,7 @@ HELP = """Commands:
   flow hospital <id>                        one flow and its retry history
   flow bulk <retry|pause|kill> [name: value, ...]  a dry run by filter (the filters above, reason: "..."); dryRun: false starts
                                             the job (batchSize, batchIntervalSeconds), followed to its end
-  flow jobs [<jobId>]                       the bulk jobs, or one job with a result per flow
+  flow jobs [<jobId>]                       every job (bulk, finality recovery), or one job with its results
   audit [user: ..., action: ..., limit: n]  the audit log, newest first
   flowStatus queryFinalityById <id>         a finality flow's FlowTransactionInfo and its YAML (flowStatus queryFinalityByTxnId <txId>)
   flow recoverFinality <id>                 recover a failed finality flow (also recoverFinalityByTxnId <txId>,
@@ -393,9 +393,10 @@ class Shell:
                 self.started(answer)
         elif command == "flow" and words[1:2] == ["jobs"]:
             if len(words) == 3:
-                job = self.call("bulkJob", {"id": words[2].strip()})
+                job_id = words[2].strip()
+                job = self.call("bulkJob", {"id": job_id}) or self.call("recoveryJob", {"id": job_id})
                 if job is None:
-                    raise ConfigurationError("flow jobs", words[2].strip(), "no such bulk job on this node")
+                    raise ConfigurationError("flow jobs", job_id, "no such job on this node")
                 self.print(job_text(job))
             else:
                 self.print(jobs_table(self.call("listBulkJobs", {})))

@@ -8,6 +8,9 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from agent.operator_api.recovery import recovery_job_ok, recovery_job_text
+
+RECOVERY_JOB = "FinalityRecoveryJobFlow"  # the kind of a finality recovery job in the listing of jobs
 Column = tuple[str, Callable[[dict[str, Any]], Any]]  # a header, and how a row's cell is read
 
 
@@ -161,7 +164,9 @@ RESULT_COLUMNS: tuple[Column, ...] = (key("flowId"), key("outcome"), key("from")
 
 
 def job_text(job: dict[str, Any]) -> str:
-    """bulkJob's answer: the job, then a result per flow."""
+    """bulkJob's answer: the job, then a result per flow (recoveryJob's: a line per transaction)."""
+    if job.get("kind") == RECOVERY_JOB:
+        return recovery_job_text(job)
     lines = [
         progress_line(job),
         f"  {job.get('name')}: {job.get('action')} {json.dumps(job.get('filter') or {})} by "
@@ -175,6 +180,7 @@ def job_text(job: dict[str, Any]) -> str:
 
 JOB_COLUMNS: tuple[Column, ...] = (
     key("jobId"),
+    ("kind", lambda j: j.get("kind") or "BulkFlowActionFlow"),  # an agent before kinds: bulk jobs only
     key("name"),
     key("action"),
     key("status"),
@@ -182,12 +188,21 @@ JOB_COLUMNS: tuple[Column, ...] = (
     ("outcomes", lambda j: counts_text(j.get("counts") or {})),
     key("user"),
     key("createdAt"),
+    key("finishedAt"),
     key("reason"),
 )
 
 
+def job_ok(job: dict[str, Any]) -> bool:
+    """Whether a finished job completed with nothing failed (nor, for a recovery job, timed out)."""
+    if job.get("kind") == RECOVERY_JOB:
+        return job.get("status") == "COMPLETED" and recovery_job_ok(job)
+    return job.get("status") == "COMPLETED" and not (job.get("counts") or {}).get("failed", 0)
+
+
 def jobs_table(jobs: Sequence[dict[str, Any]]) -> str:
-    return table(jobs, JOB_COLUMNS, empty="No bulk jobs")
+    """The listing of every job: bulk actions and finality recovery jobs."""
+    return table(jobs, JOB_COLUMNS, empty="No jobs")
 
 
 AUDIT_COLUMNS: tuple[Column, ...] = (

@@ -11,6 +11,11 @@ is waited for (or, if it has finished, the transaction needs nothing more).
 
 Each result is [outcome, detail]: recovered, notNeeded (nothing to recover: VERIFIED here), timedOut
 (its recovery goes on: the detail says where), failed (why).
+
+When the job ends, an entry of the audit log (recoverFinalityJob, in the name of whoever started it)
+says how it went: its last step writes it, committed with its last checkpoint; a job killed or failed
+outside a step has it written by the engine's status listener (agent.hospital.jobs). The hospital's
+listing of jobs shows these jobs beside its bulk jobs (summary, wired by the composition root).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from agent.clock import Clock
@@ -26,14 +32,17 @@ from agent.finality.queries import RECOVERY_FLOW
 from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
 from agent.flows.engine import TERMINAL, FlowEngine, FlowTimeoutError
 from agent.flows.flow import Advance, Flow, FlowContext, StepOutcome
+from agent.hospital.jobs import DONE, closing_entry, common_fields, ended_text, on_end
+from agent.hospital.records import AuditEntry
 from agent.ledger import serialization as ser
 from agent.ledger.hashing import SecureHash
 from agent.ports.checkpoints import Checkpoints
+from agent.ports.hospital import AuditLog
 
 log = logging.getLogger("ledger_agent.finality.jobs")
 
 RECOVERY_JOB_FLOW = "FinalityRecoveryJobFlow"
-DONE = "DONE"
+JOB_COMMAND = "recoverFinalityJob"  # the catalogue's command that starts one: its audit entries' action
 MAX_TRANSACTIONS_PER_JOB = 10_000  # its snapshot and results live in its checkpoint
 RECOVERED, NOT_NEEDED, TIMED_OUT, FAILED = "recovered", "notNeeded", "timedOut", "failed"
 
@@ -41,15 +50,25 @@ RECOVERED, NOT_NEEDED, TIMED_OUT, FAILED = "recovered", "notNeeded", "timedOut",
 class RecoveryJobs:
     """Finality recovery jobs on one node's engine."""
 
-    def __init__(self, recovery: Any, engine: FlowEngine, checkpoints: Checkpoints, clock: Clock) -> None:
+    def __init__(
+        self,
+        recovery: Any,
+        engine: FlowEngine,
+        checkpoints: Checkpoints,
+        clock: Clock,
+        audit: AuditLog | None = None,
+    ) -> None:
         self.recovery = recovery  # agent.finality.recovery.FinalityRecoveryService
         self.engine = engine
         self.checkpoints = checkpoints
         self.clock = clock
+        self.audit = audit  # None: no closing entries (a service built without the node's audit log)
 
     def register(self) -> None:
-        """Teach the engine to rebuild a job after a restart (before it resumes its flows)."""
+        """Teach the engine to rebuild a job after a restart (before it resumes its flows), and to tell
+        the audit log of a job killed or failed."""
         self.engine.register(RECOVERY_JOB_FLOW, lambda state: FinalityRecoveryJobFlow(state, self))
+        on_end(self.engine, RECOVERY_JOB_FLOW, self._ended)
 
     def start(
         self,
@@ -59,6 +78,8 @@ class RecoveryJobs:
         timeout: float,
         reason: str | None,
         user: str = "(in-process)",
+        role: str = "",
+        surface: str = "",
     ) -> dict[str, Any]:
         """Start a job on the transactions selected now (key, tx id); the job, without its results."""
         chosen = list(selected)
@@ -75,6 +96,8 @@ class RecoveryJobs:
             "timeoutMs": round(timeout * 1000),
             "reason": reason,
             "user": user,
+            "role": role,
+            "surface": surface,
             "createdAt": self.clock.now().isoformat(),
         }
         handle = self.engine.start(FinalityRecoveryJobFlow(state, self))
@@ -94,10 +117,36 @@ class RecoveryJobs:
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every job, oldest first, without the results per transaction."""
-        return [
-            self._job_json(cp, results=False)
-            for cp in self.checkpoints.iter_checkpoints(flow_name=RECOVERY_JOB_FLOW)
-        ]
+        return [self.summary(cp) for cp in self.checkpoints.iter_checkpoints(flow_name=RECOVERY_JOB_FLOW)]
+
+    def summary(self, checkpoint: FlowCheckpoint) -> dict[str, Any]:
+        """A job as listings show it, without its results (the hospital's listing of every job too)."""
+        return self._job_json(checkpoint, results=False)
+
+    def finished(self, job_id: str, state: dict[str, Any], at: datetime) -> None:
+        """The audit log's entry for a job that has done every transaction (committed with its checkpoint)."""
+        if self.audit is not None:
+            self.audit.append(self._closing(job_id, state, at, "finished"))
+
+    def _ended(self, checkpoint: FlowCheckpoint, state: dict[str, Any]) -> None:
+        """The audit log's entry for a job killed, or failed by its own step (the engine's listener)."""
+        if self.audit is not None:
+            self.audit.append(
+                self._closing(checkpoint.flow_id, state, checkpoint.updated_at, ended_text(checkpoint))
+            )
+
+    def _closing(self, job_id: str, state: dict[str, Any], at: datetime, ended: str) -> AuditEntry:
+        total = len(state.get("txIds", []))
+        return closing_entry(
+            state,
+            at=at,
+            action=JOB_COMMAND,
+            target=f"job {job_id}: recoverFinality {total} transaction(s)",
+            ended=ended,
+            processed=len(state.get("results", [])),
+            total=total,
+            nothing="no transactions",
+        )
 
     def recover(self, tx_id: SecureHash, force: bool, timeout: float) -> list[str]:
         """Recover one transaction: [outcome, detail]."""
@@ -132,10 +181,14 @@ class RecoveryJobs:
         )
         found: dict[str, Any] = {
             "jobId": checkpoint.flow_id,
+            **common_fields(checkpoint),
+            "name": JOB_COMMAND,
             "action": "recoverFinality",
             "filter": None,
             "reason": state.get("reason"),
             "user": state.get("user"),
+            "role": state.get("role"),
+            "surface": state.get("surface"),
             "forceRecover": state.get("force"),
             "status": checkpoint.status.name,
             "finished": checkpoint.status in TERMINAL,
@@ -168,7 +221,12 @@ class FinalityRecoveryJobFlow(Flow):
         state = self.state
         tx_ids, results = state["txIds"], state["results"]
         if len(results) >= len(tx_ids):
-            return Advance(DONE, done=True, result=dict(Counter(str(r[0]) for r in results)))
+            return Advance(
+                DONE,
+                effect=lambda: self.jobs.finished(ctx.flow_id, state, ctx.now),
+                done=True,
+                result=dict(Counter(str(r[0]) for r in results)),
+            )
         tx_id = SecureHash.parse(tx_ids[len(results)], "txId")
         results.append(self.jobs.recover(tx_id, bool(state["force"]), int(state["timeoutMs"]) / 1000))
         return Advance(f"TRANSACTION_{len(results)}")

@@ -54,6 +54,7 @@ from agent.flows.engine import FlowEngine, FlowHandle, FlowTimeoutError
 from agent.ledger.hashing import SecureHash
 from agent.ledger.keys import KeyPair
 from agent.ledger.vault import TransactionStatus
+from agent.ports.hospital import AuditLog
 
 log = logging.getLogger("ledger_agent.finality.recovery")
 
@@ -62,7 +63,13 @@ STOP_TIMEOUT_S = 60.0  # how long a forced recovery waits for the flow it killed
 
 class FinalityRecoveryService:
     def __init__(
-        self, deps: FinalityDeps, engine: FlowEngine, key: KeyPair, *, stop_timeout: float = STOP_TIMEOUT_S
+        self,
+        deps: FinalityDeps,
+        engine: FlowEngine,
+        key: KeyPair,
+        *,
+        stop_timeout: float = STOP_TIMEOUT_S,
+        audit: AuditLog | None = None,
     ) -> None:
         self.deps = deps
         self.engine = engine
@@ -75,7 +82,8 @@ class FinalityRecoveryService:
         engine.register(RECOVERY_FLOW, lambda state: FinalityRecoveryFlow(state, recovery_deps))
         self._deps = recovery_deps
         self._starting = threading.Lock()  # one decision at a time: two recoveries never start for one tx
-        self.jobs = RecoveryJobs(self, engine, engine.checkpoints, deps.clock)  # agent.finality.jobs
+        # agent.finality.jobs; the audit log takes each job's closing entry
+        self.jobs = RecoveryJobs(self, engine, engine.checkpoints, deps.clock, audit)
         self.jobs.register()
 
     def register(self, handlers: Handlers) -> None:
@@ -172,6 +180,8 @@ class FinalityRecoveryService:
         timeout: float = 60.0,
         reason: str | None = None,
         user: str = "(in-process)",
+        role: str = "",
+        surface: str = "",
     ) -> dict[str, Any]:
         """Recover the selection (as dry_run selects: without force, leaving out those whose finality
         still runs here) one transaction at a time in a job on the engine (agent.finality.jobs): the
@@ -181,7 +191,9 @@ class FinalityRecoveryService:
             for meta in self._selected(ids, tx_ids, query)
             if force or not meta.live_flows
         ]
-        return self.jobs.start(chosen, force=force, timeout=timeout, reason=reason, user=user)
+        return self.jobs.start(
+            chosen, force=force, timeout=timeout, reason=reason, user=user, role=role, surface=surface
+        )
 
     def _selected(
         self,

@@ -8,7 +8,9 @@ engine resumes the job at the first flow without a result. A batch cut off half 
 flow it finds already where the action puts it is reported done, saying so. Between two batches the
 job may wait (batchIntervalSeconds), parked on the engine's clock and holding no thread, so a bulk
 retry of a thousand flows does not storm the notary. When the job ends, an entry of the audit log
-says how it went; it commits with the job's last checkpoint.
+says how it went, in the name of whoever started it: it commits with the job's last checkpoint, or,
+for a job killed or failed, the engine's status listener writes it (agent.hospital.jobs). The
+listing of jobs (jobs()) shows every kind of job on the engine, finality recovery jobs too.
 
 A job is a flow like any other: listed, paused, resumed or killed by its id, and kept in the
 hospital's care if its own step fails (the database refusing its checkpoint, say).
@@ -31,6 +33,15 @@ from agent.flows.checkpoints import FlowCheckpoint
 from agent.flows.engine import TERMINAL, FlowEngine
 from agent.flows.flow import STARTED, Advance, Await, Flow, FlowContext, StepOutcome
 from agent.hospital.hospital import PatientFilter, PatientView
+from agent.hospital.jobs import (
+    DONE,
+    JobListing,
+    Summary,
+    closing_entry,
+    common_fields,
+    ended_text,
+    on_end,
+)
 from agent.hospital.records import AuditEntry
 from agent.hospital.selection import VERBS, BulkVerb, filter_json, sample_row, select_flows
 from agent.ledger import serialization as ser
@@ -40,10 +51,8 @@ from agent.ports.hospital import AuditLog, MedicalRecords
 log = logging.getLogger("ledger_agent.hospital.bulk")
 
 BULK_FLOW = "BulkFlowActionFlow"
-DONE = "DONE"
 SAMPLE_SIZE = 20  # flows a dry run shows
 MAX_FLOWS_PER_JOB = 10_000  # its results live in its checkpoint: narrow the filter beyond that
-JOB_SURFACE = "job"  # the audit log's surface for what a job records itself
 
 
 class BulkActionError(AgentError):
@@ -95,10 +104,18 @@ class BulkActions:
             "pause": engine.pause,
             "kill": kill,
         }
+        self.listing = JobListing(checkpoints)
+        self.listing.add_kind(BULK_FLOW, lambda cp: self._job_json(cp, results=False))
 
     def register(self) -> None:
-        """Teach the engine to rebuild a job after a restart (before it resumes its flows)."""
+        """Teach the engine to rebuild a job after a restart (before it resumes its flows), and to tell
+        the audit log of a job killed or failed."""
         self.engine.register(BULK_FLOW, lambda state: BulkFlowActionFlow(state, self))
+        on_end(self.engine, BULK_FLOW, self._ended)
+
+    def list_also(self, flow_name: str, summary: Summary) -> None:
+        """Show another kind of job (a finality recovery job) in jobs()."""
+        self.listing.add_kind(flow_name, summary)
 
     # -- what operators call -------------------------------------------------------------------------
 
@@ -168,10 +185,9 @@ class BulkActions:
         return self._job_json(checkpoint, results=results)
 
     def jobs(self) -> list[dict[str, Any]]:
-        """Every job, oldest first, without the results per flow."""
-        return [
-            self._job_json(cp, results=False) for cp in self.checkpoints.iter_checkpoints(flow_name=BULK_FLOW)
-        ]
+        """Every job, oldest first, without its results: bulk jobs and every kind added by list_also
+        (each with its kind, the flow's name)."""
+        return self.listing.jobs()
 
     # -- what a job does -----------------------------------------------------------------------------
 
@@ -201,19 +217,24 @@ class BulkActions:
 
     def finished(self, job_id: str, state: dict[str, Any], at: datetime) -> None:
         """The audit log's entry for a job that has done every flow (committed with its checkpoint)."""
-        counts = _counts(state["results"])
-        said = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no flows"
+        self.audit.append(self._closing(job_id, state, at, "finished"))
+
+    def _ended(self, checkpoint: FlowCheckpoint, state: dict[str, Any]) -> None:
+        """The audit log's entry for a job killed, or failed by its own step (the engine's listener)."""
         self.audit.append(
-            AuditEntry(
-                at=at,
-                user=state["user"],
-                role=state["role"],
-                action=state["name"],
-                reason=state["reason"],
-                target=f"job {job_id}: {state['action']} {state['filter']}",
-                outcome=f"job finished: {said}",
-                surface=JOB_SURFACE,
-            )
+            self._closing(checkpoint.flow_id, state, checkpoint.updated_at, ended_text(checkpoint))
+        )
+
+    def _closing(self, job_id: str, state: dict[str, Any], at: datetime, ended: str) -> AuditEntry:
+        return closing_entry(
+            state,
+            at=at,
+            action=str(state.get("name")),
+            target=f"job {job_id}: {state.get('action')} {state.get('filter')}",
+            ended=ended,
+            processed=len(state.get("results", [])),
+            total=len(state.get("ids", [])),
+            nothing="no flows",
         )
 
     # -- helpers -------------------------------------------------------------------------------------
@@ -228,6 +249,7 @@ class BulkActions:
         ids, done = list(state.get("ids", [])), list(state.get("results", []))
         found: dict[str, Any] = {
             "jobId": checkpoint.flow_id,
+            **common_fields(checkpoint),
             "name": state.get("name"),
             "action": state.get("action"),
             "filter": json.loads(state.get("filter") or "{}"),

@@ -173,7 +173,15 @@ def recovery_commands(recovery: FinalityRecoveryService) -> dict[str, Callable[.
     ) -> dict[str, Any]:
         query = recovery_query(start, until, initiated_by, counter_parties, required=False)
         return recovery.start_job(
-            ids=ids, tx_ids=tx_ids, query=query, force=force, timeout=timeout, reason=reason, user=actor.user
+            ids=ids,
+            tx_ids=tx_ids,
+            query=query,
+            force=force,
+            timeout=timeout,
+            reason=reason,
+            user=actor.user,
+            role=actor.role,
+            surface=actor.surface,
         )
 
     return {

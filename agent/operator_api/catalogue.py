@@ -552,7 +552,11 @@ COMMANDS: dict[str, Command] = {
             FLOW_HOSPITAL,
         ),
         _verb(
-            "listBulkJobs", (), Result.JOBS, "Every bulk job, oldest first, with its progress", FLOW_HOSPITAL
+            "listBulkJobs",
+            (),
+            Result.JOBS,
+            "Every job (bulk actions and finality recovery, each with its kind), oldest first, with its progress",
+            FLOW_HOSPITAL,
         ),
         _verb(
             "auditLog",

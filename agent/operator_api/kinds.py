@@ -211,7 +211,7 @@ class Result(Enum):
     PATIENT = "patient"  # one flow with its history, or null
     BULK = "bulk"  # a bulk action's dry run, or the job it started
     JOB = "job"  # a bulk job: its progress and a result per flow, or null
-    JOBS = "jobs"  # a list of bulk jobs (without the results per flow)
+    JOBS = "jobs"  # a list of jobs (without their results): bulk jobs, and finality recovery jobs
     AUDIT = "audit"  # a list of audit log entries, newest first
     RECOVERED = "recovered"  # finality recovery: a map of flow (or transaction) id -> recovered
     FLOW_TRANSACTION = "flowTransaction"  # a FlowTransactionInfo, or null

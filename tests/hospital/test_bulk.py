@@ -312,3 +312,36 @@ def test_a_filter_selecting_more_than_a_job_takes_is_refused(
     with pytest.raises(BulkActionError, match="selects 2 flows; one job takes 1 at most: narrow the filter"):
         node.runtime.bulk.start(plan)
     assert node.runtime.bulk.jobs() == []
+
+
+def test_a_job_killed_between_batches_writes_its_closing_entry_and_shows_in_the_listing(timed: Node) -> None:
+    ids = timed.hospitalize(3)
+    plan = JobPlan(
+        "bulkAction",
+        VERBS["retry"],
+        PatientFilter(status=FlowStatus.HOSPITALIZED),
+        "retry a few, then think again",
+        OPERATOR,
+        batch_size=1,
+        interval_s=60,
+    )
+    job_id = timed.runtime.bulk.start(plan)["jobId"]
+    wait_until(lambda: timed.job(job_id)["processed"] == 1, "the first batch done")
+    assert timed.runtime.engine.kill(job_id)  # parked between batches: it ends outside a step
+    job = timed.job(job_id)
+    assert (job["status"], job["finished"], job["processed"], job["total"]) == ("KILLED", True, 1, 3)
+    assert (job["kind"], job["finishedAt"]) == (BULK_FLOW, job["updatedAt"])
+    (entry,) = timed.runtime.node.store.audit.entries()
+    assert (entry.user, entry.role, entry.action, entry.surface, entry.reason) == (
+        "alice",
+        "operator",
+        "bulkAction",
+        "job",
+        "retry a few, then think again",
+    )
+    assert entry.target.startswith(f"job {job_id}: retry ")
+    assert entry.outcome == "job killed: 1 retried (1 of 3 done)"
+    (retried,) = [r["flowId"] for r in job["results"]]
+    assert [timed.status(i) for i in ids if i != retried] == [FlowStatus.HOSPITALIZED] * 2
+    (listed,) = timed.runtime.bulk.jobs()
+    assert (listed["jobId"], listed["kind"], listed["status"]) == (job_id, BULK_FLOW, "KILLED")

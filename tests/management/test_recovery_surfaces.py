@@ -208,8 +208,27 @@ def test_a_recovery_job_over_rest_and_the_cli(
     assert rest(served, "GET", "/api/finality/jobs/nope").status_code == 404
     refused = rest(served, "POST", "/api/finality/recoverFinalityJob", {}, who="monitor")
     assert refused.status_code == 403
-    (entry,) = [e for e in served.audit() if e["action"] == "recoverFinalityJob" and e["user"] == "operator"]
+    entries = [e for e in served.audit() if e["action"] == "recoverFinalityJob" and e["user"] == "operator"]
+    # The start's entry (by the gate, after the command) and the job's own last entry, in either order.
+    (entry,) = [e for e in entries if e["surface"] != "job"]
+    (closing,) = [e for e in entries if e["surface"] == "job"]
     assert entry["outcome"] == "job started: 1 flow(s)" and entry["reason"] == "r"
+    assert (closing["outcome"], closing["surface"], closing["role"], closing["reason"]) == (
+        "job finished: 1 notNeeded",
+        "job",
+        "operator",
+        "r",
+    )
+    assert closing["target"] == f"job {job['jobId']}: recoverFinality 1 transaction(s)"
+    # The hospital's listing of jobs (flow jobs) shows recovery jobs too, with their kind.
+    (every,) = rest(served, "GET", "/api/flows/bulk", who="monitor").json()
+    assert (every["jobId"], every["kind"], every["name"], every["status"]) == (
+        job["jobId"],
+        "FinalityRecoveryJobFlow",
+        "recoverFinalityJob",
+        "COMPLETED",
+    )
+    assert every["counts"] == {"notNeeded": 1} and every["finishedAt"] is not None
 
     address = served.url.removeprefix("http://")
     monkeypatch.setattr(
@@ -219,6 +238,18 @@ def test_a_recovery_job_over_rest_and_the_cli(
     )
     capsys.readouterr()
     config = str(served.config)
+    assert main(["flow", "jobs", "--config", config]) == 0
+    (header, row) = capsys.readouterr().out.splitlines()
+    assert header.split()[:4] == ["jobId", "kind", "name", "action"]
+    assert row.split()[:5] == [
+        job["jobId"],
+        "FinalityRecoveryJobFlow",
+        "recoverFinalityJob",
+        "recoverFinality",
+        "COMPLETED",
+    ]
+    assert main(["flow", "jobs", job["jobId"], "--config", config]) == 0  # one job, by its id
+    assert f"{tx} [{flow_id}] notNeeded" in capsys.readouterr().out
     args = ["flow", "recoverFinalityByTxnId", tx, "--wait", "--force-recover", "--config", config]
     assert main(args) == 0
     printed = capsys.readouterr().out
@@ -233,6 +264,10 @@ def test_a_recovery_job_over_rest_and_the_cli(
     assert (code, err) == (0, ""), err
     assert "Started finality recovery job" in out and f"{tx} [{flow_id}] notNeeded" in out
     assert len(rest(served, "GET", "/api/finality/jobs").json()) == 3
+    code, out, err = shell(served, f"flow jobs {job['jobId']}\nflow jobs\n", monkeypatch, capsys)
+    assert (code, err) == (0, ""), err
+    assert f"Finality recovery job {job['jobId']}: COMPLETED, 1 of 1" in out
+    assert out.count("FinalityRecoveryJobFlow") == 3  # the listing: every job, of this kind here
 
 
 def test_json_rpc_and_jolokia_have_flow_rpc_ops_and_node_flow_status_rpc_ops(served: Served) -> None:
