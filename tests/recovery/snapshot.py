@@ -12,7 +12,13 @@ def ledger_of(store: LedgerStore) -> dict[str, Any]:
     """Transactions by status, every vault row (consumed ones too), the distribution records."""
     txs = {str(s.stx.id): s.status.name for s in store.transactions.iter_transactions()}
     vault = sorted(
-        (str(v.ref), v.state.data["amount"], v.state_status.name, v.relevancy_status.name, str(v.consuming_tx_id))
+        (
+            str(v.ref),
+            v.state.data["amount"],
+            v.state_status.name,
+            v.relevancy_status.name,
+            str(v.consuming_tx_id),
+        )
         for v in store.vault.iter_vault_states(state_status=None, relevancy=None)
     )
     sent = sorted(
@@ -21,7 +27,13 @@ def ledger_of(store: LedgerStore) -> dict[str, Any]:
         for r in store.distribution.sender_records(SecureHash.parse(tx))
     )
     received = sorted(
-        (str(r.tx_id), str(r.sender), r.timestamp, r.timestamp_discriminator, int(r.receiver_states_to_record))
+        (
+            str(r.tx_id),
+            str(r.sender),
+            r.timestamp,
+            r.timestamp_discriminator,
+            int(r.receiver_states_to_record),
+        )
         for tx in txs
         for r in store.distribution.receiver_records(SecureHash.parse(tx))
     )
@@ -32,7 +44,7 @@ def without(snapshot: dict[str, Any], lost: set[str]) -> dict[str, Any]:
     """The snapshot less these transactions (what no peer could give back) and what they made."""
     return {
         "transactions": {k: v for k, v in snapshot["transactions"].items() if k not in lost},
-        "vault": [v for v in snapshot["vault"] if v[0].split(":")[0] not in lost],
+        "vault": [v for v in snapshot["vault"] if v[0].split("(")[0] not in lost],
         "sent": [r for r in snapshot["sent"] if r[0] not in lost],
         "received": [r for r in snapshot["received"] if r[0] not in lost],
     }

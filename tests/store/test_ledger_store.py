@@ -103,7 +103,7 @@ def test_migration_5_indexes_distribution_records_by_time(database_url: str) -> 
         s.receiver_distr_recs.create(
             **common, timestamp_discriminator=0, distribution_list=b"l", receiver_states_to_record=2
         )
-    assert migrate(s) == [5, 6]
+    assert migrate(s) == [5, 6, 7]
     for model in (s.sender_distr_recs, s.receiver_distr_recs):
         table = model._meta.table_name
         by_time = [i for i in db.get_indexes(table) if i.name == f"{table}_by_time"]
