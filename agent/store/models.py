@@ -301,7 +301,7 @@ class RecoveryMissingTransaction(_Template):
 
     transaction_id = peewee.CharField(max_length=TX_ID)
     peer_name = peewee.CharField(max_length=255)
-    record_type = peewee.CharField(max_length=8)
+    record_type = peewee.CharField(max_length=16)
     transaction_role = peewee.CharField(max_length=16)
     timestamp = UtcDateTimeField()
     timestamp_discriminator = peewee.IntegerField()
@@ -340,7 +340,7 @@ class RecoveryCursorRecord(_Template):
     """node_recovery_cursors: per (peer, record type, time window), the last record walked."""
 
     peer_name = peewee.CharField(max_length=255)
-    record_type = peewee.CharField(max_length=8)
+    record_type = peewee.CharField(max_length=16)
     from_ms = peewee.BigIntegerField()  # -1: an open end
     until_ms = peewee.BigIntegerField()
     cursor_timestamp = UtcDateTimeField()

@@ -175,3 +175,22 @@ def test_receiver_records_page_by_sender(
 def test_page_sizes_out_of_range_are_refused(records: DistributionRecords, bad: int) -> None:
     with pytest.raises(ConfigurationError, match="pageSize"):
         records.sender_records_page(page_size=bad)
+
+
+def test_record_keys_name_the_records_held_with_a_peer(
+    records: DistributionRecords,
+    transactions: TransactionStore,
+    ledger: list[SenderDistribution],
+    alice: Actor,
+    bob: Actor,
+    notary_actor: Actor,
+) -> None:
+    ids = sorted({str(r.tx_id) for r in ledger})
+    to_bob = {(str(r.tx_id), r.timestamp, r.timestamp_discriminator) for r in ledger if r.peer == bob.name}
+    assert records.record_keys("SENDER", bob.name, [*ids, "00" * 32]) == to_bob
+    assert records.record_keys("RECEIVER", bob.name, ids) == set()
+    stx = issue(alice, notary_actor, 99)
+    transactions.record_transaction(
+        stx, receiver_record=ReceiverDistribution(stx.id, bob.name, NOW, 4, b"x", REL)
+    )
+    assert records.record_keys("RECEIVER", bob.name, [str(stx.id)]) == {(str(stx.id), NOW, 4)}

@@ -10,6 +10,7 @@ import pytest
 from agent.clock import ManualClock
 from agent.errors import ConfigurationError, TransactionNotFoundError
 from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
+from agent.ledger.hashing import SecureHash
 from agent.ledger.vault import StatesToRecord, TransactionStatus
 from agent.ports.distribution import DistributionRecords
 from agent.ports.transactions import StatusTimes, TransactionStore
@@ -190,3 +191,14 @@ def test_listeners_hear_each_change_once_after_it_commits(
         (move.id, TransactionStatus.IN_FLIGHT),
         (move.id, TransactionStatus.VERIFIED),
     ]
+
+
+def test_transaction_statuses_reads_many_at_once(
+    store: LedgerStore, alice: Actor, notary_actor: Actor
+) -> None:
+    txs = [issue(alice, notary_actor, i + 1) for i in range(3)]
+    store.transactions.record_transaction(txs[0])
+    store.transactions.record_transaction(txs[1], status=TransactionStatus.IN_FLIGHT)
+    unknown = SecureHash.of(b"none")
+    found = store.transactions.transaction_statuses([t.id for t in txs] + [unknown])
+    assert found == {txs[0].id: TransactionStatus.VERIFIED, txs[1].id: TransactionStatus.IN_FLIGHT}
