@@ -87,11 +87,23 @@ def test_the_reconciliations_find_exactly_what_was_lost(run: Run) -> None:
     assert len(d.unheld) == 1
 
 
+def test_partya_is_recovered_but_for_its_exit_and_pays_again(run: Run) -> None:
+    d = run.disaster
+    recoverable = d.lost - d.unheld
+    assert d.recovered == len(recoverable)
+    assert "ledger-agent recover --peer" in run.out and "nothing changed (a dry run)" in run.out
+    assert f"PartyA is recovered: {len(recoverable)} transactions came back" in run.out
+    assert f"which no peer holds and nothing can recover: {next(iter(d.unheld))}" in run.out
+    assert re.search(r"PartyA pays PartyC 1 \w+ again: [0-9A-F]{16}\.\.\. VERIFIED", run.out)
+
+
 def test_the_stores_after_the_demo_bear_it_out(run: Run) -> None:
     d = run.disaster
     a_now = store_ids(run.folder / "PartyA" / "node.db")
-    assert a_now == store_ids(run.folder / "backup" / "PartyA.db")  # restored, nothing recovered yet
-    assert not a_now & d.lost
+    backed_up = store_ids(run.folder / "backup" / "PartyA.db")
+    assert backed_up < a_now  # restored, then recovered
+    assert a_now & d.lost == d.lost - d.unheld  # everything a peer held came back, the exit did not
+    assert len(a_now - backed_up - d.lost) == 1  # and the payment it made afterwards
     for peer, folder in ((B, "PartyB"), (C, "PartyC")):
         held = store_ids(run.folder / folder / "node.db")
         assert d.found[peer] <= held
