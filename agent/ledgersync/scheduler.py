@@ -24,7 +24,8 @@ Choices where the reference is vague:
   party asked of us) IN_PROGRESS. A party named twice in one call is refused the same way.
 - Slots are handed out only once the scheduler is started (after the ledger graph is built and
   checked), so a flow resumed at start waits for the graph instead of failing.
-- A responder that is busy (MaxIncomingSessionsExceededException) is asked again after a jittered
+- A responder that is busy (MaxIncomingSessionsExceededException), or whose ledger graph is not ready
+  (LedgerGraphNotReadyException: it restarted a moment ago and is still reading it), is asked again after a jittered
   back-off (1 s doubling to 1 min, each wait cut by up to half at random) until
   maxReconciliationRetryAttemptTimeout has passed since the first attempt; the flow keeps its slot
   and its status stays IN_PROGRESS meanwhile (parked on the clock, holding no thread). A responder
@@ -54,6 +55,7 @@ from agent.errors import (
     CannotReconcileWithSelfException,
     KeptForObservationError,
     KilledFlowException,
+    LedgerGraphNotReadyException,
     MaxIncomingSessionsExceededException,
     PeerRequestError,
     ReconciliationAlreadyScheduledException,
@@ -188,16 +190,22 @@ class ReconcileWithPartyFlow(Flow):
             result = scheduler.service.reconcile(
                 party, both_directions=bool(self.state["both"]), cancelled=ctx.cancelled
             )
-        except MaxIncomingSessionsExceededException as busy:
+        except (MaxIncomingSessionsExceededException, LedgerGraphNotReadyException) as busy:
             timeout = scheduler.config.max_reconciliation_retry_attempt_timeout
             wait = min(self._delay, MAX_RETRY_DELAY) * (1 - 0.5 * scheduler.rng.random())
             if ctx.now + timedelta(seconds=wait) - self._first_attempt > timeout:
-                gave_up = MaxIncomingSessionsExceededException(
+                gave_up = type(busy)(
                     f"{busy}; gave up after {self._attempt} attempt(s) over "
                     f"maxReconciliationRetryAttemptTimeout ({timeout})"
                 )
                 return self._failed(ctx, gave_up)
-            reconcile_log.info("%s is busy (attempt %d); asking again in %.1f s", party, self._attempt, wait)
+            reconcile_log.info(
+                "%s is busy or not ready (attempt %d: %s); asking again in %.1f s",
+                party,
+                self._attempt,
+                busy,
+                wait,
+            )
             self._delay *= 2
             self._attempt += 1
             return Await(("never",), ctx.now + timedelta(seconds=wait), f"{party} (busy: asking again)")

@@ -242,3 +242,32 @@ def test_a_reconciliation_killed_mid_session_frees_the_responders_slot_at_once(n
     row = sync_b.statuses.get(A, False)
     assert row is not None and row.last_reconciliation_status is V.FAILED
     assert row.last_reconciliation_error.startswith("KilledFlowException")
+
+
+def test_a_responder_still_reading_its_ledger_graph_is_asked_again_like_a_busy_one(net: Net) -> None:
+    from agent.node import open_node
+    from agent.p2p.inprocess import InProcessTransport
+    from agent.runtime import build_runtime
+
+    net[A].tokens.issue([(A, 100), (B, 40)], "GBP")
+    # B restarts: its services are up and answering, its ledger graph not read yet.
+    net.runtimes.pop(B).stop(5)
+    net.network.detach(net.entry(B).p2p_address)
+    waking = build_runtime(
+        open_node(net.entry(B).config), InProcessTransport(net.network), ledgersync=True, start=False
+    )
+    net.network.attach(net.entry(B).p2p_address, waking.peer_service)
+    net.runtimes[B] = waking
+    scheduler = net.scheduler(A)
+    scheduler.schedule([B])
+    engine = net[A].engine
+    deadline = time.monotonic() + DEADLINE
+    while not any(
+        "busy" in (engine.waiting_for(cp.flow_id) or "")
+        for cp in engine.flows(flow_name="ReconcileWithPartyFlow", counterparty=B)
+    ):
+        assert time.monotonic() < deadline, "A never waited for B's graph"
+        threading.Event().wait(0.01)
+    waking.start()  # B reads its graph; A's next attempt is answered
+    status = wait_done(scheduler, B)[B]
+    assert status.last_reconciliation_status is V.DIFFERENCES_NOT_FOUND, status.last_reconciliation_error
