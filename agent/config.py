@@ -21,6 +21,11 @@ from agent.flows.faults import FaultPlan
 from agent.hospital.policy import HOSPITAL_KEYS, HospitalSettings, parse_duration, parse_hospital_settings
 from agent.ledger.identity import X500Name
 from agent.passwords import is_hash
+from agent.recovery.settings import (
+    LEDGER_RECOVERY_KEYS,
+    LedgerRecoverySettings,
+    parse_ledger_recovery_settings,
+)
 
 # key -> (type, required)
 _KEYS: dict[str, tuple[type, bool]] = {
@@ -43,6 +48,8 @@ _KEYS: dict[str, tuple[type, bool]] = {
     **{key: (object, False) for key in HOSPITAL_KEYS},
     # Automatic finality recovery: checked by agent.finality.auto_recovery.
     **{key: (object, False) for key in AUTO_RECOVERY_KEYS},
+    # Ledger Recovery's retries and hold: checked by agent.recovery.settings.
+    **{key: (object, False) for key in LEDGER_RECOVERY_KEYS},
 }
 # Where LedgerSync's own settings live unless ledgerSync.configFile says otherwise (beside node.conf,
 # as a CorDapp's config file sits in the node's directory); a missing file means the defaults.
@@ -89,6 +96,7 @@ class NodeConfig:
     hospital: HospitalSettings = field(default_factory=HospitalSettings)
     finality_recovery: AutoRecoverySettings = field(default_factory=AutoRecoverySettings)
     transaction_recovery_period: timedelta | None = None
+    ledger_recovery: LedgerRecoverySettings = field(default_factory=LedgerRecoverySettings)
 
     @property
     def base_directory(self) -> Path:
@@ -176,6 +184,7 @@ def load_node_config(path: Path) -> NodeConfig:
         hospital=hospital,
         finality_recovery=finality_recovery,
         transaction_recovery_period=period,
+        ledger_recovery=parse_ledger_recovery_settings(flat),
     )
 
 

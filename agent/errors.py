@@ -36,6 +36,7 @@
     │   ├── ReceiverBusyError             the receiver's flow is still at work: ask again later
     │   └── FlowRecoveryException         finality recovery could not recover (a receiver alone: not notarised)
     ├── LedgerRecoveryException       Ledger Recovery cannot go on (a peer unreachable); what it did is kept
+    │   └── LedgerRecoveryInProgressError new flows held until a recovery completes (holdNewFlowsUntilRecovered)
     ├── HospitalizeFlowError          a step asks to be kept for observation (Corda's HospitalizeFlowException)
     ├── KeptForObservationError       the peer keeps our message's flow in its hospital: ask again later
     └── PeerError                     a message between agents went wrong
@@ -272,6 +273,11 @@ class FlowRecoveryException(FinalityError):
 class LedgerRecoveryException(AgentError):
     """Ledger Recovery cannot go on (Corda's name): a recovery peer unreachable or refusing. What the
     run recovered before is kept, with its cursors, so running it again resumes there."""
+
+
+class LedgerRecoveryInProgressError(LedgerRecoveryException):
+    """A new flow refused while Ledger Recovery runs, as node.conf's ledgerRecovery.holdNewFlowsUntilRecovered
+    asks: a restored vault offers states its lost transactions spent."""
 
 
 class HospitalizeFlowError(AgentError):

@@ -72,6 +72,7 @@ class AgentRuntime:
         self.hospital.start()
         if self.auto_recovery is not None:
             self.auto_recovery.start()  # a thread only when node.conf's finalityRecovery.autoRecover
+        self.ledger_recovery.start_retrying()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Let running flows finish (their checkpoints record where each is), then close the store."""
@@ -80,6 +81,7 @@ class AgentRuntime:
             self.ledgersync.stop(timeout)
         if self.auto_recovery is not None:
             self.auto_recovery.stop()
+        self.ledger_recovery.stop_retrying()
         self.engine.shutdown(timeout)
         self.hospital.stop()
         self.node.close()
@@ -155,13 +157,20 @@ def build_runtime(
         clock,
         engine,
         recovery_period=node.config.transaction_recovery_period,
+        settings=node.config.ledger_recovery,
         # alsoFinalize: finality recovery of what came back IN_FLIGHT (forceRecover: no flow of ours
         # runs it here, the restored store lost them).
         finalize=lambda tx_id: recovery.recover_finality_flow_by_txn_id(tx_id, True, timeout=60.0),
     )
     ledger_recovery.register(peer_service)
     tokens = TokenService(
-        node.identity, node.key, store.vault, store.transactions, finality, node.network_map
+        node.identity,
+        node.key,
+        store.vault,
+        store.transactions,
+        finality,
+        node.network_map,
+        hold=ledger_recovery.hold_new_flows,
     )
     sync = None
     if ledgersync:

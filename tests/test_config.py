@@ -123,3 +123,26 @@ def test_finality_recovery_is_off_unless_asked(tmp_path: Path) -> None:
         load_node_config(write(tmp_path, GOOD + "finalityRecovery.minimumAge = 0s\n"))
     with pytest.raises(ConfigurationError, match="unknown key"):
         load_node_config(write(tmp_path, GOOD + "finalityRecovery.autoRecovery = true\n"))
+
+
+def test_ledger_recovery_settings(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    plain = load_node_config(write(tmp_path, GOOD))
+    assert plain.transaction_recovery_period is None
+    assert not plain.ledger_recovery.hold_new_flows_until_recovered
+    config = load_node_config(
+        write(
+            tmp_path,
+            GOOD
+            + "transactionRecoveryPeriod = 7d\n"
+            + "ledgerRecovery { unrecoverableRetryInterval = 30m, holdNewFlowsUntilRecovered = true }\n",
+        )
+    )
+    assert config.transaction_recovery_period == timedelta(days=7)
+    assert config.ledger_recovery.unrecoverable_retry_interval_s == 1800
+    assert config.ledger_recovery.hold_new_flows_until_recovered
+    with pytest.raises(ConfigurationError, match=r"ledgerRecovery.unrecoverableRetryInterval.*from 1m to 7d"):
+        load_node_config(write(tmp_path, GOOD + "ledgerRecovery.unrecoverableRetryInterval = 5s\n"))
+    with pytest.raises(ConfigurationError, match=r"transactionRecoveryPeriod"):
+        load_node_config(write(tmp_path, GOOD + "transactionRecoveryPeriod = soon\n"))

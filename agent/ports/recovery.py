@@ -93,6 +93,11 @@ class RecoveryLog(Protocol):
         """Move one row on (attempts + 1 when it stays PENDING or becomes UNRECOVERABLE)."""
         ...
 
+    def requeue(self, peers: Collection[str], *, updated_before: datetime | None = None) -> int:
+        """UNRECOVERABLE rows of these peers (last tried before updated_before, when given) back to
+        PENDING, to be asked for again; how many."""
+        ...
+
     def count_missing(self) -> dict[str, dict[str, int]]:
         """peer -> status -> rows."""
         ...

@@ -283,7 +283,11 @@ class LedgerRecoveryFlow(Flow):
             types.append(SENDER)
         if role.covers("INITIATOR"):
             types.append(RECEIVER)
-        lanes = [(peer, t) for peer in self.params.recovery_peers for t in types]
+        lanes = (
+            []
+            if self.params.retry_only
+            else [(peer, t) for peer in self.params.recovery_peers for t in types]
+        )
 
         def windows_of(lane: tuple[X500Name, str]) -> list[TimeWindow]:
             if not self.params.use_time_window_narrowing:
@@ -310,7 +314,11 @@ class LedgerRecoveryFlow(Flow):
             len(lanes),
             walked,
         )
-        return Advance("PLANNED")
+        if self.params.dry_run:
+            return Advance("PLANNED")
+        # What no peer supplied last time is asked for again by every run with those peers.
+        peers = [str(p) for p in self.params.recovery_peers]
+        return Advance("PLANNED", effect=lambda: self.deps.log.requeue(peers))
 
     def _narrow(self, peer: X500Name, record_type: str, whole: TimeWindow) -> list[TimeWindow]:
         """The sub-windows where the peer's records and ours differ (by count and hash)."""

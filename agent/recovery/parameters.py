@@ -65,6 +65,7 @@ class LedgerRecoveryParameters:
     verbose_logging: bool = False
     force_recover_flow_ids: tuple[str, ...] = field(default=())
     reconcile_first: bool = False  # ours: LedgerSync with each peer first (`ledger-agent recover`)
+    retry_only: bool = False  # the service's slow retry: no records walked, only what no peer supplied
 
     def to_state(self) -> dict[str, Any]:
         """As a checkpoint holds it (CBOR values only)."""
@@ -81,6 +82,7 @@ class LedgerRecoveryParameters:
             "verboseLogging": self.verbose_logging,
             "forceRecoverFlowIds": list(self.force_recover_flow_ids),
             "reconcileFirst": self.reconcile_first,
+            "retryOnly": self.retry_only,
         }
 
     @classmethod
@@ -99,6 +101,7 @@ class LedgerRecoveryParameters:
             verbose_logging=bool(state["verboseLogging"]),
             force_recover_flow_ids=tuple(state.get("forceRecoverFlowIds", ())),
             reconcile_first=bool(state.get("reconcileFirst", False)),
+            retry_only=bool(state.get("retryOnly", False)),
         )
 
     def describe(self) -> str:

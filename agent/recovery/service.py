@@ -4,12 +4,15 @@ pushes of optimisticInitiatorRecovery received (docs/ledger-recovery.md)."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, Protocol
 
 from agent.clock import Clock, from_epoch_ms, to_epoch_ms
-from agent.errors import AgentError, SerializationError
+from agent.errors import AgentError, LedgerRecoveryInProgressError, SerializationError
+from agent.flows.checkpoints import FlowStatus
 from agent.flows.engine import FlowEngine, FlowHandle
 from agent.ledger import serialization as ser
 from agent.ledger.contracts import ContractRegistry
@@ -21,7 +24,7 @@ from agent.ledger.vault import StatesToRecord, TransactionStatus
 from agent.network.network_map import NetworkMap
 from agent.p2p.client import PeerClient
 from agent.ports.distribution import DistributionRecords
-from agent.ports.recovery import RecoveryLog, RecoveryResultRow
+from agent.ports.recovery import PENDING, UNRECOVERABLE, RecoveryLog, RecoveryResultRow
 from agent.ports.transactions import TransactionStore
 from agent.ports.unit_of_work import UnitOfWork
 from agent.recovery.aes_keys import NodeAesKeys
@@ -31,9 +34,11 @@ from agent.recovery.flow import LEDGER_RECOVERY_FLOW, LedgerRecoveryFlow, Recove
 from agent.recovery.parameters import LedgerRecoveryParameters, parse_parameters
 from agent.recovery.protocol import TOPIC_PUSH
 from agent.recovery.responder import RecoveryResponder
+from agent.recovery.settings import LedgerRecoverySettings
 
 log = logging.getLogger("ledger_agent.recovery")
 
+MAX_ATTEMPTS = 24  # a transaction no peer supplied is asked for this many times, then left to an operator
 PUSHED_RUN = "PUSH"  # node_recovery_results.flow_id of what a peer's optimisticInitiatorRecovery pushed
 
 
@@ -58,7 +63,11 @@ class LedgerRecoveryService:
         *,
         recovery_period: timedelta | None = None,
         finalize: Callable[[SecureHash], bool] | None = None,
+        settings: LedgerRecoverySettings | None = None,
     ) -> None:
+        self.settings = settings or LedgerRecoverySettings()
+        self._stop = threading.Event()
+        self._retrier: threading.Thread | None = None
         self.me = me
         self.transactions = transactions
         self.distribution = distribution
@@ -90,6 +99,56 @@ class LedgerRecoveryService:
         self.responder.register(handlers)
         handlers.register(TOPIC_PUSH, self._on_push)
         self.engine.register(LEDGER_RECOVERY_FLOW, lambda state: LedgerRecoveryFlow(state, self.deps))
+
+    # -- the slow retry of what no peer supplied, and the hold on new flows --------------------------
+
+    def start_retrying(self) -> None:
+        """The retry thread: every unrecoverableRetryInterval, what no peer supplied is asked for again."""
+        if self._retrier is None:
+            self._retrier = threading.Thread(
+                target=self._retry_loop, name="ledger-recovery-retry", daemon=True
+            )
+            self._retrier.start()
+
+    def stop_retrying(self) -> None:
+        self._stop.set()
+        if self._retrier is not None:
+            self._retrier.join(5)
+
+    def _retry_loop(self) -> None:
+        while not self._stop.wait(self.settings.unrecoverable_retry_interval_s):
+            try:
+                self.retry_unrecoverable()
+            except AgentError as exc:
+                log.warning("retrying what no peer supplied failed: %s", exc)
+
+    def retry_unrecoverable(self) -> FlowHandle | None:
+        """Put back what no peer supplied (tried longer than an interval ago, fewer than MAX_ATTEMPTS
+        times) and start a run that asks those peers for it alone; None when there is nothing to do or
+        a recovery is already running."""
+        if self.engine.stopping or self.running():
+            return None
+        cutoff = self.clock.now() - timedelta(seconds=self.settings.unrecoverable_retry_interval_s)
+        rows = [r for r in self.log.missing(status=UNRECOVERABLE) if r.attempts < MAX_ATTEMPTS]
+        peers = sorted({r.peer for r in rows if r.updated_at is None or r.updated_at < cutoff})
+        if not peers or not self.log.requeue(peers, updated_before=cutoff):
+            return None
+        params = self.parameters({"recoveryPeers": peers, "timeWindow": {"fromTime": 0}})
+        return self.start(replace(params, retry_only=True))
+
+    def running(self) -> bool:
+        return bool(self.engine.flows(flow_name=LEDGER_RECOVERY_FLOW, status=FlowStatus.RUNNABLE))
+
+    def hold_new_flows(self) -> None:
+        """Raise LedgerRecoveryInProgressError while recovery is under way, if node.conf asks."""
+        if not self.settings.hold_new_flows_until_recovered:
+            return
+        pending = sum(by.get(PENDING, 0) for by in self.log.count_missing().values())
+        if self.running() or pending:
+            raise LedgerRecoveryInProgressError(
+                f"new flows are held until Ledger Recovery completes ({pending} transaction(s) still to "
+                "recover; node.conf ledgerRecovery.holdNewFlowsUntilRecovered = true)"
+            )
 
     # -- starting ------------------------------------------------------------------------------------
 

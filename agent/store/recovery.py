@@ -113,6 +113,16 @@ class RecoveryLogRepository:
                 & (table.record_type == record_type)
             ).execute()
 
+    def requeue(self, peers: Collection[str], *, updated_before: datetime | None = None) -> int:
+        if not peers:
+            return 0
+        table = self.schema.recovery_missing
+        where = (table.status == UNRECOVERABLE) & table.peer_name.in_(sorted(set(peers)))
+        if updated_before is not None:
+            where &= table.updated_at < updated_before
+        with write_transaction(self.schema.database):
+            return int(table.update(status=PENDING).where(where).execute())
+
     def count_missing(self) -> dict[str, dict[str, int]]:
         table = self.schema.recovery_missing
         counts: dict[str, dict[str, int]] = defaultdict(dict)

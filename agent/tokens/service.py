@@ -41,8 +41,10 @@ class TokenService:
         transactions: TransactionReader,
         finality: FinalityService,
         network_map: NetworkMap,
+        hold: Callable[[], None] = lambda: None,
     ) -> None:
         self.identity = identity
+        self.hold = hold  # raises while new flows are held (Ledger Recovery under way)
         self.key = key
         self.vault = vault
         self.transactions = transactions  # for the inputs of our IN_FLIGHT transactions
@@ -68,6 +70,7 @@ class TokenService:
         *,
         timeout: float | None = None,
     ) -> SignedTransaction:
+        self.hold()
         owners = [(self._party(name), amount) for name, amount in holdings]
         stx = token.issue(self.identity, self._notary(), owners, currency).sign([self.key])
         return self.finality.finalise(stx, [self._party(o).name for o in observers], timeout=timeout)
@@ -103,6 +106,7 @@ class TokenService:
         The caller's thread runs the flow (no hand-over to the pool) until it ends or waits for a peer;
         then the pool takes it and the caller waits up to timeout.
         """
+        self.hold()
         engine = self.finality.engine
         with self._spending:
             handle = self.finality.create(build(), observers)

@@ -86,3 +86,16 @@ def test_a_cursor_per_lane_is_saved_and_replaced(store: LedgerStore) -> None:
     log.save_cursor(lane, second, NOW)
     log.save_cursor(open_lane, first, NOW)
     assert (log.cursor(lane), log.cursor(open_lane)) == (second, first)
+
+
+def test_requeue_puts_back_what_no_peer_supplied(store: LedgerStore) -> None:
+    log = store.recovery
+    log.add_missing([row("A", B, 1), row("B", B, 2), row("C", C, 3)])
+    log.mark("A" * 64, B, "SENDER", UNRECOVERABLE, "refused", NOW)
+    log.mark("B" * 64, B, "SENDER", UNRECOVERABLE, "refused", NOW + timedelta(hours=2))
+    log.mark("C" * 64, C, "SENDER", UNRECOVERABLE, "refused", NOW)
+    assert log.requeue([B], updated_before=NOW + timedelta(hours=1)) == 1  # B's older one only
+    assert [r.tx_id[0] for r in log.pending()] == ["A"]
+    assert log.requeue([B, C]) == 2
+    assert [r.tx_id[0] for r in log.pending()] == ["A", "B", "C"]
+    assert log.requeue([]) == 0

@@ -220,3 +220,66 @@ def _unrecorded_issue(net: Net, *, to: X500Name, amount: int) -> Any:
     for name in (B, to):
         net[name].node.ledger.record(stx)
     return stx
+
+
+def test_a_failed_run_leaves_its_missing_rows_to_the_next_and_new_flows_wait_if_asked(
+    net: Net, tmp_path: Path
+) -> None:
+    from agent.errors import LedgerRecoveryInProgressError
+    from agent.flows.faults import FaultPlan
+    from agent.recovery.settings import LedgerRecoverySettings
+
+    net[B].tokens.issue([(A, 100), (C, 100), (B, 100)], "GBP", [])
+    backup = tmp_path / "A-backup.db"
+    backup_sqlite(Path(net[A].node.config.database_url.removeprefix("sqlite:///")), backup)
+    trade(net, 2)
+    before = ledger(net[A])
+    net.restore(A, backup)
+    a = net[A]
+    a.ledger_recovery.settings = LedgerRecoverySettings(hold_new_flows_until_recovered=True)
+    a.engine.faults = FaultPlan.parse(["LedgerRecoveryFlow.IDENTIFIED_1=fail"])
+    with pytest.raises(Exception, match="InjectedFaultError|IDENTIFIED_1"):
+        a.ledger_recovery.recover({"recoveryPeers": [str(B), str(C)], **window()}, timeout=WAIT)
+    pending = a.node.store.recovery.pending()
+    assert pending and ledger(a) != before  # found, committed, not yet fetched
+    with pytest.raises(LedgerRecoveryInProgressError, match="holdNewFlowsUntilRecovered"):
+        a.tokens.pay(C, 1, "GBP", B)
+    a.engine.faults = FaultPlan()
+    result = a.ledger_recovery.recover({"recoveryPeers": [str(B), str(C)], **window()}, timeout=WAIT)
+    assert result["totalErrors"] == 0
+    assert {r["transactionId"] for r in result["results"]} >= {r.tx_id for r in pending}
+    assert ledger(a) == before
+    a.tokens.pay(C, 1, "GBP", B)  # no longer held
+
+
+def test_a_tampered_list_is_refused_and_asked_for_again_by_the_next_run(net: Net, tmp_path: Path) -> None:
+    import sqlite3
+
+    net[B].tokens.issue([(A, 100), (C, 100)], "GBP", [])
+    backup = tmp_path / "A-backup.db"
+    backup_sqlite(Path(net[A].node.config.database_url.removeprefix("sqlite:///")), backup)
+    paid = net[A].tokens.pay(C, 5, "GBP", B)  # A initiated it: C keeps A's encrypted list
+    c_db = net[C].node.config.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(c_db) as db:
+        (blob,) = db.execute(
+            "SELECT distribution_list FROM node_receiver_distr_recs WHERE transaction_id = ?", (str(paid.id),)
+        ).fetchone()
+        changed = bytearray(blob)
+        changed[-1] ^= 0x01  # the tag: the list no longer authenticates
+        db.execute(
+            "UPDATE node_receiver_distr_recs SET distribution_list = ? WHERE transaction_id = ?",
+            (bytes(changed), str(paid.id)),
+        )
+    db.close()
+    net.restore(A, backup)
+    service = net[A].ledger_recovery
+    first = service.recover(
+        {"recoveryPeers": [str(C)], "transactionRole": "INITIATOR", **window()}, timeout=WAIT
+    )
+    (refused,) = first["results"]
+    assert refused["transactionId"] == str(paid.id) and refused["synchronised"] is False
+    assert "tampered" in refused["failureCause"]
+    assert net[A].node.store.distribution.sender_records(paid.id) == []
+    service.recover({"recoveryPeers": [str(C)], "transactionRole": "INITIATOR", **window()}, timeout=WAIT)
+    (row,) = net[A].node.store.recovery.missing(tx_ids=[str(paid.id)])
+    assert (row.status, row.attempts) == ("UNRECOVERABLE", 2)
