@@ -67,6 +67,11 @@ class DistributionRecords(Protocol):
         transactions, the keys (transaction id, timestamp, discriminator) that exist."""
         ...
 
+    def transactions_without_records(self, *, after: str | None = None, limit: int = 1000) -> list[str]:
+        """Ids (upper-case hex, in order, after `after`) of our transactions with no distribution
+        record at all: no finality sent them to a peer nor brought them from one."""
+        ...
+
     def sender_records_page(
         self,
         *,

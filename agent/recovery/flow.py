@@ -48,6 +48,7 @@ from agent.p2p.client import PeerClient
 from agent.ports.distribution import DistributionRecords, RecordCursor, TimeWindow
 from agent.ports.recovery import (
     LEDGERSYNC,
+    PENDING,
     RECOVERED,
     UNRECOVERABLE,
     LaneKey,
@@ -143,13 +144,14 @@ class LedgerRecoveryFlow(Flow):
                 return self._reconciled(ctx)
             if progress_step in ("STARTED", "RECONCILED"):
                 return self._plan()
+            # Every lane is walked first: the missing transactions are all in node_recovery_missing
+            # before any is fetched, so a back-chain copy fetched early is recorded as its own row asks.
+            if any(not lane["done"] for lane in self.state["lanes"]):
+                return self._identify(ctx.flow_id)
             if not self.params.dry_run:
                 pending = self._pending(ledgersync=False)
                 if pending:
                     return self._recover(pending, ctx.flow_id)
-            if any(not lane["done"] for lane in self.state["lanes"]):
-                return self._identify(ctx.flow_id)
-            if not self.params.dry_run:
                 pending = self._pending(ledgersync=True)  # what records did not already bring
                 if pending:
                     return self._recover(pending, ctx.flow_id)
@@ -589,6 +591,7 @@ class _RecordingPlan:
             ]
         ] = []
         self.back_chain: list[SignedTransaction] = []
+        self.back_chain_states: dict[SecureHash, StatesToRecord] = {}
         self.marks: list[tuple[MissingTransaction, str, str | None]] = []
         self.results: list[RecoveryResultRow] = []
         self.records = 0
@@ -601,10 +604,21 @@ class _RecordingPlan:
     def add(self, peer: str, rows: Sequence[MissingTransaction], fetched: Fetched) -> None:
         verified = {stx.id: (stx, status) for stx, status in fetched.verified}
         asked = {SecureHash.parse(r.tx_id) for r in rows}
-        for stx, _status in fetched.verified:  # parents first
-            if stx.id in fetched.back_chain and stx.id not in asked and stx.id not in self._seen:
-                self._count(stx.id)
-                self.back_chain.append(stx)
+        copies = [
+            stx
+            for stx, _ in fetched.verified
+            if stx.id in fetched.back_chain and stx.id not in asked and stx.id not in self._seen
+        ]
+        # A back-chain copy that is also missing in its own right (a row still PENDING, from any peer)
+        # is recorded as that row would: an observer's copy keeps every output.
+        for row in self.deps.log.missing(status=PENDING, tx_ids=[str(stx.id) for stx in copies]):
+            how = StatesToRecord(row.states_to_record) if row.states_to_record >= 0 else None
+            known = self.back_chain_states.get(SecureHash.parse(row.tx_id))
+            if how is not None and (known is None or _WIDTH[how] < _WIDTH[known]):
+                self.back_chain_states[SecureHash.parse(row.tx_id)] = how
+        for stx in copies:
+            self._count(stx.id)
+            self.back_chain.append(stx)
         for row in rows:
             tx_id = SecureHash.parse(row.tx_id)
             try:
@@ -697,23 +711,48 @@ class _RecordingPlan:
         return records, None, listed.sender_states_to_record
 
     def commit(self) -> None:
+        """Everything in one dependency order, back-chain copies included: a parent recorded after
+        its child would put back, unconsumed, the state the child spent. A transaction written more
+        than once (several peers' records) is recorded with the widest StatesToRecord any gives."""
+        written = {w[0].id for w in self.writes}
+        entries: list[_Write] = [
+            (
+                stx,
+                TransactionStatus.VERIFIED,
+                self.back_chain_states.get(stx.id, StatesToRecord.ONLY_RELEVANT),
+                [],
+                None,
+            )
+            for stx in self.back_chain
+            if stx.id not in written
+        ] + self.writes
+        widest: dict[SecureHash, StatesToRecord] = {}
+        for stx, _, states, _, _ in entries:
+            known = widest.get(stx.id)
+            widest[stx.id] = states if known is None or _WIDTH[states] < _WIDTH[known] else known
+        order = {
+            stx.id: i
+            for i, stx in enumerate(dependency_order(list({e[0].id: e[0] for e in entries}.values())))
+        }
         transactions = self.deps.transactions
-        for stx in self.back_chain:
-            transactions.record_transaction(stx, states_to_record=StatesToRecord.ONLY_RELEVANT)
-        order = {stx.id: i for i, stx in enumerate(dependency_order([w[0] for w in self.writes]))}
-        for stx, status, states, sender_records, receiver_record in sorted(
-            self.writes, key=lambda w: order[w[0].id]
-        ):
+        for stx, status, _, sender_records, receiver_record in sorted(entries, key=lambda e: order[e[0].id]):
             transactions.record_transaction(
                 stx,
                 status=status,
-                states_to_record=states,
+                states_to_record=widest[stx.id],
                 sender_records=sender_records,
                 receiver_record=receiver_record,
             )
         for row, outcome, cause in self.marks:
             self.deps.log.mark(row.tx_id, row.peer, row.record_type, outcome, cause, self.now)
         self.deps.log.add_results(self.results)
+
+
+_Write = tuple[
+    SignedTransaction, TransactionStatus, StatesToRecord, list[SenderDistribution], ReceiverDistribution | None
+]
+# The observer's ALL_VISIBLE keeps more of a transaction's outputs than ONLY_RELEVANT, which keeps more than NONE.
+_WIDTH = {StatesToRecord.ALL_VISIBLE: 0, StatesToRecord.ONLY_RELEVANT: 1, StatesToRecord.NONE: 2}
 
 
 def _chain_cause(tx_id: str, fetched: Fetched) -> str:

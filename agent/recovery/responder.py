@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from agent.clock import Clock
-from agent.errors import IdentityError, SerializationError
+from agent.errors import SerializationError
 from agent.ledger import serialization as ser
 from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
 from agent.ledger.hashing import SecureHash
@@ -26,6 +26,7 @@ from agent.ports.distribution import DistributionRecords, RecordCursor, TimeWind
 from agent.ports.transactions import TransactionReader
 from agent.recovery.aes_keys import NodeAesKeys
 from agent.recovery.distribution_list import DistributionList, PublicHeader, encrypt
+from agent.recovery.naming import named_parties
 from agent.recovery.protocol import (
     MAX_IDS,
     MAX_PARTS,
@@ -222,27 +223,7 @@ class RecoveryResponder:
             if stored is None:
                 return False
             stx = stored.stx
-        return self._names(requester, stx)
-
-    def _names(self, requester: X500Name, stx: SignedTransaction) -> bool:
-        tx = stx.tx
-        if any(p.name == requester for state in tx.outputs for p in state.participants):
-            return True
-        try:
-            key = self.network_map.node(requester).party.owning_key
-        except IdentityError:  # not in the map: it cannot be a signer we know of
-            key = None
-        if key is not None and key in tx.required_signers():
-            return True
-        for ref in (*tx.inputs, *tx.references):
-            wire = self.transactions.producing_transaction(ref.txhash)
-            if (
-                wire is not None
-                and ref.index < len(wire.outputs)
-                and any(p.name == requester for p in wire.outputs[ref.index].participants)
-            ):
-                return True
-        return False
+        return requester in named_parties(stx, self.transactions, self.network_map)
 
     def _closure(self, roots: Iterable[SecureHash]) -> set[SecureHash]:
         """Every transaction in the back-chains of these roots."""

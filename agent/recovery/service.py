@@ -31,6 +31,7 @@ from agent.recovery.aes_keys import NodeAesKeys
 from agent.recovery.distribution_list import DistributionList, PublicHeader, encrypt
 from agent.recovery.fetch import TransactionFetcher
 from agent.recovery.flow import LEDGER_RECOVERY_FLOW, LedgerRecoveryFlow, RecoveryDeps, result_json
+from agent.recovery.naming import named_parties
 from agent.recovery.parameters import LedgerRecoveryParameters, parse_parameters
 from agent.recovery.protocol import TOPIC_PUSH
 from agent.recovery.responder import RecoveryResponder
@@ -188,6 +189,35 @@ class LedgerRecoveryService:
         if "timeWindow" not in args and self.recovery_period is None:
             args["timeWindow"] = {"fromTime": 0}
         return self.parameters(args)
+
+    def held_by_no_peer(self, *, limit: int = 1000) -> list[dict[str, Any]]:
+        """Our transactions no peer holds, which nothing could recover were this store lost: no
+        distribution record, and no other party named in them (an issuance to ourselves without
+        observers, an exit of our own). Found by a scan of the ledger; at most limit of them."""
+        found: list[dict[str, Any]] = []
+        after: str | None = None
+        while len(found) < limit:
+            page = self.distribution.transactions_without_records(after=after, limit=1000)
+            if not page:
+                return found
+            after = page[-1]
+            for tx_id in page:
+                stored = self.transactions.get_stored(SecureHash.parse(tx_id))
+                if stored is None or named_parties(stored.stx, self.transactions, self.network_map) - {
+                    self.me
+                }:
+                    continue
+                found.append(
+                    {
+                        "transactionId": tx_id,
+                        "status": stored.status.name,
+                        "timestamp": stored.timestamp.isoformat(),
+                        "reason": "no peer holds it: no distribution record, no other party in it",
+                    }
+                )
+                if len(found) >= limit:
+                    break
+        return found
 
     def results(self, flow_id: str | None = None, *, limit: int | None = None) -> list[dict[str, Any]]:
         return [result_json(r) for r in self.log.results(flow_id, limit=limit)]

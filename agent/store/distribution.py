@@ -107,6 +107,19 @@ class DistributionRepository:
             found.update((r.transaction_id, r.timestamp, r.timestamp_discriminator) for r in query)
         return found
 
+    def transactions_without_records(self, *, after: str | None = None, limit: int = 1000) -> list[str]:
+        nt, sdr, rdr = (
+            self.schema.node_transactions,
+            self.schema.sender_distr_recs,
+            self.schema.receiver_distr_recs,
+        )
+        sent = sdr.select(sdr.transaction_id).where(sdr.transaction_id == nt.tx_id)
+        received = rdr.select(rdr.transaction_id).where(rdr.transaction_id == nt.tx_id)
+        query = nt.select(nt.tx_id).where(~peewee.fn.EXISTS(sent) & ~peewee.fn.EXISTS(received))
+        if after is not None:
+            query = query.where(nt.tx_id > after)
+        return [str(row.tx_id) for row in query.order_by(nt.tx_id).limit(limit)]
+
     def sender_records_page(
         self,
         *,

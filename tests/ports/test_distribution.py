@@ -194,3 +194,23 @@ def test_record_keys_name_the_records_held_with_a_peer(
         stx, receiver_record=ReceiverDistribution(stx.id, bob.name, NOW, 4, b"x", REL)
     )
     assert records.record_keys("RECEIVER", bob.name, [str(stx.id)]) == {(str(stx.id), NOW, 4)}
+
+
+def test_transactions_without_records_are_listed_in_id_order(
+    records: DistributionRecords,
+    transactions: TransactionStore,
+    ledger: list[SenderDistribution],
+    alice: Actor,
+    bob: Actor,
+    notary_actor: Actor,
+) -> None:
+    bare = sorted([issue(alice, notary_actor, 100 + i) for i in range(3)], key=lambda s: str(s.id))
+    for stx in bare:
+        transactions.record_transaction(stx)
+    received = issue(alice, notary_actor, 200)
+    transactions.record_transaction(
+        received, receiver_record=ReceiverDistribution(received.id, bob.name, NOW, 0, b"x", REL)
+    )
+    ids = [str(s.id) for s in bare]
+    assert records.transactions_without_records() == ids
+    assert records.transactions_without_records(after=ids[0], limit=1) == ids[1:2]

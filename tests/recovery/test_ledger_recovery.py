@@ -99,8 +99,10 @@ def test_a_restored_node_recovers_everything_its_peers_hold_and_a_second_run_fin
     backup = tmp_path / "A-backup.db"
     backup_sqlite(Path(net[A].node.config.database_url.removeprefix("sqlite:///")), backup)
     trade(net, 4)
-    net[A].tokens.issue([(A, 50)], "EUR", [])  # A alone: no peer holds it
+    alone = net[A].tokens.issue([(A, 50)], "EUR", [])  # A alone: no peer holds it
     before = ledger(net[A])
+    # Told before the disaster: what nothing could recover.
+    assert [t["transactionId"] for t in net[A].ledger_recovery.held_by_no_peer()] == [str(alone.id)]
     net.restore(A, backup)
     lost = set(before["transactions"]) - set(ledger(net[A])["transactions"])
     assert len(lost) >= 12
