@@ -76,6 +76,7 @@ PARAM_TYPES: dict[str, JavaType] = {
     "party": S,
     "parties": LIST,
     "bool": B,
+    "flag": JavaType.BOOLEAN_OBJECT,  # null: the flow's default
     "status": S,
     "method": S,
     "observers": LIST,

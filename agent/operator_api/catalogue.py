@@ -311,27 +311,27 @@ _LEDGER_RECOVERY_PARAMS = (
         "{fromTime, untilTime}: the transactions recorded in it (default: node.conf's "
         "transactionRecoveryPeriod back from now)",
     ),
-    _optional("useAllNetworkNodes", "bool", "Recover from every node of the network map (not notaries)"),
+    _optional("useAllNetworkNodes", "flag", "Recover from every node of the network map (not notaries)"),
     _optional(
         "transactionRole",
         "transactionRole",
         "Which of our transactions: ALL (default), INITIATOR, PEER, OBSERVER, PEER_AND_OBSERVER",
     ),
-    _optional("dryRun", "bool", "Only find what is missing and say it; record nothing"),
+    _optional("dryRun", "flag", "Only find what is missing and say it; record nothing"),
     _optional(
         "optimisticInitiatorRecovery",
-        "bool",
+        "flag",
         "Also push the transactions we initiated to the peers that lack them",
     ),
     _optional(
-        "useTimeWindowNarrowing", "bool", "Narrow the window by comparing record counts (default true)"
+        "useTimeWindowNarrowing", "flag", "Narrow the window by comparing record counts (default true)"
     ),
     _optional("recoveryBatchSize", "recoveryBatchSize", "Records per exchange with a peer (default 1000)"),
-    _optional("alsoFinalize", "bool", "Also finalise recovered transactions left IN_FLIGHT"),
-    _optional("verboseLogging", "bool", "Log each transaction recovered"),
+    _optional("alsoFinalize", "flag", "Also finalise recovered transactions left IN_FLIGHT"),
+    _optional("verboseLogging", "flag", "Log each transaction recovered"),
     _optional("forceRecoverFlowIds", "flowIds", "Recover also while these finality flows still run"),
     _optional(
-        "reconcileFirst", "bool", "Run LedgerSync with each peer first: its differences join the missing"
+        "reconcileFirst", "flag", "Run LedgerSync with each peer first: its differences join the missing"
     ),
     _optional(
         "parameters",

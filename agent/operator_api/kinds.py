@@ -118,6 +118,7 @@ KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
         'a list of X.500 names such as ["O=PartyB, L=London, C=GB"]',
     ),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "flag": (lambda v: isinstance(v, bool), "true or false (left out: the flow's default)"),
     "status": (
         lambda v: isinstance(v, str) and v in ReconciliationStatusValue.__members__,
         "one of " + ", ".join(ReconciliationStatusValue.__members__),

@@ -65,7 +65,7 @@ def test_rest_starts_it_either_shape_answers_its_results_and_progress(served_net
     started = rest(
         served,
         "POST",
-        f"/api/flows/start/LedgerRecoveryFlow",
+        "/api/flows/start/LedgerRecoveryFlow",
         {"useAllNetworkNodes": True, "timeWindow": WINDOW},
     )
     assert started.status_code == 200, started.text
@@ -159,7 +159,7 @@ def test_json_rpc_and_jolokia_have_the_ledger_recovery_bean(served_network: Serv
     no = monitor.execute(mbean=LEDGER_RECOVERY, operation="recover(java.util.List)", arguments=[[peer]])
     assert no["status"] == 403 and no["error_type"] == "java.lang.SecurityException"
     yes = jolokia.execute(
-        mbean=LEDGER_RECOVERY, operation="recover(java.util.List,boolean)", arguments=[[peer], True]
+        mbean=LEDGER_RECOVERY, operation="recover(java.util.List,java.lang.Boolean)", arguments=[[peer], True]
     )
     assert yes["status"] == 200 and yes["value"]["dryRun"] is True, yes
     read = monitor.execute(mbean=LEDGER_RECOVERY, operation="ledgerRecoveryProgress", arguments=[])
@@ -190,6 +190,7 @@ def test_the_shell_starts_it_with_cordas_syntax(
         monkeypatch,
         capsys,
     )
+    assert code == 1  # the second line was refused
     assert "Flow completed with result:" in out, (out, err)
     assert "totalRecoveredTransactions" in out
     assert "transactionRole" in err
@@ -217,6 +218,7 @@ def test_the_cli_plans_applies_and_reads_results(
     one, two = peers(served)
     assert main(["recover", "--peer", one, "--peer", two, "--config", config]) == 0
     out = capsys.readouterr().out
+    assert "LedgerSync first:" in out and "DIFFERENCES_NOT_FOUND, 0 missing" in out
     assert "Dry run" in out and one in out and two in out and "--apply" in out
     assert main(["recover", "--all-network-nodes", "--config", config, "--json"]) == 0
     assert '"dryRun": true' in capsys.readouterr().out
