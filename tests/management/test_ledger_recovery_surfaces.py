@@ -186,7 +186,9 @@ def test_the_shell_starts_it_with_cordas_syntax(
         served,
         f'flow start LedgerRecoveryFlow recoveryPeers: ["{peer}"], '
         'timeWindow: {fromTime: "2026-01-01T00:00:00Z"}, dryRun: true\n'
-        f'flow start LedgerRecoveryFlow recoveryPeers: ["{peer}"], transactionRole: NOPE\n',
+        f'flow start LedgerRecoveryFlow recoveryPeers: ["{peer}"], transactionRole: NOPE\n'
+        f'run recover recoveryPeers: ["{peer}"]\n'
+        "run ledgerRecoveryProgress\n",
         monkeypatch,
         capsys,
     )
@@ -194,8 +196,12 @@ def test_the_shell_starts_it_with_cordas_syntax(
     assert "Flow completed with result:" in out, (out, err)
     assert "totalRecoveredTransactions" in out
     assert "transactionRole" in err
-    rows = [(e["action"], e["surface"]) for e in served.audit()]
-    assert rows[0] == ("LedgerRecoveryFlow", "jsonrpc (shell)")
+    assert out.count('"dryRun": true') == 2 and out.rstrip().endswith("{}")  # recover's, then no progress
+    rows = [(e["action"], e["outcome"].split(":")[0], e["surface"]) for e in served.audit()]
+    assert rows == [
+        ("LedgerRecoveryFlow", "dry run", "jsonrpc (shell)"),
+        ("recover", "dry run", "jsonrpc (shell)"),  # the shell refused transactionRole NOPE itself
+    ]
 
 
 def client_for(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
