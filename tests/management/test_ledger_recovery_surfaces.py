@@ -234,6 +234,11 @@ def test_the_cli_plans_applies_and_reads_results(
     assert "Recovered 0 transaction(s)" in captured.out and "0 error(s)" in captured.out
     (applied,) = [e for e in served.audit() if e["action"] == "recover" and e["outcome"].startswith("done")]
     flow_id = applied["target"].split(":")[0].removeprefix("flow ")
+    monkeypatch.setattr(cli, "APPLY_WAIT_S", 0.0)  # 202 at once (most likely): followed to its end
+    assert main(["recover", "--all-network-nodes", "--apply", "--config", config]) == 0
+    followed = capsys.readouterr()
+    assert "Recovered 0 transaction(s)" in followed.out and "0 error(s)" in followed.out, followed
+    assert "0/0 transactions" in followed.err  # the progress, a line at a time (not a terminal)
     assert main(["recover", "--results", flow_id, "--config", config, "--user", "monitor"]) == 0
     assert "no results" in capsys.readouterr().out
     assert main(["recover", "--peer", one, "--config", config, "--user", "monitor"]) == 2
