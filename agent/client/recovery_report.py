@@ -9,7 +9,7 @@ from typing import Any
 from agent.client.tables import age, table
 
 BAR_WIDTH = 30
-DONE_STATUSES_PENDING = "PENDING"  # node_recovery_missing's status of a transaction not yet fetched
+PENDING = "PENDING"  # node_recovery_missing's status of a transaction not yet fetched
 
 
 def human_bytes(n: int | None) -> str:
@@ -81,7 +81,7 @@ def progress_figures(progress: Mapping[str, Mapping[str, int]]) -> tuple[int, in
         for status, count in statuses.items():
             by_status[status] = by_status.get(status, 0) + count
     total = sum(by_status.values())
-    return total - by_status.get(DONE_STATUSES_PENDING, 0), total, by_status
+    return total - by_status.get(PENDING, 0), total, by_status
 
 
 def progress_bar(progress: Mapping[str, Mapping[str, int]], step: str | None = None) -> str:
