@@ -210,6 +210,7 @@ _SCHEMA = {
     JavaType.INT: "integer",
     JavaType.LONG: "integer",
     JavaType.BOOLEAN: "boolean",
+    JavaType.BOOLEAN_OBJECT: "boolean",
     JavaType.DOUBLE: "number",
     JavaType.DOUBLE_OBJECT: "number",
     JavaType.INTEGER_OBJECT: "integer",

@@ -34,6 +34,7 @@ class JavaType(Enum):
     INT = "int"
     LONG = "long"
     BOOLEAN = "boolean"
+    BOOLEAN_OBJECT = "java.lang.Boolean"  # boxed, so it may be null (an optional flag)
     DOUBLE = "double"
     DOUBLE_OBJECT = "java.lang.Double"  # boxed, so it may be null (an optional number)
     INTEGER_OBJECT = "java.lang.Integer"  # boxed, so it may be null (an optional whole number)
@@ -73,7 +74,7 @@ def coerce(kind: JavaType, value: Any, what: str) -> Any:
         if not -(2**bits) <= value < 2**bits:
             raise refuse(f"within the range of a Java {kind.value}")
         return value
-    if kind is JavaType.BOOLEAN:
+    if kind in (JavaType.BOOLEAN, JavaType.BOOLEAN_OBJECT):
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
         if not isinstance(value, bool):

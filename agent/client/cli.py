@@ -103,6 +103,114 @@ def _flow_start(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- Ledger Recovery (docs/ledger-recovery.md) -------------------------------------------------------
+
+RECOVERY_ROLES = ("ALL", "INITIATOR", "PEER", "OBSERVER", "PEER_AND_OBSERVER")
+APPLY_WAIT_S = 2.0  # --apply: how long the start waits for the flow before following it
+PIPE_LINE_S = 5.0  # with stderr not a terminal: a progress line this often
+
+
+def _recover_body(args: argparse.Namespace) -> dict[str, Any]:
+    """`ledger-agent recover`'s options as LedgerRecoveryFlow's parameters (recover's defaults on the
+    agent: reconcile first, the whole history without --from)."""
+    body: dict[str, Any] = {"dryRun": not args.apply}
+    if args.all_network_nodes:
+        body["useAllNetworkNodes"] = True
+    else:
+        body["recoveryPeers"] = args.peer
+    window = {"fromTime": args.from_time, "untilTime": args.until_time}
+    if args.from_time or args.until_time:
+        body["timeWindow"] = {k: v for k, v in window.items() if v is not None}
+    optional = {
+        "transactionRole": args.role,
+        "optimisticInitiatorRecovery": args.optimistic_initiator_recovery or None,
+        "alsoFinalize": args.also_finalize or None,
+        "recoveryBatchSize": args.batch_size,
+        "reason": args.reason,
+    }
+    body.update({k: v for k, v in optional.items() if v is not None})
+    return body
+
+
+def _recover(args: argparse.Namespace) -> int:
+    from agent.client import recovery_report as report
+
+    client = _management(args.config, args.user)
+    try:
+        if args.results:
+            answer = client.call("GET", f"/api/recovery/results/{args.results}")
+            if args.json:
+                _print_json(answer)
+            else:
+                print(report.results_text(args.results, answer["results"]))
+            return 1 if report.failures(answer["results"]) else 0
+        body = _recover_body(args)
+        wait = APPLY_WAIT_S if args.apply else min(args.timeout, 3600.0)
+        client.timeout = wait + 30.0  # longer than the flow's own wait, so that its answer arrives
+        summary = client.call("POST", "/api/recovery/recover", {**body, "timeout": wait})
+        if "totalErrors" not in summary:  # 202: still running
+            if not args.apply:
+                print(f"The dry run goes on as flow {summary['flowId']}: {summary.get('message')}")
+                return 1
+            summary = _follow_recovery(client, summary["flowId"], args.timeout)
+            if summary is None:
+                return 1
+    finally:
+        client.close()
+    if args.json:
+        _print_json(summary)
+    elif summary["dryRun"]:
+        print(report.plan_text(summary))
+    else:
+        print(report.totals_text(summary))
+    return 0 if summary["totalErrors"] == 0 else 1
+
+
+def _follow_recovery(client: ManagementClient, flow_id: str, timeout: float) -> dict[str, Any] | None:
+    """Follow a LedgerRecoveryFlow to its end with a progress bar on stderr; its totals from its results
+    (None if it did not complete)."""
+    import time
+
+    from agent.client import recovery_report as report
+
+    tty = sys.stderr.isatty()
+    deadline = time.monotonic() + timeout
+    printed_at = 0.0
+    status, step = "RUNNABLE", None
+    while True:
+        flows = client.call("GET", "/api/flows?flowName=LedgerRecoveryFlow")
+        mine = next((f for f in flows if f["flowId"] == flow_id), None)
+        status, step = (mine["status"], mine["step"]) if mine else ("COMPLETED", "DONE")
+        bar = report.progress_bar(client.call("GET", "/api/recovery/progress"), step)
+        now = time.monotonic()
+        if tty:
+            print("\r" + bar, end="", file=sys.stderr, flush=True)
+        elif now - printed_at >= PIPE_LINE_S or status != "RUNNABLE":
+            print(bar, file=sys.stderr, flush=True)
+            printed_at = now
+        if status != "RUNNABLE" or now > deadline:
+            break
+        time.sleep(0.5)
+    if tty:
+        print(file=sys.stderr)
+    if status != "COMPLETED":
+        what = "still running" if status == "RUNNABLE" else status
+        print(
+            f"LedgerRecoveryFlow [{flow_id}] {what} (at {step}); see ledger-agent flow list, flow hospital, "
+            f"and ledger-agent recover --results {flow_id}",
+            file=sys.stderr,
+        )
+        return None
+    results = client.call("GET", f"/api/recovery/results/{flow_id}")["results"]
+    return {
+        "flowId": flow_id,
+        "dryRun": False,
+        "totalRecoveredTransactions": sum(1 for r in results if r.get("synchronised")),
+        "totalErrors": len(report.failures(results)),
+        "results": results,
+    }
+
+
 # Each verb on one flow: what it is called when done, and the statuses it takes.
 VERBS = {
     "kill": ("Killed", "running (RUNNABLE, PAUSED or HOSPITALIZED)"),
@@ -657,6 +765,41 @@ def build_parser() -> argparse.ArgumentParser:
         query.add_argument("--user", default="operator", help="management user (default operator)")
         query.add_argument("--json", action="store_true", help="print the agent's JSON answer")
         query.set_defaults(handler=_flow_status)
+
+    recover = commands.add_parser(
+        "recover",
+        help="Ledger Recovery: reconcile with the peers, then recover what this node lacks "
+        "(a dry run unless --apply)",
+    )
+    whom = recover.add_mutually_exclusive_group(required=True)
+    whom.add_argument("--peer", action="append", help="a recovery peer's X.500 name (repeatable)")
+    whom.add_argument("--all-network-nodes", action="store_true", help="every node of the network map")
+    whom.add_argument("--results", metavar="FLOW_ID", help="a LedgerRecoveryFlow's results, per transaction")
+    recover.add_argument("--from", dest="from_time", help="timeWindow.fromTime, ISO-8601 (default: all)")
+    recover.add_argument("--until", dest="until_time", help="timeWindow.untilTime, ISO-8601 (default: now)")
+    recover.add_argument("--role", choices=RECOVERY_ROLES, help="transactionRole (default ALL)")
+    recover.add_argument(
+        "--optimistic-initiator-recovery",
+        action="store_true",
+        help="also push the transactions this node initiated to the peers that lack them",
+    )
+    recover.add_argument(
+        "--also-finalize", action="store_true", help="also finalise recovered transactions left IN_FLIGHT"
+    )
+    recover.add_argument(
+        "--batch-size", type=int, help="recoveryBatchSize: records per exchange (default 1000)"
+    )
+    recover.add_argument(
+        "--apply", action="store_true", help="recover (without it: a dry run, nothing changes)"
+    )
+    recover.add_argument(
+        "--timeout", type=float, default=3600.0, help="how long to wait for it (default 1h; it goes on after)"
+    )
+    recover.add_argument("--reason", help="why (the audit log keeps it)")
+    recover.add_argument("--config", type=Path, required=True, help="the node's node.conf")
+    recover.add_argument("--user", default="operator", help="management user (default operator)")
+    recover.add_argument("--json", action="store_true", help="print the agent's JSON answer")
+    recover.set_defaults(handler=_recover)
 
     audit = commands.add_parser(
         "audit",

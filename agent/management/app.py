@@ -6,7 +6,9 @@ The REST API starts the catalogue's commands (agent.management.commands): every 
 (`GET /api/flows`, `POST /api/flows/{kill,pause,resume,retry}/<id>`) and the flow hospital's
 (`GET /api/hospital`, `POST /api/flows/bulk`, `GET /api/audit`, ...: docs/hospital.md), finality
 recovery's under their FlowRPCOps and NodeFlowStatusRpcOps names (`POST /api/finality/<operation>`,
-`GET /api/finality/getFlowTransaction/<flowId>`, ...: docs/finality-recovery.md). Each runs
+`GET /api/finality/getFlowTransaction/<flowId>`, ...: docs/finality-recovery.md), Ledger Recovery's
+(`POST /api/recovery/ledgerRecovery`, `POST /api/recovery/recover`, `GET /api/recovery/results/<flowId>`,
+`GET /api/recovery/progress`: docs/ledger-recovery.md). Each runs
 through the gate (agent.management.audit): the role it needs is the catalogue's, and what acts goes
 to the audit log, refusals included. Every /api call needs HTTP basic auth with a user from
 node.conf's managementUsers. Errors are JSON {"error": <named error>, "message": ...}; never a stack
@@ -418,6 +420,24 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
                 error="TransactionNotFoundError", message=f"no finality transaction for {what}"
             ), 404
         return jsonify(info), 200
+
+    # Ledger Recovery (docs/ledger-recovery.md): the body is LedgerRecoveryFlow's parameters (either
+    # shape) with an optional timeout; the summary when it ends within it, else 202 with its flowId.
+    @app.post("/api/recovery/<any(ledgerRecovery, recover):name>")
+    @authenticated
+    def ledger_recovery(name: str) -> Response:
+        command = "LedgerRecoveryFlow" if name == "ledgerRecovery" else "recover"
+        return jsonify(start(commands[command], _optional_body()))
+
+    @app.get("/api/recovery/results/<flow_id>")
+    @authenticated
+    def ledger_recovery_results(flow_id: str) -> Response:
+        return jsonify(flowId=flow_id, results=start(commands["ledgerRecoveryResults"], {"id": flow_id}))
+
+    @app.get("/api/recovery/progress")
+    @authenticated
+    def ledger_recovery_progress() -> Response:
+        return jsonify(start(commands["ledgerRecoveryProgress"], {}))
 
     @app.get("/api/flows")
     @authenticated

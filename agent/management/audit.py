@@ -117,7 +117,9 @@ class CommandGate:
 def target_of(arguments: Mapping[str, Any], result: Any = None) -> str:
     """What a command acted on, as the audit log names it: a flow's id, a job and its filter, a filter,
     or the command's arguments."""
-    if isinstance(result, dict) and result.get("jobId"):
+    if isinstance(result, dict) and "totalRecoveredTransactions" in result:  # Ledger Recovery's summary
+        target = f"flow {result.get('flowId')}: {_json(_given(arguments))}"
+    elif isinstance(result, dict) and result.get("jobId"):
         target = f"job {result['jobId']}: {result.get('action')} {_json(result.get('filter'))}"
     elif isinstance(result, dict) and result.get("dryRun"):
         target = f"{result.get('action')} {_json(result.get('filter'))}"
@@ -126,14 +128,25 @@ def target_of(arguments: Mapping[str, Any], result: Any = None) -> str:
     elif "filter" in arguments:
         target = f"{arguments.get('action')} {_json(arguments.get('filter'))}"
     else:
-        target = _json({k: v for k, v in arguments.items() if k != "reason" and v is not None})
+        target = _json(_given(arguments))
     return target[:MAX_TARGET_CHARS]
+
+
+def _given(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in arguments.items() if k != "reason" and v is not None}
 
 
 def outcome_of(result: Any) -> str:
     """How a command that ran went, in a few words."""
     if isinstance(result, bool):
         return "done (true)" if result else "not applied (false): not in a status the verb takes"
+    if isinstance(result, dict) and "totalRecoveredTransactions" in result:  # Ledger Recovery's summary
+        if result.get("dryRun"):
+            return f"dry run: {result.get('missing')} transaction(s) missing, {result.get('totalErrors')} error(s)"
+        return (
+            f"done: {result.get('totalRecoveredTransactions')} transaction(s) recovered, "
+            f"{result.get('totalErrors')} error(s)"
+        )
     if isinstance(result, dict) and result.get("dryRun"):
         return (
             f"dry run: {result.get('total')} flow(s) selected, {result.get('wouldAct')} would "

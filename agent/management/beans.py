@@ -16,6 +16,8 @@ check`) reads and calls the services only through these; the beans' names are mb
     ledgeragent:type=FlowRPCOps  finality recovery, Corda's FlowRPCOps: recoverFinalityFlow, ...Flows,
                                  recoverAllFinalityFlows, ...ByTxnId, ...ByTxnIds, recoverFinalityFlowsMatching
     ledgeragent:type=NodeFlowStatusRpcOps  getFlowTransaction, getFlowTransactionByTxnId (read-only)
+    ledgeragent:type=LedgerRecovery  Ledger Recovery: LedgerRecovery (LedgerRecoveryFlow), recover;
+                                 ledgerRecoveryResults, ledgerRecoveryProgress (read-only)
 
 Operations of catalogue commands are built from the catalogue (agent.operator_api.catalogue): its
 operation name, parameters, impact (ACTION for an operator's command) and return type. They check
@@ -52,6 +54,7 @@ from mbeans.names import (
     FLOW_RPC_OPS,
     FLOWS,
     LEDGER_GRAPH,
+    LEDGER_RECOVERY,
     LEDGER_SYNC,
     NODE,
     NODE_FLOW_STATUS_RPC_OPS,
@@ -73,6 +76,7 @@ PARAM_TYPES: dict[str, JavaType] = {
     "party": S,
     "parties": LIST,
     "bool": B,
+    "flag": JavaType.BOOLEAN_OBJECT,  # null: the flow's default
     "status": S,
     "method": S,
     "observers": LIST,
@@ -93,6 +97,11 @@ PARAM_TYPES: dict[str, JavaType] = {
     "txIds": LIST,
     "instant": S,
     "initiators": JavaType.OBJECT,  # one X.500 name or a list of them
+    "recoveryPeers": LIST,
+    "timeWindow": MAP,
+    "transactionRole": S,
+    "recoveryBatchSize": JavaType.INTEGER_OBJECT,  # null: the flow's default
+    "recoveryParameters": MAP,
 }
 RESULT_TYPES: dict[Result, JavaType] = {
     Result.UNIT: JavaType.VOID,
@@ -112,6 +121,9 @@ RESULT_TYPES: dict[Result, JavaType] = {
     Result.RECOVERED: MAP,
     Result.FLOW_TRANSACTION: MAP,
     Result.RECOVERY_PLANS: LIST,
+    Result.LEDGER_RECOVERY: MAP,
+    Result.RECOVERY_RESULTS: LIST,
+    Result.RECOVERY_PROGRESS: MAP,
 }
 
 
@@ -203,9 +215,21 @@ def register_agent_beans(
             gate,
         )
     )
+    registry.register(ledger_recovery_bean(commands, gate))
     if runtime.ledgersync is not None:
         registry.register(ledger_graph_bean(runtime.ledgersync))
         registry.register(ledger_sync_bean(runtime.ledgersync, commands, gate))
+
+
+def ledger_recovery_bean(commands: NodeCommands, gate: CommandGate) -> MBean:
+    """Ledger Recovery's operations, the catalogue's LedgerRecovery commands. Monitoring attributes are
+    added to the registered bean by their own module (registry.get(LEDGER_RECOVERY))."""
+    bean = MBean(
+        LEDGER_RECOVERY,
+        "Ledger Recovery: LedgerRecoveryFlow, the recover command, its results and progress",
+        "ledgeragent.LedgerRecovery",
+    )
+    return _commands_of(bean, commands, gate)
 
 
 def node_bean(runtime: AgentRuntime) -> MBean:

@@ -7,7 +7,8 @@ before anything runs. A bad argument is refused naming the command, the paramete
 is allowed (FlowArgumentError); every adapter (REST, the beans, so JSON-RPC and Jolokia) starts a
 command through the gate of agent.management.audit, which checks the caller's role, runs
 `NodeCommand.start` and writes the audit log. The flow hospital's commands are
-agent.management.hospital_commands's, finality recovery's agent.management.recovery_commands's.
+agent.management.hospital_commands's, finality recovery's agent.management.recovery_commands's,
+Ledger Recovery's agent.management.ledger_recovery_commands's.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from agent.errors import AgentError, InvalidNameError
+from agent.errors import AgentError, ConfigurationError, InvalidNameError
 from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
 from agent.flows.engine import FlowEngine, FlowNotFoundError
 from agent.hospital.bulk import Actor
@@ -28,6 +29,7 @@ from agent.ledger.identity import X500Name
 from agent.ledgersync.app import LedgerSync
 from agent.ledgersync.protocol import ReconciliationResult
 from agent.management.hospital_commands import WITH_ACTOR, hospital_commands
+from agent.management.ledger_recovery_commands import ledger_recovery_commands
 from agent.management.recovery_commands import WITH_ACTOR as RECOVERY_WITH_ACTOR
 from agent.management.recovery_commands import RecoveryQueryError, recovery_commands
 from agent.operator_api.catalogue import COMMANDS, Command, Kind, Param
@@ -230,6 +232,23 @@ def _recovery(runtime: AgentRuntime) -> dict[str, Callable[..., Any]]:
     }
 
 
+def _ledger_recovery(runtime: AgentRuntime) -> dict[str, Callable[..., Any]]:
+    """Ledger Recovery's commands; a field the recovery service refuses is a bad argument, named."""
+
+    def checked(name: str, run: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*values: Any) -> Any:
+            try:
+                return run(*values)
+            except ConfigurationError as exc:
+                raise FlowArgumentError(name, exc.key, exc.value, exc.allowed) from exc
+
+        return call
+
+    return {
+        name: checked(name, run) for name, run in ledger_recovery_commands(runtime.ledger_recovery).items()
+    }
+
+
 IN_PROCESS = Actor("(in-process)", "-", "in-process")
 
 
@@ -260,6 +279,7 @@ class NodeCommands:
             **_verbs(runtime.engine, runtime.ledgersync),
             **hospital_commands(runtime),
             **_recovery(runtime),
+            **_ledger_recovery(runtime),
         }
         if runtime.ledgersync is not None:
             bound.update(_ledgersync(runtime.ledgersync))

@@ -19,6 +19,9 @@ agent.management.commands's; this module is pure, so the operator tools import i
     NodeFlowStatusRpcOps                    recoverFinalityFlowByTxnIds, recoverFinalityFlowsMatching,
                                            recoverFinalityDryRun, recoverFinalityJob,
                                            recoveryJob, listRecoveryJobs; getFlowTransaction, getFlowTransactionByTxnId
+    Ledger Recovery (docs/ledger-           LedgerRecoveryFlow, recover (reconcile first, then recover;
+    recovery.md), bean LedgerRecovery       a dry run unless dryRun is false), ledgerRecoveryResults,
+                                           ledgerRecoveryProgress
 
 Every command that acts (`act`) needs the operator role and goes to the audit log, refused or not;
 each takes a `reason`, required for the bulk ones.
@@ -71,6 +74,7 @@ __all__ = [
 LEDGER_SYNC, TOKENS, FLOWS_BEAN, FLOW_HOSPITAL = "LedgerSync", "Tokens", "Flows", "FlowHospital"
 # Corda's extension RPC interfaces that have finality recovery (the reference's names).
 FLOW_RPC_OPS, FLOW_STATUS_RPC_OPS = "FlowRPCOps", "NodeFlowStatusRpcOps"
+LEDGER_RECOVERY = "LedgerRecovery"  # Ledger Recovery's bean (issue 15)
 
 _PARTY = Param("party", "party", description="The party's X.500 name")
 _IS_REQUESTER = Param(
@@ -287,6 +291,94 @@ _RECOVERY_COMMANDS = (
         Result.FLOW_TRANSACTION,
         "FlowTransactionInfo of a transaction's finality flow, or null",
         FLOW_STATUS_RPC_OPS,
+    ),
+)
+
+
+def _optional(name: str, kind: str, description: str) -> Param:
+    """A LedgerRecoveryFlow parameter: absent (null) leaves it to the flow's own default."""
+    return Param(name, kind, required=False, description=description)
+
+
+# LedgerRecoveryFlow's parameters: both of Corda's shapes (the first API's flat names, and 4.11's
+# LedgerRecoveryParameters as one `parameters` map), and ours (forceRecoverFlowIds, reconcileFirst).
+# Null takes the flow's default; agent.recovery.parameters checks each field and names the one at fault.
+_LEDGER_RECOVERY_PARAMS = (
+    _optional("recoveryPeers", "recoveryPeers", "The peers to recover from (X.500 names)"),
+    _optional(
+        "timeWindow",
+        "timeWindow",
+        "{fromTime, untilTime}: the transactions recorded in it (default: node.conf's "
+        "transactionRecoveryPeriod back from now)",
+    ),
+    _optional("useAllNetworkNodes", "flag", "Recover from every node of the network map (not notaries)"),
+    _optional(
+        "transactionRole",
+        "transactionRole",
+        "Which of our transactions: ALL (default), INITIATOR, PEER, OBSERVER, PEER_AND_OBSERVER",
+    ),
+    _optional("dryRun", "flag", "Only find what is missing and say it; record nothing"),
+    _optional(
+        "optimisticInitiatorRecovery",
+        "flag",
+        "Also push the transactions we initiated to the peers that lack them",
+    ),
+    _optional(
+        "useTimeWindowNarrowing", "flag", "Narrow the window by comparing record counts (default true)"
+    ),
+    _optional("recoveryBatchSize", "recoveryBatchSize", "Records per exchange with a peer (default 1000)"),
+    _optional("alsoFinalize", "flag", "Also finalise recovered transactions left IN_FLIGHT"),
+    _optional("verboseLogging", "flag", "Log each transaction recovered"),
+    _optional("forceRecoverFlowIds", "flowIds", "Recover also while these finality flows still run"),
+    _optional(
+        "reconcileFirst", "flag", "Run LedgerSync with each peer first: its differences join the missing"
+    ),
+    _optional(
+        "parameters",
+        "recoveryParameters",
+        "Corda 4.11's LedgerRecoveryParameters as one map (instead of the names above)",
+    ),
+    _TIMEOUT,
+    _REASON,
+)
+
+_LEDGER_RECOVERY_COMMANDS = (
+    _flow(
+        "LedgerRecoveryFlow",
+        LEDGER_RECOVERY,
+        _LEDGER_RECOVERY_PARAMS,
+        Result.LEDGER_RECOVERY,
+        "LedgerRecoveryFlow: find the transactions this node lacks from its peers' distribution records, "
+        "and fetch them (with their back-chains) from those peers; totalRecoveredRecords, "
+        "totalRecoveredTransactions, totalErrors, the results per transaction (and a dry run's plan)",
+        act=True,
+        overloads=(("parameters",), ("recoveryPeers", "timeWindow", "dryRun")),
+    ),
+    _verb(
+        "recover",
+        _LEDGER_RECOVERY_PARAMS,
+        Result.LEDGER_RECOVERY,
+        "`ledger-agent recover`: LedgerRecoveryFlow with LedgerSync first (reconcileFirst), a dry run "
+        "unless dryRun is false, and the whole history when there is no timeWindow and no "
+        "transactionRecoveryPeriod; a dry run's plan says per peer what is missing and what cannot be had",
+        LEDGER_RECOVERY,
+        act=True,
+        overloads=(("recoveryPeers",), ("recoveryPeers", "dryRun")),
+    ),
+    _verb(
+        "ledgerRecoveryResults",
+        (Param("id", "flowId", description="The LedgerRecoveryFlow's id"),),
+        Result.RECOVERY_RESULTS,
+        "The results of a LedgerRecoveryFlow, one per transaction: transactionId, recoveryPeer, "
+        "transactionRole, synchronised, synchronisedInitiated, failureCause",
+        LEDGER_RECOVERY,
+    ),
+    _verb(
+        "ledgerRecoveryProgress",
+        (),
+        Result.RECOVERY_PROGRESS,
+        "The transactions found missing, per peer and status (PENDING, RECOVERED, UNRECOVERABLE, ...)",
+        LEDGER_RECOVERY,
     ),
 )
 
@@ -578,6 +670,7 @@ COMMANDS: dict[str, Command] = {
             overloads=((),),
         ),
         *_RECOVERY_COMMANDS,
+        *_LEDGER_RECOVERY_COMMANDS,
     )
 }
 """Every operator command: the flows in the order `flow list` shows them, then the verbs."""

@@ -33,6 +33,9 @@ MAX_BATCH_SIZE = 1000
 DEFAULT_BATCH_SIZE = 50
 MAX_AUDIT_LIMIT = 10_000
 DEFAULT_AUDIT_LIMIT = 100
+# LedgerRecoveryFlow's transactionRole (agent.recovery.parameters.TransactionRole; a test keeps them equal).
+TRANSACTION_ROLES = ("ALL", "INITIATOR", "PEER", "OBSERVER", "PEER_AND_OBSERVER")
+MAX_RECOVERY_BATCH_SIZE = 10_000  # agent.recovery.parameters.MAX_BATCH_SIZE
 
 
 def _names(value: Any, *, empty: bool) -> bool:
@@ -115,6 +118,7 @@ KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
         'a list of X.500 names such as ["O=PartyB, L=London, C=GB"]',
     ),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "flag": (lambda v: isinstance(v, bool), "true or false (left out: the flow's default)"),
     "status": (
         lambda v: isinstance(v, str) and v in ReconciliationStatusValue.__members__,
         "one of " + ", ".join(ReconciliationStatusValue.__members__),
@@ -163,6 +167,27 @@ KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
         f"a whole number from 1 to {MAX_BATCH_SIZE}",
     ),
     "limit": (lambda v: _int(v) and 1 <= v <= MAX_AUDIT_LIMIT, f"a whole number from 1 to {MAX_AUDIT_LIMIT}"),
+    # Ledger Recovery's: checked here for their shape, field by field by the recovery service itself.
+    "recoveryPeers": (
+        lambda v: _names(v, empty=True),
+        'a list of X.500 names such as ["O=PartyB, L=New York, C=US"]',
+    ),
+    "timeWindow": (
+        lambda v: isinstance(v, Mapping) and set(v) <= {"fromTime", "untilTime"},
+        "a map {fromTime, untilTime} of ISO-8601 times (or epoch milliseconds); untilTime defaults to now",
+    ),
+    "transactionRole": (
+        lambda v: isinstance(v, str) and v.upper() in TRANSACTION_ROLES,
+        "one of " + ", ".join(TRANSACTION_ROLES),
+    ),
+    "recoveryBatchSize": (
+        lambda v: _int(v) and 1 <= v <= MAX_RECOVERY_BATCH_SIZE,
+        f"a whole number from 1 to {MAX_RECOVERY_BATCH_SIZE}",
+    ),
+    "recoveryParameters": (
+        lambda v: isinstance(v, Mapping),
+        "a map of LedgerRecoveryParameters: recoveryPeers, timeWindow, useAllNetworkNodes, dryRun, ...",
+    ),
 }
 
 
@@ -216,6 +241,9 @@ class Result(Enum):
     RECOVERED = "recovered"  # finality recovery: a map of flow (or transaction) id -> recovered
     FLOW_TRANSACTION = "flowTransaction"  # a FlowTransactionInfo, or null
     RECOVERY_PLANS = "recoveryPlans"  # finality recovery's dry run: what it would do, per transaction
+    LEDGER_RECOVERY = "ledgerRecovery"  # LedgerRecoveryFlow's summary: totals, plan, results
+    RECOVERY_RESULTS = "recoveryResults"  # a list of RecoveryResult (transactionId, recoveryPeer, ...)
+    RECOVERY_PROGRESS = "recoveryProgress"  # peer -> status (PENDING, RECOVERED, ...) -> transactions
 
 
 @dataclass(frozen=True)

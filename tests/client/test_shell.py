@@ -50,6 +50,7 @@ def test_flow_list_and_help(
         "IssueTokensFlow",
         "PayTokensFlow",
         "ExitTokensFlow",
+        "LedgerRecoveryFlow",
     ]
     assert "flow start <Flow>" in out and "run killFlow id: <id>" in out
 

@@ -8,123 +8,18 @@ issuance stops HOSPITALIZED at AFTER_RECORD; retried, it goes past the fault and
 
 from __future__ import annotations
 
-import io
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from jolokia import JolokiaClient  # type: ignore[import-untyped]
 from jsonrpcclient import Error, Ok, parse, request
-from werkzeug.serving import make_server
 
-from agent.client.cli import main
-from agent.client.launcher import read_password
 from agent.flows.checkpoints import FlowStatus
-from agent.flows.engine import FlowTimeoutError
-from agent.management.app import create_management_app
-from agent.network.bootstrap import DEFAULT_NOTARY, MONITOR_PASSWORD_FILE, default_node_names, init_network
-from agent.node import open_node
-from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
-from agent.p2p.retry import RetryPolicy
-from agent.runtime import AgentRuntime, build_runtime
 from mbeans.model import Impact
-from mbeans.registry import MBeanRegistry
+from tests.management.conftest import Served, rest, shell, wait_until
 
-WAIT = 15.0
 HOSPITAL = "ledgeragent:type=FlowHospital"
-KEEP_INJECTED_FAILURES = """
-flowHospital.rules = [{ match = InjectedFaultError, action = observe }]
-faultInjection = ["FinalityFlow.AFTER_RECORD=fail"]
-"""
-
-
-@dataclass
-class Served:
-    url: str
-    runtime: AgentRuntime
-    registry: MBeanRegistry
-    config: Path
-    operator: tuple[str, str]
-    monitor: tuple[str, str]
-
-    def status(self, flow_id: str) -> FlowStatus:
-        checkpoint = self.runtime.node.store.checkpoints.get_checkpoint(flow_id)
-        assert checkpoint is not None
-        return checkpoint.status
-
-    def hospitalize(self, n: int) -> list[str]:
-        me = self.runtime.node.identity.name
-        ids = []
-        for _ in range(n):
-            with pytest.raises(FlowTimeoutError) as running:
-                self.runtime.tokens.issue([(me, 5)], "GBP", [], timeout=0.2)
-            ids.append(running.value.flow_id)
-        wait_until(lambda: all(self.status(i) is FlowStatus.HOSPITALIZED for i in ids), "hospitalized")
-        return ids
-
-    def audit(self) -> list[dict[str, Any]]:
-        """The audit log, oldest first."""
-        return [e.as_dict() for e in reversed(self.runtime.node.store.audit.entries())]
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    pause = threading.Event()
-    while not condition():
-        assert time.monotonic() < deadline, f"not {what} within {WAIT} s"
-        pause.wait(0.02)
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    layout = init_network(tmp_path / "net", default_node_names(3), DEFAULT_NOTARY)
-    node = layout.nodes[1]
-    with node.config.open("a") as conf:
-        conf.write(KEEP_INJECTED_FAILURES)
-    runtime = build_runtime(
-        open_node(node.config),
-        InProcessTransport(InProcessNetwork()),
-        retry=RetryPolicy(max_attempts=2, base_delay=0.01),
-        ledgersync=True,
-    )
-    app = create_management_app(runtime)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="management", daemon=True)
-    thread.start()
-    try:
-        yield Served(
-            f"http://127.0.0.1:{server.server_port}",
-            runtime,
-            app.extensions["ledger_agent.mbeans"],
-            node.config,
-            ("operator", read_password(node.folder)),
-            ("monitor", (node.folder / MONITOR_PASSWORD_FILE).read_text().strip()),
-        )
-    finally:
-        server.shutdown()
-        thread.join(10)
-        server.server_close()
-        runtime.stop(5)
-
-
-def rest(
-    served: Served,
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    who: str = "operator",
-    tool: str | None = None,
-) -> requests.Response:
-    auth = served.operator if who == "operator" else served.monitor
-    headers = {"User-Agent": f"ledger-agent-{tool}/0.1.0"} if tool else None
-    return requests.request(method, served.url + path, json=body, auth=auth, headers=headers, timeout=30)
 
 
 def test_rest_lists_patients_with_their_history_and_retries_them_one_or_in_bulk(served: Served) -> None:
@@ -323,16 +218,6 @@ def test_every_action_of_every_bean_is_refused_to_a_read_only_user_and_recorded(
         "PayTokensFlow",
     }
     assert all(e["user"] == "monitor" and e["role"] == "read-only" for e in refusals)
-
-
-def shell(
-    served: Served, text: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> tuple[int, str, str]:
-    monkeypatch.delenv("LEDGER_AGENT_PASSWORD", raising=False)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(text))
-    code = main(["shell", "--config", str(served.config), "--url", served.url])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_the_shell_speaks_corda_enterprises_verbs(

@@ -24,9 +24,7 @@ from jsonrpcclient import Error, Ok, parse, request
 from agent.client import cli
 from agent.client.cli import main
 from agent.client.launcher import ManagementClient
-from tests.management.test_hospital_surfaces import Served, rest, served, shell
-
-__all__ = ["served"]  # the fixture
+from tests.management.conftest import Served, rest, shell
 
 FLOW_RPC_OPS = "ledgeragent:type=FlowRPCOps"
 STATUS_OPS = "ledgeragent:type=NodeFlowStatusRpcOps"
