@@ -1,10 +1,11 @@
-"""One agent: LedgerSync, the ledger graph's health, flows, the flow hospital, and finality (transactions
-IN_FLIGHT)."""
+"""One agent: LedgerSync, the ledger graph's health, flows, the flow hospital, finality (transactions
+IN_FLIGHT) and Ledger Recovery."""
 
 from __future__ import annotations
 
 from grafanalib.core import Dashboard, Template, Templating
 
+from grafana import ledger_recovery_rows
 from grafana.hospital_rows import node_row
 from grafana.panels import DATASOURCE, Row, layout, prometheus_input, selector, series, stat
 from mbeans import metrics as m
@@ -163,7 +164,8 @@ def dashboard() -> Dashboard:
     return Dashboard(
         title="ledger-agent: node",
         uid=UID,
-        description="One ledger-agent: LedgerSync, the ledger graph, flows, the flow hospital and finality",
+        description="One ledger-agent: LedgerSync, the ledger graph, flows, the flow hospital, finality and "
+        "Ledger Recovery",
         tags=["ledger-agent"],
         inputs=[prometheus_input()],
         templating=Templating(
@@ -176,5 +178,5 @@ def dashboard() -> Dashboard:
                 )
             ]
         ),
-        panels=layout([ledgersync, graph, flows, node_row(on), finality]),
+        panels=layout([ledgersync, graph, flows, node_row(on), finality, ledger_recovery_rows.node_row(on)]),
     ).auto_panel_ids()

@@ -144,6 +144,35 @@ HOSPITAL_RETRIES = _counter(
     "staff",
 )
 
+# -- Ledger Recovery (agent.management.ledger_recovery_monitoring; docs/ledger-recovery.md, "Monitoring") --
+# A row of node_recovery_missing is one transaction missing here, as one peer's record showed it.
+LEDGER_RECOVERY_MISSING = _gauge(
+    "ledger_recovery_missing_transactions",
+    "Transactions Ledger Recovery found missing here, by peer and status (PENDING, RECOVERED, "
+    "UNRECOVERABLE): rows of node_recovery_missing, one per peer and record",
+    "peer",
+    "status",
+)
+LEDGER_RECOVERY_RECOVERED = _counter(
+    "ledger_recovery_recovered_transactions_total",
+    "Missing transactions Ledger Recovery recovered from the peer (its RECOVERED rows, which only ever "
+    "grow: kept in the database, so a restart does not reset it); rate() of it is the recovery rate",
+    "peer",
+)
+LEDGER_RECOVERY_ESTIMATED_REMAINING = _gauge(
+    "ledger_recovery_estimated_seconds_remaining",
+    "The peer's PENDING rows divided by the rows that left PENDING in the agent's last minute: 0 with "
+    "nothing pending, no sample while nothing moved",
+    "peer",
+)
+LEDGER_RECOVERY_LAST_PROGRESS = _gauge(
+    "ledger_recovery_last_progress_timestamp_seconds",
+    "Unix time of the latest change to one of the peer's missing-transaction rows (found, recovered or "
+    "given up)",
+    "peer",
+)
+LEDGER_RECOVERY_RUNNING = _gauge("ledger_recovery_running", "LedgerRecoveryFlows RUNNABLE now")
+
 SCRAPE_ERRORS = _gauge(
     "scrape_errors", "Bean reads that failed during this scrape (their metrics are left out; see the log)"
 )
@@ -174,6 +203,11 @@ ALL: tuple[Metric, ...] = (
     HOSPITAL_PATIENT_ATTEMPTS_MAX,
     HOSPITAL_ADMISSIONS,
     HOSPITAL_RETRIES,
+    LEDGER_RECOVERY_MISSING,
+    LEDGER_RECOVERY_RECOVERED,
+    LEDGER_RECOVERY_ESTIMATED_REMAINING,
+    LEDGER_RECOVERY_LAST_PROGRESS,
+    LEDGER_RECOVERY_RUNNING,
     SCRAPE_ERRORS,
 )
 NAMES: frozenset[str] = frozenset(m.name for m in ALL)
@@ -185,5 +219,16 @@ HOSPITAL_EVENT_NAMES: frozenset[str] = frozenset(
         HOSPITAL_OLDEST_PATIENT_AGE,
         HOSPITAL_PATIENT_ATTEMPTS_MAX,
         HOSPITAL_ADMISSIONS,
+    )
+)
+# No sample until Ledger Recovery has found a missing transaction (per peer; the estimate also needs a
+# rate); LEDGER_RECOVERY_RUNNING is always there.
+LEDGER_RECOVERY_EVENT_NAMES: frozenset[str] = frozenset(
+    m.name
+    for m in (
+        LEDGER_RECOVERY_MISSING,
+        LEDGER_RECOVERY_RECOVERED,
+        LEDGER_RECOVERY_ESTIMATED_REMAINING,
+        LEDGER_RECOVERY_LAST_PROGRESS,
     )
 )

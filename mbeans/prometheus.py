@@ -24,7 +24,7 @@ from mbeans import metrics as m
 from mbeans.access import REALM, Authenticator
 from mbeans.errors import InstanceNotFoundException
 from mbeans.model import MBean
-from mbeans.names import FLOW_HOSPITAL, FLOWS, LEDGER_GRAPH, LEDGER_SYNC, NODE
+from mbeans.names import FLOW_HOSPITAL, FLOWS, LEDGER_GRAPH, LEDGER_RECOVERY, LEDGER_SYNC, NODE
 from mbeans.registry import MBeanRegistry
 
 log = logging.getLogger("ledger_agent.management.prometheus")
@@ -63,7 +63,14 @@ class BeanCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         errors = 0
-        for read in (self._node, self._flows, self._hospital, self._ledger_graph, self._ledger_sync):
+        for read in (
+            self._node,
+            self._flows,
+            self._hospital,
+            self._ledger_graph,
+            self._ledger_sync,
+            self._ledger_recovery,
+        ):
             try:
                 # Listed before yielding: a failed read leaves out the whole group, not half of it.
                 families = list(read())
@@ -139,6 +146,12 @@ class BeanCollector(Collector):
         now_ms = int(self._beans.get(NODE).get("Time"))
         yield from status_metrics(sync.get("PeerSummaries"), now_ms)
 
+    def _ledger_recovery(self) -> Iterator[Metric]:
+        recovery = self._bean(LEDGER_RECOVERY)
+        if recovery is None or "PeerProgress" not in recovery.attributes:
+            return
+        yield from ledger_recovery_metrics(recovery.get("PeerProgress"), recovery.get("RunningFlows"))
+
 
 def status_metrics(statuses: list[dict[str, Any]], now_ms: int) -> Iterator[Metric]:
     """The per-peer and missing-transaction gauges from the requester statuses (LedgerSync's `Statuses`)."""
@@ -190,6 +203,34 @@ def hospital_metrics(
     for staff, count in sorted(retries.items()):
         retried.add_metric([staff], count)
     yield retried
+
+
+def ledger_recovery_metrics(peers: list[dict[str, Any]], running: int) -> Iterator[Metric]:
+    """Ledger Recovery's progress per peer and its running flows (the LedgerRecovery bean's PeerProgress
+    and RunningFlows, agent.management.ledger_recovery_monitoring)."""
+    missing = _gauge(m.LEDGER_RECOVERY_MISSING)
+    recovered = _counter(m.LEDGER_RECOVERY_RECOVERED)
+    remaining = _gauge(m.LEDGER_RECOVERY_ESTIMATED_REMAINING)
+    last = _gauge(m.LEDGER_RECOVERY_LAST_PROGRESS)
+    # Only peers with rows: the three statuses each (zeros included, so sums and ratios see them).
+    for peer in peers:
+        name = peer["peer"]
+        for status, key in (
+            ("PENDING", "pending"),
+            ("RECOVERED", "recovered"),
+            ("UNRECOVERABLE", "unrecoverable"),
+        ):
+            missing.add_metric([name, status], peer[key])
+        recovered.add_metric([name], peer["recovered"])
+        if peer["estimatedSecondsRemaining"] is not None:
+            remaining.add_metric([name], peer["estimatedSecondsRemaining"])
+        if peer["lastProgressTimestampSeconds"] is not None:
+            last.add_metric([name], peer["lastProgressTimestampSeconds"])
+    yield missing
+    yield recovered
+    yield remaining
+    yield last
+    yield _single(m.LEDGER_RECOVERY_RUNNING, running)
 
 
 def collector_registry(beans: MBeanRegistry) -> CollectorRegistry:

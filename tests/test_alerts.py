@@ -1,6 +1,6 @@
 """The alert rules in alerts/: promtool accepts them, their unit tests pass and would catch a broken rule,
 every metric they use is one of mbeans.metrics, and every runbook is a section of docs/management.md (or
-docs/hospital.md, for the flow hospital's)."""
+of docs/hospital.md, docs/finality-recovery.md or docs/ledger-recovery.md)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "alerts"
 RULES = sorted(ALERTS.glob("*.rules.yml"))
 UNIT_TESTS = sorted(ALERTS.glob("*.rules.test.yml"))
-RUNBOOK_PAGES = ("docs/management.md", "docs/hospital.md", "docs/finality-recovery.md")
+RUNBOOK_PAGES = (
+    "docs/management.md",
+    "docs/hospital.md",
+    "docs/finality-recovery.md",
+    "docs/ledger-recovery.md",
+)
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool is not installed (.ci/run installs it)"

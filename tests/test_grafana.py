@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from grafana import hospital_rows
+from grafana import hospital_rows, ledger_recovery_rows
 from grafana.__main__ import main
 from grafana.render import DASHBOARDS, OUT, as_json, stale
 from mbeans import metrics as m
@@ -130,6 +130,18 @@ def test_a_flow_hospital_row_on_each_dashboard_shows_every_hospital_metric() -> 
         assert used, f"{name} has no {hospital_rows.TITLE!r} row"
         if "node" in name:
             assert used == hospital, sorted(hospital - used)
+
+
+def test_the_node_dashboard_has_a_ledger_recovery_row_with_every_recovery_metric() -> None:
+    recovery = {metric.name for metric in m.ALL if metric.name.startswith(m.PREFIX + "ledger_recovery_")}
+    assert len(recovery) == 5
+    used = {
+        found
+        for row, _, target in row_targets(dashboards()["ledgeragent-node.json"])
+        if row == ledger_recovery_rows.TITLE
+        for found in re.findall(r"\b(ledgeragent_[a-z_]+)", target["expr"])
+    }
+    assert used == recovery, sorted(recovery - used)
 
 
 @pytest.mark.skipif(

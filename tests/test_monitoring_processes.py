@@ -34,7 +34,7 @@ from agent.network.bootstrap import (
     init_network,
 )
 from agent.store.database import backup_sqlite
-from grafana import hospital_rows
+from grafana import hospital_rows, ledger_recovery_rows
 from mbeans import metrics as m
 from tests.test_grafana import concrete, dashboards, row_targets
 
@@ -215,19 +215,23 @@ def test_prometheus_scrapes_the_agents_and_every_panel_has_data(
     assert "401" in refused[0]["lastError"], refused
 
     # Every metric name Prometheus now holds from the agents is one of mbeans.metrics, and all are
-    # there but the flow hospital's that need a patient or an admission.
+    # there but the flow hospital's that need a patient or an admission and Ledger Recovery's per peer.
     names = httpx.get(f"{prometheus.url}/api/v1/label/__name__/values", timeout=10, trust_env=False).json()[
         "data"
     ]
-    assert m.NAMES - m.HOSPITAL_EVENT_NAMES <= {n for n in names if n.startswith(m.PREFIX)} <= m.NAMES
+    assert (
+        m.NAMES - m.HOSPITAL_EVENT_NAMES - m.LEDGER_RECOVERY_EVENT_NAMES
+        <= {n for n in names if n.startswith(m.PREFIX)}
+        <= m.NAMES
+    )
 
     empty = []
     for name, dashboard in dashboards().items():
         # The node view matches instance="$node"; the network view instance=~"$node", All being ".*".
         node = instance if "node" in name else ".*"
         for row, title, target in row_targets(dashboard):
-            if row == hospital_rows.TITLE:
-                continue  # no patient here
+            if row in (hospital_rows.TITLE, ledger_recovery_rows.TITLE):
+                continue  # no patient here, no recovery run
             expr = concrete(target["expr"], node)
             if not prometheus.query(expr):
                 empty.append(f"{name} / {title}: {expr}")

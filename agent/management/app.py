@@ -41,6 +41,7 @@ from agent.management.commands import (
 )
 from agent.management.finality_monitoring import add_auto_recovery_attributes, add_in_flight_attributes
 from agent.management.flow_replies import flow_reply
+from agent.management.ledger_recovery_monitoring import add_ledger_recovery_monitoring
 from agent.operator_api.catalogue import FILTER_KEYS, Command
 from agent.operator_api.recovery import recovered_text, recovery_dry_run_text, results_text
 from agent.runtime import AgentRuntime
@@ -121,6 +122,9 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     add_in_flight_attributes(registry.get(NODE), runtime.node.store.transactions, runtime.node.clock)
     if runtime.auto_recovery is not None:
         add_auto_recovery_attributes(registry.get(NODE), runtime.auto_recovery)
+    add_ledger_recovery_monitoring(
+        registry, runtime.ledger_recovery.log, runtime.node.store.checkpoints, runtime.node.clock
+    )
     app.extensions["ledger_agent.mbeans"] = registry  # for tests and benchmarks that read the beans
     app.register_blueprint(jolokia_blueprint(registry, auth.principal))
     app.register_blueprint(jsonrpc_blueprint(registry, auth.principal))

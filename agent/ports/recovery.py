@@ -58,6 +58,16 @@ class RecoveryResultRow:
 
 
 @dataclass(frozen=True)
+class PeerRecoveryProgress:
+    """One peer's rows of node_recovery_missing, summed for monitoring (one aggregate query)."""
+
+    peer: str
+    counts: dict[str, int]  # status (PENDING, RECOVERED, UNRECOVERABLE) -> rows
+    changed_since: dict[str, int]  # status -> rows whose updated_at is at or after `since`
+    last_change: datetime | None  # the latest updated_at: a row found, recovered or given up
+
+
+@dataclass(frozen=True)
 class LaneKey:
     """Where a cursor belongs: one peer, one record type, one time window (epoch ms, open = None)."""
 
@@ -100,6 +110,10 @@ class RecoveryLog(Protocol):
 
     def count_missing(self) -> dict[str, dict[str, int]]:
         """peer -> status -> rows."""
+        ...
+
+    def progress_since(self, since: datetime) -> dict[str, PeerRecoveryProgress]:
+        """peer -> its rows by status, those changed at or after since, and its latest change."""
         ...
 
     def add_results(self, rows: Sequence[RecoveryResultRow]) -> None: ...

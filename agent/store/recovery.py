@@ -16,6 +16,7 @@ from agent.ports.recovery import (
     UNRECOVERABLE,
     LaneKey,
     MissingTransaction,
+    PeerRecoveryProgress,
     RecoveryResultRow,
 )
 from agent.store.database import write_transaction
@@ -135,6 +136,35 @@ class RecoveryLogRepository:
         for peer, status, count in rows:
             counts[str(peer)][str(status)] = int(count)
         return dict(counts)
+
+    def progress_since(self, since: datetime) -> dict[str, PeerRecoveryProgress]:
+        table = self.schema.recovery_missing
+        recent = peewee.fn.SUM(peewee.Case(None, [(table.updated_at >= since, 1)], 0))
+        # One pass over the table (COUNT(*): an index on (peer_name, status, updated_at) would cover it).
+        rows: Iterator[tuple[str, str, int, Any, Any]] = (
+            table.select(
+                table.peer_name,
+                table.status,
+                peewee.fn.COUNT(peewee.SQL("*")),
+                recent,
+                peewee.fn.MAX(table.updated_at),
+            )
+            .group_by(table.peer_name, table.status)
+            .tuples()
+            .iterator()
+        )
+        counts: dict[str, dict[str, int]] = defaultdict(dict)
+        changed: dict[str, dict[str, int]] = defaultdict(dict)
+        latest: dict[str, datetime] = {}
+        for peer, status, count, since_count, last in rows:
+            counts[str(peer)][str(status)] = int(count)
+            changed[str(peer)][str(status)] = int(since_count or 0)
+            at = table.updated_at.python_value(last)
+            if isinstance(at, datetime) and (str(peer) not in latest or at > latest[str(peer)]):
+                latest[str(peer)] = at
+        return {
+            peer: PeerRecoveryProgress(peer, counts[peer], changed[peer], latest.get(peer)) for peer in counts
+        }
 
     # -- results -------------------------------------------------------------------------------------
 
