@@ -749,7 +749,11 @@ class _RecordingPlan:
 
 
 _Write = tuple[
-    SignedTransaction, TransactionStatus, StatesToRecord, list[SenderDistribution], ReceiverDistribution | None
+    SignedTransaction,
+    TransactionStatus,
+    StatesToRecord,
+    list[SenderDistribution],
+    ReceiverDistribution | None,
 ]
 # The observer's ALL_VISIBLE keeps more of a transaction's outputs than ONLY_RELEVANT, which keeps more than NONE.
 _WIDTH = {StatesToRecord.ALL_VISIBLE: 0, StatesToRecord.ONLY_RELEVANT: 1, StatesToRecord.NONE: 2}
