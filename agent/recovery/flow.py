@@ -123,7 +123,8 @@ class LedgerRecoveryFlow(Flow):
         return {
             "params": params.to_state(),
             "lanes": [],
-            "batch": 0,
+            "identified": 0,  # pages of records walked: steps IDENTIFIED_1, _2, ...
+            "recovered": 0,  # batches fetched and recorded: steps RECOVERED_1, _2, ...
             "totals": {"records": 0, "transactions": 0, "inFlight": 0, "errors": 0},
             "dryResults": [],
             "push": [],
@@ -425,19 +426,20 @@ class LedgerRecoveryFlow(Flow):
                 else:
                     nxt = window_from_obj(lane["windows"][lane["at"]])
                     lane["after"] = self._cursor_obj(peer, lane["type"], nxt)
-        self.state["batch"] += 1
+        self.state["identified"] += 1
+        step = f"IDENTIFIED_{self.state['identified']}"
         if self.params.verbose_logging:
-            log.info("LedgerRecoveryFlow: batch %d identified %d missing", self.state["batch"], len(rows))
+            log.info("LedgerRecoveryFlow: %s: %d missing", step, len(rows))
         if self.params.dry_run:
             self.state["dryResults"].extend([r.tx_id, r.peer, r.role, False, False, None] for r in rows)
-            return Advance(f"IDENTIFIED_{self.state['batch']}")
+            return Advance(step)
 
         def effect() -> None:
             self.deps.log.add_missing(rows)
             for key, cursor in cursors:
                 self.deps.log.save_cursor(key, cursor, now)
 
-        return Advance(f"IDENTIFIED_{self.state['batch']}", effect=effect)
+        return Advance(step, effect=effect)
 
     # -- recovering ----------------------------------------------------------------------------------
 
@@ -475,16 +477,16 @@ class LedgerRecoveryFlow(Flow):
         if self.params.optimistic_initiator_recovery:
             self.state["push"].extend(plan.to_push)
         self.state["inFlight"].extend(plan.in_flight)
-        self.state["batch"] += 1
+        self.state["recovered"] += 1
         if self.params.verbose_logging:
             log.info(
-                "LedgerRecoveryFlow: batch %d recovered %d transaction(s), %d record(s), %d error(s)",
-                self.state["batch"],
+                "LedgerRecoveryFlow: RECOVERED_%d: %d transaction(s), %d record(s), %d error(s)",
+                self.state["recovered"],
                 plan.transactions,
                 plan.records,
                 plan.errors,
             )
-        return Advance(f"RECOVERED_{self.state['batch']}", effect=plan.commit)
+        return Advance(f"RECOVERED_{self.state['recovered']}", effect=plan.commit)
 
     # -- after -----------------------------------------------------------------------------------------
 
