@@ -207,7 +207,7 @@ class StoreImage:
     """What a node's store holds that recovery must give back: transaction ids by status, vault rows
     (consumed ones too), and the distribution records' keys."""
 
-    transactions: dict[str, int]
+    transactions: dict[str, str]  # id -> status as stored (V, F, U)
     vault: frozenset[tuple[str, int, int, str | None]]
     sent: frozenset[tuple[str, str, str, int]]
     received: frozenset[tuple[str, str, str, int]]
@@ -241,7 +241,7 @@ def read_image(db: Path) -> StoreImage:
         ).fetchall()
     connection.close()
     return StoreImage(
-        {str(t): int(s) for t, s in txs.items()},
+        {str(t): str(s) for t, s in txs.items()},
         frozenset((str(t), int(i), int(st), None if c is None else str(c)) for t, i, st, c in vault),
         frozenset((str(t), str(p), str(ts), int(d)) for t, p, ts, d in sent),
         frozenset((str(t), str(p), str(ts), int(d)) for t, p, ts, d in received),
@@ -448,7 +448,11 @@ def run_recovery(
         "POST", "/api/recovery/recover", {"recoveryPeers": peers, "timeout": RECOVERY_DEADLINE_S}
     )
     for peer, row in sorted((plan.get("plan") or {}).get("peers", {}).items()):
-        refused = "; ".join(f"{t[:8]}...: {why}" for t, why in row["cannotRecover"]) or "none"
+        refused = (
+            f"{len(row['cannotRecover'])}, e.g. {row['cannotRecover'][0][0][:16]}...: {row['cannotRecover'][0][1]}"
+            if row["cannotRecover"]
+            else "none"
+        )
         out(
             f"  {short(peer)}: {row['missing']} missing, {row['available']} available, {row['bytes']} bytes; cannot recover: {refused}"
         )

@@ -24,8 +24,9 @@ from agent.ledger.vault import TransactionStatus
 from agent.ledger.verification import ChainResolver, dependency_order, verify
 from agent.p2p.client import PeerClient
 from agent.ports.transactions import TransactionReader
-from agent.recovery.protocol import TOPIC_TRANSACTIONS
+from agent.recovery.protocol import MAX_IDS, TOPIC_TRANSACTIONS
 
+MAX_ROOTS = MAX_IDS  # the roots a back-chain request names, at most
 REQUEST_IDS = 500  # a reply of 500 transactions stays far below the network's maxMessageSize
 
 
@@ -49,8 +50,18 @@ class TransactionFetcher:
 
     def sizes(self, peer: X500Name, ids: Sequence[str]) -> dict[str, Any]:
         """A dry run's question: how many of ids the peer would give us, their bytes, and the others
-        with why (refused, or not held); nothing is fetched."""
+        with why (refused, or not held); nothing is fetched. What is refused alone is asked again as
+        the back-chain of what was given, as the real run would fetch it."""
         reply = self._ask(peer, ids, (), sizes_only=True)
+        denied = [str(d[0]) for d in reply["denied"]]
+        if denied and reply["txs"]:
+            roots = [str(t[0]) for t in reply["txs"]][:MAX_ROOTS]
+            again = self._ask(peer, denied, roots, sizes_only=True)
+            reply = {
+                "txs": reply["txs"] + again["txs"],
+                "denied": again["denied"],
+                "unknown": reply["unknown"] + again["unknown"],
+            }
         failed = [[str(d[0]), f"refused by the peer: {d[1]}"] for d in reply["denied"]]
         failed += [[str(u), "the peer does not hold it"] for u in reply["unknown"]]
         return {
