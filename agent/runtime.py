@@ -158,9 +158,11 @@ def build_runtime(
         engine,
         recovery_period=node.config.transaction_recovery_period,
         settings=node.config.ledger_recovery,
-        # alsoFinalize: finality recovery of what came back IN_FLIGHT (forceRecover: no flow of ours
-        # runs it here, the restored store lost them).
-        finalize=lambda tx_id: recovery.recover_finality_flow_by_txn_id(tx_id, True, timeout=60.0),
+        # alsoFinalize: finality recovery of what came back IN_FLIGHT; forceRecover only when a flow
+        # still tied to it here (the backup held its checkpoint) is one forceRecoverFlowIds names.
+        finalize=lambda tx_id, force_ids: recovery.recover_finality_flow_by_txn_id(
+            tx_id, any(f.flow_id in force_ids for f in engine.flows(tx_id=tx_id)), timeout=60.0
+        ),
     )
     ledger_recovery.register(peer_service)
     tokens = TokenService(

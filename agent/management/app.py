@@ -443,6 +443,11 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     def ledger_recovery_progress() -> Response:
         return jsonify(start(commands["ledgerRecoveryProgress"], {}))
 
+    @app.get("/api/recovery/heldByNoPeer")
+    @authenticated
+    def held_by_no_peer() -> Response:
+        return jsonify(start(commands["heldByNoPeer"], {}))
+
     @app.get("/api/flows")
     @authenticated
     def flows() -> Response:

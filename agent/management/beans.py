@@ -17,7 +17,7 @@ check`) reads and calls the services only through these; the beans' names are mb
                                  recoverAllFinalityFlows, ...ByTxnId, ...ByTxnIds, recoverFinalityFlowsMatching
     ledgeragent:type=NodeFlowStatusRpcOps  getFlowTransaction, getFlowTransactionByTxnId (read-only)
     ledgeragent:type=LedgerRecovery  Ledger Recovery: LedgerRecovery (LedgerRecoveryFlow), recover;
-                                 ledgerRecoveryResults, ledgerRecoveryProgress (read-only)
+                                 ledgerRecoveryResults, ledgerRecoveryProgress, heldByNoPeer (read-only)
 
 Operations of catalogue commands are built from the catalogue (agent.operator_api.catalogue): its
 operation name, parameters, impact (ACTION for an operator's command) and return type. They check

@@ -49,4 +49,5 @@ def ledger_recovery_commands(service: LedgerRecoveryService) -> dict[str, Callab
         RECOVER: run(reconcile_then_recover),
         "ledgerRecoveryResults": service.results,
         "ledgerRecoveryProgress": service.progress,
+        "heldByNoPeer": service.held_by_no_peer,
     }

@@ -21,7 +21,7 @@ agent.management.commands's; this module is pure, so the operator tools import i
                                            recoveryJob, listRecoveryJobs; getFlowTransaction, getFlowTransactionByTxnId
     Ledger Recovery (docs/ledger-           LedgerRecoveryFlow, recover (reconcile first, then recover;
     recovery.md), bean LedgerRecovery       a dry run unless dryRun is false), ledgerRecoveryResults,
-                                           ledgerRecoveryProgress
+                                           ledgerRecoveryProgress, heldByNoPeer
 
 Every command that acts (`act`) needs the operator role and goes to the audit log, refused or not;
 each takes a `reason`, required for the bulk ones.
@@ -378,6 +378,14 @@ _LEDGER_RECOVERY_COMMANDS = (
         (),
         Result.RECOVERY_PROGRESS,
         "The transactions found missing, per peer and status (PENDING, RECOVERED, UNRECOVERABLE, ...)",
+        LEDGER_RECOVERY,
+    ),
+    _verb(
+        "heldByNoPeer",
+        (),
+        Result.RECOVERY_RESULTS,
+        "Our transactions no peer holds (no distribution record, no other party in them): what nothing "
+        "could recover were this store lost; back them up, or give such issuances an observer",
         LEDGER_RECOVERY,
     ),
 )

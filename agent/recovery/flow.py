@@ -100,7 +100,8 @@ class RecoveryDeps:
     network_map: NetworkMap
     clock: Clock
     push: Callable[[X500Name, SignedTransaction], None]  # optimisticInitiatorRecovery's push to one peer
-    finalize: Callable[[SecureHash], bool]
+    # alsoFinalize: finality recovery of one transaction; forceRecover for flows of these ids
+    finalize: Callable[[SecureHash, frozenset[str]], bool]
     reconciler: Reconciler | None = None
 
 
@@ -518,7 +519,7 @@ class LedgerRecoveryFlow(Flow):
         done = 0
         for tx_id in self.state["inFlight"]:
             try:
-                if self.deps.finalize(SecureHash.parse(tx_id)):
+                if self.deps.finalize(SecureHash.parse(tx_id), frozenset(self.params.force_recover_flow_ids)):
                     done += 1
             except AgentError as exc:
                 log.warning("LedgerRecoveryFlow: alsoFinalize could not recover %s: %s", tx_id, exc)

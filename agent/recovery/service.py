@@ -63,7 +63,7 @@ class LedgerRecoveryService:
         engine: FlowEngine,
         *,
         recovery_period: timedelta | None = None,
-        finalize: Callable[[SecureHash], bool] | None = None,
+        finalize: Callable[[SecureHash, frozenset[str]], bool] | None = None,
         settings: LedgerRecoverySettings | None = None,
     ) -> None:
         self.settings = settings or LedgerRecoverySettings()
@@ -93,7 +93,7 @@ class LedgerRecoveryService:
             network_map=network_map,
             clock=clock,
             push=self.push,
-            finalize=finalize or (lambda _tx: False),
+            finalize=finalize or (lambda _tx, _force: False),
         )
 
     def register(self, handlers: Handlers) -> None:

@@ -83,6 +83,8 @@ def test_rest_starts_it_either_shape_answers_its_results_and_progress(served_net
     assert results.status_code == 200 and results.json() == {"flowId": shipped["flowId"], "results": []}
     progress = rest(served, "GET", "/api/recovery/progress", who="monitor")
     assert progress.status_code == 200 and isinstance(progress.json(), dict)
+    unheld = rest(served, "GET", "/api/recovery/heldByNoPeer", who="monitor")
+    assert unheld.status_code == 200 and isinstance(unheld.json(), list)
 
     refused = rest(served, "POST", "/api/recovery/recover", {"recoveryPeers": [peer]}, who="monitor")
     assert (refused.status_code, refused.json()["error"]) == (403, "SecurityException")
@@ -153,6 +155,8 @@ def test_json_rpc_and_jolokia_have_the_ledger_recovery_bean(served_network: Serv
     assert isinstance(results, Ok) and results.result == []
     progress = rpc("LedgerRecovery.ledgerRecoveryProgress", [], served.monitor)
     assert isinstance(progress, Ok) and isinstance(progress.result, dict)
+    unheld = rpc("LedgerRecovery.heldByNoPeer", [], served.monitor)
+    assert isinstance(unheld, Ok) and isinstance(unheld.result, list)
 
     jolokia = JolokiaClient(served.url + "/jolokia", *served.operator)
     monitor = JolokiaClient(served.url + "/jolokia", *served.monitor)
