@@ -117,10 +117,16 @@ class LedgerRecoveryService:
             self._retrier.join(5)
 
     def _retry_loop(self) -> None:
-        while not self._stop.wait(self.settings.unrecoverable_retry_interval_s):
+        due = self.clock.now() + timedelta(seconds=self.settings.unrecoverable_retry_interval_s)
+        while not self._stop.wait(1.0):
+            if self.engine.stopping:
+                return  # its engine was shut down (a stopped or crashed node): nothing more to retry
+            if self.clock.now() < due:
+                continue
+            due = self.clock.now() + timedelta(seconds=self.settings.unrecoverable_retry_interval_s)
             try:
                 self.retry_unrecoverable()
-            except AgentError as exc:
+            except AgentError as exc:  # the store or a peer may be down: try at the next interval
                 log.warning("retrying what no peer supplied failed: %s", exc)
 
     def retry_unrecoverable(self) -> FlowHandle | None:

@@ -285,3 +285,16 @@ def test_a_tampered_list_is_refused_and_asked_for_again_by_the_next_run(net: Net
     service.recover({"recoveryPeers": [str(C)], "transactionRole": "INITIATOR", **window()}, timeout=WAIT)
     (row,) = net[A].node.store.recovery.missing(tx_ids=[str(paid.id)])
     assert (row.status, row.attempts) == ("UNRECOVERABLE", 2)
+    # The slow retry: nothing tried within the interval; once it has passed, a run of its own.
+    from datetime import UTC, datetime
+
+    from agent.clock import ManualClock
+
+    assert service.retry_unrecoverable() is None
+    service.clock = ManualClock(datetime.now(UTC) + timedelta(hours=2))  # unrecoverableRetryInterval is 1h
+    handle = service.retry_unrecoverable()
+    assert handle is not None
+    summary = handle.result(WAIT)
+    assert [r["transactionId"] for r in summary["results"]] == [str(paid.id)]
+    (row,) = net[A].node.store.recovery.missing(tx_ids=[str(paid.id)])
+    assert (row.status, row.attempts) == ("UNRECOVERABLE", 3)
