@@ -121,6 +121,8 @@ def test_a_restored_node_gets_its_ledger_back_and_a_second_run_finds_nothing(
     assert answer["totalErrors"] == 0 and synchronised(answer) == lost - alone
     assert answer["totalRecoveredTransactions"] == len(lost - alone)
     assert snapshot(net, A) == without(before, alone)
+    some = sorted(lost - alone)[0]
+    assert net.client(A).transaction(some)["recovered"] is True  # not new business
 
     again = ledger_recovery(net, A, recoveryPeers=[B, C], **FROM)
     assert (again["totalRecoveredTransactions"], again["totalRecoveredRecords"], again["results"]) == (

@@ -244,6 +244,8 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
             status=stored.status.name,
             timestamp=stored.timestamp.isoformat(),
             stateMachineRunId=stored.state_machine_run_id,
+            # Brought back by Ledger Recovery (or a peer's push), not traded anew here.
+            recovered=str(stored.stx.id) in node.store.recovery.recovered([str(stored.stx.id)]),
         ), 200
 
     @app.post("/api/flows/start/<name>")
