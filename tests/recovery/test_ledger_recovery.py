@@ -298,3 +298,33 @@ def test_a_tampered_list_is_refused_and_asked_for_again_by_the_next_run(net: Net
     assert [r["transactionId"] for r in summary["results"]] == [str(paid.id)]
     (row,) = net[A].node.store.recovery.missing(tx_ids=[str(paid.id)])
     assert (row.status, row.attempts) == ("UNRECOVERABLE", 3)
+
+
+def test_also_finalize_finishes_what_comes_back_in_flight(net: Net, tmp_path: Path) -> None:
+    from agent.flows.checkpoints import FlowStatus
+    from agent.flows.faults import FaultPlan, InjectedFaultError
+    from agent.ledger.vault import TransactionStatus
+
+    net[B].tokens.issue([(A, 100)], "GBP", [])
+    backup = tmp_path / "C-backup.db"
+    backup_sqlite(Path(net[C].node.config.database_url.removeprefix("sqlite:///")), backup)
+    # A's payment to C stops after the notary signed: IN_FLIGHT on both sides.
+    net[A].engine.faults = FaultPlan.parse(["FinalityFlow.AFTER_NOTARISE=fail"])
+    with pytest.raises(InjectedFaultError):
+        net[A].tokens.pay(C, 10, "GBP", B)
+    net[A].engine.faults = FaultPlan()
+    (failed,) = net[A].engine.flows(flow_name="FinalityFlow", status=FlowStatus.FAILED)
+    paid = failed.tx_id
+    assert paid is not None
+    assert net[C].node.store.transactions.transaction_status(paid) is TransactionStatus.IN_FLIGHT
+    net.restore(C, backup)  # C loses it altogether
+    assert net[C].node.store.transactions.transaction_status(paid) is None
+
+    result = net[C].ledger_recovery.recover(
+        {"recoveryPeers": [str(A)], "alsoFinalize": True, **window()}, timeout=WAIT
+    )
+    assert (result["totalRecoveredTransactions"], result["totalRecoveredInFlightTransactions"]) == (2, 1)
+    # C, a receiver, found the payment notarised and finalised it alone; A follows by its own recovery.
+    assert net[C].node.store.transactions.transaction_status(paid) is TransactionStatus.VERIFIED
+    assert net[A].recovery.recover_finality_flow_by_txn_id(paid, timeout=WAIT) is True
+    assert net[A].node.store.transactions.transaction_status(paid) is TransactionStatus.VERIFIED
