@@ -49,7 +49,7 @@ from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.transactions import SignedTransaction, decode_signatures, encode_signatures
 from agent.ledger.vault import StatesToRecord, TransactionStatus
-from agent.ledger.verification import resolve
+from agent.ledger.verification import back_chain, resolve
 from agent.notary.service import NotaryService
 from agent.recovery.distribution_list import read_header
 
@@ -303,17 +303,8 @@ class FinalityService:
         stored = self.transactions.get_stored(tx_id)
         if stored is None:
             raise TransactionNotFoundError(str(tx_id))
-        seen: set[SecureHash] = set()
-        stack = [r.txhash for r in (*stored.stx.tx.inputs, *stored.stx.tx.references)]
-        while stack:
-            h = stack.pop()
-            if h in seen:
-                continue
-            seen.add(h)
-            wire = self.transactions.producing_transaction(h)
-            if wire is not None:
-                stack.extend(r.txhash for r in (*wire.inputs, *wire.references))
-        closure = frozenset(seen)
+        parents = [r.txhash for r in (*stored.stx.tx.inputs, *stored.stx.tx.references)]
+        closure = frozenset(back_chain(parents, self.transactions))
         with self._closure_lock:
             self._closures[tx_id] = closure
             while len(self._closures) > 64:

@@ -132,6 +132,22 @@ class ChainResolver:
         return self.verified.get(txhash) or self.base.producing_transaction(txhash)
 
 
+def back_chain(parents: Iterable[SecureHash], resolver: TransactionResolver) -> set[SecureHash]:
+    """Every transaction in the back-chain that starts at these parents (the inputs and references of
+    the transactions whose back-chain is wanted), as far as the resolver's VERIFIED ones reach."""
+    seen: set[SecureHash] = set()
+    stack = list(parents)
+    while stack:
+        h = stack.pop()
+        if h in seen:
+            continue
+        seen.add(h)
+        wire = resolver.producing_transaction(h)
+        if wire is not None:
+            stack.extend(r.txhash for r in (*wire.inputs, *wire.references))
+    return seen
+
+
 def dependency_order(batch: Sequence[SignedTransaction]) -> list[SignedTransaction]:
     """The batch with each transaction after those of the batch it spends or references."""
     by_id = {stx.id: stx for stx in batch}

@@ -21,6 +21,7 @@ from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.transactions import SignedTransaction
+from agent.ledger.verification import back_chain
 from agent.network.network_map import NetworkMap
 from agent.ports.distribution import DistributionRecords, RecordCursor, TimeWindow
 from agent.ports.transactions import TransactionReader
@@ -227,21 +228,12 @@ class RecoveryResponder:
 
     def _closure(self, roots: Iterable[SecureHash]) -> set[SecureHash]:
         """Every transaction in the back-chains of these roots."""
-        seen: set[SecureHash] = set()
-        stack: list[SecureHash] = []
+        parents: list[SecureHash] = []
         for root in roots:
             stored = self.transactions.get_stored(root)
             if stored is not None:
-                stack.extend(r.txhash for r in (*stored.stx.tx.inputs, *stored.stx.tx.references))
-        while stack:
-            h = stack.pop()
-            if h in seen:
-                continue
-            seen.add(h)
-            wire = self.transactions.producing_transaction(h)
-            if wire is not None:
-                stack.extend(r.txhash for r in (*wire.inputs, *wire.references))
-        return seen
+                parents.extend(r.txhash for r in (*stored.stx.tx.inputs, *stored.stx.tx.references))
+        return back_chain(parents, self.transactions)
 
 
 def _record_type(payload: Any) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,42 +25,18 @@ from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.transactions import SignedTransaction, StateAndRef, TimeWindow
 from agent.ledger.vault import RelevancyStatus, TransactionStatus
-from agent.network.bootstrap import DEFAULT_NOTARY, NetworkLayout, default_node_names, init_network
-from agent.node import open_node
-from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
-from agent.runtime import AgentRuntime, build_runtime
+from agent.network.bootstrap import DEFAULT_NOTARY, default_node_names, init_network
+from agent.p2p.inprocess import InProcessNetwork
 from agent.store.database import backup_sqlite
 from tests.conftest import PG_ADMIN_URL
+from tests.inprocess_net import InProcessNet
 
 A, B, C = default_node_names(3)
 PARTIES = (A, B, C)
 WAIT = 30.0
 
 
-@dataclass
-class Net:
-    layout: NetworkLayout
-    network: InProcessNetwork
-    runtimes: dict[X500Name, AgentRuntime] = field(default_factory=dict)
-
-    def __getitem__(self, name: X500Name) -> AgentRuntime:
-        return self.runtimes[name]
-
-    def start(self, name: X500Name) -> AgentRuntime:
-        entry = next(e for e in self.layout.nodes if e.name == name)
-        runtime = build_runtime(open_node(entry.config), InProcessTransport(self.network))
-        self.network.attach(entry.p2p_address, runtime.peer_service)
-        self.runtimes[name] = runtime
-        return runtime
-
-    def stop(self, name: X500Name) -> Path:
-        """Stop a node (its address goes down); its SQLite file."""
-        entry = next(e for e in self.layout.nodes if e.name == name)
-        self.network.detach(entry.p2p_address)
-        runtime = self.runtimes.pop(name)
-        runtime.stop(5)
-        return Path(runtime.node.config.database_url.removeprefix("sqlite:///"))
-
+class Net(InProcessNet):
     def status(self, name: X500Name, tx_id: SecureHash) -> TransactionStatus | None:
         return self[name].node.store.transactions.transaction_status(tx_id)
 
@@ -102,8 +77,7 @@ def _network(tmp_path: Path, url_for: Callable[[X500Name], str] | None) -> Itera
             n.start(entry.name)
         yield n
     finally:
-        for runtime in n.runtimes.values():
-            runtime.stop(5)
+        n.stop_all()
 
 
 def issue(

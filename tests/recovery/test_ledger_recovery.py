@@ -8,7 +8,6 @@ reading its store before and after; what no peer holds (an exit it made alone) s
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,50 +16,19 @@ import pytest
 
 from agent.errors import ConfigurationError
 from agent.ledger.identity import X500Name
-from agent.network.bootstrap import DEFAULT_NOTARY, NetworkLayout, default_node_names, init_network
-from agent.node import open_node
-from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
+from agent.network.bootstrap import DEFAULT_NOTARY, default_node_names, init_network
+from agent.p2p.inprocess import InProcessNetwork
 from agent.recovery.protocol import TOPIC_TRANSACTIONS
-from agent.runtime import AgentRuntime, build_runtime
+from agent.runtime import AgentRuntime
 from agent.store.database import backup_sqlite
+from tests.inprocess_net import InProcessNet
 from tests.recovery.snapshot import ledger_of
 
 A, B, C = default_node_names(3)
 WAIT = 60.0
 
 
-@dataclass
-class Net:
-    layout: NetworkLayout
-    network: InProcessNetwork
-    runtimes: dict[X500Name, AgentRuntime] = field(default_factory=dict)
-
-    def __getitem__(self, name: X500Name) -> AgentRuntime:
-        return self.runtimes[name]
-
-    ledgersync: bool = False
-
-    def start(self, name: X500Name) -> AgentRuntime:
-        entry = next(e for e in self.layout.nodes if e.name == name)
-        runtime = build_runtime(
-            open_node(entry.config),
-            InProcessTransport(self.network),
-            ledgersync=self.ledgersync and name != DEFAULT_NOTARY,
-        )
-        self.network.attach(entry.p2p_address, runtime.peer_service)
-        self.runtimes[name] = runtime
-        return runtime
-
-    def stop(self, name: X500Name) -> Path:
-        entry = next(e for e in self.layout.nodes if e.name == name)
-        self.network.detach(entry.p2p_address)
-        runtime = self.runtimes.pop(name)
-        runtime.stop(5)
-        return Path(runtime.node.config.database_url.removeprefix("sqlite:///"))
-
-    def restore(self, name: X500Name, backup: Path) -> None:
-        backup_sqlite(backup, self.stop(name))
-        self.start(name)
+Net = InProcessNet
 
 
 @pytest.fixture(params=[False], ids=["records"])
@@ -72,8 +40,7 @@ def net(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Net]:
             n.start(entry.name)
         yield n
     finally:
-        for runtime in n.runtimes.values():
-            runtime.stop(5)
+        n.stop_all()
 
 
 def ledger(runtime: AgentRuntime) -> dict[str, Any]:
@@ -97,7 +64,7 @@ def test_a_restored_node_recovers_everything_its_peers_hold_and_a_second_run_fin
     net[B].tokens.issue([(A, 100), (C, 100), (B, 100)], "GBP", [])
     trade(net, 3)
     backup = tmp_path / "A-backup.db"
-    backup_sqlite(Path(net[A].node.config.database_url.removeprefix("sqlite:///")), backup)
+    backup_sqlite(net.db(A), backup)
     trade(net, 4)
     alone = net[A].tokens.issue([(A, 50)], "EUR", [])  # A alone: no peer holds it
     before = ledger(net[A])
@@ -184,7 +151,7 @@ def test_bad_parameters_are_named(net: Net) -> None:
 def test_recover_reconciles_first_and_fetches_what_no_record_names(net: Net, tmp_path: Path) -> None:
     net[B].tokens.issue([(A, 100), (C, 100)], "GBP", [])
     backup = tmp_path / "A-backup.db"
-    backup_sqlite(Path(net[A].node.config.database_url.removeprefix("sqlite:///")), backup)
+    backup_sqlite(net.db(A), backup)
     net[C].tokens.pay(A, 7, "GBP", B)
     # A transaction from before distribution records: recorded on both sides with none.
     old = _unrecorded_issue(net, to=A, amount=11)
@@ -233,7 +200,7 @@ def test_a_failed_run_leaves_its_missing_rows_to_the_next_and_new_flows_wait_if_
 
     net[B].tokens.issue([(A, 100), (C, 100), (B, 100)], "GBP", [])
     backup = tmp_path / "A-backup.db"
-    backup_sqlite(Path(net[A].node.config.database_url.removeprefix("sqlite:///")), backup)
+    backup_sqlite(net.db(A), backup)
     trade(net, 2)
     before = ledger(net[A])
     net.restore(A, backup)
@@ -259,7 +226,7 @@ def test_a_tampered_list_is_refused_and_asked_for_again_by_the_next_run(net: Net
 
     net[B].tokens.issue([(A, 100), (C, 100)], "GBP", [])
     backup = tmp_path / "A-backup.db"
-    backup_sqlite(Path(net[A].node.config.database_url.removeprefix("sqlite:///")), backup)
+    backup_sqlite(net.db(A), backup)
     paid = net[A].tokens.pay(C, 5, "GBP", B)  # A initiated it: C keeps A's encrypted list
     c_db = net[C].node.config.database_url.removeprefix("sqlite:///")
     with sqlite3.connect(c_db) as db:
@@ -307,7 +274,7 @@ def test_also_finalize_finishes_what_comes_back_in_flight(net: Net, tmp_path: Pa
 
     net[B].tokens.issue([(A, 100)], "GBP", [])
     backup = tmp_path / "C-backup.db"
-    backup_sqlite(Path(net[C].node.config.database_url.removeprefix("sqlite:///")), backup)
+    backup_sqlite(net.db(C), backup)
     # A's payment to C stops after the notary signed: IN_FLIGHT on both sides.
     net[A].engine.faults = FaultPlan.parse(["FinalityFlow.AFTER_NOTARISE=fail"])
     with pytest.raises(InjectedFaultError):
