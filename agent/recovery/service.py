@@ -11,7 +11,12 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from agent.clock import Clock, from_epoch_ms, to_epoch_ms
-from agent.errors import AgentError, LedgerRecoveryInProgressError, SerializationError
+from agent.errors import (
+    AgentError,
+    LedgerRecoveryInProgressError,
+    SerializationError,
+    TransactionAccessDeniedError,
+)
 from agent.flows.checkpoints import FlowStatus
 from agent.flows.engine import FlowEngine, FlowHandle
 from agent.ledger import serialization as ser
@@ -281,6 +286,12 @@ class LedgerRecoveryService:
         if tx_id not in found:
             cause = fetched.failed.get(str(tx_id), "its back-chain did not come")
             raise SerializationError("txId", f"{tx_id} pushed by {pusher} cannot be recorded: {cause}")
+        pushed = next(stx for stx, _ in fetched.verified if stx.id == tx_id)
+        # Only its initiator pushes a transaction: one that does not name the pusher is refused.
+        if pusher not in named_parties(pushed, self.transactions, self.network_map):
+            raise TransactionAccessDeniedError(
+                str(pusher), str(tx_id), "it pushed a transaction that does not name it"
+            )
         now = self.clock.now()
         with self.unit.unit_of_work():
             for stx, status in fetched.verified:
