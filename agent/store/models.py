@@ -316,7 +316,10 @@ class RecoveryMissingTransaction(_Template):
     class Meta:
         table_name = "node_recovery_missing"
         primary_key = peewee.CompositeKey("transaction_id", "peer_name", "record_type")
-        indexes = ((("status", "timestamp", "timestamp_discriminator"), False),)
+        indexes = (
+            (("status", "timestamp", "timestamp_discriminator"), False),  # the next PENDING batch
+            (("peer_name", "status", "updated_at"), False),  # each scrape's counts, from the index alone
+        )
 
 
 class RecoveryResultRecord(_Template):

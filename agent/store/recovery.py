@@ -140,7 +140,7 @@ class RecoveryLogRepository:
     def progress_since(self, since: datetime) -> dict[str, PeerRecoveryProgress]:
         table = self.schema.recovery_missing
         recent = peewee.fn.SUM(peewee.Case(None, [(table.updated_at >= since, 1)], 0))
-        # One pass over the table (COUNT(*): an index on (peer_name, status, updated_at) would cover it).
+        # One pass over the index on (peer_name, status, updated_at), which covers the query.
         rows: Iterator[tuple[str, str, int, Any, Any]] = (
             table.select(
                 table.peer_name,
