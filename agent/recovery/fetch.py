@@ -38,6 +38,13 @@ class Fetched:
     back_chain: set[SecureHash] = field(default_factory=set)  # fetched only as back-chain
     transactions_fetched: int = 0
 
+    def merge(self, other: Fetched) -> None:
+        """Add what a second fetch from the same peer gave."""
+        self.verified.extend(other.verified)
+        self.failed.update(other.failed)
+        self.back_chain |= other.back_chain
+        self.transactions_fetched += other.transactions_fetched
+
 
 class TransactionFetcher:
     def __init__(
@@ -127,6 +134,14 @@ class TransactionFetcher:
         self, got: dict[SecureHash, tuple[SignedTransaction, TransactionStatus]], result: Fetched
     ) -> None:
         chain = ChainResolver(self.transactions)
+        # What the batch spends of our ledger, read in a few queries instead of one per input.
+        outside = {
+            ref.txhash
+            for stx, _ in got.values()
+            for ref in (*stx.tx.inputs, *stx.tx.references)
+            if ref.txhash not in got
+        }
+        chain.verified.update(self.transactions.producing_transactions(outside))
         for stx in dependency_order([stx for stx, _ in got.values()]):
             status = got[stx.id][1]
             try:

@@ -28,7 +28,7 @@ what was recovered stays, and running the flow again resumes from the cursors.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -55,7 +55,7 @@ from agent.ports.recovery import (
     RecoveryLog,
     RecoveryResultRow,
 )
-from agent.ports.transactions import TransactionStore
+from agent.ports.transactions import Recording, TransactionStore
 from agent.recovery.aes_keys import NodeAesKeys
 from agent.recovery.distribution_list import DistributionListError, decrypt
 from agent.recovery.fetch import Fetched, TransactionFetcher
@@ -441,20 +441,34 @@ class LedgerRecoveryFlow(Flow):
         return pending
 
     def _recover(self, pending: dict[str, list[MissingTransaction]], flow_id: str) -> StepOutcome:
+        # A transaction several peers' records name (one we initiated and sent to both, say) is
+        # fetched and verified once, from the first of them; the others are asked only if it fails.
+        first: dict[str, str] = {}
+        for peer, rows in pending.items():
+            for row in rows:
+                first.setdefault(row.tx_id, peer)
+        held = self.deps.transactions.transaction_statuses([SecureHash.parse(t) for t in first])
+        needed = {t for t in first if held.get(SecureHash.parse(t)) is not TransactionStatus.VERIFIED}
+
         def fetch(item: tuple[str, list[MissingTransaction]]) -> Fetched:
             peer, rows = item
-            held = self.deps.transactions.transaction_statuses([SecureHash.parse(r.tx_id) for r in rows])
-            need = [
-                r.tx_id for r in rows if held.get(SecureHash.parse(r.tx_id)) is not TransactionStatus.VERIFIED
-            ]
+            need = [r.tx_id for r in rows if r.tx_id in needed and first[r.tx_id] == peer]
             if not need:
                 return Fetched()
             return self.deps.fetcher.fetch(X500Name.parse(peer), need)
 
         with self._pool() as pool:
             fetched = dict(zip(pending, pool.map(fetch, pending.items()), strict=True))
+        got = {str(stx.id) for f in fetched.values() for stx, _ in f.verified}
+        for peer, rows in pending.items():
+            again = [
+                r.tx_id for r in rows if r.tx_id in needed and first[r.tx_id] != peer and r.tx_id not in got
+            ]
+            if again:
+                fetched[peer].merge(self.deps.fetcher.fetch(X500Name.parse(peer), again))
+                got |= {str(stx.id) for stx, _ in fetched[peer].verified}
         now = self.deps.clock.now()
-        plan = _RecordingPlan(self.deps, now, flow_id)
+        plan = _RecordingPlan(self.deps, now, flow_id, fetched.values())
         for peer, rows in pending.items():
             plan.add(peer, rows, fetched[peer])
         totals = self.state["totals"]
@@ -567,8 +581,10 @@ def _lane_key(peer: str, record_type: str, window: TimeWindow) -> LaneKey:
 class _RecordingPlan:
     """One batch's writes, worked out before the commit: what to record, with which records."""
 
-    def __init__(self, deps: RecoveryDeps, now: datetime, flow_id: str) -> None:
+    def __init__(self, deps: RecoveryDeps, now: datetime, flow_id: str, fetched: Iterable[Fetched]) -> None:
         self.deps = deps
+        # Whichever peer brought a transaction, every row naming it is recovered with it.
+        self.verified = {stx.id: (stx, status) for f in fetched for stx, status in f.verified}
         self.now = now
         self.flow_id = flow_id
         self.writes: list[
@@ -591,8 +607,9 @@ class _RecordingPlan:
         self._seen: set[SecureHash] = set()
 
     def add(self, peer: str, rows: Sequence[MissingTransaction], fetched: Fetched) -> None:
-        verified = {stx.id: (stx, status) for stx, status in fetched.verified}
+        verified = self.verified
         asked = {SecureHash.parse(r.tx_id) for r in rows}
+        statuses = self.deps.transactions.transaction_statuses(asked)
         for stx, _status in fetched.verified:  # parents first
             if stx.id in fetched.back_chain and stx.id not in asked and stx.id not in self._seen:
                 self._count(stx.id)
@@ -605,7 +622,7 @@ class _RecordingPlan:
                 self._fail(row, f"{type(exc).__name__}: {exc}")
                 continue
             found = verified.get(tx_id)
-            held = self.deps.transactions.transaction_status(tx_id)
+            held = statuses.get(tx_id)
             if (
                 found is None
                 and held is not TransactionStatus.VERIFIED
@@ -689,22 +706,21 @@ class _RecordingPlan:
         return records, None, listed.sender_states_to_record
 
     def commit(self) -> None:
-        transactions = self.deps.transactions
-        for stx in self.back_chain:
-            transactions.record_transaction(stx, states_to_record=StatesToRecord.ONLY_RELEVANT)
-        order = {stx.id: i for i, stx in enumerate(dependency_order([w[0] for w in self.writes]))}
-        for stx, status, states, sender_records, receiver_record in sorted(
-            self.writes, key=lambda w: order[w[0].id]
-        ):
-            transactions.record_transaction(
-                stx,
-                status=status,
-                states_to_record=states,
-                sender_records=sender_records,
-                receiver_record=receiver_record,
-            )
-        for row, outcome, cause in self.marks:
-            self.deps.log.mark(row.tx_id, row.peer, row.record_type, outcome, cause, self.now)
+        """The batch's transactions in one call to the store, parents first across back-chains and
+        writes (a back-chain from one peer may spend what another peer's batch brings), then the rows
+        marked and the results written."""
+        recordings = [Recording(stx) for stx in self.back_chain] + [
+            Recording(stx, status, states, sender_records, receiver_record)
+            for stx, status, states, sender_records, receiver_record in self.writes
+        ]
+        unique = {r.stx.id: r.stx for r in recordings}
+        order = {stx.id: i for i, stx in enumerate(dependency_order(list(unique.values())))}
+        # Stable: a transaction both in a back-chain and in the writes is recorded, then given its records.
+        self.deps.transactions.record_transactions(sorted(recordings, key=lambda r: order[r.stx.id]))
+        self.deps.log.mark_many(
+            [(row.tx_id, row.peer, row.record_type, outcome, cause) for row, outcome, cause in self.marks],
+            self.now,
+        )
         self.deps.log.add_results(self.results)
 
 
