@@ -26,6 +26,22 @@ class StoredTransaction:
 
 
 @dataclass(frozen=True)
+class RawTransaction:
+    """A transaction row's two columns and its status: a peer serves it without parsing it."""
+
+    status: TransactionStatus
+    wire: bytes
+    signatures: bytes
+
+    def stx(self) -> SignedTransaction:
+        return SignedTransaction.from_parts(self.wire, self.signatures)
+
+    def serialized(self) -> bytes:
+        """SignedTransaction.serialize() of the row, without parsing the transaction."""
+        return SignedTransaction.serialize_parts(self.wire, self.signatures)
+
+
+@dataclass(frozen=True)
 class Recording:
     """One transaction to record, as record_transaction's arguments: for record_transactions."""
 
@@ -77,8 +93,8 @@ class TransactionReader(Protocol):
         """The resolver verification uses: only VERIFIED transactions count as back-chain."""
         ...
 
-    def stored_transactions(self, tx_ids: Collection[SecureHash]) -> dict[SecureHash, StoredTransaction]:
-        """get_stored for many in a few queries: the rows found, in whatever status."""
+    def raw_transactions(self, tx_ids: Collection[SecureHash]) -> dict[SecureHash, RawTransaction]:
+        """The rows found of these, in whatever status, as stored (parsed only when asked): a few queries."""
         ...
 
     def producing_transactions(self, txhashes: Collection[SecureHash]) -> dict[SecureHash, WireTransaction]:

@@ -450,15 +450,13 @@ class LedgerRecoveryFlow(Flow):
         held = self.deps.transactions.transaction_statuses([SecureHash.parse(t) for t in first])
         needed = {t for t in first if held.get(SecureHash.parse(t)) is not TransactionStatus.VERIFIED}
 
-        def fetch(item: tuple[str, list[MissingTransaction]]) -> Fetched:
-            peer, rows = item
-            need = [r.tx_id for r in rows if r.tx_id in needed and first[r.tx_id] == peer]
-            if not need:
-                return Fetched()
-            return self.deps.fetcher.fetch(X500Name.parse(peer), need)
-
+        asks = {
+            X500Name.parse(peer): [r.tx_id for r in rows if r.tx_id in needed and first[r.tx_id] == peer]
+            for peer, rows in pending.items()
+        }
         with self._pool() as pool:
-            fetched = dict(zip(pending, pool.map(fetch, pending.items()), strict=True))
+            by_peer = self.deps.fetcher.fetch_many(asks, run=lambda f, items: list(pool.map(f, items)))
+        fetched = {str(peer): f for peer, f in by_peer.items()}
         got = {str(stx.id) for f in fetched.values() for stx, _ in f.verified}
         for peer, rows in pending.items():
             again = [

@@ -182,11 +182,14 @@ class RecoveryResponder:
         sizes_only = payload.get("sizesOnly", False) is True  # a dry run's plan: sizes, not bytes
         if len(ids) > MAX_IDS or len(roots) > MAX_IDS:
             raise SerializationError("ids", f"at most {MAX_IDS} ids a request")
-        stored = self.transactions.stored_transactions(ids)
-        entitled = self._entitled(requester, {h: s.stx for h, s in stored.items()})
-        outside = {h for h in stored if h not in entitled}
+        stored = self.transactions.raw_transactions(ids)
+        # Most are named by a record: those are served as stored, never parsed.
+        entitled = self.distribution.ids_with_records(requester, stored) if stored else set()
+        rest = {h: row.stx() for h, row in stored.items() if h not in entitled}
+        entitled |= self._entitled(requester, rest)
+        outside = {h for h in rest if h not in entitled}
         if outside:  # asked as the back-chain of a root the requester is entitled to?
-            root_txs = {h: s.stx for h, s in self.transactions.stored_transactions(roots).items()}
+            root_txs = {h: row.stx() for h, row in self.transactions.raw_transactions(roots).items()}
             entitled |= self._in_back_chains(self._entitled(requester, root_txs), root_txs, outside)
         found: list[Any] = []
         denied: list[Any] = []
@@ -204,7 +207,7 @@ class RecoveryResponder:
                     ]
                 )
             else:
-                raw = row.stx.serialize()
+                raw = row.serialized()
                 found.append([str(tx_id), row.status.name, len(raw) if sizes_only else raw])
         if denied:
             log.warning(

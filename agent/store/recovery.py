@@ -160,24 +160,35 @@ class RecoveryLogRepository:
     def add_results(self, rows: Sequence[RecoveryResultRow]) -> None:
         if not rows:
             return
-        table = self.schema.recovery_results
+        when = UtcDateTimeField().db_value
         with write_transaction(self.schema.database):
-            for i in range(0, len(rows), 100):
-                table.insert_many(
-                    [
-                        {
-                            "flow_id": r.flow_id,
-                            "transaction_id": r.tx_id,
-                            "peer_name": r.peer,
-                            "transaction_role": r.role,
-                            "synchronised": r.synchronised,
-                            "synchronised_initiated": r.synchronised_initiated,
-                            "failure_cause": r.failure_cause,
-                            "timestamp": r.at,
-                        }
-                        for r in rows[i : i + 100]
-                    ]
-                ).execute()
+            insert_rows(
+                self.schema.database,
+                self.schema.recovery_results,
+                (
+                    "flow_id",
+                    "transaction_id",
+                    "peer_name",
+                    "transaction_role",
+                    "synchronised",
+                    "synchronised_initiated",
+                    "failure_cause",
+                    "timestamp",
+                ),
+                [
+                    (
+                        r.flow_id,
+                        r.tx_id,
+                        r.peer,
+                        r.role,
+                        r.synchronised,
+                        r.synchronised_initiated,
+                        r.failure_cause,
+                        when(r.at),
+                    )
+                    for r in rows
+                ],
+            )
 
     def results(self, flow_id: str | None = None, *, limit: int | None = None) -> list[RecoveryResultRow]:
         table = self.schema.recovery_results

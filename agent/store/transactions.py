@@ -21,7 +21,13 @@ from agent.ledger.hashing import SecureHash
 from agent.ledger.transactions import SignedTransaction, StateRef, WireTransaction, decode_signatures
 from agent.ledger.vault import StatesToRecord, TransactionStatus
 from agent.ports.paging import check_page_size
-from agent.ports.transactions import Recording, StatusTimes, StoredTransaction, TransactionListener
+from agent.ports.transactions import (
+    RawTransaction,
+    Recording,
+    StatusTimes,
+    StoredTransaction,
+    TransactionListener,
+)
 from agent.store.bulk import insert_rows
 from agent.store.database import write_transaction
 from agent.store.distribution import DistributionRepository
@@ -259,14 +265,22 @@ class TransactionRepository:
         )
         return None if row is None else _wire(bytes(row.transaction_value))
 
-    def stored_transactions(self, tx_ids: Collection[SecureHash]) -> dict[SecureHash, StoredTransaction]:
+    def raw_transactions(self, tx_ids: Collection[SecureHash]) -> dict[SecureHash, RawTransaction]:
         nt = self.schema.node_transactions
         wanted = {str(h): h for h in tx_ids}
         ids = sorted(wanted)
-        found: dict[SecureHash, StoredTransaction] = {}
+        found: dict[SecureHash, RawTransaction] = {}
         for i in range(0, len(ids), _IN_CHUNK):
-            for row in nt.select().where(nt.tx_id.in_(ids[i : i + _IN_CHUNK])):
-                found[wanted[row.tx_id]] = _stored(row)
+            rows: Iterator[tuple[str, str, bytes, bytes]] = (
+                nt.select(nt.tx_id, nt.status, nt.transaction_value, nt.signatures)
+                .where(nt.tx_id.in_(ids[i : i + _IN_CHUNK]))
+                .tuples()
+                .iterator()
+            )
+            for tx_id, status, wire, signatures in rows:
+                found[wanted[tx_id]] = RawTransaction(
+                    TransactionStatus(status), bytes(wire), bytes(signatures)
+                )
         return found
 
     def producing_transactions(self, txhashes: Collection[SecureHash]) -> dict[SecureHash, WireTransaction]:
