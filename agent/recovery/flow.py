@@ -28,6 +28,7 @@ what was recovered stays, and running the flow again resumes from the cursors.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -116,6 +117,7 @@ class LedgerRecoveryFlow(Flow):
         super().__init__(state)
         self.deps = deps
         self.params = LedgerRecoveryParameters.from_state(state["params"])
+        self._executor: ThreadPoolExecutor | None = None
 
     @classmethod
     def initial_state(cls, params: LedgerRecoveryParameters) -> dict[str, Any]:
@@ -136,6 +138,12 @@ class LedgerRecoveryFlow(Flow):
     # -- steps ---------------------------------------------------------------------------------------
 
     def step(self, progress_step: str, ctx: FlowContext) -> StepOutcome:
+        outcome = self._step(progress_step, ctx)
+        if isinstance(outcome, Advance) and (outcome.done or outcome.fail is not None):
+            self._close_pool()
+        return outcome
+
+    def _step(self, progress_step: str, ctx: FlowContext) -> StepOutcome:
         try:
             if progress_step == "STARTED" and self.params.reconcile_first:
                 return self._reconcile(ctx)
@@ -248,8 +256,7 @@ class LedgerRecoveryFlow(Flow):
             peer, ids = item
             return self.deps.fetcher.sizes(X500Name.parse(peer), ids)
 
-        with self._pool() as pool:
-            sizes = dict(zip(by_peer, pool.map(sized, by_peer.items()), strict=True))
+        sizes = dict(zip(by_peer, self._pool().map(sized, by_peer.items()), strict=True))
         total = sum(s["bytes"] for s in sizes.values())
         count = sum(s["available"] for s in sizes.values())
         self.state["plan"] = {
@@ -269,7 +276,20 @@ class LedgerRecoveryFlow(Flow):
         return Advance("PLANNED_RECOVERY")
 
     def _pool(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=max(1, min(8, len(self.params.recovery_peers))))
+        """The peers' threads, kept for the whole run: a pool a step would start new threads each batch,
+        and with them new malloc arenas and database connections that RSS keeps."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=max(1, min(8, len(self.params.recovery_peers))),
+                thread_name_prefix="ledger-recovery",
+            )
+            weakref.finalize(self, self._executor.shutdown, wait=False)
+        return self._executor
+
+    def _close_pool(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
 
     def _plan(self) -> StepOutcome:
         window = self.params.time_window
@@ -290,8 +310,7 @@ class LedgerRecoveryFlow(Flow):
                 return [whole]
             return self._narrow(lane[0], lane[1], whole)
 
-        with self._pool() as pool:
-            planned = list(pool.map(windows_of, lanes))
+        planned = list(self._pool().map(windows_of, lanes))
         self.state["lanes"] = [
             {
                 "peer": str(peer),
@@ -372,8 +391,7 @@ class LedgerRecoveryFlow(Flow):
             )
             return [WireRecord.from_obj(r) for r in reply.get("records", [])], reply.get("next")
 
-        with self._pool() as pool:
-            pages = list(pool.map(page_of, active))
+        pages = list(self._pool().map(page_of, active))
         now = self.deps.clock.now()
         rows: list[MissingTransaction] = []
         cursors: list[tuple[LaneKey, RecordCursor]] = []
@@ -454,8 +472,8 @@ class LedgerRecoveryFlow(Flow):
             X500Name.parse(peer): [r.tx_id for r in rows if r.tx_id in needed and first[r.tx_id] == peer]
             for peer, rows in pending.items()
         }
-        with self._pool() as pool:
-            by_peer = self.deps.fetcher.fetch_many(asks, run=lambda f, items: list(pool.map(f, items)))
+        pool = self._pool()
+        by_peer = self.deps.fetcher.fetch_many(asks, run=lambda f, items: list(pool.map(f, items)))
         fetched = {str(peer): f for peer, f in by_peer.items()}
         got = {str(stx.id) for f in fetched.values() for stx, _ in f.verified}
         for peer, rows in pending.items():
