@@ -296,6 +296,12 @@ class SignedTransaction:
     def serialize(self) -> bytes:
         return ser.encode([WIRE_VERSION, self.tx.serialized, [[s.by.raw, s.signature] for s in self.sigs]])
 
+    @staticmethod
+    def serialize_parts(wire: bytes, signatures: bytes) -> bytes:
+        """serialize() of the transaction the store's two columns hold, without parsing it."""
+        sigs = ser.expect_list(ser.decode(signatures, "signatures", plain=False), "signatures")
+        return ser.encode([WIRE_VERSION, wire, sigs])
+
     @classmethod
     def deserialize(cls, data: bytes) -> SignedTransaction:
         version, wire, sigs = ser.expect_list(

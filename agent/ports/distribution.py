@@ -60,6 +60,14 @@ class DistributionRecords(Protocol):
         """The records of a transaction we received, one per sender."""
         ...
 
+    def sender_records_of(self, tx_ids: Collection[SecureHash]) -> dict[SecureHash, list[SenderDistribution]]:
+        """sender_records for many transactions in a few queries: those with none are left out."""
+        ...
+
+    def ids_with_records(self, peer: X500Name, tx_ids: Collection[SecureHash]) -> set[SecureHash]:
+        """Of these transactions, those we sent to peer or received from it (any record naming it)."""
+        ...
+
     def record_keys(
         self, record_type: str, peer: X500Name, tx_ids: Collection[str]
     ) -> set[tuple[str, datetime, int]]:

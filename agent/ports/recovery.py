@@ -108,6 +108,10 @@ class RecoveryLog(Protocol):
         PENDING, to be asked for again; how many."""
         ...
 
+    def mark_many(self, marks: Sequence[tuple[str, str, str, str, str | None]], at: datetime) -> None:
+        """mark for each (tx_id, peer, record_type, status, failure_cause), in a few statements."""
+        ...
+
     def count_missing(self) -> dict[str, dict[str, int]]:
         """peer -> status -> rows."""
         ...

@@ -26,6 +26,33 @@ class StoredTransaction:
 
 
 @dataclass(frozen=True)
+class RawTransaction:
+    """A transaction row's two columns and its status: a peer serves it without parsing it."""
+
+    status: TransactionStatus
+    wire: bytes
+    signatures: bytes
+
+    def stx(self) -> SignedTransaction:
+        return SignedTransaction.from_parts(self.wire, self.signatures)
+
+    def serialized(self) -> bytes:
+        """SignedTransaction.serialize() of the row, without parsing the transaction."""
+        return SignedTransaction.serialize_parts(self.wire, self.signatures)
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One transaction to record, as record_transaction's arguments: for record_transactions."""
+
+    stx: SignedTransaction
+    status: TransactionStatus = TransactionStatus.VERIFIED
+    states_to_record: StatesToRecord = StatesToRecord.ONLY_RELEVANT
+    sender_records: Sequence[SenderDistribution] = ()
+    receiver_record: ReceiverDistribution | None = None
+
+
+@dataclass(frozen=True)
 class StatusTimes:
     """When the rows in one status were recorded (or last changed status): how many, the oldest, and
     per cut-off asked for, how many at or after it."""
@@ -64,6 +91,14 @@ class TransactionReader(Protocol):
 
     def producing_transaction(self, txhash: SecureHash) -> WireTransaction | None:
         """The resolver verification uses: only VERIFIED transactions count as back-chain."""
+        ...
+
+    def raw_transactions(self, tx_ids: Collection[SecureHash]) -> dict[SecureHash, RawTransaction]:
+        """The rows found of these, in whatever status, as stored (parsed only when asked): a few queries."""
+        ...
+
+    def producing_transactions(self, txhashes: Collection[SecureHash]) -> dict[SecureHash, WireTransaction]:
+        """producing_transaction for many in a few queries: the VERIFIED ones found."""
         ...
 
     def count_transactions(self, status: TransactionStatus | None = None) -> int:
@@ -116,6 +151,11 @@ class TransactionStore(TransactionReader, Protocol):
         False when it was already recorded in that status. VERIFIED over IN_FLIGHT or UNVERIFIED
         merges the signatures and updates the vault; nothing overwrites a VERIFIED row.
         """
+        ...
+
+    def record_transactions(self, recordings: Sequence[Recording]) -> list[bool]:
+        """record_transaction for each, parents first, in one database transaction; what it returns
+        for each. Those new to the store are written a table at a time (Ledger Recovery's batches)."""
         ...
 
     def remove_in_flight(self, tx_id: SecureHash) -> bool:

@@ -10,7 +10,7 @@ with its descendants, and the rest go on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,11 @@ from agent.ports.transactions import TransactionReader
 from agent.recovery.protocol import MAX_IDS, TOPIC_TRANSACTIONS
 
 MAX_ROOTS = MAX_IDS  # the roots a back-chain request names, at most
+VERIFIED = TransactionStatus.VERIFIED
 REQUEST_IDS = 500  # a reply of 500 transactions stays far below the network's maxMessageSize
+
+
+Mapper = Callable[[Callable[[Any], Any], list[Any]], list[Any]]
 
 
 @dataclass
@@ -38,6 +42,13 @@ class Fetched:
     failed: dict[str, str] = field(default_factory=dict)  # asked id (or back-chain id) -> cause
     back_chain: set[SecureHash] = field(default_factory=set)  # fetched only as back-chain
     transactions_fetched: int = 0
+
+    def merge(self, other: Fetched) -> None:
+        """Add what a second fetch from the same peer gave."""
+        self.verified.extend(other.verified)
+        self.failed.update(other.failed)
+        self.back_chain |= other.back_chain
+        self.transactions_fetched += other.transactions_fetched
 
 
 class TransactionFetcher:
@@ -88,65 +99,103 @@ class TransactionFetcher:
 
     def fetch(self, peer: X500Name, ids: Sequence[str]) -> Fetched:
         """Ask peer for ids and their missing back-chains; PeerError when the peer cannot be asked."""
-        result = Fetched()
+        return self.fetch_many({peer: ids})[peer]
+
+    def fetch_many(
+        self, asks: Mapping[X500Name, Sequence[str]], run: Mapper | None = None
+    ) -> dict[X500Name, Fetched]:
+        """Ask each peer for its ids, then for the back-chains none of the replies brought (each from the
+        peer whose transaction needs it), and verify everything once, parents first: a transaction
+        one peer sends is back-chain for another's. run maps a function over the peers (a pool's map
+        asks them in parallel). PeerError when a peer cannot be asked."""
+        mapper: Mapper = run or (lambda f, items: [f(i) for i in items])
+        results = {peer: Fetched() for peer in asks}
         got: dict[SecureHash, tuple[SignedTransaction, TransactionStatus]] = {}
-        wanted = list(dict.fromkeys(ids))
-        self._absorb(self._ask(peer, wanted, ()), got, result)
-        roots = [str(h) for h in got]
-        asked: set[SecureHash] = set(got)
-        while True:
-            deps = {
-                ref.txhash
-                for stx, _ in got.values()
-                for ref in (*stx.tx.inputs, *stx.tx.references)
-                if ref.txhash not in got and ref.txhash not in asked
-            }
-            if not deps:
-                break
-            held = self.transactions.transaction_statuses(deps)
-            need = sorted(str(d) for d in deps if held.get(d) is not TransactionStatus.VERIFIED)
-            asked |= deps
-            if not need:
-                break
-            before = set(got)
-            self._absorb(self._ask(peer, need, roots), got, result)
-            result.back_chain |= set(got) - before
-        result.transactions_fetched = len(got)
-        self._verify(got, result)
-        return result
+        source: dict[SecureHash, X500Name] = {}
+        roots: dict[X500Name, list[str]] = {peer: [] for peer in asks}
+        asked: set[tuple[X500Name, SecureHash]] = set()
+        requests = {peer: list(dict.fromkeys(ids)) for peer, ids in asks.items() if ids}
+        first = True
+        while requests:
+            items = list(requests.items())
+            replies = mapper(lambda item: self._ask(item[0], item[1], roots[item[0]]), items)
+            for (peer, _), reply in zip(items, replies, strict=True):
+                brought = self._absorb(reply, got, results[peer])
+                source.update(dict.fromkeys(brought, peer))
+                if first:
+                    roots[peer] = [str(h) for h in brought]
+                else:
+                    results[peer].back_chain |= set(brought)
+            first = False
+            lacking: dict[X500Name, set[SecureHash]] = {}
+            for h, (stx, _) in got.items():
+                peer = source[h]
+                for ref in (*stx.tx.inputs, *stx.tx.references):
+                    have = got.get(ref.txhash)
+                    if (peer, ref.txhash) not in asked and (have is None or have[1] is not VERIFIED):
+                        lacking.setdefault(peer, set()).add(ref.txhash)
+            held = self.transactions.transaction_statuses(set().union(*lacking.values())) if lacking else {}
+            requests = {}
+            for peer, deps in lacking.items():
+                asked.update((peer, d) for d in deps)
+                need = sorted(str(d) for d in deps if held.get(d) is not VERIFIED)
+                if need:
+                    requests[peer] = need
+        for peer in source.values():
+            results[peer].transactions_fetched += 1
+        self._verify(got, source, results)
+        return results
 
     def _absorb(
         self,
         reply: dict[str, Any],
         got: dict[SecureHash, tuple[SignedTransaction, TransactionStatus]],
         result: Fetched,
-    ) -> None:
+    ) -> list[SecureHash]:
+        """Take a reply's transactions into got (a VERIFIED copy over an IN_FLIGHT one, else the first
+        kept) and its refusals into result; the ids taken."""
+        brought: list[SecureHash] = []
         for item in reply["txs"]:
-            tx_id, status, raw = ser.expect_list(item, "txs[]")
+            tx_id, status_name, raw = ser.expect_list(item, "txs[]")
             stx = SignedTransaction.deserialize(ser.expect(raw, bytes, "txs[].tx"))
             if str(stx.id) != tx_id:
                 result.failed[str(tx_id)] = f"the peer sent transaction {stx.id} for {tx_id}"
                 continue
-            got[stx.id] = (stx, TransactionStatus[ser.expect(status, str, "txs[].status")])
+            status = TransactionStatus[ser.expect(status_name, str, "txs[].status")]
+            have = got.get(stx.id)
+            if have is None or (have[1] is not VERIFIED and status is VERIFIED):
+                got[stx.id] = (stx, status)
+                brought.append(stx.id)
         for item in reply["denied"]:
             tx_id, reason = ser.expect_list(item, "denied[]")
             result.failed[str(tx_id)] = f"refused by the peer: {reason}"
         for tx_id in reply["unknown"]:
             result.failed[str(tx_id)] = "the peer does not hold it"
+        return brought
 
     def _verify(
-        self, got: dict[SecureHash, tuple[SignedTransaction, TransactionStatus]], result: Fetched
+        self,
+        got: dict[SecureHash, tuple[SignedTransaction, TransactionStatus]],
+        source: Mapping[SecureHash, X500Name],
+        results: Mapping[X500Name, Fetched],
     ) -> None:
         chain = ChainResolver(self.transactions)
+        # What the batch spends of our ledger, read in a few queries instead of one per input.
+        outside = {
+            ref.txhash
+            for stx, _ in got.values()
+            for ref in (*stx.tx.inputs, *stx.tx.references)
+            if ref.txhash not in got
+        }
+        chain.verified.update(self.transactions.producing_transactions(outside))
         for stx in dependency_order([stx for stx, _ in got.values()]):
             status = got[stx.id][1]
+            result = results[source[stx.id]]
             try:
-                verify(
-                    stx, chain, self.contracts, check_notary_signature=status is TransactionStatus.VERIFIED
-                )
+                verify(stx, chain, self.contracts, check_notary_signature=status is VERIFIED)
             except AgentError as exc:
                 result.failed[str(stx.id)] = f"{type(exc).__name__}: {exc}"
                 continue
-            if status is TransactionStatus.VERIFIED:  # only a VERIFIED transaction is back-chain
+            if status is VERIFIED:  # only a VERIFIED transaction is back-chain
                 chain.verified[stx.id] = stx.tx
             result.verified.append((stx, status))

@@ -28,9 +28,10 @@ what was recovered stays, and running the flow again resumes from the cursors.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,7 +57,7 @@ from agent.ports.recovery import (
     RecoveryLog,
     RecoveryResultRow,
 )
-from agent.ports.transactions import TransactionStore
+from agent.ports.transactions import Recording, TransactionStore
 from agent.recovery.aes_keys import NodeAesKeys
 from agent.recovery.distribution_list import DistributionListError, decrypt
 from agent.recovery.fetch import Fetched, TransactionFetcher
@@ -82,7 +83,7 @@ LEDGER_RECOVERY_FLOW = "LedgerRecoveryFlow"
 NARROWING_PARTS = 64
 RECONCILE_POLL_S = 0.5
 # What a dry run's time estimate assumes: the recovery rate measured by bench/recover.py (BENCHMARKS.md).
-ESTIMATED_TX_PER_S = 1000
+ESTIMATED_TX_PER_S = 250
 MAX_RESULTS_RETURNED = 10_000  # the rest stay in node_recovery_results
 
 
@@ -118,6 +119,7 @@ class LedgerRecoveryFlow(Flow):
         super().__init__(state)
         self.deps = deps
         self.params = LedgerRecoveryParameters.from_state(state["params"])
+        self._executor: ThreadPoolExecutor | None = None
 
     @classmethod
     def initial_state(cls, params: LedgerRecoveryParameters) -> dict[str, Any]:
@@ -139,6 +141,12 @@ class LedgerRecoveryFlow(Flow):
     # -- steps ---------------------------------------------------------------------------------------
 
     def step(self, progress_step: str, ctx: FlowContext) -> StepOutcome:
+        outcome = self._step(progress_step, ctx)
+        if isinstance(outcome, Advance) and (outcome.done or outcome.fail is not None):
+            self._close_pool()
+        return outcome
+
+    def _step(self, progress_step: str, ctx: FlowContext) -> StepOutcome:
         try:
             if progress_step == "STARTED" and self.params.reconcile_first:
                 return self._reconcile(ctx)
@@ -252,8 +260,7 @@ class LedgerRecoveryFlow(Flow):
             peer, ids = item
             return self.deps.fetcher.sizes(X500Name.parse(peer), ids)
 
-        with self._pool() as pool:
-            sizes = dict(zip(by_peer, pool.map(sized, by_peer.items()), strict=True))
+        sizes = dict(zip(by_peer, self._pool().map(sized, by_peer.items()), strict=True))
         total = sum(s["bytes"] for s in sizes.values())
         count = sum(s["available"] for s in sizes.values())
         self.state["plan"] = {
@@ -273,7 +280,20 @@ class LedgerRecoveryFlow(Flow):
         return Advance("PLANNED_RECOVERY")
 
     def _pool(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=max(1, min(8, len(self.params.recovery_peers))))
+        """The peers' threads, kept for the whole run: a pool a step would start new threads each batch,
+        and with them new malloc arenas and database connections that RSS keeps."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=max(1, min(8, len(self.params.recovery_peers))),
+                thread_name_prefix="ledger-recovery",
+            )
+            weakref.finalize(self, self._executor.shutdown, wait=False)
+        return self._executor
+
+    def _close_pool(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
 
     def _plan(self) -> StepOutcome:
         window = self.params.time_window
@@ -298,8 +318,7 @@ class LedgerRecoveryFlow(Flow):
                 return [whole]
             return self._narrow(lane[0], lane[1], whole)
 
-        with self._pool() as pool:
-            planned = list(pool.map(windows_of, lanes))
+        planned = list(self._pool().map(windows_of, lanes))
         self.state["lanes"] = [
             {
                 "peer": str(peer),
@@ -384,8 +403,7 @@ class LedgerRecoveryFlow(Flow):
             )
             return [WireRecord.from_obj(r) for r in reply.get("records", [])], reply.get("next")
 
-        with self._pool() as pool:
-            pages = list(pool.map(page_of, active))
+        pages = list(self._pool().map(page_of, active))
         now = self.deps.clock.now()
         rows: list[MissingTransaction] = []
         cursors: list[tuple[LaneKey, RecordCursor]] = []
@@ -454,20 +472,32 @@ class LedgerRecoveryFlow(Flow):
         return pending
 
     def _recover(self, pending: dict[str, list[MissingTransaction]], flow_id: str) -> StepOutcome:
-        def fetch(item: tuple[str, list[MissingTransaction]]) -> Fetched:
-            peer, rows = item
-            held = self.deps.transactions.transaction_statuses([SecureHash.parse(r.tx_id) for r in rows])
-            need = [
-                r.tx_id for r in rows if held.get(SecureHash.parse(r.tx_id)) is not TransactionStatus.VERIFIED
-            ]
-            if not need:
-                return Fetched()
-            return self.deps.fetcher.fetch(X500Name.parse(peer), need)
+        # A transaction several peers' records name (one we initiated and sent to both, say) is
+        # fetched and verified once, from the first of them; the others are asked only if it fails.
+        first: dict[str, str] = {}
+        for peer, rows in pending.items():
+            for row in rows:
+                first.setdefault(row.tx_id, peer)
+        held = self.deps.transactions.transaction_statuses([SecureHash.parse(t) for t in first])
+        needed = {t for t in first if held.get(SecureHash.parse(t)) is not TransactionStatus.VERIFIED}
 
-        with self._pool() as pool:
-            fetched = dict(zip(pending, pool.map(fetch, pending.items()), strict=True))
+        asks = {
+            X500Name.parse(peer): [r.tx_id for r in rows if r.tx_id in needed and first[r.tx_id] == peer]
+            for peer, rows in pending.items()
+        }
+        pool = self._pool()
+        by_peer = self.deps.fetcher.fetch_many(asks, run=lambda f, items: list(pool.map(f, items)))
+        fetched = {str(peer): f for peer, f in by_peer.items()}
+        got = {str(stx.id) for f in fetched.values() for stx, _ in f.verified}
+        for peer, rows in pending.items():
+            again = [
+                r.tx_id for r in rows if r.tx_id in needed and first[r.tx_id] != peer and r.tx_id not in got
+            ]
+            if again:
+                fetched[peer].merge(self.deps.fetcher.fetch(X500Name.parse(peer), again))
+                got |= {str(stx.id) for stx, _ in fetched[peer].verified}
         now = self.deps.clock.now()
-        plan = _RecordingPlan(self.deps, now, flow_id)
+        plan = _RecordingPlan(self.deps, now, flow_id, fetched.values())
         for peer, rows in pending.items():
             plan.add(peer, rows, fetched[peer])
         totals = self.state["totals"]
@@ -580,8 +610,10 @@ def _lane_key(peer: str, record_type: str, window: TimeWindow) -> LaneKey:
 class _RecordingPlan:
     """One batch's writes, worked out before the commit: what to record, with which records."""
 
-    def __init__(self, deps: RecoveryDeps, now: datetime, flow_id: str) -> None:
+    def __init__(self, deps: RecoveryDeps, now: datetime, flow_id: str, fetched: Iterable[Fetched]) -> None:
         self.deps = deps
+        # Whichever peer brought a transaction, every row naming it is recovered with it.
+        self.verified = {stx.id: (stx, status) for f in fetched for stx, status in f.verified}
         self.now = now
         self.flow_id = flow_id
         self.writes: list[
@@ -605,8 +637,9 @@ class _RecordingPlan:
         self._seen: set[SecureHash] = set()
 
     def add(self, peer: str, rows: Sequence[MissingTransaction], fetched: Fetched) -> None:
-        verified = {stx.id: (stx, status) for stx, status in fetched.verified}
+        verified = self.verified
         asked = {SecureHash.parse(r.tx_id) for r in rows}
+        statuses = self.deps.transactions.transaction_statuses(asked)
         copies = [
             stx
             for stx, _ in fetched.verified
@@ -630,7 +663,7 @@ class _RecordingPlan:
                 self._fail(row, f"{type(exc).__name__}: {exc}")
                 continue
             found = verified.get(tx_id)
-            held = self.deps.transactions.transaction_status(tx_id)
+            held = statuses.get(tx_id)
             if (
                 found is None
                 and held is not TransactionStatus.VERIFIED
@@ -714,50 +747,40 @@ class _RecordingPlan:
         return records, None, listed.sender_states_to_record
 
     def commit(self) -> None:
-        """Everything in one dependency order, back-chain copies included: a parent recorded after
-        its child would put back, unconsumed, the state the child spent. A transaction written more
-        than once (several peers' records) is recorded with the widest StatesToRecord any gives."""
+        """Everything in one call to the store, in one dependency order, back-chain copies included (a
+        parent recorded after its child would put back, unconsumed, the state the child spent; a
+        back-chain from one peer may spend what another peer's batch brings). A transaction written
+        more than once (several peers' records) is recorded with the widest StatesToRecord any gives.
+        Then the rows marked and the results written."""
         written = {w[0].id for w in self.writes}
-        entries: list[_Write] = [
-            (
-                stx,
-                TransactionStatus.VERIFIED,
-                self.back_chain_states.get(stx.id, StatesToRecord.ONLY_RELEVANT),
-                [],
-                None,
-            )
+        recordings = [
+            Recording(stx, states_to_record=self.back_chain_states.get(stx.id, StatesToRecord.ONLY_RELEVANT))
             for stx in self.back_chain
             if stx.id not in written
-        ] + self.writes
+        ] + [
+            Recording(stx, status, states, sender_records, receiver_record)
+            for stx, status, states, sender_records, receiver_record in self.writes
+        ]
         widest: dict[SecureHash, StatesToRecord] = {}
-        for stx, _, states, _, _ in entries:
-            known = widest.get(stx.id)
-            widest[stx.id] = states if known is None or _WIDTH[states] < _WIDTH[known] else known
-        order = {
-            stx.id: i
-            for i, stx in enumerate(dependency_order(list({e[0].id: e[0] for e in entries}.values())))
-        }
-        transactions = self.deps.transactions
-        for stx, status, _, sender_records, receiver_record in sorted(entries, key=lambda e: order[e[0].id]):
-            transactions.record_transaction(
-                stx,
-                status=status,
-                states_to_record=widest[stx.id],
-                sender_records=sender_records,
-                receiver_record=receiver_record,
-            )
-        for row, outcome, cause in self.marks:
-            self.deps.log.mark(row.tx_id, row.peer, row.record_type, outcome, cause, self.now)
+        for r in recordings:
+            known = widest.get(r.stx.id)
+            if known is None or _WIDTH[r.states_to_record] < _WIDTH[known]:
+                widest[r.stx.id] = r.states_to_record
+        unique = {r.stx.id: r.stx for r in recordings}
+        order = {stx.id: i for i, stx in enumerate(dependency_order(list(unique.values())))}
+        self.deps.transactions.record_transactions(
+            [
+                replace(r, states_to_record=widest[r.stx.id])
+                for r in sorted(recordings, key=lambda r: order[r.stx.id])
+            ]
+        )
+        self.deps.log.mark_many(
+            [(row.tx_id, row.peer, row.record_type, outcome, cause) for row, outcome, cause in self.marks],
+            self.now,
+        )
         self.deps.log.add_results(self.results)
 
 
-_Write = tuple[
-    SignedTransaction,
-    TransactionStatus,
-    StatesToRecord,
-    list[SenderDistribution],
-    ReceiverDistribution | None,
-]
 # The observer's ALL_VISIBLE keeps more of a transaction's outputs than ONLY_RELEVANT, which keeps more than NONE.
 _WIDTH = {StatesToRecord.ALL_VISIBLE: 0, StatesToRecord.ONLY_RELEVANT: 1, StatesToRecord.NONE: 2}
 

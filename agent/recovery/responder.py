@@ -11,23 +11,21 @@ learns which id and why, and our log says who asked.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from agent.clock import Clock
-from agent.errors import SerializationError
+from agent.errors import IdentityError, SerializationError
 from agent.ledger import serialization as ser
 from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.transactions import SignedTransaction
-from agent.ledger.verification import back_chain
 from agent.network.network_map import NetworkMap
 from agent.ports.distribution import DistributionRecords, RecordCursor, TimeWindow
 from agent.ports.transactions import TransactionReader
 from agent.recovery.aes_keys import NodeAesKeys
 from agent.recovery.distribution_list import DistributionList, PublicHeader, encrypt
-from agent.recovery.naming import named_parties
 from agent.recovery.protocol import (
     MAX_IDS,
     MAX_PARTS,
@@ -128,9 +126,12 @@ class RecoveryResponder:
             raise SerializationError("limit", f"from 1 to {MAX_PAGE}")
         records, following = self._page(record_type, requester, window, after, limit)
         wire: list[Any] = []
+        lists = self.distribution.sender_records_of(
+            {r.tx_id for r in records if isinstance(r, SenderDistribution)}
+        )
         for record in records:
             if isinstance(record, SenderDistribution):
-                wire.append(self._sealed_for(record).to_obj())
+                wire.append(self._sealed_for(record, lists.get(record.tx_id, [record])).to_obj())
             else:
                 wire.append(
                     WireRecord(
@@ -144,10 +145,10 @@ class RecoveryResponder:
                 )
         return {"records": wire, "next": cursor_to_obj(following)}
 
-    def _sealed_for(self, record: SenderDistribution) -> WireRecord:
+    def _sealed_for(self, record: SenderDistribution, sent: list[SenderDistribution]) -> WireRecord:
         """Our sender record naming the requester, with the receiver record it lost: our distribution
-        list sealed afresh under one of our keys, with the same header (the key both sides share)."""
-        sent = self.distribution.sender_records(record.tx_id)
+        list (sent: the transaction's sender records) sealed afresh under one of our keys, with the same
+        header (the key both sides share)."""
         header = PublicHeader(record.timestamp, record.timestamp_discriminator)
         key_id, key = self.aes_keys.pick()
         sealed = encrypt(
@@ -181,30 +182,33 @@ class RecoveryResponder:
         sizes_only = payload.get("sizesOnly", False) is True  # a dry run's plan: sizes, not bytes
         if len(ids) > MAX_IDS or len(roots) > MAX_IDS:
             raise SerializationError("ids", f"at most {MAX_IDS} ids a request")
+        stored = self.transactions.raw_transactions(ids)
+        # Most are named by a record: those are served as stored, never parsed.
+        entitled = self.distribution.ids_with_records(requester, stored) if stored else set()
+        rest = {h: row.stx() for h, row in stored.items() if h not in entitled}
+        entitled |= self._entitled(requester, rest)
+        outside = {h for h in rest if h not in entitled}
+        if outside:  # asked as the back-chain of a root the requester is entitled to?
+            root_txs = {h: row.stx() for h, row in self.transactions.raw_transactions(roots).items()}
+            entitled |= self._in_back_chains(self._entitled(requester, root_txs), root_txs, outside)
         found: list[Any] = []
         denied: list[Any] = []
         unknown: list[str] = []
-        entitled_roots = [r for r in roots if self._entitled(requester, r)]
-        closure: set[SecureHash] | None = None
         for tx_id in ids:
-            stored = self.transactions.get_stored(tx_id)
-            if stored is None:
+            row = stored.get(tx_id)
+            if row is None:
                 unknown.append(str(tx_id))
-                continue
-            if not self._entitled(requester, tx_id, stored.stx):
-                if closure is None:
-                    closure = self._closure(entitled_roots)
-                if tx_id not in closure:
-                    denied.append(
-                        [
-                            str(tx_id),
-                            f"{requester} is not entitled to {tx_id}: no distribution record, "
-                            "state or signature of its names it, nor is it in such a transaction's back-chain",
-                        ]
-                    )
-                    continue
-            raw = stored.stx.serialize()
-            found.append([str(tx_id), stored.status.name, len(raw) if sizes_only else raw])
+            elif tx_id not in entitled:
+                denied.append(
+                    [
+                        str(tx_id),
+                        f"{requester} is not entitled to {tx_id}: no distribution record, "
+                        "state or signature of its names it, nor is it in such a transaction's back-chain",
+                    ]
+                )
+            else:
+                raw = row.serialized()
+                found.append([str(tx_id), row.status.name, len(raw) if sizes_only else raw])
         if denied:
             log.warning(
                 "refused %d transaction(s) to %s, which is not entitled to them: %s",
@@ -214,26 +218,61 @@ class RecoveryResponder:
             )
         return {"txs": found, "denied": denied, "unknown": unknown}
 
-    def _entitled(self, requester: X500Name, tx_id: SecureHash, stx: SignedTransaction | None = None) -> bool:
-        if any(r.peer == requester for r in self.distribution.sender_records(tx_id)):
-            return True
-        if any(r.sender == requester for r in self.distribution.receiver_records(tx_id)):
-            return True
-        if stx is None:
-            stored = self.transactions.get_stored(tx_id)
-            if stored is None:
-                return False
-            stx = stored.stx
-        return requester in named_parties(stx, self.transactions, self.network_map)
+    def _entitled(self, requester: X500Name, txs: Mapping[SecureHash, SignedTransaction]) -> set[SecureHash]:
+        """Of txs, those a distribution record, or a state or signature of the transaction, names the
+        requester in; a few queries for the lot."""
+        entitled = self.distribution.ids_with_records(requester, txs) if txs else set()
+        rest = {h: stx for h, stx in txs.items() if h not in entitled}
+        if not rest:
+            return entitled
+        try:
+            key = self.network_map.node(requester).party.owning_key
+        except IdentityError:  # not in the map: it cannot be a signer we know of
+            key = None
+        for h, stx in rest.items():
+            tx = stx.tx
+            if any(p.name == requester for state in tx.outputs for p in state.participants) or (
+                key is not None and key in tx.required_signers()
+            ):
+                entitled.add(h)
+        refs = [
+            ref
+            for h, stx in rest.items()
+            if h not in entitled
+            for ref in (*stx.tx.inputs, *stx.tx.references)
+        ]
+        producers = self.transactions.producing_transactions({ref.txhash for ref in refs})
+        for h, stx in rest.items():
+            if h in entitled:
+                continue
+            for ref in (*stx.tx.inputs, *stx.tx.references):
+                wire = producers.get(ref.txhash)
+                if (
+                    wire is not None
+                    and ref.index < len(wire.outputs)
+                    and any(p.name == requester for p in wire.outputs[ref.index].participants)
+                ):
+                    entitled.add(h)
+                    break
+        return entitled
 
-    def _closure(self, roots: Iterable[SecureHash]) -> set[SecureHash]:
-        """Every transaction in the back-chains of these roots."""
-        parents: list[SecureHash] = []
-        for root in roots:
-            stored = self.transactions.get_stored(root)
-            if stored is not None:
-                parents.extend(r.txhash for r in (*stored.stx.tx.inputs, *stored.stx.tx.references))
-        return back_chain(parents, self.transactions)
+    def _in_back_chains(
+        self,
+        roots: Iterable[SecureHash],
+        root_txs: Mapping[SecureHash, SignedTransaction],
+        wanted: set[SecureHash],
+    ) -> set[SecureHash]:
+        """Those of wanted in the back-chains of these roots: walked a generation at a time (one query
+        each), stopping once every one of wanted is found."""
+        seen: set[SecureHash] = set()
+        frontier = {
+            r.txhash for root in roots for r in (*root_txs[root].tx.inputs, *root_txs[root].tx.references)
+        }
+        while frontier and not wanted <= seen:
+            seen |= frontier
+            wires = self.transactions.producing_transactions(frontier)
+            frontier = {r.txhash for w in wires.values() for r in (*w.inputs, *w.references)} - seen
+        return wanted & seen
 
 
 def _record_type(payload: Any) -> str:

@@ -23,13 +23,53 @@ if TYPE_CHECKING:
     from agent.ledger.keys import PublicKey
 
 
-def _insert_sql(model: type[peewee.Model], columns: Sequence[str], sqlite: bool) -> str:
+def _insert_sql(
+    model: type[peewee.Model], columns: Sequence[str], sqlite: bool, on_conflict: str = "DO NOTHING"
+) -> str:
     table = model._meta.table_name
     cols = ", ".join(f'"{c}"' for c in columns)
     # ON CONFLICT DO NOTHING, not SQLite's OR IGNORE: only duplicates are skipped, never a NOT NULL
     # violation.
     values = "(" + ", ".join("?" for _ in columns) + ")" if sqlite else "%s"
-    return f'INSERT INTO "{table}" ({cols}) VALUES {values} ON CONFLICT DO NOTHING'
+    return f'INSERT INTO "{table}" ({cols}) VALUES {values} ON CONFLICT {on_conflict}'
+
+
+def insert_rows(
+    database: peewee.Database,
+    model: type[peewee.Model],
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    on_conflict: str = "DO NOTHING",
+) -> int:
+    """One INSERT of many rows (the driver's executemany, or pages of VALUES on PostgreSQL), inside
+    the caller's database transaction; the rows written. The values are the database's (see
+    UtcDateTimeField.db_value)."""
+    if not rows:
+        return 0
+    sqlite = is_sqlite(database)
+    sql = _insert_sql(model, columns, sqlite, on_conflict)
+    cursor = database.cursor()
+    if sqlite:
+        cursor.executemany(sql, rows)
+        return int(cursor.rowcount)
+    from psycopg2.extras import execute_values
+
+    # rowcount would be the last page's only: count what comes back instead.
+    return len(execute_values(cursor, sql + " RETURNING 1", rows, page_size=1000, fetch=True))
+
+
+def execute_rows(database: peewee.Database, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """One statement (written with ? marks) for each of rows, inside the caller's transaction."""
+    if not rows:
+        return
+    cursor = database.cursor()
+    if is_sqlite(database):
+        cursor.executemany(sql, rows)
+    else:
+        from psycopg2.extras import execute_batch
+
+        # psycopg2's executemany is one round trip per row; execute_batch sends pages.
+        execute_batch(cursor, sql.replace("?", "%s"), rows, page_size=1000)
 
 
 class BulkWriter:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -14,9 +14,12 @@ from agent.ledger.identity import X500Name
 from agent.ledger.vault import StatesToRecord
 from agent.ports.distribution import ALL_TIME, R, RecordCursor, RecordPage, TimeWindow
 from agent.ports.paging import check_page_size
-from agent.store.models import ReceiverDistributionRecord, Schema, SenderDistributionRecord
+from agent.store.bulk import insert_rows
+from agent.store.models import ReceiverDistributionRecord, Schema, SenderDistributionRecord, UtcDateTimeField
 
 Row = TypeVar("Row", SenderDistributionRecord, ReceiverDistributionRecord)
+_KEY = ("transaction_id", "peer_party_id", "timestamp", "timestamp_discriminator")
+_IN_CHUNK = 500  # ids per IN (...): well under SQLite's variable limit
 
 
 class DistributionRepository:
@@ -68,6 +71,50 @@ class DistributionRepository:
                 preserve=[rdr.distribution_list, rdr.receiver_states_to_record],
             ).execute()
 
+    def write_many(
+        self, sender_records: Sequence[SenderDistribution], receiver_records: Sequence[ReceiverDistribution]
+    ) -> None:
+        """write for many transactions: a statement per table (record_transactions' batches)."""
+        db = self.schema.database
+        names = {r.peer for r in sender_records} | {r.sender for r in receiver_records}
+        insert_rows(
+            db,
+            self.schema.recovery_party_info,
+            ("party_id", "party_name"),
+            sorted((n.peer_id, str(n)) for n in names),
+        )
+        when = UtcDateTimeField().db_value
+        insert_rows(
+            db,
+            self.schema.sender_distr_recs,
+            (*_KEY, "sender_states_to_record", "receiver_states_to_record"),
+            [
+                (
+                    str(r.tx_id),
+                    r.peer.peer_id,
+                    when(r.timestamp),
+                    r.timestamp_discriminator,
+                    int(r.sender_states_to_record),
+                    int(r.receiver_states_to_record),
+                )
+                for r in sender_records
+            ],
+        )
+        # saveOrUpdate, as write: one row per key (the last), since one statement cannot update a row twice.
+        received = {
+            (str(r.tx_id), r.sender.peer_id, when(r.timestamp), r.timestamp_discriminator): r
+            for r in receiver_records
+        }
+        insert_rows(
+            db,
+            self.schema.receiver_distr_recs,
+            (*_KEY, "distribution_list", "receiver_states_to_record"),
+            [(*k, r.distribution_list, int(r.receiver_states_to_record)) for k, r in received.items()],
+            on_conflict="(peer_party_id, timestamp, timestamp_discriminator, transaction_id) DO UPDATE SET "
+            "distribution_list = excluded.distribution_list, "
+            "receiver_states_to_record = excluded.receiver_states_to_record",
+        )
+
     def delete(self, tx_id: SecureHash) -> None:
         """Every record of the transaction (its finality was undone)."""
         for model in (self.schema.sender_distr_recs, self.schema.receiver_distr_recs):
@@ -93,6 +140,40 @@ class DistributionRepository:
         rdr = self.schema.receiver_distr_recs
         rows = self._with_names(rdr).where(rdr.transaction_id == str(tx_id)).order_by(rdr.peer_party_id)
         return [_receiver(r, _Names()) for r in rows]
+
+    def sender_records_of(self, tx_ids: Collection[SecureHash]) -> dict[SecureHash, list[SenderDistribution]]:
+        sdr = self.schema.sender_distr_recs
+        ids = sorted({str(h) for h in tx_ids})
+        names = _Names()
+        found: dict[SecureHash, list[SenderDistribution]] = {}
+        for i in range(0, len(ids), _IN_CHUNK):
+            rows = (
+                self._with_names(sdr)
+                .where(sdr.transaction_id.in_(ids[i : i + _IN_CHUNK]))
+                .order_by(sdr.transaction_id, sdr.peer_party_id)
+            )
+            for r in rows:
+                record = _sender(r, names)
+                found.setdefault(record.tx_id, []).append(record)
+        return found
+
+    def ids_with_records(self, peer: X500Name, tx_ids: Collection[SecureHash]) -> set[SecureHash]:
+        wanted = {str(h): h for h in tx_ids}
+        ids = sorted(wanted)
+        found: set[SecureHash] = set()
+        for model in (self.schema.sender_distr_recs, self.schema.receiver_distr_recs):
+            for i in range(0, len(ids), _IN_CHUNK):
+                rows: Iterator[tuple[str]] = (
+                    model.select(model.transaction_id)
+                    .where(
+                        (model.peer_party_id == peer.peer_id)
+                        & model.transaction_id.in_(ids[i : i + _IN_CHUNK])
+                    )
+                    .tuples()
+                    .iterator()
+                )
+                found.update(wanted[r[0]] for r in rows)
+        return found
 
     def record_keys(
         self, record_type: str, peer: X500Name, tx_ids: Collection[str]

@@ -19,8 +19,9 @@ from agent.ports.recovery import (
     PeerRecoveryProgress,
     RecoveryResultRow,
 )
+from agent.store.bulk import execute_rows, insert_rows
 from agent.store.database import write_transaction
-from agent.store.models import Schema
+from agent.store.models import Schema, UtcDateTimeField
 
 _CHUNK = 500  # ids per IN (...): well under SQLite's variable limit
 _OPEN = -1
@@ -35,31 +36,45 @@ class RecoveryLogRepository:
     # -- the missing transactions --------------------------------------------------------------------
 
     def add_missing(self, rows: Sequence[MissingTransaction]) -> int:
-        table = self.schema.recovery_missing
-        inserted = 0
+        when = UtcDateTimeField().db_value
         with write_transaction(self.schema.database):
-            for row in rows:
-                inserted += (
-                    table.insert(
-                        transaction_id=row.tx_id,
-                        peer_name=row.peer,
-                        record_type=row.record_type,
-                        transaction_role=row.role,
-                        timestamp=row.timestamp,
-                        timestamp_discriminator=row.timestamp_discriminator,
-                        states_to_record=row.states_to_record,
-                        distribution_list=row.distribution_list,
-                        flow_id=row.flow_id,
-                        status=row.status,
-                        failure_cause=row.failure_cause,
-                        attempts=row.attempts,
-                        updated_at=row.updated_at or row.timestamp,
+            return insert_rows(
+                self.schema.database,
+                self.schema.recovery_missing,
+                (
+                    "transaction_id",
+                    "peer_name",
+                    "record_type",
+                    "transaction_role",
+                    "timestamp",
+                    "timestamp_discriminator",
+                    "states_to_record",
+                    "distribution_list",
+                    "flow_id",
+                    "status",
+                    "failure_cause",
+                    "attempts",
+                    "updated_at",
+                ),
+                [
+                    (
+                        row.tx_id,
+                        row.peer,
+                        row.record_type,
+                        row.role,
+                        when(row.timestamp),
+                        row.timestamp_discriminator,
+                        row.states_to_record,
+                        row.distribution_list,
+                        row.flow_id,
+                        row.status,
+                        row.failure_cause,
+                        row.attempts,
+                        when(row.updated_at or row.timestamp),
                     )
-                    .on_conflict(action="NOTHING")
-                    .as_rowcount()
-                    .execute()
-                )
-        return inserted
+                    for row in rows
+                ],
+            )
 
     def pending(
         self, *, peer: str | None = None, limit: int = 1000, ledgersync: bool | None = None
@@ -124,6 +139,20 @@ class RecoveryLogRepository:
         with write_transaction(self.schema.database):
             return int(table.update(status=PENDING).where(where).execute())
 
+    def mark_many(self, marks: Sequence[tuple[str, str, str, str, str | None]], at: datetime) -> None:
+        table = self.schema.recovery_missing
+        when = UtcDateTimeField().db_value(at)
+        with write_transaction(self.schema.database):
+            execute_rows(
+                self.schema.database,
+                f'UPDATE "{table._meta.table_name}" SET status = ?, failure_cause = ?, updated_at = ?, '
+                "attempts = attempts + ? WHERE transaction_id = ? AND peer_name = ? AND record_type = ?",
+                [
+                    (status, cause, when, 1 if status in (PENDING, UNRECOVERABLE) else 0, tx_id, peer, kind)
+                    for tx_id, peer, kind, status, cause in marks
+                ],
+            )
+
     def count_missing(self) -> dict[str, dict[str, int]]:
         table = self.schema.recovery_missing
         counts: dict[str, dict[str, int]] = defaultdict(dict)
@@ -171,24 +200,35 @@ class RecoveryLogRepository:
     def add_results(self, rows: Sequence[RecoveryResultRow]) -> None:
         if not rows:
             return
-        table = self.schema.recovery_results
+        when = UtcDateTimeField().db_value
         with write_transaction(self.schema.database):
-            for i in range(0, len(rows), 100):
-                table.insert_many(
-                    [
-                        {
-                            "flow_id": r.flow_id,
-                            "transaction_id": r.tx_id,
-                            "peer_name": r.peer,
-                            "transaction_role": r.role,
-                            "synchronised": r.synchronised,
-                            "synchronised_initiated": r.synchronised_initiated,
-                            "failure_cause": r.failure_cause,
-                            "timestamp": r.at,
-                        }
-                        for r in rows[i : i + 100]
-                    ]
-                ).execute()
+            insert_rows(
+                self.schema.database,
+                self.schema.recovery_results,
+                (
+                    "flow_id",
+                    "transaction_id",
+                    "peer_name",
+                    "transaction_role",
+                    "synchronised",
+                    "synchronised_initiated",
+                    "failure_cause",
+                    "timestamp",
+                ),
+                [
+                    (
+                        r.flow_id,
+                        r.tx_id,
+                        r.peer,
+                        r.role,
+                        r.synchronised,
+                        r.synchronised_initiated,
+                        r.failure_cause,
+                        when(r.at),
+                    )
+                    for r in rows
+                ],
+            )
 
     def results(self, flow_id: str | None = None, *, limit: int | None = None) -> list[RecoveryResultRow]:
         table = self.schema.recovery_results

@@ -21,10 +21,17 @@ from agent.ledger.hashing import SecureHash
 from agent.ledger.transactions import SignedTransaction, StateRef, WireTransaction, decode_signatures
 from agent.ledger.vault import StatesToRecord, TransactionStatus
 from agent.ports.paging import check_page_size
-from agent.ports.transactions import StatusTimes, StoredTransaction, TransactionListener
+from agent.ports.transactions import (
+    RawTransaction,
+    Recording,
+    StatusTimes,
+    StoredTransaction,
+    TransactionListener,
+)
+from agent.store.bulk import insert_rows
 from agent.store.database import write_transaction
 from agent.store.distribution import DistributionRepository
-from agent.store.models import NodeTransaction, Schema
+from agent.store.models import NodeTransaction, Schema, UtcDateTimeField
 from agent.store.unit_of_work import PeeweeUnitOfWork
 from agent.store.vault import VaultRepository
 
@@ -131,6 +138,65 @@ class TransactionRepository:
             self.unit.notify(stx, status)
         return changed
 
+    def record_transactions(self, recordings: Sequence[Recording]) -> list[bool]:
+        """A transaction the store has no row of is written with the others, a table at a time; so are
+        the records of one it holds (or that came earlier in the batch) in a status this one would not
+        change. Only a status change (finalising an IN_FLIGHT row) goes through record_transaction,
+        in its place in the order, so that parents still come first."""
+        changed = [False] * len(recordings)
+        new: list[int] = []
+        with write_transaction(self.database):
+            status = self.transaction_statuses([r.stx.id for r in recordings])
+            run: list[tuple[Recording, bool]] = []  # (recording, new to the store)
+            for i, recording in enumerate(recordings):
+                current = status.get(recording.stx.id)
+                if current is None:
+                    status[recording.stx.id] = recording.status
+                    run.append((recording, True))
+                    new.append(i)
+                elif not _upgrades(current, recording.status):
+                    run.append((recording, False))  # only its records, as record_transaction would
+                else:
+                    self._write_run(run)
+                    run = []
+                    changed[i] = self.record_transaction(
+                        recording.stx,
+                        status=recording.status,
+                        states_to_record=recording.states_to_record,
+                        sender_records=recording.sender_records,
+                        receiver_record=recording.receiver_record,
+                    )
+                    status[recording.stx.id] = recording.status
+            self._write_run(run)
+        for j in new:
+            changed[j] = True
+            self.unit.notify(recordings[j].stx, recordings[j].status)
+        return changed
+
+    def _write_run(self, run: Sequence[tuple[Recording, bool]]) -> None:
+        """The rows and vault updates of the new ones, and everyone's records: a statement per table."""
+        if not run:
+            return
+        now = self.clock.now()
+        when = UtcDateTimeField().db_value(now)
+        fresh = [r for r, is_new in run if is_new]
+        insert_rows(
+            self.database,
+            self.schema.node_transactions,
+            ("tx_id", "transaction_value", "signatures", "status", "timestamp"),
+            [
+                (str(r.stx.id), r.stx.tx.serialized, r.stx.serialize_signatures(), r.status.value, when)
+                for r in fresh
+            ],
+        )
+        self.vault.record_outputs_many(
+            [(r.stx.tx, r.states_to_record) for r in fresh if r.status is TransactionStatus.VERIFIED], now
+        )
+        self.distribution.write_many(
+            [s for r, _ in run for s in r.sender_records],
+            [r.receiver_record for r, _ in run if r.receiver_record is not None],
+        )
+
     def remove_in_flight(self, tx_id: SecureHash) -> bool:
         """Undo the first phase after a notary conflict: the IN_FLIGHT row and its distribution rows."""
         nt = self.schema.node_transactions
@@ -198,6 +264,40 @@ class TransactionRepository:
             .first()
         )
         return None if row is None else _wire(bytes(row.transaction_value))
+
+    def raw_transactions(self, tx_ids: Collection[SecureHash]) -> dict[SecureHash, RawTransaction]:
+        nt = self.schema.node_transactions
+        wanted = {str(h): h for h in tx_ids}
+        ids = sorted(wanted)
+        found: dict[SecureHash, RawTransaction] = {}
+        for i in range(0, len(ids), _IN_CHUNK):
+            rows: Iterator[tuple[str, str, bytes, bytes]] = (
+                nt.select(nt.tx_id, nt.status, nt.transaction_value, nt.signatures)
+                .where(nt.tx_id.in_(ids[i : i + _IN_CHUNK]))
+                .tuples()
+                .iterator()
+            )
+            for tx_id, status, wire, signatures in rows:
+                found[wanted[tx_id]] = RawTransaction(
+                    TransactionStatus(status), bytes(wire), bytes(signatures)
+                )
+        return found
+
+    def producing_transactions(self, txhashes: Collection[SecureHash]) -> dict[SecureHash, WireTransaction]:
+        nt = self.schema.node_transactions
+        wanted = {str(h): h for h in txhashes}
+        ids = sorted(wanted)
+        found: dict[SecureHash, WireTransaction] = {}
+        for i in range(0, len(ids), _IN_CHUNK):
+            rows: Iterator[tuple[str, bytes]] = (
+                nt.select(nt.tx_id, nt.transaction_value)
+                .where(nt.tx_id.in_(ids[i : i + _IN_CHUNK]) & (nt.status == TransactionStatus.VERIFIED.value))
+                .tuples()
+                .iterator()
+            )
+            for tx_id, raw in rows:
+                found[wanted[tx_id]] = _wire(bytes(raw))
+        return found
 
     def count_transactions(self, status: TransactionStatus | None = None) -> int:
         nt = self.schema.node_transactions

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
 import peewee
 
@@ -14,7 +15,19 @@ from agent.ledger.transactions import StateRef, WireTransaction, decode_state, e
 from agent.ledger.vault import RelevancyStatus, StateStatus, StatesToRecord, outputs_to_record
 from agent.ports.paging import check_page_size
 from agent.ports.vault import VaultRecord
-from agent.store.models import Schema, VaultState
+from agent.store.bulk import execute_rows, insert_rows
+from agent.store.models import Schema, UtcDateTimeField, VaultState
+
+_VAULT_COLUMNS = (
+    "transaction_id",
+    "output_index",
+    "contract_state_class_name",
+    "contract_state",
+    "notary_name",
+    "state_status",
+    "relevancy_status",
+    "recorded_timestamp",
+)
 
 
 def key_hash(key: PublicKey) -> str:
@@ -72,6 +85,55 @@ class VaultRepository:
                 & (vs.output_index == ref.index)
                 & (vs.state_status == StateStatus.UNCONSUMED)
             ).execute()
+
+    def record_outputs_many(
+        self, recorded: Sequence[tuple[WireTransaction, StatesToRecord]], now: datetime
+    ) -> None:
+        """record_outputs for many transactions, parents first: every output, then every input consumed,
+        a statement per table (an input produced in the batch is inserted before it is consumed)."""
+        vs, sp = self.schema.vault_states, self.schema.state_party
+        when = UtcDateTimeField().db_value(now)
+        vault_rows: list[tuple[Any, ...]] = []
+        party_rows: dict[tuple[str, int, str], str] = {}
+        consume_rows: list[tuple[Any, ...]] = []
+        for tx, states_to_record in recorded:
+            tx_id = str(tx.id)
+            notary = str(tx.notary.name) if tx.notary else None
+            for index, relevancy in outputs_to_record(tx, self.our_keys, states_to_record):
+                state = tx.outputs[index]
+                vault_rows.append(
+                    (
+                        tx_id,
+                        index,
+                        state.contract,
+                        encode_state(state),
+                        notary,
+                        int(StateStatus.UNCONSUMED),
+                        int(relevancy),
+                        when,
+                    )
+                )
+                for p in state.participants:
+                    party_rows[(tx_id, index, key_hash(p.owning_key))] = str(p.name)
+            consumed = int(StateStatus.CONSUMED)
+            unconsumed = int(StateStatus.UNCONSUMED)
+            consume_rows.extend(
+                (consumed, when, tx_id, str(ref.txhash), ref.index, unconsumed) for ref in tx.inputs
+            )
+        db = self.schema.database
+        insert_rows(db, vs, _VAULT_COLUMNS, vault_rows)
+        insert_rows(
+            db,
+            sp,
+            ("transaction_id", "output_index", "public_key_hash", "x500_name"),
+            [(*k, n) for k, n in party_rows.items()],
+        )
+        execute_rows(
+            db,
+            f'UPDATE "{vs._meta.table_name}" SET state_status = ?, consumed_timestamp = ?, consuming_tx_id = ? '
+            "WHERE transaction_id = ? AND output_index = ? AND state_status = ?",
+            consume_rows,
+        )
 
     def iter_vault_states(
         self,
