@@ -343,7 +343,10 @@ def run_child(mode: str, config: Path, fixture: Path, args: argparse.Namespace) 
 
 def child_main(args: argparse.Namespace) -> int:
     from agent.composition import build_agent
+    from agent.ledgersync.memory import tune_malloc
     from agent.recovery.protocol import TOPIC_TRANSACTIONS
+
+    tune_malloc()  # as `ledger-agent run` does before any thread starts (agent/process.py)
 
     people_names = [str(n) for n in cast(args.seed).names]
     agent = build_agent(args.config, ledgersync_background=False)

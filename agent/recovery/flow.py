@@ -44,6 +44,7 @@ from agent.ledger.identity import X500Name
 from agent.ledger.transactions import SignedTransaction
 from agent.ledger.vault import StatesToRecord, TransactionStatus
 from agent.ledger.verification import dependency_order
+from agent.ledgersync.memory import release_freed_memory
 from agent.network.network_map import NetworkMap
 from agent.p2p.client import PeerClient
 from agent.ports.distribution import DistributionRecords, RecordCursor, TimeWindow
@@ -472,6 +473,9 @@ class LedgerRecoveryFlow(Flow):
         return pending
 
     def _recover(self, pending: dict[str, list[MissingTransaction]], flow_id: str) -> StepOutcome:
+        # The last batch's replies (about 1 MB a request) are freed by now: give their pages back to
+        # the OS, or glibc keeps them and RSS grows a batch at a time.
+        release_freed_memory()
         # A transaction several peers' records name (one we initiated and sent to both, say) is
         # fetched and verified once, from the first of them; the others are asked only if it fails.
         first: dict[str, str] = {}
