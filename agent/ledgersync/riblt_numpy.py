@@ -23,7 +23,6 @@ states and indexes. ``KERNEL`` says which one this process uses.
 
 from __future__ import annotations
 
-import os
 import struct
 import threading
 from collections.abc import Iterable, Sequence
@@ -88,10 +87,6 @@ CHUNK = 1 << 14  # ids per vectorised step: bounds the temporaries, large enough
 # Ids the kernel walks between two looks at compute_ahead's stop flag: at a million ids and 16,384
 # symbols about 9 ms of work, the longest a requester waits for the thread once the reply is in.
 AHEAD_PART = 1 << 15
-# From this many ids, a walk is split in two threads (the kernel releases the GIL): a responder's
-# first batch, or what a requester's walk ahead did not reach, on both cores where there are two.
-SPLIT_FROM = 1 << 17
-SPLIT = min(2, os.cpu_count() or 1)
 
 
 class FastEncoder(Encoder):
@@ -248,32 +243,6 @@ class FastEncoder(Encoder):
         """The next ``n`` symbols already serialised as ``riblt.encode_batch`` bodies (no header)."""
         return self._wire(n).tobytes()
 
-    def _encode_span(self, lo: int, hi: int, start: int, cells: _U64, counts: _I64) -> None:
-        """_encode_part, its second half in another thread when the span is long (SPLIT_FROM)."""
-        if SPLIT < 2 or hi - lo < SPLIT_FROM or not len(counts):
-            self._encode_part(lo, hi, start, cells, counts)
-            return
-        mid = (lo + hi) // 2
-        their_cells, their_counts = np.zeros_like(cells), np.zeros_like(counts)
-        failed: list[BaseException] = []
-
-        def other_half() -> None:
-            try:
-                self._encode_part(mid, hi, start, their_cells, their_counts)
-            except BaseException as exc:  # raised again below, on the caller's thread
-                failed.append(exc)
-
-        helper = threading.Thread(target=other_half, name="ledgersync-encode", daemon=True)
-        helper.start()
-        try:
-            self._encode_part(lo, mid, start, cells, counts)
-        finally:
-            helper.join()
-        if failed:
-            raise failed[0]
-        cells ^= their_cells
-        counts += their_counts
-
     def compute_ahead(self, n: int, stop: threading.Event | None = None) -> None:
         """Compute symbols [0, n) now, to be served by the next calls (the C kernel only), a part of
         the ids at a time (AHEAD_PART) until stop is set.
@@ -339,13 +308,13 @@ class FastEncoder(Encoder):
             held = min(end, len(ahead_counts))
             cells[: held - start] ^= ahead_cells[start:held]
             counts[: held - start] += ahead_counts[start:held]
-            self._encode_span(0, reach, held, cells[held - start :], counts[held - start :])
-            self._encode_span(reach, total, start, cells, counts)
+            self._encode_part(0, reach, held, cells[held - start :], counts[held - start :])
+            self._encode_part(reach, total, start, cells, counts)
             if held == len(ahead_counts):
                 self._ahead = None  # all it held is served
         else:
             self._ahead = None
-            self._encode_span(0, total, start, cells, counts)
+            self._encode_part(0, total, start, cells, counts)
         self._produced += n
 
     def _pack(self, acc: _U64, counts: _I64) -> npt.NDArray[np.void]:

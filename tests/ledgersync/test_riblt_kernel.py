@@ -189,23 +189,6 @@ def test_symbols_computed_ahead_until_stopped_are_the_symbols(
         assert early.produced == plain.produced
 
 
-@pytest.mark.parametrize("layout", [0, 1, 2])
-@pytest.mark.parametrize("parts", [0, 2, 100])
-def test_a_walk_split_in_two_threads_gives_the_same_symbols(
-    layout: int, parts: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Long walks (here: from 100 ids) take two threads, each half XORed into its own cells.
-    monkeypatch.setattr(riblt_numpy, "AHEAD_PART", 64)
-    ids = _layouts(parts, 500)[layout]
-    plain = FastEncoder(ids, SALT, kernel="c")
-    expected = [plain.next_batch_bytes(n) for n in (1, 30, 300, 5)]
-    monkeypatch.setattr(riblt_numpy, "SPLIT_FROM", 100)
-    monkeypatch.setattr(riblt_numpy, "SPLIT", 2)
-    split = FastEncoder(ids, SALT, kernel="c")
-    split.compute_ahead(50, _StopAfter(parts))
-    assert [split.next_batch_bytes(n) for n in (1, 30, 300, 5)] == expected
-
-
 def test_computing_ahead_is_ignored_once_symbols_were_produced() -> None:
     ids = IdSet.of(random.Random(2).randbytes(32) for _ in range(50))
     early, plain = FastEncoder(ids, SALT, kernel="c"), FastEncoder(ids, SALT, kernel="c")
