@@ -84,6 +84,9 @@ _WIRE = np.dtype([("id", "=u8", (_WORDS,)), ("checksum", "=u8"), ("count", "u1")
 assert _WIRE.itemsize == SYMBOL_SIZE
 TRIM_FROM = 1 << 17  # sets this large return their temporaries after each batch (a trim costs ~1 ms)
 CHUNK = 1 << 14  # ids per vectorised step: bounds the temporaries, large enough to amortise numpy calls
+# Ids the kernel walks between two looks at compute_ahead's stop flag: at a million ids and 16,384
+# symbols about 9 ms of work, the longest a requester waits for the thread once the reply is in.
+AHEAD_PART = 1 << 15
 
 
 class FastEncoder(Encoder):
@@ -111,7 +114,9 @@ class FastEncoder(Encoder):
         self._next: _I32 = np.zeros(0, dtype=np.int32)
         self._prepared = False
         self._prepare_lock = threading.Lock()
-        self._ahead: tuple[_U64, _I64] | None = None  # symbols [0, len) computed ahead: cells, counts
+        # Symbols [0, len(counts)) computed ahead over the ids before position `reach` of the layout
+        # (see _encode_part): cells, counts, reach.
+        self._ahead: tuple[_U64, _I64, int] | None = None
 
     @property
     def ids(self) -> IdSet:
@@ -174,21 +179,36 @@ class FastEncoder(Encoder):
         self._next = np.zeros(count, dtype=np.int32)
 
     def _accumulate(self, n: int) -> tuple[_U64, _I64]:
-        """XOR words (shape (5, n): four of the id, then the checksum) and counts of the next n symbols."""
+        """XOR words (shape (5, n): four of the id, then the checksum) and counts of the next n symbols
+        (the numpy rounds; the C kernel's path is accumulate_into)."""
         start = self._produced
         counts = np.zeros(n, dtype=np.int64)
-        if self.kernel == "c":
-            cells = np.zeros((n, _WORDS + 1), dtype=np.uint64)
-            if n and len(self._set):
-                base, picked = self._set.layout()
-                k0, k1 = struct.unpack(">2Q", self.salt)
-                _riblt_kernel.encode(base, picked, k0, k1, start, cells, counts)
-            return cells.T, counts
         acc = np.zeros((_WORDS + 1, n), dtype=np.uint64)
         for lo in range(0, len(self._next), self.chunk):
             hi = lo + self.chunk
             self._accumulate_chunk(acc, counts, self._words(lo, hi), self._checks[lo:hi], lo, start, n)
         return acc, counts
+
+    def _positions(self) -> int:
+        """How many positions the kernel walks over: the layout's ids (all, or under a mask) or picks."""
+        base, picked = self._set.layout()
+        return len(base) if picked is None or picked.dtype.itemsize == 1 else len(picked)
+
+    def _encode_part(self, lo: int, hi: int, start: int, cells: _U64, counts: _I64) -> None:
+        """The C kernel over positions [lo, hi) of the layout only: XOR symbols [start, start + len(counts))
+        of those ids into cells (a row each) and add their counts. The set's symbols are the XOR of
+        its parts', so the ids can be walked a part at a time, in any number of calls."""
+        if lo >= hi or not len(counts):
+            return
+        base, picked = self._set.layout()
+        if picked is None:
+            base = base[lo:hi]
+        elif picked.dtype.itemsize == 1:  # a mask over base: both sliced alike
+            base, picked = base[lo:hi], picked[lo:hi]
+        else:  # positions into base
+            picked = picked[lo:hi]
+        k0, k1 = struct.unpack(">2Q", self.salt)
+        _riblt_kernel.encode(base, picked, k0, k1, start, cells, counts)
 
     def _accumulate_chunk(
         self, acc: _U64, counts: _I64, words: _U64, checks: _U64, lo: int, start: int, n: int
@@ -223,17 +243,25 @@ class FastEncoder(Encoder):
         """The next ``n`` symbols already serialised as ``riblt.encode_batch`` bodies (no header)."""
         return self._wire(n).tobytes()
 
-    def compute_ahead(self, n: int) -> None:
-        """Compute symbols [0, n) now, to be served by the next calls (the C kernel only).
+    def compute_ahead(self, n: int, stop: threading.Event | None = None) -> None:
+        """Compute symbols [0, n) now, to be served by the next calls (the C kernel only), a part of
+        the ids at a time (AHEAD_PART) until stop is set.
 
-        A requester runs it while the responder builds its first batch, whose size it cannot know:
-        walking each id to index 2n costs only about 2 ln 2 steps more than to n, so a generous n
-        is nearly free, and the local symbols are ready when the remote ones arrive.
+        A requester runs it while the responder builds its first batch, whose size it cannot know,
+        and sets stop when the reply comes: the ids walked by then are served from here, the rest
+        are walked only as far as the batch needs (at a million ids, 16,384 symbols take about
+        0.28 s, one symbol 0.02 s: an equal set's reply comes long before a whole walk to 16,384).
         """
         if self.kernel != "c" or self._produced or n <= 0:
             return
-        acc, counts = self._accumulate(min(n, LAST))
-        self._ahead = acc.T, counts  # the kernel's layout: a row of four id words and the checksum each
+        n = min(n, LAST)
+        cells, counts = np.zeros((n, _WORDS + 1), dtype=np.uint64), np.zeros(n, dtype=np.int64)
+        total, reach = self._positions(), 0
+        while reach < total and not (stop is not None and stop.is_set()):
+            part = min(reach + AHEAD_PART, total)
+            self._encode_part(reach, part, 0, cells, counts)
+            reach = part
+        self._ahead = cells, counts, reach  # cells: a row of four id words and the checksum each
 
     def _check_range(self, n: int) -> None:
         if n < 0:
@@ -261,21 +289,32 @@ class FastEncoder(Encoder):
 
     def accumulate_into(self, cells: _U64, counts: _I64) -> None:
         """XOR the next len(counts) symbols into cells, a row of four id words and the checksum each
-        (the kernel's layout), and add their counts to counts: no array of their own (C kernel only)."""
+        (the kernel's layout), and add their counts to counts: no array of their own (C kernel only).
+
+        What was computed ahead serves the ids it reached, for the symbols it holds; those ids are
+        walked for the symbols past it, the ids it did not reach for all of them.
+        """
         n = len(counts)
         if self.kernel != "c":
             raise ValueError("accumulate_into needs the C kernel")
         self._check_range(n)
+        if not n or not len(self._set):
+            self._produced += n
+            return
+        start, end, total = self._produced, self._produced + n, self._positions()
         ahead = self._ahead
-        if ahead is not None and self._produced + n <= len(ahead[1]):
-            cells ^= ahead[0][self._produced : self._produced + n]
-            counts += ahead[1][self._produced : self._produced + n]
+        if ahead is not None and start < len(ahead[1]):
+            ahead_cells, ahead_counts, reach = ahead
+            held = min(end, len(ahead_counts))
+            cells[: held - start] ^= ahead_cells[start:held]
+            counts[: held - start] += ahead_counts[start:held]
+            self._encode_part(0, reach, held, cells[held - start :], counts[held - start :])
+            self._encode_part(reach, total, start, cells, counts)
+            if held == len(ahead_counts):
+                self._ahead = None  # all it held is served
         else:
             self._ahead = None
-            if n and len(self._set):
-                base, picked = self._set.layout()
-                k0, k1 = struct.unpack(">2Q", self.salt)
-                _riblt_kernel.encode(base, picked, k0, k1, self._produced, cells, counts)
+            self._encode_part(0, total, start, cells, counts)
         self._produced += n
 
     def _pack(self, acc: _U64, counts: _I64) -> npt.NDArray[np.void]:

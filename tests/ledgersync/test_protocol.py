@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from agent.ledgersync.protocol import (
     ReconciliationResult,
 )
 from agent.ledgersync.riblt import decode_batch, encode_batch
+from agent.ledgersync.riblt_numpy import FastEncoder
 from tests.ledgersync.conftest import A, B, C, Net
 
 
@@ -56,6 +58,26 @@ def test_the_restored_node_finds_what_it_lost_with_each_peer(
         assert t["t3"] not in result.missing_here  # B and C only: never A's to learn
         assert not result.used_id_list and result.exchanges == 2  # begin (decoded), end
         assert result.bytes_received < 64 * 41 + 200
+
+
+def test_the_requester_computes_ahead_only_until_the_reply_comes(
+    restored: tuple[Net, dict[str, SecureHash]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A walk ahead slower than the responder: it must be told the reply came, and then the ids it
+    # did not reach (here: none) are walked for the batch alone; the session decodes as ever.
+    net, t = restored
+    real = FastEncoder.compute_ahead
+    told: list[bool] = []
+
+    def slow(self: FastEncoder, n: int, stop: threading.Event | None = None) -> None:
+        assert stop is not None
+        told.append(stop.wait(30))
+        real(self, n, stop)
+
+    monkeypatch.setattr(FastEncoder, "compute_ahead", slow)
+    with_b = net.sync(A).reconcile(B)
+    assert told == [True]
+    assert with_b.missing_here == {t["t4"], t["t5"]} and with_b.exchanges == 2
 
 
 def test_the_responder_encodes_only_the_requesters_entitlement(

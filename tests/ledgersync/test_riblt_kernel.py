@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.errors import ReconciliationCodecError
+from agent.ledgersync import riblt_numpy
 from agent.ledgersync.idset import IdSet
 from agent.ledgersync.riblt import Decoder, Encoder, Symbol
 from agent.ledgersync.riblt_numpy import KERNEL, FastDecoder, FastEncoder
@@ -142,6 +144,46 @@ def test_symbols_computed_ahead_are_the_symbols(ahead: int) -> None:
     ids = IdSet.of(random.Random(ahead).randbytes(32) for _ in range(500))
     early, plain = FastEncoder(ids, SALT, kernel="c"), FastEncoder(ids, SALT, kernel="c")
     early.compute_ahead(ahead)
+    for n in (1, 30, 100, 300, 5):
+        assert early.next_batch_bytes(n) == plain.next_batch_bytes(n)
+        assert early.produced == plain.produced
+
+
+class _StopAfter(threading.Event):
+    """A stop flag that is set once it has been looked at `parts` times: the reply came then."""
+
+    def __init__(self, parts: int) -> None:
+        super().__init__()
+        self.looks = parts
+
+    def is_set(self) -> bool:
+        self.looks -= 1
+        return self.looks < 0
+
+
+def _layouts(seed: int, size: int) -> list[IdSet]:
+    """The same ids as an array of their own, as positions into a larger array, and under a mask."""
+    rng = random.Random(seed)
+    base = np.array(sorted(rng.randbytes(32) for _ in range(2 * size)), dtype="S32")
+    picked = np.array(sorted(rng.sample(range(2 * size), size)), dtype=np.int32)
+    mask = np.zeros(2 * size, dtype=bool)
+    mask[picked] = True
+    return [IdSet.from_array(base[picked]), IdSet(base, picked), IdSet.masked(base, mask, None)]
+
+
+@pytest.mark.parametrize("layout", [0, 1, 2])
+@pytest.mark.parametrize("parts", [0, 1, 3, 100])
+@pytest.mark.parametrize("ahead", [1, 50, 400])
+def test_symbols_computed_ahead_until_stopped_are_the_symbols(
+    layout: int, parts: int, ahead: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stopped after some parts of the ids: those are served from what was computed ahead (and
+    # walked further for symbols past it), the others walked now; the stream is the same.
+    monkeypatch.setattr(riblt_numpy, "AHEAD_PART", 64)
+    ids = _layouts(parts + ahead, 500)[layout]
+    early, plain = FastEncoder(ids, SALT, kernel="c"), FastEncoder(ids, SALT, kernel="c")
+    early.compute_ahead(ahead, _StopAfter(parts))
+    assert early._ahead is not None and early._ahead[2] == min(64 * parts, 1000 if layout == 2 else 500)
     for n in (1, 30, 100, 300, 5):
         assert early.next_batch_bytes(n) == plain.next_batch_bytes(n)
         assert early.produced == plain.produced
