@@ -241,24 +241,8 @@ def _flow_verb(args: argparse.Namespace) -> int:
     return 0 if done else 1
 
 
-# `ledger-agent flow <command>`: the catalogue's operation, and the parameter its argument is (a list
-# for ids and txnIds: the command takes several).
-RECOVERIES = {
-    "recoverFinality": ("recoverFinalityFlow", "id"),
-    "recoverFinalityFlows": ("recoverFinalityFlows", "ids"),
-    "recoverFinalityByTxnId": ("recoverFinalityFlowByTxnId", "txnId"),
-    "recoverFinalityByTxnIds": ("recoverFinalityFlowByTxnIds", "txnIds"),
-    "recoverAllFinality": ("recoverAllFinalityFlows", None),
-    "recoverFinalityMatching": ("recoverFinalityFlowsMatching", None),
-}
-QUERIES = {
-    "queryFinalityById": ("getFlowTransaction", "flowId"),
-    "queryFinalityByTxnId": ("getFlowTransactionByTxnId", "txnId"),
-}
-
-
 def _flow_recover(args: argparse.Namespace) -> int:
-    from agent.operator_api.recovery import dry_run_arguments
+    from agent.operator_api.recovery import RECOVERIES, dry_run_arguments
 
     name, key = RECOVERIES[args.flow_command]
     body: dict[str, Any] = {"forceRecover": args.force_recover}
@@ -321,7 +305,7 @@ def _recovery_job(args: argparse.Namespace, body: dict[str, Any]) -> int:
 
 def _flow_status(args: argparse.Namespace) -> int:
     from agent.client.launcher import AgentProcessError
-    from agent.operator_api.recovery import flow_transaction_report
+    from agent.operator_api.recovery import QUERIES, flow_transaction_report
 
     name, _ = QUERIES[args.query]
     client = _management(args.config, args.user)

@@ -59,6 +59,8 @@ from agent.operator_api.catalogue import COMMANDS, FILTER_KEYS, Command, Kind, f
 from agent.operator_api.flows import result_text
 from agent.operator_api.layout import PASSWORD_FILE
 from agent.operator_api.recovery import (
+    QUERIES,
+    RECOVERIES,
     dry_run_arguments,
     flow_transaction_report,
     recovered_text,
@@ -254,18 +256,6 @@ FORCE_RECOVER = "--force-recover"
 DRY_RUN = "--dry-run"
 JOB = "--job"  # a recovery as a job on the agent, followed to its end
 MANY = ("ids", "txnIds")  # the recovery commands taking several ids: a map of results, as recoverAllFinality
-RECOVERIES = {  # the shell's command: the operation, and the parameter its first word (or words) is
-    "recoverFinality": ("recoverFinalityFlow", "id"),
-    "recoverFinalityFlows": ("recoverFinalityFlows", "ids"),
-    "recoverFinalityByTxnId": ("recoverFinalityFlowByTxnId", "txnId"),
-    "recoverFinalityByTxnIds": ("recoverFinalityFlowByTxnIds", "txnIds"),
-    "recoverAllFinality": ("recoverAllFinalityFlows", None),
-    "recoverFinalityMatching": ("recoverFinalityFlowsMatching", None),
-}
-QUERIES = {
-    "queryFinalityById": ("getFlowTransaction", "flowId"),
-    "queryFinalityByTxnId": ("getFlowTransactionByTxnId", "txnId"),
-}
 CORDA_BULK_VERBS = ("pauseAll", "pauseAllHospitalized", "retryAllPaused", "retryAllPausedHospitalized")
 WAIT_FOR_ANSWER_S = 90.0
 JOB_WAIT_S = 3600.0  # how long the shell follows a bulk job it started (the job goes on after)

@@ -21,6 +21,21 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+# The tools' finality commands (`flow <command>`, `flowStatus <query>`, Corda's shell names): the
+# catalogue's operation, and the parameter its argument is (a list for ids and txnIds).
+RECOVERIES = {
+    "recoverFinality": ("recoverFinalityFlow", "id"),
+    "recoverFinalityFlows": ("recoverFinalityFlows", "ids"),
+    "recoverFinalityByTxnId": ("recoverFinalityFlowByTxnId", "txnId"),
+    "recoverFinalityByTxnIds": ("recoverFinalityFlowByTxnIds", "txnIds"),
+    "recoverAllFinality": ("recoverAllFinalityFlows", None),
+    "recoverFinalityMatching": ("recoverFinalityFlowsMatching", None),
+}
+QUERIES = {
+    "queryFinalityById": ("getFlowTransaction", "flowId"),
+    "queryFinalityByTxnId": ("getFlowTransactionByTxnId", "txnId"),
+}
+
 
 def recovered_text(target: str, recovered: bool, *, flow_id: str | None = None) -> str:
     """One recovery's line: the flow's id when recovered (by transaction id too, when it is known)."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import peewee
 
-from agent.ledger.transactions import SignedTransaction, encode_state
+from agent.ledger.transactions import SignedTransaction, TransactionState, encode_state
 from agent.ledger.vault import StateStatus, StatesToRecord, TransactionStatus, outputs_to_record
 from agent.store.database import BULK_CACHE_KIB, is_sqlite, write_transaction
 from agent.store.models import Schema, UtcDateTimeField
@@ -70,6 +70,22 @@ def execute_rows(database: peewee.Database, sql: str, rows: Sequence[tuple[Any, 
 
         # psycopg2's executemany is one round trip per row; execute_batch sends pages.
         execute_batch(cursor, sql.replace("?", "%s"), rows, page_size=1000)
+
+
+def vault_row(
+    tx_id: str, index: int, state: TransactionState, notary: str | None, relevancy: int, when: Any
+) -> tuple[Any, ...]:
+    """A new vault_states row, in the column order of the bulk inserts (UNCONSUMED)."""
+    return (
+        tx_id,
+        index,
+        state.contract,
+        encode_state(state),
+        notary,
+        int(StateStatus.UNCONSUMED),
+        int(relevancy),
+        when,
+    )
 
 
 class BulkWriter:
@@ -149,18 +165,7 @@ class BulkWriter:
             notary = str(tx.notary.name) if tx.notary else None
             for index, relevancy in outputs_to_record(tx, our_keys, self.states_to_record):
                 state = tx.outputs[index]
-                vault_rows.append(
-                    (
-                        tx_id,
-                        index,
-                        state.contract,
-                        encode_state(state),
-                        notary,
-                        int(StateStatus.UNCONSUMED),
-                        int(relevancy),
-                        self.when,
-                    )
-                )
+                vault_rows.append(vault_row(tx_id, index, state, notary, relevancy, self.when))
                 for party in state.participants:
                     key_hash = hashlib.sha256(party.owning_key.raw).hexdigest()
                     party_rows.append((tx_id, index, key_hash, str(party.name)))

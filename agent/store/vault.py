@@ -15,7 +15,7 @@ from agent.ledger.transactions import StateRef, WireTransaction, decode_state, e
 from agent.ledger.vault import RelevancyStatus, StateStatus, StatesToRecord, outputs_to_record
 from agent.ports.paging import check_page_size
 from agent.ports.vault import VaultRecord
-from agent.store.bulk import execute_rows, insert_rows
+from agent.store.bulk import execute_rows, insert_rows, vault_row
 from agent.store.models import Schema, UtcDateTimeField, VaultState
 
 _VAULT_COLUMNS = (
@@ -101,18 +101,7 @@ class VaultRepository:
             notary = str(tx.notary.name) if tx.notary else None
             for index, relevancy in outputs_to_record(tx, self.our_keys, states_to_record):
                 state = tx.outputs[index]
-                vault_rows.append(
-                    (
-                        tx_id,
-                        index,
-                        state.contract,
-                        encode_state(state),
-                        notary,
-                        int(StateStatus.UNCONSUMED),
-                        int(relevancy),
-                        when,
-                    )
-                )
+                vault_rows.append(vault_row(tx_id, index, state, notary, relevancy, when))
                 for p in state.participants:
                     party_rows[(tx_id, index, key_hash(p.owning_key))] = str(p.name)
             consumed = int(StateStatus.CONSUMED)
