@@ -25,8 +25,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# A worker per core; a test file stays on one worker (its module fixtures, such as the demo's run, are
+# made once). PYTEST_WORKERS=0 runs in this process, for a debugger.
+PYTEST_WORKERS ?= auto
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 # The seeded network simulation beyond CI's 200 seeds (docs/simulation.md): make simulate SEEDS=20000
 SEEDS ?= 5000

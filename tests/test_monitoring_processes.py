@@ -79,6 +79,25 @@ class Prometheus:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Poll /-/ready: until the TSDB is open the query API answers 503 "Service Unavailable"."""
+        deadline = time.monotonic() + DEADLINE_S
+        pause = threading.Event()
+        while True:
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=5, trust_env=False).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass  # not listening yet
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"prometheus exited:\n{self.log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"prometheus not ready within {DEADLINE_S:.0f} s:\n{self.log.read_text()[-3000:]}"
+                )
+            pause.wait(0.1)
 
     def stop(self) -> int | None:
         if self.process is None or self.process.poll() is not None:

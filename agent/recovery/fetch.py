@@ -10,7 +10,9 @@ with its descendants, and the rest go on.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,13 +23,14 @@ from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.transactions import SignedTransaction
 from agent.ledger.vault import TransactionStatus
-from agent.ledger.verification import ChainResolver, dependency_order, verify
+from agent.ledger.verification import ChainResolver, bad_signature, dependency_order, verify
 from agent.p2p.client import PeerClient
 from agent.ports.transactions import TransactionReader
 from agent.recovery.protocol import MAX_IDS, TOPIC_TRANSACTIONS
 
 MAX_ROOTS = MAX_IDS  # the roots a back-chain request names, at most
 VERIFIED = TransactionStatus.VERIFIED
+SIGNATURE_THREADS = 2  # the machines we measure on have 2 cores (BENCHMARKS.md)
 REQUEST_IDS = 500  # a reply of 500 transactions stays far below the network's maxMessageSize
 
 
@@ -51,6 +54,16 @@ class Fetched:
         self.transactions_fetched += other.transactions_fetched
 
 
+@dataclass(frozen=True)
+class Ahead:
+    """A first request asked before its step needs it: the next batch's, while this one is verified and
+    recorded (the peers' work then overlaps ours). Only a cache: the step uses what it asks of it and
+    asks the rest; a failed one is asked again, and fails there as usual."""
+
+    ids: frozenset[str]
+    reply: Future[dict[str, Any]]
+
+
 class TransactionFetcher:
     def __init__(
         self, peers: PeerClient, transactions: TransactionReader, contracts: ContractRegistry
@@ -58,6 +71,7 @@ class TransactionFetcher:
         self.peers = peers
         self.transactions = transactions
         self.contracts = contracts
+        self._signers: ThreadPoolExecutor | None = None
 
     def sizes(self, peer: X500Name, ids: Sequence[str]) -> dict[str, Any]:
         """A dry run's question: how many of ids the peer would give us, their bytes, and the others
@@ -101,14 +115,45 @@ class TransactionFetcher:
         """Ask peer for ids and their missing back-chains; PeerError when the peer cannot be asked."""
         return self.fetch_many({peer: ids})[peer]
 
+    def ask_ahead(
+        self, asks: Mapping[X500Name, Sequence[str]], submit: Callable[..., Future[dict[str, Any]]]
+    ) -> dict[X500Name, Ahead]:
+        """Start the first requests of a later fetch_many (submit: a pool's submit)."""
+        return {
+            peer: Ahead(frozenset(ids), submit(self._ask, peer, list(ids), ()))
+            for peer, ids in asks.items()
+            if ids
+        }
+
+    def _first(self, peer: X500Name, ids: Sequence[str], ahead: Ahead | None) -> dict[str, Any]:
+        if ahead is None:
+            return self._ask(peer, ids, ())
+        try:
+            early = ahead.reply.result()
+        except AgentError:
+            return self._ask(peer, ids, ())
+        wanted = set(ids)
+        reply = {key: [i for i in early[key] if _asked(i, wanted)] for key in ("txs", "denied", "unknown")}
+        rest = [i for i in ids if i not in ahead.ids]
+        if rest:
+            more = self._ask(peer, rest, ())
+            for key in ("txs", "denied", "unknown"):
+                reply[key] += more[key]
+        return reply
+
     def fetch_many(
-        self, asks: Mapping[X500Name, Sequence[str]], run: Mapper | None = None
+        self,
+        asks: Mapping[X500Name, Sequence[str]],
+        run: Mapper | None = None,
+        ahead: Mapping[X500Name, Ahead] | None = None,
     ) -> dict[X500Name, Fetched]:
         """Ask each peer for its ids, then for the back-chains none of the replies brought (each from the
         peer whose transaction needs it), and verify everything once, parents first: a transaction
         one peer sends is back-chain for another's. run maps a function over the peers (a pool's map
-        asks them in parallel). PeerError when a peer cannot be asked."""
+        asks them in parallel); ahead holds first requests already under way (ask_ahead). PeerError
+        when a peer cannot be asked."""
         mapper: Mapper = run or (lambda f, items: [f(i) for i in items])
+        early = dict(ahead or {})
         results = {peer: Fetched() for peer in asks}
         got: dict[SecureHash, tuple[SignedTransaction, TransactionStatus]] = {}
         source: dict[SecureHash, X500Name] = {}
@@ -118,7 +163,10 @@ class TransactionFetcher:
         first = True
         while requests:
             items = list(requests.items())
-            replies = mapper(lambda item: self._ask(item[0], item[1], roots[item[0]]), items)
+            if first:
+                replies = mapper(lambda item: self._first(item[0], item[1], early.get(item[0])), items)
+            else:
+                replies = mapper(lambda item: self._ask(item[0], item[1], roots[item[0]]), items)
             for (peer, _), reply in zip(items, replies, strict=True):
                 brought = self._absorb(reply, got, results[peer])
                 source.update(dict.fromkeys(brought, peer))
@@ -173,6 +221,18 @@ class TransactionFetcher:
             result.failed[str(tx_id)] = "the peer does not hold it"
         return brought
 
+    def _bad_signatures(self, stxs: Sequence[SignedTransaction]) -> dict[SecureHash, AgentError]:
+        """The batch's signatures checked on SIGNATURE_THREADS threads (the check releases the GIL):
+        the transactions with one that does not verify."""
+        if self._signers is None:
+            self._signers = ThreadPoolExecutor(SIGNATURE_THREADS, thread_name_prefix="signature-check")
+            weakref.finalize(self, self._signers.shutdown, wait=False)
+        parts = [stxs[i::SIGNATURE_THREADS] for i in range(SIGNATURE_THREADS)]
+        found: dict[SecureHash, AgentError] = {}
+        for part in self._signers.map(lambda part: [(s.id, bad_signature(s)) for s in part], parts):
+            found.update((tx_id, error) for tx_id, error in part if error is not None)
+        return found
+
     def _verify(
         self,
         got: dict[SecureHash, tuple[SignedTransaction, TransactionStatus]],
@@ -188,14 +248,30 @@ class TransactionFetcher:
             if ref.txhash not in got
         }
         chain.verified.update(self.transactions.producing_transactions(outside))
+        bad = self._bad_signatures([stx for stx, _ in got.values()])
         for stx in dependency_order([stx for stx, _ in got.values()]):
             status = got[stx.id][1]
             result = results[source[stx.id]]
             try:
-                verify(stx, chain, self.contracts, check_notary_signature=status is VERIFIED)
+                if stx.id in bad:
+                    raise bad[stx.id]
+                verify(
+                    stx,
+                    chain,
+                    self.contracts,
+                    check_notary_signature=status is VERIFIED,
+                    signatures_checked=True,
+                )
             except AgentError as exc:
                 result.failed[str(stx.id)] = f"{type(exc).__name__}: {exc}"
                 continue
             if status is VERIFIED:  # only a VERIFIED transaction is back-chain
                 chain.verified[stx.id] = stx.tx
             result.verified.append((stx, status))
+
+
+def _asked(item: Any, wanted: set[str]) -> bool:
+    """Whether a reply's item (an id, or a list led by one) is for one of wanted; a malformed one is
+    kept, for _absorb to refuse by name."""
+    key = item[0] if isinstance(item, list) and item else item
+    return not isinstance(key, str) or key in wanted

@@ -61,7 +61,7 @@ from agent.ports.recovery import (
 from agent.ports.transactions import Recording, TransactionStore
 from agent.recovery.aes_keys import NodeAesKeys
 from agent.recovery.distribution_list import DistributionListError, decrypt
-from agent.recovery.fetch import Fetched, TransactionFetcher
+from agent.recovery.fetch import Ahead, Fetched, TransactionFetcher
 from agent.recovery.parameters import LedgerRecoveryParameters
 from agent.recovery.protocol import (
     RECEIVER,
@@ -121,6 +121,7 @@ class LedgerRecoveryFlow(Flow):
         self.deps = deps
         self.params = LedgerRecoveryParameters.from_state(state["params"])
         self._executor: ThreadPoolExecutor | None = None
+        self._ahead: dict[X500Name, Ahead] = {}  # the next batch's first requests, under way
 
     @classmethod
     def initial_state(cls, params: LedgerRecoveryParameters) -> dict[str, Any]:
@@ -166,7 +167,7 @@ class LedgerRecoveryFlow(Flow):
             if not self.params.dry_run:
                 pending = self._pending(ledgersync=True)  # what records did not already bring
                 if pending:
-                    return self._recover(pending, ctx.flow_id)
+                    return self._recover(pending, ctx.flow_id, ledgersync=True)
             if self.params.dry_run and "plan" not in self.state:
                 return self._size_plan()
             if self.state["push"]:
@@ -286,7 +287,8 @@ class LedgerRecoveryFlow(Flow):
         and with them new malloc arenas and database connections that RSS keeps."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(
-                max_workers=max(1, min(8, len(self.params.recovery_peers))),
+                # Two a peer: a batch's requests beside the next batch's asked ahead.
+                max_workers=max(2, min(8, 2 * len(self.params.recovery_peers))),
                 thread_name_prefix="ledger-recovery",
             )
             weakref.finalize(self, self._executor.shutdown, wait=False)
@@ -455,6 +457,12 @@ class LedgerRecoveryFlow(Flow):
             self.state["dryResults"].extend([r.tx_id, r.peer, r.role, False, False, None] for r in rows)
             return Advance(step)
 
+        # The rows the next step will take (pending's order), asked for while these are written.
+        upcoming: dict[str, list[MissingTransaction]] = {}
+        for row in sorted(rows, key=lambda r: (r.timestamp, r.timestamp_discriminator, r.tx_id, r.peer)):
+            upcoming.setdefault(row.peer, []).append(row)
+        self._ask_ahead({p: r[: self.params.recovery_batch_size] for p, r in upcoming.items()}, set())
+
         def effect() -> None:
             self.deps.log.add_missing(rows)
             for key, cursor in cursors:
@@ -473,7 +481,39 @@ class LedgerRecoveryFlow(Flow):
                 pending[str(peer)] = rows
         return pending
 
-    def _recover(self, pending: dict[str, list[MissingTransaction]], flow_id: str) -> StepOutcome:
+    def _ask_ahead(self, upcoming: dict[str, list[MissingTransaction]], coming: set[SecureHash]) -> None:
+        """Ask now for the next batch's transactions (upcoming: its rows by peer), so that the peers
+        serve them while this step is recorded. The next step asks for whatever this guessed wrong
+        (rows this step's commit changes); coming: what this step records itself."""
+        first: dict[str, str] = {}
+        for peer in self.params.recovery_peers:
+            for row in upcoming.get(str(peer), ()):
+                first.setdefault(row.tx_id, str(peer))
+        if not first:
+            return
+        held = self.deps.transactions.transaction_statuses([SecureHash.parse(t) for t in first])
+        asks: dict[X500Name, list[str]] = {}
+        for tx_id, name in first.items():
+            h = SecureHash.parse(tx_id)
+            if h not in coming and held.get(h) is not TransactionStatus.VERIFIED:
+                asks.setdefault(X500Name.parse(name), []).append(tx_id)
+        self._ahead = self.deps.fetcher.ask_ahead(asks, self._pool().submit)
+
+    def _pending_after(
+        self, current: dict[str, list[MissingTransaction]], *, ledgersync: bool
+    ) -> dict[str, list[MissingTransaction]]:
+        """The batch _pending will give once this one's rows are marked."""
+        batch = self.params.recovery_batch_size
+        after: dict[str, list[MissingTransaction]] = {}
+        for peer in self.params.recovery_peers:
+            now = {r.tx_id for r in current.get(str(peer), ())}
+            rows = self.deps.log.pending(peer=str(peer), limit=batch + len(now), ledgersync=ledgersync)
+            after[str(peer)] = [r for r in rows if r.tx_id not in now][:batch]
+        return after
+
+    def _recover(
+        self, pending: dict[str, list[MissingTransaction]], flow_id: str, *, ledgersync: bool = False
+    ) -> StepOutcome:
         # The last batch's replies (about 1 MB a request) are freed by now: give their pages back to
         # the OS, or glibc keeps them and RSS grows a batch at a time.
         release_freed_memory()
@@ -491,7 +531,10 @@ class LedgerRecoveryFlow(Flow):
             for peer, rows in pending.items()
         }
         pool = self._pool()
-        by_peer = self.deps.fetcher.fetch_many(asks, run=lambda f, items: list(pool.map(f, items)))
+        ahead, self._ahead = self._ahead, {}
+        by_peer = self.deps.fetcher.fetch_many(
+            asks, run=lambda f, items: list(pool.map(f, items)), ahead=ahead
+        )
         fetched = {str(peer): f for peer, f in by_peer.items()}
         got = {str(stx.id) for f in fetched.values() for stx, _ in f.verified}
         for peer, rows in pending.items():
@@ -514,6 +557,7 @@ class LedgerRecoveryFlow(Flow):
             self.state["push"].extend(plan.to_push)
         self.state["inFlight"].extend(plan.in_flight)
         self.state["recovered"] += 1
+        self._ask_ahead(self._pending_after(pending, ledgersync=ledgersync), set(plan.verified))
         if self.params.verbose_logging:
             log.info(
                 "LedgerRecoveryFlow: RECOVERED_%d: %d transaction(s), %d record(s), %d error(s)",
@@ -661,6 +705,16 @@ class _RecordingPlan:
         for stx in copies:
             self._count(stx.id)
             self.back_chain.append(stx)
+        # Held already (another peer's row of it came in an earlier batch): only its records were lost.
+        # Read in one query rather than a row at a time.
+        stored = self.deps.transactions.raw_transactions(
+            [
+                h
+                for h in asked
+                if h not in verified
+                and statuses.get(h) in (TransactionStatus.VERIFIED, TransactionStatus.IN_FLIGHT)
+            ]
+        )
         for row in rows:
             tx_id = SecureHash.parse(row.tx_id)
             try:
@@ -686,9 +740,8 @@ class _RecordingPlan:
                 self.marks.append((row, RECOVERED, None))
                 continue
             else:  # we hold the transaction: only its records were lost
-                stored = self.deps.transactions.get_stored(tx_id)
-                assert stored is not None
-                self.writes.append((stored.stx, stored.status, states, sender_records, receiver_record))
+                raw = stored[tx_id]
+                self.writes.append((raw.stx(), raw.status, states, sender_records, receiver_record))
             self.records += len(sender_records) + (receiver_record is not None)
             self.marks.append((row, RECOVERED, None))
             self.results.append(

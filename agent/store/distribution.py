@@ -163,16 +163,15 @@ class DistributionRepository:
         found: set[SecureHash] = set()
         for model in (self.schema.sender_distr_recs, self.schema.receiver_distr_recs):
             for i in range(0, len(ids), _IN_CHUNK):
-                rows: Iterator[tuple[str]] = (
-                    model.select(model.transaction_id)
-                    .where(
-                        (model.peer_party_id == peer.peer_id)
-                        & model.transaction_id.in_(ids[i : i + _IN_CHUNK])
-                    )
+                # Selected by id alone and the peer compared here: given both, SQLite (no statistics)
+                # walks the primary key's peer prefix, every record of the peer for each chunk.
+                rows: Iterator[tuple[str, str]] = (
+                    model.select(model.transaction_id, model.peer_party_id)
+                    .where(model.transaction_id.in_(ids[i : i + _IN_CHUNK]))
                     .tuples()
                     .iterator()
                 )
-                found.update(wanted[r[0]] for r in rows)
+                found.update(wanted[tx] for tx, party in rows if party == peer.peer_id)
         return found
 
     def record_keys(
@@ -182,10 +181,15 @@ class DistributionRepository:
         ids = sorted(set(tx_ids))
         found: set[tuple[str, datetime, int]] = set()
         for i in range(0, len(ids), 500):
-            query = model.select(model.transaction_id, model.timestamp, model.timestamp_discriminator).where(
-                (model.peer_party_id == peer.peer_id) & model.transaction_id.in_(ids[i : i + 500])
+            # By id alone, the peer compared here: see ids_with_records.
+            query = model.select(
+                model.transaction_id, model.timestamp, model.timestamp_discriminator, model.peer_party_id
+            ).where(model.transaction_id.in_(ids[i : i + 500]))
+            found.update(
+                (r.transaction_id, r.timestamp, r.timestamp_discriminator)
+                for r in query
+                if r.peer_party_id == peer.peer_id
             )
-            found.update((r.transaction_id, r.timestamp, r.timestamp_discriminator) for r in query)
         return found
 
     def transactions_without_records(self, *, after: str | None = None, limit: int = 1000) -> list[str]:
