@@ -84,7 +84,7 @@ LEDGER_RECOVERY_FLOW = "LedgerRecoveryFlow"
 NARROWING_PARTS = 64
 RECONCILE_POLL_S = 0.5
 # What a dry run's time estimate assumes: the recovery rate measured by bench/recover.py (BENCHMARKS.md).
-ESTIMATED_TX_PER_S = 250
+ESTIMATED_TX_PER_S = 400
 MAX_RESULTS_RETURNED = 10_000  # the rest stay in node_recovery_results
 
 
