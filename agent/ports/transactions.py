@@ -158,6 +158,14 @@ class TransactionStore(TransactionReader, Protocol):
         for each. Those new to the store are written a table at a time (Ledger Recovery's batches)."""
         ...
 
+    def record_distribution(
+        self, sender_records: Sequence[SenderDistribution], receiver_records: Sequence[ReceiverDistribution]
+    ) -> None:
+        """The distribution records of transactions the store holds, without touching the transactions
+        or the vault (what record_transaction writes for a transaction recorded already): Ledger
+        Recovery rebuilding the records a restore lost, without reading the transactions back."""
+        ...
+
     def remove_in_flight(self, tx_id: SecureHash) -> bool:
         """Undo the first phase after a notary conflict: the IN_FLIGHT row and its distribution rows."""
         ...

@@ -674,6 +674,9 @@ class _RecordingPlan:
                 ReceiverDistribution | None,
             ]
         ] = []
+        # The records of transactions we hold, written without reading the transactions back.
+        self.sender_records: list[SenderDistribution] = []
+        self.receiver_records: list[ReceiverDistribution] = []
         self.back_chain: list[SignedTransaction] = []
         self.back_chain_states: dict[SecureHash, StatesToRecord] = {}
         self.marks: list[tuple[MissingTransaction, str, str | None]] = []
@@ -705,16 +708,6 @@ class _RecordingPlan:
         for stx in copies:
             self._count(stx.id)
             self.back_chain.append(stx)
-        # Held already (another peer's row of it came in an earlier batch): only its records were lost.
-        # Read in one query rather than a row at a time.
-        stored = self.deps.transactions.raw_transactions(
-            [
-                h
-                for h in asked
-                if h not in verified
-                and statuses.get(h) in (TransactionStatus.VERIFIED, TransactionStatus.IN_FLIGHT)
-            ]
-        )
         for row in rows:
             tx_id = SecureHash.parse(row.tx_id)
             try:
@@ -739,9 +732,10 @@ class _RecordingPlan:
             elif row.record_type == LEDGERSYNC:  # its records already brought it back
                 self.marks.append((row, RECOVERED, None))
                 continue
-            else:  # we hold the transaction: only its records were lost
-                raw = stored[tx_id]
-                self.writes.append((raw.stx(), raw.status, states, sender_records, receiver_record))
+            else:  # we hold it (another peer's row brought it in an earlier batch): only records lost
+                self.sender_records.extend(sender_records)
+                if receiver_record is not None:
+                    self.receiver_records.append(receiver_record)
             self.records += len(sender_records) + (receiver_record is not None)
             self.marks.append((row, RECOVERED, None))
             self.results.append(
@@ -833,6 +827,7 @@ class _RecordingPlan:
                 for r in sorted(recordings, key=lambda r: order[r.stx.id])
             ]
         )
+        self.deps.transactions.record_distribution(self.sender_records, self.receiver_records)
         self.deps.log.mark_many(
             [(row.tx_id, row.peer, row.record_type, outcome, cause) for row, outcome, cause in self.marks],
             self.now,

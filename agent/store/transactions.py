@@ -200,6 +200,12 @@ class TransactionRepository:
             [r.receiver_record for r, _ in run if r.receiver_record is not None],
         )
 
+    def record_distribution(
+        self, sender_records: Sequence[SenderDistribution], receiver_records: Sequence[ReceiverDistribution]
+    ) -> None:
+        with write_transaction(self.database):
+            self.distribution.write_many(sender_records, receiver_records)
+
     def remove_in_flight(self, tx_id: SecureHash) -> bool:
         """Undo the first phase after a notary conflict: the IN_FLIGHT row and its distribution rows."""
         nt = self.schema.node_transactions

@@ -61,6 +61,23 @@ def test_record_transactions_writes_rows_vault_and_records_as_record_transaction
     assert heard == [(issued.id, V), (moved.id, V)]
 
 
+def test_record_distribution_adds_records_of_held_transactions_and_touches_nothing_else(
+    store: LedgerStore, alice: Actor, bob: Actor, charlie: Actor, notary_actor: Actor
+) -> None:
+    issued = issue(alice, notary_actor, 100)
+    store.transactions.record_transaction(issued, sender_records=[sent(issued, bob)])
+    heard: list[SecureHash] = []
+    store.transactions.add_listener(lambda stx, status: heard.append(stx.id))
+    before = states(store)
+    received = ReceiverDistribution(issued.id, charlie.name, NOW, 3, b"\x02sealed", REL)
+    store.transactions.record_distribution([sent(issued, charlie)], [received])
+    store.transactions.record_distribution([sent(issued, charlie)], [received])  # again: the same rows
+    assert {r.peer for r in store.distribution.sender_records(issued.id)} == {bob.name, charlie.name}
+    assert store.distribution.receiver_records(issued.id) == [received]
+    assert states(store) == before and heard == []
+    assert store.transactions.transaction_statuses([issued.id]) == {issued.id: V}
+
+
 def test_record_transactions_finalises_in_place_and_leaves_verified_rows_alone(
     store: LedgerStore, alice: Actor, bob: Actor, notary_actor: Actor
 ) -> None:
