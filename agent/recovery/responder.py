@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from agent.clock import Clock
-from agent.errors import IdentityError, SerializationError
+from agent.errors import SerializationError
 from agent.ledger import serialization as ser
 from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
 from agent.ledger.hashing import SecureHash
@@ -26,6 +26,7 @@ from agent.ports.distribution import DistributionRecords, RecordCursor, TimeWind
 from agent.ports.transactions import TransactionReader
 from agent.recovery.aes_keys import NodeAesKeys
 from agent.recovery.distribution_list import DistributionList, PublicHeader, encrypt
+from agent.recovery.naming import parties_named
 from agent.recovery.protocol import (
     MAX_IDS,
     MAX_PARTS,
@@ -220,40 +221,12 @@ class RecoveryResponder:
 
     def _entitled(self, requester: X500Name, txs: Mapping[SecureHash, SignedTransaction]) -> set[SecureHash]:
         """Of txs, those a distribution record, or a state or signature of the transaction, names the
-        requester in; a few queries for the lot."""
+        requester in (naming.named_parties, the rule a push is checked by); a few queries for the lot."""
         entitled = self.distribution.ids_with_records(requester, txs) if txs else set()
         rest = {h: stx for h, stx in txs.items() if h not in entitled}
-        if not rest:
-            return entitled
-        try:
-            key = self.network_map.node(requester).party.owning_key
-        except IdentityError:  # not in the map: it cannot be a signer we know of
-            key = None
-        for h, stx in rest.items():
-            tx = stx.tx
-            if any(p.name == requester for state in tx.outputs for p in state.participants) or (
-                key is not None and key in tx.required_signers()
-            ):
-                entitled.add(h)
-        refs = [
-            ref
-            for h, stx in rest.items()
-            if h not in entitled
-            for ref in (*stx.tx.inputs, *stx.tx.references)
-        ]
-        producers = self.transactions.producing_transactions({ref.txhash for ref in refs})
-        for h, stx in rest.items():
-            if h in entitled:
-                continue
-            for ref in (*stx.tx.inputs, *stx.tx.references):
-                wire = producers.get(ref.txhash)
-                if (
-                    wire is not None
-                    and ref.index < len(wire.outputs)
-                    and any(p.name == requester for p in wire.outputs[ref.index].participants)
-                ):
-                    entitled.add(h)
-                    break
+        if rest:
+            named = parties_named(rest, self.transactions, self.network_map)
+            entitled |= {h for h, names in named.items() if requester in names}
         return entitled
 
     def _in_back_chains(
