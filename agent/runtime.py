@@ -138,7 +138,14 @@ def build_runtime(
     aes_keys = NodeAesKeys(store.keys, node.identity.name)
     aes_keys.keys()  # ten keys at first start, as Corda does
     deps = FinalityDeps(
-        node.identity, node.ledger, store.transactions, store.distribution, peers, aes_keys, clock
+        node.identity,
+        node.ledger,
+        store.transactions,
+        store.distribution,
+        peers,
+        aes_keys,
+        clock,
+        node.network_map,
     )
     finality = FinalityService(deps, engine, node.notary)
     finality.register(peer_service)

@@ -30,7 +30,13 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from agent.clock import Clock, from_epoch_ms, to_epoch_ms
-from agent.errors import FinalityError, NotaryConflictError, PeerError, TransactionResolutionError
+from agent.errors import (
+    FinalityError,
+    IdentityError,
+    NotaryConflictError,
+    PeerError,
+    TransactionResolutionError,
+)
 from agent.flows.flow import STARTED, Advance, Await, Flow, FlowContext, StepOutcome
 from agent.ledger import serialization as ser
 from agent.ledger.distribution import ReceiverDistribution, SenderDistribution
@@ -38,6 +44,7 @@ from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import Party, X500Name
 from agent.ledger.transactions import SignedTransaction, decode_signatures, encode_signatures
 from agent.ledger.vault import StatesToRecord, TransactionStatus
+from agent.network.network_map import NetworkMap
 from agent.ports.distribution import DistributionRecords
 from agent.ports.transactions import TransactionStore
 from agent.recovery.aes_keys import NodeAesKeys
@@ -86,7 +93,34 @@ class FinalityDeps:
     peers: Peers
     aes_keys: NodeAesKeys
     clock: Clock
+    network_map: NetworkMap
     outcome_timeout: timedelta = DEFAULT_OUTCOME_TIMEOUT
+
+
+def withdrawal_refused(deps: FinalityDeps, tx_id: SecureHash, sender: X500Name) -> str | None:
+    """Why sender may not withdraw (abort) the transaction here; None when it may.
+
+    Only the initiator of its finality may: a party that sent it to us and is one of its required
+    signers (the initiator signs what it finalises), or else the only party that sent it to us. Any
+    member may send us a transaction it holds (an observer passing it on) and so hold a receiver
+    record of it; that alone must not let it undo another party's finality (issue 16, item 2).
+    """
+    senders = {r.sender for r in deps.distribution.receiver_records(tx_id)}
+    if sender not in senders:
+        return "only its sender may withdraw it"
+    if senders == {sender}:
+        return None
+    stored = deps.transactions.get_stored(tx_id)
+    try:
+        key = deps.network_map.node(sender).party.owning_key
+    except IdentityError:
+        key = None
+    if stored is not None and key is not None and key in stored.stx.tx.required_signers():
+        return None
+    return (
+        "only the initiator of its finality may withdraw it: "
+        f"{', '.join(sorted(str(s) for s in senders - {sender}))} sent it to us too, and {sender} is not its signer"
+    )
 
 
 # Like Corda's JVM-global AtomicInteger: it tells apart records made in the same second; not persisted.

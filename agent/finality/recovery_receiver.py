@@ -24,7 +24,7 @@ import threading
 from typing import Any, Protocol
 
 from agent.errors import FinalityError, ReceiverBusyError, TransactionAccessDeniedError
-from agent.finality.flows import RECEIVE_FLOW, FinalityDeps, fetch_backchain
+from agent.finality.flows import RECEIVE_FLOW, FinalityDeps, fetch_backchain, withdrawal_refused
 from agent.finality.queries import LIVE
 from agent.finality.recovery_flows import TOPIC_RECOVER_ABORT, TOPIC_RECOVER_FINALISE
 from agent.flows.checkpoints import FlowStatus
@@ -137,6 +137,9 @@ class RecoveryReceiver:
         with self._lock:
             if not self._check_sender(tx_id, sender, "abort"):
                 return {"removed": False}  # it never reached us
+            refused = withdrawal_refused(self.deps, tx_id, sender)
+            if refused is not None:
+                raise TransactionAccessDeniedError(str(sender), str(tx_id), refused)
             self._end_receiving_flows(tx_id, sender)
             removed = self.deps.transactions.remove_in_flight(tx_id)
         if removed:

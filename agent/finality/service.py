@@ -41,6 +41,7 @@ from agent.finality.flows import (
     FinalityDeps,
     FinalityFlow,
     ReceiveFinalityFlow,
+    withdrawal_refused,
 )
 from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
 from agent.flows.engine import FlowEngine, FlowHandle
@@ -232,8 +233,9 @@ class FinalityService:
     def _on_abort(self, sender: X500Name, payload: Any) -> dict[str, Any]:
         tx_id = SecureHash.parse(ser.expect(payload.get("tx_id"), str, "tx_id"), "tx_id")
         reason = str(payload.get("reason", ""))
-        if not any(r.sender == sender for r in self.distribution.receiver_records(tx_id)):
-            raise TransactionAccessDeniedError(str(sender), str(tx_id), "only its sender may withdraw it")
+        refused = withdrawal_refused(self.deps, tx_id, sender)
+        if refused is not None:
+            raise TransactionAccessDeniedError(str(sender), str(tx_id), refused)
         handle = self._live_receiver(tx_id, sender)
         if handle is not None:
             self.engine.deliver(handle.flow_id, "abort", reason, here=True)

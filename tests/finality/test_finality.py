@@ -348,3 +348,55 @@ def test_killing_an_initiator_ends_its_receivers_side_and_keeps_the_transaction_
     finally:
         for runtime in runtimes.values():
             runtime.stop(5)
+
+
+def test_a_co_receiver_cannot_withdraw_a_transaction_the_initiator_sent(tmp_path: Path) -> None:
+    """Issue 16, item 2. C, an observer of A's payment, passes the IN_FLIGHT transaction on to B (any
+    member may send a transaction it holds: B then keeps a receiver record from C too) and sends
+    finality.abort. B used to accept it: the transaction and its records went, and A's finality to B
+    failed with C's text. Only the initiator of a transaction's finality may withdraw it."""
+    from agent.finality.flows import TOPIC_ABORT, TOPIC_TRANSACTION
+
+    layout = init_network(tmp_path / "net", [A, B, C], DEFAULT_NOTARY)
+    network = InProcessNetwork()
+    runtimes = {}
+    for entry in layout.nodes:
+        runtime = build_runtime(open_node(entry.config), InProcessTransport(network))
+        network.attach(entry.p2p_address, runtime.peer_service)
+        runtimes[entry.name] = runtime
+    net = Net(runtimes)
+    try:
+        net[A].tokens.issue([(A, 100)], "GBP", ())
+        notary_address = next(e.p2p_address for e in layout.nodes if e.name == DEFAULT_NOTARY)
+        network.detach(notary_address)  # A's flow waits for the notary: B and C hold it IN_FLIGHT
+        move = token.move(
+            [_states(net, A)[0]],
+            [(net[B].node.identity, 5)],
+            net[A].node.identity,
+            net[DEFAULT_NOTARY].node.identity,
+        ).sign([net[A].node.key])
+        handle = net[A].finality.start(move, observers=[C])
+        assert handle.wait_for(lambda h: (h.waiting_for or "").startswith(str(DEFAULT_NOTARY)), 30)
+        assert net.status(B, move.id) is net.status(C, move.id) is TransactionStatus.IN_FLIGHT
+
+        (held,) = net[C].node.store.distribution.receiver_records(move.id)
+        passed_on = {
+            "tx": move.serialize(),
+            "distribution": held.distribution_list,
+            "states_to_record": int(StatesToRecord.ALL_VISIBLE),
+        }
+        assert net[C].peers.request(B, TOPIC_TRANSACTION, passed_on)["ack"] is True
+        assert {r.sender for r in net[B].node.store.distribution.receiver_records(move.id)} == {A, C}
+        with pytest.raises(PeerRequestError, match="only the initiator of its finality may withdraw it"):
+            net[C].peers.request(B, TOPIC_ABORT, {"tx_id": str(move.id), "reason": "chosen by C"})
+        assert net.status(B, move.id) is TransactionStatus.IN_FLIGHT
+
+        network.attach(notary_address, net[DEFAULT_NOTARY].peer_service)
+        waiting = net[A].engine.waiting_for(handle.flow_id)  # as when the notary says it is back
+        assert waiting is not None and net[A].engine.wake_waiting(waiting) == 1
+        assert handle.result(60).id == move.id
+        assert net.status(B, move.id) is TransactionStatus.VERIFIED
+        assert [v.state.data["amount"] for v in net[B].node.store.vault.iter_vault_states()] == [5]
+    finally:
+        for runtime in runtimes.values():
+            runtime.stop(5)
