@@ -6,6 +6,8 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from agent.errors import SerializationError
+
 
 class Clock(Protocol):
     def now(self) -> datetime:
@@ -49,8 +51,13 @@ def to_epoch_ms(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
-def from_epoch_ms(millis: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=millis)
+def from_epoch_ms(millis: int, field: str = "timestamp") -> datetime:
+    """The moment of a serialised timestamp; SerializationError naming field when no datetime holds it
+    (a peer's message may carry any integer: years past 9999 gave an OverflowError, answered 500)."""
+    try:
+        return _EPOCH + timedelta(milliseconds=millis)
+    except (OverflowError, ValueError, TypeError):
+        raise SerializationError(field, f"{millis!r} ms since the epoch is out of range") from None
 
 
 def pause(clock: Clock, seconds: float, cancelled: threading.Event) -> bool:

@@ -34,7 +34,7 @@ from agent.ledger.distribution import ReceiverDistribution
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.transactions import SignedTransaction, encode_signatures
-from agent.ledger.vault import StatesToRecord, TransactionStatus
+from agent.ledger.vault import StatesToRecord, TransactionStatus, states_to_record
 from agent.recovery.distribution_list import read_header
 
 log = logging.getLogger("ledger_agent.finality.recovery")
@@ -53,8 +53,8 @@ class RecoveryReceiver:
         self._lock = threading.Lock()  # one recovery message at a time: they are rare, and act on rows
 
     def register(self, handlers: Handlers) -> None:
-        handlers.register(TOPIC_RECOVER_FINALISE, self._on_finalise)
-        handlers.register(TOPIC_RECOVER_ABORT, self._on_abort)
+        handlers.register(TOPIC_RECOVER_FINALISE, ser.map_payload(self._on_finalise))
+        handlers.register(TOPIC_RECOVER_ABORT, ser.map_payload(self._on_abort))
 
     def _check_sender(self, tx_id: SecureHash, sender: X500Name, what: str) -> bool:
         """Whether we hold a receiver record of the transaction (from that sender, or refused)."""
@@ -101,7 +101,7 @@ class RecoveryReceiver:
 
     def _on_finalise(self, sender: X500Name, payload: Any) -> dict[str, Any]:
         stx = SignedTransaction.deserialize(ser.expect(payload.get("tx"), bytes, "tx"))
-        how = StatesToRecord(ser.expect(payload.get("states_to_record"), int, "states_to_record"))
+        how = states_to_record(payload.get("states_to_record"), "states_to_record")
         if how not in (StatesToRecord.ONLY_RELEVANT, StatesToRecord.ALL_VISIBLE):
             raise FinalityError(f"a receiver records ONLY_RELEVANT or ALL_VISIBLE, not {how.name}")
         sealed = payload.get("distribution")

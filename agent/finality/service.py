@@ -49,7 +49,7 @@ from agent.ledger import serialization as ser
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.transactions import SignedTransaction, decode_signatures, encode_signatures
-from agent.ledger.vault import StatesToRecord, TransactionStatus
+from agent.ledger.vault import StatesToRecord, TransactionStatus, states_to_record
 from agent.ledger.verification import back_chain, resolve
 from agent.notary.service import NotaryService
 from agent.recovery.distribution_list import read_header
@@ -84,14 +84,14 @@ class FinalityService:
         engine.register(RECEIVE_FLOW, lambda state: ReceiveFinalityFlow(state, deps))
 
     def register(self, handlers: Handlers) -> None:
-        handlers.register(TOPIC_TRANSACTION, self._on_transaction)
-        handlers.register(TOPIC_BACKCHAIN, self._on_backchain)
-        handlers.register(TOPIC_SIGNATURES, self._on_signatures)
-        handlers.register(TOPIC_ABORT, self._on_abort)
-        handlers.register(TOPIC_OUTCOME, self._on_outcome)
-        handlers.register(TOPIC_KILLED, self._on_killed)
+        handlers.register(TOPIC_TRANSACTION, ser.map_payload(self._on_transaction))
+        handlers.register(TOPIC_BACKCHAIN, ser.map_payload(self._on_backchain))
+        handlers.register(TOPIC_SIGNATURES, ser.map_payload(self._on_signatures))
+        handlers.register(TOPIC_ABORT, ser.map_payload(self._on_abort))
+        handlers.register(TOPIC_OUTCOME, ser.map_payload(self._on_outcome))
+        handlers.register(TOPIC_KILLED, ser.map_payload(self._on_killed))
         if self.notary is not None:
-            handlers.register(TOPIC_NOTARISE, self._on_notarise)
+            handlers.register(TOPIC_NOTARISE, ser.map_payload(self._on_notarise))
 
     # -- initiator -----------------------------------------------------------------------------------
 
@@ -139,7 +139,7 @@ class FinalityService:
     def _on_transaction(self, sender: X500Name, payload: Any) -> dict[str, Any]:
         stx = SignedTransaction.deserialize(ser.expect(payload.get("tx"), bytes, "tx"))
         sealed = ser.expect(payload.get("distribution"), bytes, "distribution")
-        how = StatesToRecord(ser.expect(payload.get("states_to_record"), int, "states_to_record"))
+        how = states_to_record(payload.get("states_to_record"), "states_to_record")
         if how not in (StatesToRecord.ONLY_RELEVANT, StatesToRecord.ALL_VISIBLE):
             raise FinalityError(f"a receiver records ONLY_RELEVANT or ALL_VISIBLE, not {how.name}")
         read_header(sealed)  # an unreadable header is refused before any flow starts

@@ -71,7 +71,7 @@ class UnhandledSessions:
     def register(self) -> None:
         self.engine.register(UNHANDLED_SESSION_FLOW, lambda state: UnhandledSessionFlow(state, self))
         self.peer_service.on_unknown_topic(self.keep)
-        self.peer_service.register(TOPIC_SESSION_REJECTED, self._on_rejected)
+        self.peer_service.register(TOPIC_SESSION_REJECTED, ser.map_payload(self._on_rejected))
 
     def keep(self, sender: X500Name, topic: str) -> str | None:
         """Why (sender, topic) is kept, starting its flow the first time; None once an operator killed it."""

@@ -8,7 +8,7 @@ canonical, so an id computed by a peer and by us can never differ.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import cbor2
@@ -123,3 +123,16 @@ def expect_list(value: Any, field: str, length: int | None = None) -> list[Any]:
     if length is not None and len(items) != length:
         raise SerializationError(field, f"expected {length} elements, got {len(items)}")
     return items
+
+
+PeerHandler = Callable[[Any, Any], Any]
+
+
+def map_payload(handler: PeerHandler) -> PeerHandler:
+    """A peer handler whose payload must be a map: any other payload is refused by name
+    (SerializationError "payload: expected dict, got list"), where `payload.get` answered 500."""
+
+    def checked(sender: Any, payload: Any) -> Any:
+        return handler(sender, expect(payload, dict, "payload"))
+
+    return checked

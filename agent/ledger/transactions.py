@@ -148,7 +148,7 @@ def _ref_from(obj: Any, field_name: str) -> StateRef:
 def _time_from(value: Any, field_name: str) -> datetime | None:
     if value is None:
         return None
-    return from_epoch_ms(ser.expect(value, int, field_name))
+    return from_epoch_ms(ser.expect(value, int, field_name), field_name)
 
 
 @dataclass(frozen=True)

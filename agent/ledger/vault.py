@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from enum import Enum, IntEnum
 
+from agent.errors import SerializationError
 from agent.ledger.keys import PublicKey
 from agent.ledger.transactions import TransactionState, WireTransaction
 
@@ -15,6 +16,14 @@ class StatesToRecord(IntEnum):
     NONE = 0
     ALL_VISIBLE = 1
     ONLY_RELEVANT = 2
+
+
+def states_to_record(value: object, field: str) -> StatesToRecord:
+    """A StatesToRecord ordinal from a message; SerializationError naming field otherwise."""
+    if type(value) is not int or value not in {s.value for s in StatesToRecord}:
+        allowed = ", ".join(f"{s.value} ({s.name})" for s in StatesToRecord)
+        raise SerializationError(field, f"{value!r} is not a StatesToRecord ordinal: {allowed}")
+    return StatesToRecord(value)
 
 
 class TransactionStatus(Enum):

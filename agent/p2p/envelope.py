@@ -125,7 +125,7 @@ def _parse_body(body: bytes) -> Envelope:
     millis = _typed(fields, "timestamp", int)
     try:
         timestamp = from_epoch_ms(millis)
-    except OverflowError:
+    except SerializationError:
         raise MalformedMessageError(f"timestamp {millis} is out of range") from None
     nonce = _nonce(fields, "nonce")
     topic = _typed(fields, "topic", str)

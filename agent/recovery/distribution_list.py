@@ -122,7 +122,10 @@ def read_header(envelope: bytes) -> PublicHeader:
     version, millis, discriminator = HEADER.unpack(aad)
     if version != VERSION:
         raise DistributionListError(f"unsupported header version {version}")
-    return PublicHeader(from_epoch_ms(millis), discriminator)
+    try:
+        return PublicHeader(from_epoch_ms(millis), discriminator)
+    except SerializationError as exc:
+        raise DistributionListError(f"its header's {exc}") from None
 
 
 def decrypt(envelope: bytes, keys: Mapping[uuid.UUID, bytes]) -> tuple[DistributionList, PublicHeader]:

@@ -73,9 +73,9 @@ class RecoveryResponder:
         self.clock = clock
 
     def register(self, handlers: Handlers) -> None:
-        handlers.register(TOPIC_WINDOW_HASHES, self._on_window_hashes)
-        handlers.register(TOPIC_RECORDS, self._on_records)
-        handlers.register(TOPIC_TRANSACTIONS, self._on_transactions)
+        handlers.register(TOPIC_WINDOW_HASHES, ser.map_payload(self._on_window_hashes))
+        handlers.register(TOPIC_RECORDS, ser.map_payload(self._on_records))
+        handlers.register(TOPIC_TRANSACTIONS, ser.map_payload(self._on_transactions))
 
     # -- records -------------------------------------------------------------------------------------
 

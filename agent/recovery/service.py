@@ -25,7 +25,7 @@ from agent.ledger.distribution import ReceiverDistribution
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.transactions import SignedTransaction
-from agent.ledger.vault import StatesToRecord, TransactionStatus
+from agent.ledger.vault import StatesToRecord, TransactionStatus, states_to_record
 from agent.network.network_map import NetworkMap
 from agent.p2p.client import PeerClient
 from agent.ports.distribution import DistributionRecords
@@ -103,7 +103,7 @@ class LedgerRecoveryService:
 
     def register(self, handlers: Handlers) -> None:
         self.responder.register(handlers)
-        handlers.register(TOPIC_PUSH, self._on_push)
+        handlers.register(TOPIC_PUSH, ser.map_payload(self._on_push))
         self.engine.register(LEDGER_RECOVERY_FLOW, lambda state: LedgerRecoveryFlow(state, self.deps))
 
     # -- the slow retry of what no peer supplied, and the hold on new flows --------------------------
@@ -271,7 +271,7 @@ class LedgerRecoveryService:
         tx_id = SecureHash.parse(ser.expect(payload.get("txId"), str, "txId"), "txId")
         if self.transactions.transaction_status(tx_id) is TransactionStatus.VERIFIED:
             return {"recorded": False}
-        how = StatesToRecord(ser.expect(payload.get("statesToRecord"), int, "statesToRecord"))
+        how = states_to_record(payload.get("statesToRecord"), "statesToRecord")
         record = ReceiverDistribution(
             tx_id,
             pusher,

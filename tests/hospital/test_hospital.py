@@ -203,6 +203,9 @@ def test_kill_removes_the_records_and_a_killed_flow_never_returns(ward: Ward) ->
         lambda h: h.checkpoint is not None and h.checkpoint.status is FlowStatus.HOSPITALIZED, WAIT
     )
     assert ward.engine.kill(handle.flow_id)
+    # Caught in the tail of the step that hospitalised it (a loaded machine), the kill takes effect
+    # when that step returns: waited for, as the engine promises.
+    assert handle.wait_for(lambda h: h.done, WAIT)
     assert ward.status(handle.flow_id) is FlowStatus.KILLED
     assert ward.store.hospital.records([handle.flow_id]) == []
     assert not ward.engine.retry(handle.flow_id)  # KILLED: not the hospital's any more
