@@ -23,10 +23,9 @@ def main(argv: list[str] | None = None) -> int:
         "--db", choices=BACKENDS, default="sqlite", help="the nodes' databases (default sqlite)"
     )
     args = parser.parse_args(argv)
-    quiet_logs()
     seeds = [args.seed] if args.seed is not None else list(range(args.start, args.start + args.seeds))
     began = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="ledger-sim-") as tmp:
+    with quiet_logs(), tempfile.TemporaryDirectory(prefix="ledger-sim-") as tmp:
         template = Template.create(Path(tmp) / "template", args.db)
         try:
             failed = _run(seeds, template, Path(tmp), args, began)

@@ -6,6 +6,8 @@ import logging
 import random
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,7 +78,17 @@ def run_seed(seed: int, template: Template, scratch: Path) -> SeedResult:
     return SeedResult(seed, profile, violations, seconds, log, list(sim.events), template.backend)
 
 
-def quiet_logs() -> None:
-    """Crashes and refused messages are the point here: the agent's warnings would drown the report."""
-    logging.getLogger("ledger_agent").setLevel(logging.CRITICAL)
-    logging.getLogger("agent").setLevel(logging.CRITICAL)
+@contextmanager
+def quiet_logs() -> Iterator[None]:
+    """Crashes and refused messages are the point here: the agent's warnings would drown the report.
+    The levels are put back after: a test of another file run later in the same process (pytest-xdist
+    runs many files per worker) must still see the agent's warnings."""
+    loggers = [logging.getLogger(name) for name in ("ledger_agent", "agent")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
