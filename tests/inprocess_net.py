@@ -54,3 +54,13 @@ class InProcessNet:
     def stop_all(self) -> None:
         for runtime in self.runtimes.values():
             runtime.stop(5)
+
+
+def start_runtimes(layout: NetworkLayout, network: InProcessNetwork) -> dict[X500Name, AgentRuntime]:
+    """A runtime per node of the layout, each attached to the in-process network at its p2p address."""
+    runtimes = {}
+    for entry in layout.nodes:
+        runtime = build_runtime(open_node(entry.config), InProcessTransport(network))
+        network.attach(entry.p2p_address, runtime.peer_service)
+        runtimes[entry.name] = runtime
+    return runtimes

@@ -21,6 +21,7 @@ from agent.node import open_node
 from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
 from agent.recovery.distribution_list import DistributionListError, decrypt
 from agent.runtime import AgentRuntime, build_runtime
+from tests.inprocess_net import start_runtimes
 
 A, B, C = default_node_names(3)
 
@@ -40,11 +41,7 @@ class Net:
 def net(tmp_path: Path) -> Iterator[Net]:
     layout = init_network(tmp_path / "net", [A, B, C], DEFAULT_NOTARY)
     network = InProcessNetwork()
-    runtimes = {}
-    for entry in layout.nodes:
-        runtime = build_runtime(open_node(entry.config), InProcessTransport(network))
-        network.attach(entry.p2p_address, runtime.peer_service)
-        runtimes[entry.name] = runtime
+    runtimes = start_runtimes(layout, network)
     yield Net(runtimes)
     for runtime in runtimes.values():
         runtime.stop(5)
@@ -322,11 +319,7 @@ def test_killing_an_initiator_ends_its_receivers_side_and_keeps_the_transaction_
 ) -> None:
     layout = init_network(tmp_path / "net", [A, B, C], DEFAULT_NOTARY)
     network = InProcessNetwork()
-    runtimes = {}
-    for entry in layout.nodes:
-        runtime = build_runtime(open_node(entry.config), InProcessTransport(network))
-        network.attach(entry.p2p_address, runtime.peer_service)
-        runtimes[entry.name] = runtime
+    runtimes = start_runtimes(layout, network)
     net = Net(runtimes)
     try:
         issue(net)
@@ -359,11 +352,7 @@ def test_a_co_receiver_cannot_withdraw_a_transaction_the_initiator_sent(tmp_path
 
     layout = init_network(tmp_path / "net", [A, B, C], DEFAULT_NOTARY)
     network = InProcessNetwork()
-    runtimes = {}
-    for entry in layout.nodes:
-        runtime = build_runtime(open_node(entry.config), InProcessTransport(network))
-        network.attach(entry.p2p_address, runtime.peer_service)
-        runtimes[entry.name] = runtime
+    runtimes = start_runtimes(layout, network)
     net = Net(runtimes)
     try:
         net[A].tokens.issue([(A, 100)], "GBP", ())

@@ -21,12 +21,12 @@ from agent.ledger import serialization as ser
 from agent.ledger.transactions import WIRE_VERSION, SignedTransaction
 from agent.ledger.vault import StatesToRecord
 from agent.network.bootstrap import DEFAULT_NOTARY, default_node_names, init_network
-from agent.node import open_node
 from agent.p2p.envelope import INTERNAL_ERROR_TYPE
-from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
+from agent.p2p.inprocess import InProcessNetwork
 from agent.recovery.distribution_list import _PREFIX, DistributionList, PublicHeader, encrypt
 from agent.recovery.protocol import TOPIC_PUSH
-from agent.runtime import AgentRuntime, build_runtime
+from agent.runtime import AgentRuntime
+from tests.inprocess_net import start_runtimes
 
 A, B = default_node_names(2)
 
@@ -35,11 +35,7 @@ A, B = default_node_names(2)
 def net(tmp_path: Path) -> Iterator[dict[Any, AgentRuntime]]:
     layout = init_network(tmp_path / "net", [A, B], DEFAULT_NOTARY)
     network = InProcessNetwork()
-    runtimes = {}
-    for entry in layout.nodes:
-        runtime = build_runtime(open_node(entry.config), InProcessTransport(network))
-        network.attach(entry.p2p_address, runtime.peer_service)
-        runtimes[entry.name] = runtime
+    runtimes = start_runtimes(layout, network)
     try:
         yield runtimes
     finally:
