@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sqlite3
 import statistics
@@ -45,6 +46,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -306,8 +308,20 @@ def make_network(folder: Path, people: Cast, fixture: Path) -> Network:
     return Network(folder, configs, peers)
 
 
-def run_child(mode: str, config: Path, fixture: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """A, restored afresh from the fixture, in a child process: recovery or the baseline."""
+def process_cpu_s(pid: int) -> float:
+    """User and system CPU seconds a process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_child(
+    mode: str, config: Path, fixture: Path, args: argparse.Namespace, peers: Sequence[int] = ()
+) -> dict[str, Any]:
+    """A, restored afresh from the fixture, in a child process: recovery or the baseline. peers: B's
+    and C's pids, whose CPU time during the run is reported beside A's."""
     shutil.copyfile(fixture / "0.db", config.parent / DATABASE_FILE)
     command = [
         sys.executable,
@@ -328,13 +342,16 @@ def run_child(mode: str, config: Path, fixture: Path, args: argparse.Namespace) 
     log = (config.parent / f"{mode}.log").open("ab")
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
     log.close()
+    cpu_before = [process_cpu_s(pid) for pid in peers]
     with RssSampler(child.pid) as sampler:
         out, _ = child.communicate()
+    peers_cpu = [round(process_cpu_s(pid) - before, 2) for pid, before in zip(peers, cpu_before, strict=True)]
     if child.returncode != 0:
         tail = (config.parent / f"{mode}.log").read_text()[-3000:]
         raise RuntimeError(f"the {mode} child exited with {child.returncode}:\n{tail}")
     result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     result["sampled_rss_mb"] = round(sampler.peak, 1)
+    result["peers_cpu_s"] = peers_cpu
     return result
 
 
@@ -354,6 +371,7 @@ def child_main(args: argparse.Namespace) -> int:
     runtime = agent.runtime
     try:
         started_rss = process_memory_mb_self()
+        started_cpu = time.process_time()
         if args.child == "recover":
             started = time.perf_counter()
             result = runtime.ledger_recovery.recover(
@@ -392,6 +410,7 @@ def child_main(args: argparse.Namespace) -> int:
                 "held": store.transactions.count_transactions(),
                 "seconds": seconds,
             }
+        out["cpu_s"] = round(time.process_time() - started_cpu, 2)  # all A's threads, the run only
         out["rss_before_mb"] = round(started_rss[0], 1)
         rss, hwm = process_memory_mb_self()
         out["rss_after_mb"], out["hwm_mb"] = round(rss, 1), round(hwm, 1)
@@ -438,14 +457,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     if mode == "baseline" and args.baseline < 0:
                         continue
                     loads.append(_load())
-                    result = run_child(mode, a_config, fixture, args)
+                    result = run_child(mode, a_config, fixture, args, [p.pid for p in network.peers])
                     rate = result["transactions"] / result["seconds"] if result["seconds"] else 0.0
                     result["tx_per_s"] = rate
                     (recoveries if mode == "recover" else baselines).append(result)
                     say(
                         f"  {mode}: {result['transactions']:,} tx in {result['seconds']:.1f} s = {rate:,.0f} tx/s, "
                         f"errors {result['errors']}, RSS peak {result['sampled_rss_mb']} MB "
-                        f"(VmHWM {result['hwm_mb']} MB, {result['rss_before_mb']} MB before), load {loads[-1]:.2f}"
+                        f"(VmHWM {result['hwm_mb']} MB, {result['rss_before_mb']} MB before), load {loads[-1]:.2f}, "
+                        f"CPU ms a tx: A {1000 * result['cpu_s'] / result['transactions']:.2f}, B and C "
+                        + ", ".join(f"{1000 * c / result['transactions']:.2f}" for c in result["peers_cpu_s"])
                     )
                     if mode == "recover" and (result["transactions"] != n or result["held"] != n):
                         raise RuntimeError(f"recovery got {result['transactions']} of {n}: {result}")

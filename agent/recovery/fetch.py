@@ -157,6 +157,10 @@ class TransactionFetcher:
         results = {peer: Fetched() for peer in asks}
         got: dict[SecureHash, tuple[SignedTransaction, TransactionStatus]] = {}
         source: dict[SecureHash, X500Name] = {}
+        # The first-round transaction each one descends from: a back-chain request names, as its roots,
+        # only those of the ids it asks (the peer walks back from each root until it finds them; from
+        # every first-round id, the walk cost the peer a decode of thousands of transactions a batch).
+        root_of: dict[SecureHash, SecureHash] = {}
         roots: dict[X500Name, list[str]] = {peer: [] for peer in asks}
         asked: set[tuple[X500Name, SecureHash]] = set()
         requests = {peer: list(dict.fromkeys(ids)) for peer, ids in asks.items() if ids}
@@ -171,24 +175,31 @@ class TransactionFetcher:
                 brought = self._absorb(reply, got, results[peer])
                 source.update(dict.fromkeys(brought, peer))
                 if first:
-                    roots[peer] = [str(h) for h in brought]
+                    root_of.update((h, h) for h in brought)
                 else:
                     results[peer].back_chain |= set(brought)
             first = False
-            lacking: dict[X500Name, set[SecureHash]] = {}
+            lacking: dict[X500Name, dict[SecureHash, SecureHash]] = {}  # peer -> wanted id -> its root
             for h, (stx, _) in got.items():
                 peer = source[h]
                 for ref in (*stx.tx.inputs, *stx.tx.references):
                     have = got.get(ref.txhash)
                     if (peer, ref.txhash) not in asked and (have is None or have[1] is not VERIFIED):
-                        lacking.setdefault(peer, set()).add(ref.txhash)
-            held = self.transactions.transaction_statuses(set().union(*lacking.values())) if lacking else {}
+                        lacking.setdefault(peer, {}).setdefault(ref.txhash, root_of.get(h, h))
+            held = (
+                self.transactions.transaction_statuses({d for deps in lacking.values() for d in deps})
+                if lacking
+                else {}
+            )
             requests = {}
             for peer, deps in lacking.items():
                 asked.update((peer, d) for d in deps)
-                need = sorted(str(d) for d in deps if held.get(d) is not VERIFIED)
+                need = {d: root for d, root in deps.items() if held.get(d) is not VERIFIED}
                 if need:
-                    requests[peer] = need
+                    for d, root in need.items():
+                        root_of.setdefault(d, root)
+                    requests[peer] = sorted(str(d) for d in need)
+                    roots[peer] = sorted({str(root) for root in need.values()})[:MAX_ROOTS]
         for peer in source.values():
             results[peer].transactions_fetched += 1
         self._verify(got, source, results)
