@@ -31,6 +31,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 from oslash.either import Left  # type: ignore[import-untyped]  # jsonrpcserver's Either
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from agent import __version__
 from agent.errors import AgentError, DatabaseError
@@ -53,6 +54,7 @@ from mbeans.errors import (
     OperationNotFoundException,
     SecurityException,
 )
+from mbeans.limits import MAX_BULK, JsonTooDeepError, body_too_large, bulk_too_large, parse_json
 from mbeans.model import Impact, JavaType, MBean, Operation
 from mbeans.names import DOMAIN, LEDGER_SYNC
 from mbeans.objectname import ObjectName
@@ -478,10 +480,23 @@ def handle(body: str, table: MethodTable, caller: Caller | Principal) -> Any:
     if isinstance(caller, Principal):
         caller = Caller(caller, SURFACE)
     try:
+        parsed = parse_json(body)
+    except ValueError:
+        parsed = None  # jsonrpcserver answers it, -32700
+    except JsonTooDeepError as exc:
+        return _refused(PARSE_ERROR, f"parse error: {exc}")
+    if isinstance(parsed, list) and len(parsed) > MAX_BULK:
+        return _refused(INVALID_REQUEST, f"invalid request: {bulk_too_large(len(parsed), 'batch')}")
+    try:
         return dispatch_to_response(body, table.methods(), context=caller, post_process=_serialisable)
     except Exception:  # not reached unless jsonrpcserver itself breaks; still no traceback out
         log.exception("JSON-RPC dispatch failed")
         return {"jsonrpc": "2.0", "error": {"code": INTERNAL_ERROR, "message": INTERNAL_MESSAGE}, "id": None}
+
+
+def _refused(code: int, message: str) -> dict[str, Any]:
+    """A whole request refused before any call runs (as the spec answers an unparseable one)."""
+    return {"jsonrpc": "2.0", "error": {"code": code, "message": message}, "id": None}
 
 
 def jsonrpc_blueprint(registry: MBeanRegistry, authenticate: Authenticator) -> Blueprint:
@@ -504,7 +519,12 @@ def jsonrpc_blueprint(registry: MBeanRegistry, authenticate: Authenticator) -> B
             response.headers["WWW-Authenticate"] = REALM
             return response
         caller = Caller(principal, SURFACE, client_of(request.headers.get("User-Agent")))
-        reply = handle(request.get_data(as_text=True), table, caller)
+        try:
+            body = request.get_data(as_text=True)
+        except RequestEntityTooLarge:
+            refused = _refused(INVALID_REQUEST, f"invalid request: {body_too_large()}")
+            return Response(json.dumps(refused), status=413, content_type="application/json")
+        reply = handle(body, table, caller)
         if reply is None:
             return Response(status=204)
         return Response(json.dumps(reply), content_type="application/json")

@@ -23,7 +23,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from agent.errors import AgentError, ConfigurationError, DatabaseError, IdentityError, InvalidNameError
 from agent.flows.engine import FlowNotFoundError, FlowTimeoutError
@@ -49,6 +49,7 @@ from mbeans.access import REALM, Caller, client_of
 from mbeans.errors import SecurityException
 from mbeans.jolokia import jolokia_blueprint
 from mbeans.jsonrpc import jsonrpc_blueprint
+from mbeans.limits import MAX_BODY_BYTES, JsonTooDeepError, RequestTooLargeError, body_too_large, parse_json
 from mbeans.names import NODE
 from mbeans.prometheus import metrics_blueprint
 from mbeans.registry import MBeanRegistry
@@ -64,8 +65,23 @@ class BadRequestError(AgentError):
 SURFACE = "rest"  # what the audit log records of a call that came this way
 
 
+def _json(empty: Any = None) -> Any:
+    """The body as JSON within mbeans.limits' bounds (RequestTooLargeError 413, JsonTooDeepError
+    400); None when it is not JSON, empty when there is none."""
+    try:
+        text = request.get_data(as_text=True)
+    except RequestEntityTooLarge:
+        raise body_too_large() from None
+    if not text:
+        return empty
+    try:
+        return parse_json(text)
+    except ValueError:
+        return None
+
+
 def _body() -> dict[str, Any]:
-    body = request.get_json(force=True, silent=True)
+    body = _json()
     if not isinstance(body, dict):
         raise BadRequestError("the body must be a JSON object")
     return body
@@ -73,7 +89,10 @@ def _body() -> dict[str, Any]:
 
 def _optional_body() -> dict[str, Any]:
     """The body of a call whose fields are all optional (a verb's reason): none at all is {}."""
-    return _body() if request.get_data() else {}
+    body = _json(empty={})
+    if not isinstance(body, dict):
+        raise BadRequestError("the body must be a JSON object")
+    return body
 
 
 def _query_value(command: str, name: str, value: str, kind: str) -> Any:
@@ -114,6 +133,7 @@ def _query(command: Command, *, filter_keys: bool = False) -> dict[str, Any]:
 def create_management_app(runtime: AgentRuntime) -> Flask:
     app = Flask("ledger_agent.management")
     app.url_map.strict_slashes = False
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     auth = ManagementAuth(runtime.node.config.management_users)
     commands = NodeCommands(runtime)
     gate = CommandGate(runtime.node.store.audit, runtime.node.clock)
@@ -155,12 +175,14 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     @app.errorhandler(AgentError)
     def agent_error(exc: AgentError) -> tuple[Response, int]:
         # A bad request is 400, an unknown party 404, a refusal by the ledger or the notary 409.
-        bad = BadRequestError | ConfigurationError | InvalidNameError | FlowArgumentError
+        bad = BadRequestError | ConfigurationError | InvalidNameError | FlowArgumentError | JsonTooDeepError
         status = 400 if isinstance(exc, bad) else 409
         if isinstance(exc, IdentityError | UnknownFlowError | FlowNotFoundError):
             status = 404
         if isinstance(exc, SecurityException):
             status = 403
+        if isinstance(exc, RequestTooLargeError):
+            status = 413
         return jsonify(error=type(exc).__name__, message=str(exc)), status
 
     @app.errorhandler(DatabaseError)
@@ -252,7 +274,7 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     @authenticated
     def start_flow(name: str) -> Response:
         command = commands.flow(name)
-        body = request.get_json(force=True, silent=True) if request.data else {}
+        body = _json(empty={})
         if not isinstance(body, dict):
             raise BadRequestError("the body must be a JSON object of the flow's named arguments")
         unit = command.command.unit

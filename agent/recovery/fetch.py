@@ -35,6 +35,7 @@ REQUEST_IDS = 500  # a reply of 500 transactions stays far below the network's m
 
 
 Mapper = Callable[[Callable[[Any], Any], list[Any]], list[Any]]
+_UNCHECKED: Any = object()  # a transaction whose signatures no ask ahead checked
 
 
 @dataclass
@@ -57,11 +58,21 @@ class Fetched:
 @dataclass(frozen=True)
 class Ahead:
     """A first request asked before its step needs it: the next batch's, while this one is verified and
-    recorded (the peers' work then overlaps ours). Only a cache: the step uses what it asks of it and
-    asks the rest; a failed one is asked again, and fails there as usual."""
+    recorded (the peers' work then overlaps ours). The thread that gets the reply also decodes its
+    transactions and checks their signatures (the check releases the GIL, so it runs beside the
+    step's commit). Only a cache: the step uses what it asks of it and asks the rest; a failed one is
+    asked again, and fails there as usual."""
 
     ids: frozenset[str]
-    reply: Future[dict[str, Any]]
+    reply: Future[Prepared]
+
+
+@dataclass
+class Prepared:
+    """A reply, with its transactions decoded and their signatures checked, by id (None: all verify)."""
+
+    reply: dict[str, Any]
+    decoded: dict[str, tuple[SignedTransaction, AgentError | None]] = field(default_factory=dict)
 
 
 class TransactionFetcher:
@@ -116,30 +127,43 @@ class TransactionFetcher:
         return self.fetch_many({peer: ids})[peer]
 
     def ask_ahead(
-        self, asks: Mapping[X500Name, Sequence[str]], submit: Callable[..., Future[dict[str, Any]]]
+        self, asks: Mapping[X500Name, Sequence[str]], submit: Callable[..., Future[Prepared]]
     ) -> dict[X500Name, Ahead]:
         """Start the first requests of a later fetch_many (submit: a pool's submit)."""
         return {
-            peer: Ahead(frozenset(ids), submit(self._ask, peer, list(ids), ()))
+            peer: Ahead(frozenset(ids), submit(self._ask_prepared, peer, list(ids)))
             for peer, ids in asks.items()
             if ids
         }
 
-    def _first(self, peer: X500Name, ids: Sequence[str], ahead: Ahead | None) -> dict[str, Any]:
+    def _ask_prepared(self, peer: X500Name, ids: Sequence[str]) -> Prepared:
+        prepared = Prepared(self._ask(peer, ids, ()))
+        for item in prepared.reply["txs"]:
+            try:
+                tx_id, _, raw = ser.expect_list(item, "txs[]")
+                stx = SignedTransaction.deserialize(ser.expect(raw, bytes, "txs[].tx"))
+            except AgentError:
+                continue  # left for _absorb, which refuses it by name
+            prepared.decoded[str(tx_id)] = (stx, bad_signature(stx))
+        return prepared
+
+    def _first(self, peer: X500Name, ids: Sequence[str], ahead: Ahead | None) -> Prepared:
         if ahead is None:
-            return self._ask(peer, ids, ())
+            return Prepared(self._ask(peer, ids, ()))
         try:
             early = ahead.reply.result()
         except AgentError:
-            return self._ask(peer, ids, ())
+            return Prepared(self._ask(peer, ids, ()))
         wanted = set(ids)
-        reply = {key: [i for i in early[key] if _asked(i, wanted)] for key in ("txs", "denied", "unknown")}
+        reply = {
+            key: [i for i in early.reply[key] if _asked(i, wanted)] for key in ("txs", "denied", "unknown")
+        }
         rest = [i for i in ids if i not in ahead.ids]
         if rest:
             more = self._ask(peer, rest, ())
             for key in ("txs", "denied", "unknown"):
                 reply[key] += more[key]
-        return reply
+        return Prepared(reply, early.decoded)
 
     def fetch_many(
         self,
@@ -156,6 +180,7 @@ class TransactionFetcher:
         early = dict(ahead or {})
         results = {peer: Fetched() for peer in asks}
         got: dict[SecureHash, tuple[SignedTransaction, TransactionStatus]] = {}
+        checked: dict[SecureHash, AgentError | None] = {}  # signatures the ask ahead checked already
         source: dict[SecureHash, X500Name] = {}
         # The first-round transaction each one descends from: a back-chain request names, as its roots,
         # only those of the ids it asks (the peer walks back from each root until it finds them; from
@@ -170,9 +195,9 @@ class TransactionFetcher:
             if first:
                 replies = mapper(lambda item: self._first(item[0], item[1], early.get(item[0])), items)
             else:
-                replies = mapper(lambda item: self._ask(item[0], item[1], roots[item[0]]), items)
+                replies = mapper(lambda item: Prepared(self._ask(item[0], item[1], roots[item[0]])), items)
             for (peer, _), reply in zip(items, replies, strict=True):
-                brought = self._absorb(reply, got, results[peer])
+                brought = self._absorb(reply, got, results[peer], checked)
                 source.update(dict.fromkeys(brought, peer))
                 if first:
                     root_of.update((h, h) for h in brought)
@@ -202,21 +227,27 @@ class TransactionFetcher:
                     roots[peer] = sorted({str(root) for root in need.values()})[:MAX_ROOTS]
         for peer in source.values():
             results[peer].transactions_fetched += 1
-        self._verify(got, source, results)
+        self._verify(got, source, results, checked)
         return results
 
     def _absorb(
         self,
-        reply: dict[str, Any],
+        prepared: Prepared,
         got: dict[SecureHash, tuple[SignedTransaction, TransactionStatus]],
         result: Fetched,
+        checked: dict[SecureHash, AgentError | None],
     ) -> list[SecureHash]:
         """Take a reply's transactions into got (a VERIFIED copy over an IN_FLIGHT one, else the first
-        kept) and its refusals into result; the ids taken."""
+        kept), their signatures' verdicts (if the ask ahead checked them) into checked, and its
+        refusals into result; the ids taken."""
         brought: list[SecureHash] = []
+        reply = prepared.reply
         for item in reply["txs"]:
             tx_id, status_name, raw = ser.expect_list(item, "txs[]")
-            stx = SignedTransaction.deserialize(ser.expect(raw, bytes, "txs[].tx"))
+            stx, verdict = prepared.decoded.get(str(tx_id)) or (
+                SignedTransaction.deserialize(ser.expect(raw, bytes, "txs[].tx")),
+                _UNCHECKED,
+            )
             if str(stx.id) != tx_id:
                 result.failed[str(tx_id)] = f"the peer sent transaction {stx.id} for {tx_id}"
                 continue
@@ -225,6 +256,10 @@ class TransactionFetcher:
             if have is None or (have[1] is not VERIFIED and status is VERIFIED):
                 got[stx.id] = (stx, status)
                 brought.append(stx.id)
+                if verdict is _UNCHECKED:  # this copy's signatures (not another copy's) are checked later
+                    checked.pop(stx.id, None)
+                else:
+                    checked[stx.id] = verdict
         for item in reply["denied"]:
             tx_id, reason = ser.expect_list(item, "denied[]")
             result.failed[str(tx_id)] = f"refused by the peer: {reason}"
@@ -249,6 +284,7 @@ class TransactionFetcher:
         got: dict[SecureHash, tuple[SignedTransaction, TransactionStatus]],
         source: Mapping[SecureHash, X500Name],
         results: Mapping[X500Name, Fetched],
+        checked: Mapping[SecureHash, AgentError | None],
     ) -> None:
         chain = ChainResolver(self.transactions)
         # What the batch spends of our ledger, read in a few queries instead of one per input.
@@ -259,7 +295,8 @@ class TransactionFetcher:
             if ref.txhash not in got
         }
         chain.verified.update(self.transactions.producing_transactions(outside))
-        bad = self._bad_signatures([stx for stx, _ in got.values()])
+        bad = self._bad_signatures([stx for stx, _ in got.values() if stx.id not in checked])
+        bad.update((h, error) for h, error in checked.items() if error is not None)
         for stx in dependency_order([stx for stx, _ in got.values()]):
             status = got[stx.id][1]
             result = results[source[stx.id]]

@@ -532,6 +532,11 @@ class LedgerRecoveryFlow(Flow):
         }
         pool = self._pool()
         ahead, self._ahead = self._ahead, {}
+        # The next batch asked for now, so that the peers serve it, and it is decoded and its signatures
+        # checked, while this one is verified and recorded.
+        self._ask_ahead(
+            self._pending_after(pending, ledgersync=ledgersync), {SecureHash.parse(t) for t in needed}
+        )
         by_peer = self.deps.fetcher.fetch_many(
             asks, run=lambda f, items: list(pool.map(f, items)), ahead=ahead
         )
@@ -557,7 +562,6 @@ class LedgerRecoveryFlow(Flow):
             self.state["push"].extend(plan.to_push)
         self.state["inFlight"].extend(plan.in_flight)
         self.state["recovered"] += 1
-        self._ask_ahead(self._pending_after(pending, ledgersync=ledgersync), set(plan.verified))
         if self.params.verbose_logging:
             log.info(
                 "LedgerRecoveryFlow: RECOVERED_%d: %d transaction(s), %d record(s), %d error(s)",

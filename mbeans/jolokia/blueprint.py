@@ -8,12 +8,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from mbeans.access import REALM, Authenticator, Caller, client_of
 from mbeans.errors import IllegalArgumentException
 from mbeans.jolokia.agent import SURFACE, JolokiaAgent
 from mbeans.jolokia.config import URL_KEYS
 from mbeans.jolokia.urls import get_request, split_path, split_raw_uri_path, trimmed
+from mbeans.limits import (
+    MAX_BULK,
+    MAX_RESPONSE_BYTES,
+    RequestTooLargeError,
+    body_too_large,
+    bulk_too_large,
+    parse_json,
+)
 from mbeans.registry import MBeanRegistry
 
 
@@ -32,6 +41,37 @@ def _answer(body: Any, config: Mapping[str, Any]) -> Response:
     mime = "application/json" if config.get("mimeType") == "application/json" else "text/plain"
     # A value JSON cannot carry is shown as text, as Jolokia falls back to toString().
     return Response(json.dumps(body, default=str), status=200, mimetype=mime)
+
+
+def _payload() -> Any:
+    """The POST body as JSON, within limits' bounds (RequestTooLargeError names the one passed)."""
+    try:
+        text = request.get_data(as_text=True)
+    except RequestEntityTooLarge:
+        raise body_too_large() from None
+    payload = parse_json(text)
+    if isinstance(payload, list) and len(payload) > MAX_BULK:
+        raise bulk_too_large(len(payload), "bulk request")
+    return payload
+
+
+def _bulk(agent: JolokiaAgent, payload: list[Any], caller: Caller, config: Mapping[str, Any]) -> list[Any]:
+    """A bulk's answers in order; once they pass MAX_RESPONSE_BYTES, the rest are not run and each
+    is answered with an error that says so."""
+    answers: list[Any] = []
+    size = 0
+    for i, req in enumerate(payload):
+        if size > MAX_RESPONSE_BYTES:
+            skipped = RequestTooLargeError(
+                f"the bulk's answers passed {MAX_RESPONSE_BYTES} bytes at request {i - 1}: "
+                "this one was not run; ask for fewer at a time"
+            )
+            answers.append(agent.error(skipped, req, config))
+            continue
+        answer = agent.handle(req, caller, config)
+        size += len(json.dumps(answer, default=str))
+        answers.append(answer)
+    return answers
 
 
 def jolokia_blueprint(registry: MBeanRegistry, authenticate: Authenticator) -> Blueprint:
@@ -56,12 +96,16 @@ def jolokia_blueprint(registry: MBeanRegistry, authenticate: Authenticator) -> B
         caller = Caller(principal, SURFACE, client_of(request.headers.get("User-Agent")))
         if request.method == "POST":
             try:
-                payload = json.loads(request.get_data(as_text=True))
-            except ValueError as exc:
-                failed = IllegalArgumentException(f"the body is not valid JSON: {exc}")
+                payload = _payload()
+            except (IllegalArgumentException, ValueError) as exc:
+                failed = (
+                    exc
+                    if isinstance(exc, IllegalArgumentException)
+                    else IllegalArgumentException(f"the body is not valid JSON: {exc}")
+                )
                 return _answer(agent.error(failed, config=url_config), url_config)
             if isinstance(payload, list):
-                return _answer([agent.handle(r, caller, url_config) for r in payload], url_config)
+                return _answer(_bulk(agent, payload, caller, url_config), url_config)
             return _answer(agent.handle(payload, caller, url_config), url_config)
         if "p" in request.args:
             parts = trimmed(split_path(request.args["p"]))
