@@ -300,3 +300,48 @@ def test_also_finalize_finishes_what_comes_back_in_flight(net: Net, tmp_path: Pa
     assert net[C].node.store.transactions.transaction_status(paid) is TransactionStatus.VERIFIED
     assert net[A].recovery.recover_finality_flow_by_txn_id(paid, timeout=WAIT) is True
     assert net[A].node.store.transactions.transaction_status(paid) is TransactionStatus.VERIFIED
+
+
+def test_a_transaction_whose_signature_a_peer_forged_is_refused_and_the_rest_recovered(
+    net: Net, tmp_path: Path
+) -> None:
+    """B's copy of one transaction A lost carries a signature that does not verify (a byte of it changed
+    in B's store). In batches of 2, it comes in a batch asked for ahead, whose signatures the fetching
+    thread checked: it must fail there by name, with its descendants, and never reach A's store."""
+    import sqlite3
+
+    from agent.ledger.transactions import SignedTransaction
+
+    net[B].tokens.issue([(A, 100), (C, 100), (B, 100)], "GBP", [])
+    backup = tmp_path / "A-backup.db"
+    backup_sqlite(net.db(A), backup)
+    trade(net, 2)
+    forged = net[B].tokens.pay(A, 7, "GBP", B)  # B's sender record names A: A asks B for it
+    trade(net, 2)
+    before = ledger(net[A])
+    b_db = net[B].node.config.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(b_db) as db:
+        (wire, sigs) = db.execute(
+            "SELECT transaction_value, signatures FROM node_transactions WHERE tx_id = ?", (str(forged.id),)
+        ).fetchone()
+        stx = SignedTransaction.from_parts(wire, sigs)
+        changed = bytearray(sigs)
+        changed[-1] ^= 0x01  # the last byte of the last signature
+        assert SignedTransaction.from_parts(wire, bytes(changed)).sigs != stx.sigs
+        db.execute(
+            "UPDATE node_transactions SET signatures = ? WHERE tx_id = ?", (bytes(changed), str(forged.id))
+        )
+    db.close()
+    net.restore(A, backup)
+
+    result = net[A].ledger_recovery.recover(
+        {"recoveryPeers": [str(B)], "recoveryBatchSize": 2, **window()}, timeout=WAIT
+    )
+    failed = {r["transactionId"]: r["failureCause"] for r in result["results"] if not r["synchronised"]}
+    assert "InvalidSignatureError" in failed[str(forged.id)]
+    after = ledger(net[A])
+    assert str(forged.id) not in after["transactions"]
+    # Whatever else failed, failed because its back-chain holds the forged one; the rest came back.
+    assert all(t == str(forged.id) or "back-chain" in cause for t, cause in failed.items())
+    recovered = {r["transactionId"] for r in result["results"] if r["synchronised"]}
+    assert recovered and all(after["transactions"][t] == before["transactions"][t] for t in recovered)
