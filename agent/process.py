@@ -32,6 +32,7 @@ from waitress.task import ThreadedTaskDispatcher
 
 from agent.composition import Agent, build_agent
 from agent.ledgersync.memory import tune_malloc
+from agent.p2p.waitress_errors import peer_channel
 
 log = logging.getLogger("ledger_agent.process")
 
@@ -73,6 +74,7 @@ def serve(
         _dispatcher=peer_pool,
         **common,
     )
+    peer.channel_class = peer_channel(runtime.peer_service)  # its 413 in the peer protocol's terms
     management = create_server(
         agent.management_app,
         host=config.management_address[0],

@@ -34,7 +34,7 @@ from oslash.either import Left  # type: ignore[import-untyped]  # jsonrpcserver'
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from agent import __version__
-from agent.errors import AgentError, DatabaseError
+from agent.errors import AgentError, DatabaseError, SerializationError
 from mbeans.access import (
     REALM,
     Authenticator,
@@ -98,7 +98,7 @@ def code_for(exc: AgentError) -> int:
     )
     if isinstance(exc, not_found):
         return NOT_FOUND
-    if isinstance(exc, IllegalArgumentException | MalformedObjectNameException):
+    if isinstance(exc, IllegalArgumentException | MalformedObjectNameException | SerializationError):
         return ILLEGAL_ARGUMENT
     return REFUSED
 

@@ -27,6 +27,7 @@ from agent.errors import PeerRequestError, UnknownSenderError
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.keys import KeyPair
+from agent.ledger.serialization import decode
 from agent.network.bootstrap import (
     DEFAULT_NOTARY,
     OPERATOR_USER,
@@ -39,6 +40,7 @@ from agent.network.pki import read_certificate
 from agent.node import open_node
 from agent.p2p.authenticator import MessageAuthenticator
 from agent.p2p.client import PeerClient
+from agent.p2p.envelope import parse_error_payload
 from agent.p2p.http import HttpTransport
 from agent.store.ledger_store import LedgerStore
 from tests.conftest import PG_ADMIN_URL
@@ -345,6 +347,11 @@ def test_replayed_forged_and_oversize_messages_are_refused_by_a_running_agent(
         timeout=30,
     )
     assert huge.status_code == 413
+    # waitress refuses it before the app: in the protocol's terms all the same, not in plain text.
+    assert huge.headers["Content-Type"] == "application/cbor"
+    error_type, _, details = parse_error_payload(decode(huge.content, "reply"))
+    assert error_type == "MessageTooLargeError"
+    assert details["limit"] == node.network_map.parameters.max_message_size
     assert net.client(B).transaction(str(fresh.id)) is None
     assert len(net.client(B).flows()) == flows_before + 1
     _wait_until(

@@ -262,17 +262,17 @@ class FinalityService:
         tx_id = SecureHash.parse(ser.expect(payload.get("tx_id"), str, "tx_id"), "tx_id")
         ours = self.engine.flows(tx_id=tx_id, flow_name=FINALITY_FLOW)
         stored = self.transactions.get_stored(tx_id)
-        if stored is not None and not any(
-            r.peer == requester for r in self.distribution.sender_records(tx_id)
-        ):
+        aborted = [cp for cp in ours if cp.progress_step == "ABORTED" and requester in cp.counterparties]
+        if stored is None and aborted:
+            return {"status": OUTCOME_ABORTED, "reason": aborted[-1].error or ""}
+        if not any(r.peer == requester for r in self.distribution.sender_records(tx_id)):
+            # The same refusal whether we hold it or not: asking must not tell who knows an id whether
+            # we hold it. (A receiver goes on waiting on this answer as on "unknown".)
             raise TransactionAccessDeniedError(
                 str(requester), str(tx_id), "we did not send it that transaction"
             )
         if stored is not None and stored.status is TransactionStatus.VERIFIED:
             return {"status": OUTCOME_VERIFIED, "signatures": encode_signatures(stored.stx.sigs)}
-        aborted = [cp for cp in ours if cp.progress_step == "ABORTED" and requester in cp.counterparties]
-        if stored is None and aborted:
-            return {"status": OUTCOME_ABORTED, "reason": aborted[-1].error or ""}
         if stored is not None:
             return {"status": OUTCOME_IN_FLIGHT}
         return {"status": OUTCOME_UNKNOWN}

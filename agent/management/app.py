@@ -25,7 +25,14 @@ from typing import Any, TypeVar
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from agent.errors import AgentError, ConfigurationError, DatabaseError, IdentityError, InvalidNameError
+from agent.errors import (
+    AgentError,
+    ConfigurationError,
+    DatabaseError,
+    IdentityError,
+    InvalidNameError,
+    SerializationError,
+)
 from agent.flows.engine import FlowNotFoundError, FlowTimeoutError
 from agent.ledger.hashing import SecureHash
 from agent.ledger.vault import TransactionStatus
@@ -175,7 +182,14 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     @app.errorhandler(AgentError)
     def agent_error(exc: AgentError) -> tuple[Response, int]:
         # A bad request is 400, an unknown party 404, a refusal by the ledger or the notary 409.
-        bad = BadRequestError | ConfigurationError | InvalidNameError | FlowArgumentError | JsonTooDeepError
+        bad = (
+            BadRequestError
+            | ConfigurationError
+            | InvalidNameError
+            | FlowArgumentError
+            | JsonTooDeepError
+            | SerializationError  # a malformed id or value in the request
+        )
         status = 400 if isinstance(exc, bad) else 409
         if isinstance(exc, IdentityError | UnknownFlowError | FlowNotFoundError):
             status = 404
@@ -205,7 +219,11 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
-        return jsonify(error=type(exc).__name__, message=exc.description or exc.name), exc.code or 500
+        response = jsonify(error=type(exc).__name__, message=exc.description or exc.name)
+        for header, value in exc.get_headers():  # a 405's Allow, a 401's challenge
+            if header.lower() != "content-type":
+                response.headers[header] = value
+        return response, exc.code or 500
 
     @app.errorhandler(Exception)
     def internal_error(exc: Exception) -> tuple[Response, int]:

@@ -194,17 +194,16 @@ class RecoveryResponder:
             entitled |= self._in_back_chains(self._entitled(requester, root_txs), root_txs, outside)
         found: list[Any] = []
         denied: list[Any] = []
-        unknown: list[str] = []
         for tx_id in ids:
             row = stored.get(tx_id)
-            if row is None:
-                unknown.append(str(tx_id))
-            elif tx_id not in entitled:
+            if row is None or tx_id not in entitled:
+                # One answer for both: a requester that knows an id must not learn whether we hold it.
                 denied.append(
                     [
                         str(tx_id),
-                        f"{requester} is not entitled to {tx_id}: no distribution record, "
-                        "state or signature of its names it, nor is it in such a transaction's back-chain",
+                        f"{requester} is not entitled to {tx_id}, or it is not held here: no distribution "
+                        "record, state or signature of a transaction held here names it, nor is it in "
+                        "such a transaction's back-chain",
                     ]
                 )
             else:
@@ -212,12 +211,12 @@ class RecoveryResponder:
                 found.append([str(tx_id), row.status.name, len(raw) if sizes_only else raw])
         if denied:
             log.warning(
-                "refused %d transaction(s) to %s, which is not entitled to them: %s",
+                "refused %d transaction(s) to %s: not held here, or it is not entitled to them: %s",
                 len(denied),
                 requester,
                 ", ".join(d[0] for d in denied[:10]),
             )
-        return {"txs": found, "denied": denied, "unknown": unknown}
+        return {"txs": found, "denied": denied, "unknown": []}  # "unknown": kept for older requesters
 
     def _entitled(self, requester: X500Name, txs: Mapping[SecureHash, SignedTransaction]) -> set[SecureHash]:
         """Of txs, those a distribution record, or a state or signature of the transaction, names the

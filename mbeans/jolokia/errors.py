@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.errors import AgentError, DatabaseError
+from agent.errors import AgentError, DatabaseError, SerializationError
 from mbeans.errors import (
     AttributeNotFoundException,
     AttributeNotWritableException,
@@ -27,6 +27,7 @@ _ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (AttributeNotWritableException, 404, "javax.management.AttributeNotFoundException"),
     (OperationNotFoundException, 404, "javax.management.ReflectionException"),
     (IllegalArgumentException, 400, "java.lang.IllegalArgumentException"),
+    (SerializationError, 400, "java.lang.IllegalArgumentException"),  # a malformed id or value
     (SecurityException, 403, "java.lang.SecurityException"),
     (UnsupportedOperationException, 500, "java.lang.UnsupportedOperationException"),
 )

@@ -292,8 +292,13 @@ def test_a_receiver_that_hears_nothing_asks_its_initiator_for_the_outcome(
         (receiving,) = net[C].node.store.checkpoints.iter_checkpoints(tx_id=move.id)
         assert net[C].engine.waiting_for(receiving.flow_id) == f"the notary's signature from {A}"
         # B was not sent the transaction: it may not ask how it ended.
-        with pytest.raises(PeerRequestError, match="TransactionAccessDeniedError"):
+        with pytest.raises(PeerRequestError, match="TransactionAccessDeniedError") as held:
             net[B].peers.request(A, TOPIC_OUTCOME, {"tx_id": str(move.id)})
+        # Nor learn, from the answer, whether A holds it: an id A never saw is refused alike.
+        absent = "CD" * 32
+        with pytest.raises(PeerRequestError, match="TransactionAccessDeniedError") as unheld:
+            net[B].peers.request(A, TOPIC_OUTCOME, {"tx_id": absent})
+        assert str(held.value).replace(str(move.id), "X") == str(unheld.value).replace(absent, "X")
         assert net[C].peers.request(A, TOPIC_OUTCOME, {"tx_id": str(move.id)})["status"] == OUTCOME_IN_FLIGHT
         handle = net[C].engine.handle(receiving.flow_id)
         assert handle is not None and net.status(C, move.id) is TransactionStatus.IN_FLIGHT

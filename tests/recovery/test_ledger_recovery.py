@@ -118,6 +118,12 @@ def test_a_peer_refuses_a_transaction_the_requester_is_not_entitled_to(net: Net)
     assert reply["txs"] == []
     assert [d[0] for d in reply["denied"]] == [str(issued.id), str(paid.id)]
     assert "O=PartyA" in reply["denied"][0][1] and "not entitled" in reply["denied"][0][1]
+    # An id B does not hold gets the same answer as one A is not entitled to: asking tells A nothing.
+    absent = "AB" * 32
+    both = net[A].peers.request(B, TOPIC_TRANSACTIONS, {"ids": [str(issued.id), absent], "roots": []})
+    (held, _), (not_held, _) = both["denied"]
+    assert both["unknown"] == [] and (held, not_held) == (str(issued.id), absent)
+    assert both["denied"][0][1].replace(str(issued.id), "X") == both["denied"][1][1].replace(absent, "X")
     # C, a participant, is served.
     reply = net[C].peers.request(B, TOPIC_TRANSACTIONS, {"ids": [str(paid.id)], "roots": []})
     assert [t[0] for t in reply["txs"]] == [str(paid.id)]

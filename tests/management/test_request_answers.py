@@ -1,7 +1,10 @@
-"""What one management request may ask of the agent (issue 16, item 3): bulks and batches, bodies,
-nesting and answers past mbeans.limits' bounds are refused with each protocol's named error, before
-the work is done; a 500 was the answer to deep nesting, and a read-only user's 1 MiB bulk ran for 72 s.
-Over HTTP on loopback, against the real management app of a node."""
+"""Answers of the management endpoint to requests it must refuse, over HTTP on loopback against the
+real management app of a node.
+
+What one request may ask of the agent (issue 16, item 3): bulks and batches, bodies, nesting and
+answers past mbeans.limits' bounds are refused with each protocol's named error, before the work is
+done; a 500 was the answer to deep nesting, and a read-only user's 1 MiB bulk ran for 72 s. And the
+answers README promises (item 11): 400 for a malformed id, 405 with its Allow header."""
 
 from __future__ import annotations
 
@@ -204,3 +207,35 @@ def test_depth_counts_arrays_and_objects_and_stops_early() -> None:
     assert depth({"a": [1, {"b": []}]}) == 4
     assert depth(json.loads(nested(MAX_JSON_DEPTH))) == MAX_JSON_DEPTH
     assert depth(json.loads(nested(500))) == MAX_JSON_DEPTH + 1  # stops once past the limit
+
+
+# -- as README says ------------------------------------------------------------------------------------
+
+
+def test_a_malformed_transaction_id_is_400_naming_the_field(served: Served) -> None:
+    for bad in ("XYZ", "Z" * 64):
+        response = requests.get(f"{served.url}/api/transactions/{bad}", auth=served.monitor, timeout=30)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "SerializationError"
+        assert response.json()["message"].startswith("tx_id:")
+
+
+def test_a_malformed_transaction_id_is_an_illegal_argument_on_jolokia_and_json_rpc(served: Served) -> None:
+    ops = "ledgeragent:type=NodeFlowStatusRpcOps"
+    call = {"type": "exec", "mbean": ops, "operation": "getFlowTransactionByTxnId", "arguments": ["XYZ"]}
+    answer = post(served, "/jolokia", json.dumps(call)).json()
+    assert (answer["status"], answer["error_type"]) == (400, "java.lang.IllegalArgumentException"), answer
+    rpc = {
+        "jsonrpc": "2.0",
+        "method": "NodeFlowStatusRpcOps.getFlowTransactionByTxnId",
+        "params": ["XYZ"],
+        "id": 1,
+    }
+    assert post(served, "/rpc", json.dumps(rpc)).json()["error"]["code"] == -32002
+
+
+def test_a_method_not_allowed_says_which_are(served: Served) -> None:
+    response = requests.delete(f"{served.url}/api/transactions/{'A' * 64}", auth=served.monitor, timeout=30)
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET"}
+    assert response.json()["error"] == "MethodNotAllowed"
