@@ -20,6 +20,11 @@ from agent.finality.auto_recovery import (
 from agent.flows.faults import FaultPlan
 from agent.hospital.policy import HOSPITAL_KEYS, HospitalSettings, parse_duration, parse_hospital_settings
 from agent.ledger.identity import X500Name
+from agent.login_throttle import (
+    LOGIN_THROTTLE_KEYS,
+    LoginThrottleSettings,
+    parse_login_throttle_settings,
+)
 from agent.passwords import is_hash
 from agent.recovery.settings import (
     LEDGER_RECOVERY_KEYS,
@@ -50,6 +55,8 @@ _KEYS: dict[str, tuple[type, bool]] = {
     **{key: (object, False) for key in AUTO_RECOVERY_KEYS},
     # Ledger Recovery's retries and hold: checked by agent.recovery.settings.
     **{key: (object, False) for key in LEDGER_RECOVERY_KEYS},
+    # Failed management logins' back-off: checked by agent.login_throttle.
+    **{key: (object, False) for key in LOGIN_THROTTLE_KEYS},
 }
 # Where LedgerSync's own settings live unless ledgerSync.configFile says otherwise (beside node.conf,
 # as a CorDapp's config file sits in the node's directory); a missing file means the defaults.
@@ -97,6 +104,7 @@ class NodeConfig:
     finality_recovery: AutoRecoverySettings = field(default_factory=AutoRecoverySettings)
     transaction_recovery_period: timedelta | None = None
     ledger_recovery: LedgerRecoverySettings = field(default_factory=LedgerRecoverySettings)
+    management_logins: LoginThrottleSettings = field(default_factory=LoginThrottleSettings)
 
     @property
     def base_directory(self) -> Path:
@@ -185,6 +193,7 @@ def load_node_config(path: Path) -> NodeConfig:
         finality_recovery=finality_recovery,
         transaction_recovery_period=period,
         ledger_recovery=parse_ledger_recovery_settings(flat),
+        management_logins=parse_login_throttle_settings(flat),
     )
 
 

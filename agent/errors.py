@@ -32,6 +32,7 @@
     │   ├── ReconciliationRateLimitExceededException
     │   └── LedgerGraphNotReadyException
     ├── TransactionAccessDeniedError  a peer asked for a transaction it may not see
+    ├── TooManyLoginAttemptsError     an address failed too many management logins: refused until its back-off ends
     ├── FinalityError                 finality cannot go on (a bad message, an unusable receiver)
     │   ├── ReceiverBusyError             the receiver's flow is still at work: ask again later
     │   └── FlowRecoveryException         finality recovery could not recover (a receiver alone: not notarised)
@@ -506,6 +507,16 @@ class LedgerGraphNotReadyException(ReconciliationError):
 
 class ReconciliationCodecError(SerializationError):
     """Set-reconciliation data that cannot be decoded: truncated or oversized symbols, wrong version."""
+
+
+class TooManyLoginAttemptsError(AgentError):
+    """A client address failed too many management logins; every request from it is refused until its
+    back-off ends (agent.login_throttle). Adapters answer HTTP 429 with Retry-After."""
+
+    def __init__(self, address: str, retry_after_s: int) -> None:
+        self.address = address
+        self.retry_after_s = retry_after_s
+        super().__init__(f"too many failed logins from {address}; try again in {retry_after_s} s")
 
 
 class SimulatedCrash(BaseException):

@@ -23,6 +23,20 @@ def hash_password(password: str, *, iterations: int = ITERATIONS) -> str:
     )
 
 
+def dummy_hash(*, iterations: int = ITERATIONS) -> str:
+    """A well-formed hash that no password matches (a random digest), made without running PBKDF2: an
+    unknown user's password is checked against it, so that it costs what a known user's does."""
+    salt, digest = os.urandom(16), os.urandom(32)
+    return "$".join(
+        [SCHEME, str(iterations), base64.b64encode(salt).decode(), base64.b64encode(digest).decode()]
+    )
+
+
+def iterations_of(encoded: str) -> int | None:
+    """The PBKDF2 iterations of a stored hash; None when it is not one."""
+    return int(encoded.split("$")[1]) if is_hash(encoded) else None
+
+
 def is_hash(encoded: str) -> bool:
     parts = encoded.split("$")
     return len(parts) == 4 and parts[0] == SCHEME and parts[1].isdigit()

@@ -10,21 +10,52 @@ the refusal to the audit log); to that one the adapter hands the Caller: who, an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
 from werkzeug.datastructures import Authorization
 
+from agent.errors import TooManyLoginAttemptsError
 from mbeans.caller import Caller, Principal, Role, client_of
 from mbeans.errors import SecurityException
 from mbeans.model import Impact, Operation
 
-__all__ = ["REALM", "Authenticator", "Caller", "Principal", "Role", "authorize", "client_of"]
+__all__ = [
+    "REALM",
+    "THROTTLED_ERROR",
+    "TOO_MANY_REQUESTS",
+    "Authenticator",
+    "Caller",
+    "Principal",
+    "Role",
+    "authorize",
+    "client_address",
+    "client_of",
+    "retry_after",
+]
 
 REALM = 'Basic realm="ledger-agent"'  # WWW-Authenticate of every 401 the adapters answer
+TOO_MANY_REQUESTS = 429  # the HTTP status of every answer to a backed-off address
+THROTTLED_ERROR = "TooManyLoginAttempts"  # the `error` of a 429's JSON body (REST, /metrics)
 
 
-Authenticator = Callable[[Authorization | None], Principal | None]
-"""The caller of a request, or None when its credentials are missing or wrong (the agent's users)."""
+def retry_after(exc: TooManyLoginAttemptsError) -> dict[str, str]:
+    """The headers of a 429: when the address may try again."""
+    return {"Retry-After": str(exc.retry_after_s)}
+
+
+class Authenticator(Protocol):
+    """The caller of a request, or None when its credentials are missing or wrong (the agent's users).
+    Raises TooManyLoginAttemptsError while the client's address is backed off after failed logins:
+    each adapter answers that with HTTP 429 and Retry-After, in its protocol's shape."""
+
+    def __call__(
+        self, authorization: Authorization | None, *, address: str, surface: str
+    ) -> Principal | None: ...
+
+
+def client_address(remote_addr: str | None) -> str:
+    """The address a login is counted against: the TCP peer's (no proxy header is trusted)."""
+    return remote_addr or "unknown"
 
 
 def require_read(principal: Principal, what: str) -> None:

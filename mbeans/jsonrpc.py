@@ -34,16 +34,19 @@ from oslash.either import Left  # type: ignore[import-untyped]  # jsonrpcserver'
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from agent import __version__
-from agent.errors import AgentError, DatabaseError, SerializationError
+from agent.errors import AgentError, DatabaseError, SerializationError, TooManyLoginAttemptsError
 from mbeans.access import (
     REALM,
+    TOO_MANY_REQUESTS,
     Authenticator,
     Caller,
     Principal,
     authorize,
+    client_address,
     client_of,
     require_action,
     require_read,
+    retry_after,
 )
 from mbeans.errors import (
     AttributeNotFoundException,
@@ -78,6 +81,7 @@ ILLEGAL_ARGUMENT = -32002  # a value the bean refuses: wrong type, out of range,
 FORBIDDEN = -32003  # the caller's role does not allow the call
 REFUSED = -32004  # the agent refused (ReconciliationAlreadyScheduledException, ...)
 UNAUTHENTICATED = -32005  # only with HTTP 401: credentials missing or wrong
+TOO_MANY_LOGINS = -32006  # only with HTTP 429: the address is backed off after failed logins
 
 ALIASED_TYPE = str(LEDGER_SYNC.key("type"))  # whose members also go by their bare (the reference's JMX) names
 INTERNAL_MESSAGE = "internal error; see the agent's log"
@@ -505,7 +509,18 @@ def jsonrpc_blueprint(registry: MBeanRegistry, authenticate: Authenticator) -> B
     table = MethodTable(registry)
 
     def rpc() -> Response:
-        principal = authenticate(request.authorization)
+        try:
+            principal = authenticate(
+                request.authorization, address=client_address(request.remote_addr), surface=SURFACE
+            )
+        except TooManyLoginAttemptsError as exc:
+            error = {"code": TOO_MANY_LOGINS, "message": str(exc), "data": {"type": type(exc).__name__}}
+            return Response(
+                json.dumps({"jsonrpc": "2.0", "error": error, "id": None}),
+                status=TOO_MANY_REQUESTS,
+                content_type="application/json",
+                headers=retry_after(exc),
+            )
         if principal is None:
             error = {
                 "code": UNAUTHENTICATED,

@@ -20,8 +20,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from agent.errors import TooManyLoginAttemptsError
 from mbeans import metrics as m
-from mbeans.access import REALM, Authenticator
+from mbeans.access import (
+    REALM,
+    THROTTLED_ERROR,
+    TOO_MANY_REQUESTS,
+    Authenticator,
+    client_address,
+    retry_after,
+)
 from mbeans.errors import InstanceNotFoundException
 from mbeans.model import MBean
 from mbeans.names import FLOW_HOSPITAL, FLOWS, LEDGER_GRAPH, LEDGER_RECOVERY, LEDGER_SYNC, NODE
@@ -30,6 +38,7 @@ from mbeans.registry import MBeanRegistry
 log = logging.getLogger("ledger_agent.management.prometheus")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SURFACE = "metrics"  # what the audit log records of a failed login that came this way
 OUTCOMES = ("IN_PROGRESS", "DIFFERENCES_FOUND", "DIFFERENCES_NOT_FOUND", "FAILED", "STOPPED")
 
 
@@ -246,7 +255,14 @@ def metrics_blueprint(beans: MBeanRegistry, authenticate: Authenticator) -> Blue
     blueprint = Blueprint("ledger_agent_metrics", __name__)
 
     def view() -> Response | tuple[Response, int, dict[str, str]]:
-        if authenticate(request.authorization) is None:
+        try:
+            principal = authenticate(
+                request.authorization, address=client_address(request.remote_addr), surface=SURFACE
+            )
+        except TooManyLoginAttemptsError as exc:
+            body = jsonify(error=THROTTLED_ERROR, message=str(exc))
+            return body, TOO_MANY_REQUESTS, retry_after(exc)
+        if principal is None:
             body = jsonify(error="AuthenticationRequired", message="/metrics needs credentials")
             return body, 401, {"WWW-Authenticate": REALM}
         return Response(generate_latest(registry), content_type=CONTENT_TYPE)

@@ -11,7 +11,8 @@ recovery's under their FlowRPCOps and NodeFlowStatusRpcOps names (`POST /api/fin
 `GET /api/recovery/progress`: docs/ledger-recovery.md). Each runs
 through the gate (agent.management.audit): the role it needs is the catalogue's, and what acts goes
 to the audit log, refusals included. Every /api call needs HTTP basic auth with a user from
-node.conf's managementUsers. Errors are JSON {"error": <named error>, "message": ...}; never a stack
+node.conf's managementUsers; an address that failed too many logins is answered 429 for a while
+(agent.login_throttle). Errors are JSON {"error": <named error>, "message": ...}; never a stack
 trace.
 """
 
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from agent.errors import (
@@ -32,10 +33,12 @@ from agent.errors import (
     IdentityError,
     InvalidNameError,
     SerializationError,
+    TooManyLoginAttemptsError,
 )
 from agent.flows.engine import FlowNotFoundError, FlowTimeoutError
 from agent.ledger.hashing import SecureHash
 from agent.ledger.vault import TransactionStatus
+from agent.login_throttle import LoginThrottle
 from agent.management.audit import CommandGate
 from agent.management.auth import ManagementAuth
 from agent.management.beans import register_agent_beans
@@ -52,7 +55,15 @@ from agent.management.ledger_recovery_monitoring import add_ledger_recovery_moni
 from agent.operator_api.catalogue import FILTER_KEYS, Command
 from agent.operator_api.recovery import recovered_text, recovery_dry_run_text, results_text
 from agent.runtime import AgentRuntime
-from mbeans.access import REALM, Caller, client_of
+from mbeans.access import (
+    REALM,
+    THROTTLED_ERROR,
+    TOO_MANY_REQUESTS,
+    Caller,
+    client_address,
+    client_of,
+    retry_after,
+)
 from mbeans.errors import SecurityException
 from mbeans.jolokia import jolokia_blueprint
 from mbeans.jsonrpc import jsonrpc_blueprint
@@ -141,7 +152,8 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     app = Flask("ledger_agent.management")
     app.url_map.strict_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    auth = ManagementAuth(runtime.node.config.management_users)
+    throttle = LoginThrottle(runtime.node.config.management_logins, runtime.node.clock)
+    auth = ManagementAuth(runtime.node.config.management_users, throttle, runtime.node.store.audit)
     commands = NodeCommands(runtime)
     gate = CommandGate(runtime.node.store.audit, runtime.node.clock)
     registry = MBeanRegistry()
@@ -163,20 +175,23 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
 
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if auth.principal(request.authorization) is None:
+            principal = auth.principal(
+                request.authorization, address=client_address(request.remote_addr), surface=SURFACE
+            )
+            if principal is None:
                 response = jsonify(
                     error="AuthenticationRequired", message="management calls need credentials"
                 )
                 response.status_code = 401
                 response.headers["WWW-Authenticate"] = REALM
                 return response
+            g.principal = principal  # for caller(): the password is checked once a request
             return view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 
     def caller() -> Caller:
-        principal = auth.principal(request.authorization)
-        assert principal is not None  # checked by @authenticated
+        principal = g.principal  # set by @authenticated
         return Caller(principal, SURFACE, client_of(request.headers.get("User-Agent")))
 
     @app.errorhandler(AgentError)
@@ -198,6 +213,11 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
         if isinstance(exc, RequestTooLargeError):
             status = 413
         return jsonify(error=type(exc).__name__, message=str(exc)), status
+
+    @app.errorhandler(TooManyLoginAttemptsError)
+    def backed_off(exc: TooManyLoginAttemptsError) -> tuple[Response, int, dict[str, str]]:
+        # Raised by @authenticated before any password is checked: the address failed too many logins.
+        return jsonify(error=THROTTLED_ERROR, message=str(exc)), TOO_MANY_REQUESTS, retry_after(exc)
 
     @app.errorhandler(DatabaseError)
     def store_failed(exc: DatabaseError) -> tuple[Response, int]:

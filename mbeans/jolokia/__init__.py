@@ -2,8 +2,9 @@
 
 read, write, exec, search, list and version; POST with one request or a bulk array, and Jolokia's GET
 URL forms with its `!` escaping. As Jolokia's agent does, every answer is HTTP 200 and the outcome is
-the JSON `status`; the one exception is authentication: no or wrong credentials get HTTP 401, since a
-client cannot do anything useful with a JSON body it was not allowed to see. Roles are checked per
+the JSON `status`; the one exception is authentication: no or wrong credentials get HTTP 401, and an
+address backed off after failed logins HTTP 429 with Retry-After, since a client cannot do anything
+useful with a JSON body it was not allowed to see. Roles are checked per
 request (per entry of a bulk request) through mbeans.access. Compatibility notes: docs/management.md.
 
     urls.py        paths and GET URLs: `!` escaping, raw URI elements, the request a URL stands for

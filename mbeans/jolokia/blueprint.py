@@ -10,7 +10,16 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from mbeans.access import REALM, Authenticator, Caller, client_of
+from agent.errors import TooManyLoginAttemptsError
+from mbeans.access import (
+    REALM,
+    TOO_MANY_REQUESTS,
+    Authenticator,
+    Caller,
+    client_address,
+    client_of,
+    retry_after,
+)
 from mbeans.errors import IllegalArgumentException
 from mbeans.jolokia.agent import SURFACE, JolokiaAgent
 from mbeans.jolokia.config import URL_KEYS
@@ -81,7 +90,22 @@ def jolokia_blueprint(registry: MBeanRegistry, authenticate: Authenticator) -> B
     def serve(rest: str = "") -> Response:
         del rest  # the raw URI is read instead: werkzeug has decoded %2F in it
         url_config = {k: request.args[k] for k in URL_KEYS if k in request.args}
-        principal = authenticate(request.authorization)
+        try:
+            principal = authenticate(
+                request.authorization, address=client_address(request.remote_addr), surface=SURFACE
+            )
+        except TooManyLoginAttemptsError as exc:
+            # Jolokia's error shape, with the HTTP status too: a client that cannot log in cannot read
+            # a JSON body's status any more than a 401's.
+            body = {
+                "status": TOO_MANY_REQUESTS,
+                "error_type": "java.lang.SecurityException",
+                "error": f"java.lang.SecurityException : {exc}",
+            }
+            response = _answer(body, url_config)
+            response.status_code = TOO_MANY_REQUESTS
+            response.headers.update(retry_after(exc))
+            return response
         if principal is None:
             body = {
                 "status": 401,
