@@ -14,12 +14,15 @@ Once everything is built, the objects alive are frozen out of the cyclic garbage
 as the process; a full collection walked them all, which stopped every thread for 45 to 150 ms on a
 2-vCPU machine, the largest part of the management plane's p99 at 200 requests/s. Frozen objects
 are still freed by reference counting; only a cycle among them that becomes garbage later is kept.
+
+The process's umask is 077: docs/security.md, "Files and keys".
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import sys
 import threading
@@ -31,7 +34,10 @@ from waitress.server import create_server
 from waitress.task import ThreadedTaskDispatcher
 
 from agent.composition import Agent, build_agent
+from agent.config import load_node_config
+from agent.files import PRIVATE_UMASK, warn_if_open
 from agent.ledgersync.memory import tune_malloc
+from agent.network.bootstrap import IDENTITY_KEY_FILE
 
 log = logging.getLogger("ledger_agent.process")
 
@@ -108,9 +114,14 @@ def serve(
 
 
 def run_agent(config_path: Path) -> int:
+    # Whatever the agent creates from here on (the database and its journals, logs, backups) is its
+    # owner's only: the wrapped AES keys in the database protect nothing once others can read it.
+    os.umask(PRIVATE_UMASK)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
     )
+    config = load_node_config(config_path)
+    warn_if_open([config.path, config.certificates_directory / IDENTITY_KEY_FILE])
     tune_malloc()  # before any thread starts, so they share the few arenas
     agent = build_agent(config_path)
     try:
