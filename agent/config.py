@@ -20,6 +20,7 @@ from agent.finality.auto_recovery import (
 from agent.flows.faults import FaultPlan
 from agent.hospital.policy import HOSPITAL_KEYS, HospitalSettings, parse_duration, parse_hospital_settings
 from agent.ledger.identity import X500Name
+from agent.logs.settings import LOGGING_KEYS, LoggingSettings, parse_logging_settings
 from agent.passwords import is_hash
 from agent.recovery.settings import (
     LEDGER_RECOVERY_KEYS,
@@ -50,6 +51,8 @@ _KEYS: dict[str, tuple[type, bool]] = {
     **{key: (object, False) for key in AUTO_RECOVERY_KEYS},
     # Ledger Recovery's retries and hold: checked by agent.recovery.settings.
     **{key: (object, False) for key in LEDGER_RECOVERY_KEYS},
+    # The agent's log: level, format, file and its rotation; checked by agent.logs.settings.
+    **{key: (object, False) for key in LOGGING_KEYS},
 }
 # Where LedgerSync's own settings live unless ledgerSync.configFile says otherwise (beside node.conf,
 # as a CorDapp's config file sits in the node's directory); a missing file means the defaults.
@@ -97,6 +100,7 @@ class NodeConfig:
     finality_recovery: AutoRecoverySettings = field(default_factory=AutoRecoverySettings)
     transaction_recovery_period: timedelta | None = None
     ledger_recovery: LedgerRecoverySettings = field(default_factory=LedgerRecoverySettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     @property
     def base_directory(self) -> Path:
@@ -185,6 +189,7 @@ def load_node_config(path: Path) -> NodeConfig:
         finality_recovery=finality_recovery,
         transaction_recovery_period=period,
         ledger_recovery=parse_ledger_recovery_settings(flat),
+        logging=parse_logging_settings(flat, base),
     )
 
 

@@ -15,7 +15,8 @@ as the process; a full collection walked them all, which stopped every thread fo
 2-vCPU machine, the largest part of the management plane's p99 at 200 requests/s. Frozen objects
 are still freed by reference counting; only a cycle among them that becomes garbage later is kept.
 
-The process's umask is 077: docs/security.md, "Files and keys".
+The process's umask is 077 and its log is as node.conf's logging block says (agent.logs.setup):
+docs/security.md, "Files and keys", and docs/logging.md.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import gc
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -37,6 +37,7 @@ from agent.composition import Agent, build_agent
 from agent.config import load_node_config
 from agent.files import PRIVATE_UMASK, warn_if_open
 from agent.ledgersync.memory import tune_malloc
+from agent.logs.setup import configure_logging
 from agent.network.bootstrap import IDENTITY_KEY_FILE
 
 log = logging.getLogger("ledger_agent.process")
@@ -117,19 +118,20 @@ def run_agent(config_path: Path) -> int:
     # Whatever the agent creates from here on (the database and its journals, logs, backups) is its
     # owner's only: the wrapped AES keys in the database protect nothing once others can read it.
     os.umask(PRIVATE_UMASK)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
-    )
     config = load_node_config(config_path)
-    warn_if_open([config.path, config.certificates_directory / IDENTITY_KEY_FILE])
-    tune_malloc()  # before any thread starts, so they share the few arenas
-    agent = build_agent(config_path)
+    logs = configure_logging(config.logging)
     try:
-        agent.start()
-    except BaseException:
-        agent.stop(0)
-        raise
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    serve(agent, freeze_gc=True)
+        warn_if_open([config.path, config.certificates_directory / IDENTITY_KEY_FILE])
+        tune_malloc()  # before any thread starts, so they share the few arenas
+        agent = build_agent(config_path)
+        try:
+            agent.start()
+        except BaseException:
+            agent.stop(0)
+            raise
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        serve(agent, freeze_gc=True)
+    finally:
+        logs.close()
     return 0
