@@ -67,7 +67,17 @@ def tighten(paths: Iterable[Path]) -> list[Path]:
         except FileNotFoundError:
             continue
         if mode & OTHERS:
-            os.chmod(path, mode & ~OTHERS)
+            try:
+                os.chmod(path, mode & ~OTHERS)
+            except OSError as exc:  # another user's file: say so, and go on as before
+                log.warning(
+                    "%s is open to other users (mode %04o) and could not be set to %04o: %s",
+                    path,
+                    mode,
+                    mode & ~OTHERS,
+                    exc.strerror,
+                )
+                continue
             log.warning(
                 "%s was open to other users (mode %04o): set to %04o; it is the agent's own file",
                 path,

@@ -39,6 +39,7 @@ from agent.files import PRIVATE_UMASK, warn_if_open
 from agent.ledgersync.memory import tune_malloc
 from agent.logs.setup import configure_logging
 from agent.network.bootstrap import IDENTITY_KEY_FILE
+from agent.operator_api.layout import MONITOR_PASSWORD_FILE, PASSWORD_FILE
 
 log = logging.getLogger("ledger_agent.process")
 
@@ -121,7 +122,15 @@ def run_agent(config_path: Path) -> int:
     config = load_node_config(config_path)
     logs = configure_logging(config.logging)
     try:
-        warn_if_open([config.path, config.certificates_directory / IDENTITY_KEY_FILE])
+        folder = config.base_directory
+        warn_if_open(
+            [
+                config.path,
+                config.certificates_directory / IDENTITY_KEY_FILE,
+                folder / PASSWORD_FILE,  # `network init` leaves the passwords there, in clear
+                folder / MONITOR_PASSWORD_FILE,
+            ]
+        )
         tune_malloc()  # before any thread starts, so they share the few arenas
         agent = build_agent(config_path)
         try:

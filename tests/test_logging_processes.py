@@ -1,7 +1,7 @@
 """A real agent process: the files it creates are its owner's only, and its log is as node.conf says.
 
 One notary alone, started under umask 022 (a shell's usual): its database, journals and log must be
-0600 all the same. Random bytes sent to its peer endpoint are refused; the log keeps the first few
+0600 all the same; files left open to others before it started are named in its log. Random bytes sent to its peer endpoint are refused; the log keeps the first few
 refusals and, when the agent stops, says how many more it did not write. Every line is JSON.
 """
 
@@ -36,6 +36,10 @@ def test_a_running_agent_keeps_its_files_private_and_its_refusals_short(tmp_path
             conf.write(
                 'logging { format = json, file = "logs/agent.log", maxFileSize = 1MB, maxFiles = 2 }\n'
             )
+        # Left open to others before the start: the operator's node.conf is warned about, the
+        # agent's own database (an empty file is an empty SQLite database) made private.
+        os.chmod(notary.config, 0o640)
+        (notary.folder / "node.db").touch(mode=0o644)
         client = ManagementClient(notary.management_address, OPERATOR_USER, read_password(notary.folder))
         process = AgentProcess(notary.config, notary.folder / "stdout.log", client)
         process.start()
@@ -70,6 +74,13 @@ def test_a_running_agent_keeps_its_files_private_and_its_refusals_short(tmp_path
     assert summaries[0]["logger"] == "agent.p2p.service"
     assert "127.0.0.1" in summaries[0]["message"]
     assert any(e["message"] == "stopped" for e in entries)  # the agent's own lines go there too
+    warnings = [e["message"] for e in entries if e["logger"] == "ledger_agent.files"]
+    assert warnings == [
+        f"{notary.config} is open to other users (mode 0640); it holds secrets: chmod 600 it",
+        f"{notary.folder / 'node.db'} was open to other users (mode 0644): set to 0600; "
+        "it is the agent's own file",
+    ]
+    assert _mode(notary.config) == 0o640  # the operator's file is the operator's to change
 
 
 def _entries(log: Path) -> list[dict[str, str]]:

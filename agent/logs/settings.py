@@ -49,11 +49,11 @@ class LoggingSettings:
 
     @property
     def level_number(self) -> int:
-        return logging.getLevelName(self.level)  # type: ignore[no-any-return]
+        return logging.getLevelNamesMapping()[self.level]
 
     @property
     def library_level_number(self) -> int:
-        return logging.getLevelName(self.library_level)  # type: ignore[no-any-return]
+        return logging.getLevelNamesMapping()[self.library_level]
 
 
 def parse_size(key: str, value: Any) -> int:
