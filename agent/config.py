@@ -25,6 +25,7 @@ from agent.login_throttle import (
     LoginThrottleSettings,
     parse_login_throttle_settings,
 )
+from agent.logs.settings import LOGGING_KEYS, LoggingSettings, parse_logging_settings
 from agent.passwords import is_hash
 from agent.recovery.settings import (
     LEDGER_RECOVERY_KEYS,
@@ -57,6 +58,8 @@ _KEYS: dict[str, tuple[type, bool]] = {
     **{key: (object, False) for key in LEDGER_RECOVERY_KEYS},
     # Failed management logins' back-off: checked by agent.login_throttle.
     **{key: (object, False) for key in LOGIN_THROTTLE_KEYS},
+    # The agent's log: level, format, file and its rotation; checked by agent.logs.settings.
+    **{key: (object, False) for key in LOGGING_KEYS},
 }
 # Where LedgerSync's own settings live unless ledgerSync.configFile says otherwise (beside node.conf,
 # as a CorDapp's config file sits in the node's directory); a missing file means the defaults.
@@ -105,6 +108,7 @@ class NodeConfig:
     transaction_recovery_period: timedelta | None = None
     ledger_recovery: LedgerRecoverySettings = field(default_factory=LedgerRecoverySettings)
     management_logins: LoginThrottleSettings = field(default_factory=LoginThrottleSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     @property
     def base_directory(self) -> Path:
@@ -194,6 +198,7 @@ def load_node_config(path: Path) -> NodeConfig:
         transaction_recovery_period=period,
         ledger_recovery=parse_ledger_recovery_settings(flat),
         management_logins=parse_login_throttle_settings(flat),
+        logging=parse_logging_settings(flat, base),
     )
 
 

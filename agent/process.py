@@ -14,14 +14,17 @@ Once everything is built, the objects alive are frozen out of the cyclic garbage
 as the process; a full collection walked them all, which stopped every thread for 45 to 150 ms on a
 2-vCPU machine, the largest part of the management plane's p99 at 200 requests/s. Frozen objects
 are still freed by reference counting; only a cycle among them that becomes garbage later is kept.
+
+The process's umask is 077 and its log is as node.conf's logging block says (agent.logs.setup):
+docs/security.md, "Files and keys", and docs/logging.md.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -31,7 +34,12 @@ from waitress.server import create_server
 from waitress.task import ThreadedTaskDispatcher
 
 from agent.composition import Agent, build_agent
+from agent.config import load_node_config
+from agent.files import PRIVATE_UMASK, warn_if_open
 from agent.ledgersync.memory import tune_malloc
+from agent.logs.setup import configure_logging
+from agent.network.bootstrap import IDENTITY_KEY_FILE
+from agent.operator_api.layout import MONITOR_PASSWORD_FILE, PASSWORD_FILE
 from agent.p2p.waitress_errors import peer_channel
 
 log = logging.getLogger("ledger_agent.process")
@@ -110,17 +118,31 @@ def serve(
 
 
 def run_agent(config_path: Path) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
-    )
-    tune_malloc()  # before any thread starts, so they share the few arenas
-    agent = build_agent(config_path)
+    # Whatever the agent creates from here on (the database and its journals, logs, backups) is its
+    # owner's only: the wrapped AES keys in the database protect nothing once others can read it.
+    os.umask(PRIVATE_UMASK)
+    config = load_node_config(config_path)
+    logs = configure_logging(config.logging)
     try:
-        agent.start()
-    except BaseException:
-        agent.stop(0)
-        raise
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    serve(agent, freeze_gc=True)
+        folder = config.base_directory
+        warn_if_open(
+            [
+                config.path,
+                config.certificates_directory / IDENTITY_KEY_FILE,
+                folder / PASSWORD_FILE,  # `network init` leaves the passwords there, in clear
+                folder / MONITOR_PASSWORD_FILE,
+            ]
+        )
+        tune_malloc()  # before any thread starts, so they share the few arenas
+        agent = build_agent(config_path)
+        try:
+            agent.start()
+        except BaseException:
+            agent.stop(0)
+            raise
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        serve(agent, freeze_gc=True)
+    finally:
+        logs.close()
     return 0

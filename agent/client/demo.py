@@ -16,7 +16,9 @@ every process it started, unless --keep-running.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
 import sqlite3
 import tempfile
@@ -271,7 +273,11 @@ def backup_sqlite(source: Path, target: Path) -> None:
     As agent.store.database.backup_sqlite does (the tools do not import the store): consistent while
     the source's agent writes, and into the target through a connection, which reads any WAL left
     beside the file before writing every page, so old frames cannot be checkpointed over them later.
+    A new target is made 0600 first (SQLite gives its journals the same mode): a backup holds all the
+    store holds, the node's wrapped AES keys included (docs/security.md).
     """
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     src, dst = sqlite3.connect(source), sqlite3.connect(target)
     try:
         src.backup(dst)
@@ -591,7 +597,7 @@ def run_demo(
             work.random_payment()
         out(f"  pay    {moves // 2} random payments, some with an observer")
         backup = folder / "backup" / f"{short(a)}.db"
-        backup.parent.mkdir(exist_ok=True)
+        backup.parent.mkdir(mode=0o700, exist_ok=True)  # only its owner may read a backup
         backup_sqlite(sqlite_file(nodes[a][0]), backup)
         out(f"  backup {short(a)}'s store while it runs (SQLite online backup) to {backup}")
         for _ in range(moves - moves // 2):

@@ -306,7 +306,8 @@ class AgentProcess:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        log = self.log_path.open("ab")
+        # The log says what peers sent and what the node did: its owner's only (0600), like the store.
+        log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "agent", "run", "--config", str(self.config)],
             stdout=log,

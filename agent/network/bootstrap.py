@@ -13,12 +13,14 @@ Layout of `directory`:
     <Organisation>/certificates/identity-key.pem    the node's identity key (0600)
     <Organisation>/certificates/identity-cert.pem   its certificate, role node or notary
     <Organisation>/certificates/network-root.pem    the trust root the node checks everything against
+
+Every file it writes is 0600 and every directory it creates 0700, whatever the umask: node.conf holds
+the management users' password hashes, and one user's network is nobody else's to read.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +29,7 @@ from pathlib import Path
 
 from agent.clock import Clock, SystemClock
 from agent.errors import ConfigurationError, IdentityError
+from agent.files import private_dir, write_private
 from agent.ledger.identity import X500Name
 from agent.ledger.keys import KeyPair
 from agent.network.network_map import NetworkMap, NetworkParameters, NodeInfo, SignedNetworkMap
@@ -173,10 +176,7 @@ def _check_names(node_names: Sequence[X500Name], notary_name: X500Name) -> list[
 
 def write_secret(path: Path, text: str) -> None:
     """A file only its owner can read (0600), whatever the umask."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text + "\n")
-    os.chmod(path, 0o600)
+    write_private(path, text + "\n")
 
 
 def _hocon(value: str) -> str:
@@ -255,10 +255,10 @@ def init_network(
         if target.exists():
             raise FileExistsError(f"refusing to overwrite {target}: a network already exists in {directory}")
 
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     root_key, root_cert = create_root_ca(ROOT_CA_NAME, clock)
     root_dir = directory / ROOT_DIR
-    root_dir.mkdir()
+    private_dir(root_dir)
     root_key.write_pem(root_dir / ROOT_KEY_FILE)
     write_certificate(root_dir / ROOT_CERT_FILE, root_cert)
 
@@ -267,7 +267,7 @@ def init_network(
         root_key, root_cert, NETWORK_MAP_NAME, map_key.public, NETWORK_MAP_ROLE, clock
     )
     map_dir = directory / NETWORK_MAP_DIR
-    map_dir.mkdir()
+    private_dir(map_dir)
     map_key.write_pem(map_dir / NETWORK_MAP_KEY_FILE)
     write_certificate(map_dir / NETWORK_MAP_CERT_FILE, map_cert)
 
@@ -278,7 +278,8 @@ def init_network(
         port = base_port + 2 * index
         folder = directory / folder_text
         certificates = folder / CERTIFICATES_DIR
-        certificates.mkdir(parents=True)
+        private_dir(folder)
+        private_dir(certificates)
         key = identity_keys.get(name) if identity_keys else None
         key = key or KeyPair.generate()
         cert = issue_certificate(root_key, root_cert, name, key.public, role, clock)
@@ -293,7 +294,8 @@ def init_network(
         write_secret(folder / PASSWORD_FILE, password)
         monitor_password = secrets.token_urlsafe(18)
         write_secret(folder / MONITOR_PASSWORD_FILE, monitor_password)
-        config.write_text(
+        write_private(
+            config,
             node_config(
                 name,
                 p2p,
@@ -303,7 +305,6 @@ def init_network(
                 operator_password_hash=hash_password(password),
                 monitor_password_hash=hash_password(monitor_password),
             ),
-            encoding="utf-8",
         )
         layouts.append(NodeLayout(name, folder, config, p2p, management, role))
         infos.append(NodeInfo(name, (p2p,), cert, role))

@@ -24,6 +24,7 @@ from cryptography import x509
 
 from agent.clock import Clock
 from agent.errors import IdentityError, InvalidNameError
+from agent.files import write_private
 from agent.ledger.identity import Party, X500Name
 from agent.ledger.keys import KeyPair
 from agent.network.pki import (
@@ -238,7 +239,8 @@ class SignedNetworkMap:
         }
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        """The signed map as JSON, 0600 like every file of a node's (agent.files)."""
+        write_private(path, json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n")
 
     @classmethod
     def read(cls, path: Path) -> SignedNetworkMap:

@@ -27,6 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from agent.clock import Clock
 from agent.errors import IdentityError, InvalidNameError
+from agent.files import write_private
 from agent.ledger.identity import Party, X500Name
 from agent.ledger.keys import KeyPair, PublicKey
 
@@ -319,7 +320,8 @@ def certificate_from_pem(data: str | bytes, source: str = "certificate") -> x509
 
 
 def write_certificate(path: Path, cert: x509.Certificate) -> None:
-    path.write_text(certificate_to_pem(cert), encoding="ascii")
+    """The certificate as PEM, 0600 like every file of a node's (agent.files)."""
+    write_private(path, certificate_to_pem(cert))
 
 
 def read_certificate(path: Path) -> x509.Certificate:

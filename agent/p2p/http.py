@@ -129,17 +129,18 @@ def create_peer_app(service: PeerService, max_message_size: int | None = None) -
     @app.post(MESSAGE_PATH)
     def message() -> Response:
         declared = request.content_length
+        source = request.remote_addr  # names the client in the log, whose refusals are rate-limited
         if declared is not None and declared > limit:
             # Refused from the header alone: not one byte of the body is read.
-            return _cbor(*service.too_large(declared))
+            return _cbor(*service.too_large(declared, source=source))
         if declared is None and not request.environ.get("wsgi.input_terminated"):
             refusal = MalformedMessageError("a Content-Length header (or a chunked body) is required")
             return _cbor(LENGTH_REQUIRED, plain_error(refusal))
         # With a Content-Length the stream stops there; a chunked one is cut one byte past the limit.
         body = _read_at_most(request.stream, limit + 1)
         if len(body) > limit:
-            return _cbor(*service.too_large(len(body), at_least=True))
-        return _cbor(*service.handle(body))
+            return _cbor(*service.too_large(len(body), at_least=True, source=source))
+        return _cbor(*service.handle(body, source=source))
 
     @app.get(HEALTH_PATH)
     def health() -> Response:

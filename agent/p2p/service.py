@@ -38,6 +38,7 @@ from agent.errors import (
 )
 from agent.ledger.identity import X500Name
 from agent.ledger.serialization import encode
+from agent.logs.refusals import refusal
 from agent.p2p.authenticator import MessageAuthenticator
 from agent.p2p.envelope import (
     ERROR_TOPIC,
@@ -93,26 +94,39 @@ class PeerService:
     def topics(self) -> tuple[str, ...]:
         return tuple(sorted(self._handlers))
 
-    def too_large(self, declared_length: int, *, at_least: bool = False) -> tuple[int, bytes]:
+    def too_large(
+        self, declared_length: int, *, at_least: bool = False, source: str | None = None
+    ) -> tuple[int, bytes]:
         """The 413 reply, unsealed: the body is not read, so there is no sender to address it to."""
         exc = MessageTooLargeError(declared_length, self.max_message_size, at_least=at_least)
-        log.warning("refused a message: %s", exc)
+        log.warning("refused a message: %s", exc, extra=refusal(type(exc).__name__, source))
         return TOO_LARGE, plain_error(exc)
 
-    def handle(self, body: bytes) -> tuple[int, bytes]:
-        """Status and reply bytes for one request body; never raises for anything a peer can send."""
+    def handle(self, body: bytes, *, source: str | None = None) -> tuple[int, bytes]:
+        """Status and reply bytes for one request body; never raises for anything a peer can send.
+
+        source (the client's address, when the transport knows it) names where a refusal came from
+        in the log, whose refusals are rate-limited by kind and source (agent.logs.refusals).
+        """
         if len(body) > self.max_message_size:
-            return self.too_large(len(body))
+            return self.too_large(len(body), source=source)
         try:
             sealed = parse_sealed(body)
         except MalformedMessageError as exc:
-            log.warning("refused a message: %s", exc)
+            log.warning("refused a message: %s", exc, extra=refusal(type(exc).__name__, source))
             return BAD_REQUEST, plain_error(exc)
         request = sealed.envelope
+        # Before the signature is checked the sender is only claimed: the address is the better name.
+        claimed = source or str(request.sender)
         try:
             envelope = self.authenticator.verify(sealed)
         except MessageRejectedError as exc:
-            log.warning("refused a message on topic %r: %s", request.topic, exc)
+            log.warning(
+                "refused a message on topic %r: %s",
+                request.topic,
+                exc,
+                extra=refusal(type(exc).__name__, claimed),
+            )
             return BAD_REQUEST, self._error(request, type(exc).__name__, str(exc), error_details(exc))
         handler = self._handlers.get(envelope.topic)
         if handler is None and self._unknown_topic is not None:
@@ -122,11 +136,21 @@ class PeerService:
                 return self._internal(envelope, "could not be kept for observation")
             if reason is not None:
                 kept = KeptForObservationError(str(self.authenticator.identity.name), reason)
-                log.warning("kept a message from %s for observation: %s", envelope.sender, reason)
+                log.warning(
+                    "kept a message from %s for observation: %s",
+                    envelope.sender,
+                    reason,
+                    extra=refusal(type(kept).__name__, str(envelope.sender)),
+                )
                 return CONFLICT, self._error(envelope, type(kept).__name__, str(kept), kept.details())
         if handler is None:
             unknown = UnknownTopicError(envelope.topic)
-            log.warning("refused a message from %s: %s", envelope.sender, unknown)
+            log.warning(
+                "refused a message from %s: %s",
+                envelope.sender,
+                unknown,
+                extra=refusal(type(unknown).__name__, str(envelope.sender)),
+            )
             return NOT_FOUND, self._error(envelope, type(unknown).__name__, str(unknown), unknown.details())
         try:
             result = handler(envelope.sender, envelope.payload)
@@ -135,7 +159,13 @@ class PeerService:
             return self._internal(envelope, "failed")
         except AgentError as exc:
             # A refusal of the domain: the peer gets the type, the message and the details to rebuild it.
-            log.info("topic %r from %s refused: %s", envelope.topic, envelope.sender, exc)
+            log.info(
+                "topic %r from %s refused: %s",
+                envelope.topic,
+                envelope.sender,
+                exc,
+                extra=refusal(type(exc).__name__, str(envelope.sender)),
+            )
             return CONFLICT, self._error(envelope, type(exc).__name__, str(exc), error_details(exc))
         except Exception:
             return self._internal(envelope, "failed")

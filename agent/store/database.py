@@ -12,6 +12,7 @@ import peewee
 from playhouse.db_url import parse
 
 from agent.errors import ConfigurationError, TransientConnectionError
+from agent.files import create_private, private_dir, tighten
 from agent.store.db_errors import DRIVER_ERRORS, TranslatedTransaction, secrets_of, translate
 
 URL_KEY = "dataSourceProperties.dataSource.url"
@@ -31,6 +32,7 @@ SQLITE_PRAGMAS = {
     "cache_size": -2 * 1024,
 }
 BULK_CACHE_KIB = 64 * 1024
+SQLITE_JOURNALS = ("-wal", "-shm", "-journal")
 SCAN_CACHE_KIB = 256
 
 
@@ -79,7 +81,7 @@ def open_database(target: str | peewee.Database) -> peewee.Database:
         if not path:
             raise ConfigurationError(URL_KEY, target, _ALLOWED)
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite_file(Path(path))
         return SqliteStoreDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
     if scheme in ("postgresql", "postgres"):
         try:
@@ -88,6 +90,18 @@ def open_database(target: str | peewee.Database) -> peewee.Database:
         except (ValueError, TypeError) as exc:
             raise ConfigurationError(URL_KEY, target, _ALLOWED) from exc
     raise ConfigurationError(URL_KEY, target, _ALLOWED)
+
+
+def private_sqlite_file(path: Path) -> None:
+    """The database file made 0600 before SQLite opens it (its directory 0700 if made here).
+
+    SQLite gives the -wal and -shm files the mode of the database file, so they follow. A database
+    others could read is the agent's own file: it is set to 0600, with a WARNING naming it
+    (agent.files.tighten), and so are journals left beside it.
+    """
+    private_dir(path.parent)
+    if not create_private(path):
+        tighten([path, *(path.with_name(path.name + suffix) for suffix in SQLITE_JOURNALS)])
 
 
 def redact(url: str) -> str:
@@ -151,6 +165,7 @@ def backup_sqlite(source: Path, target: Path) -> None:
     Into the target through a connection: one that reads any WAL left beside the file before
     writing every page, so old frames cannot be checkpointed over the restored pages later.
     """
+    private_sqlite_file(target)  # a backup holds all the store holds: 0600, its directory 0700 if new
     src, dst = sqlite3.connect(source), sqlite3.connect(target)
     try:
         src.backup(dst)

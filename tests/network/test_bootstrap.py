@@ -87,7 +87,33 @@ def test_private_keys_are_owner_only(tmp_path: Path) -> None:
     assert len(keys) == 5
     for key in keys:
         assert _mode(key) == 0o600, key
-    assert _mode(layout.root_certificate) != 0o600  # certificates are public; only keys are locked down
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_every_file_is_owner_only_and_every_directory_it_made_0700(tmp_path: Path, umask: int) -> None:
+    """node.conf (password hashes), keys, certificates, the map: 0600; the folders it made: 0700."""
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    os.chmod(existing, 0o755)
+    old = os.umask(umask)
+    try:
+        _, layout = _init(existing / "net")
+    finally:
+        os.umask(old)
+    files = [p for p in layout.directory.rglob("*") if p.is_file()]
+    directories = [layout.directory, *(p for p in layout.directory.rglob("*") if p.is_dir())]
+    assert {p.name for p in files} >= {
+        "node.conf",
+        "identity-key.pem",
+        "identity-cert.pem",
+        "network-root.pem",
+        "root-cert.pem",
+        "network-map.json",
+        "management-password",
+    }
+    assert {oct(_mode(p)) for p in files} == {oct(0o600)}, [(p, oct(_mode(p))) for p in files]
+    assert {oct(_mode(p)) for p in directories} == {oct(0o700)}, [(p, oct(_mode(p))) for p in directories]
+    assert _mode(existing) == 0o755  # a directory that was there before keeps its mode
 
 
 def test_ports_notary_first_two_each(tmp_path: Path) -> None:
