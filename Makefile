@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit simulate bench clean
+.PHONY: demo test lint typecheck unit simulate fuzz bench clean
 
 $(STAMP): pyproject.toml setup.py .ci/build-constraints.txt agent/ledgersync/_riblt_kernel.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ unit: $(STAMP)
 SEEDS ?= 5000
 simulate: $(STAMP)
 	$(BIN)/python -m tests.simulation --seeds $(SEEDS)
+
+# The fuzzers beyond CI's 150 inputs a target (docs/security.md): make fuzz FUZZ_EXAMPLES=20000
+FUZZ_EXAMPLES ?= 5000
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests/fuzz
 
 test: lint typecheck unit
 

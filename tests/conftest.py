@@ -84,3 +84,32 @@ def charlie() -> Actor:
 @pytest.fixture
 def notary_actor() -> Actor:
     return make_actor("O=Notary Service, L=Zurich, C=CH")
+
+
+# -- fuzzing: how many inputs each fuzzer tried, printed at the end of the run (issue 16) -----------------
+
+FUZZ_COUNTS: dict[str, int] = {}
+
+
+def count_fuzzed(target: str, n: int = 1) -> None:
+    """Count n inputs tried against target (a decoder, or a surface of a live agent)."""
+    FUZZ_COUNTS[target] = FUZZ_COUNTS.get(target, 0) + n
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: its counts go to the controller
+        workeroutput["fuzz_counts"] = dict(FUZZ_COUNTS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    for target, n in getattr(node, "workeroutput", {}).get("fuzz_counts", {}).items():
+        count_fuzzed(target, n)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FUZZ_COUNTS:
+        terminalreporter.section("fuzzing: inputs tried")
+        for target, n in sorted(FUZZ_COUNTS.items()):
+            terminalreporter.write_line(f"{n:>9,}  {target}")

@@ -8,7 +8,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, request
+from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import PathConverter
 
 from agent.errors import TooManyLoginAttemptsError
 from mbeans.access import (
@@ -33,6 +35,10 @@ from mbeans.limits import (
     parse_json,
 )
 from mbeans.registry import MBeanRegistry
+
+
+class _AnyPath(PathConverter):
+    regex = r"[^/][\s\S]*?"
 
 
 def _raw_elements(prefix: str) -> list[str]:
@@ -141,7 +147,13 @@ def jolokia_blueprint(registry: MBeanRegistry, authenticate: Authenticator) -> B
             return _answer(agent.error(exc, {"type": parts[0]}, url_config), url_config)
         return _answer(agent.handle(req, caller, url_config, from_url=True), url_config)
 
-    for rule in ("/jolokia", "/jolokia/", "/jolokia/<path:rest>"):
+    # Any path, newlines and all (werkzeug's path converter stops at one, and Flask answered a 404 in
+    # its own shape): the path is Jolokia's to read and, if it must, to refuse in Jolokia's terms.
+    def add_converter(state: BlueprintSetupState) -> None:
+        state.app.url_map.converters["jolokia"] = _AnyPath
+
+    blueprint.record_once(add_converter)
+    for rule in ("/jolokia", "/jolokia/", "/jolokia/<jolokia:rest>"):
         blueprint.add_url_rule(
             rule, view_func=serve, methods=["GET", "POST"], strict_slashes=False, merge_slashes=False
         )

@@ -239,3 +239,10 @@ def test_a_method_not_allowed_says_which_are(served: Served) -> None:
     assert response.status_code == 405
     assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET"}
     assert response.json()["error"] == "MethodNotAllowed"
+
+
+def test_a_jolokia_get_path_with_a_newline_is_answered_by_jolokia(served: Served) -> None:
+    # Found by tests/fuzz: werkzeug's path converter stops at a newline, and Flask answered its own 404.
+    response = requests.get(f"{served.url}/jolokia/read/%0A", auth=served.monitor, timeout=30)
+    answer = json.loads(response.text)
+    assert answer["status"] in (400, 404) and "error_type" in answer, answer
