@@ -61,6 +61,7 @@ from agent.p2p.inprocess import InProcessNetwork, InProcessTransport
 from agent.p2p.retry import RetryPolicy
 from agent.recovery.aes_keys import NodeAesKeys
 from agent.runtime import AgentRuntime, build_runtime
+from agent.store.database import backup_sqlite
 from agent.store.ledger_store import LedgerStore
 
 log = logging.getLogger("ledger_agent.simulation")
@@ -248,6 +249,12 @@ class Simulation:
         self._by_address = {slot.address: slot for slot in self.slots.values()}
         self._ticking = threading.Event()
         self._threads: list[threading.Thread] = []
+        # Pairs of addresses that cannot reach each other (a partition) until heal() or settle().
+        self.cuts: set[frozenset[str]] = set()
+        self.backend = template.backend
+        self.backups: dict[X500Name, Path] = {}  # a node's last backup (SQLite's online backup)
+        self._restore_from: dict[X500Name, Path] = {}  # applied by the restart that follows the kill
+        self.restored: set[X500Name] = set()  # nodes restored from a backup: they recover at the end
 
     def _database_url(self, template: Template, folder: Path, config: Path) -> str:
         """A fresh database for one node of this seed: a copy of the template's first-start one."""
@@ -348,7 +355,8 @@ class Simulation:
         node = open_node(slot.config, clock=self.clock)
         incarnation.store = node.store
         retry = RetryPolicy(sleep=self.clock.sleep, rng=random.Random(rng.random()))
-        runtime = build_runtime(node, NodeLink(self, incarnation, faulty), retry=retry, faults=plan)
+        link = NodeLink(self, incarnation, faulty, slot.address)
+        runtime = build_runtime(node, link, retry=retry, faults=plan)
         with self._lock:
             incarnation.runtime = runtime
             if incarnation.dead.is_set():  # it crashed while resuming its flows: the restarter sees to it
@@ -406,8 +414,63 @@ class Simulation:
             old.changed.wait_for(lambda: old.calls_in == 0, DRAIN_S)
         if old.store is not None:
             old.store.close()
+        with self._lock:
+            backup = self._restore_from.pop(slot.name, None)
+        if backup is not None:  # the operator puts last night's backup in place of the database
+            # Through SQLite (pages written over the file and its WAL): a dead incarnation's threads may
+            # still hold connections, for which a file copied over and its journals deleted are an I/O error.
+            backup_sqlite(backup, slot.config.parent / DATABASE_FILE)
+            self.events.append(f"{slot.name} restored from its backup")
         self._boot(slot)
         self.events.append(f"{slot.name} #{slot.current.number} started")
+
+    # -- backups and restores ------------------------------------------------------------------------
+
+    def backup(self, name: X500Name) -> bool:
+        """A backup of the node's live database (SQLite only); SimulatedCrash if the node is down."""
+        if self.backend != "sqlite" or name == NOTARY:
+            return False
+        self.runtime(name)  # up, or SimulatedCrash
+        target = self.workdir / f"{self.slots[name].config.parent.name}-backup.db"
+        backup_sqlite(self.slots[name].config.parent / DATABASE_FILE, target)
+        with self._lock:
+            self.backups[name] = target
+        return True
+
+    def restore(self, name: X500Name) -> bool:
+        """The node dies and comes back on its last backup (which is then used up)."""
+        with self._lock:
+            backup = self.backups.pop(name, None)
+            if backup is None:
+                return False
+            self._restore_from[name] = backup
+            self.restored.add(name)
+        if not self.kill(name, "to be restored from its backup"):
+            with self._lock:  # already dead: the restart under way may have missed it, so make one
+                if not any(s is self.slots[name] for s in self._to_restart) and not self._restarting:
+                    self._to_restart.append(self.slots[name])
+                    self._lock.notify_all()
+        return True
+
+    def recover_restored(self, timeout: float = 60.0) -> list[str]:
+        """Each restored node runs LedgerRecoveryFlow from the other two, once the network is healed;
+        what went wrong, in words."""
+        problems = []
+        for name in sorted(self.restored):
+            peers = [str(n) for n in NODES if n != name]
+            try:
+                result = self.runtime(name).ledger_recovery.recover(
+                    {"recoveryPeers": peers, "timeWindow": {"fromTime": "2000-01-01T00:00:00Z"}},
+                    timeout=timeout,
+                )
+            except Exception as exc:
+                problems.append(f"{name.organisation}'s recovery failed: {type(exc).__name__}: {exc}")
+                continue
+            self.events.append(
+                f"{name} recovered {result['totalRecoveredTransactions']} transaction(s), "
+                f"{result['totalErrors']} error(s)"
+            )
+        return problems
 
     def wait_restarts(self, timeout: float = RESTART_WAIT_S) -> None:
         """Wait until every dead node is running again."""
@@ -451,10 +514,23 @@ class Simulation:
                 found[slot.name] = flows
         return found
 
+    def cut(self, a: X500Name, b: X500Name) -> None:
+        """a and b can no longer reach each other (either way) until heal()."""
+        with self._lock:
+            self.cuts.add(frozenset((self.slots[a].address, self.slots[b].address)))
+
+    def heal(self) -> None:
+        with self._lock:
+            self.cuts.clear()
+
+    def reachable(self, source: str, target: str) -> bool:
+        return frozenset((source, target)) not in self.cuts
+
     def settle(self) -> None:
         """Heal the network, deliver what it held, and move time until no flow is RUNNABLE anywhere."""
         # The ticker goes on: a flow running a peer's handler may wait for a flow parked on a timer.
         self.healed = True
+        self.heal()
         deadline = time.monotonic() + SETTLE_REAL_S
         start = self.clock.now()
         while True:
@@ -521,12 +597,16 @@ class CalleeGuard:
 
 
 class NodeLink:
-    """The caller's end: a dead incarnation's thread unwinds instead of sending or taking a reply."""
+    """The caller's end: a dead incarnation's thread unwinds instead of sending or taking a reply; a
+    partition between the caller and the callee refuses the connection."""
 
-    def __init__(self, sim: Simulation, incarnation: Incarnation, inner: FaultyTransport) -> None:
+    def __init__(
+        self, sim: Simulation, incarnation: Incarnation, inner: FaultyTransport, address: str
+    ) -> None:
         self.sim = sim
         self.incarnation = incarnation
         self.inner = inner
+        self.address = address
 
     def _check_alive(self) -> None:
         if self.incarnation.dead.is_set():
@@ -536,6 +616,8 @@ class NodeLink:
         self._check_alive()
         # The ticker moves time only when nothing moves (a change detector: a lost increment is harmless).
         self.sim.messages += 1
+        if not self.sim.reachable(self.address, address):
+            raise TransientTransportError(address, "connection refused (a network partition)")
         try:
             reply = self.inner.post(address, body, timeout)
         except Exception:

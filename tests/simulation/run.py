@@ -67,7 +67,10 @@ def run_seed(seed: int, template: Template, scratch: Path) -> SeedResult:
         record = run_workload(sim, rng)
         log = record.log
         sim.settle()
-        violations = check(sim, record)
+        if sim.restored:  # the operator runs Ledger Recovery on a restored node once it is back
+            violations = sim.recover_restored()
+            sim.settle()
+        violations += check(sim, record)
     except SimulationStuckError as exc:
         violations = [str(exc)]
     except (Exception, SimulatedCrash):  # the harness failed: still a failing seed, with its replay command

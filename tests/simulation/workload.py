@@ -173,6 +173,73 @@ def tick(sim: Simulation, rng: random.Random, record: Record) -> None:
     record.log.append(f"time +{seconds} s")
 
 
+def partition(sim: Simulation, rng: random.Random, record: Record) -> None:
+    """Two of the four (the notary too) lose each other until a heal or the end of the workload."""
+    a, b = rng.sample((*NODES, NOTARY), 2)
+    sim.cut(a, b)
+    record.log.append(f"partition between {a.organisation} and {b.organisation}")
+
+
+def heal(sim: Simulation, rng: random.Random, record: Record) -> None:
+    if sim.cuts:
+        sim.heal()
+        record.log.append("the partitions heal")
+
+
+def attack(sim: Simulation, rng: random.Random, record: Record) -> None:
+    """A member turns hostile against another, with its own key (it passes the envelope's checks): it
+    tries to withdraw a transaction it did not initiate (finality.abort, issue 16 item 2), to take
+    transactions it is not entitled to (recovery.transactions), and replays its own message. Each must
+    be refused by name; whatever got through shows at quiescence as a lost transaction or a vault
+    that does not match."""
+    attacker, victim = rng.sample(NODES, 2)
+    pick = rng.random()
+    what = f"{attacker.organisation} attacks {victim.organisation}"
+
+    def run() -> None:
+        hostile = sim.runtime(attacker)
+        held = list(sim.runtime(victim).node.store.transactions.iter_transaction_ids())
+        if not held:
+            record.log.append(f"{what}: nothing to attack")
+            return
+        target = sorted(held)[int(pick * len(held))]
+        refused = []
+        for topic, payload in (
+            ("finality.abort", {"tx_id": str(target), "reason": "withdrawn by an attacker"}),
+            ("recovery.transactions", {"ids": [str(h) for h in sorted(held)][:50], "roots": []}),
+        ):
+            try:
+                reply = hostile.peers.request(victim, topic, payload, timeout=OP_WAIT_S)
+            except AgentError as exc:
+                refused.append(f"{topic}: {type(exc).__name__}")
+                continue
+            refused.append(f"{topic}: answered {sorted(reply) if isinstance(reply, dict) else reply!r}")
+        sealed = hostile.peers.authenticator.seal(victim, "finality.outcome", {"tx_id": str(target)})
+        address = sim.slots[victim].address
+        for _ in range(2):  # the same bytes twice: the second is a replay
+            try:
+                status, _ = hostile.peers.transport.post(address, sealed, OP_WAIT_S)
+                refused.append(f"replay: HTTP {status}")
+            except AgentError as exc:
+                refused.append(f"replay: {type(exc).__name__}")
+        record.log.append(f"{what} on {target}: {'; '.join(refused)}")
+
+    _call(record, what, run)
+
+
+def backup(sim: Simulation, rng: random.Random, record: Record) -> None:
+    name = rng.choice(NODES)
+    if _call(record, f"{name.organisation} backed up", lambda: sim.backup(name)):
+        record.log.append(f"{name.organisation} backed up")
+
+
+def restore(sim: Simulation, rng: random.Random, record: Record) -> None:
+    """A node loses everything since its last backup; it recovers from its peers at the end."""
+    name = rng.choice(NODES)
+    if sim.restore(name):
+        record.log.append(f"{name.organisation} restored from its backup")
+
+
 OPERATIONS: tuple[tuple[Callable[[Simulation, random.Random, Record], None], int], ...] = (
     (issue, 2),
     (pay, 8),
@@ -180,6 +247,11 @@ OPERATIONS: tuple[tuple[Callable[[Simulation, random.Random, Record], None], int
     (double_spend, 1),
     (kill, 1),
     (tick, 3),
+    (partition, 1),
+    (heal, 1),
+    (attack, 1),
+    (backup, 2),
+    (restore, 2),
 )
 
 
