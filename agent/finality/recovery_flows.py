@@ -40,6 +40,7 @@ from agent.finality.flows import (
     OUTCOME_VERIFIED,
     TOPIC_NOTARISE,
     TOPIC_OUTCOME,
+    TOPIC_RECOVER_FINALISE,
     FinalityDeps,
 )
 from agent.finality.notarisation_check import Notarisation, TransactionNotarizationCheckFlow
@@ -55,7 +56,6 @@ from agent.recovery.distribution_list import DistributionList, PublicHeader, enc
 
 log = logging.getLogger("ledger_agent.finality.recovery")
 
-TOPIC_RECOVER_FINALISE = "finality.recovery.finalise"
 TOPIC_RECOVER_ABORT = "finality.recovery.abort"
 VERIFIED_MESSAGE = "Recovery not possible for transaction with status VERIFIED"
 INITIATOR_FLOW = "FinalityInitiatorRecoveryFlow"

@@ -24,9 +24,15 @@ import threading
 from typing import Any, Protocol
 
 from agent.errors import FinalityError, ReceiverBusyError, TransactionAccessDeniedError
-from agent.finality.flows import RECEIVE_FLOW, FinalityDeps, fetch_backchain, withdrawal_refused
+from agent.finality.flows import (
+    RECEIVE_FLOW,
+    TOPIC_RECOVER_FINALISE,
+    FinalityDeps,
+    fetch_backchain,
+    withdrawal_refused,
+)
 from agent.finality.queries import LIVE
-from agent.finality.recovery_flows import TOPIC_RECOVER_ABORT, TOPIC_RECOVER_FINALISE
+from agent.finality.recovery_flows import TOPIC_RECOVER_ABORT
 from agent.flows.checkpoints import FlowStatus
 from agent.flows.engine import FlowEngine
 from agent.ledger import serialization as ser

@@ -351,3 +351,45 @@ def test_a_transaction_whose_signature_a_peer_forged_is_refused_and_the_rest_rec
     assert all(t == str(forged.id) or "back-chain" in cause for t, cause in failed.items())
     recovered = {r["transactionId"] for r in result["results"] if r["synchronised"]}
     assert recovered and all(after["transactions"][t] == before["transactions"][t] for t in recovered)
+
+
+def test_a_receiver_restored_between_the_phases_gets_the_notarised_transaction(
+    net: Net, tmp_path: Path
+) -> None:
+    """C receives A's payment IN_FLIGHT, then is restored from a backup taken before it: when A's
+    FinalityFlow sends the notary's signatures, C holds nothing to put them on. A sends C the whole
+    notarised transaction instead (as finality recovery does), rather than failing with it notarised
+    and VERIFIED nowhere (the simulation found it: seed 234, docs/simulation.md)."""
+    from agent.flows.checkpoints import FlowStatus
+    from agent.flows.engine import FlowTimeoutError
+    from agent.flows.faults import FaultPlan
+    from agent.ledger.vault import TransactionStatus
+
+    # A keeps a failed flow for observation (its operator can retry it), and fails after notarising.
+    net.stop(A)
+    with net.layout.node(A).config.open("a") as conf:
+        conf.write("flowHospital.rules = [{ match = InjectedFaultError, action = observe }]\n")
+    net.start(A)
+    net[B].tokens.issue([(A, 100), (C, 100)], "GBP", [])
+    backup = tmp_path / "C-backup.db"
+    backup_sqlite(net.db(C), backup)
+    net[A].engine.faults = FaultPlan.parse(["FinalityFlow.AFTER_NOTARISE=fail"])
+    with pytest.raises(FlowTimeoutError, match="HOSPITALIZED at step AFTER_NOTARISE"):
+        net[A].tokens.pay(C, 5, "GBP", B, timeout=WAIT)
+    (flow,) = [
+        cp for cp in net[A].engine.flows(flow_name="FinalityFlow") if cp.status is not FlowStatus.COMPLETED
+    ]
+    status = net[C].node.store.transactions.transaction_status
+    assert status(flow.tx_id) is TransactionStatus.IN_FLIGHT
+    net.restore(C, backup)
+    assert status(flow.tx_id) is None
+
+    net[A].engine.faults = FaultPlan()
+    handle = net[A].engine.handle(flow.flow_id)
+    assert handle is not None and net[A].engine.retry(flow.flow_id)
+    assert handle.wait_for(lambda h: h.done, WAIT)
+    assert handle.checkpoint is not None and handle.checkpoint.status is FlowStatus.COMPLETED
+    for name in (A, C):
+        assert net[name].node.store.transactions.transaction_status(flow.tx_id) is TransactionStatus.VERIFIED
+    assert [r.sender for r in net[C].node.store.distribution.receiver_records(flow.tx_id)] == [A]
+    assert any(v.ref.txhash == flow.tx_id for v in net[C].node.store.vault.iter_vault_states())
