@@ -25,7 +25,14 @@ from typing import Any, TypeVar
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from agent.errors import AgentError, ConfigurationError, DatabaseError, IdentityError, InvalidNameError
+from agent.errors import (
+    AgentError,
+    ConfigurationError,
+    DatabaseError,
+    IdentityError,
+    InvalidArgumentError,
+    InvalidNameError,
+)
 from agent.flows.engine import FlowNotFoundError, FlowTimeoutError
 from agent.ledger.hashing import SecureHash
 from agent.ledger.vault import TransactionStatus
@@ -175,7 +182,14 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     @app.errorhandler(AgentError)
     def agent_error(exc: AgentError) -> tuple[Response, int]:
         # A bad request is 400, an unknown party 404, a refusal by the ledger or the notary 409.
-        bad = BadRequestError | ConfigurationError | InvalidNameError | FlowArgumentError | JsonTooDeepError
+        bad = (
+            BadRequestError
+            | ConfigurationError
+            | InvalidNameError
+            | InvalidArgumentError
+            | FlowArgumentError
+            | JsonTooDeepError
+        )
         status = 400 if isinstance(exc, bad) else 409
         if isinstance(exc, IdentityError | UnknownFlowError | FlowNotFoundError):
             status = 404
