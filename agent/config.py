@@ -139,9 +139,15 @@ def load_node_config(path: Path) -> NodeConfig:
     try:
         tree = ConfigFactory.parse_file(str(path))
     except FileNotFoundError as exc:
+        if path.is_file():  # a file it includes is missing
+            raise ConfigurationError("node.conf", str(path), f"must be valid HOCON: {exc}") from exc
         raise ConfigurationError("--config", str(path), "allowed: the path of an existing node.conf") from exc
     except (ConfigException, ParseBaseException) as exc:
         raise ConfigurationError("node.conf", str(path), f"must be valid HOCON: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, unreadable, or not UTF-8 text
+        raise ConfigurationError(
+            "--config", str(path), f"allowed: a readable UTF-8 node.conf: {exc}"
+        ) from exc
     flat = flatten(tree)
     notary_section = "notary" in tree
     for key, value in flat.items():

@@ -2,6 +2,7 @@
 
     AgentError
     ├── ConfigurationError            a config key has a bad or unknown value
+    ├── InvalidArgumentError          an operator's argument outside what is allowed (field, value, allowed)
     ├── InvalidNameError              an X.500 name breaks CordaX500Name's rules
     ├── SerializationError            bytes that are not a well-formed transaction (or part of one)
     │   └── ReconciliationCodecError      set-reconciliation symbols: truncated, oversized, wrong version
@@ -73,6 +74,19 @@ class AgentError(Exception):
     """Root of every error the agent raises on purpose."""
 
 
+def shown(value: object, limit: int = 200) -> str:
+    """value's repr for an error message, cut to about limit characters: a refusal must not echo a
+    10,000-character field back whole."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's 4,300 digits
+        return f"(a {type(value).__name__} too long to print)"
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[:limit]}...{size}"
+
+
 class ConfigurationError(AgentError):
     """A configuration key has a value outside what is allowed."""
 
@@ -80,7 +94,18 @@ class ConfigurationError(AgentError):
         self.key = key
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{key}: {value!r} is not allowed; {allowed}")
+        super().__init__(f"{key}: {shown(value)} is not allowed; {allowed}")
+
+
+class InvalidArgumentError(AgentError, ValueError):
+    """An argument an operator gave (a token amount, a currency, a party) outside what is allowed; names
+    the field, the value and what is allowed. Every adapter answers it as a bad request (REST 400)."""
+
+    def __init__(self, field: str, value: object, allowed: str) -> None:
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{field}: {shown(value)} is not allowed; {allowed}")
 
 
 class InvalidNameError(AgentError, ValueError):

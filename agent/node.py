@@ -8,7 +8,7 @@ from pathlib import Path
 
 from agent.clock import Clock, SystemClock
 from agent.config import NodeConfig, load_node_config
-from agent.errors import IdentityError
+from agent.errors import ConfigurationError, IdentityError
 from agent.ledger.contracts import ContractRegistry
 from agent.ledger.identity import Party
 from agent.ledger.keys import KeyPair
@@ -53,6 +53,12 @@ def open_node(
     if key.public != identity.owning_key:
         raise IdentityError(
             f"{certs / IDENTITY_KEY_FILE} does not hold the key of {identity.name}'s certificate"
+        )
+    if not config.network_map_file.is_file():
+        raise ConfigurationError(
+            "networkMapFile",
+            str(config.network_map_file),
+            "allowed: the path of the network map file the network operator signed (network-map.json)",
         )
     network_map = SignedNetworkMap.load(config.network_map_file, trust_root, clock)
     if network_map.node(identity.name).party != identity:

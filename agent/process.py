@@ -1,7 +1,9 @@
 """`ledger-agent run`: one node's agent as a process, served by waitress (a production WSGI server).
 
 What it serves is built by the composition root (agent.composition.build_agent); this module only
-serves it.
+serves it. Before that, node.conf is read and both addresses bound (agent.listeners): a bad key or an
+address that cannot be listened on stops the start with one line naming it (exit 2), before the store
+is opened, a thread started or a line logged.
 
 Two listeners share one event loop, each with its own pool of worker threads: the peer endpoint
 (p2pAddress, `p2pThreads`) and the management endpoint (managementAddress, `managementThreads`), so
@@ -37,6 +39,7 @@ from agent.composition import Agent, build_agent
 from agent.config import load_node_config
 from agent.files import PRIVATE_UMASK, warn_if_open
 from agent.ledgersync.memory import tune_malloc
+from agent.listeners import Listeners, bind_listeners
 from agent.logs.setup import configure_logging
 from agent.network.bootstrap import IDENTITY_KEY_FILE
 from agent.operator_api.layout import MONITOR_PASSWORD_FILE, PASSWORD_FILE
@@ -58,12 +61,14 @@ def _pool(threads: int) -> ThreadedTaskDispatcher:
 
 def serve(
     agent: Agent,
+    listeners: Listeners,
     *,
     grace: float = 30.0,
     ready: threading.Event | None = None,
     freeze_gc: bool = False,
 ) -> None:
-    """Serve both listeners until SIGTERM/SIGINT; freeze_gc only in a process of its own (see above)."""
+    """Serve both listeners (bound, agent.listeners) until SIGTERM/SIGINT; freeze_gc only in a process of
+    its own (see above)."""
     runtime = agent.runtime
     config = runtime.node.config
     peer_pool, management_pool = _pool(config.p2p_threads), _pool(config.management_threads)
@@ -75,8 +80,7 @@ def serve(
     }
     peer = create_server(
         agent.peer_app,
-        host=config.p2p_address[0],
-        port=config.p2p_address[1],
+        sockets=listeners.peer,
         # waitress refuses a larger declared body itself, before reading it.
         max_request_body_size=runtime.max_message_size,
         _dispatcher=peer_pool,
@@ -85,8 +89,7 @@ def serve(
     peer.channel_class = peer_channel(runtime.peer_service)  # its 413 in the peer protocol's terms
     management = create_server(
         agent.management_app,
-        host=config.management_address[0],
-        port=config.management_address[1],
+        sockets=listeners.management,
         max_request_body_size=1024 * 1024,
         _dispatcher=management_pool,
         **common,
@@ -122,27 +125,33 @@ def run_agent(config_path: Path) -> int:
     # owner's only: the wrapped AES keys in the database protect nothing once others can read it.
     os.umask(PRIVATE_UMASK)
     config = load_node_config(config_path)
-    logs = configure_logging(config.logging)
+    # Refused here, a ConfigurationError is the one line `ledger-agent run` prints (exit 2): nothing has
+    # been logged or started yet.
+    listeners = bind_listeners(config)
     try:
-        folder = config.base_directory
-        warn_if_open(
-            [
-                config.path,
-                config.certificates_directory / IDENTITY_KEY_FILE,
-                folder / PASSWORD_FILE,  # `network init` leaves the passwords there, in clear
-                folder / MONITOR_PASSWORD_FILE,
-            ]
-        )
-        tune_malloc()  # before any thread starts, so they share the few arenas
-        agent = build_agent(config_path)
+        logs = configure_logging(config.logging)
         try:
-            agent.start()
-        except BaseException:
-            agent.stop(0)
-            raise
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
-        serve(agent, freeze_gc=True)
+            folder = config.base_directory
+            warn_if_open(
+                [
+                    config.path,
+                    config.certificates_directory / IDENTITY_KEY_FILE,
+                    folder / PASSWORD_FILE,  # `network init` leaves the passwords there, in clear
+                    folder / MONITOR_PASSWORD_FILE,
+                ]
+            )
+            tune_malloc()  # before any thread starts, so they share the few arenas
+            agent = build_agent(config_path)
+            try:
+                agent.start()
+            except BaseException:
+                agent.stop(0)
+                raise
+            signal.signal(signal.SIGTERM, _stop)
+            signal.signal(signal.SIGINT, _stop)
+            serve(agent, listeners, freeze_gc=True)
+        finally:
+            logs.close()
     finally:
-        logs.close()
+        listeners.close()
     return 0

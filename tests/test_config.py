@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -146,3 +150,55 @@ def test_ledger_recovery_settings(tmp_path: Path) -> None:
         load_node_config(write(tmp_path, GOOD + "ledgerRecovery.unrecoverableRetryInterval = 5s\n"))
     with pytest.raises(ConfigurationError, match=r"transactionRecoveryPeriod"):
         load_node_config(write(tmp_path, GOOD + "transactionRecoveryPeriod = soon\n"))
+
+
+def test_a_node_conf_that_cannot_be_read_as_text_is_named(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.conf"
+    binary.write_bytes(b"\xff\xfe" + GOOD.encode())
+    with pytest.raises(ConfigurationError, match=r"a readable UTF-8 node\.conf") as err:
+        load_node_config(binary)
+    assert err.value.key == "--config"
+    with pytest.raises(ConfigurationError, match="Is a directory"):
+        load_node_config(tmp_path)
+    with pytest.raises(ConfigurationError, match=r"absent\.conf") as missing:
+        load_node_config(write(tmp_path, GOOD + 'include required("absent.conf")\n'))
+    assert missing.value.key == "node.conf"  # not "--config": node.conf is there, what it includes is not
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("30s", 30.0), (" 30 s ", 30.0), ("1.5h", 5400.0), ("500ms", 0.5), ("10", 10.0), ("1d", 86400.0)],
+)
+def test_node_conf_durations(tmp_path: Path, value: str, seconds: float) -> None:
+    config = load_node_config(write(tmp_path, GOOD + f'transactionRecoveryPeriod = "{value}"\n'))
+    assert config.transaction_recovery_period == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("value", ["99999999999999d", "1" * 400 + "s", "1 x", "1e3", "-1s"])
+def test_node_conf_durations_out_of_range_or_form_are_named(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigurationError) as err:
+        load_node_config(write(tmp_path, GOOD + f'transactionRecoveryPeriod = "{value}"\n'))
+    assert err.value.key == "transactionRecoveryPeriod"
+
+
+def test_a_long_pathological_duration_is_answered_at_once() -> None:
+    # The node.conf durations' regex (`\s*(ms|s|...)?\s*$`, two runs of \s side by side) took quadratic
+    # time on a number, spaces and a stray letter: minutes on 200,000 spaces. A guard against a parser
+    # that hangs, in a process of its own with a generous deadline.
+    script = textwrap.dedent(
+        """
+        from agent.errors import ConfigurationError
+        from agent.hospital.policy import parse_duration
+        n = 200_000
+        for text in ("1" + " " * n + "x", " " * n + "1" + " " * n + "x", "1" * n + "x"):
+            try:
+                parse_duration("k", text)
+            except ConfigurationError:
+                print("refused")
+        print(parse_duration("k", " " * n + "90" + " " * n + "m" + " " * n))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split("\n") == ["refused", "refused", "refused", "5400.0", ""]

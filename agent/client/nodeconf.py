@@ -45,9 +45,15 @@ def read_node_conf(path: Path) -> NodeConf:
     try:
         tree = ConfigFactory.parse_file(str(path))
     except FileNotFoundError as exc:
+        if path.is_file():  # a file it includes is missing
+            raise ConfigurationError("node.conf", str(path), f"must be valid HOCON: {exc}") from exc
         raise ConfigurationError("--config", str(path), "allowed: the path of an existing node.conf") from exc
     except (ConfigException, ParseBaseException) as exc:
         raise ConfigurationError("node.conf", str(path), f"must be valid HOCON: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, unreadable, or not UTF-8 text
+        raise ConfigurationError(
+            "--config", str(path), f"allowed: a readable UTF-8 node.conf: {exc}"
+        ) from exc
     address = _string(tree, MANAGEMENT_ADDRESS)
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not (1 <= int(port) <= 65535):

@@ -39,7 +39,10 @@ THEN_ACTIONS = ("observe", "fail", "kill")
 RULE_KEYS = ("match", "flowName", "action", "backoff", "maxAttempts", "maxDuration", "then")
 BACKOFF_KEYS = ("initial", "factor", "cap", "jitter")
 DEFAULT_PATIENTS_LOG_INTERVAL_S = 60.0
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+# Matched against the value stripped of surrounding white space, so no two runs of \s sit side by side
+# (`\s*(ms|...)?\s*$` backtracked quadratically on a number followed by spaces and a stray letter).
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?")
+_MAX_SECONDS = timedelta.max.total_seconds()  # what a timedelta (and so every caller) can hold
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 DURATION_ALLOWED = "a duration: seconds, or a number with a unit (500ms, 30s, 10m, 1h, 1d)"
 
@@ -65,12 +68,14 @@ def parse_duration(key: str, value: Any, *, allow_zero: bool = True) -> float:
     elif isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
     elif isinstance(value, str):
-        found = _DURATION.match(value)
+        found = _DURATION.fullmatch(value.strip())
         if found:
             seconds = float(found.group(1)) * _UNITS[found.group(2)]
     if seconds is None or seconds < 0 or (seconds == 0 and not allow_zero):
         lowest = "0 or more" if allow_zero else "above 0"
         raise ConfigurationError(key, value, f"allowed: {DURATION_ALLOWED}, {lowest}")
+    if not seconds <= _MAX_SECONDS:  # also NaN and infinity (a float of 400 digits is inf)
+        raise ConfigurationError(key, value, f"allowed: {DURATION_ALLOWED}, at most {_MAX_SECONDS:.0f} s")
     return seconds
 
 

@@ -165,7 +165,10 @@ class LedgerSync:
     # -- the flows ---------------------------------------------------------------------------------
 
     def schedule_reconciliation(self, parties: Sequence[X500Name], *, both_directions: bool = False) -> None:
-        """ScheduleReconciliationFlow: refused while the graph is not ready or not consistent."""
+        """ScheduleReconciliationFlow: refused for a party off the map or the notary (each named, and
+        none scheduled), and while the graph is not ready or not consistent."""
+        for i, party in enumerate(parties):
+            self.service.check_counterparty(party, f"parties[{i}]")
         require_ready(self.report)
         self.scheduler.schedule(parties, both_directions=both_directions)
 

@@ -31,6 +31,7 @@ from agent.clock import Clock
 from agent.errors import (
     AgentError,
     CannotReconcileWithSelfException,
+    InvalidArgumentError,
     KilledFlowException,
     LedgerGraphNotReadyException,
     MaxIncomingSessionsExceededException,
@@ -223,6 +224,20 @@ class LedgerSyncService:
 
     # -- requester -----------------------------------------------------------------------------------
 
+    def check_counterparty(self, party: X500Name, field: str) -> None:
+        """party is one we may reconcile with: not ourselves, on the network map (IdentityError
+        otherwise, a 404), and not the notary (a bad argument named by field)."""
+        if party == self.identity.name:
+            raise CannotReconcileWithSelfException(str(party))
+        if self.network_map.node(party).is_notary:
+            raise InvalidArgumentError(
+                field,
+                str(party),
+                "it is the notary, which holds no ledger to reconcile (it records no transactions, only "
+                "the states they consumed); allowed: a node of the network map other than the notary "
+                "and this node",
+            )
+
     def reconcile(
         self,
         party: X500Name,
@@ -237,8 +252,7 @@ class LedgerSyncService:
         naive way, for diagnosis and as the benchmark's baseline. cancelled, once set, ends the
         session between two exchanges with KilledFlowException.
         """
-        if party == self.identity.name:
-            raise CannotReconcileWithSelfException(str(party))
+        self.check_counterparty(party, "party")
         if method not in METHODS:
             raise ReconciliationError(f"method {method!r}: allowed {', '.join(METHODS)}")
         require_ready(self.report())

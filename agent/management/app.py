@@ -31,6 +31,7 @@ from agent.errors import (
     ConfigurationError,
     DatabaseError,
     IdentityError,
+    InvalidArgumentError,
     InvalidNameError,
     SerializationError,
     TooManyLoginAttemptsError,
@@ -201,6 +202,7 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
             BadRequestError
             | ConfigurationError
             | InvalidNameError
+            | InvalidArgumentError
             | FlowArgumentError
             | JsonTooDeepError
             | SerializationError  # a malformed id or value in the request

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.clock import to_epoch_ms
+from agent.errors import shown
 from agent.flows.checkpoints import FlowStatus
 from agent.hospital.hospital import FlowHospital
 from agent.ledger.identity import X500Name
@@ -169,7 +170,7 @@ def _runner(command: NodeCommand, params: list[Param], gate: CommandGate) -> Cal
             result = gate.run(command, dict(zip((p.name for p in params), values, strict=True)), caller)
         except FlowArgumentError as exc:
             # To a bean's caller a bad argument is what JMX calls it (JSON-RPC -32002, Jolokia 400).
-            raise IllegalArgumentException(f"{exc.parameter}: {exc.value!r}; {exc.allowed}") from exc
+            raise IllegalArgumentException(f"{exc.parameter}: {shown(exc.value)}; {exc.allowed}") from exc
         return result_json(result)
 
     return run

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from agent.errors import AgentError, ConfigurationError, InvalidNameError
+from agent.errors import AgentError, ConfigurationError, InvalidArgumentError, InvalidNameError, shown
 from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
 from agent.flows.engine import FlowEngine, FlowNotFoundError
 from agent.hospital.bulk import Actor
@@ -34,6 +34,7 @@ from agent.management.recovery_commands import WITH_ACTOR as RECOVERY_WITH_ACTOR
 from agent.management.recovery_commands import RecoveryQueryError, recovery_commands
 from agent.operator_api.catalogue import COMMANDS, Command, Kind, Param
 from agent.operator_api.flows import result_text as _plain_text
+from agent.operator_api.kinds import holdings_problem
 from agent.operator_api.status import ReconciliationStatus, ReconciliationStatusValue
 from agent.runtime import AgentRuntime
 from agent.tokens.service import TokenService
@@ -44,7 +45,7 @@ class FlowArgumentError(AgentError):
 
     def __init__(self, flow: str, parameter: str, value: object, allowed: str) -> None:
         self.flow, self.parameter, self.value, self.allowed = flow, parameter, value, allowed
-        super().__init__(f"{flow}: parameter {parameter!r} = {value!r}; {allowed}")
+        super().__init__(f"{flow}: parameter {parameter!r} = {shown(value)}; {allowed}")
 
 
 class UnknownFlowError(AgentError):
@@ -62,6 +63,9 @@ def _flow_filter(command: str, value: Mapping[str, Any]) -> PatientFilter:
 
 
 def _convert(command: str, param: Param, value: Any) -> Any:
+    found = holdings_problem(value) if param.kind == "holdings" else None
+    if found is not None:  # named down to the entry's field: holdings[1].amount
+        raise FlowArgumentError(command, *found)
     if not param.accepts(value):
         raise FlowArgumentError(command, param.name, value, param.problem(value))
     try:
@@ -265,9 +269,13 @@ class NodeCommand:
         call when None). Adapters go through agent.management.audit.CommandGate, which checks the
         caller's role and records what acts."""
         values = convert_arguments(self.command, arguments)
-        if self.with_actor:
-            return self.run(*values, actor or IN_PROCESS)
-        return self.run(*values)
+        try:
+            if self.with_actor:
+                return self.run(*values, actor or IN_PROCESS)
+            return self.run(*values)
+        except InvalidArgumentError as exc:
+            # A value the service refused (the notary as a payee, say): a bad argument on every surface.
+            raise FlowArgumentError(self.command.name, exc.field, exc.value, exc.allowed) from exc
 
 
 class NodeCommands:

@@ -249,7 +249,9 @@ class SignedNetworkMap:
             document = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise IdentityError(f"{path}: network map file not found") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except OSError as exc:  # a folder, unreadable
+            raise IdentityError(f"{path}: network map file cannot be read: {exc.strerror or exc}") from exc
+        except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep, a 5,000-digit int
             raise IdentityError(f"{path}: not a JSON network map: {exc}") from exc
         if not isinstance(document, dict):
             raise IdentityError(f"{path}: not a JSON object")

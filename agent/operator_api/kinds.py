@@ -14,6 +14,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from agent.operator_api.amounts import AMOUNT_RANGE, CURRENCY_FORM, is_amount, is_currency
 from agent.operator_api.status import ReconciliationStatusValue
 
 METHOD_RIBLT = "riblt"
@@ -50,14 +51,22 @@ def _number(value: Any) -> bool:
     return _int(value) or isinstance(value, float)
 
 
-def _holdings(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and bool(value)
-        and all(
-            isinstance(h, dict) and isinstance(h.get("owner"), str) and _int(h.get("amount")) for h in value
-        )
-    )
+HOLDINGS_FORM = 'a list of {owner, amount} such as [{"owner": "O=PartyB, L=London, C=GB", "amount": 5}]'
+
+
+def holdings_problem(value: Any) -> tuple[str, Any, str] | None:
+    """What is wrong with an issuance's holdings: the field at fault (holdings[1].amount), its value and
+    what it allows; None if nothing is."""
+    if not isinstance(value, list) or not value:
+        return "holdings", value, "allowed: " + HOLDINGS_FORM
+    for i, holding in enumerate(value):
+        if not isinstance(holding, dict) or set(holding) != {"owner", "amount"}:
+            return f"holdings[{i}]", holding, "allowed: {owner, amount}, as in " + HOLDINGS_FORM
+        if not isinstance(holding["owner"], str):
+            return f"holdings[{i}].owner", holding["owner"], "allowed: an X.500 name"
+        if not is_amount(holding["amount"]):
+            return f"holdings[{i}].amount", holding["amount"], "allowed: " + AMOUNT_RANGE
+    return None
 
 
 def _seconds(value: Any) -> bool:
@@ -128,12 +137,9 @@ KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
         lambda v: _names(v, empty=True),
         'a list of X.500 names, possibly empty, such as ["O=PartyC, L=Paris, C=FR"]',
     ),
-    "holdings": (
-        _holdings,
-        'a list of {owner, amount} such as [{"owner": "O=PartyB, L=London, C=GB", "amount": 5}]',
-    ),
-    "amount": (lambda v: _int(v) and v > 0, "a positive whole number"),
-    "currency": (lambda v: isinstance(v, str) and bool(v), "a currency code such as GBP"),
+    "holdings": (lambda v: holdings_problem(v) is None, HOLDINGS_FORM),
+    "amount": (is_amount, AMOUNT_RANGE),
+    "currency": (is_currency, CURRENCY_FORM),
     "seconds": (_seconds, f"seconds from 0 to {MAX_FLOW_WAIT_S:.0f}"),
     "flowId": (lambda v: isinstance(v, str) and bool(v), "a flow's id (a UUID, as stateMachineRunId)"),
     "flowStatus": (lambda v: v in FLOW_STATUSES, "one of " + ", ".join(FLOW_STATUSES)),
@@ -213,6 +219,10 @@ class Param:
         """Why value is refused: the filter's key at fault, or what the kind allows."""
         if self.kind == "flowFilter":
             return filter_problem(value) or self.allowed
+        found = holdings_problem(value) if self.kind == "holdings" else None
+        if found is not None:
+            field, _, allowed = found
+            return f"{field}: {allowed}"
         return "allowed: " + self.allowed
 
 

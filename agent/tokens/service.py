@@ -6,13 +6,14 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from agent.errors import AgentError
+from agent.errors import AgentError, InvalidArgumentError
 from agent.finality.service import FinalityService
 from agent.ledger import token
 from agent.ledger.identity import Party, X500Name
 from agent.ledger.keys import KeyPair
 from agent.ledger.transactions import SignedTransaction, StateAndRef
 from agent.network.network_map import NetworkMap
+from agent.operator_api.amounts import AMOUNT_RANGE, CURRENCY_FORM, is_amount, is_currency
 from agent.ports.transactions import TransactionReader
 from agent.ports.vault import VaultStore
 
@@ -53,8 +54,18 @@ class TokenService:
         # Coin selection and the spend that follows are one step: two payments never pick one state.
         self._spending = threading.Lock()
 
-    def _party(self, name: X500Name) -> Party:
-        return self.network_map.node(name).party
+    def _party(self, name: X500Name, field: str) -> Party:
+        """A node of the map that may hold or see tokens: IdentityError for a stranger (404), and the
+        notary refused by field, since it keeps no vault (it notarises, it holds nothing)."""
+        info = self.network_map.node(name)
+        if info.is_notary:
+            raise InvalidArgumentError(
+                field,
+                str(name),
+                "it is the notary, which keeps no vault: tokens go to, and are seen by, the network's "
+                "nodes; allowed: a node of the network map that is not a notary",
+            )
+        return info.party
 
     def _notary(self) -> Party:
         notaries = self.network_map.notaries
@@ -71,9 +82,15 @@ class TokenService:
         timeout: float | None = None,
     ) -> SignedTransaction:
         self.hold()
-        owners = [(self._party(name), amount) for name, amount in holdings]
+        _check_currency(currency)
+        for i, (_, amount) in enumerate(holdings):
+            _check_amount(f"holdings[{i}].amount", amount)
+        owners = [
+            (self._party(name, f"holdings[{i}].owner"), amount) for i, (name, amount) in enumerate(holdings)
+        ]
+        peers = [self._party(o, f"observers[{i}]").name for i, o in enumerate(observers)]
         stx = token.issue(self.identity, self._notary(), owners, currency).sign([self.key])
-        return self.finality.finalise(stx, [self._party(o).name for o in observers], timeout=timeout)
+        return self.finality.finalise(stx, peers, timeout=timeout)
 
     def _select(self, currency: str, issuer: X500Name, amount: int) -> list[StateAndRef]:
         chosen: list[StateAndRef] = []
@@ -107,9 +124,10 @@ class TokenService:
         then the pool takes it and the caller waits up to timeout.
         """
         self.hold()
+        peers = [self._party(o, f"observers[{i}]").name for i, o in enumerate(observers)]
         engine = self.finality.engine
         with self._spending:
-            handle = self.finality.create(build(), observers)
+            handle = self.finality.create(build(), peers)
             engine.run_here(handle.flow_id, until=RECORDED_STEPS)
         engine.run_here(handle.flow_id)
         result: SignedTransaction = handle.result(timeout)
@@ -125,9 +143,9 @@ class TokenService:
         *,
         timeout: float | None = None,
     ) -> SignedTransaction:
-        if amount <= 0:
-            raise AgentError(f"amount: {amount} is not allowed; a positive integer")
-        receiver = self._party(to)
+        _check_amount("amount", amount)
+        _check_currency(currency)
+        receiver = self._party(to, "to")
 
         def build() -> SignedTransaction:
             inputs = self._select(currency, issuer, amount)
@@ -137,6 +155,8 @@ class TokenService:
 
     def exit(self, amount: int, currency: str, *, timeout: float | None = None) -> SignedTransaction:
         """Redeem tokens this node issued to itself (the issuer and the owner both sign: us)."""
+        _check_amount("amount", amount)
+        _check_currency(currency)
 
         def build() -> SignedTransaction:
             inputs = self._select(currency, self.identity.name, amount)
@@ -155,3 +175,13 @@ class TokenService:
             Holding(c, i, a, n)
             for (c, i), (a, n) in sorted(totals.items(), key=lambda kv: (kv[0][0], str(kv[0][1])))
         ]
+
+
+def _check_amount(field: str, amount: int) -> None:
+    if not is_amount(amount):
+        raise InvalidArgumentError(field, amount, "allowed: " + AMOUNT_RANGE)
+
+
+def _check_currency(currency: str) -> None:
+    if not is_currency(currency):
+        raise InvalidArgumentError("currency", currency, "allowed: " + CURRENCY_FORM)
