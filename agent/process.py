@@ -131,6 +131,10 @@ def run_agent(config_path: Path) -> int:
     try:
         logs = configure_logging(config.logging)
         try:
+            tune_malloc()  # before any thread starts, so they share the few arenas
+            # Built first: a node.conf or network map it refuses is the one line printed, with no warning
+            # before it.
+            agent = build_agent(config_path)
             folder = config.base_directory
             warn_if_open(
                 [
@@ -140,8 +144,6 @@ def run_agent(config_path: Path) -> int:
                     folder / MONITOR_PASSWORD_FILE,
                 ]
             )
-            tune_malloc()  # before any thread starts, so they share the few arenas
-            agent = build_agent(config_path)
             try:
                 agent.start()
             except BaseException:

@@ -76,9 +76,9 @@ def test_a_running_agent_keeps_its_files_private_and_its_refusals_short(tmp_path
     assert any(e["message"] == "stopped" for e in entries)  # the agent's own lines go there too
     warnings = [e["message"] for e in entries if e["logger"] == "ledger_agent.files"]
     assert warnings == [
-        f"{notary.config} is open to other users (mode 0640); it holds secrets: chmod 600 it",
         f"{notary.folder / 'node.db'} was open to other users (mode 0644): set to 0600; "
         "it is the agent's own file",
+        f"{notary.config} is open to other users (mode 0640); it holds secrets: chmod 600 it",
     ]
     assert _mode(notary.config) == 0o640  # the operator's file is the operator's to change
 
