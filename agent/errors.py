@@ -362,16 +362,27 @@ class WrongRecipientError(MessageRejectedError):
 
 
 class StaleMessageError(MessageRejectedError):
-    """A timestamp too far ahead (clock skew), too old (replay window) or from before a restart."""
+    """A timestamp too far ahead (clock skew), too old (replay window) or from before a restart.
 
-    def __init__(self, sender: str, timestamp: str, reason: str) -> None:
+    before_start: stamped before the receiver started; sealed afresh, the message may pass.
+    """
+
+    def __init__(self, sender: str, timestamp: str, reason: str, *, before_start: bool = False) -> None:
         self.sender = sender
         self.timestamp = timestamp
         self.reason = reason
+        self.before_start = before_start
         super().__init__(f"message from {sender} timestamped {timestamp}: {reason}")
 
     def details(self) -> dict[str, object]:
-        return {"sender": self.sender, "timestamp": self.timestamp, "reason": self.reason}
+        details: dict[str, object] = {
+            "sender": self.sender,
+            "timestamp": self.timestamp,
+            "reason": self.reason,
+        }
+        if self.before_start:
+            details["before_start"] = True
+        return details
 
 
 class ReplayedMessageError(MessageRejectedError):
