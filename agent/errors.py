@@ -67,6 +67,7 @@ that was talking to the crashed node.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 
 
 class AgentError(Exception):
@@ -452,11 +453,15 @@ class PeerRequestError(PeerError):
 class PeerUnreachableError(PeerError):
     """Every attempt to reach the peer failed transiently."""
 
-    def __init__(self, peer: str, attempts: int, last_error: BaseException) -> None:
+    def __init__(
+        self, peer: str, attempts: int, last_error: BaseException, *, waited: timedelta | None = None
+    ) -> None:
         self.peer = peer
         self.attempts = attempts
         self.last_error = last_error
-        super().__init__(f"{peer} unreachable after {attempts} attempt(s): {last_error}")
+        self.waited = waited
+        over = "" if waited is None else f" over {waited}"
+        super().__init__(f"{peer} unreachable after {attempts} attempt(s){over}: {last_error}")
 
     def details(self) -> dict[str, object]:
         return {"peer": self.peer, "attempts": self.attempts, "last_error": str(self.last_error)}
@@ -483,11 +488,21 @@ class ReconciliationError(AgentError):
 
 
 class ReconciliationAlreadyScheduledException(ReconciliationError):
-    """A reconciliation with that party is already scheduled or running, in either direction."""
+    """A reconciliation with that party is already scheduled or running, in either direction.
 
-    def __init__(self, party: str) -> None:
+    responder: when a responder refuses a requester's session, the responder's name (party is then
+    the requester): the message says who holds what. advice: what to do about it.
+    """
+
+    def __init__(self, party: str, *, responder: str | None = None, advice: str = "") -> None:
         self.party = party
-        super().__init__(f"a reconciliation with {party} is already scheduled or running")
+        self.responder = responder
+        self.advice = advice
+        if responder is None:
+            message = f"a reconciliation with {party} is already scheduled or running"
+        else:
+            message = f"{responder} is already answering a reconciliation requested by {party}"
+        super().__init__(f"{message}; {advice}" if advice else message)
 
 
 class CannotReconcileWithSelfException(ReconciliationError):

@@ -8,8 +8,13 @@ Choices where the reference is vague (docs/ledgersync.md, "Limits"):
   died half way) is dropped and its status marked FAILED, so a slot is never lost for good. This is
   the responder's one session table: the protocol keeps the session's coded symbols and id set on
   it, so one expiry and one place end a session (stop, kill, idle, failure, end).
-- A second session from a party that already has one is refused with
-  ReconciliationAlreadyScheduledException.
+- A new `begin` from a party that already has a session replaces it: the old one ends FAILED
+  ("superseded"), its slot and flow with it. The begin is signed by the requester's key, so only the
+  requester can end its own session this way, and a requester that died half way and started again
+  is served at once instead of being refused until the old session goes idle (2 minutes). A begin
+  older, by the requester's own clock (`at` in its payload), than the session it would replace is
+  refused with ReconciliationAlreadyScheduledException naming us and the requester: only a replay
+  sends one, so it can neither lock the requester out nor end its live session.
 - The sliding window counts the requests we admitted (one row per request in
   cr_reconciliation_requests, so the limit survives a restart); a refusal for a full pool does not
   use up the requester's quota, since it will retry.
@@ -66,6 +71,7 @@ class IncomingSession:
     encoder: Any = None
     ids: Any = None
     replies: int = 1  # the begin reply is the first symbol exchange
+    begun_at: int | None = None  # the requester's clock at its begin (epoch ms), when it said
 
 
 class IncomingReconciliations:
@@ -92,22 +98,43 @@ class IncomingReconciliations:
         self._sessions: dict[str, IncomingSession] = {}  # by printed requester name
         self._lock = threading.Lock()
 
-    def admit(self, requester: X500Name) -> IncomingSession:
-        """A slot for requester, or the named refusal; marks the responder status IN_PROGRESS."""
+    def admit(
+        self, requester: X500Name, *, begun_at: int | None = None, responder: str = "this node"
+    ) -> IncomingSession:
+        """A slot for requester, or the named refusal; marks the responder status IN_PROGRESS.
+
+        A session the requester already has is superseded (ended FAILED) unless begun_at (the
+        requester's clock at this begin, epoch ms) is older than that session's: then refused.
+        """
         name = str(requester)
         now = self.clock.now()
         self.expire_idle()
-        with self._lock:
-            if name in self._sessions:
-                raise ReconciliationAlreadyScheduledException(name)
-            limit = self.config.max_number_of_parallel_reconciliation_requests
-            if len(self._sessions) >= limit:
-                raise MaxIncomingSessionsExceededException(
-                    f"all {limit} slots for incoming reconciliations are taken; try again later"
-                )
-            self._count_request(name, now)
-            session = IncomingSession(requester, str(uuid.uuid4()), now)
-            self._sessions[name] = session
+        superseded = None
+        try:
+            with self._lock:
+                old = self._sessions.get(name)
+                if old is not None and _older(begun_at, old.begun_at):
+                    raise ReconciliationAlreadyScheduledException(
+                        name,
+                        responder=responder,
+                        advice=(
+                            f"this begin is older than that session's by {name}'s own clock "
+                            "(a replay?), so it does not replace it; a new begin does"
+                        ),
+                    )
+                if old is not None:
+                    superseded = self._sessions.pop(name)
+                limit = self.config.max_number_of_parallel_reconciliation_requests
+                if len(self._sessions) >= limit:
+                    raise MaxIncomingSessionsExceededException(
+                        f"all {limit} slots for incoming reconciliations are taken; try again later"
+                    )
+                self._count_request(name, now)
+                session = IncomingSession(requester, str(uuid.uuid4()), now, begun_at=begun_at)
+                self._sessions[name] = session
+        finally:
+            if superseded is not None:
+                self._supersede(superseded)
         try:
             self._start(session, now)
         except BaseException:
@@ -116,6 +143,17 @@ class IncomingReconciliations:
             raise
         log.info("reconciliation requested by %s admitted as %s", name, session.state_machine_id)
         return session
+
+    def _supersede(self, session: IncomingSession) -> None:
+        """The requester began again: its old session ends FAILED, its flow with it."""
+        session.cancelled.set()
+        self._ended(session)
+        error = ReconciliationError(
+            f"superseded: {session.requester} began a new session (its old one, "
+            f"{session.state_machine_id}, was left unfinished)"
+        )
+        self.statuses.failed(session.requester, False, self._now_ms(), f"{type(error).__name__}: {error}")
+        log.info("%s began again: session %s superseded", session.requester, session.state_machine_id)
 
     def _start(self, session: IncomingSession, now: datetime) -> None:
         """IN_PROGRESS, and (with an engine) the session's flow, in one database transaction."""
@@ -138,11 +176,16 @@ class IncomingReconciliations:
         with self._lock:
             return next((s for s in self._sessions.values() if s.state_machine_id == flow_id), None)
 
-    def attach(self, requester: X500Name, session_id: bytes, encoder: Any, ids: Any) -> IncomingSession:
-        """The admitted session's coded state, made by the protocol's `begin`."""
-        session = self.touch(requester)
+    def attach(self, session: IncomingSession, session_id: bytes, encoder: Any, ids: Any) -> IncomingSession:
+        """The admitted session's coded state, made by the protocol's `begin`.
+
+        ReconciliationError if the session ended meanwhile (stopped, killed, or superseded by a newer begin).
+        """
         with self._lock:
+            if self._sessions.get(str(session.requester)) is not session:
+                raise ReconciliationError(f"the reconciliation with {session.requester} ended while it began")
             session.session_id, session.encoder, session.ids = session_id, encoder, ids
+            session.last_seen = self.clock.now()
         return session
 
     def coded(self, requester: X500Name, session_id: bytes) -> IncomingSession:
@@ -171,15 +214,34 @@ class IncomingReconciliations:
         with self._lock:
             return len(self._sessions)
 
-    def finish(self, requester: X500Name, missing_here: Iterable[SecureHash]) -> None:
-        """The requester ended the session; missing_here is what it told us we lack (maybe nothing)."""
-        session = self._pop(str(requester))
+    def finish(
+        self, requester: X500Name, missing_here: Iterable[SecureHash], *, only: IncomingSession | None = None
+    ) -> None:
+        """The requester ended the session (with only: that one); missing_here is what it told us we lack."""
+        session = self._pop(str(requester), only)
         if session is None:
             return
         self.statuses.succeeded(requester, False, self._now_ms(), list(missing_here))
 
-    def fail(self, requester: X500Name, error: str) -> None:
-        session = self._pop(str(requester))
+    def fail(
+        self,
+        requester: X500Name,
+        error: str,
+        *,
+        only: IncomingSession | None = None,
+        session_id: bytes | None = None,
+    ) -> None:
+        """End the requester's session FAILED; with only or session_id, only if it is that session.
+
+        A message about an old session (superseded, or a stray) must not end the live one.
+        """
+        with self._lock:
+            live = self._sessions.get(str(requester))
+            if live is None or (only is not None and live is not only):
+                return
+            if session_id is not None and live.session_id is not None and live.session_id != session_id:
+                return
+        session = self._pop(str(requester), live)
         if session is None:
             return
         log.warning("reconciliation requested by %s failed: %s", requester, error)
@@ -231,8 +293,10 @@ class IncomingReconciliations:
                 f"ReconciliationError: {session.requester} sent nothing for {self.idle_timeout}",
             )
 
-    def _pop(self, name: str) -> IncomingSession | None:
+    def _pop(self, name: str, only: IncomingSession | None = None) -> IncomingSession | None:
         with self._lock:
+            if only is not None and self._sessions.get(name) is not only:
+                return None
             session = self._sessions.pop(name, None)
         if session is not None:
             self._ended(session)
@@ -257,6 +321,11 @@ class IncomingReconciliations:
 
     def _now_ms(self) -> int:
         return to_epoch_ms(self.clock.now())
+
+
+def _older(begun_at: int | None, than: int | None) -> bool:
+    """A begin stamped before the session's it would replace (both by the requester's clock)."""
+    return begun_at is not None and than is not None and begun_at < than
 
 
 class ReconcileWithPartyResponderFlow(Flow):
