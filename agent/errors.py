@@ -30,6 +30,7 @@
     │   ├── CannotReconcileWithSelfException
     │   ├── MaxIncomingSessionsExceededException
     │   ├── ReconciliationRateLimitExceededException
+    │   ├── ReconciliationSessionLostError    the responder restarted since the session began: begin again
     │   └── LedgerGraphNotReadyException
     ├── TransactionAccessDeniedError  a peer asked for a transaction it may not see
     ├── TooManyLoginAttemptsError     an address failed too many management logins: refused until its back-off ends
@@ -517,6 +518,22 @@ class MaxIncomingSessionsExceededException(ReconciliationError):
 
 class ReconciliationRateLimitExceededException(ReconciliationError):
     """The responder's per-party limit of requests in its time window is used up."""
+
+
+class ReconciliationSessionLostError(ReconciliationError):
+    """The responder has no record of the session: it restarted since the session began (sessions live
+    in memory). The requester may begin a new one."""
+
+    def __init__(self, requester: str, session_hex: str) -> None:
+        self.requester = requester
+        self.session_hex = session_hex
+        super().__init__(
+            f"no reconciliation session {session_hex} with {requester} here: this node has restarted "
+            "since it began, or never had it; begin a new session"
+        )
+
+    def details(self) -> dict[str, object]:
+        return {"requester": self.requester, "session": self.session_hex}
 
 
 class KilledFlowException(ReconciliationError):

@@ -41,6 +41,7 @@ from agent.errors import (
     ReconciliationAlreadyScheduledException,
     ReconciliationError,
     ReconciliationRateLimitExceededException,
+    ReconciliationSessionLostError,
 )
 from agent.flows.engine import FlowEngine, FlowNotFoundError
 from agent.flows.flow import Advance, Await, Flow, FlowContext, StepOutcome
@@ -53,6 +54,7 @@ from agent.ports.reconciliation import ReconciliationStatuses, RequestWindow
 log = logging.getLogger("ledger_agent.ledgersync.ReconcileWithPartyResponderFlow")
 
 IDLE_TIMEOUT = timedelta(seconds=120)
+GONE_REMEMBERED = 1024  # ended sessions whose late messages are told how they ended
 RESPONDER_FLOW = "ReconcileWithPartyResponderFlow"
 IN_PROGRESS = "IN_PROGRESS"
 ENDED = "ENDED"
@@ -96,6 +98,8 @@ class IncomingReconciliations:
         self.clock = clock
         self.idle_timeout = idle_timeout
         self._sessions: dict[str, IncomingSession] = {}  # by printed requester name
+        # How the last sessions ended, by session id: a late message is told why, not "never heard of it".
+        self._gone: dict[bytes, str] = {}
         self._lock = threading.Lock()
 
     def admit(
@@ -147,7 +151,7 @@ class IncomingReconciliations:
     def _supersede(self, session: IncomingSession) -> None:
         """The requester began again: its old session ends FAILED, its flow with it."""
         session.cancelled.set()
-        self._ended(session)
+        self._ended(session, "superseded by a newer begin from the requester")
         error = ReconciliationError(
             f"superseded: {session.requester} began a new session (its old one, "
             f"{session.state_machine_id}, was left unfinished)"
@@ -189,11 +193,23 @@ class IncomingReconciliations:
         return session
 
     def coded(self, requester: X500Name, session_id: bytes) -> IncomingSession:
-        """The requester's session with that id, touched; ReconciliationError if there is none."""
-        session = self.touch(requester)
-        if session.session_id != session_id or session.encoder is None:
-            raise ReconciliationError(f"no reconciliation session {session_id.hex()} with {requester}")
-        return session
+        """The requester's session with that id, touched.
+
+        ReconciliationError saying how it ended if it ended here (the requester should not go on);
+        ReconciliationSessionLostError if this process never had it: we restarted since it began,
+        and the requester may begin again.
+        """
+        with self._lock:
+            session = self._sessions.get(str(requester))
+            if session is not None and session.session_id == session_id and session.encoder is not None:
+                session.last_seen = self.clock.now()
+                return session
+            gone = self._gone.get(session_id)
+        if gone is not None:
+            raise ReconciliationError(
+                f"the reconciliation session {session_id.hex()} with {requester} is over here: {gone}"
+            )
+        raise ReconciliationSessionLostError(str(requester), session_id.hex())
 
     def touch(self, requester: X500Name) -> IncomingSession:
         """The session is alive (a message arrived); ReconciliationError if it was stopped or killed."""
@@ -218,7 +234,7 @@ class IncomingReconciliations:
         self, requester: X500Name, missing_here: Iterable[SecureHash], *, only: IncomingSession | None = None
     ) -> None:
         """The requester ended the session (with only: that one); missing_here is what it told us we lack."""
-        session = self._pop(str(requester), only)
+        session = self._pop(str(requester), only, "finished")
         if session is None:
             return
         self.statuses.succeeded(requester, False, self._now_ms(), list(missing_here))
@@ -239,9 +255,9 @@ class IncomingReconciliations:
             live = self._sessions.get(str(requester))
             if live is None or (only is not None and live is not only):
                 return
-            if session_id is not None and live.session_id is not None and live.session_id != session_id:
+            if session_id is not None and live.session_id != session_id:
                 return
-        session = self._pop(str(requester), live)
+        session = self._pop(str(requester), live, f"failed ({error})")
         if session is None:
             return
         log.warning("reconciliation requested by %s failed: %s", requester, error)
@@ -249,7 +265,7 @@ class IncomingReconciliations:
 
     def stop(self, party: X500Name) -> bool:
         """StopReconciliationForPartyFlow's incoming half: drop the session, mark STOPPED."""
-        session = self._pop(str(party))
+        session = self._pop(str(party), None, "stopped here by StopReconciliationForPartyFlow")
         row = self.statuses.get(party, False)
         if session is None and row is None:
             return False
@@ -267,6 +283,7 @@ class IncomingReconciliations:
                 del self._sessions[str(found.requester)]
         if found is None:
             return None
+        self._remember_gone(found, "killed here by killFlow")
         found.cancelled.set()
         self.statuses.failed(
             found.requester, False, self._now_ms(), "KilledFlowException: killed by killFlow"
@@ -285,7 +302,7 @@ class IncomingReconciliations:
                 del self._sessions[str(session.requester)]
         for session in idle:
             session.cancelled.set()
-            self._ended(session)
+            self._ended(session, f"idle for {self.idle_timeout}")
             self.statuses.failed(
                 session.requester,
                 False,
@@ -293,17 +310,26 @@ class IncomingReconciliations:
                 f"ReconciliationError: {session.requester} sent nothing for {self.idle_timeout}",
             )
 
-    def _pop(self, name: str, only: IncomingSession | None = None) -> IncomingSession | None:
+    def _pop(self, name: str, only: IncomingSession | None, why: str) -> IncomingSession | None:
         with self._lock:
             if only is not None and self._sessions.get(name) is not only:
                 return None
             session = self._sessions.pop(name, None)
         if session is not None:
-            self._ended(session)
+            self._ended(session, why)
         return session
 
-    def _ended(self, session: IncomingSession) -> None:
+    def _remember_gone(self, session: IncomingSession, why: str) -> None:
+        if session.session_id is None:
+            return
+        with self._lock:
+            self._gone[session.session_id] = why
+            while len(self._gone) > GONE_REMEMBERED:
+                del self._gone[next(iter(self._gone))]
+
+    def _ended(self, session: IncomingSession, why: str) -> None:
         """The session's flow ends too (its status is written already)."""
+        self._remember_gone(session, why)
         if self.engine is not None:
             with contextlib.suppress(FlowNotFoundError):
                 self.engine.deliver(session.state_machine_id, "ended", True)

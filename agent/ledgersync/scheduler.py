@@ -32,7 +32,8 @@ Choices where the reference is vague:
   random) until maxReconciliationRetryAttemptTimeout has passed since the first attempt, then fails
   naming the peer, the attempts and the time spent; the flow keeps its slot and its status stays
   IN_PROGRESS meanwhile (parked on the clock, holding no thread). One cut off mid-session begins
-  again: the responder's new session replaces the unfinished one (admission.py). A responder
+  again: the responder's new session replaces the unfinished one (admission.py); so does one whose
+  responder restarted mid-session (ReconciliationSessionLostError). A responder
   that keeps the session for observation (KeptForObservationError: it lacks LedgerSync's topics, say)
   is the flow hospital's: the flow waits at RUNNING and asks again, as for a peer keeping any other
   message (docs/hospital.md), until that peer is upgraded or its operator kills the kept flow (we
@@ -64,6 +65,7 @@ from agent.errors import (
     PeerRequestError,
     PeerUnreachableError,
     ReconciliationAlreadyScheduledException,
+    ReconciliationSessionLostError,
 )
 from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
 from agent.flows.engine import FlowEngine, FlowNotFoundError
@@ -206,6 +208,8 @@ class ReconcileWithPartyFlow(Flow):
                 raise  # the hospital's: wait for that peer and ask again (its status stays IN_PROGRESS)
             if sealed_before_start(refused):  # it restarted a moment ago and our clock lags its own
                 return self._ask_again(ctx, refused, "unreachable")
+            if refused.error_type == ReconciliationSessionLostError.__name__:  # it restarted mid-session
+                return self._ask_again(ctx, refused, "restarted")
             return self._failed(ctx, refused)
         except Exception as exc:
             return self._failed(ctx, exc)

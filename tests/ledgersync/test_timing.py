@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from agent.clock import ManualClock, to_epoch_ms
-from agent.errors import StaleMessageError
+from agent.errors import PeerRequestError, ReconciliationSessionLostError, StaleMessageError
 from agent.ledger.identity import X500Name
 from agent.ledgersync.protocol import TOPIC_BEGIN, TOPIC_END
 from agent.operator_api.status import ReconciliationStatus, ReconciliationStatusValue
@@ -131,3 +133,33 @@ def test_a_begin_replayed_after_the_responder_restarted_neither_locks_out_nor_en
         "received": 0
     }
     assert responder_row(net, B, A).last_reconciliation_status is V.DIFFERENCES_NOT_FOUND
+
+
+def test_a_late_message_is_told_whether_its_session_ended_here_or_was_lost_in_a_restart(net: Net) -> None:
+    net[A].tokens.issue([(A, 100), (B, 40)], "GBP")
+
+    def begin() -> bytes:
+        reply = net[A].peers.request(
+            B, TOPIC_BEGIN, {"salt": bytes(16), "size": 0, "at": to_epoch_ms(datetime.now(UTC))}
+        )
+        session: bytes = reply["session"]
+        return session
+
+    killed = begin()
+    incoming = net.sync(B).incoming
+    assert incoming is not None
+    assert incoming.kill(responder_row(net, B, A).state_machine_run_id) == A
+    with pytest.raises(PeerRequestError) as over:
+        net[A].peers.request(B, TOPIC_END, {"session": killed, "missing": None})
+    assert over.value.error_type == "ReconciliationError"
+    assert "is over here: killed here by killFlow" in over.value.message  # so the requester stops
+
+    lost = begin()
+    net.restart(B)  # sessions live in memory
+    sync_b = net[B].ledgersync
+    assert sync_b is not None and sync_b.ready.wait(DEADLINE)
+    with pytest.raises(PeerRequestError) as gone:
+        net[A].peers.request(B, TOPIC_END, {"session": lost, "missing": None})
+    assert gone.value.error_type == ReconciliationSessionLostError.__name__  # so the requester begins again
+    assert "this node has restarted since it began" in gone.value.message
+    assert "begin a new session" in gone.value.message
