@@ -131,9 +131,10 @@ class IncomingReconciliations:
                 limit = self.config.max_number_of_parallel_reconciliation_requests
                 if len(self._sessions) >= limit:
                     raise MaxIncomingSessionsExceededException(
-                        f"all {limit} slots for incoming reconciliations are taken; try again later"
+                        f"all {limit} slots of {responder} for incoming reconciliations are taken; "
+                        "try again later"
                     )
-                self._count_request(name, now)
+                self._count_request(name, now, responder)
                 session = IncomingSession(requester, str(uuid.uuid4()), now, begun_at=begun_at)
                 self._sessions[name] = session
         finally:
@@ -334,15 +335,16 @@ class IncomingReconciliations:
             with contextlib.suppress(FlowNotFoundError):
                 self.engine.deliver(session.state_machine_id, "ended", True)
 
-    def _count_request(self, name: str, now: datetime) -> None:
+    def _count_request(self, name: str, now: datetime, responder: str) -> None:
         """The sliding-window limit, over the persisted requests; records this one if allowed."""
         window = self.config.time_window_for_reconciliation_request_limit
         allowed = self.config.max_allowed_reconciliation_requests_per_time_window
         used = self.requests.admit_within(name, to_epoch_ms(now), to_epoch_ms(now - window), allowed)
         if used is not None:
             raise ReconciliationRateLimitExceededException(
-                f"{name} has made {used} reconciliation request(s) in the last {window}; "
-                f"maxAllowedReconciliationRequestsPerTimeWindow is {allowed}"
+                f"{name} has made {used} reconciliation request(s) of {responder} in the last {window}; "
+                f"its maxAllowedReconciliationRequestsPerTimeWindow is {allowed}: ask again once the "
+                f"oldest is {window} old"
             )
 
     def _now_ms(self) -> int:

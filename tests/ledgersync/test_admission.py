@@ -194,3 +194,23 @@ def test_stop_and_kill_end_incoming_sessions(schema: Schema) -> None:
     assert killed.last_reconciliation_error.startswith("KilledFlowException")
     assert slots.number_in_progress() == 0
     assert not slots.stop(R)  # nothing to stop: no session, no row
+
+
+def test_each_refusal_names_the_responder_and_the_requester_and_says_what_to_do(schema: Schema) -> None:
+    responder = "O=Responder, L=London, C=GB"
+    clock = ManualClock()
+    slots = incoming(
+        schema,
+        clock,
+        max_number_of_parallel_reconciliation_requests=1,
+        max_allowed_reconciliation_requests_per_time_window=1,
+    )
+    slots.admit(P, responder=responder)
+    with pytest.raises(MaxIncomingSessionsExceededException) as full:
+        slots.admit(Q, responder=responder)
+    assert f"all 1 slots of {responder}" in str(full.value) and "try again later" in str(full.value)
+    slots.finish(P, [])
+    with pytest.raises(ReconciliationRateLimitExceededException) as limited:
+        slots.admit(P, responder=responder)
+    assert str(limited.value).startswith(f"{P} has made 1 reconciliation request(s) of {responder}")
+    assert "ask again once the oldest is 1:00:00 old" in str(limited.value)
