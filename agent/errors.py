@@ -31,6 +31,7 @@
     │   ├── CannotReconcileWithSelfException
     │   ├── MaxIncomingSessionsExceededException
     │   ├── ReconciliationRateLimitExceededException
+    │   ├── ReconciliationSessionLostError    the responder restarted since the session began: begin again
     │   └── LedgerGraphNotReadyException
     ├── TransactionAccessDeniedError  a peer asked for a transaction it may not see
     ├── TooManyLoginAttemptsError     an address failed too many management logins: refused until its back-off ends
@@ -68,6 +69,7 @@ that was talking to the crashed node.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 
 
 class AgentError(Exception):
@@ -387,16 +389,27 @@ class WrongRecipientError(MessageRejectedError):
 
 
 class StaleMessageError(MessageRejectedError):
-    """A timestamp too far ahead (clock skew), too old (replay window) or from before a restart."""
+    """A timestamp too far ahead (clock skew), too old (replay window) or from before a restart.
 
-    def __init__(self, sender: str, timestamp: str, reason: str) -> None:
+    before_start: stamped before the receiver started; sealed afresh, the message may pass.
+    """
+
+    def __init__(self, sender: str, timestamp: str, reason: str, *, before_start: bool = False) -> None:
         self.sender = sender
         self.timestamp = timestamp
         self.reason = reason
+        self.before_start = before_start
         super().__init__(f"message from {sender} timestamped {timestamp}: {reason}")
 
     def details(self) -> dict[str, object]:
-        return {"sender": self.sender, "timestamp": self.timestamp, "reason": self.reason}
+        details: dict[str, object] = {
+            "sender": self.sender,
+            "timestamp": self.timestamp,
+            "reason": self.reason,
+        }
+        if self.before_start:
+            details["before_start"] = True
+        return details
 
 
 class ReplayedMessageError(MessageRejectedError):
@@ -466,11 +479,15 @@ class PeerRequestError(PeerError):
 class PeerUnreachableError(PeerError):
     """Every attempt to reach the peer failed transiently."""
 
-    def __init__(self, peer: str, attempts: int, last_error: BaseException) -> None:
+    def __init__(
+        self, peer: str, attempts: int, last_error: BaseException, *, waited: timedelta | None = None
+    ) -> None:
         self.peer = peer
         self.attempts = attempts
         self.last_error = last_error
-        super().__init__(f"{peer} unreachable after {attempts} attempt(s): {last_error}")
+        self.waited = waited
+        over = "" if waited is None else f" over {waited}"
+        super().__init__(f"{peer} unreachable after {attempts} attempt(s){over}: {last_error}")
 
     def details(self) -> dict[str, object]:
         return {"peer": self.peer, "attempts": self.attempts, "last_error": str(self.last_error)}
@@ -497,11 +514,21 @@ class ReconciliationError(AgentError):
 
 
 class ReconciliationAlreadyScheduledException(ReconciliationError):
-    """A reconciliation with that party is already scheduled or running, in either direction."""
+    """A reconciliation with that party is already scheduled or running, in either direction.
 
-    def __init__(self, party: str) -> None:
+    responder: when a responder refuses a requester's session, the responder's name (party is then
+    the requester): the message says who holds what. advice: what to do about it.
+    """
+
+    def __init__(self, party: str, *, responder: str | None = None, advice: str = "") -> None:
         self.party = party
-        super().__init__(f"a reconciliation with {party} is already scheduled or running")
+        self.responder = responder
+        self.advice = advice
+        if responder is None:
+            message = f"a reconciliation with {party} is already scheduled or running"
+        else:
+            message = f"{responder} is already answering a reconciliation requested by {party}"
+        super().__init__(f"{message}; {advice}" if advice else message)
 
 
 class CannotReconcileWithSelfException(ReconciliationError):
@@ -516,6 +543,22 @@ class MaxIncomingSessionsExceededException(ReconciliationError):
 
 class ReconciliationRateLimitExceededException(ReconciliationError):
     """The responder's per-party limit of requests in its time window is used up."""
+
+
+class ReconciliationSessionLostError(ReconciliationError):
+    """The responder has no record of the session: it restarted since the session began (sessions live
+    in memory). The requester may begin a new one."""
+
+    def __init__(self, requester: str, session_hex: str) -> None:
+        self.requester = requester
+        self.session_hex = session_hex
+        super().__init__(
+            f"no reconciliation session {session_hex} with {requester} here: this node has restarted "
+            "since it began, or never had it; begin a new session"
+        )
+
+    def details(self) -> dict[str, object]:
+        return {"requester": self.requester, "session": self.session_hex}
 
 
 class KilledFlowException(ReconciliationError):

@@ -1,7 +1,7 @@
 """LedgerSync's reconciliation session over the peer protocol (docs/ledgersync.md, rateless IBLT).
 
     requester                                   responder
-    begin   {salt, size}                  ->    its set for the requester, an Encoder, a session
+    begin   {salt, size, at}              ->    its set for the requester, an Encoder, a session
                                           <-    {session, size, batch}: symbols_for_difference(d)
     symbols {session, start, count}       ->    until decoded: twice as many each time, capped to
                                           <-    {batch}          fit maxMessageSize; each reply is
@@ -14,6 +14,9 @@
 
 Only ids of the set for the pair are ever encoded or listed (`pairset.pair_set`). Byte counts are
 the CBOR payloads each way (the envelope, ~300 bytes of names, nonces and signature, is not counted).
+
+`at` is the requester's clock at its begin (epoch ms): a begin replaces the requester's unfinished
+session at the responder unless it is older than that session's begin (admission.py).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agent.clock import Clock
+from agent.clock import Clock, to_epoch_ms
 from agent.errors import (
     AgentError,
     CannotReconcileWithSelfException,
@@ -273,7 +276,10 @@ class LedgerSyncService:
             try:
                 return handler(requester, payload)
             except Exception as exc:
-                self._failed(requester, exc)
+                # Only the session the message names: one about a superseded session leaves the live one.
+                named = payload.get("session") if isinstance(payload, dict) else None
+                session_id = named if isinstance(named, bytes) and len(named) == SESSION_ID_SIZE else None
+                self._responder().fail(requester, f"{type(exc).__name__}: {exc}", session_id=session_id)
                 raise
 
         return guarded
@@ -287,18 +293,18 @@ class LedgerSyncService:
         if requester == self.identity.name:
             raise CannotReconcileWithSelfException(str(requester))
         require_ready(self.report())
-        self._responder().admit(requester)
+        at = payload.get("at") if isinstance(payload, dict) else None
+        if at is not None and (not isinstance(at, int) or isinstance(at, bool) or at < 0):
+            raise ReconciliationCodecError("at", f"must be epoch milliseconds, got {at!r}")
+        session = self._responder().admit(requester, begun_at=at, responder=self.me)
         try:
-            return self._begin(requester, payload)
+            return self._begin(requester, payload, session)
         except Exception as exc:
-            self._failed(requester, exc)
+            # A session that broke on our side, or on bad input: its status FAILED, the slot freed.
+            self._responder().fail(requester, f"{type(exc).__name__}: {exc}", only=session)
             raise
 
-    def _failed(self, requester: X500Name, exc: BaseException) -> None:
-        """A session that broke on our side, or on bad input: its status FAILED, the slot freed."""
-        self._responder().fail(requester, f"{type(exc).__name__}: {exc}")
-
-    def _begin(self, requester: X500Name, payload: Any) -> dict[str, Any]:
+    def _begin(self, requester: X500Name, payload: Any, session: IncomingSession) -> dict[str, Any]:
         listing = payload.get("list", False) if isinstance(payload, dict) else False
         if not isinstance(listing, bool):
             raise ReconciliationCodecError("list", f"must be true or false, got {listing!r}")
@@ -312,7 +318,7 @@ class LedgerSyncService:
             first = min(symbols_for_difference(len(ids) - size), symbols_per_reply(self.max_message_size))
             reply["batch"] = _batch(encoder, 0, first)
         # The one session table is the admission's: one expiry (idle), one place that ends it.
-        self._responder().attach(requester, session_id, encoder, ids)
+        self._responder().attach(session, session_id, encoder, ids)
         log.info("reconciliation with %s: %d ids in our set for the pair", requester, len(ids))
         return reply
 
@@ -348,11 +354,13 @@ class LedgerSyncService:
     def _on_end(self, requester: X500Name, payload: Any) -> dict[str, Any]:
         session = self._session(requester, payload)
         if payload.get("killed") is True:
-            self._responder().fail(requester, "KilledFlowException: the requester's flow was killed")
+            self._responder().fail(
+                requester, "KilledFlowException: the requester's flow was killed", only=session
+            )
             return {"received": 0}
         missing = payload.get("missing")
         if missing is None:
-            self._responder().finish(requester, ())
+            self._responder().finish(requester, (), only=session)
             return {"received": 0}
         # What we have already is no news (also outside our set for the pair: see _Requester.run).
         told = IdSet.from_bytes(missing, "missing") - session.ids
@@ -360,7 +368,7 @@ class LedgerSyncService:
         self.peer_differences[requester] = ids
         if self.on_peer_difference is not None:
             self.on_peer_difference(requester, set(ids))
-        self._responder().finish(requester, ids)
+        self._responder().finish(requester, ids, only=session)
         return {"received": len(ids)}
 
 
@@ -410,7 +418,11 @@ class _Requester:
     def run(self, both_directions: bool, method: str = METHOD_RIBLT) -> ReconciliationResult:
         bound = self.service.config.max_number_of_ibf_filter_flows
         listing = method == METHOD_LIST
-        begin: dict[str, Any] = {"salt": self.salt, "size": len(self.mine)}
+        begin: dict[str, Any] = {
+            "salt": self.salt,
+            "size": len(self.mine),
+            "at": to_epoch_ms(self.service.clock.now()),
+        }
         if listing:
             begin["list"] = True
         # Our own symbols while the responder makes its first batch: the two sides' slowest steps,
@@ -429,6 +441,15 @@ class _Requester:
             preparing.start()
         try:
             reply = self.call(TOPIC_BEGIN, begin)
+        except ReconciliationAlreadyScheduledException as refused:
+            if refused.responder is not None or refused.party != self.service.me:
+                raise
+            # An older responder names only the party it refused (us): say who holds what.
+            raise ReconciliationAlreadyScheduledException(
+                refused.party,
+                responder=str(self.party),
+                advice="it refuses a new session until our old one ends or goes idle (2 minutes); ask again then",
+            ) from refused
         finally:
             if preparing is not None:
                 replied.set()
@@ -581,7 +602,12 @@ for _name, _codec in (
     (
         "ReconciliationAlreadyScheduledException",
         ErrorCodec(
-            lambda e: {"party": e.party}, lambda d: ReconciliationAlreadyScheduledException(str(d["party"]))
+            lambda e: {"party": e.party, "responder": e.responder, "advice": e.advice},
+            lambda d: ReconciliationAlreadyScheduledException(
+                str(d["party"]),
+                responder=None if d.get("responder") is None else str(d["responder"]),
+                advice=str(d.get("advice") or ""),
+            ),
         ),
     ),
 ):

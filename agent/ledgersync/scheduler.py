@@ -24,11 +24,16 @@ Choices where the reference is vague:
   party asked of us) IN_PROGRESS. A party named twice in one call is refused the same way.
 - Slots are handed out only once the scheduler is started (after the ledger graph is built and
   checked), so a flow resumed at start waits for the graph instead of failing.
-- A responder that is busy (MaxIncomingSessionsExceededException), or whose ledger graph is not ready
-  (LedgerGraphNotReadyException: it restarted a moment ago and is still reading it), is asked again after a jittered
-  back-off (1 s doubling to 1 min, each wait cut by up to half at random) until
-  maxReconciliationRetryAttemptTimeout has passed since the first attempt; the flow keeps its slot
-  and its status stays IN_PROGRESS meanwhile (parked on the clock, holding no thread). A responder
+- A responder that is busy (MaxIncomingSessionsExceededException), whose ledger graph is not ready
+  (LedgerGraphNotReadyException: it restarted a moment ago and is still reading it), or that cannot
+  be reached (PeerUnreachableError once the peer client's own few quick retries are spent: it is down
+  or restarting; or it refused our message as sealed before its start, our clock lagging its own),
+  is asked again after a jittered back-off (1 s doubling to 1 min, each wait cut by up to half at
+  random) until maxReconciliationRetryAttemptTimeout has passed since the first attempt, then fails
+  naming the peer, the attempts and the time spent; the flow keeps its slot and its status stays
+  IN_PROGRESS meanwhile (parked on the clock, holding no thread). One cut off mid-session begins
+  again: the responder's new session replaces the unfinished one (admission.py); so does one whose
+  responder restarted mid-session (ReconciliationSessionLostError). A responder
   that keeps the session for observation (KeptForObservationError: it lacks LedgerSync's topics, say)
   is the flow hospital's: the flow waits at RUNNING and asks again, as for a peer keeping any other
   message (docs/hospital.md), until that peer is upgraded or its operator kills the kept flow (we
@@ -58,7 +63,9 @@ from agent.errors import (
     LedgerGraphNotReadyException,
     MaxIncomingSessionsExceededException,
     PeerRequestError,
+    PeerUnreachableError,
     ReconciliationAlreadyScheduledException,
+    ReconciliationSessionLostError,
 )
 from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
 from agent.flows.engine import FlowEngine, FlowNotFoundError
@@ -67,6 +74,7 @@ from agent.ledger.identity import X500Name
 from agent.ledgersync.config import LedgerSyncConfig
 from agent.ledgersync.protocol import LedgerSyncService
 from agent.operator_api.status import ReconciliationStatusValue
+from agent.p2p.client import sealed_before_start
 from agent.ports.reconciliation import ReconciliationStatuses
 
 log = logging.getLogger("ledger_agent.ledgersync.scheduler")
@@ -191,27 +199,17 @@ class ReconcileWithPartyFlow(Flow):
                 party, both_directions=bool(self.state["both"]), cancelled=ctx.cancelled
             )
         except (MaxIncomingSessionsExceededException, LedgerGraphNotReadyException) as busy:
-            timeout = scheduler.config.max_reconciliation_retry_attempt_timeout
-            wait = min(self._delay, MAX_RETRY_DELAY) * (1 - 0.5 * scheduler.rng.random())
-            if ctx.now + timedelta(seconds=wait) - self._first_attempt > timeout:
-                gave_up = type(busy)(
-                    f"{busy}; gave up after {self._attempt} attempt(s) over "
-                    f"maxReconciliationRetryAttemptTimeout ({timeout})"
-                )
-                return self._failed(ctx, gave_up)
-            reconcile_log.info(
-                "%s is busy or not ready (attempt %d: %s); asking again in %.1f s",
-                party,
-                self._attempt,
-                busy,
-                wait,
-            )
-            self._delay *= 2
-            self._attempt += 1
-            return Await(("never",), ctx.now + timedelta(seconds=wait), f"{party} (busy: asking again)")
+            return self._ask_again(ctx, busy, "busy")
+        except PeerUnreachableError as down:
+            # Down or restarting: the client's own retries span a few seconds, the setting much more.
+            return self._ask_again(ctx, down, "unreachable")
         except PeerRequestError as refused:
             if refused.error_type == KeptForObservationError.__name__ and not ctx.cancelled.is_set():
                 raise  # the hospital's: wait for that peer and ask again (its status stays IN_PROGRESS)
+            if sealed_before_start(refused):  # it restarted a moment ago and our clock lags its own
+                return self._ask_again(ctx, refused, "unreachable")
+            if refused.error_type == ReconciliationSessionLostError.__name__:  # it restarted mid-session
+                return self._ask_again(ctx, refused, "restarted")
             return self._failed(ctx, refused)
         except Exception as exc:
             return self._failed(ctx, exc)
@@ -234,11 +232,44 @@ class ReconcileWithPartyFlow(Flow):
             result=result,
         )
 
-    def _failed(self, ctx: FlowContext, exc: Exception) -> StepOutcome:
+    def _ask_again(self, ctx: FlowContext, last: Exception, why: str) -> StepOutcome:
+        """Wait (1 s doubling to 1 min, jittered) and ask again, within maxReconciliationRetryAttemptTimeout
+        of the first attempt; past it, fail naming the peer, the attempts and the time spent."""
+        scheduler, party = self.scheduler, self.party
+        if ctx.cancelled.is_set():
+            return self._failed(ctx, last)
+        timeout = scheduler.config.max_reconciliation_retry_attempt_timeout
+        wait = min(self._delay, MAX_RETRY_DELAY) * (1 - 0.5 * scheduler.rng.random())
+        if ctx.now + timedelta(seconds=wait) - self._first_attempt > timeout:
+            spent = ctx.now - self._first_attempt
+            note = (
+                f"gave up after {self._attempt} attempt(s) with {party} in {spent}, as another would go "
+                f"over maxReconciliationRetryAttemptTimeout ({timeout})"
+            )
+            if isinstance(last, PeerUnreachableError):
+                down = PeerUnreachableError(str(party), self._attempt, last.last_error, waited=spent)
+                return self._failed(
+                    ctx,
+                    down,
+                    f"{down}; another attempt would go over maxReconciliationRetryAttemptTimeout ({timeout})",
+                )
+            if isinstance(last, PeerRequestError):
+                return self._failed(ctx, last, f"{last}; {note}")
+            return self._failed(ctx, type(last)(f"{last}; {note}"))
+        reconcile_log.info(
+            "%s is %s (attempt %d: %s); asking again in %.1f s", party, why, self._attempt, last, wait
+        )
+        self._delay *= 2
+        self._attempt += 1
+        return Await(("never",), ctx.now + timedelta(seconds=wait), f"{party} ({why}: asking again)")
+
+    def _failed(self, ctx: FlowContext, exc: Exception, message: str | None = None) -> StepOutcome:
+        """FAILED with exc; message, when given, is the status's text after the type's name."""
         if ctx.cancelled.is_set():  # killed or stopped: they wrote the status
             return Advance(RUNNING, done=True)
-        reconcile_log.warning("reconciliation with %s failed: %s", self.party, exc)
-        at, error = to_epoch_ms(self.scheduler.clock.now()), f"{type(exc).__name__}: {exc}"
+        text = str(exc) if message is None else message
+        reconcile_log.warning("reconciliation with %s failed: %s", self.party, text)
+        at, error = to_epoch_ms(self.scheduler.clock.now()), f"{type(exc).__name__}: {text}"
         return Advance(
             RUNNING, effect=lambda: self.scheduler.statuses.failed(self.party, True, at, error), fail=exc
         )
@@ -286,7 +317,11 @@ class ReconciliationScheduler:
             seen: set[str] = set()
             for name in names:
                 if name in seen or self._busy(name):
-                    raise ReconciliationAlreadyScheduledException(name)
+                    raise ReconciliationAlreadyScheduledException(
+                        name,
+                        advice="wait until it ends (GetReconciliationStatusForPartyFlow), or stop it "
+                        "with StopReconciliationForPartyFlow",
+                    )
                 seen.add(name)
             ids = self._create(names, both_directions, queued_at)
         for flow_id in ids:

@@ -4,8 +4,14 @@ Every message is signed with the sender's identity key and checked against the k
 holds for the sender, so a peer proves who it is with nothing but the map everyone already trusts.
 The recipient is signed too (a message to A cannot be replayed to B), and a timestamp plus a random
 nonce stop replays: a nonce is remembered for as long as its message could still pass the timestamp
-check (the replay window), and a message older than this authenticator's own start (less the allowed
-clock skew) is refused outright, because the nonces seen before a restart are gone.
+check (the replay window), and a message stamped before this authenticator's own start is refused
+outright, because the nonces seen before a restart are gone. Not "before the start less the allowed
+skew": a message sealed a minute before a restart would then pass again after it, and a replayed
+`ledgersync.begin` could open a session in its sender's name. The cost falls on a sender whose clock
+lags ours by some delta: its messages are refused for delta after our start, as "sealed before this
+receiver's start" (`StaleMessageError`, `before_start` in its details), and its PeerClient seals them
+again after a short back-off (`agent.p2p.client`), which covers what NTP leaves. The nonces are not
+persisted: a write per message for a window of a few milliseconds of clock difference.
 
 The checks run in a fixed order, cheapest trust first, and the nonce is only recorded once every other
 check has passed: a refused message does not burn its nonce.
@@ -60,7 +66,8 @@ class MessageAuthenticator:
         self._clock = clock
         self.max_clock_skew = max_clock_skew
         self.replay_window = replay_window
-        self.started_at = clock.now()
+        # Whole milliseconds, as stamps are: a message sealed in our first millisecond is not "before" it.
+        self.started_at = from_epoch_ms(to_epoch_ms(clock.now()))
         self._lock = threading.Lock()
         # (sender, nonce) -> expiry, with a heap of (expiry, sender, nonce) to drop them in order.
         self._seen: dict[tuple[X500Name, bytes], datetime] = {}
@@ -138,10 +145,15 @@ class MessageAuthenticator:
             reason = f"{stamp - now} ahead of this clock, beyond the allowed skew of {self.max_clock_skew}"
         elif stamp < now - self.replay_window:
             reason = f"{now - stamp} old, older than the replay window of {self.replay_window}"
-        elif stamp < self.started_at - self.max_clock_skew:
-            reason = (
-                f"older than this receiver's start at {self.started_at.isoformat()} less the allowed "
-                f"skew of {self.max_clock_skew} (its nonce may have been seen before a restart)"
+        elif stamp < self.started_at:
+            # Its nonce may have been seen before a restart, and is forgotten since: never accepted.
+            raise StaleMessageError(
+                str(envelope.sender),
+                stamp.isoformat(),
+                f"sealed before this receiver's start at {self.started_at.isoformat()}, so possibly "
+                f"seen before a restart; a message sealed afresh is accepted (if the sender's clock "
+                f"lags ours, once it reads {self.started_at.isoformat()})",
+                before_start=True,
             )
         if reason is not None:
             raise StaleMessageError(str(envelope.sender), stamp.isoformat(), reason)

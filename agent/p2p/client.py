@@ -4,7 +4,9 @@ A request is sealed for the peer, posted to its address from the network map, an
 it must be sealed by that very peer and answer our nonce, or it is refused like any other message.
 Only transient transport failures are retried, and each attempt is sealed afresh (new nonce, new
 timestamp): resending the same bytes would be refused as a replay, and a refusal is an answer, not a
-failure, so it is never retried.
+failure, so it is not retried. One refusal is the exception: "sealed before this receiver's start"
+(`sealed_before_start`), which a peer that restarted a moment ago gives when our clock lags its own;
+the handler never saw the message, and the same request sealed a little later passes.
 
 A retry after a timeout may deliver a request the peer already handled (the reply was lost, not the
 request); handlers must therefore be idempotent, as recording and notarising are.
@@ -22,6 +24,7 @@ from agent.errors import (
     PeerRequestError,
     PeerUnreachableError,
     SerializationError,
+    StaleMessageError,
     TransientTransportError,
 )
 from agent.ledger.identity import X500Name
@@ -75,7 +78,7 @@ class PeerClient:
         limit = self.network_map.parameters.max_message_size
         attempts = 0
 
-        def attempt() -> tuple[Envelope, int, bytes]:
+        def attempt() -> Any:
             nonlocal attempts
             # Several addresses: the next attempt tries the next one.
             address = addresses[attempts % len(addresses)]
@@ -84,16 +87,20 @@ class PeerClient:
             if len(sealed) > limit:
                 raise MessageTooLargeError(len(sealed), limit)
             status, body = self.transport.post(address, sealed, timeout)
-            return envelope, status, body
+            return self._reply(peer, envelope, status, body)
 
         def on_retry(number: int, error: BaseException, delay: float) -> None:
             log.warning("%s: attempt %d failed (%s); retrying in %.2fs", peer, number, error, delay)
 
         try:
-            request, status, body = self.retry.call(attempt, on_retry=on_retry)
+            return self.retry.call(
+                attempt,
+                retry_on=(TransientTransportError, PeerRequestError),
+                retry_if=lambda exc: isinstance(exc, TransientTransportError) or sealed_before_start(exc),
+                on_retry=on_retry,
+            )
         except TransientTransportError as exc:
             raise PeerUnreachableError(str(peer), attempts, exc) from exc
-        return self._reply(peer, request, status, body)
 
     def _reply(self, peer: X500Name, request: Envelope, status: int, body: bytes) -> Any:
         if status == TOO_LARGE:
@@ -116,6 +123,15 @@ class PeerClient:
         if local is not None:
             raise local from remote
         raise remote
+
+
+def sealed_before_start(exc: BaseException) -> bool:
+    """The peer refused our message as stamped before it started (it restarted, our clock lags)."""
+    return (
+        isinstance(exc, PeerRequestError)
+        and exc.error_type == StaleMessageError.__name__
+        and exc.error_details.get("before_start") is True
+    )
 
 
 def _plain_error(body: bytes) -> tuple[str, str, dict[str, Any]] | None:

@@ -59,10 +59,12 @@ class RetryPolicy:
         fn: Callable[[], T],
         *,
         retry_on: tuple[type[BaseException], ...] = (TransientTransportError,),
+        retry_if: Callable[[BaseException], bool] | None = None,
         on_retry: Callable[[int, BaseException, float], None] | None = None,
     ) -> T:
         """fn's result; a retry_on failure is retried after the next delay, the last one re-raised.
 
+        retry_if, when given, narrows retry_on: a failure it says no to is raised at once.
         on_retry(attempt, error, delay) is told of each failure that will be retried.
         """
         delays = self.delays()
@@ -70,6 +72,8 @@ class RetryPolicy:
             try:
                 return fn()
             except retry_on as exc:
+                if retry_if is not None and not retry_if(exc):
+                    raise
                 if on_retry is not None:
                     on_retry(attempt, exc, delay)
                 self._sleep(delay)

@@ -62,11 +62,32 @@ def test_a_full_pool_refuses_until_a_slot_frees(schema: Schema) -> None:
     assert done is not None and done.last_reconciliation_status is V.DIFFERENCES_NOT_FOUND
 
 
-def test_a_second_session_from_the_same_party_is_refused(schema: Schema) -> None:
+def test_a_new_begin_from_the_same_party_supersedes_its_unfinished_session(schema: Schema) -> None:
+    clock = ManualClock()
+    slots = incoming(schema, clock, max_number_of_parallel_reconciliation_requests=1)
+    old = slots.admit(P, begun_at=1_000)
+    clock.advance(timedelta(seconds=5))
+    new = slots.admit(P, begun_at=6_000)  # not refused until the old one goes idle (2 minutes)
+    assert old.cancelled.is_set() and not new.cancelled.is_set()
+    assert slots.number_in_progress() == 1  # the old slot was given to the new session
+    row = slots.statuses.get(P, False)
+    assert row is not None and row.last_reconciliation_status is V.IN_PROGRESS
+    assert row.state_machine_run_id == new.state_machine_id
+    slots.fail(P, "stray", only=old)  # a late failure of the old session leaves the new one
+    assert slots.is_responding(P)
+
+
+def test_a_begin_older_than_the_live_session_is_refused_naming_both_sides(schema: Schema) -> None:
     slots = incoming(schema, ManualClock())
-    slots.admit(P)
-    with pytest.raises(ReconciliationAlreadyScheduledException, match="PartyP"):
-        slots.admit(P)
+    live = slots.admit(P, begun_at=6_000)
+    with pytest.raises(ReconciliationAlreadyScheduledException) as refused:
+        slots.admit(P, begun_at=5_999, responder="O=Responder, L=London, C=GB")
+    message = str(refused.value)
+    assert message.startswith(
+        "O=Responder, L=London, C=GB is already answering a reconciliation requested by O=PartyP"
+    )
+    assert "older than that session's" in message and "a new begin does" in message
+    assert not live.cancelled.is_set() and slots.is_responding(P)
 
 
 def test_the_responder_row_holds_what_the_requester_told_us_we_lack(schema: Schema) -> None:
@@ -173,3 +194,23 @@ def test_stop_and_kill_end_incoming_sessions(schema: Schema) -> None:
     assert killed.last_reconciliation_error.startswith("KilledFlowException")
     assert slots.number_in_progress() == 0
     assert not slots.stop(R)  # nothing to stop: no session, no row
+
+
+def test_each_refusal_names_the_responder_and_the_requester_and_says_what_to_do(schema: Schema) -> None:
+    responder = "O=Responder, L=London, C=GB"
+    clock = ManualClock()
+    slots = incoming(
+        schema,
+        clock,
+        max_number_of_parallel_reconciliation_requests=1,
+        max_allowed_reconciliation_requests_per_time_window=1,
+    )
+    slots.admit(P, responder=responder)
+    with pytest.raises(MaxIncomingSessionsExceededException) as full:
+        slots.admit(Q, responder=responder)
+    assert f"all 1 slots of {responder}" in str(full.value) and "try again later" in str(full.value)
+    slots.finish(P, [])
+    with pytest.raises(ReconciliationRateLimitExceededException) as limited:
+        slots.admit(P, responder=responder)
+    assert str(limited.value).startswith(f"{P} has made 1 reconciliation request(s) of {responder}")
+    assert "ask again once the oldest is 1:00:00 old" in str(limited.value)

@@ -78,7 +78,7 @@ def run_in_simulated_time(
         assert time.monotonic() < deadline, f"still scheduled after {DEADLINE}s"
         for cp in engine.flows(flow_name="ReconcileWithPartyFlow", counterparty=party):
             wake = engine.wake_at(cp.flow_id)
-            if wake is not None and "busy" in (engine.waiting_for(cp.flow_id) or ""):
+            if wake is not None and "asking again" in (engine.waiting_for(cp.flow_id) or ""):
                 on_wait((wake - clock.now()).total_seconds())
                 clock.advance(wake - clock.now())
                 engine.fire_due()

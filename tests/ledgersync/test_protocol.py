@@ -216,7 +216,8 @@ def test_a_responder_refuses_garbage_by_name_and_keeps_serving(net: Net) -> None
         assert err.value.error_type == "ReconciliationCodecError"
     with pytest.raises(PeerRequestError) as err:
         net[A].peers.request(B, TOPIC_SYMBOLS, {"session": bytes(16), "start": 0, "count": 1})
-    assert err.value.error_type == "ReconciliationError"
+    # A session B never had: to B, as one it lost in a restart (begin a new one).
+    assert err.value.error_type == "ReconciliationSessionLostError"
     result = net.sync(A).reconcile(B)
     assert result.missing_here == set()
 

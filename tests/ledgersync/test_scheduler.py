@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 
 from agent.errors import CannotReconcileWithSelfException, ReconciliationAlreadyScheduledException
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
+from agent.ledgersync.config import LedgerSyncConfig
 from agent.ledgersync.scheduler import QUEUED, RUNNING, ReconciliationScheduler
 from agent.operator_api.status import ReconciliationStatus, ReconciliationStatusValue
 from tests.ledgersync.conftest import A, B, C, Net
@@ -157,10 +159,15 @@ def test_an_unreachable_peer_fails_the_reconciliation_and_keeps_the_last_success
     assert first.last_reconciliation_status is ReconciliationStatusValue.DIFFERENCES_FOUND
 
     net.network.detach(net.entry(B).p2p_address)
+    # No time to ask again: the first attempt's failure is the last (test_timing: an outage outlived).
+    scheduler.config = LedgerSyncConfig(max_reconciliation_retry_attempt_timeout=timedelta(0))
     scheduler.schedule([B])
     failed = wait_done(scheduler, B)[B]
     assert failed.last_reconciliation_status is ReconciliationStatusValue.FAILED
-    assert failed.last_reconciliation_error.startswith("PeerUnreachableError: ")
+    assert failed.last_reconciliation_error.startswith(
+        f"PeerUnreachableError: {B} unreachable after 1 attempt(s)"
+    )
+    assert "maxReconciliationRetryAttemptTimeout (0:00:00)" in failed.last_reconciliation_error
     assert failed.last_reconciliation_time_finished is not None
     assert failed.state_machine_run_id != first.state_machine_run_id
     for kept in (

@@ -181,3 +181,25 @@ def test_repr_shows_no_key(network: BootedNetwork, clock: ManualClock) -> None:
     text = repr(make(network, member, clock))
     assert text == f"MessageAuthenticator({PARTY_A})"
     assert member.key.to_pem().decode() not in text
+
+
+def test_a_message_sealed_shortly_before_a_restart_is_refused_after_it(
+    network: BootedNetwork, clock: ManualClock
+) -> None:
+    a = make(network, network.members[PARTY_A], clock)
+    b = make(network, network.members[PARTY_B], clock)
+    sealed = a.seal(PARTY_B, "ledgersync.begin", {"salt": bytes(16), "size": 0})
+    b.open(sealed)
+    # B restarts a minute later, well inside the allowed clock skew: the nonces it saw are gone.
+    restart = ManualClock(clock.now() + timedelta(minutes=1))
+    b_again = make(network, network.members[PARTY_B], restart)
+    with pytest.raises(StaleMessageError, match="sealed before this receiver's start") as refused:
+        b_again.open(sealed)
+    assert refused.value.before_start and refused.value.details()["before_start"] is True
+    assert refused.value.sender == str(PARTY_A)
+    # The same sender's fresh message is accepted, from the restart's first millisecond on.
+    a_now = make(network, network.members[PARTY_A], restart)
+    assert (
+        b_again.open(a_now.seal(PARTY_B, "ledgersync.begin", {"salt": bytes(16), "size": 0})).sender
+        == PARTY_A
+    )

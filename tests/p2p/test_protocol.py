@@ -192,6 +192,64 @@ def test_replay_from_before_a_restart_refused(world: World) -> None:
     assert (len(first.calls), len(second.calls)) == (1, 0)
 
 
+def test_replay_from_shortly_before_a_restart_refused(world: World) -> None:
+    first = serve_b(world)
+    sealed = world.authenticator(world.member(PARTY_A)).seal(PARTY_B, "echo", 1)
+    assert post(world, PARTY_B, sealed)[0] == 200
+    # B restarts 30 s later, inside the allowed clock skew of 2 minutes.
+    world.clock.advance(timedelta(seconds=30))
+    second = serve_b(world)
+    status, body = post(world, PARTY_B, sealed)
+    error_type, message, details = world.read_error(world.member(PARTY_A), status, body)
+    assert (status, error_type) == (400, "StaleMessageError")
+    assert "sealed before this receiver's start" in message and details["before_start"] is True
+    assert (len(first.calls), len(second.calls)) == (1, 0)
+    # A fresh request of A's is served.
+    assert world.client(world.member(PARTY_A)).request(PARTY_B, "echo", 2)["payload"] == 2
+    assert len(second.calls) == 1
+
+
+def test_a_sender_whose_clock_lags_a_restarted_receiver_is_served_once_its_clock_passes_the_start(
+    world: World,
+) -> None:
+    from agent.clock import ManualClock
+    from agent.p2p.client import PeerClient
+
+    echo = serve_b(world)  # B starts now, by its clock
+    lagging = ManualClock(world.clock.now() - timedelta(seconds=1))
+
+    def sleep(seconds: float) -> None:  # time passes for both clocks alike
+        world.clock.sleep(seconds)
+        lagging.sleep(seconds)
+
+    transport = CountingTransport(world.harness.transport)
+    retry = RetryPolicy(max_attempts=6, base_delay=0.2, sleep=sleep)
+    client = PeerClient(
+        world.authenticator(world.member(PARTY_A), clock=lagging), world.network_map, transport, retry
+    )
+    assert client.request(PARTY_B, "echo", 7)["payload"] == 7
+    assert len(transport.bodies) > 1 and len(echo.calls) == 1  # refused, sealed again, served once
+
+    # A lag beyond the retries' reach: the refusal itself, by name, naming the sender and the start.
+    far = ManualClock(world.clock.now() - timedelta(minutes=1))
+
+    def sleep_far(seconds: float) -> None:
+        world.clock.sleep(seconds)
+        far.sleep(seconds)
+
+    serve_b(world)  # B restarted again: its start is now
+    stuck = PeerClient(
+        world.authenticator(world.member(PARTY_A), clock=far),
+        world.network_map,
+        world.harness.transport,
+        RetryPolicy(max_attempts=3, base_delay=0.2, sleep=sleep_far),
+    )
+    with pytest.raises(PeerRequestError, match="StaleMessageError") as refused:
+        stuck.request(PARTY_B, "echo", 8)
+    assert refused.value.error_details["before_start"] is True
+    assert str(PARTY_A) in str(refused.value)
+
+
 def test_message_to_another_recipient_refused(world: World) -> None:
     echo = serve_b(world)
     sealed = world.authenticator(world.member(PARTY_A)).seal(PARTY_C, "echo", 1)
