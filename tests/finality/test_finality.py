@@ -275,8 +275,11 @@ def test_a_receiver_that_hears_nothing_asks_its_initiator_for_the_outcome(
     layout = init_network(tmp_path / "net", [A, B, C], DEFAULT_NOTARY)
     network = InProcessNetwork()
     clocks, runtimes = {}, {}
+    # One start for every clock: a receiver refuses what was stamped before it started, and these
+    # clocks move only when the test moves them (a sender's clock behind would stay behind).
+    start = datetime.now(UTC)
     for entry in layout.nodes:
-        clocks[entry.name] = ManualClock(datetime.now(UTC))
+        clocks[entry.name] = ManualClock(start)
         runtime = build_runtime(
             open_node(entry.config, clock=clocks[entry.name]), InProcessTransport(network)
         )
