@@ -24,6 +24,7 @@ from flask import Flask
 from agent.clock import Clock
 from agent.ledgersync.config import load_ledgersync_config
 from agent.management.app import create_management_app
+from agent.network.tls import peer_client_context, peer_tls_name
 from agent.node import Node, open_node
 from agent.p2p.client import RawTransport
 from agent.p2p.http import HttpTransport, create_peer_app
@@ -78,7 +79,7 @@ def build_agent(
             load_ledgersync_config(config.ledgersync_config_file) if config.ledgersync_enabled else None
         )
         if transport is None:
-            http = HttpTransport()
+            http = _peer_transport(node)
             transport, close_transport = http, http.close
         runtime = build_runtime(
             node,
@@ -98,3 +99,15 @@ def build_agent(
         close_transport()
         node.close()
         raise
+
+
+def _peer_transport(node: Node) -> HttpTransport:
+    """HTTP to peers: over mutual TLS unless node.conf says p2pTls = false."""
+    config = node.config
+    if not config.p2p_tls:
+        return HttpTransport()
+    network_map = node.network_map
+    return HttpTransport(
+        tls=peer_client_context(config.p2p_tls_files),
+        server_name=lambda address: peer_tls_name(network_map.at_address(address).name),
+    )

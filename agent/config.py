@@ -26,6 +26,14 @@ from agent.login_throttle import (
     parse_login_throttle_settings,
 )
 from agent.logs.settings import LOGGING_KEYS, LoggingSettings, parse_logging_settings
+from agent.network.tls import (
+    MANAGEMENT_CERT_FILE,
+    MANAGEMENT_KEY_FILE,
+    TLS_CERT_FILE,
+    TLS_KEY_FILE,
+    TRUST_ROOT_FILE,
+    TlsFiles,
+)
 from agent.passwords import is_hash
 from agent.recovery.settings import (
     LEDGER_RECOVERY_KEYS,
@@ -47,6 +55,12 @@ _KEYS: dict[str, tuple[type, bool]] = {
     "ledgerSync.enabled": (bool, False),
     "ledgerSync.configFile": (str, False),
     "p2pThreads": (int, False),
+    # Mutual TLS between agents (agent.network.tls); every node of a network must agree.
+    "p2pTls": (bool, False),
+    # HTTPS on the management endpoint, with its own certificate (as Corda's rpcSettings.useSsl).
+    "managementSsl.useSsl": (bool, False),
+    "managementSsl.certificate": (str, False),
+    "managementSsl.key": (str, False),
     "managementThreads": (int, False),
     # Ledger Recovery's default time window: this far back from now (a HOCON duration).
     "transactionRecoveryPeriod": (object, False),
@@ -66,7 +80,7 @@ _KEYS: dict[str, tuple[type, bool]] = {
 DEFAULT_LEDGERSYNC_CONFIG = "ledgersync.conf"
 
 
-# The worker threads of each listener (waitress's thread pools; agent/process.py). Each has its own,
+# The worker threads of each listener (cheroot's thread pools; agent/http_server.py). Each has its own,
 # so long peer sessions cannot hold up management calls, nor the other way round.
 DEFAULT_P2P_THREADS = 16
 DEFAULT_MANAGEMENT_THREADS = 8
@@ -109,10 +123,33 @@ class NodeConfig:
     ledger_recovery: LedgerRecoverySettings = field(default_factory=LedgerRecoverySettings)
     management_logins: LoginThrottleSettings = field(default_factory=LoginThrottleSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    p2p_tls: bool = True
+    management_ssl: bool = True
+    management_certificate: Path | None = None  # None: certificatesDirectory/management.pem
+    management_key: Path | None = None
 
     @property
     def base_directory(self) -> Path:
         return self.path.parent
+
+    @property
+    def trust_root_file(self) -> Path:
+        """The network's root certificate, which peers' TLS certificates must chain to."""
+        return self.certificates_directory / TRUST_ROOT_FILE
+
+    @property
+    def p2p_tls_files(self) -> TlsFiles:
+        folder = self.certificates_directory
+        return TlsFiles(folder / TLS_CERT_FILE, folder / TLS_KEY_FILE, self.trust_root_file)
+
+    @property
+    def management_tls_files(self) -> TlsFiles:
+        folder = self.certificates_directory
+        return TlsFiles(
+            self.management_certificate or folder / MANAGEMENT_CERT_FILE,
+            self.management_key or folder / MANAGEMENT_KEY_FILE,
+            self.trust_root_file,
+        )
 
 
 def flatten(tree: ConfigTree, prefix: str = "") -> dict[str, Any]:
@@ -205,7 +242,15 @@ def load_node_config(path: Path) -> NodeConfig:
         ledger_recovery=parse_ledger_recovery_settings(flat),
         management_logins=parse_login_throttle_settings(flat),
         logging=parse_logging_settings(flat, base),
+        p2p_tls=bool(flat.get("p2pTls", True)),
+        management_ssl=bool(flat.get("managementSsl.useSsl", True)),
+        management_certificate=_path(base, flat.get("managementSsl.certificate")),
+        management_key=_path(base, flat.get("managementSsl.key")),
     )
+
+
+def _path(base: Path, value: str | None) -> Path | None:
+    return None if value is None else base / value
 
 
 def _users(entries: list[Any]) -> tuple[ManagementUser, ...]:

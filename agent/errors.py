@@ -449,6 +449,18 @@ class UnknownTopicError(MessageRejectedError):
         return {"topic": self.topic}
 
 
+class SenderCertificateMismatchError(MessageRejectedError):
+    """A message whose sender is not the party the connection's TLS client certificate names."""
+
+    def __init__(self, sender: str, certificate: str) -> None:
+        self.sender = sender
+        self.certificate = certificate
+        super().__init__(f"message claiming to be from {sender} came over a TLS connection of {certificate}")
+
+    def details(self) -> dict[str, object]:
+        return {"sender": self.sender, "certificate": self.certificate}
+
+
 class UnexpectedReplyError(MessageRejectedError):
     """A well-signed reply that is not the one awaited: from another peer, or to another request."""
 

@@ -2,8 +2,8 @@
 
 `ledger-agent run` binds p2pAddress and managementAddress first: a host that does not resolve, an
 address in use or not of this machine is then refused as a ConfigurationError naming the key and the
-address (one line, exit 2), before the store is opened or a thread started. waitress serves the
-sockets bound here (agent.process); left to bind them itself, it failed with a 33-line traceback
+address (one line, exit 2), before the store is opened or a thread started. cheroot serves the
+sockets bound here (agent.http_server); waitress, left to bind them itself, failed with a 33-line traceback
 naming neither.
 """
 
@@ -37,7 +37,7 @@ class Listeners:
 
 
 def bind(key: str, address: tuple[str, int]) -> list[socket.socket]:
-    """A socket bound to each address host resolves to (as waitress would bind them), or a
+    """A socket bound to each address host resolves to (as a WSGI server would bind them), or a
     ConfigurationError naming key, the address and why."""
     host, port = address
     shown = f"{host}:{port}"

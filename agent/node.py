@@ -13,9 +13,10 @@ from agent.ledger.contracts import ContractRegistry
 from agent.ledger.identity import Party
 from agent.ledger.keys import KeyPair
 from agent.ledger.shipped import default_contracts
-from agent.network.bootstrap import IDENTITY_CERT_FILE, IDENTITY_KEY_FILE, TRUST_ROOT_FILE
+from agent.network.bootstrap import IDENTITY_CERT_FILE, IDENTITY_KEY_FILE
 from agent.network.network_map import NetworkMap, SignedNetworkMap
 from agent.network.pki import NODE_ROLE, NOTARY_ROLE, read_certificate, verify_certificate
+from agent.network.tls import TRUST_ROOT_FILE
 from agent.notary.service import NotaryService
 from agent.notary.uniqueness import UniquenessProvider
 from agent.services.ledger_service import LedgerService

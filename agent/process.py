@@ -1,14 +1,14 @@
-"""`ledger-agent run`: one node's agent as a process, served by waitress (a production WSGI server).
+"""`ledger-agent run`: one node's agent as a process, served by cheroot (agent.http_server).
 
 What it serves is built by the composition root (agent.composition.build_agent); this module only
 serves it. Before that, node.conf is read and both addresses bound (agent.listeners): a bad key or an
 address that cannot be listened on stops the start with one line naming it (exit 2), before the store
 is opened, a thread started or a line logged.
 
-Two listeners share one event loop, each with its own pool of worker threads: the peer endpoint
-(p2pAddress, `p2pThreads`) and the management endpoint (managementAddress, `managementThreads`), so
-long peer sessions cannot make monitoring calls queue, nor the other way round. On SIGTERM or SIGINT
-the loop stops accepting, the requests and flows under way get up to `grace` seconds to finish (their
+Two listeners, each with its own pool of worker threads: the peer endpoint (p2pAddress,
+`p2pThreads`, mutual TLS when `p2pTls`) and the management endpoint (managementAddress,
+`managementThreads`, HTTPS when `managementSsl.useSsl`), so long peer sessions cannot make monitoring
+calls queue, nor the other way round. On SIGTERM or SIGINT they stop accepting, the requests and flows under way get up to `grace` seconds to finish (their
 checkpoints say where each stood if they do not), and the store is closed; the process then exits 0.
 
 Once everything is built, the objects alive are frozen out of the cyclic garbage collector
@@ -32,31 +32,23 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from waitress.server import create_server
-from waitress.task import ThreadedTaskDispatcher
-
 from agent.composition import Agent, build_agent
 from agent.config import load_node_config
 from agent.files import PRIVATE_UMASK, warn_if_open
+from agent.http_server import Listener
 from agent.ledgersync.memory import tune_malloc
 from agent.listeners import Listeners, bind_listeners
 from agent.logs.setup import configure_logging
 from agent.network.bootstrap import IDENTITY_KEY_FILE
+from agent.network.tls import TlsFiles, management_server_context, peer_server_context
 from agent.operator_api.layout import MONITOR_PASSWORD_FILE, PASSWORD_FILE
-from agent.p2p.waitress_errors import peer_channel
 
 log = logging.getLogger("ledger_agent.process")
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
-    # waitress's loop ends on SystemExit raised in the main thread, then we shut down in order.
+    # Raised in the main thread, which waits in serve(); then we shut down in order.
     raise SystemExit(0)
-
-
-def _pool(threads: int) -> ThreadedTaskDispatcher:
-    dispatcher = ThreadedTaskDispatcher()
-    dispatcher.set_thread_count(threads)
-    return dispatcher
 
 
 def serve(
@@ -67,38 +59,49 @@ def serve(
     ready: threading.Event | None = None,
     freeze_gc: bool = False,
 ) -> None:
-    """Serve both listeners (bound, agent.listeners) until SIGTERM/SIGINT; freeze_gc only in a process of
-    its own (see above)."""
+    """Serve both listeners (bound, agent.listeners) until SIGTERM/SIGINT; freeze_gc only in a
+    process of its own (see above)."""
     runtime = agent.runtime
     config = runtime.node.config
-    peer_pool, management_pool = _pool(config.p2p_threads), _pool(config.management_threads)
-    socket_map: dict[int, object] = {}
-    common = {
-        "map": socket_map,
-        "ident": "ledger-agent",
-        "clear_untrusted_proxy_headers": True,
-    }
-    peer = create_server(
+    peer_tls = peer_server_context(config.p2p_tls_files) if config.p2p_tls else None
+    management_tls = management_server_context(config.management_tls_files) if config.management_ssl else None
+    peer = Listener(
+        "p2p",
+        listeners.peer,
         agent.peer_app,
-        sockets=listeners.peer,
-        # waitress refuses a larger declared body itself, before reading it.
-        max_request_body_size=runtime.max_message_size,
-        _dispatcher=peer_pool,
-        **common,
+        threads=config.p2p_threads,
+        tls=peer_tls,
+        certificate=_pair(config.p2p_tls_files),
+        # The peer app refuses an oversized message itself, in the peer protocol's terms.
+        max_request_body_size=0,
     )
-    peer.channel_class = peer_channel(runtime.peer_service)  # its 413 in the peer protocol's terms
-    management = create_server(
+    management = Listener(
+        "management",
+        listeners.management,
         agent.management_app,
-        sockets=listeners.management,
+        threads=config.management_threads,
+        tls=management_tls,
+        certificate=_pair(config.management_tls_files),
         max_request_body_size=1024 * 1024,
-        _dispatcher=management_pool,
-        **common,
     )
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def failed(exc: BaseException) -> None:
+        log.error("a listener stopped on an error: %s", exc, exc_info=exc)
+        failure.append(exc)
+        done.set()
+
+    peer.start(failed)
+    management.start(failed)
+    scheme = ("https" if peer_tls else "http", "https" if management_tls else "http")
     log.info(
-        "%s serving peers on %s:%s (%d threads) and management on %s:%s (%d threads)",
+        "%s serving peers on %s://%s:%s (%d threads) and management on %s://%s:%s (%d threads)",
         runtime.node.identity.name,
+        scheme[0],
         *config.p2p_address,
         config.p2p_threads,
+        scheme[1],
         *config.management_address,
         config.management_threads,
     )
@@ -108,16 +111,20 @@ def serve(
     if ready is not None:
         ready.set()
     try:
-        peer.run()  # serves both listeners: they share the socket map
+        done.wait()  # a signal's handler raises SystemExit here
     finally:
         log.info("stopping: finishing requests and flows under way (up to %.0f s)", grace)
-        for server in (peer, management):
-            server.close()
         deadline = time.monotonic() + grace
-        for pool in (peer_pool, management_pool):
-            pool.shutdown(cancel_pending=True, timeout=max(0.0, deadline - time.monotonic()))
+        for listener in (peer, management):
+            listener.stop(max(0.0, deadline - time.monotonic()))
         agent.stop(grace)
         log.info("stopped")
+    if failure:
+        raise SystemExit(1)
+
+
+def _pair(files: TlsFiles) -> tuple[str, str]:
+    return str(files.certificate), str(files.key)
 
 
 def run_agent(config_path: Path) -> int:

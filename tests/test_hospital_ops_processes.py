@@ -120,7 +120,7 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
     node = layout.nodes[1]
     with node.config.open("a") as conf:
         conf.write(KEEP_INJECTED_FAILURES)
-    client = ManagementClient(node.management_address, OPERATOR_USER, read_password(node.folder))
+    client = ManagementClient.for_node(node.config, OPERATOR_USER, read_password(node.folder))
     process = AgentProcess(node.config, node.folder / "agent.log", client)
     process.start()
     try:

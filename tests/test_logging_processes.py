@@ -40,7 +40,7 @@ def test_a_running_agent_keeps_its_files_private_and_its_refusals_short(tmp_path
         # agent's own database (an empty file is an empty SQLite database) made private.
         os.chmod(notary.config, 0o640)
         (notary.folder / "node.db").touch(mode=0o644)
-        client = ManagementClient(notary.management_address, OPERATOR_USER, read_password(notary.folder))
+        client = ManagementClient.for_node(notary.config, OPERATOR_USER, read_password(notary.folder))
         process = AgentProcess(notary.config, notary.folder / "stdout.log", client)
         process.start()
     finally:

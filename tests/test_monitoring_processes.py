@@ -156,7 +156,7 @@ def network(tmp_path: Path) -> Iterator[tuple[NetworkLayout, dict[str, AgentProc
         str(node.name): AgentProcess(
             node.config,
             node.folder / "agent.log",
-            ManagementClient(node.management_address, OPERATOR_USER, read_password(node.folder)),
+            ManagementClient.for_node(node.config, OPERATOR_USER, read_password(node.folder)),
         )
         for node in layout.nodes
     }

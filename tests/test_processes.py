@@ -77,7 +77,7 @@ def _start(
         if faults.get(str(node.name)):
             with node.config.open("a") as conf:
                 conf.write("faultInjection = [" + ", ".join(f'"{f}"' for f in faults[str(node.name)]) + "]\n")
-        client = ManagementClient(node.management_address, OPERATOR_USER, read_password(node.folder))
+        client = ManagementClient.for_node(node.config, OPERATOR_USER, read_password(node.folder))
         processes[str(node.name)] = AgentProcess(node.config, node.folder / "agent.log", client)
     return Network(layout, processes)
 

@@ -198,7 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Ranges: 10 (alert outside 0..10), 10: (below 10), ~:10 (above 10), 10:20 (outside), "
         "@10:20 (inside). Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
     )
-    parser.add_argument("--url", help="the agent's management URL, e.g. http://127.0.0.1:10001")
+    parser.add_argument("--url", help="the agent's management URL, e.g. https://127.0.0.1:10001")
+    parser.add_argument(
+        "--cacert",
+        type=Path,
+        help="CA certificate to check the agent's with (default: node.conf's network root)",
+    )
     parser.add_argument("--config", type=Path, help="the node's node.conf (URL; monitor-password beside it)")
     parser.add_argument("--user", default="monitor", help="management user (default monitor, read-only)")
     parser.add_argument("--password-file", type=Path, help="file holding the user's password")
@@ -252,12 +257,14 @@ def run_check(argv: Sequence[str]) -> Outcome:
         warning = None if args.warning is None else Range.parse(args.warning)
         critical = None if args.critical is None else Range.parse(args.critical)
         thresholds = PatientThresholds(*(None if r is None else Range.parse(r) for r in patient_ranges))
-        url, password = endpoint(args.config, args.url, args.password_file, MONITOR_PASSWORD_FILE, None)
+        url, password, ca_file = endpoint(
+            args.config, args.url, args.password_file, MONITOR_PASSWORD_FILE, None, args.cacert
+        )
     except (ThresholdError, AgentError) as exc:
         return Outcome(State.UNKNOWN, str(exc))
     mbean = FLOW_HOSPITAL if on_patients else args.mbean or DEFAULT_MBEAN
     attribute = "PatientGroups" if on_patients else args.attribute
-    client = RpcClient(url, args.user, password, timeout=args.timeout)
+    client = RpcClient(url, args.user, password, timeout=args.timeout, ca_file=ca_file)
     try:
         value = client.call("read", {"mbean": mbean, "attribute": attribute})
     except RpcAuthenticationError:

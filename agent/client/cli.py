@@ -86,7 +86,7 @@ def _management(config_path: Path, user: str) -> ManagementClient:
         except OSError as exc:
             raise ConfigurationError(PASSWORD_ENV, None, f"set it, or keep the password in {file}") from exc
     host, port = config.management_address
-    return ManagementClient(f"{host}:{port}", user, password, tool="cli")
+    return ManagementClient(f"{host}:{port}", user, password, tool="cli", ca_file=config.ca_file)
 
 
 def _flow_start(args: argparse.Namespace) -> int:
@@ -512,7 +512,7 @@ def _flow_list(args: argparse.Namespace) -> int:
 def _shell(args: argparse.Namespace) -> int:
     from agent.client.shell import run_shell
 
-    return run_shell(args.config, args.url, args.user)
+    return run_shell(args.config, args.url, args.user, cacert=args.cacert)
 
 
 def _seconds(text: str) -> float:
@@ -802,6 +802,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     shell.add_argument("--config", type=Path, help="the node's node.conf (address, management-password)")
     shell.add_argument("--url", help="the management URL, when not node.conf's managementAddress")
+    shell.add_argument(
+        "--cacert",
+        type=Path,
+        help="CA certificate to check the agent's with (default: node.conf's network root)",
+    )
     shell.add_argument("--user", default="operator", help="management user (default operator)")
     shell.set_defaults(handler=_shell)
     # Parsed by agent.client.check itself (see main): bad arguments must exit 3 (UNKNOWN), not argparse's 2.

@@ -540,18 +540,24 @@ def disaster_verdict(disaster: Disaster, out: Out) -> None:
 
 
 def prometheus_scrape_configs(layout: NetworkFolder) -> list[dict[str, Any]]:
-    """A Prometheus scrape job per agent: /metrics as the read-only monitor user (each has its own password)."""
-    return [
-        {
+    """A Prometheus scrape job per agent: /metrics as the read-only monitor user (each has its own
+    password), over HTTPS checked against the node's network root when its node.conf says so."""
+    jobs = []
+    for node in layout.nodes:
+        job: dict[str, Any] = {
             "job_name": f"ledger-agent-{node.folder.name}",
             "basic_auth": {
                 "username": MONITOR_USER,
                 "password_file": str(node.folder / MONITOR_PASSWORD_FILE),
             },
-            "static_configs": [{"targets": [node.management_address]}],
         }
-        for node in layout.nodes
-    ]
+        ca_file = read_node_conf(node.config).ca_file
+        if ca_file is not None:
+            job["scheme"] = "https"
+            job["tls_config"] = {"ca_file": str(ca_file)}
+        job["static_configs"] = [{"targets": [node.management_address]}]
+        jobs.append(job)
+    return jobs
 
 
 def run_demo(
@@ -568,7 +574,7 @@ def run_demo(
     out(f"network created in {folder}: a notary and {len(layout.nodes) - 1} nodes, SQLite stores")
     processes = []
     for node in layout.nodes:
-        client = ManagementClient(node.management_address, OPERATOR_USER, read_password(node.folder))
+        client = ManagementClient.for_node(node.config, OPERATOR_USER, read_password(node.folder))
         processes.append(AgentProcess(node.config, node.folder / "agent.log", client))
     result = DemoResult(ok=False, transactions=0, processes=processes)
     try:
@@ -633,16 +639,18 @@ def run_demo(
         if keep_running and result.ok:
             out("\nthe network keeps running; stop it with: kill " + " ".join(str(p.pid) for p in processes))
             for node in layout.nodes:
+                conf = read_node_conf(node.config)
+                url = conf.management_url
                 out(
-                    f"  {node.name}: p2p {node.p2p_address}, management http://{node.management_address} "
+                    f"  {node.name}: p2p {node.p2p_address}, management {url} "
                     f"(user {OPERATOR_USER}, password in {node.folder / 'management-password'})"
                 )
                 out(
-                    f"    metrics http://{node.management_address}/metrics, "
-                    f"Jolokia http://{node.management_address}/jolokia, "
-                    f"JSON-RPC http://{node.management_address}/rpc "
+                    f"    metrics {url}/metrics, Jolokia {url}/jolokia, JSON-RPC {url}/rpc "
                     f"(read-only user {MONITOR_USER}, password in {node.folder / MONITOR_PASSWORD_FILE})"
                 )
+                if conf.ca_file is not None:
+                    out(f"    CA certificate (curl --cacert, Prometheus tls_config.ca_file): {conf.ca_file}")
                 out(f"    shell: ledger-agent shell --config {node.config}")
             out(
                 "\nPrometheus scrape config (prometheus.yml; dashboards in grafana/dashboards/, rules in alerts/):"

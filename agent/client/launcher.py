@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ from urllib.parse import urlencode
 import httpx
 
 from agent import __version__
+from agent.client.nodeconf import read_node_conf
 from agent.errors import AgentError
 from agent.operator_api.layout import PASSWORD_FILE
 
@@ -57,16 +59,40 @@ def free_port_range(count: int, *, start: int = 20000, end: int = 60000) -> int:
     raise AgentProcessError(f"no {count} consecutive free ports between {start} and {end}")
 
 
+def management_verify(ca_file: Path | None) -> ssl.SSLContext | bool:
+    """What httpx's verify= takes for a management endpoint whose certificate chains to ca_file."""
+    return True if ca_file is None else ssl.create_default_context(cafile=str(ca_file))
+
+
 @dataclass
 class ManagementClient:
-    """The management endpoint of one agent, with the operator's credentials."""
+    """The management endpoint of one agent, with the operator's credentials; over HTTPS, checking
+    the endpoint's certificate against ca_file (node.conf's certificates/network-root.pem), when given."""
 
     address: str
     username: str
     password: str = field(repr=False)
     timeout: float = 60.0
     tool: str | None = None  # the operator tool calling (cli): its User-Agent, which the audit log records
+    ca_file: Path | None = None
     _client: httpx.Client | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def for_node(
+        cls, config: Path, username: str, password: str, *, tool: str | None = None
+    ) -> ManagementClient:
+        """The client of the agent whose node.conf is config: its address, scheme and CA from there."""
+        node = read_node_conf(config)
+        host, port = node.management_address
+        return cls(f"{host}:{port}", username, password, tool=tool, ca_file=node.ca_file)
+
+    @property
+    def base_url(self) -> str:
+        return f"{'https' if self.ca_file is not None else 'http'}://{self.address}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        return management_verify(self.ca_file)
 
     def close(self) -> None:
         if self._client is not None:
@@ -74,10 +100,10 @@ class ManagementClient:
             self._client = None
 
     def _url(self, path: str) -> str:
-        return f"http://{self.address}{path}"
+        return self.base_url + path
 
     def health(self) -> dict[str, Any]:
-        response = httpx.get(self._url("/health"), timeout=2.0)
+        response = httpx.get(self._url("/health"), timeout=2.0, verify=self.verify)
         response.raise_for_status()
         result: dict[str, Any] = response.json()
         return result
@@ -88,7 +114,7 @@ class ManagementClient:
             headers = {"User-Agent": f"ledger-agent-{self.tool}/{__version__}"} if self.tool else None
             self._client = httpx.Client(
                 timeout=self.timeout,
-                transport=httpx.HTTPTransport(socket_options=NO_DELAY),
+                transport=httpx.HTTPTransport(socket_options=NO_DELAY, verify=self.verify),
                 trust_env=False,
                 headers=headers,
             )

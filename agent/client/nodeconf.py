@@ -1,4 +1,4 @@
-"""What the operator tools read from a node's node.conf: its management address and its store's URL.
+"""What the operator tools read from a node's node.conf: its management endpoint and its store's URL.
 
 Only those keys, and with the agent's wording of errors: the agent checks the whole file when it
 starts (agent.config), and a tool needs neither that loader nor what it imports.
@@ -16,7 +16,11 @@ from pyparsing import ParseBaseException
 from agent.errors import ConfigurationError
 
 MANAGEMENT_ADDRESS = "managementAddress"
+MANAGEMENT_SSL = "managementSsl.useSsl"
+CERTIFICATES_DIRECTORY = "certificatesDirectory"
 DATA_SOURCE_URL = "dataSourceProperties.dataSource.url"
+# As agent.network.tls's: what the management certificate chains to, unless an operator's CA issued it.
+TRUST_ROOT_FILE = "network-root.pem"
 
 
 @dataclass(frozen=True)
@@ -24,11 +28,26 @@ class NodeConf:
     path: Path  # absolute
     management_address: tuple[str, int]
     database_url: str
+    management_ssl: bool = True
+    certificates_directory: Path | None = None
 
     @property
     def base_directory(self) -> Path:
         """The node folder: password files sit beside node.conf."""
         return self.path.parent
+
+    @property
+    def management_url(self) -> str:
+        host, port = self.management_address
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self.management_ssl else 'http'}://{host}:{port}"
+
+    @property
+    def ca_file(self) -> Path | None:
+        """The CA certificate a client checks the management endpoint's against (None: plain HTTP)."""
+        if not self.management_ssl:
+            return None
+        return (self.certificates_directory or self.base_directory / "certificates") / TRUST_ROOT_FILE
 
 
 def _string(tree: ConfigTree, key: str) -> str:
@@ -60,4 +79,17 @@ def read_node_conf(path: Path) -> NodeConf:
         raise ConfigurationError(
             MANAGEMENT_ADDRESS, address, "allowed: host:port with a port from 1 to 65535"
         )
-    return NodeConf(path.resolve(), (host, int(port)), _string(tree, DATA_SOURCE_URL))
+    ssl = tree.get(MANAGEMENT_SSL, True)
+    if not isinstance(ssl, bool):
+        raise ConfigurationError(MANAGEMENT_SSL, ssl, "allowed: true or false")
+    certificates = tree.get(CERTIFICATES_DIRECTORY, "certificates")
+    if not isinstance(certificates, str):
+        raise ConfigurationError(CERTIFICATES_DIRECTORY, certificates, "allowed: a string")
+    folder = path.resolve().parent
+    return NodeConf(
+        path.resolve(),
+        (host, int(port)),
+        _string(tree, DATA_SOURCE_URL),
+        management_ssl=ssl,
+        certificates_directory=folder / certificates,
+    )

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import ssl
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,13 +95,21 @@ class RpcClient:
     """JSON-RPC calls to one agent's /rpc with HTTP basic auth."""
 
     def __init__(
-        self, url: str, username: str, password: str, timeout: float = 30.0, tool: str | None = None
+        self,
+        url: str,
+        username: str,
+        password: str,
+        timeout: float = 30.0,
+        tool: str | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         self.url = url.rstrip("/") + "/rpc"
         self._auth = (username, password)
         # The tool calling (shell): its User-Agent, which the agent's audit log records.
         headers = {"User-Agent": f"ledger-agent-{tool}/{__version__}"} if tool else None
-        self._client = httpx.Client(timeout=timeout, trust_env=False, headers=headers)
+        # https with ca_file: the endpoint's certificate must chain to it (else the system's CAs).
+        verify = ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else True
+        self._client = httpx.Client(timeout=timeout, trust_env=False, headers=headers, verify=verify)
         self._next_id = 0
 
     def close(self) -> None:
@@ -131,32 +140,39 @@ class RpcClient:
 
 
 def endpoint(
-    config: Path | None, url: str | None, password_file: Path | None, default_file: str, env: str | None
-) -> tuple[str, str]:
-    """The agent's base URL and a password: --url or node.conf's managementAddress; --password-file,
-    the environment variable env, or <node folder>/default_file."""
+    config: Path | None,
+    url: str | None,
+    password_file: Path | None,
+    default_file: str,
+    env: str | None,
+    cacert: Path | None = None,
+) -> tuple[str, str, Path | None]:
+    """The agent's base URL, a password and the CA file to check its certificate against: --url or
+    node.conf's managementAddress (https when its managementSsl.useSsl); --password-file, the
+    environment variable env, or <node folder>/default_file; --cacert or node.conf's network root."""
     base = None
     folder = None
+    ca_file = cacert
     if config is not None:
         from agent.client.nodeconf import read_node_conf
 
         node = read_node_conf(config)
-        host, port = node.management_address
-        base, folder = f"http://{host}:{port}", node.base_directory
+        base, folder = node.management_url, node.base_directory
+        ca_file = ca_file or node.ca_file
     base = url or base
     if base is None:
         raise ConfigurationError("--url", None, "give --url, or --config with the node's node.conf")
     if password_file is None:
         from_env = None if env is None else os.environ.get(env)
         if from_env is not None:
-            return base, from_env
+            return base, from_env, ca_file
         if folder is None:
             raise ConfigurationError(
                 "password", None, "give --password-file" + (f", set {env}" if env else "") + " or --config"
             )
         password_file = folder / default_file
     try:
-        return base, password_file.read_text().strip()
+        return base, password_file.read_text().strip(), ca_file
     except OSError as exc:
         raise ConfigurationError("password file", str(password_file), f"unreadable: {exc.strerror}") from exc
 
@@ -530,12 +546,18 @@ def _interactive(history: Path) -> Iterator[str]:
             readline.write_history_file(history)
 
 
-def run_shell(config: Path | None, url: str | None, user: str, stdin: TextIO | None = None) -> int:
+def run_shell(
+    config: Path | None,
+    url: str | None,
+    user: str,
+    stdin: TextIO | None = None,
+    cacert: Path | None = None,
+) -> int:
     """The shell on stdin (interactive on a terminal); the exit status."""
-    base, password = endpoint(config, url, None, PASSWORD_FILE, PASSWORD_ENV)
+    base, password, ca_file = endpoint(config, url, None, PASSWORD_FILE, PASSWORD_ENV, cacert)
     source = stdin if stdin is not None else sys.stdin
     # Longer than a flow's or a recovery's default wait (60 s), so that its own answer arrives.
-    client = RpcClient(base, user, password, timeout=WAIT_FOR_ANSWER_S, tool="shell")
+    client = RpcClient(base, user, password, timeout=WAIT_FOR_ANSWER_S, tool="shell", ca_file=ca_file)
     try:
         shell = Shell(client, sys.stdout, sys.stderr)
         if source.isatty():

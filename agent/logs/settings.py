@@ -6,7 +6,7 @@ logging {
     file = "logs/agent.log"   # beside node.conf unless absolute; none: stderr
     maxFileSize = 10MB        # rotated past this size (B, KB, MB, GB; 1024-based)
     maxFiles = 10             # rotated files kept besides the current one
-    libraryLevel = WARNING    # httpx, httpcore, waitress, werkzeug
+    libraryLevel = WARNING    # httpx, httpcore, cheroot, werkzeug
 }
 """
 

@@ -3,7 +3,7 @@
 To stderr, or to a file rotated by size (RotatingFileHandler: `maxFileSize`, `maxFiles`) that only
 the node's owner may read (0600, its directory 0700 if made here). Text lines as before, or JSON: one
 object a line with time, level, logger, message (and exception), for log shippers. Refusals pass
-through a RefusalLimiter. Libraries' loggers (httpx, waitress, werkzeug) are held at libraryLevel.
+through a RefusalLimiter. Libraries' loggers (httpx, cheroot, werkzeug) are held at libraryLevel.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from agent.logs.refusals import RefusalLimiter
 from agent.logs.settings import LoggingSettings
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-LIBRARY_LOGGERS = ("httpx", "httpcore", "waitress", "werkzeug")
+LIBRARY_LOGGERS = ("httpx", "httpcore", "cheroot", "werkzeug")
 
 
 class JsonFormatter(logging.Formatter):

@@ -41,6 +41,14 @@ from agent.network.pki import (
     issue_certificate,
     write_certificate,
 )
+from agent.network.tls import (
+    MANAGEMENT_CERT_FILE,
+    MANAGEMENT_KEY_FILE,
+    TLS_CERT_FILE,
+    TLS_KEY_FILE,
+    TRUST_ROOT_FILE,
+    issue_tls_certificate,
+)
 from agent.operator_api.layout import (
     MONITOR_PASSWORD_FILE,
     MONITOR_USER,
@@ -60,7 +68,6 @@ NETWORK_MAP_FILE = "network-map.json"
 CERTIFICATES_DIR = "certificates"
 IDENTITY_KEY_FILE = "identity-key.pem"
 IDENTITY_CERT_FILE = "identity-cert.pem"
-TRUST_ROOT_FILE = "network-root.pem"
 DATABASE_FILE = "node.db"
 HOST = "127.0.0.1"
 
@@ -206,6 +213,13 @@ def node_config(
         "}",
         f"certificatesDirectory = {_hocon(CERTIFICATES_DIR)}",
         f"networkMapFile = {_hocon('../' + NETWORK_MAP_FILE)}",
+        "# Mutual TLS between agents, with certificates/tls.pem (every node of the network must agree).",
+        "p2pTls = true",
+        "# HTTPS on the management endpoint, with certificates/management.pem; clients trust",
+        "# certificates/network-root.pem (docs/security.md).",
+        "managementSsl {",
+        "    useSsl = true",
+        "}",
     ]
     if operator_password_hash is not None:
         lines += [
@@ -286,6 +300,18 @@ def init_network(
         key.write_pem(certificates / IDENTITY_KEY_FILE)
         write_certificate(certificates / IDENTITY_CERT_FILE, cert)
         write_certificate(certificates / TRUST_ROOT_FILE, root_cert)
+        # TLS keys of their own: the identity key signs transactions and stays out of the TLS layer.
+        tls_key = KeyPair.generate()
+        tls_key.write_pem(certificates / TLS_KEY_FILE)
+        write_certificate(
+            certificates / TLS_CERT_FILE, issue_tls_certificate(root_key, root_cert, name, tls_key, clock)
+        )
+        management_key = KeyPair.generate()
+        management_key.write_pem(certificates / MANAGEMENT_KEY_FILE)
+        write_certificate(
+            certificates / MANAGEMENT_CERT_FILE,
+            issue_tls_certificate(root_key, root_cert, name, management_key, clock, management_hosts=[HOST]),
+        )
 
         p2p, management = f"{HOST}:{port}", f"{HOST}:{port + 1}"
         database_url = database_url_for(name) if database_url_for else f"sqlite:///{folder / DATABASE_FILE}"

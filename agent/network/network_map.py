@@ -109,6 +109,13 @@ class NetworkMap:
     def _by_peer_id(self) -> dict[str, NodeInfo]:
         return {info.name.peer_id: info for info in self.nodes}
 
+    def at_address(self, address: str) -> NodeInfo:
+        """The participant the map puts at address; IdentityError for an address it does not list."""
+        for info in self.nodes:
+            if address in info.addresses:
+                return info
+        raise IdentityError(f"no participant at {address} in the network map")
+
     def node(self, name: X500Name | str) -> NodeInfo:
         """The entry for name; IdentityError when the map does not list it."""
         key = name if isinstance(name, X500Name) else X500Name.parse(name)

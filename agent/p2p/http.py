@@ -1,18 +1,24 @@
 """The HTTP adapter of the peer transport: an httpx client and a Flask app around PeerService.
 
 POST /p2p/v1/message carries one sealed message each way (application/cbor); GET /p2p/v1/health
-answers 200. The size limit is enforced before the body is read: from Content-Length when there is
+answers 200. Between agents it runs over mutual TLS (agent.network.tls): the transport, given a TLS
+context, speaks https and asks each address for the TLS name of the party the network map puts there;
+the app, served with a client certificate required, refuses a message whose sender is not the party
+that certificate names. The size limit is enforced before the body is read: from Content-Length when there is
 one, else by reading a chunked body only up to one byte past the limit. A body with neither is refused
 (411) rather than read until the peer stops.
 
-Serve the app with a production WSGI server (waitress, gunicorn); ThreadedServer below runs werkzeug's
-development server on a thread, for tests and the local demo only.
+`ledger-agent run` serves the app with cheroot (agent.http_server); ThreadedServer below runs
+werkzeug's development server on a thread, for in-process tests only.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
+from collections.abc import Callable
+from functools import lru_cache
 from types import TracebackType
 from typing import IO
 
@@ -21,6 +27,8 @@ from flask import Flask, Response, request
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from agent.errors import MalformedMessageError, MessageTooLargeError, PeerError, TransientTransportError
+from agent.ledger.identity import X500Name
+from agent.network.tls import name_of_peer_certificate
 from agent.p2p.envelope import CONTENT_TYPE
 from agent.p2p.service import PeerService, plain_error
 
@@ -33,9 +41,10 @@ _CHUNK = 64 * 1024
 _GATEWAY_FAILURES = frozenset({502, 503, 504})
 
 
-def message_url(address: str) -> str:
+def message_url(address: str, *, tls: bool = False) -> str:
     """The message endpoint of a map address ("host:port", or a URL with its scheme)."""
-    base = address.rstrip("/") if "://" in address else f"http://{address}"
+    scheme = "https" if tls else "http"
+    base = address.rstrip("/") if "://" in address else f"{scheme}://{address}"
     return base + MESSAGE_PATH
 
 
@@ -49,6 +58,10 @@ class HttpTransport:
 
     trust_env is off by default: peer addresses come from the signed network map, and a proxy set in
     the environment should not silently reroute ledger traffic.
+
+    With tls (agent.network.tls.peer_client_context), server_name gives the TLS name expected at an
+    address (peer_tls_name of the party the network map puts there): the handshake fails, before the
+    request is sent, unless the server's certificate from the network's root carries that name.
     """
 
     def __init__(
@@ -57,23 +70,46 @@ class HttpTransport:
         timeout: float = 30.0,
         max_response_size: int = DEFAULT_MAX_RESPONSE,
         trust_env: bool = False,
+        tls: ssl.SSLContext | None = None,
+        server_name: Callable[[str], str] | None = None,
         client: httpx.Client | None = None,
     ) -> None:
+        if tls is not None and server_name is None:
+            raise ValueError("a TLS transport needs server_name: the name each address must prove")
         self.max_response_size = max_response_size
+        self._tls = tls is not None
+        self._server_name = server_name
         self._client = client or httpx.Client(
-            timeout=timeout, trust_env=trust_env, transport=httpx.HTTPTransport(socket_options=NO_DELAY)
+            timeout=timeout,
+            trust_env=trust_env,
+            transport=httpx.HTTPTransport(socket_options=NO_DELAY, verify=tls if tls is not None else True),
         )
 
     def post(self, address: str, body: bytes, timeout: float) -> tuple[int, bytes]:
         """(status, reply bytes); TransientTransportError for refused, reset or timed-out connections."""
         headers = {"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE}
+        extensions = {}
+        if self._tls and self._server_name is not None:
+            extensions["sni_hostname"] = self._server_name(address)
         try:
             with self._client.stream(
-                "POST", message_url(address), content=body, headers=headers, timeout=timeout
+                "POST",
+                message_url(address, tls=self._tls),
+                content=body,
+                headers=headers,
+                timeout=timeout,
+                extensions=extensions,
             ) as response:
                 if response.status_code in _GATEWAY_FAILURES:
                     raise TransientTransportError(address, f"HTTP {response.status_code} from a gateway")
                 return response.status_code, self._read(response)
+        except httpx.ConnectError as exc:
+            if isinstance(
+                exc.__context__, ssl.SSLCertVerificationError
+            ) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                # Not the party the map names there (or not of this network): retrying cannot help.
+                raise PeerError(f"TLS refused at {address}: {exc}") from exc
+            raise TransientTransportError(address, f"{type(exc).__name__}: {exc}") from exc
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             raise TransientTransportError(address, f"{type(exc).__name__}: {exc}") from exc
         except (httpx.TransportError, httpx.InvalidURL) as exc:
@@ -121,8 +157,16 @@ def _cbor(status: int, body: bytes) -> Response:
     return Response(body, status=status, content_type=CONTENT_TYPE)
 
 
+# The client certificates of the peers: a handful, each parsed once, not per message.
+_certificate_name = lru_cache(maxsize=256)(name_of_peer_certificate)
+
+
 def create_peer_app(service: PeerService, max_message_size: int | None = None) -> Flask:
-    """A WSGI app serving the peer protocol for service; the limit defaults to the service's."""
+    """A WSGI app serving the peer protocol for service; the limit defaults to the service's.
+
+    Served over mutual TLS, the server puts the verified client certificate in the environ
+    (SSL_CLIENT_CERT, as mod_ssl and cheroot do) and each message must come from the party it names.
+    """
     limit = service.max_message_size if max_message_size is None else max_message_size
     app = Flask(__name__)
 
@@ -140,7 +184,9 @@ def create_peer_app(service: PeerService, max_message_size: int | None = None) -
         body = _read_at_most(request.stream, limit + 1)
         if len(body) > limit:
             return _cbor(*service.too_large(len(body), at_least=True, source=source))
-        return _cbor(*service.handle(body, source=source))
+        certificate = request.environ.get("SSL_CLIENT_CERT")
+        tls_peer: X500Name | None = _certificate_name(certificate) if certificate else None
+        return _cbor(*service.handle(body, source=source, tls_peer=tls_peer))
 
     @app.get(HEALTH_PATH)
     def health() -> Response:

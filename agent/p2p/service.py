@@ -33,6 +33,7 @@ from agent.errors import (
     MalformedMessageError,
     MessageRejectedError,
     MessageTooLargeError,
+    SenderCertificateMismatchError,
     SerializationError,
     UnknownTopicError,
 )
@@ -102,11 +103,15 @@ class PeerService:
         log.warning("refused a message: %s", exc, extra=refusal(type(exc).__name__, source))
         return TOO_LARGE, plain_error(exc)
 
-    def handle(self, body: bytes, *, source: str | None = None) -> tuple[int, bytes]:
+    def handle(
+        self, body: bytes, *, source: str | None = None, tls_peer: X500Name | None = None
+    ) -> tuple[int, bytes]:
         """Status and reply bytes for one request body; never raises for anything a peer can send.
 
         source (the client's address, when the transport knows it) names where a refusal came from
         in the log, whose refusals are rate-limited by kind and source (agent.logs.refusals).
+        tls_peer: the party the connection's verified TLS client certificate names; a message claiming
+        another sender is refused before its signature is checked or its nonce remembered.
         """
         if len(body) > self.max_message_size:
             return self.too_large(len(body), source=source)
@@ -119,6 +124,8 @@ class PeerService:
         # Before the signature is checked the sender is only claimed: the address is the better name.
         claimed = source or str(request.sender)
         try:
+            if tls_peer is not None and request.sender != tls_peer:
+                raise SenderCertificateMismatchError(str(request.sender), str(tls_peer))
             envelope = self.authenticator.verify(sealed)
         except MessageRejectedError as exc:
             log.warning(

@@ -26,7 +26,7 @@ CLIENT = ROOT / "agent" / "client"
 SHARED = ("agent.errors", "agent.ledger.hashing", "agent.ledger.identity", "agent.operator_api")
 # Parents imported on the way to a shared module; their __init__ files hold docstrings only.
 PACKAGES = ("agent", "agent.ledger")
-HEAVY = ("numpy", "peewee", "psycopg2", "flask", "cryptography", "waitress", "prometheus_client")
+HEAVY = ("numpy", "peewee", "psycopg2", "flask", "cryptography", "cheroot", "prometheus_client")
 C_KERNEL = "agent.ledgersync._riblt_kernel"
 
 

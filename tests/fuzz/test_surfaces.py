@@ -115,7 +115,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     layout = init_network(tmp / "net", [PARTY_A, PARTY_B], DEFAULT_NOTARY, base_port=free_port_range(6))
     node = layout.node(PARTY_A)
     auth = (OPERATOR_USER, read_password(node.folder))
-    client = ManagementClient(node.management_address, *auth)
+    client = ManagementClient.for_node(node.config, *auth)
     process = AgentProcess(node.config, node.folder / "agent.log", client)
     process.start()
     try:

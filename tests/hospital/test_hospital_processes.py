@@ -144,7 +144,7 @@ def network(tmp_path: Path) -> Iterator[Callable[..., Net]]:
             if lines:
                 with node.config.open("a") as config:
                     config.write("".join(f"{line}\n" for line in lines))
-            client = ManagementClient(node.management_address, OPERATOR_USER, read_password(node.folder))
+            client = ManagementClient.for_node(node.config, OPERATOR_USER, read_password(node.folder))
             processes[str(node.name)] = AgentProcess(node.config, node.folder / "agent.log", client)
         net = Net(layout, processes)
         started.append(net)
