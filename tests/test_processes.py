@@ -23,7 +23,8 @@ from agent.client.launcher import (
     scratch_postgres_databases,
 )
 from agent.clock import SystemClock
-from agent.errors import PeerRequestError, UnknownSenderError
+from agent.config import load_node_config
+from agent.errors import PeerUnreachableError, SenderCertificateMismatchError
 from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.keys import KeyPair
@@ -32,18 +33,22 @@ from agent.network.bootstrap import (
     DEFAULT_NOTARY,
     OPERATOR_USER,
     NetworkLayout,
+    NodeLayout,
     default_node_names,
     init_network,
 )
 from agent.network.network_map import SignedNetworkMap
 from agent.network.pki import read_certificate
+from agent.network.tls import TlsFiles, peer_client_context, peer_tls_name
 from agent.node import open_node
 from agent.p2p.authenticator import MessageAuthenticator
 from agent.p2p.client import PeerClient
 from agent.p2p.envelope import parse_error_payload
 from agent.p2p.http import HttpTransport
+from agent.p2p.retry import RetryPolicy
 from agent.store.ledger_store import LedgerStore
 from tests.conftest import PG_ADMIN_URL
+from tests.endpoints import management, member_transport
 
 A, B, C = (str(n) for n in default_node_names(3))
 CRASHED = 70
@@ -133,24 +138,36 @@ def test_finality_among_three_nodes_with_an_observer(
 
 def test_management_calls_need_credentials(network_factory: Callable[..., Network]) -> None:
     net = network_factory()
+    base, verify = management(node_of_name(net, A).config)
+    with httpx.Client(verify=verify) as http:
+        assert http.get(f"{base}/health").status_code == 200
+        anonymous = http.get(f"{base}/api/vault")
+        assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Basic")
+        wrong = http.get(f"{base}/api/vault", auth=(OPERATOR_USER, "not-the-password"))
+        assert wrong.status_code == 401
+        bad = http.post(
+            f"{base}/api/flows/pay",
+            json={"to": "O=Nobody"},
+            auth=(OPERATOR_USER, net.client(A).password),
+        )
+        assert bad.status_code == 400 and bad.json()["error"] in ("InvalidNameError", "BadRequestError")
+        assert "Traceback" not in bad.text
+        auth = (OPERATOR_USER, net.client(A).password)
+        for body in (b"{not json", b"[1, 2]", b'{"holdings": [1], "currency": "GBP"}'):
+            reply = http.post(f"{base}/api/flows/issue", content=body, auth=auth)
+            assert reply.status_code == 400, (body, reply.text)
+            assert reply.json()["error"] == "BadRequestError"
+
+
+def test_the_management_endpoint_speaks_only_https(network_factory: Callable[..., Network]) -> None:
+    net = network_factory()
     address = net.client(A).address
-    assert httpx.get(f"http://{address}/health").status_code == 200
-    anonymous = httpx.get(f"http://{address}/api/vault")
-    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Basic")
-    wrong = httpx.get(f"http://{address}/api/vault", auth=(OPERATOR_USER, "not-the-password"))
-    assert wrong.status_code == 401
-    bad = httpx.post(
-        f"http://{address}/api/flows/pay",
-        json={"to": "O=Nobody"},
-        auth=(OPERATOR_USER, net.client(A).password),
-    )
-    assert bad.status_code == 400 and bad.json()["error"] in ("InvalidNameError", "BadRequestError")
-    assert "Traceback" not in bad.text
-    auth = (OPERATOR_USER, net.client(A).password)
-    for body in (b"{not json", b"[1, 2]", b'{"holdings": [1], "currency": "GBP"}'):
-        reply = httpx.post(f"http://{address}/api/flows/issue", content=body, auth=auth)
-        assert reply.status_code == 400, (body, reply.text)
-        assert reply.json()["error"] == "BadRequestError"
+    # The password would cross in clear: plain HTTP gets no answer, the connection is dropped.
+    with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
+        httpx.get(f"http://{address}/api/vault", auth=(OPERATOR_USER, net.client(A).password))
+    # A client that does not trust the network's root refuses the endpoint's certificate.
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(f"https://{address}/health")
 
 
 INITIATOR_STEPS = [
@@ -249,6 +266,8 @@ def _latest_payment(net: Network) -> SecureHash:
 def test_a_sender_from_another_network_is_refused_on_the_wire(
     network_factory: Callable[..., Network], tmp_path: Path
 ) -> None:
+    """Mallory, of another network, trusts ours (its root is public) and presents her own node's TLS
+    certificate: the handshake fails, so no message of hers is read, whatever it claims."""
     net = network_factory()
     stranger_net = init_network(
         tmp_path / "stranger",
@@ -263,11 +282,42 @@ def test_a_sender_from_another_network_is_refused_on_the_wire(
     stranger_node = open_node(stranger.config)
     mallory = stranger_node.identity
     stranger_node.close()
-    with HttpTransport() as transport:
-        client = PeerClient(MessageAuthenticator(mallory, key, ours, clock), ours, transport)
-        with pytest.raises(PeerRequestError, match=r"UnknownSenderError.*Mallory") as err:
+    files = load_node_config(stranger.config).p2p_tls_files
+    theirs_trusting_ours = TlsFiles(files.certificate, files.key, net.layout.root_certificate)
+    transport = HttpTransport(
+        tls=peer_client_context(theirs_trusting_ours),
+        server_name=lambda address: peer_tls_name(ours.at_address(address).name),
+    )
+    with transport:
+        client = PeerClient(
+            MessageAuthenticator(mallory, key, ours, clock), ours, transport, RetryPolicy(max_attempts=2)
+        )
+        with pytest.raises(PeerUnreachableError, match=r"(?i)certificate|alert"):
             client.request(X500Name.parse(A), "finality.backchain", {"tx_id": "00" * 32, "ids": []})
-    assert err.value.error_type == UnknownSenderError.__name__
+
+
+def test_a_member_cannot_send_another_members_message_over_its_own_connection(
+    network_factory: Callable[..., Network],
+) -> None:
+    """C's TLS certificate, a message sealed with A's key (as if C held a copy of one): refused by
+    name before its signature is checked, so not even its nonce is spent."""
+    net = network_factory()
+    node, auth = _as_node(net, A)
+    b = X500Name.parse(B)
+    address = node.network_map.node(B).addresses[0]
+    sealed = auth.seal(b, "finality.backchain", {"tx_id": "00" * 32, "ids": []})
+    with member_transport(node_of_name(net, C).config) as as_c:
+        status, body = as_c.post(address, sealed, 10)
+    refused = auth.open(body, expect_sender=b)
+    assert (status, refused.payload["type"]) == (400, SenderCertificateMismatchError.__name__)
+    assert refused.payload["details"] == {"sender": A, "certificate": C}
+    with member_transport(node_of_name(net, A).config) as as_a:
+        status, body = as_a.post(address, sealed, 10)
+    assert status != 400, auth.open(body, expect_sender=b).payload
+
+
+def node_of_name(net: Network, name: str) -> NodeLayout:
+    return next(n for n in net.layout.nodes if str(n.name) == name)
 
 
 def _as_node(net: Network, name: str) -> tuple[object, MessageAuthenticator]:
@@ -300,7 +350,7 @@ def test_a_double_spend_is_refused_by_the_notary_process(network_factory: Callab
         notary,
     )
     stx = again.sign([node.key])
-    with HttpTransport() as transport:
+    with member_transport(node_of_name(net, A).config) as transport:
         client = PeerClient(auth, node.network_map, transport)
         with pytest.raises(NotaryConflictError) as err:
             client.request(notary.name, TOPIC_NOTARISE, {"tx": stx.serialize()})
@@ -332,7 +382,7 @@ def test_replayed_forged_and_oversize_messages_are_refused_by_a_running_agent(
         assert reply.topic == "error"
         return status, reply.payload["type"]
 
-    with HttpTransport() as transport:
+    with member_transport(node_of_name(net, A).config) as transport:
         sealed = auth.seal(b, "no.such.topic", {})
         # A topic B lacks is kept for observation, not refused (docs/hospital.md): one flow keeps it.
         assert refusal(transport.post(address, sealed, 10)) == (409, "KeptForObservationError")
@@ -340,16 +390,10 @@ def test_replayed_forged_and_oversize_messages_are_refused_by_a_running_agent(
         forged = bytearray(auth.seal(b, TOPIC_TRANSACTION, {"tx": fresh.serialize()}))
         forged[-5] ^= 0x01  # inside the signature
         assert refusal(transport.post(address, bytes(forged), 10)) == (400, "BadMessageSignatureError")
-    huge = httpx.post(
-        f"http://{address}/p2p/v1/message",
-        content=b"\0" * (node.network_map.parameters.max_message_size + 1),
-        headers={"Content-Type": "application/cbor"},
-        timeout=30,
-    )
-    assert huge.status_code == 413
-    # waitress refuses it before the app: in the protocol's terms all the same, not in plain text.
-    assert huge.headers["Content-Type"] == "application/cbor"
-    error_type, _, details = parse_error_payload(decode(huge.content, "reply"))
+        huge = transport.post(address, b"\0" * (node.network_map.parameters.max_message_size + 1), 30)
+    assert huge[0] == 413
+    # Refused from its Content-Length, before the body is read: in the protocol's terms.
+    error_type, _, details = parse_error_payload(decode(huge[1], "reply"))
     assert error_type == "MessageTooLargeError"
     assert details["limit"] == node.network_map.parameters.max_message_size
     assert net.client(B).transaction(str(fresh.id)) is None
