@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.ledger.hashing import SecureHash
 from agent.network.bootstrap import DEFAULT_NOTARY, MONITOR_PASSWORD_FILE, MONITOR_USER, NodeLayout
 from mbeans import metrics as m
+from tests.endpoints import management
 from tests.test_processes import Network, _drop_faults
 
 NOTARY = str(DEFAULT_NOTARY)
@@ -76,11 +77,9 @@ def flows_of(net: Network, name: str, tx: str, **filters: str) -> list[dict[str,
 def scrape(node: NodeLayout) -> Samples:
     """GET /metrics as the read-only monitor, parsed by prometheus_client."""
     password = (node.folder / MONITOR_PASSWORD_FILE).read_text().strip()
+    base, verify = management(node.config)
     reply = httpx.get(
-        f"http://{node.management_address}/metrics",
-        auth=(MONITOR_USER, password),
-        timeout=10,
-        trust_env=False,
+        f"{base}/metrics", auth=(MONITOR_USER, password), timeout=10, trust_env=False, verify=verify
     )
     assert reply.status_code == 200, reply.text
     samples: Samples = {}
