@@ -78,3 +78,22 @@ def test_in_process_network(network: BootedNetwork, clock: ManualClock) -> None:
         net.detach("b")
     with pytest.raises(TransientTransportError, match="connection refused"):
         InProcessTransport(net).post("b", b"x", 1.0)
+
+
+def test_a_message_must_come_from_the_party_its_tls_certificate_names(
+    network: BootedNetwork, clock: ManualClock
+) -> None:
+    """Over mutual TLS the transport names the connection's party; a message sealed by another is
+    refused before its signature is checked, so its nonce is not spent for the real sender."""
+    service = PeerService(authenticator(network, PARTY_B, clock), 10_000)
+    recorder = Recorder()
+    service.register("echo", recorder)
+    a = authenticator(network, PARTY_A, clock)
+    sealed = a.seal(PARTY_B, "echo", {"n": 1})
+    status, body = service.handle(sealed, tls_peer=PARTY_B)  # B's connection, A's message
+    refused = a.open(body, expect_sender=PARTY_B)
+    assert (status, refused.payload["type"]) == (400, "SenderCertificateMismatchError")
+    assert refused.payload["details"] == {"sender": str(PARTY_A), "certificate": str(PARTY_B)}
+    assert recorder.calls == []
+    assert service.handle(sealed, tls_peer=PARTY_A)[0] == 200
+    assert len(recorder.calls) == 1
