@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             AgentProcess(
                 n.config,
                 n.folder / "agent.log",
-                ManagementClient(n.management_address, OPERATOR_USER, read_password(n.folder)),
+                ManagementClient.for_node(n.config, OPERATOR_USER, read_password(n.folder)),
             )
             for n in layout.nodes
         ]

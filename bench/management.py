@@ -135,7 +135,7 @@ def make_network(folder: Path, parties: int) -> tuple[Agents, dict[str, int]]:
     counts = seed_statuses(layout.nodes[1].config, parties)
     procs, monitor = [], {}
     for node in layout.nodes:
-        client = ManagementClient(node.management_address, OPERATOR_USER, read_password(node.folder))
+        client = ManagementClient.for_node(node.config, OPERATOR_USER, read_password(node.folder))
         procs.append(AgentProcess(node.config, node.folder / "agent.log", client))
         monitor[node.management_address] = (node.folder / MONITOR_PASSWORD_FILE).read_text().strip()
     return Agents(procs, monitor), counts
@@ -144,21 +144,32 @@ def make_network(folder: Path, parties: int) -> tuple[Agents, dict[str, int]]:
 # -- the measurements -------------------------------------------------------------------------------
 
 
-def load_specs(address: str, password: str, party: str) -> dict[str, dict[str, Any]]:
-    base = f"http://{address}"
+def load_specs(client: Any, password: str, party: str) -> dict[str, dict[str, Any]]:
+    """The requests of the load, to client's (a ManagementClient's) endpoint as the monitor."""
+    base = client.base_url
     auth = ["monitor", password]
+    cafile = None if client.ca_file is None else str(client.ca_file)
 
     def rpc(method: str, params: list[Any] | None, check: str) -> dict[str, Any]:
         body: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": 1}
         if params is not None:
             body["params"] = params
-        return {"url": f"{base}/rpc", "method": "POST", "body": body, "auth": auth, "check": check}
+        url = f"{base}/rpc"
+        return {"url": url, "method": "POST", "body": body, "auth": auth, "check": check, "cafile": cafile}
 
     def jolokia(body: dict[str, Any], check: str) -> dict[str, Any]:
-        return {"url": f"{base}/jolokia", "method": "POST", "body": body, "auth": auth, "check": check}
+        url = f"{base}/jolokia"
+        return {"url": url, "method": "POST", "body": body, "auth": auth, "check": check, "cafile": cafile}
 
     return {
-        "health": {"url": f"{base}/health", "method": "GET", "body": None, "auth": None, "check": "health"},
+        "health": {
+            "url": f"{base}/health",
+            "method": "GET",
+            "body": None,
+            "auth": None,
+            "check": "health",
+            "cafile": cafile,
+        },
         "rpc_in_progress": rpc("LedgerSync.NumberOfReconciliationsInProgress", None, "rpc"),
         "rpc_status": rpc("LedgerSync.ReconciliationStatus", [party], "rpc_map"),
         "jolokia_read": jolokia(
@@ -171,15 +182,16 @@ def load_specs(address: str, password: str, party: str) -> dict[str, dict[str, A
     }
 
 
-def time_scrapes(address: str, password: str, count: int) -> dict[str, Any]:
+def time_scrapes(management: Any, password: str, count: int) -> dict[str, Any]:
+    """count scrapes of management's (a ManagementClient's) /metrics as the monitor, one connection."""
     times, sizes, errors = [], [], 0
     with httpx.Client(
         timeout=30.0,
-        transport=httpx.HTTPTransport(socket_options=NO_DELAY),
+        transport=httpx.HTTPTransport(socket_options=NO_DELAY, verify=management.verify),
         trust_env=False,
         auth=("monitor", password),
     ) as client:
-        url = f"http://{address}/metrics"
+        url = f"{management.base_url}/metrics"
         client.get(url)  # warm-up: connection, first collection
         for _ in range(count):
             started = time.perf_counter()
@@ -220,7 +232,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 proc.management.wait_ledgersync_ready()
             target, base = agents.under_test, agents.baseline
             address = target.management.address
-            specs = load_specs(address, agents.monitor[address], party_name(min(3, args.parties)))
+            specs = load_specs(target.management, agents.monitor[address], party_name(min(3, args.parties)))
             for name, spec in specs.items():
                 spec.update(
                     rate=args.rate, seconds=args.seconds, warmup=args.warmup, connections=args.connections
@@ -230,7 +242,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 say(json.dumps({"measurement": name, **result}))
             for name, proc in (("metrics", target), ("metrics_baseline", base)):
                 addr = proc.management.address
-                result = time_scrapes(addr, agents.monitor[addr], args.scrapes)
+                result = time_scrapes(proc.management, agents.monitor[addr], args.scrapes)
                 measurements[name] = result
                 say(json.dumps({"measurement": name, **result}))
         finally:

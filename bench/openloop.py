@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import ssl
 import subprocess
 import sys
 import time
@@ -64,7 +65,7 @@ def request_bytes(spec: dict[str, Any]) -> tuple[str, int, bytes]:
     if body:
         lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
     head = "\r\n".join([*lines, "", ""]).encode()
-    return url.hostname or "127.0.0.1", url.port or 80, head + body
+    return url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80), head + body
 
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
@@ -95,12 +96,20 @@ class Sender:
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.host, self.port, self.request = request_bytes(spec)
+        # https: the agent's management endpoint, its certificate checked against the node's CA.
+        self.tls = (
+            ssl.create_default_context(cafile=spec.get("cafile"))
+            if urlsplit(spec["url"]).scheme == "https"
+            else None
+        )
         self.check: str = spec["check"]
         self.connections: int = spec.get("connections", CONNECTIONS)
         self.streams: list[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None] = []
 
     async def open(self) -> None:
-        self.streams = [await asyncio.open_connection(self.host, self.port) for _ in range(self.connections)]
+        self.streams = [
+            await asyncio.open_connection(self.host, self.port, ssl=self.tls) for _ in range(self.connections)
+        ]
 
     def close(self) -> None:
         for stream in self.streams:
@@ -122,7 +131,9 @@ class Sender:
                 try:
                     stream = self.streams[slot]
                     if stream is None:
-                        stream = self.streams[slot] = await asyncio.open_connection(self.host, self.port)
+                        stream = self.streams[slot] = await asyncio.open_connection(
+                            self.host, self.port, ssl=self.tls
+                        )
                     stream[1].write(self.request)
                     status, body, keep = await asyncio.wait_for(_read_response(stream[0]), TIMEOUT)
                     done = time.monotonic()

@@ -330,9 +330,8 @@ def start_network(folder: Path, people: Cast, responder_db: Path, requester_db: 
     for name, db in ((people.requester, requester_db), (people.responder, responder_db)):
         node = layout.node(name)
         db.replace(node.folder / DATABASE_FILE)
-        client = ManagementClient(
-            node.management_address, OPERATOR_USER, read_password(node.folder), timeout=1800.0
-        )
+        client = ManagementClient.for_node(node.config, OPERATOR_USER, read_password(node.folder))
+        client.timeout = 1800.0
         procs.append(AgentProcess(node.config, node.folder / "agent.log", client))
     return Network(procs[0], procs[1])
 

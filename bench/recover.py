@@ -301,9 +301,8 @@ def make_network(folder: Path, people: Cast, fixture: Path) -> Network:
         if i == 0:
             continue  # A's ledger is copied for each child
         shutil.copyfile(fixture / f"{i}.db", node.folder / DATABASE_FILE)
-        client = ManagementClient(
-            node.management_address, OPERATOR_USER, read_password(node.folder), timeout=600.0
-        )
+        client = ManagementClient.for_node(node.config, OPERATOR_USER, read_password(node.folder))
+        client.timeout = 600.0
         peers.append(AgentProcess(node.config, node.folder / "agent.log", client))
     return Network(folder, configs, peers)
 
