@@ -1,7 +1,8 @@
 """A real agent process: the files it creates are its owner's only, and its log is as node.conf says.
 
 One notary alone, started under umask 022 (a shell's usual): its database, journals and log must be
-0600 all the same; files left open to others before it started are named in its log. Random bytes sent to its peer endpoint are refused; the log keeps the first few
+0600 all the same; files left open to others before it started are named in its log. Random bytes a
+member sends to its peer endpoint (over mutual TLS) are refused; the log keeps the first few
 refusals and, when the agent stops, says how many more it did not write. Every line is JSON.
 """
 
@@ -12,13 +13,10 @@ import os
 import stat
 from pathlib import Path
 
-import httpx
-
 from agent.client.launcher import AgentProcess, ManagementClient, free_port_range, read_password
 from agent.logs.refusals import DEFAULT_LIMIT
 from agent.network.bootstrap import DEFAULT_NOTARY, OPERATOR_USER, init_network
-from agent.p2p.envelope import CONTENT_TYPE
-from agent.p2p.http import message_url
+from tests.endpoints import member_transport
 
 SENT = 40
 
@@ -52,14 +50,12 @@ def test_a_running_agent_keeps_its_files_private_and_its_refusals_short(tmp_path
         files = [db, db.with_name("node.db-wal"), db.with_name("node.db-shm"), log, process.log_path]
         assert {p.name: oct(_mode(p)) for p in files} == {p.name: oct(0o600) for p in files}
         assert _mode(log.parent) == 0o700
-        with httpx.Client(trust_env=False, timeout=10) as http:
+        # As a member of the network (mutual TLS with the node's own TLS certificate): a stranger's
+        # connection is refused in the handshake, before any message is read or logged.
+        with member_transport(notary.config) as transport:
             for i in range(SENT):
-                reply = http.post(
-                    message_url(notary.p2p_address),
-                    content=os.urandom(64 + i),
-                    headers={"Content-Type": CONTENT_TYPE},
-                )
-                assert reply.status_code == 400
+                status, _ = transport.post(notary.p2p_address, os.urandom(64 + i), 10)
+                assert status == 400
         # Each refusal is written before its reply goes out: the file already says all it will.
         refused = [e for e in _entries(log) if e["message"].startswith("refused a message")]
         assert len(refused) == DEFAULT_LIMIT

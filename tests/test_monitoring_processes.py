@@ -4,29 +4,40 @@ need a patient: tests/test_hospital_monitoring_processes.py makes one.)
 
 The network trades, PartyA is restored from a backup and reconciles with its peers (so the
 missing-transaction gauges have something to count), and Prometheus (Debian's package) scrapes every
-agent each second. Every process is stopped by its PID; every wait is a poll with a deadline.
+agent each second over HTTPS, checking its certificate against the CA file the printed scrape config
+names (tls_config.ca_file). Every process is stopped by its PID; every wait is a poll with a deadline.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pyjolokia  # type: ignore[import-untyped]
 import pytest
+import requests
 import yaml
+from jolokia import JolokiaClient  # type: ignore[import-untyped]
+from jsonrpcclient import Ok, parse, request
 
 from agent.client.demo import prometheus_scrape_configs, sqlite_file, wait_until_reconciled
 from agent.client.launcher import AgentProcess, ManagementClient, free_port_range, read_password
 from agent.network.bootstrap import (
     DEFAULT_NOTARY,
+    MONITOR_PASSWORD_FILE,
+    MONITOR_USER,
     OPERATOR_USER,
     NetworkLayout,
     NodeLayout,
@@ -36,6 +47,7 @@ from agent.network.bootstrap import (
 from agent.store.database import backup_sqlite
 from grafana import hospital_rows, ledger_recovery_rows
 from mbeans import metrics as m
+from tests.endpoints import ca_file, management
 from tests.test_grafana import concrete, dashboards, row_targets
 
 pytestmark = [
@@ -135,10 +147,17 @@ class Prometheus:
 
 
 def scrape_config(layout: NetworkLayout) -> dict[str, Any]:
-    """The jobs `ledger-agent demo --keep-running` prints, and one without credentials."""
+    """The jobs `ledger-agent demo --keep-running` prints (https, checked against the CA file it
+    names), and one without credentials that trusts the same CA."""
     jobs = prometheus_scrape_configs(layout)
+    first = layout.nodes[0]
     jobs.append(
-        {"job_name": "anonymous", "static_configs": [{"targets": [layout.nodes[0].management_address]}]}
+        {
+            "job_name": "anonymous",
+            "scheme": "https",
+            "tls_config": {"ca_file": str(ca_file(first.config))},
+            "static_configs": [{"targets": [first.management_address]}],
+        }
     )
     return {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
@@ -230,7 +249,11 @@ def test_prometheus_scrapes_the_agents_and_every_panel_has_data(
     assert up.pop("anonymous") == "0", "a scrape without credentials is refused"
     assert set(up.values()) == {"1"} and len(up) == len(layout.nodes), up
     targets_reply = httpx.get(f"{prometheus.url}/api/v1/targets", timeout=10, trust_env=False).json()
-    refused = [t for t in targets_reply["data"]["activeTargets"] if t["labels"]["job"] == "anonymous"]
+    targets = targets_reply["data"]["activeTargets"]
+    # Every scrape went over HTTPS, the agent's certificate checked against tls_config.ca_file.
+    assert {t["scrapeUrl"].split("://")[0] for t in targets} == {"https"}, targets
+    refused = [t for t in targets if t["labels"]["job"] == "anonymous"]
+    # Past the TLS handshake (the CA trusted), refused for want of credentials.
     assert "401" in refused[0]["lastError"], refused
 
     # Every metric name Prometheus now holds from the agents is one of mbeans.metrics, and all are
@@ -259,3 +282,52 @@ def test_prometheus_scrapes_the_agents_and_every_panel_has_data(
     rules = httpx.get(f"{prometheus.url}/api/v1/rules", timeout=10, trust_env=False).json()["data"]["groups"]
     evaluated = [r for g in rules for r in g["rules"]]
     assert evaluated and all(r["health"] in ("ok", "unknown") for r in evaluated), evaluated
+
+
+def test_management_clients_others_wrote_check_the_agent_s_certificate_against_the_ca(
+    network: tuple[NetworkLayout, dict[str, AgentProcess]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """jolokia 0.4.0 (requests), pyjolokia 0.3.1 (urllib) and jsonrpcclient (with requests) against a
+    live agent over HTTPS, each given node.conf's CA file the way its HTTP library takes one: without
+    it, each refuses the agent's certificate (no public CA issued it); with it, each gets its answer."""
+    for variable in ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(variable, raising=False)
+    layout, _ = network
+    node = next(n for n in layout.nodes if str(n.name) == A)
+    base, _ = management(node.config)
+    assert base.startswith("https://"), base
+    ca = str(ca_file(node.config))
+    monitor = (MONITOR_USER, (node.folder / MONITOR_PASSWORD_FILE).read_text().strip())
+    identity = {"type": "read", "mbean": "ledgeragent:type=Node", "attribute": "Identity"}
+
+    # jolokia: a requests.Session, whose verify= takes a CA bundle's path.
+    jolokia = JolokiaClient(f"{base}/jolokia", *monitor)
+    with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+        jolokia.get_attribute(mbean=identity["mbean"], attribute=identity["attribute"])
+    jolokia.session.verify = ca
+    answer = jolokia.get_attribute(mbean=identity["mbean"], attribute=identity["attribute"])
+    assert (answer["status"], answer["value"]) == (200, A)
+
+    # pyjolokia: urllib's urlopen with the default SSL context, which reads SSL_CERT_FILE (OpenSSL's
+    # default CA file). Its auth() calls base64.encodestring (gone in Python 3.9): a stand-in.
+    monkeypatch.setattr(base64, "encodestring", lambda b: base64.b64encode(b).decode() + "\n", raising=False)
+    pyj = pyjolokia.Jolokia(f"{base}/jolokia/")
+    pyj.auth(httpusername=monitor[0], httppassword=monitor[1])
+    with pytest.raises(pyjolokia.JolokiaError, match="CERTIFICATE_VERIFY_FAILED"):
+        pyj.request(**identity)
+    monkeypatch.setenv("SSL_CERT_FILE", ca)
+    assert ssl.get_default_verify_paths().cafile == ca
+    assert pyj.request(**identity)["value"] == A
+    # urllib itself, the same way (a monitoring script's urlopen).
+    with pytest.raises(urllib.error.HTTPError, match="401"):
+        urllib.request.urlopen(f"{base}/jolokia/version", timeout=10)  # past TLS, no credentials
+    monkeypatch.delenv("SSL_CERT_FILE")
+
+    # jsonrpcclient builds and parses; requests posts, with verify= the CA bundle's path.
+    call = request("Node.Identity")
+    with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+        requests.post(f"{base}/rpc", json=call, auth=monitor, timeout=10)
+    reply = requests.post(f"{base}/rpc", json=call, auth=monitor, timeout=10, verify=ca)
+    assert reply.status_code == 200, reply.text
+    parsed = parse(reply.json())
+    assert isinstance(parsed, Ok) and parsed.result == A, parsed

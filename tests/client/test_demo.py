@@ -110,6 +110,17 @@ def test_the_stores_after_the_demo_bear_it_out(run: Run) -> None:
         assert not held & d.unheld
 
 
+def test_the_agents_spoke_mutual_tls_to_each_other_and_https_to_the_operator(run: Run) -> None:
+    # The demo's network is as `network init` makes it: p2pTls and managementSsl on by default.
+    logs = sorted(run.folder.glob("*/agent.log"))
+    assert len(logs) == 4, logs  # the notary and three nodes
+    for log in logs:
+        serving = [line for line in log.read_text().splitlines() if " serving peers on " in line]
+        assert serving, log
+        for line in serving:
+            assert re.search(r"serving peers on https://\S+ .* and management on https://", line), line
+
+
 def test_every_agent_process_is_stopped(run: Run) -> None:
     assert run.out.rstrip().endswith("stopped every agent process")
     pids = {int(p) for p in re.findall(r"\bpid (\d+)", run.out)}

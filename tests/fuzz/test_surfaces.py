@@ -1,6 +1,7 @@
-"""A live agent's surfaces, fuzzed over HTTP: JSON-RPC, Jolokia (POST and GET), the REST /api and the
-peer endpoint (random bytes, and messages sealed by a real member of the network with any topic and
-payload, which pass the envelope's checks and reach the handlers).
+"""A live agent's surfaces, fuzzed as their clients reach them: JSON-RPC, Jolokia (POST and GET) and the
+REST /api over HTTPS (checked against the node's network root), and the peer endpoint over mutual TLS
+as a member of the network, PartyB with its own TLS certificate (random bytes, and messages sealed by
+PartyB with any topic and payload, which pass the envelope's checks and reach the handlers).
 
 What must hold for every input: no 5xx but for a domain refusal named by its class, an answer in the
 surface's own error shape, and, after each test, the agent alive and its RSS bounded. The agent is a
@@ -38,7 +39,9 @@ from agent.network.pki import read_certificate
 from agent.operator_api.layout import OPERATOR_USER
 from agent.p2p.authenticator import MessageAuthenticator
 from agent.p2p.envelope import parse_error_payload
+from agent.p2p.http import HttpTransport
 from tests.conftest import count_fuzzed
+from tests.endpoints import management, member_transport
 from tests.fuzz import fuzz_settings
 from tests.fuzz.test_decoders import CBOR_VALUES
 from tests.p2p.conftest import PARTY_A, PARTY_B
@@ -101,8 +104,10 @@ JSON = st.recursive(
 @dataclass
 class Live:
     process: AgentProcess
-    base: str
-    peer: str
+    base: str  # https://127.0.0.1:port
+    http: httpx.Client  # checks the management certificate against the network's root
+    peer: str  # host:port, from the network map
+    transport: HttpTransport  # PartyB's: mutual TLS with its TLS certificate
     auth: tuple[str, str]
     member: MessageAuthenticator  # PartyB's, which the agent (PartyA) knows from its map
     methods: list[str]
@@ -125,19 +130,27 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         )
         b_key = KeyPair.read_pem(layout.node(PARTY_B).folder / CERTIFICATES_DIR / IDENTITY_KEY_FILE)
         member = MessageAuthenticator(network_map.node(PARTY_B).party, b_key, network_map, SystemClock())
-        base = f"http://{node.management_address}"
-        listed = httpx.post(
-            f"{base}/rpc", json={"jsonrpc": "2.0", "method": "list_methods", "id": 1}, auth=auth, timeout=30
-        ).json()["result"]
-        methods = sorted({m["name"] if isinstance(m, dict) else str(m) for m in listed})
-        beans = httpx.get(f"{base}/jolokia/search/*:*", auth=auth, timeout=30).json()["value"]
-        yield Live(process, base, f"http://{node.p2p_address}", auth, member, methods, sorted(beans))
+        base, verify = management(node.config)
+        assert base.startswith("https://"), base
+        with (
+            httpx.Client(verify=verify, trust_env=False) as http,
+            member_transport(layout.node(PARTY_B).config) as transport,
+        ):
+            listed = http.post(
+                f"{base}/rpc",
+                json={"jsonrpc": "2.0", "method": "list_methods", "id": 1},
+                auth=auth,
+                timeout=30,
+            ).json()["result"]
+            methods = sorted({m["name"] if isinstance(m, dict) else str(m) for m in listed})
+            beans = http.get(f"{base}/jolokia/search/*:*", auth=auth, timeout=30).json()["value"]
+            yield Live(process, base, http, node.p2p_address, transport, auth, member, methods, sorted(beans))
     finally:
         process.stop()
 
 
 def alive_and_bounded(live: Live) -> None:
-    assert httpx.get(f"{live.base}/health", timeout=30).status_code == 200
+    assert live.http.get(f"{live.base}/health", timeout=30).status_code == 200
     pid = live.process.pid
     assert pid is not None
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -166,7 +179,7 @@ def test_json_rpc_answers_every_input_without_an_internal_error(live: Live) -> N
     def fuzz(body: st.DataObject) -> None:
         payload = body.draw(rpc_calls(live.methods))
         count_fuzzed("live JSON-RPC /rpc")
-        reply = httpx.post(f"{live.base}/rpc", content=json.dumps(payload), auth=live.auth, timeout=60)
+        reply = live.http.post(f"{live.base}/rpc", content=json.dumps(payload), auth=live.auth, timeout=60)
         assert reply.status_code < 500, reply.text
         if reply.status_code == 204:
             return
@@ -214,7 +227,9 @@ def test_jolokia_answers_every_post_without_an_internal_error(live: Live) -> Non
     def fuzz(body: st.DataObject) -> None:
         payload = body.draw(jolokia_requests(live.mbeans))
         count_fuzzed("live Jolokia POST /jolokia")
-        reply = httpx.post(f"{live.base}/jolokia", content=json.dumps(payload), auth=live.auth, timeout=60)
+        reply = live.http.post(
+            f"{live.base}/jolokia", content=json.dumps(payload), auth=live.auth, timeout=60
+        )
         assert reply.status_code < 500, reply.text
         answers = json.loads(reply.text)
         for answer in answers if isinstance(answers, list) else [answers]:
@@ -235,7 +250,7 @@ def test_jolokia_answers_every_get_url_without_an_internal_error(live: Live) -> 
     def fuzz(parts: list[str], kind: str) -> None:
         path = "/".join([kind, *(quote(p, safe="!*'();:@&=+$,") for p in parts)])
         count_fuzzed("live Jolokia GET /jolokia/...")
-        reply = httpx.get(f"{live.base}/jolokia/{path}", auth=live.auth, timeout=60)
+        reply = live.http.get(f"{live.base}/jolokia/{path}", auth=live.auth, timeout=60)
         assert reply.status_code < 500, reply.text
         jolokia_ok(json.loads(reply.text), path)
 
@@ -262,7 +277,7 @@ def test_the_rest_api_answers_every_request_without_an_internal_error(live: Live
     )
     def fuzz(method: str, words: list[str], query: dict[str, str], body: Any) -> None:
         count_fuzzed("live REST /api")
-        reply = httpx.request(
+        reply = live.http.request(
             method,
             f"{live.base}/api/" + "/".join(words),
             params=query,
@@ -281,25 +296,15 @@ def test_the_rest_api_answers_every_request_without_an_internal_error(live: Live
 # -- the peer endpoint ---------------------------------------------------------------------------------
 
 
-def peer_refusal(reply: httpx.Response) -> None:
-    assert reply.status_code < 500, reply.content[:300]
-    assert reply.headers["Content-Type"] == "application/cbor"
-
-
 def test_the_peer_endpoint_refuses_random_bytes_by_name(live: Live) -> None:
     @fuzz_settings()
     @given(body=st.binary(max_size=2048))
     def fuzz(body: bytes) -> None:
         count_fuzzed("live peer endpoint, random bytes")
-        reply = httpx.post(
-            f"{live.peer}/p2p/v1/message",
-            content=body,
-            headers={"Content-Type": "application/cbor"},
-            timeout=60,
-        )
-        peer_refusal(reply)
-        assert reply.status_code >= 400
-        error_type, _, _ = parse_error_payload(decode(reply.content, "reply"))
+        status, reply = live.transport.post(live.peer, body, 60)
+        assert 400 <= status < 500, reply[:300]
+        # An answer in the peer protocol's terms (CBOR), whatever was sent.
+        error_type, _, _ = parse_error_payload(decode(reply, "reply"))
         assert error_type.endswith("Error"), error_type
 
     fuzz()
@@ -317,15 +322,11 @@ def test_the_peer_handlers_answer_a_member_s_any_payload_without_an_internal_err
         except AgentError:
             return  # what the sender itself will not seal (a float, too deep): nothing goes out
         count_fuzzed("live peer endpoint, sealed by a member")
-        reply = httpx.post(
-            f"{live.peer}/p2p/v1/message",
-            content=sealed,
-            headers={"Content-Type": "application/cbor"},
-            timeout=120,
-        )
-        peer_refusal(reply)
-        if reply.status_code >= 400:
-            opened = live.member.open(reply.content, expect_sender=PARTY_A)
+        status, reply = live.transport.post(live.peer, sealed, 120)
+        assert status < 500, reply[:300]
+        # Every answer, a refusal or not, is a message sealed by PartyA for PartyB.
+        opened = live.member.open(reply, expect_sender=PARTY_A)
+        if status >= 400:
             assert opened.topic == "error"
             error_type, _, _ = parse_error_payload(opened.payload)
             assert error_type != "InternalError", (topic, payload, opened.payload)
