@@ -147,6 +147,8 @@ def run_agent(config_path: Path) -> int:
                 [
                     config.path,
                     config.certificates_directory / IDENTITY_KEY_FILE,
+                    config.p2p_tls_files.key,
+                    config.management_tls_files.key,
                     folder / PASSWORD_FILE,  # `network init` leaves the passwords there, in clear
                     folder / MONITOR_PASSWORD_FILE,
                 ]

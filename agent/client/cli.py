@@ -24,9 +24,15 @@ def _network_init(args: argparse.Namespace) -> int:
     from agent.client.server import init_network
 
     layout = init_network(args.dir, args.nodes, args.base_port)
+    from agent.client.nodeconf import read_node_conf
+
     print(f"network created in {layout.directory}")
     for node in layout.nodes:
-        print(f"  {node.role:<7} {node.name}  p2p {node.p2p_address}  config {node.config}")
+        print(
+            f"  {node.role:<7} {node.name}  p2p {node.p2p_address}  "
+            f"management {read_node_conf(node.config).management_url}  config {node.config}"
+        )
+    print("agents talk over mutual TLS; management clients trust <node>/certificates/network-root.pem")
     return 0
 
 
