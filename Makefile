@@ -15,6 +15,12 @@ $(STAMP): pyproject.toml setup.py .ci/build-constraints.txt agent/ledgersync/_ri
 	$(BIN)/python -m pip install --quiet --build-constraint .ci/build-constraints.txt pyjolokia==0.3.1
 	touch $(STAMP)
 
+# The JavaScript clients the tests drive (jolokia.js, @grafana/schema), exactly as locked.
+JS := tests/js/node_modules/.installed
+$(JS): tests/js/package.json tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund --silent
+	touch $(JS)
+
 demo: $(STAMP)
 	$(BIN)/ledger-agent demo
 
@@ -28,7 +34,7 @@ typecheck: $(STAMP)
 # A worker per core; a test file stays on one worker (its module fixtures, such as the demo's run, are
 # made once). PYTEST_WORKERS=0 runs in this process, for a debugger.
 PYTEST_WORKERS ?= auto
-unit: $(STAMP)
+unit: $(STAMP) $(JS)
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 # The seeded network simulation beyond CI's 200 seeds (docs/simulation.md): make simulate SEEDS=20000
@@ -38,7 +44,7 @@ simulate: $(STAMP)
 
 # The fuzzers beyond CI's 150 inputs a target (docs/security.md): make fuzz FUZZ_EXAMPLES=20000
 FUZZ_EXAMPLES ?= 5000
-fuzz: $(STAMP)
+fuzz: $(STAMP) $(JS)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests/fuzz
 
 test: lint typecheck unit
