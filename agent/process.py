@@ -1,15 +1,17 @@
 """`ledger-agent run`: one node's agent as a process, served by cheroot (agent.http_server).
 
 What it serves is built by the composition root (agent.composition.build_agent); this module only
-serves it. Before that, node.conf is read and both addresses bound (agent.listeners): a bad key or an
-address that cannot be listened on stops the start with one line naming it (exit 2), before the store
-is opened, a thread started or a line logged.
+serves it. Before that, node.conf is read, both addresses bound (agent.listeners) and the TLS
+contexts built from the certificate files (agent.network.tls): a bad key, an address that cannot be
+listened on or a TLS file missing or unreadable stops the start with one line naming it (exit 2),
+before the store is opened, a thread started or a line logged.
 
 Two listeners, each with its own pool of worker threads: the peer endpoint (p2pAddress,
 `p2pThreads`, mutual TLS when `p2pTls`) and the management endpoint (managementAddress,
 `managementThreads`, HTTPS when `managementSsl.useSsl`), so long peer sessions cannot make monitoring
-calls queue, nor the other way round. On SIGTERM or SIGINT they stop accepting, the requests and flows under way get up to `grace` seconds to finish (their
-checkpoints say where each stood if they do not), and the store is closed; the process then exits 0.
+calls queue, nor the other way round. On SIGTERM or SIGINT they stop accepting, the requests and
+flows under way get up to `grace` seconds to finish (their checkpoints say where each stood if they
+do not), and the store is closed; the process then exits 0.
 
 Once everything is built, the objects alive are frozen out of the cyclic garbage collector
 (`gc.freeze`). They are the modules, the apps and the runtime, ~80,000 objects that live as long
@@ -27,13 +29,15 @@ import gc
 import logging
 import os
 import signal
+import ssl
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 from agent.composition import Agent, build_agent
-from agent.config import load_node_config
+from agent.config import NodeConfig, load_node_config
 from agent.files import PRIVATE_UMASK, warn_if_open
 from agent.http_server import Listener
 from agent.ledgersync.memory import tune_malloc
@@ -51,20 +55,37 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """The TLS contexts of both listeners; None where node.conf turns TLS off (p2pTls, managementSsl)."""
+
+    peer: ssl.SSLContext | None
+    management: ssl.SSLContext | None
+
+
+def server_tls(config: NodeConfig) -> ServerTls:
+    """Built from the certificate files: a ConfigurationError naming `p2pTls` or `managementSsl` and
+    the file when one is missing or unreadable, or a certificate does not match its key."""
+    return ServerTls(
+        peer_server_context(config.p2p_tls_files) if config.p2p_tls else None,
+        management_server_context(config.management_tls_files) if config.management_ssl else None,
+    )
+
+
 def serve(
     agent: Agent,
     listeners: Listeners,
+    tls: ServerTls,
     *,
     grace: float = 30.0,
     ready: threading.Event | None = None,
     freeze_gc: bool = False,
 ) -> None:
-    """Serve both listeners (bound, agent.listeners) until SIGTERM/SIGINT; freeze_gc only in a
-    process of its own (see above)."""
+    """Serve both listeners (bound, agent.listeners; with tls, from server_tls) until SIGTERM/SIGINT;
+    freeze_gc only in a process of its own (see above)."""
     runtime = agent.runtime
     config = runtime.node.config
-    peer_tls = peer_server_context(config.p2p_tls_files) if config.p2p_tls else None
-    management_tls = management_server_context(config.management_tls_files) if config.management_ssl else None
+    peer_tls, management_tls = tls.peer, tls.management
     peer = Listener(
         "p2p",
         listeners.peer,
@@ -136,6 +157,8 @@ def run_agent(config_path: Path) -> int:
     # been logged or started yet.
     listeners = bind_listeners(config)
     try:
+        # Likewise a TLS file missing or unreadable: refused before the store is opened.
+        tls = server_tls(config)
         logs = configure_logging(config.logging)
         try:
             tune_malloc()  # before any thread starts, so they share the few arenas
@@ -160,7 +183,7 @@ def run_agent(config_path: Path) -> int:
                 raise
             signal.signal(signal.SIGTERM, _stop)
             signal.signal(signal.SIGINT, _stop)
-            serve(agent, listeners, freeze_gc=True)
+            serve(agent, listeners, tls, freeze_gc=True)
         finally:
             logs.close()
     finally:

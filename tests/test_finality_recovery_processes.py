@@ -26,6 +26,7 @@ from agent.client.nodeconf import read_node_conf
 from agent.network.bootstrap import MONITOR_PASSWORD_FILE, MONITOR_USER
 from agent.store.database import backup_sqlite
 from tests.agent_processes import flows_of, holdings, notarised, recover, restart, status
+from tests.endpoints import management
 from tests.test_processes import CRASHED, Network, _latest_payment, _start, _wait_until
 
 A, B, C = "O=PartyA, L=London, C=GB", "O=PartyB, L=New York, C=US", "O=PartyC, L=Paris, C=FR"
@@ -147,18 +148,19 @@ def _queries_and_roles(net: Network, flow_id: str, tx: str) -> None:
     assert (at_a["initiator"], at_a["peers"]) == (A, [B, C])
     at_c = net.client(C).call("GET", f"/api/finality/getFlowTransactionByTxnId/{tx}")
     assert (at_c["status"], at_c["initiator"], at_c["peers"]) == ("IN_FLIGHT", A, None)
-    address = net.client(A).address
-    url = f"http://{address}/api/finality/recoverFinalityFlow"
-    assert httpx.post(url, json={"id": flow_id}).status_code == 401
     node = next(n for n in net.layout.nodes if str(n.name) == A)
+    base, verify = management(node.config)
     monitor = (MONITOR_USER, (node.folder / MONITOR_PASSWORD_FILE).read_text().strip())
-    refused = httpx.post(url, json={"id": flow_id}, auth=monitor)
-    assert (refused.status_code, refused.json()["error"]) == (403, "SecurityException")
-    read = httpx.get(f"http://{address}/api/finality/getFlowTransaction/{flow_id}", auth=monitor)
-    assert read.status_code == 200
     operator = (net.client(A).username, read_password(node.folder))
-    empty = httpx.post(f"http://{address}/api/finality/recoverFinalityFlowsMatching", json={}, auth=operator)
-    assert empty.status_code == 400 and "at least one criterion" in empty.json()["message"]
+    with httpx.Client(base_url=base, verify=verify, trust_env=False) as http:
+        url = "/api/finality/recoverFinalityFlow"
+        assert http.post(url, json={"id": flow_id}).status_code == 401
+        refused = http.post(url, json={"id": flow_id}, auth=monitor)
+        assert (refused.status_code, refused.json()["error"]) == (403, "SecurityException")
+        read = http.get(f"/api/finality/getFlowTransaction/{flow_id}", auth=monitor)
+        assert read.status_code == 200
+        empty = http.post("/api/finality/recoverFinalityFlowsMatching", json={}, auth=operator)
+        assert empty.status_code == 400 and "at least one criterion" in empty.json()["message"]
     # C may not recover it without forceRecover: its ReceiveFinalityFlow still waits for the signature.
     with pytest.raises(AgentProcessError, match="FlowRecoveryException: the finality of transaction"):
         recover(net, C, "recoverFinalityFlowByTxnId", txnId=tx)

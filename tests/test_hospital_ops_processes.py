@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -38,6 +39,7 @@ from agent.network.bootstrap import (
     default_node_names,
     init_network,
 )
+from tests.endpoints import ca_file, management
 
 DEADLINE_S = 60.0
 HOSPITAL = "ledgeragent:type=FlowHospital"
@@ -58,7 +60,15 @@ class Agent:
 
     @property
     def url(self) -> str:
-        return f"http://{self.node.management_address}"
+        """https://host:port, from node.conf (managementSsl is on by default)."""
+        base, _ = management(self.node.config)
+        assert base.startswith("https://"), base
+        return base
+
+    @property
+    def ca_file(self) -> str:
+        """The network root the management certificate is checked against (requests' verify=)."""
+        return str(ca_file(self.node.config))
 
     @property
     def operator(self) -> tuple[str, str]:
@@ -134,13 +144,20 @@ def jolokia(agent: Agent, who: tuple[str, str], monkeypatch: pytest.MonkeyPatch)
     """pyjolokia, its credentials given to urllib (its own auth() is broken on Python 3: docs/management.md)."""
     passwords = urllib.request.HTTPPasswordMgrWithPriorAuth()
     passwords.add_password(None, agent.url, who[0], who[1], is_authenticated=True)
-    opener = urllib.request.build_opener(urllib.request.HTTPBasicAuthHandler(passwords))
+    checked = urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=agent.ca_file))
+    opener = urllib.request.build_opener(urllib.request.HTTPBasicAuthHandler(passwords), checked)
     monkeypatch.setattr(pyjolokia, "urlopen", opener.open)
     return pyjolokia.Jolokia(agent.url + "/jolokia")
 
 
 def rpc(agent: Agent, method: str, params: Any, who: tuple[str, str]) -> Any:
-    reply = requests.post(agent.url + "/rpc", json=request(method, params=params), auth=who, timeout=30)
+    reply = requests.post(
+        agent.url + "/rpc",
+        json=request(method, params=params),
+        auth=who,
+        timeout=30,
+        verify=agent.ca_file,
+    )
     return parse(reply.json())
 
 
@@ -196,6 +213,7 @@ def test_a_hospitalized_flow_is_found_and_retried_from_every_surface(
         json={"reason": "retried over REST"},
         auth=agent.operator,
         timeout=30,
+        verify=agent.ca_file,
     )
     assert reply.status_code == 200 and reply.json() == {"id": by_rest, "retried": True}
     yes_rpc = rpc(

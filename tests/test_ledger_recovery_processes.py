@@ -23,10 +23,10 @@ from agent.config import load_node_config
 from agent.errors import PeerRequestError
 from agent.ledger.identity import X500Name
 from agent.p2p.client import PeerClient
-from agent.p2p.http import HttpTransport
 from agent.recovery.protocol import TOPIC_TRANSACTIONS
 from agent.store.database import backup_sqlite
 from tests.agent_processes import configure, node_of
+from tests.endpoints import member_transport
 from tests.recovery.snapshot import ledger_of, without
 from tests.test_processes import CRASHED, Network, _as_node, _start, _wait_until
 
@@ -235,7 +235,7 @@ def test_a_peer_refuses_a_transaction_the_requester_is_not_entitled_to(net: Netw
     issued = net.client(B).issue([(C, 100)], "CHF")
     paid = net.client(C).pay(B, 10, "CHF", B)
     node, authenticator = _as_node(net, A)  # A's own key, asking B for what is B's and C's alone
-    with HttpTransport() as transport:
+    with member_transport(node_of(net, A).config) as transport:  # over A's own TLS certificate
         client = PeerClient(authenticator, node.network_map, transport)
         reply = client.request(X500Name.parse(B), TOPIC_TRANSACTIONS, {"ids": [issued, paid], "roots": []})
         assert reply["txs"] == [] and [d[0] for d in reply["denied"]] == [issued, paid]

@@ -1,4 +1,4 @@
-"""LedgerSync between real agent processes over loopback HTTP, on SQLite and PostgreSQL.
+"""LedgerSync between real agent processes over loopback mutual TLS, on SQLite and PostgreSQL.
 
 Three nodes trade; one is restored from a backup of its store and reconciles with each peer; then the
 limits: a full responder pool with more requesters than slots, busy retries until the timeout, the
@@ -30,9 +30,9 @@ from agent.network.bootstrap import DEFAULT_NOTARY
 from agent.node import open_node
 from agent.p2p.authenticator import MessageAuthenticator
 from agent.p2p.client import PeerClient
-from agent.p2p.http import HttpTransport
 from agent.store.database import backup_sqlite
 from tests.conftest import PG_ADMIN_URL
+from tests.endpoints import member_transport
 from tests.test_processes import A, B, C, Network, network_factory, pg_databases
 
 __all__ = ["network_factory", "pg_databases"]  # the fixtures, shared with test_processes
@@ -208,13 +208,14 @@ def test_a_node_restored_from_a_backup_finds_what_it_lost_with_each_peer(
 
 
 class Rogue:
-    """The notary's identity speaking LedgerSync to a node over HTTP, to hold its slots at will."""
+    """The notary's identity speaking LedgerSync to a node over mutual TLS with the notary's own TLS
+    certificate (as the notary's agent would), to hold its slots at will."""
 
     def __init__(self, net: Network) -> None:
         entry = next(n for n in net.layout.nodes if str(n.name) == NOTARY)
         node = open_node(entry.config)
         node.close()
-        self.transport = HttpTransport()
+        self.transport = member_transport(entry.config)
         authenticator = MessageAuthenticator(node.identity, node.key, node.network_map, SystemClock())
         self.client = PeerClient(authenticator, node.network_map, self.transport)
         self.sessions: dict[str, bytes] = {}

@@ -8,6 +8,7 @@ deadline). An address in use is held by a socket of the test's own, closed after
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from agent.client.launcher import free_port_range
+from agent.client.nodeconf import DATA_SOURCE_URL
 from agent.network.bootstrap import DEFAULT_NOTARY, NodeLayout, default_node_names, init_network
+from agent.network.tls import MANAGEMENT_CERT_FILE, TLS_CERT_FILE
 
 DEADLINE_S = 120.0  # a guard against a start that hangs; each case ends in about a second
 EXIT_BAD_START = 2
@@ -134,3 +137,26 @@ def test_a_duration_no_timedelta_holds_is_one_line(node: NodeLayout, period: str
     code, stderr = run(config)
     assert_one_line(code, stderr, "transactionRecoveryPeriod", "at most")
     assert len(stderr[0]) < 1000
+
+
+@pytest.mark.parametrize(
+    ("key", "missing", "turned_on"),
+    [
+        ("p2pTls", TLS_CERT_FILE, "p2pTls = true"),
+        ("managementSsl", MANAGEMENT_CERT_FILE, "managementSsl { useSsl = true }"),
+    ],
+)
+def test_a_tls_certificate_that_is_missing_is_named_with_its_key_before_the_store_is_opened(
+    node: NodeLayout, key: str, missing: str, turned_on: str
+) -> None:
+    """A copy of the node folder (beside it: the network map's relative path holds) with its own store
+    and one certificate removed: one line naming the key and the file, and the store never opened."""
+    folder = node.folder.parent / f"no-{missing}"
+    shutil.copytree(node.folder, folder, ignore=shutil.ignore_patterns("*.db*", "logs"))
+    (folder / "certificates" / missing).unlink()
+    store = folder / "node.db"
+    config = folder / "node.conf"
+    config.write_text(node.config.read_text() + f'{turned_on}\n{DATA_SOURCE_URL} = "sqlite:///{store}"\n')
+    code, stderr = run(config)
+    assert_one_line(code, stderr, f"{key}: '{folder / 'certificates' / missing}'", "missing")
+    assert not store.exists()  # refused before the store was opened, so before anything started
