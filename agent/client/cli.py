@@ -91,8 +91,7 @@ def _management(config_path: Path, user: str) -> ManagementClient:
             password = file.read_text().strip()
         except OSError as exc:
             raise ConfigurationError(PASSWORD_ENV, None, f"set it, or keep the password in {file}") from exc
-    host, port = config.management_address
-    return ManagementClient(f"{host}:{port}", user, password, tool="cli", ca_file=config.ca_file)
+    return ManagementClient(config.management_netloc, user, password, tool="cli", ca_file=config.ca_file)
 
 
 def _flow_start(args: argparse.Namespace) -> int:

@@ -83,8 +83,7 @@ class ManagementClient:
     ) -> ManagementClient:
         """The client of the agent whose node.conf is config: its address, scheme and CA from there."""
         node = read_node_conf(config)
-        host, port = node.management_address
-        return cls(f"{host}:{port}", username, password, tool=tool, ca_file=node.ca_file)
+        return cls(node.management_netloc, username, password, tool=tool, ca_file=node.ca_file)
 
     @property
     def base_url(self) -> str:

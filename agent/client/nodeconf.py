@@ -37,10 +37,15 @@ class NodeConf:
         return self.path.parent
 
     @property
-    def management_url(self) -> str:
+    def management_netloc(self) -> str:
+        """host:port as a URL holds it ([::1]:10001 for an IPv6 host)."""
         host, port = self.management_address
-        host = f"[{host}]" if ":" in host else host
-        return f"{'https' if self.management_ssl else 'http'}://{host}:{port}"
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        return f"{host}:{port}"
+
+    @property
+    def management_url(self) -> str:
+        return f"{'https' if self.management_ssl else 'http'}://{self.management_netloc}"
 
     @property
     def ca_file(self) -> Path | None:
