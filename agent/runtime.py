@@ -15,6 +15,7 @@ from agent.finality.jobs import RECOVERY_JOB_FLOW
 from agent.finality.recovery import FinalityRecoveryService
 from agent.finality.service import FinalityService
 from agent.flows.checkpoints import FlowCheckpoint
+from agent.flows.durations import FlowDurations
 from agent.flows.engine import FlowEngine
 from agent.flows.faults import FaultPlan
 from agent.hospital.bulk import BulkActions
@@ -55,6 +56,7 @@ class AgentRuntime:
     resumed: list[FlowCheckpoint] = field(default_factory=list)
     started: bool = False
     auto_recovery: AutoRecovery | None = None
+    flow_durations: FlowDurations = field(default_factory=FlowDurations)
 
     @property
     def max_message_size(self) -> int:
@@ -125,6 +127,8 @@ def build_runtime(
     plan = faults if faults is not None else FaultPlan.parse(node.config.fault_injection)
     store = node.store  # each service is given the repositories of the ports it uses
     engine = FlowEngine(store.checkpoints, store.unit, clock, plan)
+    durations = FlowDurations()
+    engine.on_status(durations.on_status)
     notaries = {str(info.name) for info in node.network_map.notaries}
     hospital = FlowHospital(
         store.hospital,
@@ -222,6 +226,7 @@ def build_runtime(
         sync,
         ledgersync_background,
         auto_recovery=AutoRecovery(recovery, node.config.finality_recovery, clock, engine),
+        flow_durations=durations,
     )
     if start:
         runtime.start()

@@ -4,7 +4,7 @@ The collectors (mbeans.prometheus), the dashboards (grafana/) and the alert rule
 their names from here, and tests check that every name they use is one of these. Almost all are
 gauges, each reading the current state of a bean at scrape time; the flow hospital's admissions and
 retries are counters (the hospital counts them in memory since the agent started), named `_total` as
-exposed. Labels are bounded: status names, outcome names, peer party names (a network's peers are few
+exposed; flows' durations are a histogram. Labels are bounded: status names, outcome names, peer party names (a network's peers are few
 and known), the hospital's diagnoses and staff names (its members and node.conf's `rules[i]`), never
 transaction or flow ids.
 """
@@ -18,6 +18,7 @@ PREFIX = "ledgeragent_"
 
 GAUGE = "gauge"
 COUNTER = "counter"
+HISTOGRAM = "histogram"
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,22 @@ def _gauge(suffix: str, help: str, *labels: str) -> Metric:
 def _counter(suffix: str, help: str, *labels: str) -> Metric:
     assert suffix.endswith("_total"), suffix
     return Metric(PREFIX + suffix, help, labels, COUNTER)
+
+
+def _histogram(suffix: str, help: str, *labels: str) -> Metric:
+    # Queried as name_bucket{le=...}, name_sum and name_count.
+    return Metric(PREFIX + suffix, help, labels, HISTOGRAM)
+
+
+# -- the agent itself (Prometheus' conventions: an info metric of value 1 carries the labels) --------
+BUILD_INFO = _gauge("build_info", "1, labelled with the agent's version and Python's", "version", "python")
+NODE_INFO = _gauge(
+    "node_info",
+    "1, labelled with the node's legal name and role (node or notary): join on instance to name a "
+    "series by node (Grafana's legends do)",
+    "node",
+    "role",
+)
 
 
 # -- LedgerSync (the reference's JMX counts, from requester rows' last_reconciliation_status) -------
@@ -58,6 +75,12 @@ RECONCILIATION_LAST_SUCCESS_AGE = _gauge(
     "(peers never reconciled successfully have no sample)",
     "party",
 )
+RECONCILIATION_LAST_SUCCESS_TIME = _gauge(
+    "reconciliation_last_success_timestamp_seconds",
+    "Unix time at which the last reconciliation with the peer that ended without error finished "
+    "(Prometheus' guidance: export when, and let the query take time() - it); no sample if never",
+    "party",
+)
 RECONCILIATION_LAST_OUTCOME = _gauge(
     "reconciliation_last_outcome",
     "1, labelled with the outcome of the last reconciliation with the peer (lastReconciliationStatus)",
@@ -73,6 +96,12 @@ MISSING_TRANSACTIONS_OLDEST_AGE = _gauge(
     "missing_transactions_oldest_age_seconds",
     "Seconds since the earliest finish of a successful reconciliation whose result still lists missing "
     "ids (a lower bound: a later successful run that finds them again restarts it); no sample when none",
+)
+
+MISSING_TRANSACTIONS_OLDEST_TIME = _gauge(
+    "missing_transactions_oldest_timestamp_seconds",
+    "Unix time of the earliest finish of a successful reconciliation whose result still lists missing "
+    "ids; no sample when none",
 )
 
 # -- the ledger graph ------------------------------------------------------------------------------
@@ -99,6 +128,10 @@ IN_FLIGHT_BY_AGE = _gauge(
     "Transactions IN_FLIGHT here at most `age` old (1m, 10m, 1h, 1d; +Inf is all of them): cumulative, "
     "like a histogram's buckets",
     "age",
+)
+IN_FLIGHT_OLDEST_TIME = _gauge(
+    "in_flight_oldest_timestamp_seconds",
+    "Unix time at which the oldest transaction IN_FLIGHT here was recorded; no sample without one",
 )
 FINALITY_AUTO_RECOVERY_SCANS = _counter(
     "finality_auto_recovery_scans_total",
@@ -173,11 +206,23 @@ LEDGER_RECOVERY_LAST_PROGRESS = _gauge(
 )
 LEDGER_RECOVERY_RUNNING = _gauge("ledger_recovery_running", "LedgerRecoveryFlows RUNNABLE now")
 
+# -- flows' durations (agent.flows.durations) ----------------------------------------------------------
+FLOW_DURATION = _histogram(
+    "flow_duration_seconds",
+    "Time from a flow's start to its end, by flow name (ReconcileWithPartyFlow is a reconciliation, "
+    "LedgerRecoveryFlow a recovery, FinalityFlow and ReceiveFinalityFlow finality) and how it ended "
+    "(COMPLETED, FAILED, KILLED), since the agent started",
+    "flow",
+    "outcome",
+)
+
 SCRAPE_ERRORS = _gauge(
     "scrape_errors", "Bean reads that failed during this scrape (their metrics are left out; see the log)"
 )
 
 ALL: tuple[Metric, ...] = (
+    BUILD_INFO,
+    NODE_INFO,
     RECONCILIATIONS_SCHEDULED,
     RECONCILIATIONS_IN_PROGRESS,
     RECONCILIATIONS_FAILED,
@@ -185,9 +230,11 @@ ALL: tuple[Metric, ...] = (
     RECONCILIATIONS_WITHOUT_DIFFERENCES,
     INCOMING_RECONCILIATIONS,
     RECONCILIATION_LAST_SUCCESS_AGE,
+    RECONCILIATION_LAST_SUCCESS_TIME,
     RECONCILIATION_LAST_OUTCOME,
     MISSING_TRANSACTIONS,
     MISSING_TRANSACTIONS_OLDEST_AGE,
+    MISSING_TRANSACTIONS_OLDEST_TIME,
     LEDGER_GRAPH_INITIALIZED,
     LEDGER_GRAPH_SELF_CONSISTENT,
     LEDGER_GRAPH_ERRORS,
@@ -196,6 +243,7 @@ ALL: tuple[Metric, ...] = (
     FLOWS,
     VAULT_UNCONSUMED_STATES,
     IN_FLIGHT_OLDEST_AGE,
+    IN_FLIGHT_OLDEST_TIME,
     IN_FLIGHT_BY_AGE,
     FINALITY_AUTO_RECOVERY_SCANS,
     HOSPITAL_PATIENTS,
@@ -208,9 +256,33 @@ ALL: tuple[Metric, ...] = (
     LEDGER_RECOVERY_ESTIMATED_REMAINING,
     LEDGER_RECOVERY_LAST_PROGRESS,
     LEDGER_RECOVERY_RUNNING,
+    FLOW_DURATION,
     SCRAPE_ERRORS,
 )
 NAMES: frozenset[str] = frozenset(m.name for m in ALL)
+# The series a histogram is queried by.
+SERIES: frozenset[str] = NAMES | frozenset(
+    f"{m.name}{suffix}" for m in ALL if m.kind == HISTOGRAM for suffix in ("_bucket", "_sum", "_count")
+)
+# Prometheus' own series for each target, and the process and runtime metrics the agent exports
+# (prometheus_client's process, platform and GC collectors).
+STANDARD: frozenset[str] = frozenset(
+    {
+        "up",
+        "scrape_duration_seconds",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "python_info",
+        "python_gc_objects_collected_total",
+        "python_gc_collections_total",
+    }
+)
+# No sample until a flow has ended since the agent started.
+FLOW_EVENT_NAMES: frozenset[str] = frozenset({FLOW_DURATION.name})
 # No sample at all until the hospital has a patient (the gauges by group) or has diagnosed an error.
 HOSPITAL_EVENT_NAMES: frozenset[str] = frozenset(
     m.name

@@ -12,11 +12,13 @@ output version 1.0.0, but the body is the 0.0.4 text format, which every Prometh
 from __future__ import annotations
 
 import logging
+import platform
 from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -98,13 +100,25 @@ class BeanCollector(Collector):
 
     def _node(self) -> Iterator[Metric]:
         node = self._beans.get(NODE)
+        if "Version" in node.attributes:
+            build = _gauge(m.BUILD_INFO)
+            build.add_metric([node.get("Version"), platform.python_version()], 1)
+            yield build
+        info = _gauge(m.NODE_INFO)
+        info.add_metric([node.get("Identity"), node.get("Role")], 1)
+        yield info
         transactions = _gauge(m.TRANSACTIONS)
         for status, count in sorted(node.get("TransactionsByStatus").items()):
             transactions.add_metric([status], count)
         yield transactions
         yield _single(m.VAULT_UNCONSUMED_STATES, node.get("UnconsumedStates"))
         if "InFlightByAge" in node.attributes:  # agent.management.finality_monitoring's
-            yield _single(m.IN_FLIGHT_OLDEST_AGE, node.get("OldestInFlightAgeSeconds"))
+            oldest_age = node.get("OldestInFlightAgeSeconds")
+            yield _single(m.IN_FLIGHT_OLDEST_AGE, oldest_age)
+            oldest = _gauge(m.IN_FLIGHT_OLDEST_TIME)
+            if oldest_age:
+                oldest.add_metric([], int(node.get("Time")) / 1000 - oldest_age)
+            yield oldest
             by_age = _gauge(m.IN_FLIGHT_BY_AGE)
             for age, count in node.get("InFlightByAge").items():
                 by_age.add_metric([age], count)
@@ -115,10 +129,13 @@ class BeanCollector(Collector):
             yield scans
 
     def _flows(self) -> Iterator[Metric]:
+        bean = self._beans.get(FLOWS)
         flows = _gauge(m.FLOWS)
-        for status, count in sorted(self._beans.get(FLOWS).get("FlowsByStatus").items()):
+        for status, count in sorted(bean.get("FlowsByStatus").items()):
             flows.add_metric([status], count)
         yield flows
+        if "FlowDurations" in bean.attributes:
+            yield flow_duration_metric(bean.get("FlowDurations"))
 
     def _hospital(self) -> Iterator[Metric]:
         hospital = self._bean(FLOW_HOSPITAL)
@@ -162,9 +179,22 @@ class BeanCollector(Collector):
         yield from ledger_recovery_metrics(recovery.get("PeerProgress"), recovery.get("RunningFlows"))
 
 
+def flow_duration_metric(series: list[dict[str, Any]]) -> Metric:
+    """The histogram of flows' durations from the Flows bean's FlowDurations (agent.flows.durations)."""
+    family = HistogramMetricFamily(
+        m.FLOW_DURATION.name, m.FLOW_DURATION.help, labels=list(m.FLOW_DURATION.labels)
+    )
+    for entry in series:
+        buckets = [(bound, count) for bound, count in entry["buckets"].items()]
+        buckets.append(("+Inf", entry["count"]))
+        family.add_metric([entry["flow"], entry["outcome"]], buckets, entry["sum"])
+    return family
+
+
 def status_metrics(statuses: list[dict[str, Any]], now_ms: int) -> Iterator[Metric]:
     """The per-peer and missing-transaction gauges from the requester statuses (LedgerSync's `Statuses`)."""
     age = _gauge(m.RECONCILIATION_LAST_SUCCESS_AGE)
+    when = _gauge(m.RECONCILIATION_LAST_SUCCESS_TIME)
     outcome = _gauge(m.RECONCILIATION_LAST_OUTCOME)
     missing: set[str] = set()
     oldest_ms: int | None = None
@@ -173,6 +203,7 @@ def status_metrics(statuses: list[dict[str, Any]], now_ms: int) -> Iterator[Metr
         finished = status["lastSuccessfulReconciliationTimeFinished"]
         if finished is not None:
             age.add_metric([party], max(0, now_ms - finished) / 1000)
+            when.add_metric([party], finished / 1000)
         # Only the current outcome: four zero samples per peer would be most of a scrape over
         # thousands of peers; a changed outcome's old series goes stale, as Prometheus expects.
         outcome.add_metric([party, status["lastReconciliationStatus"]], 1)
@@ -182,10 +213,12 @@ def status_metrics(statuses: list[dict[str, Any]], now_ms: int) -> Iterator[Metr
             if finished is not None and (oldest_ms is None or finished < oldest_ms):
                 oldest_ms = finished
     yield age
+    yield when
     yield outcome
     yield _single(m.MISSING_TRANSACTIONS, len(missing))
     if oldest_ms is not None:
         yield _single(m.MISSING_TRANSACTIONS_OLDEST_AGE, max(0, now_ms - oldest_ms) / 1000)
+        yield _single(m.MISSING_TRANSACTIONS_OLDEST_TIME, oldest_ms / 1000)
 
 
 def hospital_metrics(
@@ -242,10 +275,16 @@ def ledger_recovery_metrics(peers: list[dict[str, Any]], running: int) -> Iterat
     yield _single(m.LEDGER_RECOVERY_RUNNING, running)
 
 
-def collector_registry(beans: MBeanRegistry) -> CollectorRegistry:
-    """A registry of its own for one agent, holding only the bean collector."""
+def collector_registry(beans: MBeanRegistry, *, process: bool = True) -> CollectorRegistry:
+    """A registry of its own for one agent: the bean collector, and with process the process's CPU,
+    memory and file descriptors, Python's version and its garbage collector (prometheus_client's
+    standard collectors). Several in-process agents (tests) would report one process: process=False."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(BeanCollector(beans))
+    if process:
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
     return registry
 
 

@@ -49,6 +49,7 @@ def test_there_are_rules_and_unit_tests() -> None:
     names = [r["alert"] for r in rules()]
     assert len(names) == len(set(names)), "alert names are unique"
     assert set(names) >= {
+        "LedgerAgentDown",
         "LedgerGraphNotSelfConsistent",
         "LedgerGraphNotInitialized",
         "ReconciliationFailing",
@@ -64,9 +65,10 @@ def test_there_are_rules_and_unit_tests() -> None:
 
 def test_every_metric_an_alert_uses_exists() -> None:
     for rule in rules():
-        used = set(re.findall(r"\b(ledgeragent_[a-z_]+)", rule["expr"]))
+        used = set(re.findall(r"\b(ledgeragent_[a-z_]+|up)\b", rule["expr"]))
         assert used, rule["alert"]
-        assert used <= m.NAMES, f"{rule['alert']}: unknown {sorted(used - m.NAMES)}"
+        known = m.SERIES | m.STANDARD
+        assert used <= known, f"{rule['alert']}: unknown {sorted(used - known)}"
 
 
 def test_every_alert_has_a_runbook_in_the_docs() -> None:
@@ -128,7 +130,7 @@ def test_the_unit_tests_catch_a_rule_that_never_fires_or_always_fires(tmp_path: 
 
     def always(rule: dict[str, Any]) -> dict[str, Any]:
         if rule["alert"] == alert:
-            rule["expr"] = re.search(r"ledgeragent_[a-z_]+(\{[^}]*\})?", rule["expr"]).group(0)  # type: ignore[union-attr]
+            rule["expr"] = re.search(r"(ledgeragent_[a-z_]+|up)(\{[^}]*\})?", rule["expr"]).group(0)  # type: ignore[union-attr]
             rule.pop("for", None)
         return rule
 

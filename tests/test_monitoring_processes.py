@@ -150,6 +150,10 @@ def scrape_config(layout: NetworkLayout) -> dict[str, Any]:
     """The jobs `ledger-agent demo --keep-running` prints (https, checked against the CA file it
     names), and one without credentials that trusts the same CA."""
     jobs = prometheus_scrape_configs(layout)
+    # Printed with an interval of their own (Prometheus' default is 1 m); the test scrapes each second.
+    assert {(j["scrape_interval"], j["scrape_timeout"]) for j in jobs} == {("15s", "10s")}
+    for job in jobs:
+        job["scrape_interval"] = job["scrape_timeout"] = "1s"
     first = layout.nodes[0]
     jobs.append(
         {
@@ -261,11 +265,17 @@ def test_prometheus_scrapes_the_agents_and_every_panel_has_data(
     names = httpx.get(f"{prometheus.url}/api/v1/label/__name__/values", timeout=10, trust_env=False).json()[
         "data"
     ]
-    assert (
-        m.NAMES - m.HOSPITAL_EVENT_NAMES - m.LEDGER_RECOVERY_EVENT_NAMES
-        <= {n for n in names if n.startswith(m.PREFIX)}
-        <= m.NAMES
+    histograms = {x.name for x in m.ALL if x.kind == m.HISTOGRAM}
+    expected = m.NAMES - m.HOSPITAL_EVENT_NAMES - m.LEDGER_RECOVERY_EVENT_NAMES - histograms
+    expected -= {m.IN_FLIGHT_OLDEST_TIME.name}  # no sample: nothing IN_FLIGHT here
+    expected |= {f"{m.FLOW_DURATION.name}{suffix}" for suffix in ("_bucket", "_sum", "_count")}  # flows ended
+    assert expected <= {n for n in names if n.startswith(m.PREFIX)} <= m.SERIES
+    # The process's own figures and the runtime's, as every Prometheus client library exports them.
+    assert {"process_resident_memory_bytes", "process_cpu_seconds_total", "python_info"} <= set(names)
+    finality = prometheus.query(
+        f'{m.FLOW_DURATION.name}_count{{instance="{instance}", flow="FinalityFlow", outcome="COMPLETED"}}'
     )
+    assert finality and float(finality[0]["value"][1]) >= 3, finality  # the issuance and two payments
 
     empty = []
     for name, dashboard in dashboards().items():
@@ -282,6 +292,20 @@ def test_prometheus_scrapes_the_agents_and_every_panel_has_data(
     rules = httpx.get(f"{prometheus.url}/api/v1/rules", timeout=10, trust_env=False).json()["data"]["groups"]
     evaluated = [r for g in rules for r in g["rules"]]
     assert evaluated and all(r["health"] in ("ok", "unknown") for r in evaluated), evaluated
+
+    # An agent that stops: its scrapes fail, and LedgerAgentDown is pending within seconds (it fires
+    # after its minute, which promtool's unit test covers).
+    assert not prometheus.query('ALERTS{alertname="LedgerAgentDown"}')
+    node_c = next(n for n in layout.nodes if str(n.name) == C)
+    processes[C].stop()
+    pending = prometheus.wait_for(
+        f'ALERTS{{alertname="LedgerAgentDown", instance="{node_c.management_address}"}}',
+        "LedgerAgentDown for the stopped PartyC",
+    )
+    assert pending[0]["metric"]["severity"] == "critical", pending
+    assert {r["metric"]["instance"] for r in prometheus.query('ALERTS{alertname="LedgerAgentDown"}')} == {
+        node_c.management_address
+    }
 
 
 def test_management_clients_others_wrote_check_the_agent_s_certificate_against_the_ca(

@@ -546,6 +546,10 @@ def prometheus_scrape_configs(layout: NetworkFolder) -> list[dict[str, Any]]:
     for node in layout.nodes:
         job: dict[str, Any] = {
             "job_name": f"ledger-agent-{node.folder.name}",
+            # Set here, not left to Prometheus' default of 1m: the alert rules' `for` and the
+            # dashboards' rate() windows assume a scrape at least every 15 s.
+            "scrape_interval": "15s",
+            "scrape_timeout": "10s",
             "basic_auth": {
                 "username": MONITOR_USER,
                 "password_file": str(node.folder / MONITOR_PASSWORD_FILE),

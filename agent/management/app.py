@@ -53,6 +53,7 @@ from agent.management.commands import (
 from agent.management.finality_monitoring import add_auto_recovery_attributes, add_in_flight_attributes
 from agent.management.flow_replies import flow_reply
 from agent.management.ledger_recovery_monitoring import add_ledger_recovery_monitoring
+from agent.management.readiness import not_ready_reasons
 from agent.operator_api.catalogue import FILTER_KEYS, Command
 from agent.operator_api.recovery import recovered_text, recovery_dry_run_text, results_text
 from agent.runtime import AgentRuntime
@@ -255,6 +256,14 @@ def create_management_app(runtime: AgentRuntime) -> Flask:
     @app.get("/health")
     def health() -> Response:
         return jsonify(status="UP", node=str(node.identity.name), role="notary" if node.notary else "node")
+
+    @app.get("/ready")
+    def ready() -> tuple[Response, int]:
+        reasons = not_ready_reasons(runtime)
+        answer = jsonify(
+            status="NOT_READY" if reasons else "READY", node=str(node.identity.name), reasons=reasons
+        )
+        return answer, 503 if reasons else 200
 
     def start(command: NodeCommand, body: dict[str, Any]) -> Any:
         """The command for this request's caller, through the gate (its role, the audit log)."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from agent import __version__
 from agent.clock import to_epoch_ms
 from agent.errors import shown
 from agent.flows.checkpoints import FlowStatus
@@ -244,6 +245,7 @@ def node_bean(runtime: AgentRuntime) -> MBean:
     bean = MBean(NODE, "The node this agent runs beside", "ledgeragent.Node")
     bean.attribute("Identity", S, "The node's X.500 name", lambda: str(node.identity.name))
     bean.attribute("Role", S, "node or notary", lambda: "notary" if node.notary else "node")
+    bean.attribute("Version", S, "The agent's version", lambda: __version__)
     bean.attribute("Transactions", L, "Transactions recorded, any status", transactions.count_transactions)
     bean.attribute("TransactionsByStatus", MAP, "Transactions by status", by_status)
     bean.attribute(
@@ -270,6 +272,13 @@ def flows_bean(runtime: AgentRuntime, commands: NodeCommands, gate: CommandGate 
 
     bean = MBean(FLOWS, "The node's flows (checkpoints) and the verbs on them", "ledgeragent.Flows")
     bean.attribute("FlowsByStatus", MAP, "Flows by checkpoint status", by_status)
+    bean.attribute(
+        "FlowDurations",
+        LIST,
+        "Time from start to end of the flows ended since the agent started, by flow name and outcome: "
+        "cumulative counts by upper bound in seconds, sum, count (agent.flows.durations)",
+        runtime.flow_durations.snapshot,
+    )
     for status in (FlowStatus.RUNNABLE, FlowStatus.FAILED, FlowStatus.HOSPITALIZED):
         bean.attribute(
             f"NumberOf{status.name.title()}Flows",

@@ -15,6 +15,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry, Metric
 
+import agent
 from agent.flows.checkpoints import FlowStatus
 from agent.hospital.hospital import FlowHospital
 from agent.ledger.hashing import SecureHash
@@ -64,7 +65,10 @@ def scrape(runtime: AgentRuntime, auth: tuple[str, str]) -> tuple[str, Samples]:
     assert response.status_code == 200, response.text
     samples: Samples = {}
     for family in text_string_to_metric_families(response.text):
-        assert family.type == KINDS[family.name], family.name
+        if not family.name.startswith(m.PREFIX):  # the process's and the runtime's: prometheus_client's
+            assert family.name.startswith(("process_", "python_")), family.name
+        else:
+            assert family.type == KINDS[family.name], family.name
         for sample in family.samples:
             samples.setdefault(sample.name, []).append((sample.labels, sample.value))
     return response.headers["Content-Type"], samples
@@ -89,8 +93,28 @@ def test_the_exposition_after_a_restore_and_a_reconciliation(tmp_path: Path, net
 
     content_type, samples = scrape(net[A], monitor(net, A))
     assert content_type == "text/plain; version=0.0.4; charset=utf-8"
-    # Every metric of mbeans.metrics, and only those (the hospital's by group once it has patients).
-    assert m.NAMES - m.HOSPITAL_EVENT_NAMES - m.LEDGER_RECOVERY_EVENT_NAMES <= set(samples) <= m.NAMES
+    # Every metric of mbeans.metrics, and only those (the hospital's by group once it has patients),
+    # beside the process's and the runtime's; the flows' histogram as its three series.
+    ours = {name for name in samples if name.startswith(m.PREFIX)}
+    histogram = {f"{m.FLOW_DURATION.name}{suffix}" for suffix in ("_bucket", "_sum", "_count")}
+    expected = m.NAMES - m.HOSPITAL_EVENT_NAMES - m.LEDGER_RECOVERY_EVENT_NAMES - {m.FLOW_DURATION.name}
+    assert expected - {m.IN_FLIGHT_OLDEST_TIME.name} | histogram <= ours <= m.SERIES
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "python_info"} <= set(samples)
+    (build,) = samples[m.BUILD_INFO.name]
+    assert build[1] == 1 and build[0]["version"] == agent.__version__
+    assert samples[m.NODE_INFO.name] == [({"node": str(A), "role": "node"}, 1.0)]
+    # The flows ended since the runtime started (the restore started A's again), each in a bucket.
+    completed = {
+        s["flow"]: v for s, v in samples[f"{m.FLOW_DURATION.name}_count"] if s["outcome"] == "COMPLETED"
+    }
+    # (The restore started A's runtime again: the reconciliations since.)
+    assert completed == {"ReconcileWithPartyFlow": 2}, completed
+    infinite = {
+        s["flow"]: v
+        for s, v in samples[f"{m.FLOW_DURATION.name}_bucket"]
+        if s["le"] == "+Inf" and s["outcome"] == "COMPLETED"
+    }
+    assert infinite == completed
 
     assert {s["status"] for s, _ in samples[m.TRANSACTIONS.name]} == {s.name for s in TransactionStatus}
     assert {s["status"] for s, _ in samples[m.FLOWS.name]} == {s.name for s in FlowStatus}
@@ -105,6 +129,9 @@ def test_the_exposition_after_a_restore_and_a_reconciliation(tmp_path: Path, net
         status = sync.get_reconciliation_status_for_party(X500Name.parse(party))
         assert status is not None and current == [status.last_reconciliation_status.value]
         assert 0 <= value(samples, m.RECONCILIATION_LAST_SUCCESS_AGE, party=party) < 60
+        finished = status.last_successful_reconciliation_time_finished
+        assert finished is not None
+        assert value(samples, m.RECONCILIATION_LAST_SUCCESS_TIME, party=party) == finished / 1000
 
     # What the reconciliations found, counted once however many peers reported it.
     reported = {
@@ -123,6 +150,7 @@ def test_the_exposition_after_a_restore_and_a_reconciliation(tmp_path: Path, net
     assert value(samples, m.SCRAPE_ERRORS) == 0
     # Nothing IN_FLIGHT after those payments: every bucket 0, and no age.
     assert value(samples, m.IN_FLIGHT_OLDEST_AGE) == 0
+    assert m.IN_FLIGHT_OLDEST_TIME.name not in samples
     assert {s["age"]: v for s, v in samples[m.IN_FLIGHT_BY_AGE.name]} == {
         "1m": 0,
         "10m": 0,
@@ -175,6 +203,13 @@ def test_status_metrics_measure_ages_on_the_given_clock() -> None:
     assert ages == {"O=P1, L=London, C=GB": 90.0, "O=P2, L=Paris, C=FR": 30.0}
     assert families[m.MISSING_TRANSACTIONS.name].samples[0].value == 3
     assert families[m.MISSING_TRANSACTIONS_OLDEST_AGE.name].samples[0].value == 90.0
+    # The same as timestamps (Prometheus' guidance): when, not how long ago.
+    assert families[m.MISSING_TRANSACTIONS_OLDEST_TIME.name].samples[0].value == (now - 90_000) / 1000
+    finished = {s.labels["party"]: s.value for s in families[m.RECONCILIATION_LAST_SUCCESS_TIME.name].samples}
+    assert finished == {
+        "O=P1, L=London, C=GB": (now - 90_000) / 1000,
+        "O=P2, L=Paris, C=FR": (now - 30_000) / 1000,
+    }
     outcomes = families[m.RECONCILIATION_LAST_OUTCOME.name].samples
     assert len(outcomes) == 3  # the current outcome of each peer, no zero samples
     assert {(s.labels["party"], s.labels["outcome"]) for s in outcomes if s.value} == {
@@ -190,10 +225,18 @@ def test_one_registry_per_agent_and_none_global(net: Net) -> None:
     registry = MBeanRegistry()
     registry.register(node_bean(net[A]))
     registry.register(flows_bean(net[A], NodeCommands(net[A])))
-    own = collector_registry(registry)
+    own = collector_registry(registry, process=False)
     names = {metric.name for metric in own.collect()}
     # No LedgerSync beans (a notary's agent): the node's gauges only, no empty LedgerSync families.
-    assert names == {m.TRANSACTIONS.name, m.FLOWS.name, m.VAULT_UNCONSUMED_STATES.name, m.SCRAPE_ERRORS.name}
+    assert names == {
+        m.BUILD_INFO.name,
+        m.NODE_INFO.name,
+        m.TRANSACTIONS.name,
+        m.FLOWS.name,
+        m.VAULT_UNCONSUMED_STATES.name,
+        m.FLOW_DURATION.name,
+        m.SCRAPE_ERRORS.name,
+    }
     with pytest.raises(ValueError, match="Duplicated timeseries"):
         own.register(BeanCollector(registry))
     create_management_app(net[A])
