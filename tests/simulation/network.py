@@ -258,8 +258,8 @@ class Simulation:
         self.backups: dict[X500Name, Path] = {}  # a node's last backup (SQLite's online backup)
         self._restore_from: dict[X500Name, Path] = {}  # applied by the restart that follows the kill
         self.restored: set[X500Name] = set()  # nodes restored from a backup: they recover at the end
-        # What each restore took from a node: the transactions its database held when it died for the
-        # restore that the backup put in its place lacks (the invariants' one exemption).
+        # What restores took from each node: the transactions its database held when it died to be
+        # restored and the backup put in its place did not (the invariants' one exemption).
         self.lost: dict[X500Name, set[SecureHash]] = {}
 
     def _database_url(self, template: Template, folder: Path, config: Path) -> str:
