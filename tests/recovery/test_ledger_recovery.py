@@ -393,3 +393,83 @@ def test_a_receiver_restored_between_the_phases_gets_the_notarised_transaction(
         assert net[name].node.store.transactions.transaction_status(flow.tx_id) is TransactionStatus.VERIFIED
     assert [r.sender for r in net[C].node.store.distribution.receiver_records(flow.tx_id)] == [A]
     assert any(v.ref.txhash == flow.tx_id for v in net[C].node.store.vault.iter_vault_states())
+
+
+def test_an_initiator_restored_between_the_phases_finishes_them_by_its_recovery_with_also_finalize(
+    net: Net, tmp_path: Path
+) -> None:
+    """A's payment reaches C and its observer B IN_FLIGHT, then A is restored from a backup taken before
+    it: the transaction and A's FinalityFlow are gone, the notary never signed, and the receivers'
+    flows wait at RECORDED for a signature only A may ask for (its `finality.outcome` now refuses
+    them: A sent them nothing, as far as it knows). A's recovery with alsoFinalize brings it back and
+    notarises it, and the waiting flows complete. The simulation's seed 3303 (docs/simulation.md)."""
+    from agent.flows.checkpoints import FlowStatus
+    from agent.flows.faults import FaultPlan, InjectedFaultError
+    from agent.ledger.vault import TransactionStatus
+
+    net[B].tokens.issue([(A, 100)], "GBP", [])
+    backup = tmp_path / "A-backup.db"
+    backup_sqlite(net.db(A), backup)
+    net[A].engine.faults = FaultPlan.parse(["FinalityFlow.AFTER_BROADCAST=fail"])
+    with pytest.raises(InjectedFaultError):
+        net[A].tokens.pay(C, 10, "GBP", B, observers=[B])
+    (failed,) = net[A].engine.flows(flow_name="FinalityFlow", status=FlowStatus.FAILED)
+    paid = failed.tx_id
+    assert paid is not None
+    net.restore(A, backup)
+    assert net[A].node.store.transactions.transaction_status(paid) is None
+
+    def receiving(name: X500Name) -> list[tuple[FlowStatus, str]]:
+        return [
+            (f.status, f.progress_step)
+            for f in net[name].engine.flows(tx_id=paid, flow_name="ReceiveFinalityFlow")
+        ]
+
+    for name in (B, C):
+        assert net[name].node.store.transactions.transaction_status(paid) is TransactionStatus.IN_FLIGHT
+        assert receiving(name) == [(FlowStatus.RUNNABLE, "RECORDED")]
+
+    result = net[A].ledger_recovery.recover(
+        {"recoveryPeers": [str(B), str(C)], "alsoFinalize": True, **window()}, timeout=WAIT
+    )
+    assert (result["totalRecoveredTransactions"], result["totalRecoveredInFlightTransactions"]) == (1, 1)
+    for name in (A, B, C):
+        assert net[name].node.store.transactions.transaction_status(paid) is TransactionStatus.VERIFIED
+    for name in (B, C):  # the waiting flows took the signature and completed
+        assert receiving(name) == [(FlowStatus.COMPLETED, "FINALISED")]
+    stored = net[C].node.store.transactions.get_stored(paid)
+    assert stored is not None and stored.stx.tx.inputs
+    uniqueness = net[DEFAULT_NOTARY].node.store.uniqueness
+    assert all(uniqueness.consumer_of(ref) == paid for ref in stored.stx.tx.inputs)
+
+
+def test_an_issuance_an_observer_lost_comes_back_only_from_its_initiator_and_its_push(
+    net: Net, tmp_path: Path
+) -> None:
+    """C issues to itself with A and B observing; B and C are then restored from backups taken before,
+    so only A holds it. B's recovery cannot get it from A: A's record of it is C's, and the list of
+    whom C sent it to is sealed under C's keys. C's recovery gets it back from A with that list, and
+    its optimisticInitiatorRecovery gives it to B. The simulation's seed 2203 (docs/simulation.md)."""
+    from agent.ledger.vault import TransactionStatus
+
+    backups = {name: tmp_path / f"{name.organisation}-backup.db" for name in (B, C)}
+    for name, backup in backups.items():
+        backup_sqlite(net.db(name), backup)
+    issued = net[C].tokens.issue([(C, 29)], "GBP", [A, B])
+    for name, backup in backups.items():
+        net.restore(name, backup)
+    status = {n: net[n].node.store.transactions.transaction_status for n in (A, B, C)}
+    assert [status[n](issued.id) for n in (A, B, C)] == [TransactionStatus.VERIFIED, None, None]
+
+    peers = {name: [str(n) for n in (A, B, C) if n != name] for name in (B, C)}
+    alone = net[B].ledger_recovery.recover({"recoveryPeers": peers[B], **window()}, timeout=WAIT)
+    assert alone["totalRecoveredTransactions"] == 0 and status[B](issued.id) is None
+
+    result = net[C].ledger_recovery.recover(
+        {"recoveryPeers": peers[C], "optimisticInitiatorRecovery": True, **window()}, timeout=WAIT
+    )
+    assert result["totalErrors"] == 0
+    assert {r.peer for r in net[C].node.store.distribution.sender_records(issued.id)} == {A, B}
+    assert status[C](issued.id) is TransactionStatus.VERIFIED
+    assert status[B](issued.id) is TransactionStatus.VERIFIED
+    assert [r.sender for r in net[B].node.store.distribution.receiver_records(issued.id)] == [C]

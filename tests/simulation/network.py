@@ -28,11 +28,13 @@ import logging
 import os
 import random
 import shutil
+import sqlite3
 import sys
 import threading
 import time
 import traceback
 from collections import deque
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +46,7 @@ from agent.clock import ManualClock
 from agent.errors import SimulatedCrash, TransientTransportError
 from agent.flows.checkpoints import FlowStatus
 from agent.flows.faults import FaultAction, FaultPlan
+from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.network.bootstrap import (
     CERTIFICATES_DIR,
@@ -255,6 +258,9 @@ class Simulation:
         self.backups: dict[X500Name, Path] = {}  # a node's last backup (SQLite's online backup)
         self._restore_from: dict[X500Name, Path] = {}  # applied by the restart that follows the kill
         self.restored: set[X500Name] = set()  # nodes restored from a backup: they recover at the end
+        # What restores took from each node: the transactions its database held when it died to be
+        # restored and the backup put in its place did not (the invariants' one exemption).
+        self.lost: dict[X500Name, set[SecureHash]] = {}
 
     def _database_url(self, template: Template, folder: Path, config: Path) -> str:
         """A fresh database for one node of this seed: a copy of the template's first-start one."""
@@ -419,8 +425,12 @@ class Simulation:
         if backup is not None:  # the operator puts last night's backup in place of the database
             # Through SQLite (pages written over the file and its WAL): a dead incarnation's threads may
             # still hold connections, for which a file copied over and its journals deleted are an I/O error.
-            backup_sqlite(backup, slot.config.parent / DATABASE_FILE)
-            self.events.append(f"{slot.name} restored from its backup")
+            database = slot.config.parent / DATABASE_FILE
+            lost = _transaction_ids(database) - _transaction_ids(backup)
+            backup_sqlite(backup, database)
+            with self._lock:
+                self.lost.setdefault(slot.name, set()).update(lost)
+            self.events.append(f"{slot.name} restored from its backup ({len(lost)} transaction(s) lost)")
         self._boot(slot)
         self.events.append(f"{slot.name} #{slot.current.number} started")
 
@@ -454,13 +464,24 @@ class Simulation:
 
     def recover_restored(self, timeout: float = 60.0) -> list[str]:
         """Each restored node runs LedgerRecoveryFlow from the other two, once the network is healed;
-        what went wrong, in words."""
+        what went wrong, in words.
+
+        The restore took the node's unfinished finality flows with it, so its operator also asks for
+        what they would have done: alsoFinalize finishes (or undoes) what comes back IN_FLIGHT, which
+        receivers parked at RECORDED wait for (seed 3303), and optimisticInitiatorRecovery gives what
+        it initiated to the peers that never got it (seed 2203): a peer's own recovery cannot, as
+        only the initiator can read whom a transaction went to."""
         problems = []
         for name in sorted(self.restored):
             peers = [str(n) for n in NODES if n != name]
             try:
                 result = self.runtime(name).ledger_recovery.recover(
-                    {"recoveryPeers": peers, "timeWindow": {"fromTime": "2000-01-01T00:00:00Z"}},
+                    {
+                        "recoveryPeers": peers,
+                        "timeWindow": {"fromTime": "2000-01-01T00:00:00Z"},
+                        "alsoFinalize": True,
+                        "optimisticInitiatorRecovery": True,
+                    },
                     timeout=timeout,
                 )
             except Exception as exc:
@@ -526,8 +547,13 @@ class Simulation:
     def reachable(self, source: str, target: str) -> bool:
         return frozenset((source, target)) not in self.cuts
 
-    def settle(self) -> None:
-        """Heal the network, deliver what it held, and move time until no flow is RUNNABLE anywhere."""
+    def settle(self, *, give_up_after: timedelta | None = None) -> bool:
+        """Heal the network, deliver what it held, and move time until no flow is RUNNABLE anywhere.
+
+        With give_up_after, flows still parked after that much simulated time are left waiting and
+        False is returned, where otherwise the seed fails as stuck: before a restored node's recovery,
+        its receivers may rightly wait for what only that recovery can finish.
+        """
         # The ticker goes on: a flow running a peer's handler may wait for a flow parked on a timer.
         self.healed = True
         self.heal()
@@ -555,7 +581,9 @@ class Simulation:
                 restarting = bool(self._to_restart) or bool(self._restarting)
             left = self.runnable()
             if not left and not restarting and not len(self.held):
-                return
+                return True
+            if give_up_after is not None and self.clock.now() - start > give_up_after:
+                return False
             if self.clock.now() - start > SETTLE_SIM or time.monotonic() > deadline:
                 waiting = {name.organisation: flows for name, flows in left.items()}
                 raise SimulationStuckError(
@@ -563,6 +591,12 @@ class Simulation:
                     f"{waiting}, {len(self.held)} messages held, restarting: {restarting}"
                 )
             self.advance(SETTLE_STEP)
+
+
+def _transaction_ids(database: Path) -> set[SecureHash]:
+    """The ids of every transaction a node's SQLite database holds, whatever their status."""
+    with closing(sqlite3.connect(database)) as conn:
+        return {SecureHash.parse(row[0]) for row in conn.execute("SELECT tx_id FROM node_transactions")}
 
 
 def stacks() -> str:

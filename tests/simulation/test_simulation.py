@@ -15,7 +15,7 @@ from tests.simulation.run import run_seed
 CI_SEEDS = range(200)
 # Seeds that once found a bug (docs/simulation.md says which). The workload has grown since, so they
 # now replay other stories; each bug also has a deterministic test (tests/flows/test_engine_timers.py).
-PINNED: tuple[int, ...] = (204, 219, 234, 366, 510, 756, 872)
+PINNED: tuple[int, ...] = (204, 219, 234, 366, 510, 756, 872, 2203, 3303)
 
 
 @pytest.mark.slow
