@@ -96,7 +96,7 @@ class AuditedWrites:
             role=actor.role,
             action=WRITE_ACTION,
             reason=None,
-            target=f"{self.bean} {attribute} = {shown(value)}"[: MAX_VALUE_CHARS + 100],
+            target=f"{self.bean} {attribute} = {shown(value, MAX_VALUE_CHARS)}",
             outcome=outcome,
             surface=actor.surface,
         )

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent.errors import AgentError, DatabaseError
-from mbeans.access import Caller, Principal, authorize, authorize_write, require_read
+from mbeans.access import Caller, Principal, authorize, authorize_write, require_action, require_read
 from mbeans.errors import IllegalArgumentException
 from mbeans.jolokia import operations
 from mbeans.jolokia.changes import NotModified, TreeChanges
@@ -101,8 +101,8 @@ class JolokiaAgent:
         if req.get("target"):
             raise UnsupportedOperationException("proxy requests (target) are not supported by this agent")
         if kind == "notification":
-            # Jolokia 2 without a notification backend for the mode: the request is refused as an
-            # illegal argument; this agent has none (poll with read, or list with ifModifiedSince).
+            # This agent has no notification backend (pull, sse): a request it cannot serve, named as
+            # such (400), not the 500 of something that failed while running.
             raise IllegalArgumentException(
                 "notifications are not supported by this agent: it has no notification backend "
                 "(pull or sse); poll with read, or list with ifModifiedSince"
@@ -130,7 +130,12 @@ class JolokiaAgent:
             attribute = req.get("attribute")
             if not isinstance(attribute, str) or not attribute:
                 raise IllegalArgumentException("write needs an attribute")
-            authorize_write(caller, bean.find_attribute(attribute), f"write {name} {attribute}")
+            what = f"write {name} {attribute}"
+            found = bean.attributes.get(attribute)
+            if found is None:
+                require_action(principal, what)  # the role first, as for any write; then "no such"
+            else:
+                authorize_write(caller, found, what)
             path = path_elements(req.get("path"))
             return operations.write(bean, attribute, req.get("value"), path, from_url, caller, config)
         operation = req.get("operation")

@@ -151,6 +151,10 @@ def test_a_read_only_user_is_refused_by_name_and_audited(app: App) -> None:
     assert entry.role == "read-only" and entry.outcome.startswith("refused:")
     r = app.rpc("setMaxNumberOfIbfFilterFlows", [7], user=MONITOR_USER)
     assert "error" in r and sync.config is before
+    # The role before anything else, an attribute that does not exist included.
+    r = app.jolokia(write("NoSuchSetting", 1), user=MONITOR_USER)
+    assert r["status"] == 403
+    assert app.jolokia(write("NoSuchSetting", 1))["status"] == 404
 
 
 def test_json_rpc_writes_the_same_attributes(app: App) -> None:
