@@ -243,7 +243,7 @@ def test_bulk_in_order(live: Live) -> None:
     assert bulk[0]["value"] == "node" and bulk[3]["value"] == [NODE]
 
 
-def test_list_if_modified_since_gives_304_until_the_tree_changes(live: Live) -> None:
+def test_list_if_modified_since_gives_304_when_nothing_changed(live: Live) -> None:
     first, unchanged, old = values(
         js(
             live,
