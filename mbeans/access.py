@@ -17,7 +17,7 @@ from werkzeug.datastructures import Authorization
 from agent.errors import TooManyLoginAttemptsError
 from mbeans.caller import Caller, Principal, Role, client_of
 from mbeans.errors import SecurityException
-from mbeans.model import Impact, Operation
+from mbeans.model import Attribute, Impact, Operation
 
 __all__ = [
     "REALM",
@@ -28,6 +28,7 @@ __all__ = [
     "Principal",
     "Role",
     "authorize",
+    "authorize_write",
     "client_address",
     "client_of",
     "retry_after",
@@ -82,3 +83,10 @@ def authorize(caller: Caller, operation: Operation, what: str) -> None:
     unless the operation checks its caller itself."""
     if not operation.checks_caller:
         require_operation(caller.principal, operation.impact, what)
+
+
+def authorize_write(caller: Caller, attribute: Attribute, what: str) -> None:
+    """What an adapter checks before writing attribute (with the caller): the operator role, unless the
+    attribute checks its caller itself (and audits the write)."""
+    if not attribute.checks_caller:
+        require_action(caller.principal, what)

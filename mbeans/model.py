@@ -9,7 +9,9 @@ IllegalArgumentException naming the parameter otherwise.
 Access: reading an attribute and an INFO operation need the read-only role; writing an attribute and
 an ACTION operation need the operator role (see mbeans.access). An operation built with a guard
 checks its caller itself: the guard sees the caller and the arguments as given before anything else
-is looked at (a refusal comes before a bad argument), and the call is handed the caller first.
+is looked at (a refusal comes before a bad argument), and the call is handed the caller first. A
+writable attribute built with a guard does the same for its writes (the agent's run-time settings,
+whose writes are audited): guard(caller, value as given), then write(caller, value).
 """
 
 from __future__ import annotations
@@ -102,17 +104,27 @@ def coerce(kind: JavaType, value: Any, what: str) -> Any:
     return value
 
 
+WriteGuard = Callable[[Caller | None, Any], None]
+"""Checks the caller (None: code in this process) of a write and the value as given; raises to refuse."""
+
+
 @dataclass(frozen=True)
 class Attribute:
     name: str
     type: JavaType
     description: str
     read: Callable[[], Any]
-    write: Callable[[Any], None] | None = None
+    write: Callable[..., None] | None = None  # write(value), or with a guard write(caller, value)
+    guard: WriteGuard | None = None
 
     @property
     def writable(self) -> bool:
         return self.write is not None
+
+    @property
+    def checks_caller(self) -> bool:
+        """The adapters leave the role of a write to its guard, and hand it the caller."""
+        return self.guard is not None
 
 
 @dataclass(frozen=True)
@@ -201,11 +213,15 @@ class MBean:
         type: JavaType,
         description: str,
         read: Callable[[], Any],
-        write: Callable[[Any], None] | None = None,
+        write: Callable[..., None] | None = None,
+        *,
+        guard: WriteGuard | None = None,
     ) -> MBean:
         if name in self.attributes:
             raise ValueError(f"attribute {name!r} defined twice on {self.name}")
-        self.attributes[name] = Attribute(name, type, description, read, write)
+        if guard is not None and write is None:
+            raise ValueError(f"attribute {name!r} of {self.name}: a guard needs a write")
+        self.attributes[name] = Attribute(name, type, description, read, write, guard)
         return self
 
     def operation(
@@ -239,13 +255,20 @@ class MBean:
     def get(self, name: str) -> Any:
         return self.find_attribute(name).read()
 
-    def set(self, name: str, value: Any) -> Any:
-        """Write the attribute; returns the old value (what Jolokia's write answers)."""
+    def set(self, name: str, value: Any, caller: Caller | None = None) -> Any:
+        """Write the attribute for caller (None: code in this process); returns the old value (what
+        Jolokia's write answers). A guarded attribute sees the caller before the value is coerced."""
         attribute = self.find_attribute(name)
         if attribute.write is None:
             raise AttributeNotWritableException(str(self.name), name)
+        if attribute.guard is not None:
+            attribute.guard(caller, value)
         old = attribute.read()
-        attribute.write(coerce(attribute.type, value, f"attribute {name!r}"))
+        coerced = coerce(attribute.type, value, f"attribute {name!r}")
+        if attribute.guard is not None:
+            attribute.write(caller, coerced)
+        else:
+            attribute.write(coerced)
         return old
 
     def find_operation(

@@ -8,7 +8,9 @@ check`) reads and calls the services only through these; the beans' names are mb
     ledgeragent:type=Tokens      Holdings; the catalogue's token flows: IssueTokens, PayTokens, ExitTokens
     ledgeragent:type=LedgerGraph IsInitialized, IsSelfConsistent, Errors, ErrorCount, Size
     ledgeragent:type=LedgerSync  the reference's JMX attributes and ReconciliationStatus(party), and
-                                 the catalogue's LedgerSync flows as operations (ScheduleReconciliation, ...)
+                                 the catalogue's LedgerSync flows as operations (ScheduleReconciliation, ...);
+                                 its limits, writable (MaxNumberOf..., beans_settings.py)
+    ledgeragent:type=Logging     Level, LibraryLevel, writable (beans_settings.py)
     ledgeragent:type=FlowHospital Patients, OldestPatientAgeSeconds, PatientGroups, Admissions, Retries
                                  (what /metrics and `ledger-agent check` read), and the catalogue's
                                  hospital commands: listPatients, flowHistory, retryFlow, pauseAll, ...,
@@ -40,6 +42,7 @@ from agent.ledger.identity import X500Name
 from agent.ledger.vault import TransactionStatus
 from agent.ledgersync.app import LedgerSync
 from agent.management.audit import CommandGate
+from agent.management.beans_settings import add_ledgersync_limits, logging_bean
 from agent.management.commands import FlowArgumentError, NodeCommand, NodeCommands, result_json
 from agent.management.hospital_monitoring import add_monitoring_attributes
 from agent.operator_api.catalogue import Param, Result
@@ -218,6 +221,7 @@ def register_agent_beans(
         )
     )
     registry.register(ledger_recovery_bean(commands, gate))
+    registry.register(logging_bean(gate))  # the log levels, writable (agent.management.beans_settings)
     if runtime.ledgersync is not None:
         registry.register(ledger_graph_bean(runtime.ledgersync))
         registry.register(ledger_sync_bean(runtime.ledgersync, commands, gate))
@@ -404,6 +408,7 @@ def ledger_sync_bean(sync: LedgerSync, commands: NodeCommands, gate: CommandGate
         "The status of this node's reconciliation with party, or null",
         lambda p: plain(sync.get_reconciliation_status_for_party(party(p), True)),
     )
+    add_ledgersync_limits(bean, sync, gate)  # writable by an operator (agent.management.beans_settings)
     _commands_of(bean, commands, gate)
     # The reference's JMX has killFlow here too (a reconciliation's stateMachineRunId): the same verb.
     add_command(bean, commands["killFlow"], gate)

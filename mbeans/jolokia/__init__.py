@@ -1,15 +1,18 @@
-"""Jolokia (protocol 7.2) over the MBean registry, so that Jolokia clients and tools read and call the beans.
+"""Jolokia (protocol 8.0, Jolokia 2's) over the MBean registry, so that Jolokia clients and tools read
+and call the beans.
 
 read, write, exec, search, list and version; POST with one request or a bulk array, and Jolokia's GET
-URL forms with its `!` escaping. As Jolokia's agent does, every answer is HTTP 200 and the outcome is
-the JSON `status`; the one exception is authentication: no or wrong credentials get HTTP 401, and an
-address backed off after failed logins HTTP 429 with Retry-After, since a client cannot do anything
-useful with a JSON body it was not allowed to see. Roles are checked per
-request (per entry of a bulk request) through mbeans.access. Compatibility notes: docs/management.md.
+URL forms with its `!` escaping. Answers are application/json unless mimeType (or Accept) asks for
+text/plain, as Jolokia agents answer since 2.1. As Jolokia's agent does, every answer is HTTP 200
+and the outcome is the JSON `status`; the one exception is authentication: no or wrong credentials
+get HTTP 401, and an address backed off after failed logins HTTP 429 with Retry-After, since a client
+cannot do anything useful with a JSON body it was not allowed to see. Roles are checked per request
+(per entry of a bulk request) through mbeans.access. Compatibility notes: docs/management.md.
 
     urls.py        paths and GET URLs: `!` escaping, raw URI elements, the request a URL stands for
     paths.py       paths into a value (navigate, replace_at)
-    config.py      processing parameters (ignoreErrors, maxDepth, ...)
+    config.py      processing parameters (ignoreErrors, maxDepth, includeRequest, serializeLong, ...)
+    changes.py     when list's tree last changed (ifModifiedSince, 304)
     errors.py      each exception's status and Java error_type
     operations.py  read, write, exec, search, list, version
     agent.py       JolokiaAgent: a request's answer, roles checked first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,7 +25,8 @@ from mbeans.access import (
 )
 from mbeans.errors import IllegalArgumentException
 from mbeans.jolokia.agent import SURFACE, JolokiaAgent
-from mbeans.jolokia.config import URL_KEYS
+from mbeans.jolokia.changes import TreeChanges
+from mbeans.jolokia.config import MIME_TYPES, URL_KEYS
 from mbeans.jolokia.urls import get_request, split_path, split_raw_uri_path, trimmed
 from mbeans.limits import (
     MAX_BULK,
@@ -52,8 +54,21 @@ def _raw_elements(prefix: str) -> list[str]:
     return trimmed(split_path(request.path[len(prefix) :] if request.path.startswith(prefix) else ""))
 
 
+def mime_type(asked: Any, accept: str | None) -> str:
+    """The answer's Content-Type: application/json, as Jolokia agents answer since 2.1 (jolokia.js 2
+    parses nothing else); text/plain (1.x's default) when mimeType asks for it, or when no mimeType
+    is given and Accept takes text/plain but not JSON. Any other mimeType gives the default."""
+    if asked in MIME_TYPES:
+        return str(asked)
+    if accept:
+        ranges = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+        if "text/plain" in ranges and not {"application/json", "application/*", "*/*"} & set(ranges):
+            return "text/plain"
+    return "application/json"
+
+
 def _answer(body: Any, config: Mapping[str, Any]) -> Response:
-    mime = "application/json" if config.get("mimeType") == "application/json" else "text/plain"
+    mime = mime_type(config.get("mimeType"), request.headers.get("Accept"))
     # A value JSON cannot carry is shown as text, as Jolokia falls back to toString().
     return Response(json.dumps(body, default=str), status=200, mimetype=mime)
 
@@ -92,6 +107,7 @@ def _bulk(agent: JolokiaAgent, payload: list[Any], caller: Caller, config: Mappi
 def jolokia_blueprint(registry: MBeanRegistry, authenticate: Authenticator) -> Blueprint:
     """/jolokia: Jolokia's protocol for every user of node.conf's managementUsers (HTTP basic auth)."""
     blueprint = Blueprint("jolokia", __name__)
+    changes = TreeChanges(time.time())  # when list's tree last changed, for ifModifiedSince
 
     def serve(rest: str = "") -> Response:
         del rest  # the raw URI is read instead: werkzeug has decoded %2F in it
@@ -122,7 +138,7 @@ def jolokia_blueprint(registry: MBeanRegistry, authenticate: Authenticator) -> B
             response.status_code = 401
             response.headers["WWW-Authenticate"] = REALM
             return response
-        agent = JolokiaAgent(registry)
+        agent = JolokiaAgent(registry, changes=changes, url=request.host_url.rstrip("/") + "/jolokia")
         caller = Caller(principal, SURFACE, client_of(request.headers.get("User-Agent")))
         if request.method == "POST":
             try:

@@ -25,7 +25,9 @@ _ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (AttributeNotFoundException, 404, "javax.management.AttributeNotFoundException"),
     # JMX itself answers a write to a read-only attribute with AttributeNotFoundException.
     (AttributeNotWritableException, 404, "javax.management.AttributeNotFoundException"),
-    (OperationNotFoundException, 404, "javax.management.ReflectionException"),
+    # Jolokia checks an exec's operation against the MBean's info and refuses an unknown one (or an
+    # unknown signature) with IllegalArgumentException, before JMX would raise its ReflectionException.
+    (OperationNotFoundException, 400, "java.lang.IllegalArgumentException"),
     (IllegalArgumentException, 400, "java.lang.IllegalArgumentException"),
     (SerializationError, 400, "java.lang.IllegalArgumentException"),  # a malformed id or value
     (SecurityException, 403, "java.lang.SecurityException"),
@@ -46,3 +48,8 @@ def jolokia_error(exc: BaseException) -> tuple[int, str, str]:
     if isinstance(exc, AgentError) and not isinstance(exc, DatabaseError):
         return 500, f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc)
     return 500, "java.lang.RuntimeException", "internal error; see the agent's log"
+
+
+def jmx_error_type(error_type: str) -> str | None:
+    """Jolokia 2's error_type_jmx: the class when it is JMX's own (javax.management), else None."""
+    return error_type if error_type.startswith("javax.management.") else None

@@ -9,6 +9,7 @@ import pytest
 
 from agent.errors import CannotReconcileWithSelfException
 from agent.management.beans import register_agent_beans
+from agent.management.beans_settings import LOGGING
 from mbeans.errors import IllegalArgumentException
 from mbeans.model import Impact
 from mbeans.names import (
@@ -45,6 +46,7 @@ def test_every_attribute_reads_a_plain_value(beans: MBeanRegistry) -> None:
             LEDGER_GRAPH,
             LEDGER_RECOVERY,
             LEDGER_SYNC,
+            LOGGING,
             NODE,
             NODE_FLOW_STATUS_RPC_OPS,
             TOKENS,
