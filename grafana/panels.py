@@ -126,6 +126,8 @@ def series(
         dataSource=DATASOURCE,
         targets=[target(expr, legend, chr(ord("A") + i)) for i, (expr, legend) in enumerate(exprs)],
         unit=unit,
+        # Lines are coloured by series (palette-classic); the steps only need their base, as Grafana's own.
+        thresholds=NEUTRAL.thresholds(),
         # Required by @grafana/schema's timeseries options, unknown to grafanalib 0.7.1.
         extraJson={"options": {"legend": {"showLegend": True}}},
     )
