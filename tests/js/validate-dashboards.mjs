@@ -18,6 +18,8 @@
 // the union of its values and leaves everything else as declared.
 //
 // Prints each violation and one line per file, `<file>: <n> violations`; exits 1 if any was found.
+// A count is a lower bound: TypeScript reports one excess property per object literal, and none in
+// an object with another error, so fixing one violation can reveal the next. Zero is zero.
 
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
