@@ -541,8 +541,7 @@ def disaster_verdict(disaster: Disaster, out: Out) -> None:
 
 def prometheus_scrape_configs(layout: NetworkFolder) -> list[dict[str, Any]]:
     """A Prometheus scrape job per agent: /metrics as the read-only monitor user (each has its own
-    password), over HTTPS checked against the node's network root when its node.conf says so, its
-    samples labelled with the node's legal name (`node`)."""
+    password), over HTTPS checked against the node's network root when its node.conf says so."""
     jobs = []
     for node in layout.nodes:
         job: dict[str, Any] = {
@@ -560,8 +559,7 @@ def prometheus_scrape_configs(layout: NetworkFolder) -> list[dict[str, Any]]:
         if ca_file is not None:
             job["scheme"] = "https"
             job["tls_config"] = {"ca_file": str(ca_file)}
-        # `node`, the legal name, is what the Grafana dashboards' legends show (grafana/README.md).
-        job["static_configs"] = [{"targets": [node.management_address], "labels": {"node": str(node.name)}}]
+        job["static_configs"] = [{"targets": [node.management_address]}]
         jobs.append(job)
     return jobs
 
