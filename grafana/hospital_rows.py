@@ -124,7 +124,7 @@ def network_row(on: Selector) -> Row:
             (
                 series(
                     "Patients, by node",
-                    (f"sum by (instance, node) ({on(m.HOSPITAL_PATIENTS)})", NODE_LEGEND),
+                    (f"sum by (instance) ({on(m.HOSPITAL_PATIENTS)})", NODE_LEGEND),
                     description=m.HOSPITAL_PATIENTS.help,
                 ),
                 8,
@@ -133,7 +133,7 @@ def network_row(on: Selector) -> Row:
             (
                 series(
                     "Oldest patient, by node",
-                    (f"max by (instance, node) ({on(m.HOSPITAL_OLDEST_PATIENT_AGE)})", NODE_LEGEND),
+                    (f"max by (instance) ({on(m.HOSPITAL_OLDEST_PATIENT_AGE)})", NODE_LEGEND),
                     unit="s",
                     description=m.HOSPITAL_OLDEST_PATIENT_AGE.help,
                 ),
@@ -144,7 +144,7 @@ def network_row(on: Selector) -> Row:
                 series(
                     "Retries per minute, by node and staff",
                     (
-                        _per_minute(on(m.HOSPITAL_RETRIES), "instance, node, staff"),
+                        _per_minute(on(m.HOSPITAL_RETRIES), "instance, staff"),
                         NODE_LEGEND + " {{staff}}",
                     ),
                     unit="opm",

@@ -84,7 +84,7 @@ def dashboard() -> Dashboard:
             (
                 series(
                     "Since the last successful reconciliation, worst peer by node",
-                    (f"max by (instance, node) ({on(m.RECONCILIATION_LAST_SUCCESS_AGE)})", NODE_LEGEND),
+                    (f"max by (instance) ({on(m.RECONCILIATION_LAST_SUCCESS_AGE)})", NODE_LEGEND),
                     unit="s",
                 ),
                 12,
@@ -96,7 +96,7 @@ def dashboard() -> Dashboard:
                     # failed peer still draws its other outcomes instead of "No data".
                     "Peers by the outcome of their last reconciliation, by node",
                     (
-                        f"count by (instance, node, outcome) ({on(m.RECONCILIATION_LAST_OUTCOME)})",
+                        f"count by (instance, outcome) ({on(m.RECONCILIATION_LAST_OUTCOME)})",
                         NODE_LEGEND + " {{outcome}}",
                     ),
                 ),
@@ -123,7 +123,7 @@ def dashboard() -> Dashboard:
                 series(
                     "Transactions recorded per second, by node",
                     (
-                        f"sum by (instance, node) (deriv({on(m.TRANSACTIONS)}[$__rate_interval]))",
+                        f"sum by (instance) (deriv({on(m.TRANSACTIONS)}[$__rate_interval]))",
                         NODE_LEGEND,
                     ),
                     unit="ops",

@@ -10,6 +10,8 @@ from typing import Any
 import attr
 from grafanalib.core import GridPos, RowPanel, Stat, Target, Template, TimeSeries
 
+from mbeans import metrics as m
+
 GRID_WIDTH = 24
 # The uid of the Prometheus datasource grafana/provisioning/datasources/prometheus.yml creates. Panels
 # name the `datasource` variable, whose default is this uid, so that file provisioning finds the
@@ -17,7 +19,8 @@ GRID_WIDTH = 24
 DATASOURCE_UID = "ledger-agent-prometheus"
 DATASOURCE_VARIABLE = "datasource"
 DATASOURCE: dict[str, str] = {"type": "prometheus", "uid": "${" + DATASOURCE_VARIABLE + "}"}
-# The label the scrape config sets on every target: the node's legal name (legends show it).
+# The node's legal name, a label of ledgeragent_node_info: a legend with NODE_LEGEND gets its query's
+# series joined with it on `instance` (by_node), so that it names nodes, not 127.0.0.1:port.
 NODE_LABEL = "node"
 NODE_LEGEND = "{{" + NODE_LABEL + "}}"
 
@@ -26,6 +29,12 @@ def selector(metric: Any, node_match: str, labels: str = "") -> str:
     """metric{instance<node_match>"$node", labels}: `=` for one node, `=~` for a multi-value variable."""
     extra = f", {labels}" if labels else ""
     return f'{metric.name}{{instance{node_match}"$node"{extra}}}'
+
+
+def by_node(expr: str) -> str:
+    """expr's series with the `node` label of their agent's ledgeragent_node_info (one per instance)."""
+    info = f"max by (instance, {NODE_LABEL}) ({m.NODE_INFO.name})"
+    return f"({expr}) * on (instance) group_left ({NODE_LABEL}) {info}"
 
 
 def datasource_variable() -> Template:
@@ -119,12 +128,16 @@ def series(
     unit: str = "short",
     description: str = "",
 ) -> TimeSeries:
-    """A time series of one or more (expr, legend) targets, refIds A, B, ..."""
+    """A time series of one or more (expr, legend) targets, refIds A, B, ...; a legend naming the node
+    (NODE_LEGEND) has its expr joined with the node's name (by_node)."""
     return TimeSeries(
         title=title,
         description=description,
         dataSource=DATASOURCE,
-        targets=[target(expr, legend, chr(ord("A") + i)) for i, (expr, legend) in enumerate(exprs)],
+        targets=[
+            target(by_node(expr) if NODE_LEGEND in legend else expr, legend, chr(ord("A") + i))
+            for i, (expr, legend) in enumerate(exprs)
+        ],
         unit=unit,
         # Lines are coloured by series (palette-classic); the steps only need their base, as Grafana's own.
         thresholds=NEUTRAL.thresholds(),

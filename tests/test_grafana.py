@@ -214,8 +214,8 @@ def test_stats_colour_their_values_by_what_they_mean() -> None:
     assert colour(stat_titled(network, "Nodes not self-consistent"), 1)[0] == "red"
 
 
-def test_legends_name_nodes_by_the_label_the_scrape_config_sets() -> None:
-    """`{{node}}` (the legal name), never `{{instance}}` (127.0.0.1:port); an aggregation keeps `node`."""
+def test_legends_name_nodes_by_their_legal_name() -> None:
+    """`{{node}}`, never `{{instance}}` (127.0.0.1:port): the query joins ledgeragent_node_info's `node`."""
     seen = 0
     for name, dashboard in dashboards().items():
         for title, target in targets(dashboard):
@@ -223,28 +223,10 @@ def test_legends_name_nodes_by_the_label_the_scrape_config_sets() -> None:
             assert "{{instance}}" not in legend, f"{name}: {title}"
             if "{{" + NODE_LABEL + "}}" in legend:
                 seen += 1
-                for grouping in re.findall(r"\bby \(([^)]*)\)", target["expr"]):
-                    assert NODE_LABEL in [g.strip() for g in grouping.split(",")], f"{name}: {title}"
+                assert target["expr"].endswith(
+                    f"* on (instance) group_left ({NODE_LABEL}) max by (instance, {NODE_LABEL}) ({m.NODE_INFO.name})"
+                ), f"{name}: {title}"
     assert seen >= 10
-
-
-def test_the_demo_scrape_config_labels_each_target_with_its_node(tmp_path: Path) -> None:
-    from agent.client.demo import prometheus_scrape_configs
-    from agent.network.bootstrap import DEFAULT_NOTARY, default_node_names, init_network
-
-    layout = init_network(tmp_path, default_node_names(2), DEFAULT_NOTARY, base_port=20000)
-    jobs = prometheus_scrape_configs(layout)
-    assert len(jobs) == len(layout.nodes) == 3
-    for job, node in zip(jobs, layout.nodes, strict=True):
-        (static,) = job["static_configs"]
-        assert static == {"targets": [node.management_address], "labels": {NODE_LABEL: str(node.name)}}
-        # Still over HTTPS, checked against the network's CA.
-        assert job["scheme"] == "https" and job["tls_config"]["ca_file"]
-    assert {job["static_configs"][0]["labels"][NODE_LABEL] for job in jobs} == {
-        "O=PartyA, L=London, C=GB",
-        "O=PartyB, L=New York, C=US",
-        str(DEFAULT_NOTARY),
-    }
 
 
 def test_a_flow_hospital_row_on_each_dashboard_shows_every_hospital_metric() -> None:

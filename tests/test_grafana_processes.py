@@ -1,5 +1,6 @@
 """The dashboards' legends on real agents scraped with the config the demo prints: every series a
-`{{node}}` legend draws carries the node's legal name, so no legend shows 127.0.0.1:port."""
+`{{node}}` legend draws carries the node's legal name (joined from ledgeragent_node_info), so no
+legend shows 127.0.0.1:port."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def legend(template: str, labels: dict[str, str]) -> str:
     return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda found: labels.get(found.group(1), ""), template)
 
 
-def test_legends_show_the_legal_names_the_scrape_config_sets(
+def test_legends_show_the_nodes_legal_names(
     network: tuple[NetworkLayout, dict[str, AgentProcess]],  # noqa: F811
     prometheus_for: Callable[[NetworkLayout], Prometheus],  # noqa: F811
 ) -> None:
