@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from grafana.panels import Row, series, stat
+from grafana.panels import NODE_LEGEND, Row, ages, problems, series, stat
 from mbeans import metrics as m
 
 TITLE = "Flow hospital"
@@ -36,6 +36,7 @@ def node_row(on: Selector) -> Row:
             (
                 stat(
                     "Patients",
+                    problems("orange"),
                     f"sum({patients}) or on() vector(0)",
                     description="Flows kept for observation or waiting for a retry of the step that failed",
                 ),
@@ -45,6 +46,7 @@ def node_row(on: Selector) -> Row:
             (
                 stat(
                     "Oldest patient",
+                    ages(300, 1800),
                     f"max({age}) or on() vector(0)",
                     unit="s",
                     description="Since the longest-staying patient's first error at its current checkpoint",
@@ -55,6 +57,7 @@ def node_row(on: Selector) -> Row:
             (
                 stat(
                     "Most attempts at one checkpoint",
+                    problems("orange", 3),
                     f"max({attempts}) or on() vector(0)",
                     description=m.HOSPITAL_PATIENT_ATTEMPTS_MAX.help,
                 ),
@@ -64,6 +67,7 @@ def node_row(on: Selector) -> Row:
             (
                 stat(
                     "Being retried",
+                    problems("yellow"),
                     f"sum({retried}) or on() vector(0)",
                     description="RUNNABLE patients waiting for a retry (DISCHARGE); FlowRetryLoop watches how long",
                 ),
@@ -120,7 +124,7 @@ def network_row(on: Selector) -> Row:
             (
                 series(
                     "Patients, by node",
-                    (f"sum by (instance) ({on(m.HOSPITAL_PATIENTS)})", "{{instance}}"),
+                    (f"sum by (instance) ({on(m.HOSPITAL_PATIENTS)})", NODE_LEGEND),
                     description=m.HOSPITAL_PATIENTS.help,
                 ),
                 8,
@@ -129,7 +133,7 @@ def network_row(on: Selector) -> Row:
             (
                 series(
                     "Oldest patient, by node",
-                    (f"max by (instance) ({on(m.HOSPITAL_OLDEST_PATIENT_AGE)})", "{{instance}}"),
+                    (f"max by (instance) ({on(m.HOSPITAL_OLDEST_PATIENT_AGE)})", NODE_LEGEND),
                     unit="s",
                     description=m.HOSPITAL_OLDEST_PATIENT_AGE.help,
                 ),
@@ -139,7 +143,10 @@ def network_row(on: Selector) -> Row:
             (
                 series(
                     "Retries per minute, by node and staff",
-                    (_per_minute(on(m.HOSPITAL_RETRIES), "instance, staff"), "{{instance}} {{staff}}"),
+                    (
+                        _per_minute(on(m.HOSPITAL_RETRIES), "instance, staff"),
+                        NODE_LEGEND + " {{staff}}",
+                    ),
                     unit="opm",
                     description=m.HOSPITAL_RETRIES.help,
                 ),

@@ -10,7 +10,7 @@ the totals fall back to 0 (`or on() vector(0)`); the estimate shows "No data" wh
 from __future__ import annotations
 
 from grafana.hospital_rows import Selector
-from grafana.panels import Row, series, stat
+from grafana.panels import NEUTRAL, Row, ages, problems, series, stat
 from mbeans import metrics as m
 
 TITLE = "Ledger Recovery"
@@ -28,6 +28,7 @@ def node_row(on: Selector) -> Row:
             (
                 stat(
                     "Pending",
+                    problems("orange"),
                     f"sum({pending}) or on() vector(0)",
                     description="Missing transactions (one per peer and record) still to recover",
                 ),
@@ -37,6 +38,7 @@ def node_row(on: Selector) -> Row:
             (
                 stat(
                     "Recovered",
+                    NEUTRAL,
                     f"sum({recovered}) or on() vector(0)",
                     description=m.LEDGER_RECOVERY_RECOVERED.help,
                 ),
@@ -46,6 +48,7 @@ def node_row(on: Selector) -> Row:
             (
                 stat(
                     "Unrecoverable",
+                    problems(),
                     f"sum({unrecoverable}) or on() vector(0)",
                     description="No peer supplied them; `ledger-agent recover` lists each failure cause",
                 ),
@@ -55,6 +58,7 @@ def node_row(on: Selector) -> Row:
             (
                 stat(
                     "Recovery flows running",
+                    NEUTRAL,
                     on(m.LEDGER_RECOVERY_RUNNING),
                     description=m.LEDGER_RECOVERY_RUNNING.help,
                 ),
@@ -64,6 +68,7 @@ def node_row(on: Selector) -> Row:
             (
                 stat(
                     "Time to completion",
+                    NEUTRAL,
                     f"max({remaining})",
                     unit="s",
                     description=m.LEDGER_RECOVERY_ESTIMATED_REMAINING.help,
@@ -74,6 +79,7 @@ def node_row(on: Selector) -> Row:
             (
                 stat(
                     "Since the last progress",
+                    ages(120, 600),
                     f"time() - max({last})",
                     unit="s",
                     description="LedgerRecoveryStalled fires after 10 minutes with transactions pending",

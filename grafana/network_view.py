@@ -5,7 +5,18 @@ from __future__ import annotations
 from grafanalib.core import Dashboard, Template, Templating
 
 from grafana.hospital_rows import network_row
-from grafana.panels import DATASOURCE, Row, layout, prometheus_input, selector, series, stat
+from grafana.modern import SCHEMA_VERSION
+from grafana.panels import (
+    DATASOURCE,
+    NODE_LEGEND,
+    Row,
+    datasource_variable,
+    layout,
+    problems,
+    selector,
+    series,
+    stat,
+)
 from mbeans import metrics as m
 
 UID = "ledgeragent-network"
@@ -23,6 +34,7 @@ def dashboard() -> Dashboard:
             (
                 stat(
                     "Nodes with a ledger graph not initialised",
+                    problems("orange"),
                     f"count({on(m.LEDGER_GRAPH_INITIALIZED)} == 0) or vector(0)",
                 ),
                 6,
@@ -31,15 +43,25 @@ def dashboard() -> Dashboard:
             (
                 stat(
                     "Nodes not self-consistent",
+                    problems(),
                     f"count({on(m.LEDGER_GRAPH_SELF_CONSISTENT)} == 0) or vector(0)",
                 ),
                 6,
                 4,
             ),
-            (stat("Missing transactions, all nodes", f"sum({on(m.MISSING_TRANSACTIONS)})"), 6, 4),
+            (
+                stat(
+                    "Missing transactions, all nodes",
+                    problems("orange"),
+                    f"sum({on(m.MISSING_TRANSACTIONS)})",
+                ),
+                6,
+                4,
+            ),
             (
                 stat(
                     "IN_FLIGHT transactions, all nodes",
+                    problems("yellow"),
                     "sum(" + on(m.TRANSACTIONS, 'status="IN_FLIGHT"') + ")",
                 ),
                 6,
@@ -48,12 +70,12 @@ def dashboard() -> Dashboard:
             (
                 series(
                     "Ledger graph self-consistent, by node",
-                    (on(m.LEDGER_GRAPH_SELF_CONSISTENT), "{{instance}}"),
+                    (on(m.LEDGER_GRAPH_SELF_CONSISTENT), NODE_LEGEND),
                 ),
                 12,
                 8,
             ),
-            (series("Consistency errors, by node", (on(m.LEDGER_GRAPH_ERRORS), "{{instance}}")), 12, 8),
+            (series("Consistency errors, by node", (on(m.LEDGER_GRAPH_ERRORS), NODE_LEGEND)), 12, 8),
         ],
     )
     reconciliation = Row(
@@ -62,7 +84,7 @@ def dashboard() -> Dashboard:
             (
                 series(
                     "Since the last successful reconciliation, worst peer by node",
-                    (f"max by (instance) ({on(m.RECONCILIATION_LAST_SUCCESS_AGE)})", "{{instance}}"),
+                    (f"max by (instance) ({on(m.RECONCILIATION_LAST_SUCCESS_AGE)})", NODE_LEGEND),
                     unit="s",
                 ),
                 12,
@@ -75,19 +97,19 @@ def dashboard() -> Dashboard:
                     "Peers by the outcome of their last reconciliation, by node",
                     (
                         f"count by (instance, outcome) ({on(m.RECONCILIATION_LAST_OUTCOME)})",
-                        "{{instance}} {{outcome}}",
+                        NODE_LEGEND + " {{outcome}}",
                     ),
                 ),
                 12,
                 8,
             ),
-            (series("Missing transactions, by node", (on(m.MISSING_TRANSACTIONS), "{{instance}}")), 12, 8),
+            (series("Missing transactions, by node", (on(m.MISSING_TRANSACTIONS), NODE_LEGEND)), 12, 8),
             (
                 series(
                     "Reconciliation queue, by node",
-                    (on(m.RECONCILIATIONS_SCHEDULED), "{{instance}} scheduled"),
-                    (on(m.RECONCILIATIONS_IN_PROGRESS), "{{instance}} in progress"),
-                    (on(m.INCOMING_RECONCILIATIONS), "{{instance}} incoming"),
+                    (on(m.RECONCILIATIONS_SCHEDULED), NODE_LEGEND + " scheduled"),
+                    (on(m.RECONCILIATIONS_IN_PROGRESS), NODE_LEGEND + " in progress"),
+                    (on(m.INCOMING_RECONCILIATIONS), NODE_LEGEND + " incoming"),
                 ),
                 12,
                 8,
@@ -102,7 +124,7 @@ def dashboard() -> Dashboard:
                     "Transactions recorded per second, by node",
                     (
                         f"sum by (instance) (deriv({on(m.TRANSACTIONS)}[$__rate_interval]))",
-                        "{{instance}}",
+                        NODE_LEGEND,
                     ),
                     unit="ops",
                 ),
@@ -112,7 +134,7 @@ def dashboard() -> Dashboard:
             (
                 series(
                     "IN_FLIGHT transactions, by node",
-                    (on(m.TRANSACTIONS, 'status="IN_FLIGHT"'), "{{instance}}"),
+                    (on(m.TRANSACTIONS, 'status="IN_FLIGHT"'), NODE_LEGEND),
                 ),
                 8,
                 8,
@@ -120,7 +142,7 @@ def dashboard() -> Dashboard:
             (
                 series(
                     "Hospitalised and failed flows, by node",
-                    (on(m.FLOWS, 'status=~"HOSPITALIZED|FAILED"'), "{{instance}} {{status}}"),
+                    (on(m.FLOWS, 'status=~"HOSPITALIZED|FAILED"'), NODE_LEGEND + " {{status}}"),
                 ),
                 8,
                 8,
@@ -132,9 +154,10 @@ def dashboard() -> Dashboard:
         uid=UID,
         description="Every ledger-agent of the network: health, reconciliation, finality, the flow hospital",
         tags=["ledger-agent"],
-        inputs=[prometheus_input()],
+        schemaVersion=SCHEMA_VERSION,
         templating=Templating(
             list=[
+                datasource_variable(),
                 Template(
                     name="node",
                     label="nodes",
@@ -144,7 +167,7 @@ def dashboard() -> Dashboard:
                     multi=True,
                     allValue=".*",
                     default="$__all",
-                )
+                ),
             ]
         ),
         panels=layout([health, reconciliation, activity, network_row(on)]),

@@ -7,7 +7,20 @@ from grafanalib.core import Dashboard, Template, Templating
 
 from grafana import ledger_recovery_rows
 from grafana.hospital_rows import node_row
-from grafana.panels import DATASOURCE, Row, layout, prometheus_input, selector, series, stat
+from grafana.modern import SCHEMA_VERSION
+from grafana.panels import (
+    DATASOURCE,
+    NEUTRAL,
+    Row,
+    ages,
+    datasource_variable,
+    flag,
+    layout,
+    problems,
+    selector,
+    series,
+    stat,
+)
 from mbeans import metrics as m
 
 UID = "ledgeragent-node"
@@ -24,25 +37,39 @@ def dashboard() -> Dashboard:
         [
             (
                 stat(
-                    "Scheduled", on(m.RECONCILIATIONS_SCHEDULED), description=m.RECONCILIATIONS_SCHEDULED.help
+                    "Scheduled",
+                    NEUTRAL,
+                    on(m.RECONCILIATIONS_SCHEDULED),
+                    description=m.RECONCILIATIONS_SCHEDULED.help,
                 ),
                 4,
                 4,
             ),
-            (stat("In progress", on(m.RECONCILIATIONS_IN_PROGRESS)), 4, 4),
+            (stat("In progress", NEUTRAL, on(m.RECONCILIATIONS_IN_PROGRESS)), 4, 4),
             (
-                stat("Incoming", on(m.INCOMING_RECONCILIATIONS), description=m.INCOMING_RECONCILIATIONS.help),
+                stat(
+                    "Incoming",
+                    NEUTRAL,
+                    on(m.INCOMING_RECONCILIATIONS),
+                    description=m.INCOMING_RECONCILIATIONS.help,
+                ),
                 4,
                 4,
             ),
             (
-                stat("Failed peers", on(m.RECONCILIATIONS_FAILED), description=m.RECONCILIATIONS_FAILED.help),
+                stat(
+                    "Failed peers",
+                    problems(),
+                    on(m.RECONCILIATIONS_FAILED),
+                    description=m.RECONCILIATIONS_FAILED.help,
+                ),
                 4,
                 4,
             ),
             (
                 stat(
                     "Missing transactions",
+                    problems("orange"),
                     on(m.MISSING_TRANSACTIONS),
                     description=m.MISSING_TRANSACTIONS.help,
                 ),
@@ -52,6 +79,7 @@ def dashboard() -> Dashboard:
             (
                 stat(
                     "Oldest missing (lower bound)",
+                    ages(60, 3600),
                     # Without a sample there is nothing missing: show 0 rather than "no data".
                     f"{on(m.MISSING_TRANSACTIONS_OLDEST_AGE)} or {on(m.MISSING_TRANSACTIONS)} * 0",
                     unit="s",
@@ -99,7 +127,10 @@ def dashboard() -> Dashboard:
         [
             (
                 stat(
-                    "Initialised", on(m.LEDGER_GRAPH_INITIALIZED), description="1: built; 0: still building"
+                    "Initialised",
+                    flag("built", "building", "orange"),
+                    on(m.LEDGER_GRAPH_INITIALIZED),
+                    description="1: built; 0: still building",
                 ),
                 6,
                 4,
@@ -107,21 +138,22 @@ def dashboard() -> Dashboard:
             (
                 stat(
                     "Self-consistent",
+                    flag("consistent", "not consistent"),
                     on(m.LEDGER_GRAPH_SELF_CONSISTENT),
                     description="1: passed; 0: failed or not checked",
                 ),
                 6,
                 4,
             ),
-            (stat("Consistency errors", on(m.LEDGER_GRAPH_ERRORS)), 6, 4),
-            (stat("Transactions in the graph", on(m.LEDGER_GRAPH_TRANSACTIONS)), 6, 4),
+            (stat("Consistency errors", problems(), on(m.LEDGER_GRAPH_ERRORS)), 6, 4),
+            (stat("Transactions in the graph", NEUTRAL, on(m.LEDGER_GRAPH_TRANSACTIONS)), 6, 4),
         ],
     )
     flows = Row(
         "Flows",
         [
-            (stat("Hospitalised", on(m.FLOWS, 'status="HOSPITALIZED"')), 4, 8),
-            (stat("Failed", on(m.FLOWS, 'status="FAILED"')), 4, 8),
+            (stat("Hospitalised", problems(), on(m.FLOWS, 'status="HOSPITALIZED"')), 4, 8),
+            (stat("Failed", problems(), on(m.FLOWS, 'status="FAILED"')), 4, 8),
             (series("Flows by status", (on(m.FLOWS), "{{status}}")), 16, 8),
         ],
     )
@@ -131,17 +163,19 @@ def dashboard() -> Dashboard:
             (
                 stat(
                     "IN_FLIGHT transactions",
+                    problems("yellow"),
                     on(m.TRANSACTIONS, 'status="IN_FLIGHT"'),
                     description="Two-phase finality begun and not finished; should drain to 0",
                 ),
                 4,
                 8,
             ),
-            (stat("Unconsumed states", on(m.VAULT_UNCONSUMED_STATES)), 4, 8),
+            (stat("Unconsumed states", NEUTRAL, on(m.VAULT_UNCONSUMED_STATES)), 4, 8),
             (series("Transactions by status", (on(m.TRANSACTIONS), "{{status}}")), 16, 8),
             (
                 stat(
                     "Oldest IN_FLIGHT",
+                    ages(300, 1800),
                     on(m.IN_FLIGHT_OLDEST_AGE),
                     unit="s",
                     description=m.IN_FLIGHT_OLDEST_AGE.help
@@ -167,15 +201,16 @@ def dashboard() -> Dashboard:
         description="One ledger-agent: LedgerSync, the ledger graph, flows, the flow hospital, finality and "
         "Ledger Recovery",
         tags=["ledger-agent"],
-        inputs=[prometheus_input()],
+        schemaVersion=SCHEMA_VERSION,
         templating=Templating(
             list=[
+                datasource_variable(),
                 Template(
                     name="node",
                     label="node",
                     query=f"label_values({m.LEDGER_GRAPH_INITIALIZED.name}, instance)",
                     dataSource=DATASOURCE,
-                )
+                ),
             ]
         ),
         panels=layout([ledgersync, graph, flows, node_row(on), finality, ledger_recovery_rows.node_row(on)]),

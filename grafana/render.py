@@ -11,6 +11,7 @@ from grafanalib._gen import DashboardEncoder
 from grafanalib.core import Dashboard
 
 from grafana import network_view, node_view
+from grafana.modern import modern
 
 OUT = Path(__file__).parent / "dashboards"
 DASHBOARDS: dict[str, Callable[[], Dashboard]] = {
@@ -20,8 +21,9 @@ DASHBOARDS: dict[str, Callable[[], Dashboard]] = {
 
 
 def as_json(dashboard: Dashboard) -> dict[str, Any]:
+    """grafanalib's JSON of the dashboard, as current Grafana stores it (grafana.modern)."""
     data: dict[str, Any] = json.loads(json.dumps(dashboard.to_json_data(), cls=DashboardEncoder))
-    return data
+    return modern(data)
 
 
 def render(dashboard: Dashboard) -> str:
