@@ -14,6 +14,11 @@ Method names (docs/management.md, "JSON-RPC"):
 Params are positional (a list) or named (the bean's parameter names); an overloaded operation is
 chosen by the number of arguments or by the set of names.
 
+A batch is answered element by element (JSON-RPC 2.0 section 6): jsonrpcserver dispatches each one,
+since it would refuse a whole batch for one invalid element; an invalid element gets its own -32600
+with a null id, notifications no answer, a batch of notifications only none at all (HTTP 204).
+`rpc.discover`'s OpenRPC document is mbeans/openrpc.py's.
+
 Error codes: the standard ones (-32700, -32600, -32601, -32602, -32603), and the agent's errors as
 below, each with `data = {"type": <the error's class name>}`. Nothing else goes in `data`: an
 unexpected failure is logged here and answered -32603 "internal error; see the agent's log".
@@ -458,15 +463,20 @@ def _batch(elements: list[Any], methods: dict[str, Method], caller: Caller) -> l
     left out; None when nothing is left. jsonrpcserver validates a batch as a whole, so one invalid
     element would void the rest: it is given the elements one at a time instead."""
     replies = []
-    for element in elements:
+    for number, element in enumerate(elements, 1):
         if isinstance(element, dict):  # an array inside a batch would pass as a batch of its own
             reply = dispatch_to_response(
                 "", methods, context=caller, deserializer=_given(element), post_process=_serialisable
             )
         else:
             reply = _serialisable(Left(InvalidRequestResponse(None)))
-        if reply is not None:
-            replies.append(reply)
+        if not isinstance(reply, dict):  # None for a notification (one element: never a list)
+            continue
+        if reply.get("error", {}).get("code") == INVALID_REQUEST:  # say which element, the id being null
+            reply["error"]["message"] = (
+                f"invalid request: element {number} of the batch is not a JSON-RPC 2.0 request object"
+            )
+        replies.append(reply)
     return replies or None
 
 

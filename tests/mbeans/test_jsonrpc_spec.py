@@ -155,8 +155,12 @@ def test_the_valid_calls_of_a_batch_run_beside_its_invalid_elements() -> None:
         {"jsonrpc": "1.0", "method": "sum", "params": [1, 1, 1], "id": "old"},
         {"jsonrpc": "2.0", "method": "notify_sum", "params": [1, 2, 4]},
     ]
-    replies = shape(handle(json.dumps(batch), table, OPERATOR))
-    assert replies == [ok(7, "1"), error(-32600), error(-32600), error(-32600), error(-32600)]
+    answered = handle(json.dumps(batch), table, OPERATOR)
+    assert shape(answered) == [ok(7, "1"), error(-32600), error(-32600), error(-32600), error(-32600)]
+    assert [r["error"]["message"] for r in answered[1:]] == [
+        f"invalid request: element {n} of the batch is not a JSON-RPC 2.0 request object"
+        for n in (3, 4, 5, 6)
+    ]
     assert calls == [("sum", (1, 2, 4)), ("notify_hello", (7,)), ("notify_sum", (1, 2, 4))]
 
 
