@@ -171,6 +171,7 @@ def _node(
     }
     if config is not None:
         host, port = config.management_address
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host  # IPv6, as a URL holds it
         node["management_url"] = f"{'https' if config.management_ssl else 'http'}://{host}:{port}"
         node["folder"] = str(config.base_directory)
         node["config"] = str(config.path)

@@ -151,3 +151,13 @@ def test_not_a_network_folder_is_one_error_exit_2(tmp_path: Path, capsys: pytest
     )
     code, out = inspect(tmp_path, capsys)
     assert code == 2 and "holds no network-map.json" in out
+
+
+def test_an_ipv6_management_address_in_brackets(net: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = net / "PartyB" / "node.conf"
+    conf.write_text(
+        conf.read_text().replace('managementAddress = "127.0.0.1:20005"', 'managementAddress = "[::1]:20005"')
+    )
+    code, out = inspect(net, capsys)
+    assert code == 0, out
+    assert "management https://[::1]:20005" in out
