@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--oldest-patient-critical", help="critical range on the oldest patient's stay at its checkpoint (s)"
     )
     parser.add_argument("--timeout", "-t", type=float, default=10.0, help="seconds (default 10)")
-    # The guidelines' -V/--version: the version on stdout, exit 0, nothing read (argparse exits).
+    # -V/--version as the guidelines name it: the version on stdout, exit 0 as --help (argparse exits).
     parser.add_argument("--version", "-V", action="version", version=f"ledger-agent check {__version__}")
     return parser
 
