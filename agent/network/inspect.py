@@ -21,7 +21,7 @@ from agent.clock import Clock, SystemClock
 from agent.config import NodeConfig, load_node_config
 from agent.errors import AgentError, IdentityError
 from agent.ledger.identity import X500Name
-from agent.network.bootstrap import NETWORK_MAP_FILE, ROOT_CERT_FILE, ROOT_DIR
+from agent.network.bootstrap import IDENTITY_CERT_FILE, NETWORK_MAP_FILE, ROOT_CERT_FILE, ROOT_DIR
 from agent.network.network_map import NetworkMap, NodeInfo, SignedNetworkMap
 from agent.network.pki import NETWORK_MAP_ROLE, name_from_certificate, read_certificate, verify_certificate
 from agent.operator_api.layout import (
@@ -194,7 +194,8 @@ def _node(
 def _folder_problems(
     info: NodeInfo, config: NodeConfig, root: x509.Certificate | None, root_file: Path, map_file: Path
 ) -> list[str]:
-    """What in the node's folder disagrees with the network: its map, its root, its address."""
+    """What in the node's folder disagrees with the network: its map, its root, its identity
+    certificate, its address."""
     problems = []
     if config.network_map_file.resolve() != map_file:
         problems.append(f"{config.path}: networkMapFile is {config.network_map_file}, not {map_file}")
@@ -202,6 +203,14 @@ def _folder_problems(
     try:
         if root is not None and read_certificate(own_root) != root:
             problems.append(f"{own_root} is not the network's root CA certificate {root_file}")
+    except IdentityError as exc:
+        problems.append(str(exc))
+    identity = config.certificates_directory / IDENTITY_CERT_FILE
+    try:
+        if read_certificate(identity) != info.certificate:
+            problems.append(
+                f"{identity} is not the map's certificate for {info.name}: its peers would not know it"
+            )
     except IdentityError as exc:
         problems.append(str(exc))
     host, port = config.p2p_address
