@@ -5,6 +5,7 @@ agent.client.server imports this module by name, and only when a command needs t
     run_agent(config) -> exit code                   `ledger-agent run`
     init_network(directory, nodes, base_port)        `ledger-agent network init`, and the demo's network
     print_vault(config, out)                         `ledger-agent vault`: a node's vault from its store
+    inspect_network(directory)                       `ledger-agent network inspect`: members, checked
 
 Arguments and results are plain data (agent.operator_api.layout's), so the tools need none of the
 server's types. Each function imports what it needs when called: `run` keeps the start-up it had.
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.operator_api.layout import CreatedNetwork
+from agent.operator_api.layout import CreatedNetwork, InspectedNetwork
 
 
 def run_agent(config: Path) -> int:
@@ -51,6 +52,13 @@ def init_network(directory: Path, nodes: int, base_port: int) -> CreatedNetwork:
             for node in layout.nodes
         ],
     }
+
+
+def inspect_network(directory: Path) -> InspectedNetwork:
+    """The network map's members in directory with their folders, every certificate checked."""
+    from agent.network.inspect import inspect_network as inspect
+
+    return inspect(directory)
 
 
 def print_vault(config: Path, out: Callable[[str], None]) -> None:

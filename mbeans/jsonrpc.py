@@ -14,6 +14,11 @@ Method names (docs/management.md, "JSON-RPC"):
 Params are positional (a list) or named (the bean's parameter names); an overloaded operation is
 chosen by the number of arguments or by the set of names.
 
+A batch is answered element by element (JSON-RPC 2.0 section 6): jsonrpcserver dispatches each one,
+since it would refuse a whole batch for one invalid element; an invalid element gets its own -32600
+with a null id, notifications no answer, a batch of notifications only none at all (HTTP 204).
+`rpc.discover`'s OpenRPC document is mbeans/openrpc.py's.
+
 Error codes: the standard ones (-32700, -32600, -32601, -32602, -32603), and the agent's errors as
 below, each with `data = {"type": <the error's class name>}`. Nothing else goes in `data`: an
 unexpected failure is logged here and answered -32603 "internal error; see the agent's log".
@@ -26,14 +31,13 @@ import logging
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, Response, request
 from oslash.either import Left  # type: ignore[import-untyped]  # jsonrpcserver's Either
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from agent import __version__
 from agent.errors import AgentError, DatabaseError, SerializationError, TooManyLoginAttemptsError
 from mbeans.access import (
     REALM,
@@ -61,13 +65,14 @@ from mbeans.limits import MAX_BULK, JsonTooDeepError, body_too_large, bulk_too_l
 from mbeans.model import Impact, JavaType, MBean, Operation
 from mbeans.names import DOMAIN, LEDGER_SYNC
 from mbeans.objectname import ObjectName
+from mbeans.openrpc import MethodInfo, openrpc_document
 from mbeans.registry import MBeanRegistry
 
 with warnings.catch_warnings():
     # jsonrpcserver 5.0.9 reads its schema with importlib.resources.read_text, deprecated since 3.11.
     warnings.simplefilter("ignore", DeprecationWarning)
     from jsonrpcserver import Error, JsonRpcError, Result, Success, dispatch_to_response
-    from jsonrpcserver.response import ErrorResponse
+    from jsonrpcserver.response import ErrorResponse, InvalidRequestResponse
 
 log = logging.getLogger("ledger_agent.jsonrpc")
 
@@ -183,53 +188,6 @@ def _guarded(what: str, call: Call) -> Method:
             return Error(INTERNAL_ERROR, INTERNAL_MESSAGE)
 
     return method
-
-
-@dataclass(frozen=True)
-class MethodInfo:
-    """One method as list_methods describes it (one entry per overload)."""
-
-    name: str
-    kind: str  # attribute, setter, operation, generic
-    mbean: str | None
-    member: str | None
-    params: tuple[tuple[str, str], ...]  # (name, Java type)
-    returns: str
-    description: str
-    role: str  # the role it needs: read-only or operator
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "mbean": self.mbean,
-            "member": self.member,
-            "params": [{"name": n, "type": t} for n, t in self.params],
-            "returns": self.returns,
-            "description": self.description,
-            "role": self.role,
-        }
-
-
-_SCHEMA = {
-    JavaType.STRING: "string",
-    JavaType.INT: "integer",
-    JavaType.LONG: "integer",
-    JavaType.BOOLEAN: "boolean",
-    JavaType.BOOLEAN_OBJECT: "boolean",
-    JavaType.DOUBLE: "number",
-    JavaType.DOUBLE_OBJECT: "number",
-    JavaType.INTEGER_OBJECT: "integer",
-    JavaType.LIST: "array",
-    JavaType.MAP: "object",
-}
-
-
-def _schema(java_type: str) -> dict[str, Any]:
-    for kind, schema in _SCHEMA.items():
-        if kind.value == java_type:
-            return {"type": schema}
-    return {"type": "null"} if java_type == JavaType.VOID.value else {}
 
 
 class MethodTable:
@@ -371,19 +329,7 @@ class MethodTable:
 
         def discover(caller: Caller, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
             _bind("rpc.discover", (), 0, args, kwargs)
-            return {
-                "openrpc": "1.2.6",
-                "info": {"title": "ledger-agent management", "version": __version__},
-                "methods": [
-                    {
-                        "name": i.name,
-                        "description": i.description,
-                        "params": [{"name": n, "schema": _schema(t)} for n, t in i.params],
-                        "result": {"name": "result", "schema": _schema(i.returns)},
-                    }
-                    for i in self._infos
-                ],
-            }
+            return openrpc_document(self._infos)
 
         string, anything = JavaType.STRING.value, JavaType.OBJECT.value
         generics: list[tuple[str, Callable[..., Any], tuple[tuple[str, str], ...], str, str, str]] = [
@@ -411,14 +357,25 @@ class MethodTable:
             add(
                 name,
                 _guarded(name, call),
-                [MethodInfo(name, "generic", None, None, params, returns, text, role)],
+                # exec's arguments may be left out (an operation without params)
+                [
+                    MethodInfo(
+                        name,
+                        "generic",
+                        None,
+                        None,
+                        params,
+                        returns,
+                        text,
+                        role,
+                        2 if name == "exec" else None,
+                    )
+                ],
             )
 
 
 def _renamed(info: MethodInfo, name: str) -> MethodInfo:
-    return MethodInfo(
-        name, info.kind, info.mbean, info.member, info.params, info.returns, info.description, info.role
-    )
+    return replace(info, name=name)
 
 
 def _text(value: Any, what: str) -> str:
@@ -492,10 +449,40 @@ def handle(body: str, table: MethodTable, caller: Caller | Principal) -> Any:
     if isinstance(parsed, list) and len(parsed) > MAX_BULK:
         return _refused(INVALID_REQUEST, f"invalid request: {bulk_too_large(len(parsed), 'batch')}")
     try:
+        if isinstance(parsed, list) and parsed:
+            return _batch(parsed, table.methods(), caller)
+        # One request, an empty batch (-32600) or not JSON (-32700): jsonrpcserver answers them all.
         return dispatch_to_response(body, table.methods(), context=caller, post_process=_serialisable)
     except Exception:  # not reached unless jsonrpcserver itself breaks; still no traceback out
         log.exception("JSON-RPC dispatch failed")
         return {"jsonrpc": "2.0", "error": {"code": INTERNAL_ERROR, "message": INTERNAL_MESSAGE}, "id": None}
+
+
+def _batch(elements: list[Any], methods: dict[str, Method], caller: Caller) -> list[Any] | None:
+    """Each element of a batch answered on its own (JSON-RPC 2.0 section 6), in order, notifications
+    left out; None when nothing is left. jsonrpcserver validates a batch as a whole, so one invalid
+    element would void the rest: it is given the elements one at a time instead."""
+    replies = []
+    for number, element in enumerate(elements, 1):
+        if isinstance(element, dict):  # an array inside a batch would pass as a batch of its own
+            reply = dispatch_to_response(
+                "", methods, context=caller, deserializer=_given(element), post_process=_serialisable
+            )
+        else:
+            reply = _serialisable(Left(InvalidRequestResponse(None)))
+        if not isinstance(reply, dict):  # None for a notification (one element: never a list)
+            continue
+        if reply.get("error", {}).get("code") == INVALID_REQUEST:  # say which element, the id being null
+            reply["error"]["message"] = (
+                f"invalid request: element {number} of the batch is not a JSON-RPC 2.0 request object"
+            )
+        replies.append(reply)
+    return replies or None
+
+
+def _given(element: dict[str, Any]) -> Callable[[str], dict[str, Any]]:
+    """A deserializer that hands jsonrpcserver an element already parsed."""
+    return lambda _body: element
 
 
 def _refused(code: int, message: str) -> dict[str, Any]:

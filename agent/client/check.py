@@ -28,6 +28,8 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, NoReturn
 
+from agent import __version__
+
 LABEL = "LEDGERAGENT"
 FLOW_HOSPITAL = "ledgeragent:type=FlowHospital"
 DEFAULT_MBEAN = "ledgeragent:type=LedgerSync"
@@ -224,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--oldest-patient-critical", help="critical range on the oldest patient's stay at its checkpoint (s)"
     )
     parser.add_argument("--timeout", "-t", type=float, default=10.0, help="seconds (default 10)")
+    # -V/--version as the guidelines name it: the version on stdout, exit 0 as --help (argparse exits).
+    parser.add_argument("--version", "-V", action="version", version=f"ledger-agent check {__version__}")
     return parser
 
 

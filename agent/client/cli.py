@@ -36,10 +36,26 @@ def _network_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _network_inspect(args: argparse.Namespace) -> int:
+    from agent.client.network_inspect import inspect_text, problems
+    from agent.client.server import entry_points
+
+    network = entry_points().inspect_network(args.dir)
+    if args.json:
+        _print_json(network)
+    else:
+        print(inspect_text(network))
+    return 1 if problems(network) else 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from agent.client.demo import run_demo
+    from agent.client.progress import Progress, wanted
 
-    result = run_demo(args.dir, moves=args.moves, seed=args.seed, keep_running=args.keep_running)
+    with Progress("demo", None, enabled=wanted(args.progress)) as progress:
+        result = run_demo(
+            args.dir, moves=args.moves, seed=args.seed, keep_running=args.keep_running, progress=progress
+        )
     return 0 if result.ok else 1
 
 
@@ -157,7 +173,7 @@ def _recover(args: argparse.Namespace) -> int:
             if not args.apply:
                 print(f"The dry run goes on as flow {summary['flowId']}: {summary.get('message')}")
                 return 1
-            summary = _follow_recovery(client, summary["flowId"], args.timeout)
+            summary = _follow_recovery(client, summary["flowId"], args.timeout, args.progress)
             if summary is None:
                 return 1
     finally:
@@ -171,14 +187,17 @@ def _recover(args: argparse.Namespace) -> int:
     return 0 if summary["totalErrors"] == 0 else 1
 
 
-def _follow_recovery(client: ManagementClient, flow_id: str, timeout: float) -> dict[str, Any] | None:
-    """Follow a LedgerRecoveryFlow to its end with a progress bar on stderr; its totals from its results
-    (None if it did not complete)."""
+def _follow_recovery(
+    client: ManagementClient, flow_id: str, timeout: float, show: bool | None = None
+) -> dict[str, Any] | None:
+    """Follow a LedgerRecoveryFlow to its end with a progress bar on stderr (a line every 5 s when
+    stderr is not a terminal; none with --no-progress); its totals from its results (None if it did
+    not complete)."""
     import time
 
     from agent.client import recovery_report as report
 
-    tty = sys.stderr.isatty()
+    tty = sys.stderr.isatty() and show is not False
     deadline = time.monotonic() + timeout
     printed_at = 0.0
     status, step = "RUNNABLE", None
@@ -190,7 +209,7 @@ def _follow_recovery(client: ManagementClient, flow_id: str, timeout: float) -> 
         now = time.monotonic()
         if tty:
             print("\r" + bar, end="", file=sys.stderr, flush=True)
-        elif now - printed_at >= PIPE_LINE_S or status != "RUNNABLE":
+        elif show is not False and (now - printed_at >= PIPE_LINE_S or status != "RUNNABLE"):
             print(bar, file=sys.stderr, flush=True)
             printed_at = now
         if status != "RUNNABLE" or now > deadline:
@@ -375,18 +394,25 @@ def _flow_hospital(args: argparse.Namespace) -> int:
 
 
 def _follow(client: ManagementClient, job: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """--wait: the job's progress, a line each time it moves, until it has finished."""
+    """--wait: follow the job until it has finished, its progress on stderr (agent.client.progress:
+    flows processed of the job's total, as the agent counts them)."""
     from agent.client.launcher import follow_job
-    from agent.client.tables import progress_line
+    from agent.client.progress import Progress, wanted
+    from agent.client.tables import counts_text
+
+    progress = Progress(f"job {job['jobId']}", job.get("total"), enabled=wanted(args.progress))
+    say = progress.printer(lambda text: print(text, file=sys.stderr, flush=True))
 
     def show(now: dict[str, Any]) -> None:
-        if not args.json and not now.get("finished"):  # the finished job is printed whole after
-            print(progress_line(now), flush=True)
+        waiting = f", waiting for {now['waitingFor']}" if now.get("waitingFor") else ""
+        doing = f"processed, {now.get('status')} ({counts_text(now.get('counts') or {})}){waiting}"
+        progress.set(int(now.get("processed") or 0), now.get("total"), doing)
 
     def unreachable(exc: Exception) -> None:
-        print(f"the agent does not answer ({exc}); the job goes on there: still waiting", file=sys.stderr)
+        say(f"the agent does not answer ({exc}); the job goes on there: still waiting")
 
-    return follow_job(lambda: client.job(job["jobId"]), args.timeout, show, unreachable)
+    with progress:
+        return follow_job(lambda: client.job(job["jobId"]), args.timeout, show, unreachable)
 
 
 def _finished(job: dict[str, Any], args: argparse.Namespace) -> int:
@@ -543,6 +569,15 @@ def _filter_flags(sub: argparse.ArgumentParser) -> None:
     group.add_argument("--under-care", action="store_true", help="only the flows the hospital is keeping")
 
 
+def _progress_flag(sub: argparse.ArgumentParser, text: str | None = None) -> None:
+    sub.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=text or "steps done of the total on stderr (default: only when stderr is a terminal)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ledger-agent", description="Recovery and reconciliation sidecar for Corda-style ledger nodes."
@@ -563,6 +598,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--base-port", type=int, default=10000, help="first port; each node takes two (default 10000)"
     )
     init.set_defaults(handler=_network_init)
+    inspect = network_commands.add_parser(
+        "inspect",
+        help="check a network folder: the map's members, their certificates and node folders",
+        description="The signed network map's members, one line each: role, name, p2p and management "
+        "addresses, identity, TLS and management certificate validity, node.conf. The map's serial "
+        "and signature are checked against the network's root CA, every certificate against the root "
+        "(issuer, signature, dates, name), and each node folder against the map. Every problem found "
+        "is listed, naming its file. Exit 0: no problems; 1: problems; 2: not a network folder.",
+    )
+    inspect.add_argument("--dir", type=Path, required=True, help="the network folder (network init's --dir)")
+    inspect.add_argument("--json", action="store_true", help="print what was found as JSON")
+    inspect.set_defaults(handler=_network_inspect)
 
     run = commands.add_parser("run", help="run one node's agent (peer and management endpoints)")
     run.add_argument("--config", type=Path, required=True, help="the node's node.conf")
@@ -575,6 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--keep-running", action="store_true", help="leave the network up and print its endpoints"
     )
+    _progress_flag(demo)
     demo.set_defaults(handler=_demo)
 
     vault = commands.add_parser("vault", help="print a node's vault")
@@ -590,7 +638,9 @@ def build_parser() -> argparse.ArgumentParser:
     start = flow_commands.add_parser(
         "start",
         help="start a flow by name",
-        description="Example: ledger-agent flow start --config node.conf GetReconciliationStatusForPartyFlow "
+        description="Start a flow by name with the Corda shell's `name: value, ...` arguments and print "
+        "its result, or how to follow it when it has not finished within the agent's wait. "
+        "Example: ledger-agent flow start --config node.conf GetReconciliationStatusForPartyFlow "
         "'party: \"O=PartyB, L=New York, C=US\", isRequester: true'  (quote the arguments as one word "
         "so the shell keeps the double quotes around names with commas)",
     )
@@ -661,6 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("id", nargs="?", help="a job's id: its progress and a result per flow (or transaction)")
     jobs.set_defaults(handler=_flow_jobs)
     for sub in (bulk, jobs, *corda_bulk.values()):
+        _progress_flag(sub)
         sub.add_argument("--wait", action="store_true", help="follow the job until it has finished")
         sub.add_argument(
             "--timeout",
@@ -788,6 +839,10 @@ def build_parser() -> argparse.ArgumentParser:
     recover.add_argument("--config", type=Path, required=True, help="the node's node.conf")
     recover.add_argument("--user", default="operator", help="management user (default operator)")
     recover.add_argument("--json", action="store_true", help="print the agent's JSON answer")
+    _progress_flag(
+        recover,
+        "with --apply: the recovery's progress on stderr (default: a bar on a terminal, else a line every 5 s)",
+    )
     recover.set_defaults(handler=_recover)
 
     audit = commands.add_parser(
@@ -818,7 +873,51 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "check", add_help=False, help="monitoring plugin (Nagios/Icinga): ledger-agent check --help"
     )
+    _describe(parser)
     return parser
+
+
+DESCRIPTIONS = {  # the longer text of `ledger-agent COMMAND --help`, where the one-line help is not enough
+    "network": "Local networks in one folder: `init` makes one (root CA, signed network map, a folder "
+    "per node with its node.conf, keys, certificates and management passwords); `inspect` checks one.",
+    "network init": "Create a folder for a local network: a notary and N nodes (PartyA, PartyB, ...), "
+    "each with two ports from --base-port (p2p, management), mutual TLS between agents and HTTPS "
+    "management. Refuses to overwrite anything. Start each node with `ledger-agent run --config`.",
+    "run": "Run one node's agent in the foreground until SIGTERM or Ctrl-C: the p2p endpoint (mutual "
+    "TLS), the management endpoint (REST /api, JSON-RPC /rpc, Jolokia /jolokia, /metrics) and the "
+    "services node.conf enables. Logs go to stderr, or to the file node.conf's logging section names.",
+    "demo": "Start a local network of three nodes and a notary as agent processes, make issuances and "
+    "random payments, check that every node agrees, then lose a node's store, restore an older backup "
+    "and recover the rest from its peers. Exit 0 when all agree at the end.",
+    "vault": "Print a node's vault straight from its store (the agent need not run): transactions, "
+    "own and observed states, token totals per currency and issuer.",
+    "flow": "The flows of a running agent through its management endpoint (REST /api), as the Corda "
+    "shell's flow commands: start, list, kill, pause, resume, retry; the flow hospital; bulk actions "
+    "and jobs; finality recovery.",
+    "flowStatus": "A finality flow's FlowTransactionInfo (status, transaction, counterparties), found "
+    "by the flow's id or the transaction's id.",
+    "recover": "Ledger Recovery (docs/ledger-recovery.md): reconcile with the peers (LedgerSync), then "
+    "recover the transactions this node lacks from them. A dry run that changes nothing unless "
+    "--apply; --results reads a past run's results.",
+    "audit": "The audit log of management actions: who did what to which flows, when, why, and how "
+    "it went (newest first).",
+    "shell": "An interactive shell with the Corda shell's `flow` and `run` commands, against a running "
+    "agent's JSON-RPC endpoint.",
+}
+
+
+def _describe(parser: argparse.ArgumentParser, path: str = "") -> None:
+    """Give every subcommand a description for its --help: its own from DESCRIPTIONS, or its help."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, sub in action.choices.items():
+            full = f"{path} {name}".strip()
+            if sub.description is None:
+                text = DESCRIPTIONS.get(full) or helps.get(name) or ""
+                sub.description = text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+            _describe(sub, full)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

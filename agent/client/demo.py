@@ -41,6 +41,7 @@ from agent.client.launcher import (
     read_password,
 )
 from agent.client.nodeconf import read_node_conf
+from agent.client.progress import Progress
 from agent.client.server import NodeEntry, init_network
 from agent.ledger.identity import X500Name
 from agent.operator_api.layout import MONITOR_PASSWORD_FILE, MONITOR_USER, OPERATOR_USER
@@ -571,10 +572,18 @@ def run_demo(
     seed: int = 7,
     keep_running: bool = False,
     out: Out = print,
+    progress: Progress | None = None,
 ) -> DemoResult:
+    """The demo; progress, when given, counts its steps: each agent started, each transaction, the
+    backup, the check, the disaster and the recovery."""
+    progress = progress or Progress("demo", None, enabled=False)
+    out = progress.printer(out)
     folder = directory or Path(tempfile.mkdtemp(prefix="ledger-agent-demo-")) / "network"
     base = free_port_range(8)
+    progress.advance(0, "creating the network")
     layout = init_network(folder, 3, base)
+    # started agents, 3 issues, the payments, backup, exit, check, disaster, recovery
+    progress.set(0, len(layout.nodes) + 3 + moves + 5, "starting the agents")
     out(f"network created in {folder}: a notary and {len(layout.nodes) - 1} nodes, SQLite stores")
     processes = []
     for node in layout.nodes:
@@ -586,6 +595,7 @@ def run_demo(
             proc.start()
         for proc, node in zip(processes, layout.nodes, strict=True):
             proc.wait_ready()
+            progress.advance(1)
             out(
                 f"  started {node.role:<6} {node.name}  pid {proc.pid}  p2p {node.p2p_address}  management {node.management_address}"
             )
@@ -600,22 +610,31 @@ def run_demo(
         }
         work = Workload(parties, seed, out)
         out("workload:")
+        progress.advance(0, "issuing")
         work.issue(a, [(a, 1000), (b, 500)], "GBP")
+        progress.advance(1)
         work.issue(b, [(b, 800), (c, 400)], "USD")
+        progress.advance(1)
         work.issue(c, [(c, 250)], "EUR", observers=[a])
+        progress.advance(1, "paying")
         for _ in range(moves // 2):
             work.random_payment()
+            progress.advance(1)
         out(f"  pay    {moves // 2} random payments, some with an observer")
         backup = folder / "backup" / f"{short(a)}.db"
         backup.parent.mkdir(mode=0o700, exist_ok=True)  # only its owner may read a backup
         backup_sqlite(sqlite_file(nodes[a][0]), backup)
         out(f"  backup {short(a)}'s store while it runs (SQLite online backup) to {backup}")
+        progress.advance(1, "paying")
         for _ in range(moves - moves // 2):
             work.random_payment()
+            progress.advance(1)
         out(f"  pay    {moves - moves // 2} more random payments")
         if work.expected[a][("GBP", a)] >= 10:
             work.exit(a, 10, "GBP")
+        progress.advance(1, "checking that the nodes agree")
         problems = check(work, out)
+        progress.advance(1, "the disaster: a node loses its store")
         result = DemoResult(
             ok=not problems, transactions=len(work.tx_ids), problems=problems, processes=processes
         )
@@ -628,8 +647,10 @@ def run_demo(
             f"\nOK: {len(parties)} nodes agree with each other and with the workload ({len(work.tx_ids)} transactions)"
         )
         disaster = run_disaster(a, [b, c], nodes, backup, work, out)
+        progress.advance(1, "recovering it from its peers")
         if not disaster.problems:
             run_recovery(disaster, [b, c], nodes[a][0], nodes[a][1], work, out)
+        progress.advance(1, "done")
         disaster_verdict(disaster, out)
         result = DemoResult(
             ok=not disaster.problems,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, cast
 
-from agent.operator_api.layout import CreatedNetwork
+from agent.operator_api.layout import CreatedNetwork, InspectedNetwork
 
 SERVER_ENTRY_POINTS = "agent.entrypoints"
 
@@ -26,6 +26,8 @@ class EntryPoints(Protocol):
     def init_network(self, directory: Path, nodes: int, base_port: int) -> CreatedNetwork: ...
 
     def print_vault(self, config: Path, out: Callable[[str], None]) -> None: ...
+
+    def inspect_network(self, directory: Path) -> InspectedNetwork: ...
 
 
 def entry_points() -> EntryPoints:

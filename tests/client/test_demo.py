@@ -7,6 +7,7 @@ stopped every process, so the checks do not rest on the demo's own bookkeeping a
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import peewee
 import pytest
 
 from agent.client.demo import DemoResult, Disaster, run_demo
+from agent.client.progress import Progress
 from agent.store.ledger_store import LedgerStore
 
 A, B, C = "O=PartyA, L=London, C=GB", "O=PartyB, L=New York, C=US", "O=PartyC, L=Paris, C=FR"
@@ -26,6 +28,7 @@ class Run:
     folder: Path
     result: DemoResult
     out: str
+    progress: Progress  # its stream a StringIO, as with --progress in a pipe
 
     @property
     def disaster(self) -> Disaster:
@@ -37,8 +40,10 @@ class Run:
 def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     folder = tmp_path_factory.mktemp("demo") / "net"
     lines: list[str] = []
-    result = run_demo(folder, moves=25, out=lines.append)
-    return Run(folder, result, "\n".join(lines))
+    progress = Progress("demo", None, enabled=True, stream=io.StringIO(), every_s=0.0)
+    result = run_demo(folder, moves=25, out=lines.append, progress=progress)
+    progress.finish()
+    return Run(folder, result, "\n".join(lines), progress)
 
 
 def store_ids(db: Path) -> set[str]:
@@ -130,3 +135,15 @@ def test_every_agent_process_is_stopped(run: Run) -> None:
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_the_progress_counts_every_step_to_the_total(run: Run) -> None:
+    stream = run.progress.stream
+    assert isinstance(stream, io.StringIO)
+    lines = stream.getvalue().splitlines()
+    total = 4 + 3 + 25 + 5  # agents started, issues, payments, backup, exit, check, disaster, recovery
+    assert lines[0] == "demo: 0 creating the network"
+    assert lines[1] == f"demo: 0/{total} starting the agents"
+    assert f"demo: 4/{total} starting the agents" in lines and f"demo: 7/{total} paying" in lines
+    done = [int(line.split()[1].split("/")[0]) for line in lines[1:]]
+    assert done == sorted(done) and lines[-1] == f"demo: {total}/{total} done"

@@ -318,6 +318,18 @@ def test_batch_and_notification_over_http(served: Served) -> None:
     assert response.status_code == 204 and response.content == b""
 
 
+def test_an_invalid_element_of_a_batch_over_http_gets_its_own_answer(served: Served) -> None:
+    batch = [1, request("Node.Role", id=2), {"method": "Node.Role", "id": 3}, notification("FailedParties")]
+    replies = post(served, batch)
+    assert [(r["id"], r.get("error", {}).get("code")) for r in replies] == [
+        (None, -32600),
+        (2, None),
+        (None, -32600),
+    ]
+    assert replies[1]["result"] == "node" and replies[1]["jsonrpc"] == "2.0"
+    assert [r["id"] for r in post(served, [1, 2, 3])] == [None, None, None]
+
+
 def test_every_standard_code_over_http(served: Served) -> None:
     def raw(body: str) -> Any:
         response = requests.post(
