@@ -310,8 +310,9 @@ class MethodTable:
         def write(caller: Caller, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
             mbean, attribute, value = _bind("write", ("mbean", "attribute", "value"), 3, args, kwargs)
             bean = registry.get(_text(mbean, "mbean"))
-            require_action(caller.principal, f"write {attribute}")
-            return bean.set(_text(attribute, "attribute"), value)
+            name = _text(attribute, "attribute")
+            _require_write(bean, name, caller, f"write {attribute}")
+            return bean.set(name, value, caller)
 
         def exec_(caller: Caller, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
             mbean, spec, arguments = _bind("exec", ("mbean", "operation", "arguments"), 2, args, kwargs)
@@ -396,10 +397,18 @@ def _getter(bean: MBean, name: str) -> Call:
 def _setter(bean: MBean, name: str) -> Call:
     def set_(caller: Caller, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         (value,) = _bind(f"set{name}", ("value",), 1, args, kwargs)
-        require_action(caller.principal, f"set{name}")
-        return bean.set(name, value)
+        _require_write(bean, name, caller, f"set{name}")
+        return bean.set(name, value, caller)
 
     return set_
+
+
+def _require_write(bean: MBean, name: str, caller: Caller, what: str) -> None:
+    # A guarded attribute (an operator's setting) checks the role itself, so that a refusal is
+    # audited with the caller as Jolokia's are; any other needs the operator role here.
+    found = bean.attributes.get(name)
+    if found is None or found.guard is None:
+        require_action(caller.principal, what)
 
 
 def _operation(bean: MBean, name: str) -> Call:

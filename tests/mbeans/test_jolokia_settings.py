@@ -149,8 +149,11 @@ def test_a_read_only_user_is_refused_by_name_and_audited(app: App) -> None:
     assert sync.config is before
     entry = app.audit(user=MONITOR_USER)[0]
     assert entry.role == "read-only" and entry.outcome.startswith("refused:")
-    r = app.rpc("setMaxNumberOfIbfFilterFlows", [7], user=MONITOR_USER)
+    refused_before = len(app.audit(user=MONITOR_USER))
+    r = app.rpc("LedgerSync.setMaxNumberOfIbfFilterFlows", [7], user=MONITOR_USER)
     assert "error" in r and sync.config is before
+    # Through JSON-RPC too, the refusal is audited with the caller.
+    assert len(app.audit(user=MONITOR_USER)) == refused_before + 1
     # The role before anything else, an attribute that does not exist included.
     r = app.jolokia(write("NoSuchSetting", 1), user=MONITOR_USER)
     assert r["status"] == 403
@@ -166,6 +169,9 @@ def test_json_rpc_writes_the_same_attributes(app: App) -> None:
     assert "MaxNumberOfIbfFilterFlows" in r["error"]["message"] and "1 to 15" in r["error"]["message"]
     assert sync.config.max_number_of_ibf_filter_flows == 9
     assert app.rpc("LedgerSync.setMaxNumberOfIbfFilterFlows", [5])["result"] == 9
+    # Audited with the caller, as through Jolokia.
+    assert {e.user for e in app.audit(user=OPERATOR_USER)} == {OPERATOR_USER}
+    assert not app.audit(user="(in-process)")
 
 
 def test_the_log_levels_are_writable(app: App, levels: None) -> None:
