@@ -206,6 +206,15 @@ LEDGER_RECOVERY_LAST_PROGRESS = _gauge(
 )
 LEDGER_RECOVERY_RUNNING = _gauge("ledger_recovery_running", "LedgerRecoveryFlows RUNNABLE now")
 
+# -- the peer endpoint ----------------------------------------------------------------------------------
+PEER_MESSAGES_REFUSED = _counter(
+    "peer_messages_refused_total",
+    "Messages to the peer endpoint refused before any handler saw them, since the agent started, by "
+    "error (MalformedMessageError, StaleMessageError, ReplayedMessageError, BadMessageSignatureError, "
+    "UnknownSenderError, SenderCertificateMismatchError, MessageTooLargeError, UnknownTopicError, ...)",
+    "error",
+)
+
 # -- flows' durations (agent.flows.durations) ----------------------------------------------------------
 FLOW_DURATION = _histogram(
     "flow_duration_seconds",
@@ -256,6 +265,7 @@ ALL: tuple[Metric, ...] = (
     LEDGER_RECOVERY_ESTIMATED_REMAINING,
     LEDGER_RECOVERY_LAST_PROGRESS,
     LEDGER_RECOVERY_RUNNING,
+    PEER_MESSAGES_REFUSED,
     FLOW_DURATION,
     SCRAPE_ERRORS,
 )
@@ -281,8 +291,9 @@ STANDARD: frozenset[str] = frozenset(
         "python_gc_collections_total",
     }
 )
-# No sample until a flow has ended since the agent started.
+# No sample until a flow has ended, or a peer's message was refused, since the agent started.
 FLOW_EVENT_NAMES: frozenset[str] = frozenset({FLOW_DURATION.name})
+PEER_EVENT_NAMES: frozenset[str] = frozenset({PEER_MESSAGES_REFUSED.name})
 # No sample at all until the hospital has a patient (the gauges by group) or has diagnosed an error.
 HOSPITAL_EVENT_NAMES: frozenset[str] = frozenset(
     m.name

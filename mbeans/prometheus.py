@@ -107,6 +107,11 @@ class BeanCollector(Collector):
         info = _gauge(m.NODE_INFO)
         info.add_metric([node.get("Identity"), node.get("Role")], 1)
         yield info
+        if "RefusedPeerMessages" in node.attributes:
+            refused = _counter(m.PEER_MESSAGES_REFUSED)
+            for error, count in sorted(node.get("RefusedPeerMessages").items()):
+                refused.add_metric([error], count)
+            yield refused
         transactions = _gauge(m.TRANSACTIONS)
         for status, count in sorted(node.get("TransactionsByStatus").items()):
             transactions.add_metric([status], count)

@@ -266,7 +266,9 @@ def test_prometheus_scrapes_the_agents_and_every_panel_has_data(
         "data"
     ]
     histograms = {x.name for x in m.ALL if x.kind == m.HISTOGRAM}
-    expected = m.NAMES - m.HOSPITAL_EVENT_NAMES - m.LEDGER_RECOVERY_EVENT_NAMES - histograms
+    expected = (
+        m.NAMES - m.HOSPITAL_EVENT_NAMES - m.LEDGER_RECOVERY_EVENT_NAMES - m.PEER_EVENT_NAMES - histograms
+    )
     expected -= {m.IN_FLIGHT_OLDEST_TIME.name}  # no sample: nothing IN_FLIGHT here
     expected |= {f"{m.FLOW_DURATION.name}{suffix}" for suffix in ("_bucket", "_sum", "_count")}  # flows ended
     assert expected <= {n for n in names if n.startswith(m.PREFIX)} <= m.SERIES

@@ -250,6 +250,12 @@ def node_bean(runtime: AgentRuntime) -> MBean:
     bean.attribute("Identity", S, "The node's X.500 name", lambda: str(node.identity.name))
     bean.attribute("Role", S, "node or notary", lambda: "notary" if node.notary else "node")
     bean.attribute("Version", S, "The agent's version", lambda: __version__)
+    bean.attribute(
+        "RefusedPeerMessages",
+        MAP,
+        "Messages to the peer endpoint refused before any handler saw them, since the start, by error",
+        runtime.peer_service.refused_counts,
+    )
     bean.attribute("Transactions", L, "Transactions recorded, any status", transactions.count_transactions)
     bean.attribute("TransactionsByStatus", MAP, "Transactions by status", by_status)
     bean.attribute(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -77,6 +78,18 @@ class PeerService:
         self._handlers: dict[str, Handler] = {}
         self._unknown_topic: UnknownTopicHook | None = None
         self._lock = threading.Lock()
+        # Messages refused before any handler saw them, by error class, since the start: what the
+        # management plane exports (ledgeragent_peer_messages_refused_total), a sign of an attack or
+        # of a member whose clock or keys went wrong.
+        self._refused: Counter[str] = Counter()
+
+    def refused_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._refused)
+
+    def _count_refusal(self, exc: BaseException) -> None:
+        with self._lock:
+            self._refused[type(exc).__name__] += 1
 
     def on_unknown_topic(self, hook: UnknownTopicHook) -> None:
         """Who decides about a message on a topic nobody handles (the flow hospital)."""
@@ -101,6 +114,7 @@ class PeerService:
         """The 413 reply, unsealed: the body is not read, so there is no sender to address it to."""
         exc = MessageTooLargeError(declared_length, self.max_message_size, at_least=at_least)
         log.warning("refused a message: %s", exc, extra=refusal(type(exc).__name__, source))
+        self._count_refusal(exc)
         return TOO_LARGE, plain_error(exc)
 
     def handle(
@@ -119,6 +133,7 @@ class PeerService:
             sealed = parse_sealed(body)
         except MalformedMessageError as exc:
             log.warning("refused a message: %s", exc, extra=refusal(type(exc).__name__, source))
+            self._count_refusal(exc)
             return BAD_REQUEST, plain_error(exc)
         request = sealed.envelope
         # Before the signature is checked the sender is only claimed: the address is the better name.
@@ -134,6 +149,7 @@ class PeerService:
                 exc,
                 extra=refusal(type(exc).__name__, claimed),
             )
+            self._count_refusal(exc)
             return BAD_REQUEST, self._error(request, type(exc).__name__, str(exc), error_details(exc))
         handler = self._handlers.get(envelope.topic)
         if handler is None and self._unknown_topic is not None:
@@ -158,6 +174,7 @@ class PeerService:
                 unknown,
                 extra=refusal(type(unknown).__name__, str(envelope.sender)),
             )
+            self._count_refusal(unknown)
             return NOT_FOUND, self._error(envelope, type(unknown).__name__, str(unknown), unknown.details())
         try:
             result = handler(envelope.sender, envelope.payload)

@@ -97,7 +97,8 @@ def test_the_exposition_after_a_restore_and_a_reconciliation(tmp_path: Path, net
     # beside the process's and the runtime's; the flows' histogram as its three series.
     ours = {name for name in samples if name.startswith(m.PREFIX)}
     histogram = {f"{m.FLOW_DURATION.name}{suffix}" for suffix in ("_bucket", "_sum", "_count")}
-    expected = m.NAMES - m.HOSPITAL_EVENT_NAMES - m.LEDGER_RECOVERY_EVENT_NAMES - {m.FLOW_DURATION.name}
+    expected = m.NAMES - m.HOSPITAL_EVENT_NAMES - m.LEDGER_RECOVERY_EVENT_NAMES - m.PEER_EVENT_NAMES
+    expected -= {m.FLOW_DURATION.name}
     assert expected - {m.IN_FLIGHT_OLDEST_TIME.name} | histogram <= ours <= m.SERIES
     assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "python_info"} <= set(samples)
     (build,) = samples[m.BUILD_INFO.name]
@@ -163,6 +164,20 @@ def test_the_exposition_after_a_restore_and_a_reconciliation(tmp_path: Path, net
     assert m.RECONCILIATION_LAST_OUTCOME.name not in peer
     assert value(peer, m.MISSING_TRANSACTIONS) == 0
     assert m.MISSING_TRANSACTIONS_OLDEST_AGE.name not in peer
+
+
+def test_messages_refused_at_the_peer_endpoint_are_counted_by_error(net: Net) -> None:
+    _, before = scrape(net[A], monitor(net, A))
+    assert m.PEER_MESSAGES_REFUSED.name not in before  # none refused yet: no sample
+    service = net[A].peer_service
+    for _ in range(3):
+        assert service.handle(b"\xff not a sealed message")[0] == 400
+    assert service.handle(b"x" * (service.max_message_size + 1))[0] == 413
+    _, samples = scrape(net[A], monitor(net, A))
+    assert sorted(samples[m.PEER_MESSAGES_REFUSED.name], key=lambda s: s[0]["error"]) == [
+        ({"error": "MalformedMessageError"}, 3.0),
+        ({"error": "MessageTooLargeError"}, 1.0),
+    ]
 
 
 def test_metrics_need_a_management_user(net: Net) -> None:
@@ -231,6 +246,7 @@ def test_one_registry_per_agent_and_none_global(net: Net) -> None:
     assert names == {
         m.BUILD_INFO.name,
         m.NODE_INFO.name,
+        m.PEER_MESSAGES_REFUSED.name.removesuffix("_total"),  # a counter's family name
         m.TRANSACTIONS.name,
         m.FLOWS.name,
         m.VAULT_UNCONSUMED_STATES.name,
