@@ -283,7 +283,9 @@ class Network:
     peers: list[AgentProcess]
 
 
-def make_network(folder: Path, people: Cast, fixture: Path) -> Network:
+def make_network(folder: Path, people: Cast, fixture: Path, *, plain: bool = False) -> Network:
+    """The network of the run: TLS between the agents and on management as `network init` makes it,
+    or with plain, both off (what TLS costs, measured)."""
     layout = init_network(
         folder / "net",
         list(people.names),
@@ -297,6 +299,8 @@ def make_network(folder: Path, people: Cast, fixture: Path) -> Network:
         node = layout.node(name)
         with node.config.open("a") as conf:
             conf.write("ledgerSync.enabled = false\n")
+            if plain:
+                conf.write("p2pTls = false\nmanagementSsl.useSsl = false\n")
         configs[name] = node.config
         if i == 0:
             continue  # A's ledger is copied for each child
@@ -442,7 +446,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     baselines: list[dict[str, Any]] = []
     loads: list[float] = []
     try:
-        network = make_network(folder, people, fixture)
+        network = make_network(folder, people, fixture, plain=args.plain)
         a_config = network.configs[people.names[0]]
         try:
             for peer in network.peers:
@@ -534,6 +538,9 @@ def main(argv: list[str] | None = None) -> int:
         "--workers", type=int, default=DEFAULT_WORKERS, help="signing processes when generating"
     )
     parser.add_argument("--keep", action="store_true", help="keep the run's folder (the nodes' logs)")
+    parser.add_argument(
+        "--plain", action="store_true", help="TLS off between the agents and on management (its cost)"
+    )
     parser.add_argument("--child", choices=("recover", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--fixture", type=Path, help=argparse.SUPPRESS)
