@@ -67,10 +67,15 @@ def test_failures_older_than_the_window_do_not_count() -> None:
     assert logins.failed("10.0.0.1", "monitor") is True  # three within 60 s: at 60 s, 90 s and 90 s
 
 
+# Whole microseconds: the clock's (and timedelta's) resolution; a back-off of 1.0000000000000002 s is
+# 1 s to it, and node.conf's durations are whole units anyway.
+MICROS = 1_000_000
+
+
 @given(
     max_failures=st.integers(1, 20),
-    back_off_s=st.floats(1, 86400),
-    waited_s=st.floats(0, 86400),
+    back_off_s=st.integers(1 * MICROS, 86400 * MICROS).map(lambda us: us / MICROS),
+    waited_s=st.integers(0, 86400 * MICROS).map(lambda us: us / MICROS),
 )
 def test_retry_after_is_never_below_one_nor_beyond_the_back_off(
     max_failures: int, back_off_s: float, waited_s: float
