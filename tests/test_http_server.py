@@ -125,3 +125,16 @@ def test_plain_http_to_a_tls_listener_is_dropped_unread(
     port, _ = served
     with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
         httpx.get(f"http://127.0.0.1:{port}/", auth=("operator", "secret"))
+
+
+def test_the_listening_socket_has_no_nagle_delay(files: TlsFiles) -> None:
+    """cheroot sets TCP_NODELAY when it binds; on the sockets agent.listeners bound, we must: without
+    it an answer in two writes waited for the client's delayed ACK, 40 ms a request (measured: Ledger
+    Recovery's one-request-a-transaction baseline went from 27 to 201 tx/s)."""
+    sockets = bind("p2pAddress", ("127.0.0.1", 0))
+    listener = Listener("test", sockets, _hello, threads=1, tls=None)
+    listener.start(lambda exc: None)
+    try:
+        assert sockets[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        listener.stop(5)
