@@ -24,10 +24,9 @@ from flask import Flask
 from agent.clock import Clock
 from agent.ledgersync.config import load_ledgersync_config
 from agent.management.app import create_management_app
-from agent.network.tls import peer_client_context, peer_tls_name
 from agent.node import Node, open_node
 from agent.p2p.client import RawTransport
-from agent.p2p.http import HttpTransport, create_peer_app
+from agent.p2p.http import HttpTransport, create_peer_app, tls_transport
 from agent.runtime import AgentRuntime, build_runtime
 
 log = logging.getLogger("ledger_agent.composition")
@@ -104,10 +103,4 @@ def build_agent(
 def _peer_transport(node: Node) -> HttpTransport:
     """HTTP to peers: over mutual TLS unless node.conf says p2pTls = false."""
     config = node.config
-    if not config.p2p_tls:
-        return HttpTransport()
-    network_map = node.network_map
-    return HttpTransport(
-        tls=peer_client_context(config.p2p_tls_files),
-        server_name=lambda address: peer_tls_name(network_map.at_address(address).name),
-    )
+    return tls_transport(config.p2p_tls_files, node.network_map) if config.p2p_tls else HttpTransport()

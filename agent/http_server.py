@@ -14,8 +14,7 @@ blocking for up to the socket timeout: there, a client that connected and sent n
 whole listener for that long. Nor on a worker thread: a client opening connections ahead of its
 requests (a pool) would hold every worker. Each listener has one thread that drives all its
 handshakes without blocking (_Handshakes), each within HANDSHAKE_TIMEOUT, and hands a connection to
-cheroot's selector once its handshake is done. The client certificate is read when a request's
-environ is built (_ClientCertificate).
+cheroot's selector once its handshake is done, with the client certificate in its environ entries.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from cheroot import wsgi
@@ -50,40 +49,16 @@ HANDSHAKE_TIMEOUT = 10.0
 _KEEP_ALIVE_CONNECTIONS = 1000
 
 
-class _ClientCertificate(Mapping[str, str]):
-    """The environ entry SSL_CLIENT_CERT (PEM, as mod_ssl names it), read from the TLS socket when the
-    request's environ is built: after the handshake, which the first read of the request did."""
-
-    def __init__(self, sock: ssl.SSLSocket) -> None:
-        self._sock = sock
-
-    def _values(self) -> dict[str, str]:
-        try:
-            der = self._sock.getpeercert(binary_form=True)
-        except (ValueError, OSError):  # no handshake yet, or the connection is gone
-            return {}
-        return {"SSL_CLIENT_CERT": ssl.DER_cert_to_PEM_cert(der)} if der else {}
-
-    def __getitem__(self, key: str) -> str:
-        return self._values()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values())
-
-    def __len__(self) -> int:
-        return len(self._values())
-
-
-class _LazyTls(BuiltinSSLAdapter):
-    """cheroot's TLS adapter, with the handshake left to the connection's first read (see above)."""
+class _DeferredHandshake(BuiltinSSLAdapter):
+    """cheroot's TLS adapter, with the handshake left to _Handshakes (see above)."""
 
     def __init__(self, context: ssl.SSLContext, certificate: tuple[str, str]) -> None:
         super().__init__(*certificate)
         self.context = context
 
-    def wrap(self, sock: socket.socket) -> tuple[ssl.SSLSocket, Mapping[str, str]]:
+    def wrap(self, sock: socket.socket) -> tuple[ssl.SSLSocket, dict[str, str]]:
         wrapped = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        return wrapped, _ClientCertificate(wrapped)
+        return wrapped, {}  # the environ's TLS entries: _Handshakes fills them once it is done
 
 
 class _Handshakes:
@@ -156,6 +131,10 @@ class _Handshakes:
             return
         self._forget(conn)
         sock.settimeout(self._server.timeout)
+        # The verified client certificate, as mod_ssl names it in the environ (the peer endpoint
+        # checks each message's sender against it).
+        der = sock.getpeercert(binary_form=True)
+        conn.ssl_env = {"SSL_CLIENT_CERT": ssl.DER_cert_to_PEM_cert(der)} if der else {}
         conn.tls_ready = True
         self._server.put_conn(conn)  # to cheroot's selector: a worker takes it once a request comes
 
@@ -207,8 +186,8 @@ class _Server(wsgi.Server):
     def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
         # A client dropping its connection or failing the TLS handshake is routine on a listener any
         # host can reach: logged as a refusal, so a flood of them is rate-limited (agent.logs.refusals).
-        # The handshake fails on a worker's first read (see above), which cheroot reports as an error
-        # with a traceback; it is a refusal like the others.
+        # A TLS error on a worker's read (an alert mid-connection) cheroot reports with a traceback;
+        # it is a refusal like the others.
         failed = sys.exc_info()[1]
         if traceback and not isinstance(failed, ssl.SSLError):
             log.log(max(level, logging.WARNING), "%s: %s", self.label, msg, exc_info=True)
@@ -248,7 +227,7 @@ class Listener:
             server.max_request_body_size = max_request_body_size
             server.keep_alive_conn_limit = _KEEP_ALIVE_CONNECTIONS
             if tls is not None and certificate is not None:
-                server.ssl_adapter = _LazyTls(tls, certificate)
+                server.ssl_adapter = _DeferredHandshake(tls, certificate)
             self._servers.append(server)
         self._threads: list[threading.Thread] = []
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from agent.client.launcher import management_verify
-from agent.client.nodeconf import read_node_conf
+from agent.client.nodeconf import management_verify, read_node_conf
 from agent.clock import SystemClock
 from agent.config import load_node_config
 from agent.network.network_map import SignedNetworkMap
 from agent.network.pki import read_certificate
-from agent.network.tls import TRUST_ROOT_FILE, peer_client_context, peer_tls_name
-from agent.p2p.http import HttpTransport
+from agent.network.tls import TRUST_ROOT_FILE
+from agent.p2p.http import HttpTransport, tls_transport
 
 
 def management(config: Path) -> tuple[str, ssl.SSLContext | bool]:
@@ -33,8 +32,6 @@ def member_transport(config: Path) -> HttpTransport:
     """The peer transport of the node whose node.conf is config: its TLS certificate, its network map."""
     node = load_node_config(config)
     trust_root = read_certificate(node.certificates_directory / TRUST_ROOT_FILE)
-    network_map = SignedNetworkMap.load(node.network_map_file, trust_root, SystemClock())
-    return HttpTransport(
-        tls=peer_client_context(node.p2p_tls_files),
-        server_name=lambda address: peer_tls_name(network_map.at_address(address).name),
+    return tls_transport(
+        node.p2p_tls_files, SignedNetworkMap.load(node.network_map_file, trust_root, SystemClock())
     )

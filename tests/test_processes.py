@@ -39,12 +39,12 @@ from agent.network.bootstrap import (
 )
 from agent.network.network_map import SignedNetworkMap
 from agent.network.pki import read_certificate
-from agent.network.tls import TlsFiles, peer_client_context, peer_tls_name
+from agent.network.tls import TlsFiles
 from agent.node import open_node
 from agent.p2p.authenticator import MessageAuthenticator
 from agent.p2p.client import PeerClient
 from agent.p2p.envelope import parse_error_payload
-from agent.p2p.http import HttpTransport
+from agent.p2p.http import tls_transport
 from agent.p2p.retry import RetryPolicy
 from agent.store.ledger_store import LedgerStore
 from tests.conftest import PG_ADMIN_URL
@@ -284,11 +284,7 @@ def test_a_sender_from_another_network_is_refused_on_the_wire(
     stranger_node.close()
     files = load_node_config(stranger.config).p2p_tls_files
     theirs_trusting_ours = TlsFiles(files.certificate, files.key, net.layout.root_certificate)
-    transport = HttpTransport(
-        tls=peer_client_context(theirs_trusting_ours),
-        server_name=lambda address: peer_tls_name(ours.at_address(address).name),
-    )
-    with transport:
+    with tls_transport(theirs_trusting_ours, ours) as transport:
         client = PeerClient(
             MessageAuthenticator(mallory, key, ours, clock), ours, transport, RetryPolicy(max_attempts=2)
         )

@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 import httpx
 
 from agent import __version__
-from agent.client.nodeconf import read_node_conf
+from agent.client.nodeconf import management_verify, read_node_conf
 from agent.errors import AgentError
 from agent.operator_api.layout import PASSWORD_FILE
 
@@ -57,11 +57,6 @@ def free_port_range(count: int, *, start: int = 20000, end: int = 60000) -> int:
             for s in sockets:
                 s.close()
     raise AgentProcessError(f"no {count} consecutive free ports between {start} and {end}")
-
-
-def management_verify(ca_file: Path | None) -> ssl.SSLContext | bool:
-    """What httpx's verify= takes for a management endpoint whose certificate chains to ca_file."""
-    return True if ca_file is None else ssl.create_default_context(cafile=str(ca_file))
 
 
 @dataclass

@@ -6,6 +6,7 @@ starts (agent.config), and a tool needs neither that loader nor what it imports.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,13 +15,12 @@ from pyhocon.exceptions import ConfigException
 from pyparsing import ParseBaseException
 
 from agent.errors import ConfigurationError
+from agent.operator_api.layout import TRUST_ROOT_FILE
 
 MANAGEMENT_ADDRESS = "managementAddress"
 MANAGEMENT_SSL = "managementSsl.useSsl"
 CERTIFICATES_DIRECTORY = "certificatesDirectory"
 DATA_SOURCE_URL = "dataSourceProperties.dataSource.url"
-# As agent.network.tls's: what the management certificate chains to, unless an operator's CA issued it.
-TRUST_ROOT_FILE = "network-root.pem"
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,12 @@ class NodeConf:
         if not self.management_ssl:
             return None
         return (self.certificates_directory or self.base_directory / "certificates") / TRUST_ROOT_FILE
+
+
+def management_verify(ca_file: Path | None) -> ssl.SSLContext | bool:
+    """What httpx's verify= takes for a management endpoint whose certificate chains to ca_file (None:
+    the system's CAs)."""
+    return True if ca_file is None else ssl.create_default_context(cafile=str(ca_file))
 
 
 def _string(tree: ConfigTree, key: str) -> str:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import ssl
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +44,7 @@ import httpx
 from agent import __version__
 from agent.client.arguments import parse_flow_arguments
 from agent.client.launcher import follow_job
+from agent.client.nodeconf import management_verify
 from agent.client.tables import (
     audit_table,
     dry_run_text,
@@ -108,8 +108,9 @@ class RpcClient:
         # The tool calling (shell): its User-Agent, which the agent's audit log records.
         headers = {"User-Agent": f"ledger-agent-{tool}/{__version__}"} if tool else None
         # https with ca_file: the endpoint's certificate must chain to it (else the system's CAs).
-        verify = ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else True
-        self._client = httpx.Client(timeout=timeout, trust_env=False, headers=headers, verify=verify)
+        self._client = httpx.Client(
+            timeout=timeout, trust_env=False, headers=headers, verify=management_verify(ca_file)
+        )
         self._next_id = 0
 
     def close(self) -> None:

@@ -163,11 +163,11 @@ class LedgerSyncConfig:
     def __post_init__(self) -> None:
         # Checked here too, so a config built in code obeys the same ranges as one read from a file.
         for key, (_, low, high) in INT_KEYS.items():
-            value = getattr(self, _attribute(key))
+            value = getattr(self, field_name(key))
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ConfigurationError(key, value, f"allowed: an integer from {low} to {high}")
         for key in DURATION_KEYS:
-            value = getattr(self, _attribute(key))
+            value = getattr(self, field_name(key))
             if not isinstance(value, timedelta) or value < timedelta(0):
                 raise ConfigurationError(key, value, "allowed: a duration of 0s or more")
         if len(set(self.scheduled_reconciliations)) != len(self.scheduled_reconciliations):
@@ -178,7 +178,7 @@ class LedgerSyncConfig:
             )
 
 
-def _attribute(key: str) -> str:
+def field_name(key: str) -> str:
     """maxNumberOfIbfFilterFlows -> max_number_of_ibf_filter_flows."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
 
@@ -240,10 +240,10 @@ def load_ledgersync_config(path: Path | None) -> LedgerSyncConfig:
             value = flat[key]
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigurationError(key, _text(value), f"allowed: an integer from {low} to {high}")
-            values[_attribute(key)] = value
+            values[field_name(key)] = value
     for key in DURATION_KEYS:
         if key in flat:
-            values[_attribute(key)] = parse_duration(_text(flat[key]), key)
+            values[field_name(key)] = parse_duration(_text(flat[key]), key)
     if SCHEDULES_KEY in flat:
         values["scheduled_reconciliations"] = _schedules(flat[SCHEDULES_KEY])
     return LedgerSyncConfig(**values)

@@ -108,9 +108,13 @@ class CommandGate:
             outcome=outcome[:MAX_TARGET_CHARS],
             surface=actor.surface,
         )
+        self.append(entry)
+
+    def append(self, entry: AuditEntry) -> None:
+        """Write entry to the audit log; a failure is logged, not raised."""
         try:
             self.audit.append(entry)
-        except Exception:  # the command's answer stands; an operator must see that its record is missing
+        except Exception:  # the action's answer stands; an operator must see that its record is missing
             log.error("could not write the audit log's entry %s", entry, exc_info=True)
 
 

@@ -191,6 +191,24 @@ def issue_certificate(
 ) -> x509.Certificate:
     """An end-entity certificate for subject's key, in the given role, signed by the CA."""
     _check_role(role)
+    return issue_end_entity(
+        issuer_key, issuer_cert, subject, subject_key, [ROLE_OIDS[role]], clock, validity_days=validity_days
+    )
+
+
+def issue_end_entity(
+    issuer_key: KeyPair,
+    issuer_cert: x509.Certificate,
+    subject: X500Name,
+    subject_key: PublicKey,
+    purposes: list[x509.ObjectIdentifier],
+    clock: Clock,
+    *,
+    alternative_names: list[x509.GeneralName] | None = None,
+    validity_days: int = CERTIFICATE_VALIDITY_DAYS,
+) -> x509.Certificate:
+    """A certificate for subject's key, for those purposes (ExtendedKeyUsage: a role's OID, or TLS's
+    serverAuth and clientAuth), with those subjectAltNames, signed by the CA; never a CA itself."""
     if public_key_of(issuer_cert) != issuer_key.public:
         raise IdentityError(f"issuer key does not match issuer certificate {_subject(issuer_cert)}")
     now = _whole_seconds(clock.now())
@@ -199,7 +217,7 @@ def issue_certificate(
     not_after = min(now + timedelta(days=validity_days), issuer_cert.not_valid_after_utc)
     if not_after <= not_before:
         raise IdentityError(f"issuer certificate {_subject(issuer_cert)} is not valid at {now.isoformat()}")
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(x509_name(subject))
         .issuer_name(issuer_cert.subject)
@@ -222,14 +240,16 @@ def issue_certificate(
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([ROLE_OIDS[role]]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(purposes), critical=False)
         .add_extension(_key_identifier(subject_key), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public.to_cryptography()),
             critical=False,
         )
-        .sign(issuer_key.private_key, None)
     )
+    if alternative_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(alternative_names), critical=False)
+    return builder.sign(issuer_key.private_key, None)
 
 
 def _check_validity(cert: x509.Certificate, what: str, now: datetime) -> None:

@@ -27,24 +27,18 @@ import hashlib
 import ipaddress
 import ssl
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from agent.clock import Clock
-from agent.errors import ConfigurationError, IdentityError
+from agent.errors import ConfigurationError
 from agent.ledger.identity import X500Name
 from agent.ledger.keys import KeyPair
-from agent.network.pki import (
-    CERTIFICATE_VALIDITY_DAYS,
-    name_from_certificate,
-    public_key_of,
-    x509_name,
-)
+from agent.network.pki import CERTIFICATE_VALIDITY_DAYS, issue_end_entity, name_from_certificate
+from agent.operator_api.layout import TRUST_ROOT_FILE
 
-TRUST_ROOT_FILE = "network-root.pem"  # in certificatesDirectory, beside the node's identity
 TLS_KEY_FILE = "tls.key"
 TLS_CERT_FILE = "tls.pem"
 MANAGEMENT_KEY_FILE = "management.key"
@@ -83,47 +77,21 @@ def issue_tls_certificate(
 ) -> x509.Certificate:
     """A node's TLS certificate (client and server, named by peer_tls_name), or with management_hosts
     the management endpoint's server certificate for those hosts (and localhost)."""
-    if public_key_of(root_cert) != root_key.public:
-        raise IdentityError("the root key does not match the root certificate")
-    now = clock.now().replace(microsecond=0)
-    not_before = max(now, root_cert.not_valid_before_utc)
-    not_after = min(now + timedelta(days=validity_days), root_cert.not_valid_after_utc)
     if management_hosts is None:
         alternative: list[x509.GeneralName] = [x509.DNSName(peer_tls_name(subject))]
         purposes = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     else:
         alternative = _host_names([*management_hosts, "localhost", "127.0.0.1", "::1"])
         purposes = [ExtendedKeyUsageOID.SERVER_AUTH]
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509_name(subject))
-        .issuer_name(root_cert.subject)
-        .public_key(key.public.to_cryptography())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage(purposes), critical=False)
-        .add_extension(x509.SubjectAlternativeName(alternative), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public.to_cryptography()),
-            critical=False,
-        )
-        .sign(root_key.private_key, None)
+    return issue_end_entity(
+        root_key,
+        root_cert,
+        subject,
+        key.public,
+        purposes,
+        clock,
+        alternative_names=alternative,
+        validity_days=validity_days,
     )
 
 

@@ -9,6 +9,9 @@ PASSWORD_FILE = "management-password"  # the operator's password, readable by it
 OPERATOR_USER = "operator"
 MONITOR_PASSWORD_FILE = "monitor-password"  # the read-only user's, for Prometheus and check plugins
 MONITOR_USER = "monitor"
+# In certificatesDirectory: the network's root, which the TLS certificates (the peer endpoint's and,
+# unless an operator's CA issued it, the management endpoint's) chain to.
+TRUST_ROOT_FILE = "network-root.pem"
 
 
 class CreatedNode(TypedDict):

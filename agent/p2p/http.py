@@ -28,7 +28,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from agent.errors import MalformedMessageError, MessageTooLargeError, PeerError, TransientTransportError
 from agent.ledger.identity import X500Name
-from agent.network.tls import name_of_peer_certificate
+from agent.network.network_map import NetworkMap
+from agent.network.tls import TlsFiles, name_of_peer_certificate, peer_client_context, peer_tls_name
 from agent.p2p.envelope import CONTENT_TYPE
 from agent.p2p.service import PeerService, plain_error
 
@@ -104,9 +105,7 @@ class HttpTransport:
                     raise TransientTransportError(address, f"HTTP {response.status_code} from a gateway")
                 return response.status_code, self._read(response)
         except httpx.ConnectError as exc:
-            if isinstance(
-                exc.__context__, ssl.SSLCertVerificationError
-            ) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):  # httpx keeps only the ssl error's text
                 # Not the party the map names there (or not of this network): retrying cannot help.
                 raise PeerError(f"TLS refused at {address}: {exc}") from exc
             raise TransientTransportError(address, f"{type(exc).__name__}: {exc}") from exc
@@ -139,6 +138,15 @@ class HttpTransport:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def tls_transport(files: TlsFiles, network_map: NetworkMap) -> HttpTransport:
+    """A transport to the peers of network_map over mutual TLS with files' certificate: each address
+    must prove the TLS name of the party the map puts there."""
+    return HttpTransport(
+        tls=peer_client_context(files),
+        server_name=lambda address: peer_tls_name(network_map.at_address(address).name),
+    )
 
 
 def _read_at_most(stream: IO[bytes], limit: int) -> bytes:
