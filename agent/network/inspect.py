@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.clock import Clock, SystemClock
@@ -23,7 +22,13 @@ from agent.errors import AgentError, IdentityError
 from agent.ledger.identity import X500Name
 from agent.network.bootstrap import IDENTITY_CERT_FILE, NETWORK_MAP_FILE, ROOT_CERT_FILE, ROOT_DIR
 from agent.network.network_map import NetworkMap, NodeInfo, SignedNetworkMap
-from agent.network.pki import NETWORK_MAP_ROLE, name_from_certificate, read_certificate, verify_certificate
+from agent.network.pki import (
+    NETWORK_MAP_ROLE,
+    name_from_certificate,
+    read_certificate,
+    signed_by,
+    verify_certificate,
+)
 from agent.operator_api.layout import (
     NODE_CONFIG_FILE,
     InspectedCertificate,
@@ -247,9 +252,7 @@ def _issued_by(cert: x509.Certificate, root: x509.Certificate) -> str | None:
     key = root.public_key()
     if cert.issuer != root.subject or not isinstance(key, Ed25519PublicKey):
         return f"it is issued by {cert.issuer.rfc4514_string()}, not by the network's root CA"
-    try:
-        key.verify(cert.signature, cert.tbs_certificate_bytes)
-    except InvalidSignature:
+    if not signed_by(cert, key):
         return "its signature does not verify against the network's root CA"
     return None
 

@@ -274,7 +274,8 @@ def _basic_constraints(cert: x509.Certificate) -> x509.BasicConstraints | None:
         raise IdentityError(f"certificate {_subject(cert)}: malformed extensions: {exc}") from exc
 
 
-def _signed_by(cert: x509.Certificate, key: Ed25519PublicKey) -> bool:
+def signed_by(cert: x509.Certificate, key: Ed25519PublicKey) -> bool:
+    """cert's signature verifies against key (an Ed25519 CA's)."""
     try:
         key.verify(cert.signature, cert.tbs_certificate_bytes)
     except InvalidSignature:
@@ -309,7 +310,7 @@ def verify_certificate(
             f"certificate {_subject(cert)}: issuer {cert.issuer.rfc4514_string()!r} is not the trust root "
             f"{trust_root.subject.rfc4514_string()!r}"
         )
-    if not _signed_by(cert, root_key):
+    if not signed_by(cert, root_key):
         raise IdentityError(f"certificate {_subject(cert)}: signature does not verify against the trust root")
     _check_validity(cert, "certificate", now)
     constraints = _basic_constraints(cert)
