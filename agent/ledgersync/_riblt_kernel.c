@@ -22,7 +22,7 @@
 #define MULTIPLIER 0xDA942042E4DD58B5ULL
 #define TWO32 4294967296.0
 #define LAST_INDEX 2147483647LL
-#define IN_FLIGHT 8
+#define BLOCK 1024 /* ids walked together: their state, about 33 KB, stays in the L1 cache */
 
 static int get_buffer(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t itemsize, const char *name) {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0) {
@@ -67,11 +67,30 @@ static inline uint64_t keyed_hash(const uint64_t *id, uint64_t k0, uint64_t k1) 
     return mix64(h ^ big_endian(id[3]));
 }
 
+/* (double)x for a uint64. The compiler's conversion branches on the top bit, which the PRNG's state
+ * has set half the time: a mispredicted branch every other step. Both halves convert exactly and their
+ * sum is rounded once, as the direct conversion is: the same double, without the branch. */
+static inline double u64_to_double(uint64_t x) {
+    return (double)(uint32_t)(x >> 32) * TWO32 + (double)(uint32_t)x;
+}
+
+/* (long long)ceil(x). x86-64's baseline has no instruction for ceil (SSE4.1's roundsd is not in it),
+ * so ceil is a call into libm at every step, which also spills the lanes' registers. Truncation is
+ * exact below 2**63, and adding one where it cut off a positive fraction is ceil; anything outside
+ * (never a gap, but NaN or a huge one must come out as before) still goes to libm. */
+static inline long long ceil_to_int(double x) {
+    if (x > -9.0e18 && x < 9.0e18) {
+        long long t = (long long)x;
+        return t + ((double)t < x);
+    }
+    return (long long)ceil(x);
+}
+
 /* riblt._next_index: the index after index, advancing the PRNG state. */
 static inline long long next_index(long long index, uint64_t *state) {
     *state *= MULTIPLIER;
     double base = (double)index + 1.5;
-    long long gap = (long long)ceil(base * TWO32 / sqrt((double)*state) - base);
+    long long gap = ceil_to_int(base * TWO32 / sqrt(u64_to_double(*state)) - base);
     return index + (gap ? gap : 1);
 }
 
@@ -143,57 +162,60 @@ static PyObject *encode(PyObject *self, PyObject *args) {
     int64_t *count = (int64_t *)counts.buf;
     const long long end = start + (long long)n;
     const uint64_t key_check = (uint64_t)k0 ^ KEY_CHECK, key_seed = (uint64_t)k1 ^ KEY_SEED;
+    const uint64_t *blk_words[BLOCK];
+    uint64_t blk_check[BLOCK], blk_state[BLOCK];
+    long long blk_index[BLOCK];
+    uint16_t walking[BLOCK];
 
     Py_BEGIN_ALLOW_THREADS
-    /* Each id's indexes form one dependency chain (a multiply, a sqrt, a division, a ceil): IN_FLIGHT
-     * ids walk side by side so that the processor overlaps their latencies. */
-    const uint64_t *lane_words[IN_FLIGHT];
-    uint64_t lane_check[IN_FLIGHT], lane_state[IN_FLIGHT];
-    long long lane_index[IN_FLIGHT];
-    int live[IN_FLIGHT];
-    int active = 0;
+    /* A block of ids at a time, in rounds: each round moves every id still short of end one index on.
+     * An id's indexes are one dependency chain (a multiply, a sqrt, a division); the ids of a round are
+     * independent, so the processor overlaps their chains, and no branch depends on when an id's walk
+     * ends (one walking in a few lanes mispredicted about once an id): the round keeps the ids still
+     * walking by writing each and counting it only if it goes on. */
+    const uint8_t *in_set = masked ? (const uint8_t *)picked.buf : NULL;
     Py_ssize_t p = 0;
-    for (int k = 0; k < IN_FLIGHT; k++) live[k] = 0;
-    for (;;) {
-        for (int k = 0; k < IN_FLIGHT && p < n_ids; k++) {
-            if (live[k]) continue;
-            if (masked) {
-                const uint8_t *in_set = (const uint8_t *)picked.buf;
-                while (p < n_ids && !in_set[p]) p++;
-                if (p == n_ids) break;
+    while (p < n_ids) {
+        Py_ssize_t nb = 0;
+        while (nb < BLOCK && p < n_ids) {
+            if (masked && !in_set[p]) {
+                p++;
+                continue;
             }
             Py_ssize_t at = p;
             if (have_picked && !masked) at = wide ? (Py_ssize_t)((const int64_t *)picked.buf)[p] : ((const int32_t *)picked.buf)[p];
             const uint64_t *w = id_words + (size_t)at * ID_WORDS;
             uint64_t h = keyed_hash(w, (uint64_t)k0, (uint64_t)k1);
-            lane_words[k] = w;
-            lane_check[k] = big_endian(mix64(h ^ key_check)); /* the checksum's wire bytes */
-            lane_state[k] = mix64(h ^ key_seed) | 1;
-            lane_index[k] = 0;
-            live[k] = 1;
-            active++;
+            blk_words[nb] = w;
+            blk_check[nb] = big_endian(mix64(h ^ key_check)); /* the checksum's wire bytes */
+            blk_state[nb] = mix64(h ^ key_seed) | 1;
+            blk_index[nb] = 0;
+            walking[nb] = (uint16_t)nb;
+            nb++;
             p++;
         }
-        if (!active) break;
-        for (int k = 0; k < IN_FLIGHT; k++) {
-            if (!live[k]) continue;
-            long long index = lane_index[k];
-            if (index >= start) {
-                const uint64_t *w = lane_words[k];
-                uint64_t *cell = cells + (size_t)(index - start) * LANES;
-                cell[0] ^= w[0];
-                cell[1] ^= w[1];
-                cell[2] ^= w[2];
-                cell[3] ^= w[3];
-                cell[4] ^= lane_check[k];
-                count[index - start] += 1;
+        Py_ssize_t n_walking = nb;
+        while (n_walking) {
+            Py_ssize_t still = 0;
+            for (Py_ssize_t t = 0; t < n_walking; t++) {
+                uint16_t j = walking[t];
+                long long index = blk_index[j];
+                if (index >= start) {
+                    const uint64_t *w = blk_words[j];
+                    uint64_t *cell = cells + (size_t)(index - start) * LANES;
+                    cell[0] ^= w[0];
+                    cell[1] ^= w[1];
+                    cell[2] ^= w[2];
+                    cell[3] ^= w[3];
+                    cell[4] ^= blk_check[j];
+                    count[index - start] += 1;
+                }
+                index = next_index(index, &blk_state[j]);
+                blk_index[j] = index;
+                walking[still] = j;
+                still += index < end;
             }
-            index = next_index(index, &lane_state[k]);
-            lane_index[k] = index;
-            if (index >= end) {
-                live[k] = 0;
-                active--;
-            }
+            n_walking = still;
         }
     }
     Py_END_ALLOW_THREADS
