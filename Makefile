@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit simulate fuzz bench clean
 
-$(STAMP): pyproject.toml setup.py .ci/build-constraints.txt agent/ledgersync/_riblt_kernel.c
+$(STAMP): pyproject.toml setup.py .ci/build-constraints.txt agent/ledgersync/_riblt_kernel.c agent/ledger/_ed25519.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

@@ -23,7 +23,7 @@ from agent.ledger.hashing import SecureHash
 from agent.ledger.identity import X500Name
 from agent.ledger.transactions import SignedTransaction
 from agent.ledger.vault import TransactionStatus
-from agent.ledger.verification import ChainResolver, bad_signature, dependency_order, verify
+from agent.ledger.verification import ChainResolver, bad_signatures, dependency_order, verify
 from agent.p2p.client import PeerClient
 from agent.ports.transactions import TransactionReader
 from agent.recovery.protocol import MAX_IDS, TOPIC_TRANSACTIONS
@@ -59,8 +59,8 @@ class Fetched:
 class Ahead:
     """A first request asked before its step needs it: the next batch's, while this one is verified and
     recorded (the peers' work then overlaps ours). The thread that gets the reply also decodes its
-    transactions and checks their signatures (the check releases the GIL, so it runs beside the
-    step's commit). Only a cache: the step uses what it asks of it and asks the rest; a failed one is
+    transactions and checks their signatures (a reply's checks release the GIL once, so they run
+    beside the step's commit). Only a cache: the step uses what it asks of it and asks the rest; a failed one is
     asked again, and fails there as usual."""
 
     ids: frozenset[str]
@@ -138,13 +138,15 @@ class TransactionFetcher:
 
     def _ask_prepared(self, peer: X500Name, ids: Sequence[str]) -> Prepared:
         prepared = Prepared(self._ask(peer, ids, ()))
+        decoded: dict[str, SignedTransaction] = {}
         for item in prepared.reply["txs"]:
             try:
                 tx_id, _, raw = ser.expect_list(item, "txs[]")
-                stx = SignedTransaction.deserialize(ser.expect(raw, bytes, "txs[].tx"))
+                decoded[str(tx_id)] = SignedTransaction.deserialize(ser.expect(raw, bytes, "txs[].tx"))
             except AgentError:
                 continue  # left for _absorb, which refuses it by name
-            prepared.decoded[str(tx_id)] = (stx, bad_signature(stx))
+        bad = bad_signatures(list(decoded.values()))
+        prepared.decoded = {tx_id: (stx, bad.get(stx.id)) for tx_id, stx in decoded.items()}
         return prepared
 
     def _first(self, peer: X500Name, ids: Sequence[str], ahead: Ahead | None) -> Prepared:
@@ -268,15 +270,15 @@ class TransactionFetcher:
         return brought
 
     def _bad_signatures(self, stxs: Sequence[SignedTransaction]) -> dict[SecureHash, AgentError]:
-        """The batch's signatures checked on SIGNATURE_THREADS threads (the check releases the GIL):
-        the transactions with one that does not verify."""
+        """The batch's signatures checked on SIGNATURE_THREADS threads, a part each (a part's checks
+        release the GIL once): the transactions with one that does not verify."""
         if self._signers is None:
             self._signers = ThreadPoolExecutor(SIGNATURE_THREADS, thread_name_prefix="signature-check")
             weakref.finalize(self, self._signers.shutdown, wait=False)
         parts = [stxs[i::SIGNATURE_THREADS] for i in range(SIGNATURE_THREADS)]
         found: dict[SecureHash, AgentError] = {}
-        for part in self._signers.map(lambda part: [(s.id, bad_signature(s)) for s in part], parts):
-            found.update((tx_id, error) for tx_id, error in part if error is not None)
+        for part in self._signers.map(bad_signatures, parts):
+            found.update(part)
         return found
 
     def _verify(
