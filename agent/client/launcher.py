@@ -41,9 +41,30 @@ class AgentProcessError(AgentError):
     """An agent process that did not start, or answered a management call with an error."""
 
 
-def free_port_range(count: int, *, start: int = 20000, end: int = 60000) -> int:
-    """A base port with count consecutive ports free on 127.0.0.1 (checked by binding each)."""
-    for base in range(start + (os.getpid() * 7) % 1000 * 20, end, count):
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux's ip_local_port_range; 32768 elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_range(count: int, *, start: int = 20000, end: int | None = None) -> int:
+    """A base port with count consecutive ports free on 127.0.0.1 (checked by binding each).
+
+    Below the ephemeral range by default: outgoing connections take their local ports from there, so a
+    port in it that an agent gave up when it was stopped could be taken by any connection before the
+    agent started again on it (a test that restarts an agent failed so: "address already in use").
+    Where to start in [start, end) depends on the process id, so that parallel test workers rarely
+    probe the same ports.
+    """
+    stop = _ephemeral_low() if end is None else end
+    slots = (stop - start) // count
+    if slots < 1:
+        raise AgentProcessError(f"no room for {count} consecutive ports between {start} and {stop}")
+    first = (os.getpid() * 7) % slots
+    for k in range(slots):
+        base = start + (first + k) % slots * count
         sockets = []
         try:
             for port in range(base, base + count):
@@ -56,7 +77,7 @@ def free_port_range(count: int, *, start: int = 20000, end: int = 60000) -> int:
         finally:
             for s in sockets:
                 s.close()
-    raise AgentProcessError(f"no {count} consecutive free ports between {start} and {end}")
+    raise AgentProcessError(f"no {count} consecutive free ports between {start} and {stop}")
 
 
 @dataclass
