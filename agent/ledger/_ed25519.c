@@ -103,7 +103,6 @@ done:
 static PyMethodDef methods[] = {
     {"verify_batch", verify_batch, METH_VARARGS, verify_batch_doc},
     {NULL, NULL, 0, NULL},
-    NULL, NULL, NULL, NULL,
 };
 
 static struct PyModuleDef module = {
