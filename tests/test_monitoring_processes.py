@@ -68,7 +68,7 @@ class Prometheus:
     def __init__(self, folder: Path, config: dict[str, Any]) -> None:
         folder.mkdir(parents=True)
         self.folder = folder
-        self.port = free_port_range(1, start=40000)
+        self.port = free_port_range(1, start=40000, end=60000)  # away from the agents' ports below 32768
         (folder / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
         self.log = folder / "prometheus.log"
         self.process: subprocess.Popen[bytes] | None = None
