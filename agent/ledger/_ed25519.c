@@ -5,9 +5,10 @@
  * batch), taking it back waits for the holder's switch interval (5 ms): a recovery's signature
  * threads spent some 70% of their time waiting (BENCHMARKS.md). Here a batch releases the GIL once.
  *
- * The check is OpenSSL's own (EVP_DigestVerify with an ED25519 key, RFC 8032, S < L required), the
- * same code cryptography runs from its own copy of OpenSSL 3; tests/ledger compare the two on good,
- * forged, non-canonical and wrong-key signatures. Optional: without it, keys.verify_batch checks one
+ * The check is OpenSSL's own (EVP_DigestVerify with an ED25519 key, RFC 8032, S < L required): the
+ * system's libcrypto (3.0 on Debian 12), where cryptography runs its own bundled copy (4.0 here);
+ * tests/ledger/test_signature_batch.py compares the two on good, forged, non-canonical, wrong-key
+ * and malformed-key signatures. Optional: without it, keys.verify_batch checks one
  * signature at a time with cryptography.
  */
 #define PY_SSIZE_T_CLEAN

@@ -75,7 +75,7 @@ static inline double u64_to_double(uint64_t x) {
 }
 
 /* (long long)ceil(x). x86-64's baseline has no instruction for ceil (SSE4.1's roundsd is not in it),
- * so ceil is a call into libm at every step, which also spills the lanes' registers. Truncation is
+ * so ceil is a call into libm at every step, which also spills the registers around it. Truncation is
  * exact below 2**63, and adding one where it cut off a positive fraction is ceil; anything outside
  * (never a gap, but NaN or a huge one must come out as before) still goes to libm. */
 static inline long long ceil_to_int(double x) {
@@ -274,7 +274,7 @@ static PyObject *encode(PyObject *self, PyObject *args) {
     int64_t *count = (int64_t *)counts.buf;
     const long long end = start + (long long)n;
     const uint64_t key_check = (uint64_t)k0 ^ KEY_CHECK, key_seed = (uint64_t)k1 ^ KEY_SEED;
-    block_t block_space, *block = &block_space;
+    block_t block;
 
     Py_BEGIN_ALLOW_THREADS
     /* A block of ids at a time, walked in rounds (walk_block). */
@@ -291,20 +291,20 @@ static PyObject *encode(PyObject *self, PyObject *args) {
             if (have_picked && !masked) at = wide ? (Py_ssize_t)((const int64_t *)picked.buf)[p] : ((const int32_t *)picked.buf)[p];
             const uint64_t *w = id_words + (size_t)at * ID_WORDS;
             uint64_t h = keyed_hash(w, (uint64_t)k0, (uint64_t)k1);
-            block->words[nb] = w;
-            block->check[nb] = big_endian(mix64(h ^ key_check)); /* the checksum's wire bytes */
-            block->state[nb] = mix64(h ^ key_seed) | 1;
-            block->index[nb] = 0.0;
+            block.words[nb] = w;
+            block.check[nb] = big_endian(mix64(h ^ key_check)); /* the checksum's wire bytes */
+            block.state[nb] = mix64(h ^ key_seed) | 1;
+            block.index[nb] = 0.0;
             nb++;
             p++;
         }
 #ifdef HAVE_AVX2_PATH
         if (simd_enabled) {
-            walk_block_avx2(block, nb, start, end, cells, count);
+            walk_block_avx2(&block, nb, start, end, cells, count);
             continue;
         }
 #endif
-        walk_block(block, nb, start, end, cells, count);
+        walk_block(&block, nb, start, end, cells, count);
     }
     Py_END_ALLOW_THREADS
 

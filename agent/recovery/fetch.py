@@ -60,8 +60,8 @@ class Ahead:
     """A first request asked before its step needs it: the next batch's, while this one is verified and
     recorded (the peers' work then overlaps ours). The thread that gets the reply also decodes its
     transactions and checks their signatures (a reply's checks release the GIL once, so they run
-    beside the step's commit). Only a cache: the step uses what it asks of it and asks the rest; a failed one is
-    asked again, and fails there as usual."""
+    beside the step's commit). Only a cache: the step uses what it asks of it and asks the rest; a
+    failed one is asked again, and fails there as usual."""
 
     ids: frozenset[str]
     reply: Future[Prepared]
