@@ -7,7 +7,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 from agent.errors import InvalidNameError
@@ -83,6 +83,9 @@ class X500Name:
             _check_attribute(text, attribute, value)
         if self.country not in ISO_COUNTRIES:
             raise InvalidNameError(text, "C", f"{self.country!r} is not an ISO 3166-1 alpha-2 country code")
+        # Printed for every state, record and message that names the party: formatted once. Not a
+        # field, so equality, ordering and hashing are unchanged.
+        object.__setattr__(self, "_text", text)
 
     def _attributes(self) -> list[tuple[str, str]]:
         values = {
@@ -101,6 +104,13 @@ class X500Name:
     @classmethod
     def parse(cls, text: str) -> X500Name:
         """Parse "O=PartyA, L=London, C=GB"; spaces around separators and attribute case do not matter."""
+        if cls is X500Name and isinstance(text, str):
+            # A network names a few parties in every record and message: each text is parsed once.
+            return _parse_cached(text)
+        return cls._parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> X500Name:
         if not isinstance(text, str) or not text.strip():
             raise InvalidNameError(str(text), None, "empty")
         found: dict[str, str] = {}
@@ -134,7 +144,8 @@ class X500Name:
         )
 
     def __str__(self) -> str:
-        return self._format()
+        text: str = self.__dict__["_text"]
+        return text
 
     @cached_property
     def peer_id(self) -> str:
@@ -146,6 +157,12 @@ def peer_id(name: X500Name | str) -> str:
     """The peer id of a name given as text or as an X500Name."""
     parsed = name if isinstance(name, X500Name) else X500Name.parse(name)
     return parsed.peer_id
+
+
+@lru_cache(maxsize=4096)
+def _parse_cached(text: str) -> X500Name:
+    # An invalid text raises, and lru_cache keeps no exception: each one is parsed, and refused, again.
+    return X500Name._parse(text)
 
 
 @dataclass(frozen=True)

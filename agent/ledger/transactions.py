@@ -120,9 +120,12 @@ def _party_from(obj: Any, field_name: str) -> Party:
     return party
 
 
-def encode_state(state: TransactionState) -> bytes:
-    """One output on its own, as the vault keeps it."""
-    return ser.encode([state.contract, dict(state.data), [_party_obj(p) for p in state.participants]])
+def encode_state(state: TransactionState, *, checked: bool = False) -> bytes:
+    """One output on its own, as the vault keeps it; checked=True for an output of a WireTransaction,
+    whose data was checked when the transaction was built."""
+    return ser.encode(
+        [state.contract, dict(state.data), [_party_obj(p) for p in state.participants]], checked=checked
+    )
 
 
 def decode_state(data: bytes) -> TransactionState:
@@ -244,7 +247,8 @@ class WireTransaction:
 
     @classmethod
     def deserialize(cls, data: bytes) -> WireTransaction:
-        wtx = cls.from_obj(ser.decode(data, "transaction", plain=False))
+        # from_obj checks every value by field (plain data by check_plain) before the canonical check.
+        wtx = ser.decode_parsed(data, "transaction", cls.from_obj)
         wtx.__dict__["serialized"] = bytes(data)
         return wtx
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -14,7 +14,7 @@ from agent.ledger.identity import X500Name
 from agent.ledger.vault import StatesToRecord
 from agent.ports.distribution import ALL_TIME, R, RecordCursor, RecordPage, TimeWindow
 from agent.ports.paging import check_page_size
-from agent.store.bulk import insert_rows
+from agent.store.bulk import insert_rows, select_in
 from agent.store.models import ReceiverDistributionRecord, Schema, SenderDistributionRecord, UtcDateTimeField
 
 Row = TypeVar("Row", SenderDistributionRecord, ReceiverDistributionRecord)
@@ -161,36 +161,28 @@ class DistributionRepository:
         wanted = {str(h): h for h in tx_ids}
         ids = sorted(wanted)
         found: set[SecureHash] = set()
+        db = self.schema.database
         for model in (self.schema.sender_distr_recs, self.schema.receiver_distr_recs):
-            for i in range(0, len(ids), _IN_CHUNK):
-                # Selected by id alone and the peer compared here: given both, SQLite (no statistics)
-                # walks the primary key's peer prefix, every record of the peer for each chunk.
-                rows: Iterator[tuple[str, str]] = (
-                    model.select(model.transaction_id, model.peer_party_id)
-                    .where(model.transaction_id.in_(ids[i : i + _IN_CHUNK]))
-                    .tuples()
-                    .iterator()
-                )
-                found.update(wanted[tx] for tx, party in rows if party == peer.peer_id)
+            # Selected by id alone and the peer compared here: given both, SQLite (no statistics)
+            # walks the primary key's peer prefix, every record of the peer for each chunk.
+            rows = select_in(db, model, ("transaction_id", "peer_party_id"), "transaction_id", ids)
+            found.update(wanted[tx] for tx, party in rows if party == peer.peer_id)
         return found
 
     def record_keys(
         self, record_type: str, peer: X500Name, tx_ids: Collection[str]
     ) -> set[tuple[str, datetime, int]]:
         model = self.schema.sender_distr_recs if record_type == "SENDER" else self.schema.receiver_distr_recs
-        ids = sorted(set(tx_ids))
-        found: set[tuple[str, datetime, int]] = set()
-        for i in range(0, len(ids), 500):
-            # By id alone, the peer compared here: see ids_with_records.
-            query = model.select(
-                model.transaction_id, model.timestamp, model.timestamp_discriminator, model.peer_party_id
-            ).where(model.transaction_id.in_(ids[i : i + 500]))
-            found.update(
-                (r.transaction_id, r.timestamp, r.timestamp_discriminator)
-                for r in query
-                if r.peer_party_id == peer.peer_id
-            )
-        return found
+        # By id alone, the peer compared here: see ids_with_records.
+        rows = select_in(
+            self.schema.database,
+            model,
+            ("transaction_id", "timestamp", "timestamp_discriminator", "peer_party_id"),
+            "transaction_id",
+            sorted(set(tx_ids)),
+        )
+        when = model.timestamp.python_value
+        return {(tx, when(at), d) for tx, at, d, party in rows if party == peer.peer_id}
 
     def transactions_without_records(self, *, after: str | None = None, limit: int = 1000) -> list[str]:
         nt, sdr, rdr = (

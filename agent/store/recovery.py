@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import peewee
 
@@ -19,8 +19,8 @@ from agent.ports.recovery import (
     PeerRecoveryProgress,
     RecoveryResultRow,
 )
-from agent.store.bulk import execute_rows, insert_rows
-from agent.store.database import write_transaction
+from agent.store.bulk import execute_rows, insert_rows, select_in
+from agent.store.database import is_sqlite, write_transaction
 from agent.store.models import Schema, UtcDateTimeField
 
 _CHUNK = 500  # ids per IN (...): well under SQLite's variable limit
@@ -79,16 +79,28 @@ class RecoveryLogRepository:
     def pending(
         self, *, peer: str | None = None, limit: int = 1000, ledgersync: bool | None = None
     ) -> list[MissingTransaction]:
-        table = self.schema.recovery_missing
-        query = table.select().where(table.status == PENDING)
+        # Raw SQL, read as the driver's tuples: a batch's page through peewee's rows cost twice as much.
+        where = ['"status" = ?']
+        params: list[Any] = [PENDING]
         if ledgersync is True:
-            query = query.where(table.record_type == LEDGERSYNC)
+            where.append('"record_type" = ?')
+            params.append(LEDGERSYNC)
         elif ledgersync is False:
-            query = query.where(table.record_type != LEDGERSYNC)
+            where.append('"record_type" <> ?')
+            params.append(LEDGERSYNC)
         if peer is not None:
-            query = query.where(table.peer_name == peer)
-        order = (table.timestamp, table.timestamp_discriminator, table.transaction_id, table.peer_name)
-        return [_missing(r) for r in query.order_by(*order).limit(limit).namedtuples()]
+            where.append('"peer_name" = ?')
+            params.append(peer)
+        table = self.schema.recovery_missing._meta.table_name
+        conditions = " AND ".join(where)
+        sql = f'SELECT {_MISSING_SELECT} FROM "{table}" WHERE {conditions} ORDER BY {_MISSING_ORDER} LIMIT ?'
+        return [_missing(r) for r in self._rows(sql, [*params, limit])]
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        db = self.schema.database
+        if not is_sqlite(db):
+            sql = sql.replace("?", "%s")
+        return list(db.execute_sql(sql, params).fetchall())
 
     def missing(
         self, *, status: str | None = None, tx_ids: Collection[str] = (), limit: int | None = None
@@ -96,21 +108,21 @@ class RecoveryLogRepository:
         table = self.schema.recovery_missing
         order = (table.timestamp, table.timestamp_discriminator, table.transaction_id, table.peer_name)
         if tx_ids:
+            where, params = ('"status" = ?', [status]) if status is not None else ("", [])
             ids = sorted(set(tx_ids))
-            found: list[MissingTransaction] = []
-            for i in range(0, len(ids), _CHUNK):
-                query = table.select().where(table.transaction_id.in_(ids[i : i + _CHUNK]))
-                if status is not None:
-                    query = query.where(table.status == status)
-                found.extend(_missing(r) for r in query.order_by(*order).namedtuples())
+            rows = select_in(
+                self.schema.database, table, _MISSING_COLUMNS, "transaction_id", ids, where, params
+            )
+            found = sorted((_missing(r) for r in rows), key=_missing_order)
             return found[:limit] if limit is not None else found
-        query = table.select()
+        query = table.select(*_columns(table))
         if status is not None:
             query = query.where(table.status == status)
         query = query.order_by(*order)
         if limit is not None:
             query = query.limit(limit)
-        return [_missing(r) for r in query.namedtuples()]
+        page = cast(Iterable[tuple[Any, ...]], query.tuples())  # peewee types it as model rows
+        return [_missing(r) for r in page]
 
     def mark(
         self, tx_id: str, peer: str, record_type: str, status: str, failure_cause: str | None, at: datetime
@@ -313,20 +325,63 @@ def _end(ms: int | None) -> int:
     return _OPEN if ms is None else ms
 
 
-def _missing(row: Any) -> MissingTransaction:
-    # row: a namedtuple, where a model instance each row cost a batch's reads about twice the time
+_MISSING_COLUMNS = (
+    "transaction_id",
+    "peer_name",
+    "record_type",
+    "transaction_role",
+    "timestamp",
+    "timestamp_discriminator",
+    "states_to_record",
+    "distribution_list",
+    "flow_id",
+    "status",
+    "failure_cause",
+    "attempts",
+    "updated_at",
+)
+_MISSING_SELECT = ", ".join(f'"{c}"' for c in _MISSING_COLUMNS)
+_MISSING_ORDER = '"timestamp", "timestamp_discriminator", "transaction_id", "peer_name"'
+_when = UtcDateTimeField().python_value
+
+
+def _columns(table: Any) -> list[peewee.Field]:
+    return [getattr(table, c) for c in _MISSING_COLUMNS]
+
+
+def _missing(row: tuple[Any, ...]) -> MissingTransaction:
+    """A row of _MISSING_COLUMNS, as the driver gives it (timestamps as text on SQLite)."""
+    (
+        tx_id,
+        peer,
+        record_type,
+        role,
+        at,
+        discriminator,
+        how,
+        listed,
+        flow_id,
+        status,
+        cause,
+        attempts,
+        updated,
+    ) = row
     return MissingTransaction(
-        tx_id=row.transaction_id,
-        peer=row.peer_name,
-        record_type=row.record_type,
-        role=row.transaction_role,
-        timestamp=row.timestamp,
-        timestamp_discriminator=row.timestamp_discriminator,
-        states_to_record=row.states_to_record,
-        distribution_list=bytes(row.distribution_list),
-        flow_id=row.flow_id,
-        status=row.status,
-        failure_cause=row.failure_cause,
-        attempts=row.attempts,
-        updated_at=row.updated_at,
+        tx_id=tx_id,
+        peer=peer,
+        record_type=record_type,
+        role=role,
+        timestamp=_when(at),
+        timestamp_discriminator=discriminator,
+        states_to_record=how,
+        distribution_list=bytes(listed),
+        flow_id=flow_id,
+        status=status,
+        failure_cause=cause,
+        attempts=attempts,
+        updated_at=_when(updated),
     )
+
+
+def _missing_order(row: MissingTransaction) -> tuple[datetime, int, str, str]:
+    return (row.timestamp, row.timestamp_discriminator, row.tx_id, row.peer)

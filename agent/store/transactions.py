@@ -28,14 +28,12 @@ from agent.ports.transactions import (
     StoredTransaction,
     TransactionListener,
 )
-from agent.store.bulk import insert_rows
+from agent.store.bulk import insert_rows, select_in
 from agent.store.database import write_transaction
 from agent.store.distribution import DistributionRepository
 from agent.store.models import NodeTransaction, Schema, UtcDateTimeField
 from agent.store.unit_of_work import PeeweeUnitOfWork
 from agent.store.vault import VaultRepository
-
-_IN_CHUNK = 500  # ids per IN (...): well under SQLite's variable limit
 
 
 # 1,024, not 8,192: entries made all along a long recovery and kept until evicted are scattered among
@@ -257,12 +255,8 @@ class TransactionRepository:
         wanted = {str(h): h for h in tx_ids}
         ids = sorted(wanted)
         found: dict[SecureHash, TransactionStatus] = {}
-        for i in range(0, len(ids), _IN_CHUNK):
-            rows: Iterator[tuple[str, int]] = (
-                nt.select(nt.tx_id, nt.status).where(nt.tx_id.in_(ids[i : i + _IN_CHUNK])).tuples().iterator()
-            )
-            for tx_id, status in rows:
-                found[wanted[str(tx_id)]] = TransactionStatus(status)
+        for tx_id, status in select_in(self.database, nt, ("tx_id", "status"), "tx_id", ids):
+            found[wanted[str(tx_id)]] = TransactionStatus(status)
         return found
 
     def producing_transaction(self, txhash: SecureHash) -> WireTransaction | None:
@@ -279,17 +273,9 @@ class TransactionRepository:
         wanted = {str(h): h for h in tx_ids}
         ids = sorted(wanted)
         found: dict[SecureHash, RawTransaction] = {}
-        for i in range(0, len(ids), _IN_CHUNK):
-            rows: Iterator[tuple[str, str, bytes, bytes]] = (
-                nt.select(nt.tx_id, nt.status, nt.transaction_value, nt.signatures)
-                .where(nt.tx_id.in_(ids[i : i + _IN_CHUNK]))
-                .tuples()
-                .iterator()
-            )
-            for tx_id, status, wire, signatures in rows:
-                found[wanted[tx_id]] = RawTransaction(
-                    TransactionStatus(status), bytes(wire), bytes(signatures)
-                )
+        columns = ("tx_id", "status", "transaction_value", "signatures")
+        for tx_id, status, wire, signatures in select_in(self.database, nt, columns, "tx_id", ids):
+            found[wanted[tx_id]] = RawTransaction(TransactionStatus(status), bytes(wire), bytes(signatures))
         return found
 
     def producing_transactions(self, txhashes: Collection[SecureHash]) -> dict[SecureHash, WireTransaction]:
@@ -297,15 +283,17 @@ class TransactionRepository:
         wanted = {str(h): h for h in txhashes}
         ids = sorted(wanted)
         found: dict[SecureHash, WireTransaction] = {}
-        for i in range(0, len(ids), _IN_CHUNK):
-            rows: Iterator[tuple[str, bytes]] = (
-                nt.select(nt.tx_id, nt.transaction_value)
-                .where(nt.tx_id.in_(ids[i : i + _IN_CHUNK]) & (nt.status == TransactionStatus.VERIFIED.value))
-                .tuples()
-                .iterator()
-            )
-            for tx_id, raw in rows:
-                found[wanted[tx_id]] = _wire(bytes(raw))
+        rows = select_in(
+            self.database,
+            nt,
+            ("tx_id", "transaction_value"),
+            "tx_id",
+            ids,
+            '"status" = ?',
+            (TransactionStatus.VERIFIED.value,),
+        )
+        for tx_id, raw in rows:
+            found[wanted[tx_id]] = _wire(bytes(raw))
         return found
 
     def count_transactions(self, status: TransactionStatus | None = None) -> int:

@@ -59,7 +59,7 @@ class VaultRepository:
                         "transaction_id": tx_id,
                         "output_index": index,
                         "contract_state_class_name": tx.outputs[index].contract,
-                        "contract_state": encode_state(tx.outputs[index]),
+                        "contract_state": encode_state(tx.outputs[index], checked=True),
                         "notary_name": notary,
                         "state_status": StateStatus.UNCONSUMED,
                         "relevancy_status": relevancy,
