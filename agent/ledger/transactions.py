@@ -295,6 +295,11 @@ class SignedTransaction:
         return {s.by for s in self.sigs}
 
     def serialize_signatures(self) -> bytes:
+        return self.serialized_signatures
+
+    @cached_property
+    def serialized_signatures(self) -> bytes:
+        """The signatures as the store keeps them (deserialize fills it in from the bytes it read)."""
         return encode_signatures(self.sigs)
 
     def serialize(self) -> bytes:
@@ -313,12 +318,27 @@ class SignedTransaction:
         )
         _check_version(version, "signed transaction.version")
         tx = WireTransaction.deserialize(ser.expect(wire, bytes, "signed transaction.transaction"))
-        return cls(tx, _signatures_from(sigs))
+        stx = cls(tx, _signatures_from(sigs))
+        # Canonical [1, wire, signatures]: the signatures' encoding is what follows the wire's bytes
+        # (array and version one byte each, then the byte string's head), kept for the store.
+        stx.__dict__["serialized_signatures"] = bytes(data[2 + _bytes_head(len(wire)) + len(wire) :])
+        return stx
 
     @classmethod
     def from_parts(cls, wire: bytes, signatures: bytes) -> SignedTransaction:
         """Rebuild from the two columns the store keeps."""
         return cls(WireTransaction.deserialize(wire), decode_signatures(signatures))
+
+
+def _bytes_head(length: int) -> int:
+    """The size of a canonical CBOR byte string's head, for a string of length bytes."""
+    if length < 24:
+        return 1
+    if length < 0x100:
+        return 2
+    if length < 0x10000:
+        return 3
+    return 5 if length < 0x100000000 else 9
 
 
 def sign(tx_id: SecureHash, key: KeyPair) -> TransactionSignature:

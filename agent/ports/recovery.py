@@ -97,6 +97,10 @@ class RecoveryLog(Protocol):
         """Rows by status and transaction, in record order."""
         ...
 
+    def pending_states_to_record(self, tx_ids: Collection[str]) -> dict[str, set[int]]:
+        """For those of tx_ids with PENDING rows, the states_to_record their rows name (-1: none given)."""
+        ...
+
     def mark(
         self, tx_id: str, peer: str, record_type: str, status: str, failure_cause: str | None, at: datetime
     ) -> None:

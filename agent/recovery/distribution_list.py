@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -113,7 +114,13 @@ def _split(envelope: bytes) -> tuple[uuid.UUID, bytes, bytes, bytes]:
     sealed = envelope[at + aad_len + IV_SIZE :]
     if len(iv) != IV_SIZE or len(sealed) < 16:
         raise DistributionListError("envelope truncated")
-    return uuid.UUID(bytes=key_id), aad, iv, sealed
+    return _key_id(key_id), aad, iv, sealed
+
+
+@lru_cache(maxsize=64)
+def _key_id(raw: bytes) -> uuid.UUID:
+    # A node has a few keys, and UUID(bytes=) is slow Python: once for every list a recovery opens.
+    return uuid.UUID(bytes=raw)
 
 
 def read_header(envelope: bytes) -> PublicHeader:

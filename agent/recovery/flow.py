@@ -50,7 +50,6 @@ from agent.p2p.client import PeerClient
 from agent.ports.distribution import DistributionRecords, RecordCursor, TimeWindow
 from agent.ports.recovery import (
     LEDGERSYNC,
-    PENDING,
     RECOVERED,
     UNRECOVERABLE,
     LaneKey,
@@ -122,6 +121,10 @@ class LedgerRecoveryFlow(Flow):
         self.params = LedgerRecoveryParameters.from_state(state["params"])
         self._executor: ThreadPoolExecutor | None = None
         self._ahead: dict[X500Name, Ahead] = {}  # the next batch's first requests, under way
+        # The next batch as _pending_after read it, for the step after a committed batch: (the
+        # "recovered" count it follows, ledgersync, rows). A step that fails is rebuilt from its
+        # checkpoint, and this with it.
+        self._next_pending: tuple[int, bool, dict[str, list[MissingTransaction]]] | None = None
 
     @classmethod
     def initial_state(cls, params: LedgerRecoveryParameters) -> dict[str, Any]:
@@ -473,6 +476,11 @@ class LedgerRecoveryFlow(Flow):
     # -- recovering ----------------------------------------------------------------------------------
 
     def _pending(self, *, ledgersync: bool) -> dict[str, list[MissingTransaction]]:
+        cached, self._next_pending = self._next_pending, None
+        if cached is not None and cached[:2] == (self.state["recovered"], ledgersync) and cached[2]:
+            # Read while the last batch was fetched, and only that batch's rows have changed since
+            # (an empty one is read again: rows a requeue put back must not be missed at the end).
+            return cached[2]
         batch = self.params.recovery_batch_size
         pending = {}
         for peer in self.params.recovery_peers:
@@ -534,9 +542,9 @@ class LedgerRecoveryFlow(Flow):
         ahead, self._ahead = self._ahead, {}
         # The next batch asked for now, so that the peers serve it, and it is decoded and its signatures
         # checked, while this one is verified and recorded.
-        self._ask_ahead(
-            self._pending_after(pending, ledgersync=ledgersync), {SecureHash.parse(t) for t in needed}
-        )
+        after = self._pending_after(pending, ledgersync=ledgersync)
+        self._next_pending = (self.state["recovered"] + 1, ledgersync, {p: r for p, r in after.items() if r})
+        self._ask_ahead(after, {SecureHash.parse(t) for t in needed})
         by_peer = self.deps.fetcher.fetch_many(
             asks, run=lambda f, items: list(pool.map(f, items)), ahead=ahead
         )
@@ -704,11 +712,15 @@ class _RecordingPlan:
         # A back-chain copy that is also missing in its own right (a row still PENDING, from any peer)
         # is recorded as that row would: an observer's copy keeps every output. (A row in a page not
         # walked yet is not known: such an observer's copy keeps only our outputs; docs/ledger-recovery.md.)
-        for row in self.deps.log.missing(status=PENDING, tx_ids=[str(stx.id) for stx in copies]):
-            how = StatesToRecord(row.states_to_record) if row.states_to_record >= 0 else None
-            known = self.back_chain_states.get(SecureHash.parse(row.tx_id))
-            if how is not None and (known is None or _WIDTH[how] < _WIDTH[known]):
-                self.back_chain_states[SecureHash.parse(row.tx_id)] = how
+        pending_states = self.deps.log.pending_states_to_record([str(stx.id) for stx in copies])
+        for copy_id, ordinals in pending_states.items():
+            given = [StatesToRecord(o) for o in ordinals if o >= 0]
+            if given:
+                h = SecureHash.parse(copy_id)
+                known = self.back_chain_states.get(h)
+                widest = min(given, key=_WIDTH.__getitem__)
+                if known is None or _WIDTH[widest] < _WIDTH[known]:
+                    self.back_chain_states[h] = widest
         for stx in copies:
             self._count(stx.id)
             self.back_chain.append(stx)

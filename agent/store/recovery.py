@@ -124,6 +124,17 @@ class RecoveryLogRepository:
         page = cast(Iterable[tuple[Any, ...]], query.tuples())  # peewee types it as model rows
         return [_missing(r) for r in page]
 
+    def pending_states_to_record(self, tx_ids: Collection[str]) -> dict[str, set[int]]:
+        table = self.schema.recovery_missing
+        columns = ("transaction_id", "states_to_record")
+        found: dict[str, set[int]] = {}
+        ids = sorted(set(tx_ids))
+        for tx_id, how in select_in(
+            self.schema.database, table, columns, "transaction_id", ids, '"status" = ?', [PENDING]
+        ):
+            found.setdefault(tx_id, set()).add(how)
+        return found
+
     def mark(
         self, tx_id: str, peer: str, record_type: str, status: str, failure_cause: str | None, at: datetime
     ) -> None:

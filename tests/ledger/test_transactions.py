@@ -26,6 +26,7 @@ from agent.ledger.transactions import (
     TransactionBuilder,
     TransactionState,
     WireTransaction,
+    _bytes_head,
     decode_signatures,
     encode_signatures,
 )
@@ -175,6 +176,24 @@ def test_signed_transaction_round_trips_with_its_signatures(tx: WireTransaction,
     rebuilt = SignedTransaction.from_parts(tx.serialized, stx.serialize_signatures())
     assert rebuilt == stx
     assert decode_signatures(encode_signatures(stx.sigs)) == stx.sigs
+    # The signatures' bytes deserialize keeps (the tail of what it read) are what encoding them gives.
+    assert again.serialize_signatures() == encode_signatures(stx.sigs)
+
+
+@pytest.mark.parametrize("padding", [0, 300, 70_000])
+def test_the_signatures_kept_from_the_bytes_read_follow_a_wire_of_any_length(padding: int) -> None:
+    # Wires of about 50 bytes, a few hundred and over 65,536: the byte string's head is 2, 3 and 5 bytes.
+    key = KeyPair.from_seed(bytes(32))
+    outputs = (TransactionState(TOKEN_CONTRACT, {"pad": b"\x00" * padding}, ()),) if padding else ()
+    stx = SignedTransaction(WireTransaction((), (), outputs, (), None)).signed_by(key)
+    again = SignedTransaction.deserialize(stx.serialize())
+    assert again.serialize_signatures() == encode_signatures(stx.sigs)
+    assert SignedTransaction.from_parts(again.tx.serialized, again.serialize_signatures()) == stx
+
+
+@pytest.mark.parametrize("size", [0, 23, 24, 255, 256, 65_535, 65_536])
+def test_a_byte_strings_head_is_sized_as_cbor_writes_it(size: int) -> None:
+    assert _bytes_head(size) == len(ser.encode(b"\x00" * size)) - size
 
 
 def test_signing_twice_with_one_key_keeps_one_signature() -> None:

@@ -61,6 +61,24 @@ def test_marking_moves_a_row_on_and_counts_attempts(store: LedgerStore) -> None:
     assert [r.tx_id[0] for r in log.missing(tx_ids=["A" * 64, "C" * 64])] == ["A", "C"]
 
 
+def test_pending_states_to_record_names_each_pending_rows_choice(store: LedgerStore) -> None:
+    from dataclasses import replace
+
+    log = store.recovery
+    log.add_missing(
+        [
+            row("A", B, 1),  # states_to_record 2
+            replace(row("A", C, 2), states_to_record=1),
+            replace(row("B", B, 3, LEDGERSYNC), states_to_record=-1),
+            row("C", C, 4),
+        ]
+    )
+    log.mark("C" * 64, C, "SENDER", RECOVERED, None, NOW)  # no longer PENDING: not named
+    found = log.pending_states_to_record(["A" * 64, "B" * 64, "C" * 64, "D" * 64])
+    assert found == {"A" * 64: {1, 2}, "B" * 64: {-1}}
+    assert log.pending_states_to_record([]) == {}
+
+
 def test_results_are_kept_per_run_in_order(store: LedgerStore) -> None:
     log = store.recovery
     first = [
