@@ -85,10 +85,16 @@ class RecoveryLog(Protocol):
         ...
 
     def pending(
-        self, *, peer: str | None = None, limit: int = 1000, ledgersync: bool | None = None
+        self,
+        *,
+        peer: str | None = None,
+        limit: int = 1000,
+        ledgersync: bool | None = None,
+        until: tuple[datetime, int] | None = None,
     ) -> list[MissingTransaction]:
         """PENDING rows, oldest record first (timestamp, discriminator); ledgersync True or False for
-        only, or none of, the rows LedgerSync found (record type LEDGERSYNC)."""
+        only, or none of, the rows LedgerSync found (record type LEDGERSYNC); until: only rows whose
+        (timestamp, discriminator) is at or before it."""
         ...
 
     def missing(

@@ -77,7 +77,12 @@ class RecoveryLogRepository:
             )
 
     def pending(
-        self, *, peer: str | None = None, limit: int = 1000, ledgersync: bool | None = None
+        self,
+        *,
+        peer: str | None = None,
+        limit: int = 1000,
+        ledgersync: bool | None = None,
+        until: tuple[datetime, int] | None = None,
     ) -> list[MissingTransaction]:
         # Raw SQL, read as the driver's tuples: a batch's page through peewee's rows cost twice as much.
         where = ['"status" = ?']
@@ -91,6 +96,10 @@ class RecoveryLogRepository:
         if peer is not None:
             where.append('"peer_name" = ?')
             params.append(peer)
+        if until is not None:
+            at = UtcDateTimeField().db_value(until[0])
+            where.append('("timestamp" < ? OR ("timestamp" = ? AND "timestamp_discriminator" <= ?))')
+            params.extend((at, at, until[1]))
         table = self.schema.recovery_missing._meta.table_name
         conditions = " AND ".join(where)
         sql = f'SELECT {_MISSING_SELECT} FROM "{table}" WHERE {conditions} ORDER BY {_MISSING_ORDER} LIMIT ?'

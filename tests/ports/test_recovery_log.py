@@ -48,6 +48,18 @@ def test_missing_rows_are_kept_once_and_come_oldest_first(store: LedgerStore) ->
     assert log.pending()[0] == rows[1]
 
 
+def test_pending_until_stops_at_a_record_key(store: LedgerStore) -> None:
+    log = store.recovery
+    # row(tx, peer, minutes): timestamp NOW + minutes, discriminator = minutes
+    log.add_missing([row("A", B, 1), row("B", B, 2), row("C", C, 3), row("D", B, 4)])
+    at = NOW + timedelta(minutes=3)
+    assert [r.tx_id[0] for r in log.pending(until=(at, 3))] == ["A", "B", "C"]
+    assert [r.tx_id[0] for r in log.pending(until=(at, 2))] == ["A", "B"]  # same time, later discriminator
+    assert [r.tx_id[0] for r in log.pending(peer=B, until=(at, 3))] == ["A", "B"]
+    assert log.pending(until=(NOW, 0)) == []
+    assert [r.tx_id[0] for r in log.pending(until=None)] == ["A", "B", "C", "D"]
+
+
 def test_marking_moves_a_row_on_and_counts_attempts(store: LedgerStore) -> None:
     log = store.recovery
     log.add_missing([row("A", B, 1), row("B", B, 2), row("C", C, 3)])
