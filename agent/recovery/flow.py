@@ -27,10 +27,11 @@ what was recovered stays, and running the flow again resumes from the cursors.
 
 from __future__ import annotations
 
+import json
 import logging
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -125,6 +126,7 @@ class LedgerRecoveryFlow(Flow):
         # "recovered" count it follows, ledgersync, rows). A step that fails is rebuilt from its
         # checkpoint, and this with it.
         self._next_pending: tuple[int, bool, dict[str, list[MissingTransaction]]] | None = None
+        self._pages_ahead: dict[str, Future[tuple[list[WireRecord], Any]]] = {}  # by _page_key
 
     @classmethod
     def initial_state(cls, params: LedgerRecoveryParameters) -> dict[str, Any]:
@@ -393,22 +395,43 @@ class LedgerRecoveryFlow(Flow):
 
     # -- identifying ---------------------------------------------------------------------------------
 
+    def _page_of(self, lane: dict[str, Any]) -> tuple[list[WireRecord], Any]:
+        """A lane's next page of the peer's records, and the cursor after it."""
+        window = window_from_obj(lane["windows"][lane["at"]])
+        reply = self.deps.peers.request(
+            X500Name.parse(lane["peer"]),
+            TOPIC_RECORDS,
+            {
+                "type": lane["type"],
+                "window": window_to_obj(window),
+                "after": lane["after"],
+                "limit": self.params.recovery_batch_size,
+            },
+        )
+        return [WireRecord.from_obj(r) for r in reply.get("records", [])], reply.get("next")
+
+    def _ask_pages_ahead(self) -> None:
+        """Ask now for the pages the next step walks (this one recovers the horizon's last rows), so that
+        the peers serve them while this step is recorded. Only a cache, as the transactions asked ahead
+        are: _identify takes a page asked from the lane's same place, and asks the others."""
+        self._pages_ahead = {
+            _page_key(lane): self._pool().submit(self._page_of, dict(lane))
+            for lane in self.state["lanes"]
+            if not lane["done"]
+        }
+
     def _identify(self, flow_id: str) -> StepOutcome:
         active = [lane for lane in self.state["lanes"] if not lane["done"]]
+        ahead, self._pages_ahead = self._pages_ahead, {}
 
         def page_of(lane: dict[str, Any]) -> tuple[list[WireRecord], Any]:
-            window = window_from_obj(lane["windows"][lane["at"]])
-            reply = self.deps.peers.request(
-                X500Name.parse(lane["peer"]),
-                TOPIC_RECORDS,
-                {
-                    "type": lane["type"],
-                    "window": window_to_obj(window),
-                    "after": lane["after"],
-                    "limit": self.params.recovery_batch_size,
-                },
-            )
-            return [WireRecord.from_obj(r) for r in reply.get("records", [])], reply.get("next")
+            early = ahead.get(_page_key(lane))
+            if early is not None:
+                try:
+                    return early.result()
+                except AgentError:
+                    pass  # asked again: a failure is then this step's, and named as usual
+            return self._page_of(lane)
 
         pages = list(self._pool().map(page_of, active))
         now = self.deps.clock.now()
@@ -578,6 +601,8 @@ class LedgerRecoveryFlow(Flow):
         after = self._pending_after(pending, ledgersync=ledgersync)
         self._next_pending = (self.state["recovered"] + 1, ledgersync, {p: r for p, r in after.items() if r})
         self._ask_ahead(after, {SecureHash.parse(t) for t in needed})
+        if not any(after.values()) and not ledgersync:
+            self._ask_pages_ahead()  # the next step walks the lanes' next pages
         by_peer = self.deps.fetcher.fetch_many(
             asks, run=lambda f, items: list(pool.map(f, items)), ahead=ahead
         )
@@ -694,6 +719,11 @@ def result_json(row: RecoveryResultRow) -> dict[str, Any]:
         "synchronisedInitiated": row.synchronised_initiated,
         "failureCause": row.failure_cause,
     }
+
+
+def _page_key(lane: dict[str, Any]) -> str:
+    """Where a lane's next page starts: its peer, record type, window and cursor."""
+    return json.dumps([lane["peer"], lane["type"], lane["at"], lane["after"]])
 
 
 def _lane_key(peer: str, record_type: str, window: TimeWindow) -> LaneKey:
