@@ -279,8 +279,9 @@ class SignedTransaction:
     tx: WireTransaction
     sigs: tuple[TransactionSignature, ...] = ()
 
-    @property
+    @cached_property
     def id(self) -> SecureHash:
+        # Cached in the instance: asked for many times a transaction by recovery's batches.
         return self.tx.id
 
     def with_signatures(self, *sigs: TransactionSignature) -> SignedTransaction:

@@ -22,7 +22,9 @@ class UtcDateTimeField(peewee.DateTimeField):
 
     def db_value(self, value: Any) -> Any:
         if isinstance(value, datetime):
-            if value.tzinfo is not None:
+            if value.tzinfo is UTC:  # the common case: the clocks give UTC
+                value = value.replace(tzinfo=None)
+            elif value.tzinfo is not None:
                 value = value.astimezone(UTC).replace(tzinfo=None)
             return value.isoformat(sep=" ", timespec="microseconds")
         return value
