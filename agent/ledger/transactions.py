@@ -314,16 +314,21 @@ class SignedTransaction:
 
     @classmethod
     def deserialize(cls, data: bytes) -> SignedTransaction:
-        version, wire, sigs = ser.expect_list(
-            ser.decode(data, "signed transaction", plain=False), "signed transaction", 3
-        )
-        _check_version(version, "signed transaction.version")
-        tx = WireTransaction.deserialize(ser.expect(wire, bytes, "signed transaction.transaction"))
-        stx = cls(tx, _signatures_from(sigs))
+        stx = ser.decode_parsed(data, "signed transaction", cls._from_obj)
+        wire = stx.tx.serialized
         # Canonical [1, wire, signatures]: the signatures' encoding is what follows the wire's bytes
         # (array and version one byte each, then the byte string's head), kept for the store.
         stx.__dict__["serialized_signatures"] = bytes(data[2 + _bytes_head(len(wire)) + len(wire) :])
         return stx
+
+    @classmethod
+    def _from_obj(cls, obj: Any) -> SignedTransaction:
+        # Every value checked (the wire by its own parser, each signature's two byte strings), so that
+        # decode_parsed needs no check_shape walk.
+        version, wire, sigs = ser.expect_list(obj, "signed transaction", 3)
+        _check_version(version, "signed transaction.version")
+        tx = WireTransaction.deserialize(ser.expect(wire, bytes, "signed transaction.transaction"))
+        return cls(tx, _signatures_from(sigs))
 
     @classmethod
     def from_parts(cls, wire: bytes, signatures: bytes) -> SignedTransaction:
