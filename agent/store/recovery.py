@@ -41,21 +41,7 @@ class RecoveryLogRepository:
             return insert_rows(
                 self.schema.database,
                 self.schema.recovery_missing,
-                (
-                    "transaction_id",
-                    "peer_name",
-                    "record_type",
-                    "transaction_role",
-                    "timestamp",
-                    "timestamp_discriminator",
-                    "states_to_record",
-                    "distribution_list",
-                    "flow_id",
-                    "status",
-                    "failure_cause",
-                    "attempts",
-                    "updated_at",
-                ),
+                _MISSING_COLUMNS,
                 [
                     (
                         row.tx_id,
