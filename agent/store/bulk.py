@@ -78,15 +78,21 @@ def select_in(
     written with ? for params."""
     table = model._meta.table_name
     cols = ", ".join(f'"{c}"' for c in columns)
-    mark = "?" if is_sqlite(database) else "%s"
-    extra = f" AND ({where.replace('?', mark)})" if where else ""
+    extra = f" AND ({where})" if where else ""
     found: list[tuple[Any, ...]] = []
     for i in range(0, len(ids), IN_CHUNK):
         chunk = list(ids[i : i + IN_CHUNK])
-        marks = ", ".join(mark for _ in chunk)
+        marks = ", ".join("?" for _ in chunk)
         sql = f'SELECT {cols} FROM "{table}" WHERE "{key}" IN ({marks}){extra}'
-        found.extend(database.execute_sql(sql, [*chunk, *params]).fetchall())
+        found.extend(fetch_rows(database, sql, [*chunk, *params]))
     return found
+
+
+def fetch_rows(database: peewee.Database, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The rows of a query written with ? marks, as the driver gives them."""
+    if not is_sqlite(database):
+        sql = sql.replace("?", "%s")
+    return list(database.execute_sql(sql, params).fetchall())
 
 
 def execute_rows(database: peewee.Database, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:

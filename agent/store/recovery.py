@@ -19,8 +19,8 @@ from agent.ports.recovery import (
     PeerRecoveryProgress,
     RecoveryResultRow,
 )
-from agent.store.bulk import execute_rows, insert_rows, select_in
-from agent.store.database import is_sqlite, write_transaction
+from agent.store.bulk import execute_rows, fetch_rows, insert_rows, select_in
+from agent.store.database import write_transaction
 from agent.store.models import Schema, UtcDateTimeField
 
 _CHUNK = 500  # ids per IN (...): well under SQLite's variable limit
@@ -89,13 +89,7 @@ class RecoveryLogRepository:
         table = self.schema.recovery_missing._meta.table_name
         conditions = " AND ".join(where)
         sql = f'SELECT {_MISSING_SELECT} FROM "{table}" WHERE {conditions} ORDER BY {_MISSING_ORDER} LIMIT ?'
-        return [_missing(r) for r in self._rows(sql, [*params, limit])]
-
-    def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        db = self.schema.database
-        if not is_sqlite(db):
-            sql = sql.replace("?", "%s")
-        return list(db.execute_sql(sql, params).fetchall())
+        return [_missing(r) for r in fetch_rows(self.schema.database, sql, [*params, limit])]
 
     def missing(
         self, *, status: str | None = None, tx_ids: Collection[str] = (), limit: int | None = None
