@@ -101,6 +101,7 @@ class _Live:
     timed_out: bool = False
     running: bool = False
     scheduled: bool = False
+    run_again: bool = False  # made RUNNABLE (retry, resume) while its last run was still ending
     attempts: int = 0
     kill_requested: bool = False
     pause_requested: bool = False
@@ -373,7 +374,8 @@ class FlowEngine:
                         live.wake_at = None
                         live.timed_out = bool(live.awaiting)
                         ready = True
-                    ready = ready and flow_id in self._live
+                    ready = (ready or live.run_again) and flow_id in self._live
+                live.run_again = False
                 self._changed.notify_all()
             if ready:
                 self._schedule(flow_id)
@@ -766,6 +768,9 @@ class FlowEngine:
                 live.waiting_for = None
                 live.handle.waiting_for = None
                 self._save(live, runnable)
+                # Held or paused by a run that has not returned yet: _schedule would pass it over as
+                # busy, and that run's end would not know it must go on.
+                live.run_again = live.running
         self._schedule(flow_id)
         return True
 

@@ -11,9 +11,9 @@ import pytest
 
 from agent.clock import ManualClock
 from agent.errors import HospitalizeFlowError
-from agent.flows.checkpoints import FlowStatus
+from agent.flows.checkpoints import FlowCheckpoint, FlowStatus
 from agent.flows.engine import FlowEngine, FlowTimeoutError
-from agent.flows.flow import Flow, FlowContext, StepOutcome
+from agent.flows.flow import Advance, Flow, FlowContext, StepOutcome
 from agent.hospital.hospital import FlowHospital
 from agent.store.ledger_store import LedgerStore
 
@@ -57,3 +57,34 @@ def test_a_kept_flow_answers_its_caller_at_once_with_its_status(engine: FlowEngi
     assert isinstance(answer, FlowTimeoutError) and answer.status is FlowStatus.HOSPITALIZED
     assert "is HOSPITALIZED at step STARTED" in str(answer)
     assert answer.waiting_for is not None and "SedationNurse" in answer.waiting_for
+
+
+class SedatedOnce(Flow):
+    """Kept by the hospital on its first run; completes when run again."""
+
+    name = "SedatedOnceFlow"
+    runs = 0
+
+    def step(self, progress_step: str, ctx: FlowContext) -> StepOutcome:
+        SedatedOnce.runs += 1
+        if SedatedOnce.runs == 1:
+            raise HospitalizeFlowError("look at me")
+        return Advance("DONE", done=True, result="done")
+
+
+def test_a_retry_while_the_held_run_is_still_ending_runs_the_flow_again(engine: FlowEngine) -> None:
+    # The status listener runs on the flow's own thread, after the flow is HOSPITALIZED and before
+    # its run has ended: the gap an operator's `flow retry` fell into (found by CI on PostgreSQL,
+    # where the flow then stayed RUNNABLE with nothing to run it).
+    engine.register(SedatedOnce.name, SedatedOnce)
+    SedatedOnce.runs = 0
+    retried: list[bool] = []
+
+    def retry_at_once(checkpoint: FlowCheckpoint) -> None:
+        if checkpoint.status is FlowStatus.HOSPITALIZED and not retried:
+            retried.append(engine.retry(checkpoint.flow_id))
+
+    engine.on_status(retry_at_once)
+    handle = engine.start(SedatedOnce({}))
+    assert handle.result(WAIT) == "done"
+    assert retried == [True] and SedatedOnce.runs == 2
