@@ -5,8 +5,10 @@ headers only. It is optional: without a C compiler the install goes on, and ribl
 numpy rounds instead (same symbols, about twenty times slower at a million ids).
 
 agent/ledger/_ed25519.c checks a batch of Ed25519 signatures with OpenSSL's libcrypto (headers from
-libssl-dev) in one release of the GIL. Optional too: without it, agent.ledger.keys.verify_batch checks
-one signature at a time with cryptography (the same answers; slower beside a busy thread).
+libssl-dev) in one release of the GIL, asking libsodium first where the system has it (opened at run
+time: no headers needed; see the file for why the answers stay OpenSSL's). Optional too: without it,
+agent.ledger.keys.verify_batch checks one signature at a time with cryptography (the same answers;
+slower beside a busy thread).
 """
 
 from setuptools import Extension, setup
@@ -21,7 +23,7 @@ setup(
         Extension(
             "agent.ledger._ed25519",
             sources=["agent/ledger/_ed25519.c"],
-            libraries=["crypto"],
+            libraries=["crypto", "dl"],  # dl: dlopen on a glibc before 2.34
             optional=True,
         ),
     ]

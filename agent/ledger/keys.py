@@ -14,10 +14,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from agent.errors import IdentityError, SerializationError
 
-try:  # optional C extension (setup.py): OpenSSL's check, a batch per GIL release
+try:  # optional C extension (setup.py): OpenSSL's verdict, libsodium's cost, a batch per GIL release
+    from agent.ledger._ed25519 import FIRST_CHECK
     from agent.ledger._ed25519 import verify_batch as _verify_batch
 except ImportError:  # pragma: no cover - built wherever a C compiler and libcrypto's headers are
     _verify_batch = None  # type: ignore[assignment]
+    FIRST_CHECK = "cryptography"
 
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64

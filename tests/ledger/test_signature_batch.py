@@ -1,5 +1,6 @@
-"""keys.verify_batch (OpenSSL's libcrypto, a batch per GIL release) says what PublicKey.verify says
-(cryptography's copy of OpenSSL), signature by signature, including on forged and malformed input."""
+"""keys.verify_batch (OpenSSL's libcrypto, a batch per GIL release, libsodium asked first) says what
+PublicKey.verify says (cryptography's copy of OpenSSL), signature by signature, including on forged,
+malformed and small-order input; and its libsodium-first answers are its OpenSSL-only answers."""
 
 from __future__ import annotations
 
@@ -23,6 +24,17 @@ PAIRS = [KeyPair.from_seed(bytes([i]) * 32) for i in range(1, 4)]
 def _agree(checks: list[tuple[PublicKey, bytes, bytes]]) -> list[bool]:
     one_by_one = [key.verify(sig, message) for key, sig, message in checks]
     assert verify_batch(checks) == one_by_one
+    by_size: dict[int, list[tuple[PublicKey, bytes, bytes]]] = {}
+    for check in checks:
+        if len(check[1]) == keys.SIGNATURE_SIZE:
+            by_size.setdefault(len(check[2]), []).append(check)
+    for size, same in by_size.items():  # the extension's own two paths, without keys.py's handling
+        args = (
+            b"".join(k.raw for k, _, _ in same),
+            b"".join(s for _, s, _ in same),
+            b"".join(m for _, _, m in same),
+        )
+        assert keys._verify_batch(*args, size) == keys._verify_batch(*args, size, True)
     return one_by_one
 
 
@@ -30,6 +42,30 @@ def test_the_batch_check_is_built() -> None:
     # make builds it (setup.py); without it verify_batch falls back to one check at a time, and
     # the rest of this file would compare cryptography with itself.
     assert keys._verify_batch is not None
+
+
+def test_libsodium_checks_first_where_the_system_has_it() -> None:
+    # Debian's libsodium23 is on the machines we build and measure on (env): there the good
+    # signatures cost libsodium's 70 us, not OpenSSL 3.0's 135 (BENCHMARKS.md).
+    assert keys.FIRST_CHECK == "libsodium"
+
+
+def test_small_order_keys_and_points_get_openssls_verdict() -> None:
+    # libsodium refuses every one of these; OpenSSL accepts some (the neutral point as key and R with
+    # S = 0 verifies any message): those must still verify, as cryptography says.
+    neutral = b"\x01" + bytes(31)
+    order_two = b"\xec" + b"\xff" * 30 + b"\x7f"  # y = -1: the point of order 2
+    a = PAIRS[0]
+    checks = []
+    for key in (neutral, order_two):
+        for message in (b"", b"m" * 32, os.urandom(32)):
+            checks.append((PublicKey(key), neutral + bytes(32), message))
+            checks.append((PublicKey(key), key + bytes(32), message))
+            checks.append((PublicKey(key), a.sign(message), message))
+    signed = a.sign(b"x" * 32)
+    checks.append((a.public, neutral + signed[32:], b"x" * 32))  # a small-order R with a real key
+    verdicts = _agree(checks)
+    assert verdicts[0], "the neutral key and R with S = 0: OpenSSL accepts it, so must the batch"
 
 
 def test_good_signatures_of_several_keys_verify() -> None:
