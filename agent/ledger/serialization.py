@@ -2,8 +2,9 @@
 
 A transaction id is the hash of these bytes, so one value must have exactly one encoding: map keys are
 sorted, integers take their shortest form, and floats are refused (amounts are integers; a float's
-rounding would be a second truth). Decoding re-encodes and refuses bytes that are not already
-canonical, so an id computed by a peer and by us can never differ.
+rounding would be a second truth). Decoding refuses bytes that are not already canonical (what a C
+walk of the bytes cannot vouch for is encoded again and compared), so an id computed by a peer and by
+us can never differ.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from typing import Any, TypeVar
 import cbor2
 
 from agent.errors import SerializationError
+
+try:  # optional C extension (setup.py): canonical form vouched for in one walk of the bytes
+    from agent.ledger._canonical import is_canonical as _is_canonical
+except ImportError:  # pragma: no cover - built wherever a C compiler is
+    _is_canonical = None  # type: ignore[assignment]
 
 # Plain data that a state or a command argument may hold.
 Plain = None | bool | int | str | bytes | list["Plain"] | dict[str, "Plain"]
@@ -149,6 +155,8 @@ def _load(data: bytes, field: str) -> tuple[bytes, Any]:
 
 def _check_canonical(value: Any, raw: bytes, field: str) -> None:
     """One value, one encoding: raw must be what canonical encoding of what it decoded to gives."""
+    if _is_canonical is not None and _is_canonical(raw):
+        return  # vouched for in one walk of the bytes; anything else is encoded again to find out
     try:
         again = bytes(cbor2.dumps(value, canonical=True))
     except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
