@@ -18,6 +18,10 @@ Once everything is built, the objects alive are frozen out of the cyclic garbage
 as the process; a full collection walked them all, which stopped every thread for 45 to 150 ms on a
 2-vCPU machine, the largest part of the management plane's p99 at 200 requests/s. Frozen objects
 are still freed by reference counting; only a cycle among them that becomes garbage later is kept.
+A young collection then waits for 10,000 new objects, not CPython's 700 (GC_THRESHOLDS): Ledger
+Recovery decodes some 50,000 objects a batch that live until the batch is recorded, and at 700
+they were walked again and again and promoted into full collections, 13% of a 100,000-transaction
+recovery's time (BENCHMARKS.md).
 
 The process's umask is 077 and its log is as node.conf's logging block says (agent.logs.setup):
 docs/security.md, "Files and keys", and docs/logging.md.
@@ -127,8 +131,7 @@ def serve(
         config.management_threads,
     )
     if freeze_gc:
-        gc.collect()  # what is garbage now is freed, not frozen
-        gc.freeze()
+        settle_gc()
     if ready is not None:
         ready.set()
     try:
@@ -142,6 +145,18 @@ def serve(
         log.info("stopped")
     if failure:
         raise SystemExit(1)
+
+
+# Collections per generation (CPython's default: 700, 10, 10); see the module's docstring.
+GC_THRESHOLDS = (10_000, 10, 10)
+
+
+def settle_gc() -> None:
+    """Once the agent is built and started, in a process of its own: free what is garbage now, freeze
+    what is left out of the collector, and let young collections wait for GC_THRESHOLDS[0] objects."""
+    gc.collect()  # what is garbage now is freed, not frozen
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _pair(files: TlsFiles) -> tuple[str, str]:

@@ -364,6 +364,7 @@ def run_child(
 def child_main(args: argparse.Namespace) -> int:
     from agent.composition import build_agent
     from agent.ledgersync.memory import tune_malloc
+    from agent.process import settle_gc
     from agent.recovery.protocol import TOPIC_TRANSACTIONS
 
     tune_malloc()  # as `ledger-agent run` does before any thread starts (agent/process.py)
@@ -371,6 +372,7 @@ def child_main(args: argparse.Namespace) -> int:
     people_names = [str(n) for n in cast(args.seed).names]
     agent = build_agent(args.config, ledgersync_background=False)
     agent.start()
+    settle_gc()  # as `ledger-agent run` does once it serves (agent/process.py)
     runtime = agent.runtime
     try:
         started_rss = process_memory_mb_self()
