@@ -17,7 +17,8 @@ list only A can open).
 The processes. B and C are `ledger-agent run` processes (agent/client/launcher.py). The management
 REST has no LedgerRecoveryFlow route in this branch, so A is the agent built by the composition root
 (`agent.composition.build_agent(node.conf)`: the same runtime, store and HTTP peer transport as
-`ledger-agent run`, not serving) in a child process of this script, which runs the flow through
+`ledger-agent run`, not serving, with the collector settings `ledger-agent run` applies once it
+serves, `agent.process.settle_gc`) in a child process of this script, which runs the flow through
 `LedgerRecoveryService.recover` (the flow on the engine, with checkpoints) and reports its own
 VmHWM; this script samples the child's VmRSS meanwhile. LedgerSync is off on all three nodes (its
 graph is not part of recovery, and would add its own memory to A's).
