@@ -68,6 +68,7 @@ class AgentRuntime:
         if self.started:
             return
         self.started = True
+        self.node.store.start_checkpointing()
         if self.ledgersync is not None:
             self.ledgersync.start(background=self.ledgersync_background)
         self.resumed = self.engine.resume_all()

@@ -92,6 +92,13 @@ def open_database(target: str | peewee.Database) -> peewee.Database:
     raise ConfigurationError(URL_KEY, target, _ALLOWED)
 
 
+def sqlite_path(database: peewee.Database) -> Path | None:
+    """The file of a SQLite database; None for an in-memory one or another database."""
+    if not isinstance(database, peewee.SqliteDatabase) or database.database in ("", ":memory:"):
+        return None
+    return Path(database.database)
+
+
 def private_sqlite_file(path: Path) -> None:
     """The database file made 0600 before SQLite opens it (its directory 0700 if made here).
 

@@ -33,8 +33,9 @@ from agent.ports.uniqueness import CommittedStates
 from agent.ports.unit_of_work import UnitOfWork
 from agent.ports.vault import VaultRecord, VaultStore
 from agent.store.bulk import BulkWriter
+from agent.store.checkpointer import CHECKPOINT_PAGES, WalCheckpointer
 from agent.store.checkpoints import CheckpointRepository
-from agent.store.database import describe, is_sqlite, open_database
+from agent.store.database import describe, is_sqlite, open_database, sqlite_path
 from agent.store.db_errors import opening
 from agent.store.distribution import DistributionRepository
 from agent.store.graph_scans import GraphScanRepository
@@ -102,9 +103,33 @@ class LedgerStore:
         self.hospital: MedicalRecords = MedicalRecordRepository(self.schema)
         self.audit: AuditLog = AuditLogRepository(self.schema)
         self.recovery: RecoveryLog = RecoveryLogRepository(self.schema)
+        self._checkpointer: WalCheckpointer | None = None
+
+    def start_checkpointing(self) -> None:
+        """SQLite on a file: WAL checkpoints from now on on a thread of their own (store/checkpointer.py),
+        not in writers' commits; nothing on PostgreSQL or in memory. The agent's runtime calls it."""
+        path = sqlite_path(self.database)
+        if path is None or (self._checkpointer is not None and self._checkpointer.running):
+            return
+        self._checkpointer = WalCheckpointer(path)
+        # Connections opened from now on (each thread has its own) leave checkpoints to that thread.
+        self._sqlite().pragma("wal_autocheckpoint", 0, permanent=True)
+        self._checkpointer.start()
+
+    def stop_checkpointing(self) -> None:
+        if self._checkpointer is None:
+            return
+        self._checkpointer.stop()
+        self._checkpointer = None
+        self._sqlite().pragma("wal_autocheckpoint", CHECKPOINT_PAGES, permanent=True)
+
+    def _sqlite(self) -> peewee.SqliteDatabase:
+        assert isinstance(self.database, peewee.SqliteDatabase)  # sqlite_path said so
+        return self.database
 
     def close(self) -> None:
-        """Close this thread's connection."""
+        """Stop the checkpoints' thread, if started, and close this thread's connection."""
+        self.stop_checkpointing()
         if not self.database.is_closed():
             self.database.close()
 
