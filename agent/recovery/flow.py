@@ -490,21 +490,14 @@ class LedgerRecoveryFlow(Flow):
         # page's, and those of earlier pages that the new horizon lets through (a lane ahead in time left
         # them pending; they come first). Without the latter, a third of the transactions at 100,000
         # were asked only when their step needed them (bench/recover.py).
-        batch = self.params.recovery_batch_size
         horizon = self._horizon()
-        upcoming: dict[str, list[MissingTransaction]] = {}
-        for peer in self.params.recovery_peers:
-            upcoming[str(peer)] = self.deps.log.pending(
-                peer=str(peer), limit=batch, ledgersync=False, until=horizon
-            )
+        upcoming = self._read_pending(ledgersync=False)
         for row in rows:
             if horizon is None or (row.timestamp, row.timestamp_discriminator) <= horizon:
                 upcoming.setdefault(row.peer, []).append(row)
+        batch = self.params.recovery_batch_size
         self._ask_ahead(
-            {
-                p: sorted(r, key=lambda r: (r.timestamp, r.timestamp_discriminator, r.tx_id))[:batch]
-                for p, r in upcoming.items()
-            },
+            {peer: sorted(peer_rows, key=_pending_order)[:batch] for peer, peer_rows in upcoming.items()},
             set(),
         )
 
@@ -523,15 +516,18 @@ class LedgerRecoveryFlow(Flow):
             # Read while the last batch was fetched, and only that batch's rows have changed since
             # (an empty one is read again: rows a requeue put back must not be missed at the end).
             return cached[2]
+        return {peer: rows for peer, rows in self._read_pending(ledgersync=ledgersync).items() if rows}
+
+    def _read_pending(self, *, ledgersync: bool) -> dict[str, list[MissingTransaction]]:
+        """Each peer's first batch of PENDING rows up to the horizon, as the log holds them now."""
         batch = self.params.recovery_batch_size
-        pending = {}
-        for peer in self.params.recovery_peers:
-            rows = self.deps.log.pending(
-                peer=str(peer), limit=batch, ledgersync=ledgersync, until=self._horizon()
+        horizon = self._horizon()
+        return {
+            str(peer): self.deps.log.pending(
+                peer=str(peer), limit=batch, ledgersync=ledgersync, until=horizon
             )
-            if rows:
-                pending[str(peer)] = rows
-        return pending
+            for peer in self.params.recovery_peers
+        }
 
     def _horizon(self) -> tuple[datetime, int] | None:
         """The latest (timestamp, discriminator) every lane still walking has reached: the rows up to it
@@ -735,6 +731,11 @@ def result_json(row: RecoveryResultRow) -> dict[str, Any]:
         "synchronisedInitiated": row.synchronised_initiated,
         "failureCause": row.failure_cause,
     }
+
+
+def _pending_order(row: MissingTransaction) -> tuple[datetime, int, str]:
+    """A peer's PENDING rows in the order RecoveryLog.pending gives them."""
+    return (row.timestamp, row.timestamp_discriminator, row.tx_id)
 
 
 def _page_key(lane: dict[str, Any]) -> str:
